@@ -1,0 +1,200 @@
+/**
+ * Every setting the system reads, in one place. `loadConfig` reads the environment once,
+ * validates every value and fails with a message naming the setting, the value and the
+ * expected form. Nothing here runs at import time.
+ */
+
+export type ProfileName = 'mnist' | 'xray';
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+
+/** How the code reaches Blob Storage: a connection string, or a service URI plus managed identity. */
+export type StorageConnection =
+  | { kind: 'connectionString'; connectionString: string }
+  | { kind: 'identity'; blobServiceUri: string; clientId?: string };
+
+export interface Config {
+  /** Name of the app setting (prefix) that holds the storage connection, as used by the triggers. */
+  storageSetting: string;
+  storage: StorageConnection;
+  /** Preprocessing profile applied to every upload. */
+  profile: ProfileName;
+  /** Output side length of the xray profile (square, letterboxed). */
+  xraySize: number;
+  /** Uploads larger than this are rejected without decoding. */
+  maxUploadBytes: number;
+  /** Images whose header declares more pixels than this are rejected before decoding. */
+  maxPixels: number;
+  /** NCRONTAB (six fields, seconds first) schedule of the retraining timer. */
+  retrainSchedule: string;
+  /** Labels newer than the promoted model's snapshot needed before a retraining run starts. */
+  retrainMinNewLabels: number;
+  /** Force an ML backend; undefined picks the fastest one that loads. */
+  backend: BackendName | undefined;
+  /** Embedded runtime: invocations running at once. */
+  localConcurrency: number;
+  /** Embedded runtime: how often blob containers are scanned for new or changed blobs. */
+  localPollMs: number;
+  /** Embedded runtime: port of the local HTTP functions (0 = any free port). */
+  localHttpPort: number;
+  /** Embedded runtime: folder where Azurite keeps its data. */
+  localDataDir: string;
+}
+
+export type Env = Record<string, string | undefined>;
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    readonly value: string | undefined,
+    readonly expected: string,
+  ) {
+    super(
+      value === undefined
+        ? `Setting ${key} is missing; expected ${expected}.`
+        : `Setting ${key} has the value ${JSON.stringify(value)}; expected ${expected}.`,
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+/** One row per setting: the README's configuration table is checked against this list. */
+export interface SettingSpec {
+  key: string;
+  default: string | undefined;
+  expected: string;
+  description: string;
+}
+
+export const STORAGE_SETTING = 'AzureWebJobsStorage';
+
+export const SETTINGS: readonly SettingSpec[] = [
+  {
+    key: STORAGE_SETTING,
+    default: undefined,
+    expected: 'a storage connection string (UseDevelopmentStorage=true for Azurite), or AzureWebJobsStorage__blobServiceUri for a managed identity',
+    description: 'Storage account of the containers and of the triggers.',
+  },
+  {
+    key: `${STORAGE_SETTING}__blobServiceUri`,
+    default: undefined,
+    expected: 'an https URL such as https://ACCOUNT.blob.core.windows.net',
+    description: 'Identity-based connection: blob endpoint (used when AzureWebJobsStorage is not set).',
+  },
+  {
+    key: `${STORAGE_SETTING}__clientId`,
+    default: undefined,
+    expected: 'the client id (a GUID) of a user-assigned managed identity',
+    description: 'Identity-based connection: which managed identity to use.',
+  },
+  { key: 'TRIAGE_PROFILE', default: 'mnist', expected: 'one of mnist, xray', description: 'Preprocessing profile.' },
+  { key: 'TRIAGE_XRAY_SIZE', default: '224', expected: 'an integer from 16 to 2048', description: 'Output size of the xray profile (pixels, square).' },
+  { key: 'TRIAGE_MAX_UPLOAD_BYTES', default: String(64 * 1024 * 1024), expected: 'an integer from 1 to 1073741824', description: 'Uploads larger than this are rejected (code too-large).' },
+  { key: 'TRIAGE_MAX_PIXELS', default: String(50_000_000), expected: 'an integer from 1 to 1000000000', description: 'Declared pixel count above which an image is refused before decoding (code too-many-pixels).' },
+  { key: 'RETRAIN_SCHEDULE', default: '0 0 2 * * *', expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)', description: 'When the retraining timer fires.' },
+  { key: 'RETRAIN_MIN_NEW_LABELS', default: '100', expected: 'an integer from 1 to 10000000', description: 'New labels needed before a retraining run starts.' },
+  { key: 'TRIAGE_BACKEND', default: undefined, expected: 'one of tensorflow, wasm, cpu', description: 'Force an ML backend (default: tensorflow if it loads, else wasm, else cpu).' },
+  { key: 'TRIAGE_LOCAL_CONCURRENCY', default: '4', expected: 'an integer from 1 to 64', description: 'Embedded runtime: invocations at once.' },
+  { key: 'TRIAGE_LOCAL_POLL_MS', default: '500', expected: 'an integer from 10 to 60000', description: 'Embedded runtime: container scan interval in milliseconds.' },
+  { key: 'TRIAGE_LOCAL_HTTP_PORT', default: '7071', expected: 'an integer from 0 to 65535', description: 'Embedded runtime: port of the HTTP functions (0 = any free port).' },
+  { key: 'TRIAGE_LOCAL_DATA_DIR', default: '.azurite', expected: 'a folder path', description: 'Embedded runtime: where Azurite keeps its data.' },
+];
+
+function raw(env: Env, key: string): string | undefined {
+  const v = env[key];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+function withDefault(env: Env, key: string): string {
+  const spec = SETTINGS.find((s) => s.key === key);
+  const v = raw(env, key) ?? spec?.default;
+  if (v === undefined) throw new ConfigError(key, undefined, spec?.expected ?? 'a value');
+  return v;
+}
+
+function expectedOf(key: string): string {
+  return SETTINGS.find((s) => s.key === key)?.expected ?? 'a valid value';
+}
+
+export function readInt(env: Env, key: string, min: number, max: number): number {
+  const v = withDefault(env, key);
+  if (!/^-?\d+$/.test(v)) throw new ConfigError(key, v, expectedOf(key));
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new ConfigError(key, v, expectedOf(key));
+  return n;
+}
+
+export function readEnum<T extends string>(env: Env, key: string, allowed: readonly T[]): T {
+  const v = withDefault(env, key);
+  if (!(allowed as readonly string[]).includes(v)) throw new ConfigError(key, v, expectedOf(key));
+  return v as T;
+}
+
+const NCRONTAB_FIELD = /^[\d*,/\-A-Za-z?]+$/;
+
+/** NCRONTAB as the Functions host reads it: six fields, seconds first. */
+export function validateNcrontab(key: string, value: string): string {
+  const fields = value.split(/\s+/);
+  if (fields.length !== 6 || !fields.every((f) => NCRONTAB_FIELD.test(f))) {
+    throw new ConfigError(key, value, expectedOf(key));
+  }
+  return value;
+}
+
+function readStorage(env: Env): StorageConnection {
+  const cs = raw(env, STORAGE_SETTING);
+  if (cs !== undefined) {
+    if (cs !== 'UseDevelopmentStorage=true' && !/(^|;)\s*(AccountName|BlobEndpoint)\s*=/i.test(cs)) {
+      throw new ConfigError(STORAGE_SETTING, '<hidden>', expectedOf(STORAGE_SETTING));
+    }
+    return { kind: 'connectionString', connectionString: cs };
+  }
+  const uriKey = `${STORAGE_SETTING}__blobServiceUri`;
+  const uri = raw(env, uriKey);
+  if (uri === undefined) throw new ConfigError(STORAGE_SETTING, undefined, expectedOf(STORAGE_SETTING));
+  let parsed: URL;
+  try {
+    parsed = new URL(uri);
+  } catch {
+    throw new ConfigError(uriKey, uri, expectedOf(uriKey));
+  }
+  if (parsed.protocol !== 'https:' && parsed.hostname !== '127.0.0.1' && parsed.hostname !== 'localhost') {
+    throw new ConfigError(uriKey, uri, expectedOf(uriKey));
+  }
+  const clientKey = `${STORAGE_SETTING}__clientId`;
+  const clientId = raw(env, clientKey);
+  if (clientId !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(clientId)) {
+    throw new ConfigError(clientKey, clientId, expectedOf(clientKey));
+  }
+  return clientId === undefined ? { kind: 'identity', blobServiceUri: uri } : { kind: 'identity', blobServiceUri: uri, clientId };
+}
+
+/** Reads and validates every setting. Throws ConfigError on the first bad one. */
+export function loadConfig(env: Env = process.env): Config {
+  const backend = raw(env, 'TRIAGE_BACKEND') === undefined ? undefined : readEnum<BackendName>(env, 'TRIAGE_BACKEND', ['tensorflow', 'wasm', 'cpu']);
+  return {
+    storageSetting: STORAGE_SETTING,
+    storage: readStorage(env),
+    profile: readEnum<ProfileName>(env, 'TRIAGE_PROFILE', ['mnist', 'xray']),
+    xraySize: readInt(env, 'TRIAGE_XRAY_SIZE', 16, 2048),
+    maxUploadBytes: readInt(env, 'TRIAGE_MAX_UPLOAD_BYTES', 1, 1024 * 1024 * 1024),
+    maxPixels: readInt(env, 'TRIAGE_MAX_PIXELS', 1, 1_000_000_000),
+    retrainSchedule: validateNcrontab('RETRAIN_SCHEDULE', withDefault(env, 'RETRAIN_SCHEDULE')),
+    retrainMinNewLabels: readInt(env, 'RETRAIN_MIN_NEW_LABELS', 1, 10_000_000),
+    backend,
+    localConcurrency: readInt(env, 'TRIAGE_LOCAL_CONCURRENCY', 1, 64),
+    localPollMs: readInt(env, 'TRIAGE_LOCAL_POLL_MS', 10, 60_000),
+    localHttpPort: readInt(env, 'TRIAGE_LOCAL_HTTP_PORT', 0, 65535),
+    localDataDir: withDefault(env, 'TRIAGE_LOCAL_DATA_DIR'),
+  };
+}
+
+/** Settings the function app needs in Azure (the rest have defaults or are local-only). */
+export const REQUIRED_IN_AZURE: readonly string[] = [
+  `${STORAGE_SETTING}__blobServiceUri`,
+  `${STORAGE_SETTING}__queueServiceUri`,
+  `${STORAGE_SETTING}__credential`,
+  `${STORAGE_SETTING}__clientId`,
+  'TRIAGE_PROFILE',
+  'RETRAIN_SCHEDULE',
+  'RETRAIN_MIN_NEW_LABELS',
+];

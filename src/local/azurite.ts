@@ -1,0 +1,85 @@
+/**
+ * Starts Azurite's blob service from the npm package as a child process on a free port.
+ * In memory for tests, or persisted in a folder (the default for `npm start`).
+ */
+import { spawn, ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+/** Azurite's well-known development account (public, documented; not a secret). */
+export const DEV_ACCOUNT = 'devstoreaccount1';
+export const DEV_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+export interface AzuriteOptions {
+  /** Folder for persisted data; omit for in-memory storage. */
+  location?: string;
+  /** Port to listen on; 0 picks a free one. */
+  port?: number;
+  /** Called with each line Azurite prints (debugging). */
+  onLine?: (line: string) => void;
+}
+
+export interface AzuriteHandle {
+  port: number;
+  blobEndpoint: string;
+  connectionString: string;
+  stop(): Promise<void>;
+}
+
+export function devConnectionString(port: number): string {
+  return `DefaultEndpointsProtocol=http;AccountName=${DEV_ACCOUNT};AccountKey=${DEV_KEY};BlobEndpoint=http://127.0.0.1:${port}/${DEV_ACCOUNT};`;
+}
+
+function azuriteBlobMain(): string {
+  const pkg = require.resolve('azurite/package.json');
+  return path.join(path.dirname(pkg), 'dist', 'src', 'blob', 'main.js');
+}
+
+export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHandle> {
+  const args = [azuriteBlobMain(), '--blobHost', '127.0.0.1', '--blobPort', String(opts.port ?? 0), '--disableTelemetry', '--skipApiVersionCheck', '--silent'];
+  if (opts.location !== undefined) {
+    mkdirSync(opts.location, { recursive: true });
+    args.push('--location', opts.location);
+  } else {
+    args.push('--inMemoryPersistence');
+  }
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`Azurite did not start within 30 s. Output:\n${out}`));
+    }, 30_000);
+    const onData = (chunk: Buffer) => {
+      const text = chunk.toString();
+      out += text;
+      for (const line of text.split('\n')) if (line.trim() !== '') opts.onLine?.(line);
+      const m = /successfully listens on http:\/\/[\d.]+:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`Azurite exited with code ${String(code)} before listening. Output:\n${out}`));
+    });
+  });
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+  return {
+    port,
+    blobEndpoint: `http://127.0.0.1:${port}/${DEV_ACCOUNT}`,
+    connectionString: devConnectionString(port),
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}

@@ -1,0 +1,204 @@
+/**
+ * The one adapter over @azure/storage-blob. Everything that touches Blob Storage goes through
+ * it, so errors are classified in one place: not-found, condition-failed (another writer got
+ * there first) and transient (worth a retry).
+ */
+import { createHash } from 'node:crypto';
+import {
+  BlobServiceClient,
+  ContainerClient,
+  RestError,
+  StoragePipelineOptions,
+  BlobItem,
+} from '@azure/storage-blob';
+import type { StorageConnection } from '../config';
+import { ALL_CONTAINERS } from './layout';
+
+export interface BlobData {
+  data: Buffer;
+  etag: string;
+  metadata: Record<string, string>;
+  contentType: string | undefined;
+  lastModified: Date | undefined;
+}
+
+export interface BlobEntry {
+  name: string;
+  etag: string;
+  size: number;
+  lastModified: Date;
+  metadata: Record<string, string>;
+}
+
+export interface PutOptions {
+  contentType?: string;
+  metadata?: Record<string, string>;
+  /** Write only if the blob does not exist yet. */
+  ifNoneExists?: boolean;
+  /** Write only if the blob still has this ETag. */
+  ifMatch?: string;
+}
+
+export type PutResult = { written: true; etag: string } | { written: false; reason: 'exists' | 'changed' };
+
+export const DEFAULT_RETRY = { maxTries: 4, retryDelayInMs: 200, maxRetryDelayInMs: 2000, tryTimeoutInMs: 60_000 };
+
+export function errorStatus(err: unknown): number | undefined {
+  if (err instanceof RestError) return err.statusCode;
+  const s = (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof s === 'number' ? s : undefined;
+}
+
+export function isNotFound(err: unknown): boolean {
+  return errorStatus(err) === 404;
+}
+
+/** 409 (already exists, lease held) or 412 (ETag condition not met). */
+export function isConditionFailed(err: unknown): boolean {
+  const s = errorStatus(err);
+  return s === 409 || s === 412;
+}
+
+/** True when the storage service could not be reached at all (refused, reset, timed out). */
+export function isUnreachable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  const msg = err instanceof Error ? err.message : String(err);
+  return (
+    (typeof code === 'string' && /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|REQUEST_SEND_ERROR|ENOTFOUND|EAI_AGAIN/.test(code)) ||
+    /ECONNREFUSED|ECONNRESET|socket hang up/.test(msg)
+  );
+}
+
+/** ETags as the service sends them in headers (quoted); listings give them bare. */
+export function quoteEtag(etag: string | undefined): string {
+  if (etag === undefined || etag === '') return '';
+  return etag.startsWith('"') ? etag : `"${etag}"`;
+}
+
+export function sha256(data: Buffer | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export class BlobStore {
+  readonly service: BlobServiceClient;
+
+  constructor(service: BlobServiceClient) {
+    this.service = service;
+  }
+
+  static fromConnection(conn: StorageConnection, retry: StoragePipelineOptions['retryOptions'] = DEFAULT_RETRY): BlobStore {
+    const options: StoragePipelineOptions = { retryOptions: retry };
+    if (conn.kind === 'connectionString') {
+      return new BlobStore(BlobServiceClient.fromConnectionString(conn.connectionString, options));
+    }
+    // Loaded lazily: only Azure deployments use a managed identity.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const identity = require('@azure/identity') as typeof import('@azure/identity');
+    const credential =
+      conn.clientId !== undefined
+        ? new identity.ManagedIdentityCredential({ clientId: conn.clientId })
+        : new identity.DefaultAzureCredential();
+    return new BlobStore(new BlobServiceClient(conn.blobServiceUri, credential, options));
+  }
+
+  container(name: string): ContainerClient {
+    return this.service.getContainerClient(name);
+  }
+
+  /** Creates every container of the layout (and any extra ones) that does not exist yet. */
+  async ensureContainers(extra: readonly string[] = []): Promise<void> {
+    await Promise.all([...ALL_CONTAINERS, ...extra].map((c) => this.container(c).createIfNotExists()));
+  }
+
+  /** Downloads the blob as of one version: body and ETag always belong together. */
+  async get(container: string, name: string): Promise<BlobData | undefined> {
+    const blob = this.container(container).getBlobClient(name);
+    try {
+      const res = await blob.download(0);
+      const body = await streamToBuffer(res.readableStreamBody);
+      return {
+        data: body,
+        etag: quoteEtag(res.etag),
+        metadata: res.metadata ?? {},
+        contentType: res.contentType,
+        lastModified: res.lastModified,
+      };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async head(container: string, name: string): Promise<{ etag: string; metadata: Record<string, string>; size: number } | undefined> {
+    try {
+      const p = await this.container(container).getBlobClient(name).getProperties();
+      return { etag: quoteEtag(p.etag), metadata: p.metadata ?? {}, size: p.contentLength ?? 0 };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async put(container: string, name: string, data: Buffer | string, opts: PutOptions = {}): Promise<PutResult> {
+    const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    const blob = this.container(container).getBlockBlobClient(name);
+    try {
+      const res = await blob.uploadData(body, {
+        blobHTTPHeaders: opts.contentType !== undefined ? { blobContentType: opts.contentType } : undefined,
+        metadata: opts.metadata,
+        conditions: opts.ifNoneExists ? { ifNoneMatch: '*' } : opts.ifMatch !== undefined ? { ifMatch: opts.ifMatch } : undefined,
+      });
+      return { written: true, etag: quoteEtag(res.etag) };
+    } catch (err) {
+      if (isConditionFailed(err)) return { written: false, reason: opts.ifNoneExists ? 'exists' : 'changed' };
+      throw err;
+    }
+  }
+
+  async getJson<T>(container: string, name: string): Promise<{ value: T; etag: string } | undefined> {
+    const b = await this.get(container, name);
+    if (b === undefined) return undefined;
+    return { value: JSON.parse(b.data.toString('utf8')) as T, etag: b.etag };
+  }
+
+  async putJson(container: string, name: string, value: unknown, opts: Omit<PutOptions, 'contentType'> = {}): Promise<PutResult> {
+    return this.put(container, name, JSON.stringify(value, null, 2) + '\n', { ...opts, contentType: 'application/json' });
+  }
+
+  /** Deletes the blob if it still has the given ETag; false when it was gone or changed. */
+  async deleteIfMatch(container: string, name: string, etag: string): Promise<boolean> {
+    try {
+      await this.container(container).getBlobClient(name).delete({ conditions: { ifMatch: etag } });
+      return true;
+    } catch (err) {
+      if (isNotFound(err) || isConditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
+  async *list(container: string, prefix?: string, withMetadata = false): AsyncGenerator<BlobEntry> {
+    const it = this.container(container).listBlobsFlat({ prefix, includeMetadata: withMetadata });
+    for await (const item of it as AsyncIterable<BlobItem>) {
+      yield {
+        name: item.name,
+        etag: quoteEtag(item.properties.etag),
+        size: item.properties.contentLength ?? 0,
+        lastModified: item.properties.lastModified,
+        metadata: item.metadata ?? {},
+      };
+    }
+  }
+
+  async count(container: string, prefix?: string): Promise<number> {
+    let n = 0;
+    for await (const _ of this.list(container, prefix)) n++;
+    return n;
+  }
+}
+
+async function streamToBuffer(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
+  if (stream === undefined) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks);
+}

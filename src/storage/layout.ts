@@ -1,0 +1,95 @@
+/**
+ * The storage layout: every container and every blob path the system uses is named here and
+ * nowhere else. Triggers (functions/), handlers, the CLI, tests and the Bicep templates all read it.
+ */
+
+export const CONTAINERS = {
+  uploads: 'uploads',
+  preprocessed: 'preprocessed',
+  predictions: 'predictions',
+  flagged: 'flagged',
+  rejected: 'rejected',
+  labels: 'labels',
+  models: 'models',
+  runs: 'runs',
+} as const;
+
+export type ContainerKey = keyof typeof CONTAINERS;
+export type ContainerName = (typeof CONTAINERS)[ContainerKey];
+export const ALL_CONTAINERS: readonly ContainerName[] = Object.values(CONTAINERS);
+
+/** Container the embedded runtime keeps its trigger receipts in (the Functions host uses the same one). */
+export const HOST_CONTAINER = 'azure-webjobs-hosts';
+
+/** Blob trigger paths, in the Functions binding syntax. */
+export const TRIGGER_PATHS = {
+  preprocess: `${CONTAINERS.uploads}/{name}`,
+  infer: `${CONTAINERS.preprocessed}/{name}.npy`,
+} as const;
+
+const MAX_BLOB_NAME = 1024;
+const SUFFIX_ROOM = 16;
+
+/** Why an upload name cannot be used as-is; undefined when it can. */
+export function invalidUploadName(name: string): string | undefined {
+  if (name.length === 0) return 'the name is empty';
+  if (name.length > MAX_BLOB_NAME - SUFFIX_ROOM) return `the name is longer than ${MAX_BLOB_NAME - SUFFIX_ROOM} characters`;
+  if (/[\u0000-\u001f\u007f\\]/.test(name)) return 'the name contains a control character or a backslash';
+  if (name.startsWith('/') || name.endsWith('/') || name.endsWith('.')) return 'the name starts with "/" or ends with "/" or "."';
+  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) return 'the name has an empty, "." or ".." path segment';
+  return undefined;
+}
+
+/** Blob names derived from an upload name. Upload names keep their virtual folders as they are. */
+export const paths = {
+  upload: (name: string) => name,
+  preprocessed: (name: string) => `${name}.npy`,
+  preprocessedMeta: (name: string) => `${name}.json`,
+  prediction: (name: string) => `${name}.json`,
+  flagged: (name: string) => `${name}.json`,
+  rejected: (name: string) => `${name}.json`,
+  label: (name: string) => `${name}.json`,
+  modelDir: (version: string) => `${version}/`,
+  modelFile: (version: string, file: string) => `${version}/${file}`,
+  modelCard: (version: string) => `${version}/card.json`,
+  currentModel: () => 'current.json',
+  runManifest: (runId: string) => `${runId}/manifest.json`,
+  runReport: (runId: string) => `${runId}/report.json`,
+  receipt: (fn: string, container: string, blob: string) => `triage-local-receipts/${fn}/${container}/${blob}`,
+} as const;
+
+/** Inverse of the `.json` record paths: the upload name a record belongs to. */
+export function uploadNameFromRecord(blobName: string): string | undefined {
+  return blobName.endsWith('.json') ? blobName.slice(0, -'.json'.length) : undefined;
+}
+
+/** Inverse of paths.preprocessed. */
+export function uploadNameFromPreprocessed(blobName: string): string | undefined {
+  return blobName.endsWith('.npy') ? blobName.slice(0, -'.npy'.length) : undefined;
+}
+
+/**
+ * Matches a blob against a trigger path such as `preprocessed/{name}.npy`. Returns the binding
+ * values, or undefined when the blob is not the trigger's. `{name}` spans virtual folders.
+ */
+export function matchTriggerPath(triggerPath: string, container: string, blobName: string): Record<string, string> | undefined {
+  const slash = triggerPath.indexOf('/');
+  const pathContainer = slash < 0 ? triggerPath : triggerPath.slice(0, slash);
+  if (pathContainer !== container) return undefined;
+  const pattern = slash < 0 ? '{name}' : triggerPath.slice(slash + 1);
+  const names: string[] = [];
+  const re = pattern.replace(/\{(\w+)\}|([^{}]+)/g, (_m, param: string | undefined, lit: string | undefined) => {
+    if (param !== undefined) {
+      names.push(param);
+      return '(.+)';
+    }
+    return (lit ?? '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  });
+  const m = new RegExp(`^${re}$`, 's').exec(blobName);
+  if (!m) return undefined;
+  const out: Record<string, string> = {};
+  names.forEach((n, i) => {
+    out[n] = m[i + 1] ?? '';
+  });
+  return out;
+}
