@@ -1,0 +1,41 @@
+/**
+ * The composition root: builds the dependencies every handler receives. In Azure they are
+ * built once per instance from the app settings; the embedded runtime runs each invocation
+ * with its own (so several runtimes can live in one process, each on its own storage).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Config, loadConfig } from './config';
+import { BlobStore } from './storage/blobStore';
+
+export interface Deps {
+  config: Config;
+  store: BlobStore;
+  now: () => Date;
+  /** Identifies this instance in records (host name in Azure, runtime id locally). */
+  instanceId: string;
+}
+
+export function buildDeps(config: Config, overrides: Partial<Omit<Deps, 'config'>> = {}): Deps {
+  return {
+    config,
+    store: overrides.store ?? BlobStore.fromConnection(config.storage),
+    now: overrides.now ?? (() => new Date()),
+    instanceId: overrides.instanceId ?? process.env.WEBSITE_INSTANCE_ID ?? process.env.HOSTNAME ?? `pid-${process.pid}`,
+  };
+}
+
+const scoped = new AsyncLocalStorage<Deps>();
+let processDeps: Deps | undefined;
+
+/** Runs `fn` with `deps` as the dependencies of every handler it calls. */
+export function runWithDeps<T>(deps: Deps, fn: () => T): T {
+  return scoped.run(deps, fn);
+}
+
+/** The dependencies of the current invocation: the embedded runtime's, else the instance's. */
+export function currentDeps(): Deps {
+  const d = scoped.getStore();
+  if (d !== undefined) return d;
+  processDeps ??= buildDeps(loadConfig());
+  return processDeps;
+}

@@ -1,0 +1,28 @@
+/** Glue between the Functions programming model and the pure handlers. */
+import type { InvocationContext } from '@azure/functions';
+import type { Log } from './types';
+
+export function contextLog(context: InvocationContext): Log {
+  return {
+    info: (m, ...r) => context.log(m, ...r),
+    warn: (m, ...r) => context.warn(m, ...r),
+    error: (m, ...r) => context.error(m, ...r),
+  };
+}
+
+/** The `{name}` a blob trigger path bound, e.g. `batch 1/scan.dcm` for `uploads/{name}`. */
+export function boundName(context: InvocationContext): string {
+  const name = context.triggerMetadata?.name;
+  if (typeof name !== 'string' || name === '') {
+    throw new Error(`${context.functionName}: the trigger bound no {name} (trigger metadata: ${JSON.stringify(context.triggerMetadata ?? {})})`);
+  }
+  return name;
+}
+
+export function asBuffer(input: unknown): Buffer {
+  if (Buffer.isBuffer(input)) return input;
+  if (input instanceof Uint8Array) return Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  if (typeof input === 'string') return Buffer.from(input, 'utf8');
+  if (input === null || input === undefined) return Buffer.alloc(0);
+  throw new Error(`blob trigger delivered ${typeof input}, expected bytes`);
+}

@@ -1,0 +1,150 @@
+/**
+ * preprocess: one upload in, exactly one terminal record out.
+ *   good image  -> preprocessed/{name}.json (metadata) then preprocessed/{name}.npy (pixels)
+ *   bad input   -> rejected/{name}.json with a machine-readable code and a human message
+ * Bad input is permanent: the handler records it and returns (a throw would be retried five
+ * times and end in the poison queue). Storage errors are transient: they propagate so the host
+ * retries. The upload itself is never modified.
+ */
+import type { Deps } from '../composition';
+import { ImageRejection, preprocessImage, encodeNpy, ImageMetadata, RejectionCode } from '../imaging';
+import { sha256 } from '../storage/blobStore';
+import { CONTAINERS, invalidUploadName, paths } from '../storage/layout';
+import { recordSource, removeStaleRecord, writeJsonRecord, writeRecord, WriteOutcome } from '../storage/records';
+import type { Log } from './types';
+
+export interface PreprocessInput {
+  /** Upload name (the `{name}` of uploads/{name}); may contain virtual folders. */
+  name: string;
+  /** The upload's bytes, as the trigger delivered them. */
+  data: Buffer;
+}
+
+export interface SourceInfo {
+  sha256: string;
+  bytes: number;
+}
+
+export interface PreprocessedRecord {
+  upload: string;
+  source: SourceInfo & ImageMetadata['source'];
+  profile: ImageMetadata['profile'];
+  shape: ImageMetadata['shape'];
+  dicom?: ImageMetadata['dicom'];
+  quality: ImageMetadata['quality'];
+  pixels: string;
+  time: string;
+  instance: string;
+}
+
+export type RejectionRecordCode = RejectionCode | 'invalid-name';
+
+export interface RejectionRecord {
+  upload: string;
+  code: RejectionRecordCode;
+  message: string;
+  detail?: Record<string, string | number>;
+  source: SourceInfo;
+  profile: string;
+  time: string;
+  instance: string;
+}
+
+export type PreprocessResult =
+  | { status: 'preprocessed'; outcome: WriteOutcome; sha256: string }
+  | { status: 'rejected'; outcome: WriteOutcome; code: RejectionRecordCode; sha256: string }
+  | { status: 'already-done'; sha256: string };
+
+export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: Log): Promise<PreprocessResult> {
+  const { store, config } = deps;
+  const sha = sha256(input.data);
+  const source: SourceInfo = { sha256: sha, bytes: input.data.length };
+
+  // Re-delivery of bytes already handled: nothing to do.
+  const [npy, rejected] = await Promise.all([
+    recordSource(store, CONTAINERS.preprocessed, paths.preprocessed(input.name)),
+    recordSource(store, CONTAINERS.rejected, paths.rejected(input.name)),
+  ]);
+  if (npy?.sha === sha || rejected?.sha === sha) {
+    log.info(`preprocess: ${input.name} already handled for sha256 ${sha.slice(0, 12)}`);
+    return { status: 'already-done', sha256: sha };
+  }
+
+  const badName = invalidUploadName(input.name);
+  if (badName !== undefined) {
+    return reject(input.name, source, 'invalid-name', `The upload name cannot be used: ${badName}.`, undefined, deps, log);
+  }
+
+  let pixels: Float32Array;
+  let meta: ImageMetadata;
+  try {
+    const out = await preprocessImage(input.data, {
+      profile: config.profile,
+      xraySize: config.xraySize,
+      maxInputBytes: config.maxUploadBytes,
+      maxPixels: config.maxPixels,
+    });
+    pixels = out.pixels;
+    meta = out.metadata;
+  } catch (err) {
+    if (err instanceof ImageRejection) return reject(input.name, source, err.code, err.message, err.detail, deps, log);
+    throw err;
+  }
+
+  const record: PreprocessedRecord = {
+    upload: input.name,
+    source: { ...source, ...meta.source },
+    profile: meta.profile,
+    shape: meta.shape,
+    ...(meta.dicom !== undefined ? { dicom: meta.dicom } : {}),
+    quality: meta.quality,
+    pixels: `${CONTAINERS.preprocessed}/${paths.preprocessed(input.name)}`,
+    time: deps.now().toISOString(),
+    instance: deps.instanceId,
+  };
+  // Metadata first, pixels last: the .npy is what triggers inference, so when it exists its
+  // metadata does too.
+  await writeJsonRecord(store, CONTAINERS.preprocessed, paths.preprocessedMeta(input.name), record, sha);
+  const outcome = await writeRecord(store, {
+    container: CONTAINERS.preprocessed,
+    blob: paths.preprocessed(input.name),
+    body: encodeNpy(pixels, meta.shape),
+    sourceSha256: sha,
+    contentType: 'application/octet-stream',
+    metadata: { profile: meta.profile.name, profileversion: meta.profile.version },
+  });
+  // A changed re-upload that used to be rejected is not rejected any more.
+  await removeStaleRecord(store, CONTAINERS.rejected, paths.rejected(input.name), sha);
+  log.info(`preprocess: ${input.name} -> preprocessed (${meta.source.format} ${meta.source.width}x${meta.source.height}, ${outcome})`);
+  return { status: 'preprocessed', outcome, sha256: sha };
+}
+
+async function reject(
+  name: string,
+  source: SourceInfo,
+  code: RejectionRecordCode,
+  message: string,
+  detail: Record<string, string | number> | undefined,
+  deps: Deps,
+  log: Log,
+): Promise<PreprocessResult> {
+  const { store } = deps;
+  const record: RejectionRecord = {
+    upload: name,
+    code,
+    message,
+    ...(detail !== undefined ? { detail } : {}),
+    source,
+    profile: deps.config.profile,
+    time: deps.now().toISOString(),
+    instance: deps.instanceId,
+  };
+  const outcome = await writeJsonRecord(store, CONTAINERS.rejected, paths.rejected(name), record, source.sha256);
+  // A changed re-upload that is now bad supersedes what the older bytes produced.
+  await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessed(name), source.sha256);
+  await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessedMeta(name), source.sha256);
+  await removeStaleRecord(store, CONTAINERS.predictions, paths.prediction(name), source.sha256);
+  await removeStaleRecord(store, CONTAINERS.flagged, paths.flagged(name), source.sha256);
+  log.warn(`preprocess: ${name} rejected (${code}): ${message}`);
+  return { status: 'rejected', outcome, code, sha256: source.sha256 };
+}

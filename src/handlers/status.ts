@@ -1,0 +1,47 @@
+/** Counts per container and the work still pending: what `triage status` and GET /api/status show. */
+import type { BlobStore } from '../storage/blobStore';
+import { ALL_CONTAINERS, CONTAINERS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../storage/layout';
+
+export interface StatusReport {
+  containers: Record<string, number>;
+  uploads: number;
+  preprocessed: number;
+  rejected: number;
+  /** Uploads with neither a preprocessed image nor a rejection yet. */
+  pendingPreprocess: number;
+  rejectionsByCode: Record<string, number>;
+}
+
+async function names(store: BlobStore, container: string, map: (n: string) => string | undefined): Promise<Set<string>> {
+  const out = new Set<string>();
+  for await (const e of store.list(container)) {
+    const n = map(e.name);
+    if (n !== undefined) out.add(n);
+  }
+  return out;
+}
+
+export async function collectStatus(store: BlobStore): Promise<StatusReport> {
+  const containers: Record<string, number> = {};
+  await Promise.all(
+    ALL_CONTAINERS.map(async (c) => {
+      containers[c] = await store.count(c).catch(() => 0);
+    }),
+  );
+  const [uploads, pre, rej] = await Promise.all([
+    names(store, CONTAINERS.uploads, (n) => n),
+    names(store, CONTAINERS.preprocessed, uploadNameFromPreprocessed),
+    names(store, CONTAINERS.rejected, uploadNameFromRecord),
+  ]);
+  let pending = 0;
+  for (const u of uploads) if (!pre.has(u) && !rej.has(u)) pending++;
+  const rejectionsByCode: Record<string, number> = {};
+  await Promise.all(
+    [...rej].map(async (n) => {
+      const r = await store.getJson<{ code?: string }>(CONTAINERS.rejected, `${n}.json`);
+      const code = r?.value.code ?? 'unknown';
+      rejectionsByCode[code] = (rejectionsByCode[code] ?? 0) + 1;
+    }),
+  );
+  return { containers, uploads: uploads.size, preprocessed: pre.size, rejected: rej.size, pendingPreprocess: pending, rejectionsByCode };
+}

@@ -1,0 +1,105 @@
+/**
+ * Loads the function app (every file in functions/) the way the Functions host does and
+ * returns the registrations it made. The embedded runtime accepts exactly the trigger kinds it
+ * can run; any other registration fails loudly here, so nothing registered for Azure can be
+ * silently skipped locally.
+ */
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import Module from 'node:module';
+import type { CoreBindingInfo, CoreRegistration } from './functionsCore';
+
+export type Trigger =
+  | { kind: 'blob'; path: string; container: string; connection: string }
+  | { kind: 'timer'; schedule: string; runOnStartup: boolean }
+  | { kind: 'http'; route: string; methods: string[]; authLevel: string };
+
+export interface LoadedFunction {
+  name: string;
+  trigger: Trigger;
+  callback: (...args: unknown[]) => unknown;
+  triggerBinding: CoreBindingInfo;
+}
+
+export class UnsupportedFunctionError extends Error {}
+
+const CORE_MODULE = '@azure/functions-core';
+let resolverInstalled = false;
+
+/** Makes `require('@azure/functions-core')` resolve to the embedded runtime's stand-in. */
+export function installCoreResolver(): void {
+  if (resolverInstalled) return;
+  resolverInstalled = true;
+  const shim = require.resolve('./functionsCore');
+  const mod = Module as unknown as { _resolveFilename: (request: string, ...rest: unknown[]) => string };
+  const original = mod._resolveFilename;
+  mod._resolveFilename = function (request: string, ...rest: unknown[]) {
+    if (request === CORE_MODULE) return shim;
+    return original.call(this, request, ...rest);
+  };
+}
+
+/** functions/ beside src/: the TypeScript sources under ts-jest, the compiled files under dist/. */
+export function defaultFunctionsDir(): string {
+  return path.resolve(__dirname, '..', '..', 'functions');
+}
+
+function toTrigger(fn: string, b: CoreBindingInfo): Trigger {
+  const type = b.type.toLowerCase();
+  if (type === 'blobtrigger') {
+    const p = String(b.path ?? '');
+    if (b.source !== 'EventGrid') {
+      throw new UnsupportedFunctionError(`Function "${fn}": blob triggers must use source 'EventGrid' (Flex Consumption supports no other); got ${JSON.stringify(b.source)}.`);
+    }
+    const container = p.split('/')[0] ?? '';
+    if (container === '' || !p.includes('/')) throw new UnsupportedFunctionError(`Function "${fn}": blob trigger path ${JSON.stringify(p)} must be container/pattern.`);
+    return { kind: 'blob', path: p, container, connection: String(b.connection ?? 'AzureWebJobsStorage') };
+  }
+  if (type === 'timertrigger') {
+    return { kind: 'timer', schedule: String(b.schedule ?? ''), runOnStartup: b.runOnStartup === true };
+  }
+  if (type === 'httptrigger') {
+    const methods = Array.isArray(b.methods) ? (b.methods as unknown[]).map((m) => String(m).toUpperCase()) : ['GET', 'POST'];
+    return { kind: 'http', route: String(b.route ?? fn), methods, authLevel: String(b.authLevel ?? 'anonymous') };
+  }
+  throw new UnsupportedFunctionError(`Function "${fn}" uses a ${b.type} trigger, which the embedded runtime does not run. Supported: blobTrigger (EventGrid), timerTrigger, httpTrigger.`);
+}
+
+/** Validates registrations and turns them into the triggers the runtime drives. */
+export function toLoadedFunctions(regs: readonly CoreRegistration[]): LoadedFunction[] {
+  return regs.map((r) => {
+    const bindings = Object.values(r.metadata.bindings);
+    const triggers = bindings.filter((b) => /trigger$/i.test(b.type));
+    const [triggerBinding] = triggers;
+    if (triggerBinding === undefined || triggers.length !== 1) {
+      throw new UnsupportedFunctionError(`Function "${r.metadata.name}" must have exactly one trigger.`);
+    }
+    const trigger = toTrigger(r.metadata.name, triggerBinding);
+    for (const b of bindings) {
+      if (b === triggerBinding) continue;
+      const httpReturn = trigger.kind === 'http' && b.type.toLowerCase() === 'http' && b.direction === 'out';
+      if (!httpReturn) {
+        throw new UnsupportedFunctionError(
+          `Function "${r.metadata.name}" declares a ${b.type} ${b.direction ?? ''} binding; the embedded runtime runs no input/output bindings: use the storage adapter from the handler.`,
+        );
+      }
+    }
+    if (r.metadata.retryOptions !== undefined && r.metadata.retryOptions !== null) {
+      throw new UnsupportedFunctionError(`Function "${r.metadata.name}" sets a retry policy, which blob triggers do not support and the embedded runtime does not run.`);
+    }
+    return { name: r.metadata.name, trigger, callback: r.callback, triggerBinding };
+  });
+}
+
+/** Requires every function file once (as the host does at start-up) and returns the registrations. */
+export function loadFunctionApp(dir: string = defaultFunctionsDir()): LoadedFunction[] {
+  installCoreResolver();
+  const ext = path.extname(__filename); // .ts under ts-jest, .js once compiled
+  const files = readdirSync(dir)
+    .filter((f) => path.extname(f) === ext && !f.endsWith('.d.ts') && !f.endsWith('.map'))
+    .sort();
+  for (const f of files) require(path.join(dir, f));
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const core = require(CORE_MODULE) as typeof import('./functionsCore');
+  return toLoadedFunctions(core.registeredFunctions());
+}

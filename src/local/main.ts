@@ -1,0 +1,69 @@
+#!/usr/bin/env node
+/**
+ * `npm start`: the main job on one machine. Starts Azurite (persisted in TRIAGE_LOCAL_DATA_DIR),
+ * creates the containers and runs the function app until Ctrl-C, processing whatever lands in
+ * uploads/. Settings come from the environment, then local.settings.json.
+ */
+import path from 'node:path';
+import { ConfigError, loadConfig, STORAGE_SETTING } from '../config';
+import { startAzurite, AzuriteHandle } from './azurite';
+import { EmbeddedRuntime } from './runtime';
+import { DEV_STORAGE, mergedSettings, projectRoot, writeEndpoint } from './settings';
+
+async function main(): Promise<void> {
+  const settings = mergedSettings();
+  let azurite: AzuriteHandle | undefined;
+  try {
+    if (settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE) {
+      const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
+      azurite = await startAzurite({ location: dataDir });
+      settings[STORAGE_SETTING] = azurite.connectionString;
+      console.log(`Azurite (blob) on http://127.0.0.1:${azurite.port}, data in ${dataDir}`);
+    }
+    const config = loadConfig(settings);
+    const runtime = await EmbeddedRuntime.start({
+      config,
+      settings,
+      log: {
+        info: (m) => console.log(`${new Date().toISOString()} ${m}`),
+        warn: (m) => console.warn(`${new Date().toISOString()} WARN ${m}`),
+        error: (m) => console.error(`${new Date().toISOString()} ERROR ${m}`),
+      },
+    });
+    if (azurite !== undefined) {
+      writeEndpoint(config.localDataDir, {
+        connectionString: azurite.connectionString,
+        httpPort: runtime.httpPort,
+        pid: process.pid,
+        started: new Date().toISOString(),
+      });
+    }
+    console.log(`Functions: ${runtime.functions.map((f) => f.name).join(', ')}`);
+    if (runtime.httpPort !== 0) console.log(`HTTP functions on http://127.0.0.1:${runtime.httpPort}/api/`);
+    console.log(`Watching uploads/. Upload with: npm run triage -- upload <file-or-folder>. Stop with Ctrl-C.`);
+    let stopping = false;
+    const shutdown = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      console.log(`${signal}: finishing running work...`);
+      await runtime.stop();
+      await azurite?.stop();
+      console.log('stopped');
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void shutdown('SIGINT'));
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  } catch (err) {
+    await azurite?.stop();
+    if (err instanceof ConfigError) {
+      console.error(`Configuration error: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+  process.exit(1);
+});

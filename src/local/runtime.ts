@@ -1,0 +1,454 @@
+/**
+ * The embedded runtime: runs the function app against Azurite (or any storage account) the way
+ * the Functions host runs it in Azure.
+ *  - blob triggers: containers are scanned; a blob whose ETag has no receipt is delivered once
+ *    (a changed re-upload has a new ETag, so it is delivered again). Receipts are kept in the
+ *    host container so a restart does not redeliver. Failures are retried with backoff, five
+ *    attempts at most (then the blob is recorded as poison), as the host does. An unreachable
+ *    storage service does not count as an attempt: nothing is lost while it is down.
+ *  - timer triggers: the same NCRONTAB setting (`%NAME%` resolved from the settings).
+ *  - HTTP triggers: a local server on /api/{route}.
+ * Invocations run with bounded concurrency; stop() drains them.
+ */
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { Cron } from 'croner';
+import { HttpRequest, HttpResponse, InvocationContext } from '@azure/functions';
+import type { Config, Env } from '../config';
+import { buildDeps, Deps, runWithDeps } from '../composition';
+import { BlobStore, isUnreachable } from '../storage/blobStore';
+import { HOST_CONTAINER, matchTriggerPath, paths } from '../storage/layout';
+import type { Log } from '../handlers/types';
+import { loadFunctionApp, LoadedFunction } from './functionApp';
+
+export interface RuntimeOptions {
+  config: Config;
+  /** App settings used to resolve `%NAME%` in trigger options (defaults to process.env). */
+  settings?: Env;
+  /** Functions to run; default: every registration of functions/. */
+  functions?: LoadedFunction[];
+  instanceId?: string;
+  log?: Log;
+  /** Attempts before a blob is set aside as poison (the host's default is 5). */
+  maxAttempts?: number;
+  /** First retry delay; doubles each attempt, capped at 10 s. */
+  retryBaseMs?: number;
+}
+
+interface WorkItem {
+  fn: LoadedFunction;
+  container: string;
+  blob: string;
+  etag: string;
+  binding: Record<string, string>;
+}
+
+interface Attempts {
+  etag: string;
+  count: number;
+  notBefore: number;
+}
+
+const RECEIPT_ETAG = 'etag';
+
+export interface RuntimeStats {
+  invocations: number;
+  failures: number;
+  poisoned: number;
+  inFlight: number;
+  queued: number;
+}
+
+export class EmbeddedRuntime {
+  readonly deps: Deps;
+  readonly functions: LoadedFunction[];
+  private readonly store: BlobStore;
+  private readonly log: Log;
+  private readonly settings: Env;
+  private readonly maxAttempts: number;
+  private readonly retryBaseMs: number;
+  private readonly receipts = new Map<string, string>();
+  private readonly attempts = new Map<string, Attempts>();
+  private readonly pending = new Map<string, WorkItem>();
+  private readonly running = new Set<string>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly crons: Cron[] = [];
+  private readonly timerBusy = new Set<string>();
+  private server: http.Server | undefined;
+  private scanTimer: NodeJS.Timeout | undefined;
+  private scanning: Promise<void> | undefined;
+  private stopped = false;
+  private scansDone = 0;
+  private lastScanOk = false;
+  private unreachableSince: number | undefined;
+  private stats = { invocations: 0, failures: 0, poisoned: 0 };
+  httpPort = 0;
+
+  private constructor(opts: RuntimeOptions) {
+    this.deps = buildDeps(opts.config, { instanceId: opts.instanceId ?? `local-${randomUUID().slice(0, 8)}` });
+    this.store = this.deps.store;
+    this.functions = opts.functions ?? loadFunctionApp();
+    this.log = opts.log ?? { info: () => {}, warn: console.warn, error: console.error };
+    this.settings = opts.settings ?? process.env;
+    this.maxAttempts = opts.maxAttempts ?? 5;
+    this.retryBaseMs = opts.retryBaseMs ?? 250;
+  }
+
+  /** Creates the containers, loads receipts, and starts every trigger. */
+  static async start(opts: RuntimeOptions): Promise<EmbeddedRuntime> {
+    const rt = new EmbeddedRuntime(opts);
+    await rt.store.ensureContainers([HOST_CONTAINER]);
+    await rt.loadReceipts();
+    rt.startTimers();
+    await rt.startHttp(opts.config.localHttpPort);
+    rt.scheduleScan(0);
+    rt.log.info(`embedded runtime ${rt.deps.instanceId}: ${rt.functions.map((f) => `${f.name} (${f.trigger.kind})`).join(', ')}`);
+    return rt;
+  }
+
+  get statistics(): RuntimeStats {
+    return { ...this.stats, inFlight: this.running.size, queued: this.pending.size };
+  }
+
+  // ---------- blob triggers ----------
+
+  private blobFunctions(): LoadedFunction[] {
+    return this.functions.filter((f) => f.trigger.kind === 'blob');
+  }
+
+  private key(fn: string, container: string, blob: string): string {
+    return `${fn}\u0000${container}\u0000${blob}`;
+  }
+
+  private async loadReceipts(): Promise<void> {
+    const prefix = 'triage-local-receipts/';
+    for await (const r of this.store.list(HOST_CONTAINER, prefix, true)) {
+      const rest = r.name.slice(prefix.length);
+      const [fn, container, ...blob] = rest.split('/');
+      const etag = r.metadata[RECEIPT_ETAG];
+      if (fn !== undefined && container !== undefined && blob.length > 0 && etag !== undefined) {
+        this.receipts.set(this.key(fn, container, blob.join('/')), etag);
+      }
+    }
+  }
+
+  private async writeReceipt(item: WorkItem, etag: string, poison?: unknown): Promise<void> {
+    this.receipts.set(this.key(item.fn.name, item.container, item.blob), etag);
+    const body = poison === undefined ? '' : JSON.stringify({ poison: true, error: String(poison), time: new Date().toISOString() });
+    await this.store.put(HOST_CONTAINER, paths.receipt(item.fn.name, item.container, item.blob), body, {
+      metadata: { [RECEIPT_ETAG]: etag, ...(poison === undefined ? {} : { poison: 'true' }) },
+    });
+  }
+
+  private scheduleScan(delayMs: number): void {
+    if (this.stopped) return;
+    this.scanTimer = setTimeout(() => {
+      this.scanning = this.scanOnce().finally(() => {
+        this.scanning = undefined;
+        this.scheduleScan(this.deps.config.localPollMs);
+      });
+    }, delayMs);
+  }
+
+  /** One pass over every triggered container: queue what has no receipt for its ETag. */
+  async scanOnce(): Promise<void> {
+    try {
+      const byContainer = new Map<string, LoadedFunction[]>();
+      for (const f of this.blobFunctions()) {
+        if (f.trigger.kind !== 'blob') continue;
+        const list = byContainer.get(f.trigger.container) ?? [];
+        list.push(f);
+        byContainer.set(f.trigger.container, list);
+      }
+      for (const [container, fns] of byContainer) {
+        for await (const entry of this.store.list(container)) {
+          for (const fn of fns) {
+            if (fn.trigger.kind !== 'blob') continue;
+            const binding = matchTriggerPath(fn.trigger.path, container, entry.name);
+            if (binding === undefined) continue;
+            const k = this.key(fn.name, container, entry.name);
+            if (this.receipts.get(k) === entry.etag || this.running.has(k)) continue;
+            const att = this.attempts.get(k);
+            if (att !== undefined && att.etag === entry.etag && att.notBefore > Date.now()) continue;
+            this.pending.set(k, { fn, container, blob: entry.name, etag: entry.etag, binding });
+          }
+        }
+      }
+      if (this.unreachableSince !== undefined) {
+        this.log.info(`storage reachable again after ${Date.now() - this.unreachableSince} ms`);
+        this.unreachableSince = undefined;
+      }
+      this.lastScanOk = true;
+    } catch (err) {
+      this.lastScanOk = false;
+      if (isUnreachable(err)) {
+        if (this.unreachableSince === undefined) {
+          this.unreachableSince = Date.now();
+          this.log.warn(`storage unreachable; will keep trying: ${String(err)}`);
+        }
+      } else {
+        this.log.error(`scan failed: ${String(err)}`);
+      }
+    } finally {
+      this.scansDone++;
+    }
+    this.pump();
+  }
+
+  /** Starts queued work up to the concurrency limit. */
+  private pump(): void {
+    const limit = this.deps.config.localConcurrency;
+    for (const [k, item] of this.pending) {
+      if (this.stopped || this.running.size >= limit) return;
+      this.pending.delete(k);
+      this.running.add(k);
+      const p = this.invokeBlob(k, item).finally(() => {
+        this.running.delete(k);
+        this.inFlight.delete(p);
+        this.pump();
+      });
+      this.inFlight.add(p);
+    }
+  }
+
+  private async invokeBlob(k: string, item: WorkItem): Promise<void> {
+    let etag = item.etag;
+    try {
+      const blob = await this.store.get(item.container, item.blob);
+      if (blob === undefined) return; // deleted before we got to it
+      etag = blob.etag;
+      if (this.receipts.get(k) === etag) return;
+      const context = new InvocationContext({
+        functionName: item.fn.name,
+        invocationId: randomUUID(),
+        triggerMetadata: {
+          ...item.binding,
+          blobTrigger: `${item.container}/${item.blob}`,
+          uri: this.store.container(item.container).getBlobClient(item.blob).url,
+          properties: { eTag: etag, contentLength: blob.data.length, contentType: blob.contentType },
+          metadata: blob.metadata,
+        },
+        options: { trigger: { ...item.fn.triggerBinding, name: item.fn.triggerBinding.name ?? 'trigger', type: item.fn.triggerBinding.type } },
+        logHandler: (level, ...args) => this.forward(item.fn.name, level, args),
+      });
+      this.stats.invocations++;
+      await runWithDeps(this.deps, () => Promise.resolve(item.fn.callback(blob.data, context)));
+      await this.writeReceipt(item, etag);
+      this.attempts.delete(k);
+    } catch (err) {
+      this.stats.failures++;
+      if (isUnreachable(err)) {
+        // Not an attempt: the blob is picked up again once storage is back.
+        this.log.warn(`${item.fn.name} ${item.container}/${item.blob}: storage unreachable, will retry`);
+        return;
+      }
+      const prev = this.attempts.get(k);
+      const count = prev !== undefined && prev.etag === etag ? prev.count + 1 : 1;
+      if (count >= this.maxAttempts) {
+        this.stats.poisoned++;
+        this.attempts.delete(k);
+        this.log.error(`${item.fn.name} ${item.container}/${item.blob}: failed ${count} times, set aside as poison: ${String(err)}`);
+        await this.writeReceipt(item, etag, err).catch((e: unknown) => this.log.error(`could not record poison: ${String(e)}`));
+        return;
+      }
+      const delay = Math.min(this.retryBaseMs * 2 ** (count - 1), 10_000);
+      this.attempts.set(k, { etag, count, notBefore: Date.now() + delay });
+      this.log.warn(`${item.fn.name} ${item.container}/${item.blob}: attempt ${count} failed, retrying in ${delay} ms: ${String(err)}`);
+    }
+  }
+
+  private forward(fn: string, level: string, args: unknown[]): void {
+    const msg = `[${fn}] ${args.map((a) => (typeof a === 'string' ? a : String(a))).join(' ')}`;
+    if (level === 'error' || level === 'critical') this.log.error(msg);
+    else if (level === 'warning') this.log.warn(msg);
+    else this.log.info(msg);
+  }
+
+  // ---------- timers ----------
+
+  /** Resolves `%NAME%` app-setting references as the host does. */
+  resolveSetting(value: string): string {
+    return value.replace(/%([^%]+)%/g, (_m, name: string) => {
+      const v = this.settings[name];
+      if (v === undefined || v.trim() === '') throw new Error(`Setting ${name} (referenced as %${name}%) is missing.`);
+      return v.trim();
+    });
+  }
+
+  private startTimers(): void {
+    for (const fn of this.functions) {
+      if (fn.trigger.kind !== 'timer') continue;
+      const expr = this.resolveSetting(fn.trigger.schedule);
+      const cron = new Cron(expr, { protect: true }, () => {
+        void this.fireTimer(fn, cron);
+      });
+      this.crons.push(cron);
+      if (fn.trigger.runOnStartup) void this.fireTimer(fn, cron);
+    }
+  }
+
+  /** Runs a timer function now (also used by tests and `triage` to fire a schedule by hand). */
+  async fireTimer(fn: LoadedFunction, cron?: Cron): Promise<void> {
+    if (this.stopped || this.timerBusy.has(fn.name)) return;
+    this.timerBusy.add(fn.name);
+    const p = (async () => {
+      const next = cron?.nextRun();
+      const timer = {
+        isPastDue: false,
+        schedule: { adjustForDST: true },
+        scheduleStatus: { last: new Date().toISOString(), next: next?.toISOString() ?? '', lastUpdated: new Date().toISOString() },
+      };
+      const context = new InvocationContext({
+        functionName: fn.name,
+        invocationId: randomUUID(),
+        logHandler: (level, ...args) => this.forward(fn.name, level, args),
+      });
+      try {
+        this.stats.invocations++;
+        await runWithDeps(this.deps, () => Promise.resolve(fn.callback(timer, context)));
+      } catch (err) {
+        this.stats.failures++;
+        this.log.error(`${fn.name}: timer invocation failed: ${String(err)}`);
+      } finally {
+        this.timerBusy.delete(fn.name);
+      }
+    })();
+    this.inFlight.add(p);
+    await p.finally(() => this.inFlight.delete(p));
+  }
+
+  // ---------- HTTP ----------
+
+  private async startHttp(port: number): Promise<void> {
+    const httpFns = this.functions.filter((f) => f.trigger.kind === 'http');
+    if (httpFns.length === 0) return;
+    this.server = http.createServer((req, res) => {
+      void this.serveHttp(httpFns, req, res);
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.server?.once('error', reject);
+      this.server?.listen(port, '127.0.0.1', () => resolve());
+    });
+    const addr = this.server.address();
+    this.httpPort = typeof addr === 'object' && addr !== null ? addr.port : port;
+  }
+
+  private async serveHttp(fns: LoadedFunction[], req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', `http://127.0.0.1:${this.httpPort}`);
+    const method = (req.method ?? 'GET').toUpperCase();
+    let matched: { fn: LoadedFunction; params: Record<string, string> } | undefined;
+    let wrongMethod = false;
+    for (const fn of fns) {
+      if (fn.trigger.kind !== 'http') continue;
+      const params = matchRoute(fn.trigger.route, url.pathname);
+      if (params === undefined) continue;
+      if (!fn.trigger.methods.includes(method)) {
+        wrongMethod = true;
+        continue;
+      }
+      matched = { fn, params };
+      break;
+    }
+    if (matched === undefined) {
+      res.writeHead(wrongMethod ? 405 : 404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: wrongMethod ? `method ${method} not allowed` : `no function at ${url.pathname}` }));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const headers: Record<string, string> = {};
+    for (const [h, v] of Object.entries(req.headers)) if (v !== undefined) headers[h] = Array.isArray(v) ? v.join(', ') : v;
+    const request = new HttpRequest({
+      method,
+      url: url.toString(),
+      headers,
+      query: Object.fromEntries(url.searchParams),
+      params: matched.params,
+      body: { bytes: Buffer.concat(chunks) },
+    });
+    const fn = matched.fn;
+    const context = new InvocationContext({
+      functionName: fn.name,
+      invocationId: randomUUID(),
+      logHandler: (level, ...args) => this.forward(fn.name, level, args),
+    });
+    const work = (async () => {
+      try {
+        this.stats.invocations++;
+        const result = await runWithDeps(this.deps, () => Promise.resolve(fn.callback(request, context)));
+        const response = result instanceof HttpResponse ? result : new HttpResponse((result ?? {}) as ConstructorParameters<typeof HttpResponse>[0]);
+        const body = Buffer.from(await response.arrayBuffer());
+        const outHeaders: Record<string, string> = {};
+        response.headers.forEach((v, h) => {
+          outHeaders[h] = v;
+        });
+        res.writeHead(response.status, outHeaders);
+        res.end(body);
+      } catch (err) {
+        this.stats.failures++;
+        this.log.error(`${fn.name}: ${String(err)}`);
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'internal error' }));
+      }
+    })();
+    this.inFlight.add(work);
+    await work.finally(() => this.inFlight.delete(work));
+  }
+
+  // ---------- lifecycle ----------
+
+  /**
+   * Resolves once a scan that started after this call finished cleanly and no work is queued,
+   * running or waiting for a retry. Rejects after `timeoutMs`.
+   */
+  async waitForIdle(timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const startScans = this.scansDone;
+    for (;;) {
+      const scannedSince = this.scansDone >= startScans + 2;
+      if (scannedSince && this.lastScanOk && this.pending.size === 0 && this.running.size === 0 && this.attempts.size === 0 && this.timerBusy.size === 0) return;
+      if (Date.now() > deadline) {
+        throw new Error(`runtime not idle after ${timeoutMs} ms: queued ${this.pending.size}, running ${this.running.size}, retrying ${this.attempts.size}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Stops triggering new work, closes the HTTP port and waits for running invocations. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.scanTimer !== undefined) clearTimeout(this.scanTimer);
+    for (const c of this.crons) c.stop();
+    this.pending.clear();
+    const closing = this.server === undefined ? Promise.resolve() : new Promise<void>((r) => this.server?.close(() => r()));
+    this.server?.closeIdleConnections?.();
+    await this.scanning?.catch(() => undefined);
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await closing;
+  }
+}
+
+/** Matches `/api/{route}`; route segments like `{name}` bind, a final `{*rest}` spans slashes. */
+export function matchRoute(route: string, pathname: string): Record<string, string> | undefined {
+  const prefix = '/api/';
+  if (!pathname.startsWith(prefix)) return undefined;
+  const rest = pathname.slice(prefix.length);
+  const names: string[] = [];
+  const re = route.replace(/\{(\*?)(\w+)(\?)?\}|([^{}]+)/g, (_m, star: string, name: string | undefined, opt: string | undefined, lit: string | undefined) => {
+    if (name !== undefined) {
+      names.push(name);
+      const body = star === '*' ? '(.+)' : '([^/]+)';
+      return opt === '?' ? `${body}?` : body;
+    }
+    return (lit ?? '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  });
+  const m = new RegExp(`^${re}/?$`).exec(rest);
+  if (!m) return undefined;
+  const params: Record<string, string> = {};
+  names.forEach((n, i) => {
+    const v = m[i + 1];
+    if (v !== undefined) params[n] = decodeURIComponent(v);
+  });
+  return params;
+}
