@@ -1,0 +1,135 @@
+/**
+ * Model architectures by name. Every layer's initializer is seeded (seed + layer index), so two
+ * models built with the same options start from identical weights. Dropout layers draw their
+ * masks from a seed that `train()` advances every step (see `reseedDropout`), which makes a
+ * training run reproducible too; a saved model holds only standard tfjs layers.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+export const MODEL_NAMES = ['cnn', 'mlp', 'peer'] as const;
+export type ModelName = (typeof MODEL_NAMES)[number];
+
+export interface BuildOptions {
+  /** [height, width, channels] of one input image. Default [28, 28, 1]. */
+  inputShape?: [number, number, number];
+  /** Output classes in index order. Default the digits '0'..'9'. */
+  classNames?: readonly string[];
+  /** Seed of every initializer (must be a positive integer; 0 would mean "random" to tfjs). Default 42. */
+  seed?: number;
+  /** Adam learning rate. Default 1e-3. */
+  learningRate?: number;
+}
+
+export const DEFAULT_CLASS_NAMES: readonly string[] = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+
+export function isModelName(name: string): name is ModelName {
+  return (MODEL_NAMES as readonly string[]).includes(name);
+}
+
+/** One-line description of each architecture, for `--help` and model cards. */
+export const MODEL_DESCRIPTIONS: Record<ModelName, string> = {
+  cnn: 'conv 3x3x32 relu, conv 3x3x32 relu, maxpool 2, conv 3x3x64 relu, maxpool 2, dropout 0.25, dense 128 relu, dropout 0.4, dense softmax',
+  mlp: 'dense 512 relu, dropout 0.2, dense 256 relu, dropout 0.2, dense softmax',
+  peer: 'conv 3x3x16 relu, maxpool 2, conv 3x3x32 relu, maxpool 2, dense 64 relu, dense softmax (the benchmark peer of DESIGN.md)',
+};
+
+class Seeds {
+  private next: number;
+  constructor(seed: number) {
+    if (!Number.isSafeInteger(seed) || seed <= 0) throw new RangeError(`seed must be a positive integer, got ${seed}`);
+    this.next = seed;
+  }
+  kernel(kind: 'he' | 'glorot'): ReturnType<typeof tf.initializers.heNormal> {
+    const seed = this.next++;
+    return kind === 'he' ? tf.initializers.heNormal({ seed }) : tf.initializers.glorotUniform({ seed });
+  }
+  dropout(rate: number): tf.layers.Layer {
+    return tf.layers.dropout({ rate, seed: this.next++ });
+  }
+}
+
+function conv(seeds: Seeds, filters: number, padding: 'same' | 'valid', inputShape?: number[]): tf.layers.Layer {
+  return tf.layers.conv2d({
+    filters,
+    kernelSize: 3,
+    padding,
+    activation: 'relu',
+    kernelInitializer: seeds.kernel('he'),
+    biasInitializer: 'zeros',
+    ...(inputShape ? { inputShape } : {}),
+  });
+}
+
+function dense(seeds: Seeds, units: number, activation: 'relu' | 'softmax'): tf.layers.Layer {
+  return tf.layers.dense({ units, activation, kernelInitializer: seeds.kernel(activation === 'relu' ? 'he' : 'glorot'), biasInitializer: 'zeros' });
+}
+
+/**
+ * Builds and compiles (Adam, categorical cross-entropy, accuracy) the named architecture.
+ * Labels are one-hot vectors; the output is a softmax over `classNames`.
+ */
+export function buildModel(name: ModelName, opts: BuildOptions = {}): tf.LayersModel {
+  const inputShape = opts.inputShape ?? [28, 28, 1];
+  const classes = (opts.classNames ?? DEFAULT_CLASS_NAMES).length;
+  if (classes < 2) throw new RangeError('a model needs at least two classes');
+  const seeds = new Seeds(opts.seed ?? 42);
+  const m = tf.sequential({ name });
+  switch (name) {
+    case 'mlp':
+      m.add(tf.layers.flatten({ inputShape }));
+      m.add(dense(seeds, 512, 'relu'));
+      m.add(seeds.dropout(0.2));
+      m.add(dense(seeds, 256, 'relu'));
+      m.add(seeds.dropout(0.2));
+      m.add(dense(seeds, classes, 'softmax'));
+      break;
+    case 'peer':
+      m.add(conv(seeds, 16, 'valid', inputShape));
+      m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+      m.add(conv(seeds, 32, 'valid'));
+      m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+      m.add(tf.layers.flatten());
+      m.add(dense(seeds, 64, 'relu'));
+      m.add(dense(seeds, classes, 'softmax'));
+      break;
+    case 'cnn':
+      m.add(conv(seeds, 32, 'valid', inputShape));
+      m.add(conv(seeds, 32, 'valid'));
+      m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+      m.add(conv(seeds, 64, 'valid'));
+      m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+      m.add(seeds.dropout(0.25));
+      m.add(tf.layers.flatten());
+      m.add(dense(seeds, 128, 'relu'));
+      m.add(seeds.dropout(0.4));
+      m.add(dense(seeds, classes, 'softmax'));
+      break;
+    default: {
+      const never: never = name;
+      throw new RangeError(`unknown model ${String(never)}; expected one of ${MODEL_NAMES.join(', ')}`);
+    }
+  }
+  compileModel(m, opts.learningRate ?? 1e-3);
+  return m;
+}
+
+/** Adam + categorical cross-entropy + accuracy: how every model here (and every loaded one) is trained. */
+export function compileModel(model: tf.LayersModel, learningRate = 1e-3): void {
+  model.compile({ optimizer: tf.train.adam(learningRate), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+}
+
+/**
+ * Gives every Dropout layer a fresh mask seed derived from (seed, step). tfjs draws a dropout
+ * mask from `seed` anew on each call, so a fixed seed would repeat one mask forever, and no seed
+ * means Math.random. Called by train() before each step.
+ */
+export function reseedDropout(model: tf.LayersModel, seed: number, step: number): void {
+  let i = 0;
+  for (const layer of model.layers) {
+    if (layer.getClassName() === 'Dropout') {
+      // The field is private in the typings but read on every call(); 1 + ... keeps it non-zero.
+      (layer as unknown as { seed: number }).seed = 1 + ((seed * 1_000_003 + step * 7919 + i * 104_729) % 2_147_483_000);
+      i++;
+    }
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * Evaluation plots as SVG: confusion matrix, risk-coverage curve, reliability diagram.
+ * Specs are Vega-Lite, compiled to Vega and rendered headless (renderer 'none', toSVG) in Node.
+ *
+ * vega and vega-lite ship as ES modules with top-level await, which CommonJS cannot require();
+ * they are imported in a worker thread (a real Node ESM loader, also under jest's module sandbox).
+ */
+import { writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { EvaluationReport } from './evaluate';
+
+export type VegaLiteSpec = Record<string, unknown>;
+
+export function confusionSpec(r: Pick<EvaluationReport, 'confusion' | 'classNames'>): VegaLiteSpec {
+  const values: Array<{ actual: string; predicted: string; count: number; share: number }> = [];
+  r.confusion.forEach((row, t) => {
+    const total = row.reduce((a, b) => a + b, 0);
+    row.forEach((count, p) => values.push({ actual: r.classNames[t] as string, predicted: r.classNames[p] as string, count, share: total === 0 ? 0 : count / total }));
+  });
+  const order = r.classNames;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: 'Confusion matrix (rows: actual, colour: share of the row)',
+    data: { values },
+    width: 24 * order.length + 60,
+    height: 24 * order.length + 60,
+    encoding: {
+      x: { field: 'predicted', type: 'nominal', sort: order, title: 'predicted' },
+      y: { field: 'actual', type: 'nominal', sort: order, title: 'actual' },
+    },
+    layer: [
+      { mark: 'rect', encoding: { color: { field: 'share', type: 'quantitative', scale: { scheme: 'blues', domain: [0, 1] }, title: 'share' } } },
+      {
+        mark: { type: 'text', fontSize: 9 },
+        encoding: {
+          text: { field: 'count', type: 'quantitative' },
+          color: { condition: { test: 'datum.share > 0.5', value: 'white' }, value: 'black' },
+        },
+      },
+    ],
+  };
+}
+
+export function riskCoverageSpec(r: Pick<EvaluationReport, 'riskCoverage' | 'aurc' | 'selective'>): VegaLiteSpec {
+  const layers: unknown[] = [
+    {
+      data: { values: r.riskCoverage.map((p) => ({ coverage: p.coverage, risk: p.risk })) },
+      mark: { type: 'line', interpolate: 'step-after' },
+      encoding: {
+        x: { field: 'coverage', type: 'quantitative', scale: { domain: [0, 1] }, title: 'coverage (share auto-accepted)' },
+        y: { field: 'risk', type: 'quantitative', title: 'risk (error among accepted)' },
+      },
+    },
+  ];
+  if (r.selective && r.selective.threshold !== null) {
+    layers.push({
+      data: { values: [{ coverage: r.selective.test.coverage, risk: r.selective.test.risk }] },
+      mark: { type: 'point', filled: true, color: 'firebrick', size: 60 },
+      encoding: { x: { field: 'coverage', type: 'quantitative' }, y: { field: 'risk', type: 'quantitative' } },
+    });
+    layers.push({
+      data: { values: [{ risk: r.selective.targetError }] },
+      mark: { type: 'rule', strokeDash: [4, 4], color: 'firebrick' },
+      encoding: { y: { field: 'risk', type: 'quantitative' } },
+    });
+  }
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: `Risk-coverage (AURC ${r.aurc.toFixed(5)})`,
+    width: 360,
+    height: 240,
+    layer: layers,
+  };
+}
+
+export function reliabilitySpec(r: Pick<EvaluationReport, 'calibration'>): VegaLiteSpec {
+  const c = r.calibration;
+  const rows = [
+    ...c.reliabilityBefore.map((b) => ({ ...b, mid: (b.lower + b.upper) / 2, series: `before (ECE ${c.eceBefore.toFixed(4)})` })),
+    ...c.reliabilityAfter.map((b) => ({ ...b, mid: (b.lower + b.upper) / 2, series: `after T=${c.temperature.toFixed(3)} (ECE ${c.eceAfter.toFixed(4)})` })),
+  ].filter((b) => b.count > 0);
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: 'Reliability diagram',
+    width: 300,
+    height: 300,
+    layer: [
+      {
+        data: { values: [{ x: 0, y: 0 }, { x: 1, y: 1 }] },
+        mark: { type: 'line', strokeDash: [4, 4], color: 'gray' },
+        encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative' } },
+      },
+      {
+        data: { values: rows },
+        mark: { type: 'line', point: true },
+        encoding: {
+          x: { field: 'confidence', type: 'quantitative', scale: { domain: [0, 1] }, title: 'mean confidence' },
+          y: { field: 'accuracy', type: 'quantitative', scale: { domain: [0, 1] }, title: 'accuracy' },
+          color: { field: 'series', type: 'nominal', title: null },
+        },
+      },
+    ],
+  };
+}
+
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+(async () => {
+  try {
+    const vl = await import(workerData.vegaLite);
+    const vega = await import(workerData.vega);
+    const out = [];
+    for (const spec of workerData.specs) {
+      const compiled = vl.compile(spec).spec;
+      const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
+      out.push(await view.toSVG());
+      view.finalize();
+    }
+    parentPort.postMessage({ ok: true, svgs: out });
+  } catch (e) {
+    parentPort.postMessage({ ok: false, error: String(e && e.stack || e) });
+  }
+})();
+`;
+
+function resolveModule(name: string): string {
+  try {
+    return pathToFileURL(require.resolve(name)).href;
+  } catch {
+    throw new Error(`${name} is not installed: plots need the npm packages vega and vega-lite`);
+  }
+}
+
+/** Renders Vega-Lite specs to SVG strings, in order. */
+export async function renderSvgs(specs: VegaLiteSpec[]): Promise<string[]> {
+  const workerData = { specs, vega: resolveModule('vega'), vegaLite: resolveModule('vega-lite') };
+  return new Promise((resolve, reject) => {
+    const w = new Worker(WORKER_SOURCE, { eval: true, workerData });
+    let settled = false;
+    w.once('message', (m: { ok: boolean; svgs?: string[]; error?: string }) => {
+      settled = true;
+      void w.terminate();
+      if (m.ok) resolve(m.svgs ?? []);
+      else reject(new Error(`rendering plots failed: ${m.error ?? 'unknown error'}`));
+    });
+    w.once('error', (e) => {
+      settled = true;
+      reject(e);
+    });
+    w.once('exit', (code) => {
+      if (!settled) reject(new Error(`the plot worker exited with code ${code}`));
+    });
+  });
+}
+
+export const PLOT_FILES = { confusion: 'confusion.svg', riskCoverage: 'risk-coverage.svg', reliability: 'reliability.svg' } as const;
+
+/** Writes the three plots into `dir` (beside metrics.json); returns the file paths. */
+export async function writePlots(dir: string, report: EvaluationReport): Promise<Record<keyof typeof PLOT_FILES, string>> {
+  const [confusion, risk, reliability] = await renderSvgs([confusionSpec(report), riskCoverageSpec(report), reliabilitySpec(report)]);
+  await mkdir(dir, { recursive: true });
+  const out = {
+    confusion: join(dir, PLOT_FILES.confusion),
+    riskCoverage: join(dir, PLOT_FILES.riskCoverage),
+    reliability: join(dir, PLOT_FILES.reliability),
+  };
+  await Promise.all([writeFile(out.confusion, confusion ?? ''), writeFile(out.riskCoverage, risk ?? ''), writeFile(out.reliability, reliability ?? '')]);
+  return out;
+}

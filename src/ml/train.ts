@@ -1,0 +1,245 @@
+/**
+ * The training loop: seeded shuffling and augmentation, a held-out validation split, early stopping
+ * on validation loss with the best weights restored, and progress callbacks per batch and per epoch.
+ * Reproducible: the same model seed, data and options give the same weights on the same backend.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { LabeledImages, count, imageSize, mulberry32, permutation, splitValidation } from './data/dataset';
+import { reseedDropout } from './models';
+import { predictProbabilities } from './evaluate';
+import { nllAtTemperature, topPrediction } from './calibration';
+
+export interface AugmentOptions {
+  /** Random translation by up to this many pixels in x and y (zero fill). Default 0. */
+  shift?: number;
+  /** Random horizontal flip with probability 1/2 (garments yes, digits no). Default false. */
+  flip?: boolean;
+}
+
+export interface EpochStats {
+  /** 1-based. */
+  epoch: number;
+  epochs: number;
+  /** Mean training loss and accuracy over the epoch's batches (dropout and augmentation on). */
+  loss: number;
+  accuracy: number;
+  /** On the validation split; undefined without one. */
+  valLoss?: number;
+  valAccuracy?: number;
+  images: number;
+  seconds: number;
+  /** Training images per second of this epoch (validation time excluded). */
+  imagesPerSecond: number;
+  learningRate: number;
+}
+
+export interface BatchStats {
+  epoch: number;
+  batch: number;
+  batches: number;
+  /** Running means over this epoch so far. */
+  loss: number;
+  accuracy: number;
+  imagesPerSecond: number;
+}
+
+export interface TrainOptions {
+  /** Default 10. */
+  epochs?: number;
+  /** Default 64. */
+  batchSize?: number;
+  /** Share of `data` held out for validation (seeded split), used for early stopping. Default 0.1; 0 disables. Ignored when `validation` is given. */
+  validationSplit?: number;
+  /** Explicit validation data instead of a split of `data`. */
+  validation?: LabeledImages;
+  /** Stop after this many epochs without a lower validation loss, restoring the best weights. Default 3; 0 disables. */
+  patience?: number;
+  /** Seed of the validation split, the shuffles, the augmentation and the dropout masks. Default 1. */
+  seed?: number;
+  /** Default: none. */
+  augment?: AugmentOptions;
+  /** Multiply the learning rate by this after every epoch. Default 1 (constant). */
+  learningRateDecay?: number;
+  onEpoch?: (stats: EpochStats) => void | Promise<void>;
+  onBatch?: (stats: BatchStats) => void;
+}
+
+export interface TrainResult {
+  history: EpochStats[];
+  /** 1-based epoch whose weights the model holds at the end. */
+  bestEpoch: number;
+  stoppedEarly: boolean;
+  /** The data actually trained on and the validation data (for calibration and thresholds). */
+  trainPart: LabeledImages;
+  validation: LabeledImages | undefined;
+  /** Mean training throughput over all epochs. */
+  imagesPerSecond: number;
+  options: { epochs: number; batchSize: number; validationSplit: number; patience: number; seed: number; augment: AugmentOptions; learningRateDecay: number };
+}
+
+/** Translates (and optionally mirrors) each image of a batch in place, with zero fill. */
+export function augmentBatch(batch: Float32Array, n: number, shape: readonly [number, number, number], opts: AugmentOptions, rnd: () => number): void {
+  const [h, w, ch] = shape;
+  const shift = opts.shift ?? 0;
+  if (shift === 0 && !opts.flip) return;
+  const size = h * w * ch;
+  const tmp = new Float32Array(size);
+  for (let b = 0; b < n; b++) {
+    const dx = shift === 0 ? 0 : Math.floor(rnd() * (2 * shift + 1)) - shift;
+    const dy = shift === 0 ? 0 : Math.floor(rnd() * (2 * shift + 1)) - shift;
+    const flip = opts.flip === true && rnd() < 0.5;
+    if (dx === 0 && dy === 0 && !flip) continue;
+    const img = batch.subarray(b * size, (b + 1) * size);
+    tmp.fill(0);
+    for (let y = 0; y < h; y++) {
+      const sy = y - dy;
+      if (sy < 0 || sy >= h) continue;
+      for (let x = 0; x < w; x++) {
+        const fx = flip ? w - 1 - x : x;
+        const sx = fx - dx;
+        if (sx < 0 || sx >= w) continue;
+        for (let c = 0; c < ch; c++) tmp[(y * w + x) * ch + c] = img[(sy * w + sx) * ch + c] as number;
+      }
+    }
+    img.set(tmp);
+  }
+}
+
+function setLearningRate(model: tf.LayersModel, lr: number): void {
+  const opt = model.optimizer as unknown as { learningRate?: number };
+  if (typeof opt.learningRate === 'number') opt.learningRate = lr;
+}
+
+function getLearningRate(model: tf.LayersModel): number {
+  const lr = (model.optimizer as unknown as { learningRate?: unknown }).learningRate;
+  return typeof lr === 'number' ? lr : NaN;
+}
+
+/**
+ * Trains a compiled model (see buildModel/compileModel) on `data`. The model must output
+ * `data.classNames.length` classes.
+ */
+export async function train(model: tf.LayersModel, data: LabeledImages, opts: TrainOptions = {}): Promise<TrainResult> {
+  const epochs = opts.epochs ?? 10;
+  const batchSize = opts.batchSize ?? 64;
+  const seed = opts.seed ?? 1;
+  const patience = opts.patience ?? 3;
+  const augment = opts.augment ?? {};
+  const decay = opts.learningRateDecay ?? 1;
+  const validationSplit = opts.validation ? 0 : (opts.validationSplit ?? 0.1);
+  if (!(epochs >= 1) || !(batchSize >= 1)) throw new RangeError('epochs and batchSize must be at least 1');
+  if (model.optimizer === undefined) throw new Error('the model is not compiled: call compileModel() first');
+
+  let trainPart = data;
+  let validation = opts.validation;
+  if (validation === undefined && validationSplit > 0) {
+    const s = splitValidation(data, validationSplit, seed);
+    trainPart = s.train;
+    validation = s.validation;
+  }
+  const n = count(trainPart);
+  if (n === 0) throw new Error(`${data.source}: no images to train on`);
+  const size = imageSize(trainPart);
+  const classes = trainPart.classNames.length;
+  const rnd = mulberry32(seed ^ 0x5bd1e995);
+
+  const history: EpochStats[] = [];
+  let best = { loss: Infinity, epoch: 0, weights: undefined as tf.Tensor[] | undefined };
+  let stoppedEarly = false;
+  let step = 0;
+  let lr = getLearningRate(model);
+  const batchImages = new Float32Array(batchSize * size);
+  const batchLabels = new Int32Array(batchSize);
+
+  try {
+    for (let epoch = 1; epoch <= epochs; epoch++) {
+      const order = permutation(n, seed * 1009 + epoch);
+      const batches = Math.ceil(n / batchSize);
+      let lossSum = 0;
+      let accSum = 0;
+      let seen = 0;
+      const t0 = performance.now();
+      for (let b = 0; b < batches; b++) {
+        const start = b * batchSize;
+        const m = Math.min(batchSize, n - start);
+        for (let k = 0; k < m; k++) {
+          const i = order[start + k] as number;
+          batchImages.set(trainPart.images.subarray(i * size, (i + 1) * size), k * size);
+          batchLabels[k] = trainPart.labels[i] as number;
+        }
+        augmentBatch(batchImages, m, trainPart.shape, augment, rnd);
+        reseedDropout(model, seed, step++);
+        const x = tf.tensor4d(batchImages.subarray(0, m * size), [m, ...trainPart.shape]);
+        const y = tf.tidy(() => tf.oneHot(tf.tensor1d(batchLabels.subarray(0, m), 'int32'), classes).toFloat());
+        let out: number | number[];
+        try {
+          out = await model.trainOnBatch(x, y);
+        } finally {
+          x.dispose();
+          y.dispose();
+        }
+        const [loss, acc] = Array.isArray(out) ? out : [out, NaN];
+        lossSum += (loss ?? NaN) * m;
+        accSum += (acc ?? NaN) * m;
+        seen += m;
+        opts.onBatch?.({
+          epoch,
+          batch: b + 1,
+          batches,
+          loss: lossSum / seen,
+          accuracy: accSum / seen,
+          imagesPerSecond: seen / Math.max(1e-9, (performance.now() - t0) / 1000),
+        });
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const stats: EpochStats = {
+        epoch,
+        epochs,
+        loss: lossSum / seen,
+        accuracy: accSum / seen,
+        images: seen,
+        seconds,
+        imagesPerSecond: seen / Math.max(1e-9, seconds),
+        learningRate: lr,
+      };
+      if (validation !== undefined) {
+        const probs = await predictProbabilities(model, validation);
+        stats.valLoss = nllAtTemperature(probs, validation.labels, classes, 1);
+        const { predicted } = topPrediction(probs, classes);
+        let ok = 0;
+        for (let i = 0; i < predicted.length; i++) if (predicted[i] === validation.labels[i]) ok++;
+        stats.valAccuracy = ok / Math.max(1, predicted.length);
+      }
+      history.push(stats);
+      await opts.onEpoch?.(stats);
+
+      if (validation !== undefined && patience > 0) {
+        if ((stats.valLoss as number) < best.loss) {
+          best.weights?.forEach((t) => t.dispose());
+          best = { loss: stats.valLoss as number, epoch, weights: model.getWeights().map((w) => w.clone()) };
+        } else if (epoch - best.epoch >= patience) {
+          stoppedEarly = epoch < epochs;
+          break;
+        }
+      }
+      if (decay !== 1 && Number.isFinite(lr)) {
+        lr *= decay;
+        setLearningRate(model, lr);
+      }
+    }
+    if (best.weights !== undefined && best.epoch !== history.length) model.setWeights(best.weights);
+  } finally {
+    best.weights?.forEach((t) => t.dispose());
+  }
+  const totalImages = history.reduce((a, h) => a + h.images, 0);
+  const totalSeconds = history.reduce((a, h) => a + h.seconds, 0);
+  return {
+    history,
+    bestEpoch: best.weights !== undefined ? best.epoch : history.length,
+    stoppedEarly,
+    trainPart,
+    validation,
+    imagesPerSecond: totalImages / Math.max(1e-9, totalSeconds),
+    options: { epochs, batchSize, validationSplit, patience, seed, augment, learningRateDecay: decay },
+  };
+}
