@@ -1,0 +1,258 @@
+// image-triage on Azure: blob-triggered Flex Consumption functions (preprocess, infer), HTTP and
+// timer functions, and a serverless-GPU Container Apps job that retrains the CNN.
+//
+// Stage 1 (this file, `azd provision`): everything except the Event Grid subscriptions.
+// Stage 2 (infra/eventgrid.bicep, run by infra/hooks/postdeploy.sh after `azd deploy`): the
+// BlobCreated subscriptions to the functions' blobs-extension webhook, whose key exists only
+// once the code runs.
+
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; seeds every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource. It must offer Flex Consumption and Container Apps serverless GPUs.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Resource group name; empty = rg-{environmentName}.')
+param resourceGroupName string = ''
+
+@description('Optional: principal (object id) given Storage Blob Data Contributor for uploads; azd passes the signed-in user.')
+param principalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param principalType string = 'User'
+
+// ---- pipeline settings (src/config.ts) ----
+
+@allowed([
+  'mnist'
+  'xray'
+])
+param triageProfile string = 'mnist'
+
+@minValue(16)
+@maxValue(2048)
+param triageXraySize int = 224
+
+@minValue(1)
+@maxValue(1073741824)
+param triageMaxUploadBytes int = 67108864
+
+@minValue(1)
+@maxValue(1000000000)
+param triageMaxPixels int = 50000000
+
+@description('ML backend of the function app; empty = the fastest that loads.')
+@allowed([
+  ''
+  'tensorflow'
+  'wasm'
+  'cpu'
+])
+param triageBackend string = ''
+
+@description('NCRONTAB (six fields, seconds first) of the retraining timer.')
+param retrainSchedule string = '0 0 2 * * *'
+
+@minValue(1)
+@maxValue(10000000)
+param retrainMinNewLabels int = 100
+
+// ---- function app ----
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+// ---- trainer ----
+
+@description('Serverless GPU profile of the trainer job (each needs GPU quota in the region).')
+@allowed([
+  'Consumption-GPU-NC8as-T4'
+  'Consumption-GPU-NC24-A100'
+])
+param gpuProfileType string = 'Consumption-GPU-NC8as-T4'
+
+@description('Create a container registry for the trainer image (the post-deploy hook builds it there).')
+param createContainerRegistry bool = true
+
+@description('Trainer image; empty = {registry}/image-triage-trainer:latest.')
+param trainerImage string = ''
+
+@description('Maximum duration of one training execution in seconds.')
+@minValue(60)
+param trainerReplicaTimeoutSeconds int = 14400
+
+@minValue(1)
+@maxValue(365)
+param softDeleteRetentionDays int = 14
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+  application: 'image-triage'
+}
+var storageAccountName = 'st${resourceToken}'
+var functionAppName = 'func-${resourceToken}'
+var deploymentContainerName = 'app-package-${resourceToken}'
+var trainerJobName = 'caj-train-${resourceToken}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module functionIdentity 'modules/identity.bicep' = {
+  name: 'function-identity'
+  scope: rg
+  params: {
+    name: 'id-func-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module trainerIdentity 'modules/identity.bicep' = {
+  name: 'trainer-identity'
+  scope: rg
+  params: {
+    name: 'id-trainer-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: storageAccountName
+    deploymentContainerName: deploymentContainerName
+    systemTopicName: 'evgt-${storageAccountName}'
+    softDeleteRetentionDays: softDeleteRetentionDays
+  }
+}
+
+module trainer 'modules/trainer.bicep' = {
+  name: 'trainer'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    environmentName: 'cae-${resourceToken}'
+    jobName: trainerJobName
+    logAnalyticsName: monitoring.outputs.logAnalyticsName
+    identityId: trainerIdentity.outputs.id
+    identityClientId: trainerIdentity.outputs.clientId
+    gpuProfileType: gpuProfileType
+    createContainerRegistry: createContainerRegistry
+    registryName: 'cr${resourceToken}'
+    trainerImage: trainerImage
+    replicaTimeoutSeconds: trainerReplicaTimeoutSeconds
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    triageProfile: triageProfile
+    triageXraySize: triageXraySize
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'function-app'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    planName: 'plan-${resourceToken}'
+    appName: functionAppName
+    identityId: functionIdentity.outputs.id
+    identityClientId: functionIdentity.outputs.clientId
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    triageProfile: triageProfile
+    triageXraySize: triageXraySize
+    triageMaxUploadBytes: triageMaxUploadBytes
+    triageMaxPixels: triageMaxPixels
+    triageBackend: triageBackend
+    retrainSchedule: retrainSchedule
+    retrainMinNewLabels: retrainMinNewLabels
+    trainerJobName: trainer.outputs.jobName
+    trainerJobResourceGroup: rg.name
+    trainerImage: trainer.outputs.image
+    trainerCpu: trainer.outputs.cpu
+    trainerMemory: trainer.outputs.memory
+    trainerClientId: trainerIdentity.outputs.clientId
+  }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'roles'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    trainerJobName: trainer.outputs.jobName
+    registryName: trainer.outputs.registryName
+    functionPrincipalId: functionIdentity.outputs.principalId
+    trainerPrincipalId: trainerIdentity.outputs.principalId
+    operatorPrincipalId: principalId
+    operatorPrincipalType: principalType
+  }
+}
+
+// Outputs become azd environment values (azd env get-values) and reach the post-deploy hook.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_SUBSCRIPTION_ID string = subscription().subscriptionId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output FUNCTION_APP_NAME string = functionApp.outputs.name
+output FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}'
+output FUNCTION_IDENTITY_CLIENT_ID string = functionIdentity.outputs.clientId
+output EVENTGRID_SYSTEM_TOPIC_NAME string = storage.outputs.systemTopicName
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output CONTAINER_APPS_ENVIRONMENT_NAME string = trainer.outputs.environmentName
+output TRAINER_JOB_NAME string = trainer.outputs.jobName
+output TRAINER_IMAGE string = trainer.outputs.image
+output TRAINER_IMAGE_REPOSITORY string = trainer.outputs.imageRepository
+output TRAINER_IDENTITY_CLIENT_ID string = trainerIdentity.outputs.clientId
+output TRAINER_GPU_PROFILE string = gpuProfileType
+output AZURE_CONTAINER_REGISTRY_NAME string = trainer.outputs.registryName
+output AZURE_CONTAINER_REGISTRY_ENDPOINT string = trainer.outputs.registryLoginServer

@@ -1,0 +1,138 @@
+// Flex Consumption function app (Linux, Node 20) running as a user-assigned identity.
+// Storage, deployment package and Application Insights are all reached with that identity:
+// no connection string or key appears in the app settings.
+
+param location string
+param tags object = {}
+param planName string
+param appName string
+
+@description('Resource id of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity.')
+param identityClientId string
+
+param storageBlobEndpoint string
+param storageQueueEndpoint string
+param deploymentContainerName string
+param applicationInsightsConnectionString string
+
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
+
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+// Settings of src/config.ts
+param triageProfile string
+param triageXraySize int
+param triageMaxUploadBytes int
+param triageMaxPixels int
+param triageBackend string
+param retrainSchedule string
+param retrainMinNewLabels int
+
+// Settings the retrain function uses to start the trainer job
+param trainerJobName string
+param trainerJobResourceGroup string
+param trainerImage string
+param trainerCpu string
+param trainerMemory string
+param trainerClientId string
+
+var appSettings = {
+  // Identity-based host storage and trigger connection (prefix AzureWebJobsStorage, src/config.ts).
+  AzureWebJobsStorage__blobServiceUri: storageBlobEndpoint
+  AzureWebJobsStorage__queueServiceUri: storageQueueEndpoint
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  // DefaultAzureCredential / ManagedIdentityCredential in the code pick the user-assigned identity from here.
+  AZURE_CLIENT_ID: identityClientId
+  // Application Insights with Entra authentication (the component has local auth disabled).
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // Pipeline settings (src/config.ts SETTINGS).
+  TRIAGE_PROFILE: triageProfile
+  TRIAGE_XRAY_SIZE: string(triageXraySize)
+  TRIAGE_MAX_UPLOAD_BYTES: string(triageMaxUploadBytes)
+  TRIAGE_MAX_PIXELS: string(triageMaxPixels)
+  TRIAGE_BACKEND: triageBackend
+  RETRAIN_SCHEDULE: retrainSchedule
+  RETRAIN_MIN_NEW_LABELS: string(retrainMinNewLabels)
+  // Trainer job (Container Apps, serverless GPU). Starting an execution with a template replaces the
+  // whole template, so the launcher needs the image, resources and the job identity's client id too.
+  AZURE_SUBSCRIPTION_ID: subscription().subscriptionId
+  TRAINER_JOB_NAME: trainerJobName
+  TRAINER_JOB_RESOURCE_GROUP: trainerJobResourceGroup
+  TRAINER_IMAGE: trainerImage
+  TRAINER_CPU: trainerCpu
+  TRAINER_MEMORY: trainerMemory
+  TRAINER_CLIENT_ID: trainerClientId
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  name: appName
+  location: location
+  // azd finds the app to deploy service `api` to by this tag.
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'node'
+        version: '20'
+      }
+    }
+  }
+
+  resource settings 'config' = {
+    name: 'appsettings'
+    properties: appSettings
+  }
+}
+
+output name string = app.name
+output id string = app.id
+output defaultHostName string = app.properties.defaultHostName

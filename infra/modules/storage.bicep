@@ -1,0 +1,110 @@
+// The storage account of the pipeline: every container of src/storage/layout.ts (CONTAINERS),
+// the Flex Consumption deployment container, and the Event Grid system topic the blob triggers
+// subscribe to (the subscriptions themselves are created after code deploy, by infra/eventgrid.bicep).
+// Keys are off: every client (function app, trainer job, operators) authenticates with Entra ID.
+
+param location string
+param tags object = {}
+
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Blob container the Flex Consumption app deploys its package from.')
+param deploymentContainerName string
+
+@description('Name of the Event Grid system topic on this account.')
+param systemTopicName string
+
+@description('Days deleted blobs, blob versions and containers can be restored.')
+@minValue(1)
+@maxValue(365)
+param softDeleteRetentionDays int = 14
+
+// Mirrors CONTAINERS in src/storage/layout.ts; test/unit/infra checks the two stay equal.
+var appContainers = [
+  'uploads'
+  'preprocessed'
+  'predictions'
+  'flagged'
+  'rejected'
+  'labels'
+  'models'
+  'runs'
+]
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    // Nothing is deleted by the pipeline; these protect against mistakes by people and tools.
+    deleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteRetentionDays
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteRetentionDays
+    }
+    isVersioningEnabled: true
+  }
+}
+
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for containerName in appContainers: {
+    parent: blobService
+    name: containerName
+    properties: {
+      publicAccess: 'None'
+    }
+  }
+]
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+  name: systemTopicName
+  location: location
+  tags: tags
+  properties: {
+    source: storage.id
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+output id string = storage.id
+output name string = storage.name
+output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
+output systemTopicName string = systemTopic.name
+output containerNames array = appContainers

@@ -1,0 +1,72 @@
+import { ALL_CONTAINERS } from '../../../src/storage/layout';
+import { arrayItems, findProperties, getPath, loadBicep, propertyValue, resourcesOfType, stringLiteral, variable } from './bicep';
+
+describe('infra: storage account', () => {
+  const { root } = loadBicep('modules/storage.bicep');
+  const [account] = resourcesOfType(root, 'Microsoft.Storage/storageAccounts');
+  const [blobService] = resourcesOfType(root, 'Microsoft.Storage/storageAccounts/blobServices');
+
+  /** The single value of a property inside `scope`, as source text. */
+  const valueOf = (scope: Parameters<typeof findProperties>[0], key: string): string[] =>
+    findProperties(scope, key).map((p) => propertyValue(p).text);
+
+  it('creates every container of src/storage/layout.ts', () => {
+    const names = arrayItems(variable(root, 'appContainers')).map((n) => stringLiteral(n));
+    expect(new Set(names)).toEqual(new Set(ALL_CONTAINERS));
+    // ...and the container loop iterates that list.
+    const containers = resourcesOfType(root, 'Microsoft.Storage/storageAccounts/blobServices/containers');
+    const loop = containers.find((c) => c.node.text.includes('for containerName in appContainers'));
+    expect(loop).toBeDefined();
+  });
+
+  it('creates the Flex Consumption deployment container', () => {
+    const containers = resourcesOfType(root, 'Microsoft.Storage/storageAccounts/blobServices/containers');
+    expect(containers.some((c) => getPath(c.body, ['name'])?.text === 'deploymentContainerName')).toBe(true);
+  });
+
+  it('turns shared keys and public blob access off and requires TLS 1.2', () => {
+    expect(account).toBeDefined();
+    const props = getPath(account!.body, ['properties'])!;
+    expect(valueOf(props, 'allowSharedKeyAccess')).toEqual(['false']);
+    expect(valueOf(props, 'allowBlobPublicAccess')).toEqual(['false']);
+    expect(valueOf(props, 'minimumTlsVersion')).toEqual(["'TLS1_2'"]);
+    expect(valueOf(props, 'supportsHttpsTrafficOnly')).toEqual(['true']);
+  });
+
+  it('keeps deleted blobs (soft delete) and versions', () => {
+    expect(blobService).toBeDefined();
+    const props = getPath(blobService!.body, ['properties'])!;
+    expect(getPath(props, ['deleteRetentionPolicy', 'enabled'])?.text).toBe('true');
+    expect(getPath(props, ['containerDeleteRetentionPolicy', 'enabled'])?.text).toBe('true');
+    expect(getPath(props, ['isVersioningEnabled'])?.text).toBe('true');
+  });
+
+  it('has no container with public access', () => {
+    for (const p of findProperties(root, 'publicAccess')) expect(propertyValue(p).text).toBe("'None'");
+  });
+
+  it('puts the Event Grid system topic on the account', () => {
+    const [topic] = resourcesOfType(root, 'Microsoft.EventGrid/systemTopics');
+    expect(topic).toBeDefined();
+    expect(getPath(topic!.body, ['properties', 'source'])?.text).toBe('storage.id');
+    expect(stringLiteral(getPath(topic!.body, ['properties', 'topicType']))).toBe('Microsoft.Storage.StorageAccounts');
+  });
+});
+
+describe('infra: Application Insights', () => {
+  const { root } = loadBicep('modules/monitoring.bicep');
+
+  it('disables local (instrumentation key) authentication', () => {
+    const [component] = resourcesOfType(root, 'Microsoft.Insights/components');
+    expect(component).toBeDefined();
+    const props = getPath(component!.body, ['properties'])!;
+    const disable = findProperties(props, 'DisableLocalAuth').concat(findProperties(props, 'disableLocalAuth'));
+    expect(disable.map((p) => propertyValue(p).text)).toEqual(['true']);
+  });
+
+  it('sends its data to the Log Analytics workspace', () => {
+    expect(resourcesOfType(root, 'Microsoft.OperationalInsights/workspaces')).toHaveLength(1);
+    const [component] = resourcesOfType(root, 'Microsoft.Insights/components');
+    expect(getPath(component!.body, ['properties', 'WorkspaceResourceId'])?.text).toBe('workspace.id');
+  });
+});

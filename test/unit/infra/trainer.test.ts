@@ -1,0 +1,91 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { arrayItems, getPath, INFRA, loadBicep, objectEntries, params, resourcesOfType, stringLiteral, variable } from './bicep';
+
+const GPU_PROFILES = ['Consumption-GPU-NC8as-T4', 'Consumption-GPU-NC24-A100'];
+
+describe('infra: trainer job on serverless GPU', () => {
+  const { root } = loadBicep('modules/trainer.bicep');
+  const [env] = resourcesOfType(root, 'Microsoft.App/managedEnvironments');
+  const [job] = resourcesOfType(root, 'Microsoft.App/jobs');
+  const gpuProfileName = stringLiteral(variable(root, 'gpuProfileName'));
+
+  it('offers the T4 and A100 serverless GPU profiles, T4 by default', () => {
+    for (const file of ['modules/trainer.bicep', 'main.bicep']) {
+      const p = params(loadBicep(file).root).find((x) => x.name === 'gpuProfileType');
+      expect(p).toBeDefined();
+      expect(stringLiteral(p!.defaultValue)).toBe('Consumption-GPU-NC8as-T4');
+      for (const profile of GPU_PROFILES) expect(p!.decorators.join('\n')).toContain(`'${profile}'`);
+    }
+  });
+
+  it('creates a workload-profiles environment with the GPU profile', () => {
+    expect(env).toBeDefined();
+    const profiles = arrayItems(getPath(env!.body, ['properties', 'workloadProfiles'])).map((p) => objectEntries(p));
+    expect(gpuProfileName).toBeTruthy();
+    const gpu = profiles.find((p) => p.get('name')?.text === 'gpuProfileName');
+    expect(gpu?.get('workloadProfileType')?.text).toBe('gpuProfileType');
+    expect(profiles.some((p) => stringLiteral(p.get('workloadProfileType')) === 'Consumption')).toBe(true);
+  });
+
+  it('has a Manual-trigger job pinned to the GPU profile', () => {
+    expect(job).toBeDefined();
+    const props = getPath(job!.body, ['properties'])!;
+    expect(stringLiteral(getPath(props, ['configuration', 'triggerType']))).toBe('Manual');
+    expect(getPath(props, ['workloadProfileName'])?.text).toBe('gpuProfileName');
+    expect(getPath(props, ['environmentId'])?.text).toBe(`${env!.symbol}.id`);
+    expect(getPath(props, ['configuration', 'replicaTimeout'])?.text).toBe('replicaTimeoutSeconds');
+  });
+
+  it('sizes the replica for each GPU profile', () => {
+    const sizes = objectEntries(variable(root, 'gpuResources')!);
+    expect([...sizes.keys()].sort()).toEqual([...GPU_PROFILES].sort());
+    const container = arrayItems(getPath(job!.body, ['properties', 'template', 'containers']))[0]!;
+    expect(getPath(container, ['resources', 'cpu'])?.text).toBe('cpu');
+    expect(getPath(container, ['resources', 'memory'])?.text).toBe('memory');
+  });
+
+  it('runs as its user-assigned identity, pulls with it, and gets the trainer environment', () => {
+    expect(stringLiteral(getPath(job!.body, ['identity', 'type']))).toBe('UserAssigned');
+    expect(getPath(job!.body, ['properties', 'configuration', 'registries'])?.text).toMatch(/identity: identityId/);
+    const container = arrayItems(getPath(job!.body, ['properties', 'template', 'containers']))[0]!;
+    const env = new Map(
+      arrayItems(getPath(container, ['env'])).map((e) => {
+        const o = objectEntries(e);
+        return [stringLiteral(o.get('name'))!, o.get('value')!] as const;
+      }),
+    );
+    expect(stringLiteral(env.get('TRIAGE_BACKEND'))).toBe('tensorflow');
+    expect(env.get('AzureWebJobsStorage__blobServiceUri')?.text).toBe('storageBlobEndpoint');
+    expect(env.get('AzureWebJobsStorage__clientId')?.text).toBe('identityClientId');
+    expect(stringLiteral(env.get('AzureWebJobsStorage__credential'))).toBe('managedidentity');
+    expect(env.has('RUN_ID')).toBe(true);
+  });
+
+  it('creates the container registry only when asked, without admin user', () => {
+    const [registry] = resourcesOfType(root, 'Microsoft.ContainerRegistry/registries');
+    expect(registry?.node.text).toMatch(/= if \(createContainerRegistry\)/);
+    expect(getPath(registry!.body, ['properties', 'adminUserEnabled'])?.text).toBe('false');
+  });
+});
+
+describe('infra: trainer image (infra/trainer.Dockerfile)', () => {
+  const dockerfile = fs.readFileSync(path.join(INFRA, 'trainer.Dockerfile'), 'utf8');
+
+  it('runs on a CUDA 11.x + cuDNN 8 Ubuntu runtime base', () => {
+    expect(dockerfile).toMatch(/^ARG CUDA_IMAGE=nvidia\/cuda:11\.\d+\.\d+-cudnn8-runtime-ubuntu\d\d\.\d\d$/m);
+  });
+
+  it('installs Node 20 and @tensorflow/tfjs-node-gpu 4.22 in the image', () => {
+    expect(dockerfile).toMatch(/^ARG NODE_MAJOR=20$/m);
+    expect(dockerfile).toMatch(/^ARG TFJS_VERSION=4\.22\.\d+$/m);
+    expect(dockerfile).toContain('@tensorflow/tfjs-node-gpu@${TFJS_VERSION}');
+  });
+
+  it('runs as a non-root user and starts the train-job command', () => {
+    const users = [...dockerfile.matchAll(/^USER (\S+)$/gm)].map((m) => m[1]!);
+    expect(users.length).toBeGreaterThan(0);
+    expect(users[users.length - 1]).not.toMatch(/^(root|0)(:|$)/);
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "dist\/src\/cli\/main\.js", "train-job"\]$/m);
+  });
+});
