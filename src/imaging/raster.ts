@@ -13,7 +13,7 @@ export interface DecodedRaster {
 
 const SHARP_FORMAT: Record<Exclude<DecodableFormat, 'dicom'>, string> = { png: 'png', jpeg: 'jpeg', webp: 'webp', tiff: 'tiff', gif: 'gif' };
 
-const TRUNCATION_MESSAGES = /premature end|truncated|unexpected end|end of (file|data|stream)|not enough data|read error|short read|out of data/i;
+const TRUNCATION_MESSAGES = /premature end|truncated|unexpected end|end of (file|data|stream)|not enough data|short read|out of data/i;
 
 function rejectDecode(format: string, bytes: Buffer, e: unknown): ImageRejection {
   const msg = describeThrown(e);
@@ -31,10 +31,13 @@ function rejectDecode(format: string, bytes: Buffer, e: unknown): ImageRejection
  * black. 16-bit inputs keep 16-bit precision (divided by 65535).
  */
 export async function decodeRaster(bytes: Buffer, format: Exclude<DecodableFormat, 'dicom'>, maxPixels: number): Promise<DecodedRaster> {
+  // A PNG must end with IEND after whole chunks; libpng alone accepts a file cut after the last IDAT.
+  if (format === 'png' && looksTruncated(bytes, 'png')) throw new ImageRejection('truncated', 'png data is truncated (chunk cut short or IEND missing)', { format });
   const sharpOpts: SharpOptions = { limitInputPixels: maxPixels, failOn: 'truncated', pages: 1, page: 0, sequentialRead: true };
   let meta: Metadata;
   try {
-    meta = await sharp(bytes, sharpOpts).metadata();
+    // Header only; our own check below names the declared size. Decoding itself keeps sharp's limit.
+    meta = await sharp(bytes, { ...sharpOpts, limitInputPixels: false }).metadata();
   } catch (e) {
     throw rejectDecode(format, bytes, e);
   }
