@@ -5,6 +5,7 @@
  * inversion, plus a few non-identifying attributes.
  */
 import * as dicomParser from 'dicom-parser';
+import { endianness } from 'node:os';
 import { inflateRawSync } from 'node:zlib';
 import { CodecError, DecodedFrame, decodeJpeg2000, decodeJpegBaseline, decodeJpegLossless, decodeJpegLs } from './codecs';
 import { ImageRejection, describeThrown } from './errors';
@@ -180,12 +181,17 @@ export async function decodeDicom(bytes: Buffer, maxPixels: number): Promise<Dic
       throw new ImageRejection('truncated', `DICOM Pixel Data holds ${Math.max(0, Math.min(available, pixelEl.length))} bytes, expected ${frameBytes * frames}`, { expected: frameBytes * frames, available: Math.max(0, available) });
     }
     if (pixelEl.length < frameBytes) throw new ImageRejection('decode-failed', `DICOM Pixel Data length ${pixelEl.length} is smaller than one frame (${frameBytes})`);
-    const dv = new DataView(arr.buffer, arr.byteOffset + pixelEl.dataOffset, frameBytes);
-    const le = tsInfo.codec === 'native';
-    const out = new Float64Array(n * spp);
-    if (bpp === 1) for (let i = 0; i < out.length; i++) out[i] = dv.getUint8(i);
-    else if (bpp === 2) for (let i = 0; i < out.length; i++) out[i] = dv.getUint16(i * 2, le);
-    else for (let i = 0; i < out.length; i++) out[i] = dv.getUint32(i * 4, le);
+    // Copy frame 0 into an aligned typed array in host order (a memcpy plus, for big endian, a swap).
+    const raw = Buffer.from(arr.buffer, arr.byteOffset + pixelEl.dataOffset, frameBytes);
+    const copy = Buffer.alloc(frameBytes);
+    raw.copy(copy);
+    const hostLE = endianness() === 'LE';
+    const fileLE = tsInfo.codec === 'native';
+    if (bpp > 1 && hostLE !== fileLE) {
+      if (bpp === 2) copy.swap16();
+      else copy.swap32();
+    }
+    const out = bpp === 1 ? new Uint8Array(copy.buffer, copy.byteOffset, frameBytes) : bpp === 2 ? new Uint16Array(copy.buffer, copy.byteOffset, frameBytes / 2) : new Uint32Array(copy.buffer, copy.byteOffset, frameBytes / 4);
     samples = out;
     if (spp === 3 && planar === 1) samples = interleave(out, n);
   } else {
@@ -241,9 +247,9 @@ export async function decodeDicom(bytes: Buffer, maxPixels: number): Promise<Dic
   const mask = maxStored - 1;
   const signBit = 2 ** (bitsStored - 1);
   const storedValue = (raw: number): number => {
-    let v = Math.floor(raw / 2 ** shift) % maxStored; // works for 32-bit words, unlike >>>/& on negatives
-    if (v < 0) v += maxStored;
-    v = v & mask || (bitsStored >= 32 ? v : 0);
+    // Arithmetic rather than bit operations so that 32-bit words work too.
+    let v = Math.floor(raw / 2 ** shift) % maxStored;
+    if (v < 0) v += maxStored; // codecs return signed samples as negative numbers
     if (signed && v >= signBit) v -= maxStored;
     return v;
   };
@@ -264,7 +270,16 @@ export async function decodeDicom(bytes: Buffer, maxPixels: number): Promise<Dic
   // Modality LUT.
   const slope = ds1(ds, 'x00281053') ?? 1;
   const intercept = ds1(ds, 'x00281052') ?? 0;
-  for (let i = 0; i < n; i++) out[i] = storedValue(stored[i] ?? 0) * slope + intercept;
+  if (bitsStored < 32) {
+    // Integer fast path: >>> also maps codecs' negative (signed) samples to their bit patterns.
+    for (let i = 0; i < n; i++) {
+      let v = ((stored[i] ?? 0) >>> shift) & mask;
+      if (signed && v >= signBit) v -= maxStored;
+      out[i] = v * slope + intercept;
+    }
+  } else {
+    for (let i = 0; i < n; i++) out[i] = storedValue(stored[i] ?? 0) * slope + intercept;
+  }
 
   // VOI LUT.
   const wc = ds1(ds, 'x00281050');
@@ -316,7 +331,7 @@ export function applyWindow(values: Float32Array, c: number, w: number, fn: stri
   }
 }
 
-function interleave(planes: Float64Array, n: number): Float64Array {
+function interleave(planes: ArrayLike<number>, n: number): Float64Array {
   const out = new Float64Array(n * 3);
   for (let i = 0; i < n; i++) {
     out[i * 3] = planes[i] ?? 0;

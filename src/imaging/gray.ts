@@ -55,6 +55,7 @@ function taps(inSize: number, outSize: number): Taps {
 /** Resamples the region (x, y, w, h) of `src` to outW x outH (antialiased). */
 export function resample(src: Gray, region: { x: number; y: number; w: number; h: number }, outW: number, outH: number): Float32Array {
   const { x: rx, y: ry, w: rw, h: rh } = region;
+  if (rx === 0 && ry === 0 && rw === src.width && rh === src.height && outW === rw && outH === rh) return src.data.slice();
   const tx = taps(rw, outW);
   const ty = taps(rh, outH);
   const sw = src.width;
@@ -121,19 +122,18 @@ export class UnitHistogram {
 export function borderMedian(img: Gray): number {
   const { width: w, height: h, data } = img;
   const band = Math.max(1, Math.round(Math.min(w, h) * 0.03));
+  const total = 2 * band * (w + h);
+  const step = Math.max(1, Math.floor(total / 4096)); // sample at most ~4k border pixels
   const vals: number[] = [];
-  const step = Math.max(1, Math.floor((2 * band * (w + h)) / 20000)); // cap the sample at ~20k pixels
   let k = 0;
   for (let y = 0; y < h; y++) {
     const edgeRow = y < band || y >= h - band;
+    const base = y * w;
     for (let x = 0; x < w; x++) {
-      if (!edgeRow && x >= band && x < w - band) {
-        x = w - band - 1;
-        continue;
-      }
-      if (k++ % step === 0) vals.push(data[y * w + x] ?? 0);
+      if (!edgeRow && x === band && w - band > band) x = w - band;
+      if (k++ % step === 0) vals.push(data[base + x] ?? 0);
     }
   }
-  vals.sort((a, b) => a - b);
-  return vals[Math.floor(vals.length / 2)] ?? 0;
+  const sorted = Float32Array.from(vals).sort();
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
 }

@@ -11,7 +11,9 @@
  *     against `maxPixels` before any pixel buffer is allocated; sharp also gets `limitInputPixels`.
  *  4. Decode to grey in [0, 1]:
  *     - raster (sharp): first page/frame only, EXIF orientation applied, colour (RGB, CMYK) to
- *       luminance, 16-bit kept at 16-bit precision (/65535). Alpha is flattened onto white (dark ink
+ *       luminance, 16-bit kept at 16-bit precision (/65535). Large images are reduced by libvips
+ *       while decoding (linear kernel, antialiased): to 384 px on the long side for mnist, to the
+ *       letterbox size for xray. Alpha is flattened onto white (dark ink
  *       on transparency, the usual case) unless the opaque pixels are mostly light, then onto black,
  *       so the ink stays visible either way.
  *     - DICOM (dicom-parser + decoders, first frame only): Bits Stored / High Bit / Pixel
@@ -23,7 +25,7 @@
  *       JPEG lossless 4.57/4.70 (jpeg-lossless-decoder-js), JPEG-LS 4.80/4.81 (CharLS WASM),
  *       JPEG 2000 4.90/4.91 (OpenJPEG WASM). Others -> `dicom-unsupported-transfer-syntax`.
  *  5. Profile:
- *     - `mnist` (28x28): polarity from the border median vs the image tails (light background is
+ *     - `mnist` (28x28): images over 384 px are first area-averaged to 384 on the long side; polarity from the border median vs the image tails (light background is
  *       inverted, so the digit is white on black); background subtracted; ink threshold
  *       max(4 sigma_noise, 25% of the ink peak); specks (components < 2% of the largest) dropped; crop
  *       to the ink's bounding box; fit into 20x20 keeping aspect (antialiased area resampling); placed
@@ -53,7 +55,7 @@
  */
 import { ImageRejection } from './errors';
 import { decodeDicom } from './dicom';
-import { PROFILE_VERSIONS, mnistProfile, xrayProfile } from './profiles';
+import { MNIST_WORKING_SIDE, PROFILE_VERSIONS, fitInside, mnistProfile, xrayProfile } from './profiles';
 import { decodeRaster } from './raster';
 import { sniff } from './sniff';
 import type { Gray } from './gray';
@@ -117,7 +119,9 @@ export async function preprocessImage(bytes: Buffer, opts: PreprocessOptions): P
     const d = await decodeDicom(bytes, opts.maxPixels);
     ({ image, source, dicom, warnings: decodeWarnings } = d);
   } else {
-    const r = await decodeRaster(bytes, sniffed.format, opts.maxPixels);
+    // Let libvips do the large reduction while decoding: to the working size (mnist) or the letterbox (xray).
+    const reduceTo = opts.profile === 'mnist' ? (w: number, h: number) => fitInside(w, h, MNIST_WORKING_SIDE) : (w: number, h: number) => fitInside(w, h, opts.xraySize);
+    const r = await decodeRaster(bytes, sniffed.format, opts.maxPixels, reduceTo);
     ({ image, source, warnings: decodeWarnings } = r);
   }
 

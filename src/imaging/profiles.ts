@@ -21,7 +21,14 @@ export interface ProfileOutput {
 const SIZE = 28;
 const FIT = 20;
 /** Larger inputs are first area-averaged to this many pixels on the long side (speed, denoising). */
-const MNIST_WORKING_SIDE = 512;
+export const MNIST_WORKING_SIDE = 384;
+
+/** Size of w x h scaled to fit inside side x side keeping aspect (each at least 1); undefined if it already fits. */
+export function fitInside(w: number, h: number, side: number): { width: number; height: number } | undefined {
+  const scale = Math.min(side / w, side / h);
+  if (scale >= 1) return undefined;
+  return { width: Math.min(side, Math.max(1, Math.round(w * scale))), height: Math.min(side, Math.max(1, Math.round(h * scale))) };
+}
 
 function sampleStride(n: number): number {
   return Math.max(1, Math.floor(n / 262_144));
@@ -47,12 +54,9 @@ function round4(x: number): number {
 }
 
 function shrinkTo(img: Gray, side: number): Gray {
-  const long = Math.max(img.width, img.height);
-  if (long <= side) return img;
-  const s = side / long;
-  const w = Math.max(1, Math.round(img.width * s));
-  const h = Math.max(1, Math.round(img.height * s));
-  return { width: w, height: h, data: resample(img, { x: 0, y: 0, w: img.width, h: img.height }, w, h) };
+  const fit = fitInside(img.width, img.height, side);
+  if (!fit) return img;
+  return { width: fit.width, height: fit.height, data: resample(img, { x: 0, y: 0, w: img.width, h: img.height }, fit.width, fit.height) };
 }
 
 /**
@@ -80,17 +84,22 @@ function components(mask: Uint8Array, w: number, h: number): { labels: Int32Arra
     parent[Math.max(ra, rb)] = lo;
     return lo;
   };
+  const link = (label: number, j: number): number => {
+    const l = labels[j] ?? 0;
+    if (l === 0) return label;
+    return label === 0 ? find(l) : union(label, l);
+  };
   for (let y = 0; y < h; y++) {
+    const row = y * w;
     for (let x = 0; x < w; x++) {
-      const i = y * w + x;
+      const i = row + x;
       if (!mask[i]) continue;
       let label = 0;
-      const neighbours = [x > 0 ? i - 1 : -1, y > 0 && x > 0 ? i - w - 1 : -1, y > 0 ? i - w : -1, y > 0 && x < w - 1 ? i - w + 1 : -1];
-      for (const j of neighbours) {
-        if (j < 0) continue;
-        const l = labels[j] ?? 0;
-        if (l === 0) continue;
-        label = label === 0 ? find(l) : union(label, l);
+      if (x > 0) label = link(label, i - 1);
+      if (y > 0) {
+        if (x > 0) label = link(label, i - w - 1);
+        label = link(label, i - w);
+        if (x < w - 1) label = link(label, i - w + 1);
       }
       if (label === 0) {
         label = parent.length;
@@ -140,7 +149,8 @@ export function mnistProfile(input: Gray): ProfileOutput {
   for (let i = 0, k = 0; i < n; i += stride, k++) mapped[k] = ((diff[i] ?? 0) + 1) / 2;
   const dh = new UnitHistogram(mapped);
   const med = dh.quantile(0.5) * 2 - 1;
-  const absDev = mapped.map((v) => Math.abs(v * 2 - 1 - med) / 2);
+  const absDev = new Float32Array(mapped.length);
+  for (let i = 0; i < mapped.length; i++) absDev[i] = Math.abs((mapped[i] ?? 0) * 2 - 1 - med) / 2;
   const mad = new UnitHistogram(absDev).quantile(0.5) * 2;
   const sigma = 1.4826 * mad;
   // Ink peak: the 5th largest difference (one hot pixel cannot set it; 12 real ink pixels can).
@@ -183,13 +193,12 @@ export function mnistProfile(input: Gray): ProfileOutput {
     let x1 = -1;
     let y1 = -1;
     let ink = 0;
-    const inkValues: number[] = [];
+    const inkValues = new Float32Array(n);
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
         const l = labels[y * w + x] ?? 0;
         if (l === 0 || (areas[l] ?? 0) < minArea) continue;
-        ink++;
-        inkValues.push(diff[y * w + x] ?? 0);
+        inkValues[ink++] = diff[y * w + x] ?? 0;
         if (x < x0) x0 = x;
         if (x > x1) x1 = x;
         if (y < y0) y0 = y;
@@ -205,8 +214,8 @@ export function mnistProfile(input: Gray): ProfileOutput {
     const cw = x1 - x0 + 1;
     const ch = y1 - y0 + 1;
     // Ink level: 90th percentile of the kept ink (specks excluded) is stretched to 1.
-    inkValues.sort((a, b) => a - b);
-    inkLevel = inkValues[Math.floor(0.9 * (inkValues.length - 1))] ?? peak;
+    const kept = inkValues.subarray(0, ink).sort();
+    inkLevel = kept[Math.floor(0.9 * (kept.length - 1))] ?? peak;
     const floor = threshold / 2;
     const span = Math.max(1e-6, inkLevel - floor);
     const crop = new Float32Array(cw * ch);

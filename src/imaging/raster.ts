@@ -30,7 +30,13 @@ function rejectDecode(format: string, bytes: Buffer, e: unknown): ImageRejection
  * the ink visible: white unless the opaque pixels are mostly light (light ink on transparency), then
  * black. 16-bit inputs keep 16-bit precision (divided by 65535).
  */
-export async function decodeRaster(bytes: Buffer, format: Exclude<DecodableFormat, 'dicom'>, maxPixels: number): Promise<DecodedRaster> {
+export async function decodeRaster(
+  bytes: Buffer,
+  format: Exclude<DecodableFormat, 'dicom'>,
+  maxPixels: number,
+  /** Optional reduction done by libvips while decoding (antialiased, linear kernel): display width x height wanted. */
+  reduceTo?: (width: number, height: number) => { width: number; height: number } | undefined,
+): Promise<DecodedRaster> {
   // A PNG must end with IEND after whole chunks; libpng alone accepts a file cut after the last IDAT.
   if (format === 'png' && looksTruncated(bytes, 'png')) throw new ImageRejection('truncated', 'png data is truncated (chunk cut short or IEND missing)', { format });
   const sharpOpts: SharpOptions = { limitInputPixels: maxPixels, failOn: 'truncated', pages: 1, page: 0, sequentialRead: true };
@@ -60,7 +66,12 @@ export async function decodeRaster(bytes: Buffer, format: Exclude<DecodableForma
 
   let image: Gray;
   try {
-    const base = sharp(bytes, sharpOpts).rotate();
+    let base = sharp(bytes, sharpOpts).rotate();
+    const swapped = (meta.orientation ?? 1) >= 5; // EXIF 5-8: displayed rotated by 90 degrees
+    const target = reduceTo?.(swapped ? height : width, swapped ? width : height);
+    if (target && target.width * target.height < width * height) {
+      base = base.resize(target.width, target.height, { fit: 'fill', kernel: 'linear' });
+    }
     if (!hasAlpha) {
       if (exotic) {
         const { data, info } = await base.toColourspace('b-w').raw({ depth: 'float' }).toBuffer({ resolveWithObject: true });
