@@ -1,0 +1,102 @@
+/**
+ * The project's wasm training kernels: registering them makes the tfjs wasm backend able to train
+ * conv nets (Conv2DBackpropFilter is otherwise missing) and several times faster at it.
+ *
+ * | kernel                | stock wasm 4.22           | project kernel                                   |
+ * |-----------------------|---------------------------|--------------------------------------------------|
+ * | Conv2DBackpropFilter  | not registered            | JS im2col (transposed) + XNNPACK matmul          |
+ * | Conv2DBackpropInput   | plain loop                | XNNPACK Conv2D with the flipped filter           |
+ * | MaxPoolGrad           | generic loop              | one JS pass over the heap                        |
+ * | BatchMatMul           | slow loop when transposed | transpose first, then the XNNPACK path           |
+ *
+ * Registration is global to tfjs (its kernel registry is), idempotent, and reversible.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { batchMatMulConfig } from './batchMatMul';
+import { conv2dBackpropFilterConfig } from './conv2dBackpropFilter';
+import { conv2dBackpropInputConfig } from './conv2dBackpropInput';
+import { maxPoolGradConfig } from './maxPoolGrad';
+
+export { conv2dBackpropFilterWasm } from './conv2dBackpropFilter';
+export { flipTransposeFilter, makeConv2dBackpropInputWasm } from './conv2dBackpropInput';
+export { maxPoolGradWasm } from './maxPoolGrad';
+export { makeBatchMatMulWasm } from './batchMatMul';
+
+export const PROJECT_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul'] as const;
+export type ProjectWasmKernel = (typeof PROJECT_WASM_KERNELS)[number];
+
+/** Marks a kernel function as ours and remembers what it replaced. */
+interface ProjectKernelFunc extends tf.KernelFunc {
+  triageProjectKernel?: true;
+  triageReplaced?: tf.KernelConfig;
+}
+
+function isProjectKernel(name: string): boolean {
+  const k = tf.getKernel(name, 'wasm');
+  return k != null && (k.kernelFunc as ProjectKernelFunc).triageProjectKernel === true;
+}
+
+function stock(name: string): tf.KernelConfig | undefined {
+  return tf.getKernel(name, 'wasm');
+}
+
+function install(config: tf.KernelConfig, replaced: tf.KernelConfig | undefined): void {
+  const fn = config.kernelFunc as ProjectKernelFunc;
+  fn.triageProjectKernel = true;
+  if (replaced != null) {
+    fn.triageReplaced = replaced;
+    tf.unregisterKernel(config.kernelName, 'wasm');
+  }
+  // The stock kernel's setup (binding its wasm export) runs when the backend initialises; keep it,
+  // since the project kernel may call the stock one.
+  tf.registerKernel({ ...config, setupFunc: replaced?.setupFunc, disposeFunc: replaced?.disposeFunc });
+}
+
+/**
+ * Registers the project kernels for the wasm backend (replacing the stock ones) and returns the
+ * names of the kernels now in place. Safe to call more than once; call it before or after
+ * `tf.setBackend('wasm')`.
+ */
+export function registerWasmTrainingKernels(only: readonly ProjectWasmKernel[] = PROJECT_WASM_KERNELS): ProjectWasmKernel[] {
+  const done: ProjectWasmKernel[] = [];
+  for (const name of only) {
+    if (!isProjectKernel(name)) {
+      const replaced = stock(name);
+      switch (name) {
+        case 'Conv2DBackpropFilter':
+          install(conv2dBackpropFilterConfig, replaced);
+          break;
+        case 'Conv2DBackpropInput':
+          install(conv2dBackpropInputConfig(replaced?.kernelFunc), replaced);
+          break;
+        case 'MaxPoolGrad':
+          install(maxPoolGradConfig, replaced);
+          break;
+        case 'BatchMatMul': {
+          if (replaced == null) throw new Error('the wasm backend has no BatchMatMul kernel to build on');
+          install(batchMatMulConfig(replaced.kernelFunc), replaced);
+          break;
+        }
+      }
+    }
+    done.push(name);
+  }
+  return done;
+}
+
+/** Puts the stock wasm kernels back (used by tests and benches to compare against them). */
+export function unregisterWasmTrainingKernels(): void {
+  for (const name of PROJECT_WASM_KERNELS) {
+    const k = tf.getKernel(name, 'wasm');
+    if (k == null) continue;
+    const fn = k.kernelFunc as ProjectKernelFunc;
+    if (fn.triageProjectKernel !== true) continue;
+    tf.unregisterKernel(name, 'wasm');
+    if (fn.triageReplaced != null) tf.registerKernel(fn.triageReplaced);
+  }
+}
+
+/** Names of the project kernels currently registered for wasm. */
+export function registeredWasmTrainingKernels(): ProjectWasmKernel[] {
+  return PROJECT_WASM_KERNELS.filter((n) => isProjectKernel(n));
+}

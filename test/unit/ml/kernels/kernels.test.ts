@@ -1,0 +1,213 @@
+/**
+ * Every project wasm kernel against tfjs's reference cpu backend on random inputs: forward ops and
+ * their gradients (tf.grads / tf.variableGrads on both backends), strides 1 and 2, same / valid /
+ * explicit padding, odd sizes, batch 1 and more. Tolerance: 1e-4 relative to the reference's scale.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { PROJECT_WASM_KERNELS, registerWasmTrainingKernels, registeredWasmTrainingKernels, unregisterWasmTrainingKernels } from '../../../../src/ml/kernels';
+import { compareBackends, onBackend, randomArray, relError, sizeOf } from './compare';
+
+const TOL = 1e-4;
+type Pad = 'same' | 'valid' | [[0, 0], [number, number], [number, number], [0, 0]];
+
+beforeAll(async () => {
+  registerWasmTrainingKernels();
+  expect(await tf.setBackend('wasm')).toBe(true);
+});
+
+describe('registration', () => {
+  it('replaces the stock wasm kernels, is idempotent, and can be undone', () => {
+    expect(registeredWasmTrainingKernels()).toEqual([...PROJECT_WASM_KERNELS]);
+    const before = tf.getKernel('MaxPoolGrad', 'wasm')?.kernelFunc;
+    expect(registerWasmTrainingKernels()).toEqual([...PROJECT_WASM_KERNELS]);
+    expect(tf.getKernel('MaxPoolGrad', 'wasm')?.kernelFunc).toBe(before);
+
+    unregisterWasmTrainingKernels();
+    expect(registeredWasmTrainingKernels()).toEqual([]);
+    expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeUndefined(); // stock wasm has none
+    expect(tf.getKernel('MaxPoolGrad', 'wasm')).toBeDefined(); // the stock one is back
+    registerWasmTrainingKernels();
+    expect(registeredWasmTrainingKernels()).toEqual([...PROJECT_WASM_KERNELS]);
+  });
+});
+
+interface ConvCase {
+  x: [number, number, number, number];
+  w: [number, number, number, number];
+  stride: number | [number, number];
+  pad: Pad;
+}
+
+const convCases: ConvCase[] = [
+  { x: [1, 5, 5, 1], w: [3, 3, 1, 2], stride: 1, pad: 'valid' },
+  { x: [3, 7, 6, 2], w: [3, 3, 2, 4], stride: 1, pad: 'same' },
+  { x: [2, 9, 9, 3], w: [3, 3, 3, 5], stride: 2, pad: 'valid' },
+  { x: [2, 8, 7, 3], w: [3, 2, 3, 4], stride: 2, pad: 'same' },
+  { x: [1, 10, 9, 2], w: [3, 3, 2, 3], stride: [2, 1], pad: 'same' },
+  { x: [2, 6, 6, 2], w: [1, 1, 2, 3], stride: 2, pad: 'same' },
+  { x: [2, 5, 5, 2], w: [5, 5, 2, 3], stride: 1, pad: 'same' },
+  { x: [1, 7, 8, 2], w: [3, 3, 2, 2], stride: 1, pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
+  { x: [2, 7, 8, 2], w: [3, 3, 2, 2], stride: 2, pad: [[0, 0], [2, 0], [1, 1], [0, 0]] },
+  { x: [4, 28, 28, 1], w: [3, 3, 1, 16], stride: 1, pad: 'valid' }, // the peer CNN's first conv
+  { x: [4, 13, 13, 16], w: [3, 3, 16, 32], stride: 1, pad: 'valid' }, // and its second
+];
+
+describe.each(convCases)('conv2d x=$x w=$w stride=$stride pad=$pad', ({ x, w, stride, pad }) => {
+  it('matches cpu forward and both gradients (Conv2DBackpropInput, Conv2DBackpropFilter)', async () => {
+    const xs = randomArray(sizeOf(x), 1);
+    const ws = randomArray(sizeOf(w), 2);
+    const { err, outputs, reference } = await compareBackends(() => {
+      const xt = tf.tensor4d(xs, x);
+      const wt = tf.tensor4d(ws, w);
+      const y = tf.conv2d(xt, wt, stride, pad);
+      const dyWeights = tf.tensor(randomArray(y.size, 3), y.shape);
+      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad).mul(dyWeights).sum())([xt, wt]);
+      return [y, dx as tf.Tensor, dw as tf.Tensor];
+    });
+    expect(outputs).toBe(3);
+    expect(reference[2]?.some((v) => v !== 0)).toBe(true);
+    expect(err).toBeLessThan(TOL);
+  });
+});
+
+describe('Conv2DBackpropFilter / Conv2DBackpropInput kernels called directly', () => {
+  it('match cpu on a strided same-padded case', async () => {
+    const x = [3, 9, 8, 4] as const;
+    const dyShape = [3, 5, 4, 6] as const; // ceil(9/2), ceil(8/2)
+    const filterShape: [number, number, number, number] = [3, 3, 4, 6];
+    const xs = randomArray(sizeOf(x), 4);
+    const dys = randomArray(sizeOf(dyShape), 5);
+    const fs = randomArray(sizeOf(filterShape), 6);
+    const attrs = { strides: [2, 2], pad: 'same', dataFormat: 'NHWC', dimRoundingMode: undefined };
+    const { err } = await compareBackends(() => [
+      tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor4d(xs, [...x]), dy: tf.tensor4d(dys, [...dyShape]) }, { ...attrs, filterShape } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor4d(dys, [...dyShape]), filter: tf.tensor4d(fs, filterShape) }, { ...attrs, inputShape: [...x] } as unknown as tf.NamedAttrMap) as tf.Tensor,
+    ]);
+    expect(err).toBeLessThan(TOL);
+  });
+
+  it('refuses NCHW in Conv2DBackpropFilter with a clear error', async () => {
+    await tf.setBackend('wasm');
+    expect(() =>
+      tf.engine().runKernel(
+        'Conv2DBackpropFilter',
+        { x: tf.zeros([1, 2, 5, 5]), dy: tf.zeros([1, 2, 3, 3]) },
+        { strides: 1, pad: 'valid', dataFormat: 'NCHW', filterShape: [3, 3, 2, 2] } as unknown as tf.NamedAttrMap,
+      ),
+    ).toThrow(/NHWC/);
+  });
+});
+
+interface PoolCase {
+  x: [number, number, number, number];
+  size: number | [number, number];
+  stride: number | [number, number];
+  pad: 'same' | 'valid';
+}
+
+const poolCases: PoolCase[] = [
+  { x: [1, 4, 4, 1], size: 2, stride: 2, pad: 'valid' },
+  { x: [5, 26, 26, 16], size: 2, stride: 2, pad: 'valid' }, // the peer CNN's first pool
+  { x: [3, 11, 11, 32], size: 2, stride: 2, pad: 'valid' }, // odd size: the last row/column is dropped
+  { x: [2, 7, 9, 3], size: 2, stride: 2, pad: 'same' },
+  { x: [2, 9, 8, 2], size: 3, stride: 2, pad: 'same' }, // overlapping windows
+  { x: [1, 6, 7, 3], size: 3, stride: 1, pad: 'valid' },
+  { x: [2, 8, 8, 2], size: [2, 3], stride: [1, 2], pad: 'same' },
+];
+
+describe.each(poolCases)('maxPool x=$x size=$size stride=$stride pad=$pad', ({ x, size, stride, pad }) => {
+  it('matches cpu forward and gradient (MaxPoolGrad) on distinct values', async () => {
+    const xs = randomArray(sizeOf(x), 7);
+    const { err, reference } = await compareBackends(() => {
+      const xt = tf.tensor4d(xs, x);
+      const y = tf.maxPool(xt, size, stride, pad);
+      const dyWeights = tf.tensor(randomArray(y.size, 8), y.shape);
+      const dx = tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, size, stride, pad).mul(dyWeights).sum())(xt);
+      return [y, dx];
+    });
+    expect(reference[1]?.some((v) => v !== 0)).toBe(true);
+    expect(err).toBeLessThan(TOL);
+  });
+
+  it('sends the gradient of a tie to the first maximum, as cpu does', async () => {
+    const xs = randomArray(sizeOf(x), 9, 0, 3).map(Math.floor); // values 0, 1, 2: many ties
+    const { err } = await compareBackends(() => {
+      const xt = tf.tensor4d(xs, x);
+      return tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, size, stride, pad).sum())(xt);
+    });
+    expect(err).toBe(0);
+  });
+});
+
+describe('matMul with transposed operands (BatchMatMul)', () => {
+  const cases: { a: number[]; b: number[]; ta: boolean; tb: boolean }[] = [];
+  for (const ta of [false, true]) {
+    for (const tb of [false, true]) {
+      cases.push({ a: ta ? [7, 5] : [5, 7], b: tb ? [3, 7] : [7, 3], ta, tb });
+      cases.push({ a: ta ? [1, 65, 33] : [1, 33, 65], b: tb ? [1, 17, 65] : [1, 65, 17], ta, tb });
+      cases.push({ a: ta ? [3, 6, 4] : [3, 4, 6], b: tb ? [3, 5, 6] : [3, 6, 5], ta, tb }); // batch 3: stock path
+    }
+  }
+  it.each(cases)('a=$a b=$b transposeA=$ta transposeB=$tb matches cpu, with gradients', async ({ a, b, ta, tb }) => {
+    const as = randomArray(sizeOf(a), 10);
+    const bs = randomArray(sizeOf(b), 11);
+    let shape: number[] = [];
+    const { err } = await compareBackends(() => {
+      const at = tf.tensor(as, a);
+      const bt = tf.tensor(bs, b);
+      const y = tf.matMul(at, bt, ta, tb);
+      shape = y.shape;
+      const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.matMul(p, q, ta, tb).square().sum())([at, bt]);
+      return [y, da as tf.Tensor, db as tf.Tensor];
+    });
+    expect(shape.length).toBe(a.length);
+    expect(err).toBeLessThan(TOL);
+  });
+});
+
+describe('the peer CNN', () => {
+  it('gets the same loss and variable gradients on wasm (project kernels) as on cpu', async () => {
+    const batch = 6;
+    const init = {
+      w1: randomArray(3 * 3 * 1 * 16, 20, -0.5, 0.5),
+      b1: randomArray(16, 21, -0.1, 0.1),
+      w2: randomArray(3 * 3 * 16 * 32, 22, -0.15, 0.15),
+      b2: randomArray(32, 23, -0.1, 0.1),
+      w3: randomArray(800 * 64, 24, -0.05, 0.05),
+      b3: randomArray(64, 25, -0.1, 0.1),
+      w4: randomArray(64 * 10, 26, -0.2, 0.2),
+      b4: randomArray(10, 27, -0.1, 0.1),
+    };
+    const xs = randomArray(batch * 28 * 28, 28, 0, 1);
+    const labels = Array.from({ length: batch }, (_, i) => i % 10);
+    const run = (): tf.Tensor[] => {
+      const v = {
+        w1: tf.variable(tf.tensor4d(init.w1, [3, 3, 1, 16])),
+        b1: tf.variable(tf.tensor1d(init.b1)),
+        w2: tf.variable(tf.tensor4d(init.w2, [3, 3, 16, 32])),
+        b2: tf.variable(tf.tensor1d(init.b2)),
+        w3: tf.variable(tf.tensor2d(init.w3, [800, 64])),
+        b3: tf.variable(tf.tensor1d(init.b3)),
+        w4: tf.variable(tf.tensor2d(init.w4, [64, 10])),
+        b4: tf.variable(tf.tensor1d(init.b4)),
+      };
+      const x = tf.tensor4d(xs, [batch, 28, 28, 1]);
+      const y = tf.oneHot(tf.tensor1d(labels, 'int32'), 10);
+      const { value, grads } = tf.variableGrads(() => {
+        let h: tf.Tensor4D = tf.maxPool(tf.relu(tf.conv2d(x, v.w1, 1, 'valid').add(v.b1)), 2, 2, 'valid');
+        h = tf.maxPool(tf.relu(tf.conv2d(h, v.w2, 1, 'valid').add(v.b2)), 2, 2, 'valid');
+        const d = tf.relu(tf.matMul(h.reshape([batch, 800]), v.w3).add(v.b3));
+        return tf.losses.softmaxCrossEntropy(y, tf.matMul(d, v.w4).add(v.b4)) as tf.Scalar;
+      });
+      const out = [value, ...Object.values(v).map((t) => grads[t.name] as tf.Tensor)];
+      Object.values(v).forEach((t) => t.dispose());
+      return out;
+    };
+    const reference = await onBackend('cpu', run);
+    const actual = await onBackend('wasm', run);
+    expect(actual).toHaveLength(9);
+    reference.forEach((r, i) => {
+      expect(relError(actual[i] as Float32Array, r)).toBeLessThan(TOL);
+    });
+  });
+});

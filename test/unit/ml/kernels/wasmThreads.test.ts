@@ -1,0 +1,34 @@
+/**
+ * The threaded SIMD wasm build in Node (src/ml/kernels/wasmThreads.ts): it loads with the number of
+ * XNNPACK threads asked for, computes what cpu computes, and does not keep the process alive
+ * (jest would report an open handle / not exit otherwise).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../../../../src/ml/backend';
+import { compareBackends, randomArray, sizeOf } from './compare';
+
+describe('threaded wasm backend', () => {
+  it('runs XNNPACK on 2 threads and matches cpu on a conv net step', async () => {
+    const info = await initBackend('wasm', undefined, { wasmThreads: 2 });
+    expect(info).toMatchObject({ name: 'wasm', threads: 2 });
+    expect(info.detail).toMatch(/threaded-simd build, 2 threads/);
+    const x: [number, number, number, number] = [8, 13, 13, 16];
+    const w: [number, number, number, number] = [3, 3, 16, 32];
+    const xs = randomArray(sizeOf(x), 1);
+    const ws = randomArray(sizeOf(w), 2);
+    const { err } = await compareBackends(() => {
+      const xt = tf.tensor4d(xs, x);
+      const wt = tf.tensor4d(ws, w);
+      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.relu(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same')).square().sum())([xt, wt]);
+      return [tf.conv2d(xt, wt, 1, 'same'), dx as tf.Tensor, dw as tf.Tensor, tf.matMul(xt.reshape([-1, 16]), wt.reshape([144, 32]).slice([0, 0], [16, 32]))];
+    });
+    expect(err).toBeLessThan(1e-4);
+  });
+
+  it('refuses a thread count out of range', async () => {
+    await expect(initBackend('wasm', undefined, { wasmThreads: 0 })).resolves.toMatchObject({ name: 'wasm' }); // already chosen: same info
+    const { registerThreadedWasmBackend } = await import('../../../../src/ml/kernels/wasmThreads');
+    expect(() => registerThreadedWasmBackend(1)).toThrow(/from 2 to 8/);
+    expect(() => registerThreadedWasmBackend(2)).toThrow(/already initialised/);
+  });
+});
