@@ -115,7 +115,8 @@ function sampledQuantiles(values: Float32Array, qs: readonly number[]): number[]
 }
 
 export async function decodeDicom(bytes: Buffer, maxPixels: number): Promise<DicomDecoded> {
-  const ds = parse(bytes, Math.min(2 ** 31 - 1, maxPixels * 12 + 64 * 1024 * 1024));
+  // Inflation budget: the largest pixel data allowed (12 bytes per pixel: 3 samples x 32 bits) plus 16 MiB for the rest.
+  const ds = parse(bytes, Math.min(2 ** 31 - 1, maxPixels * 12 + 16 * 1024 * 1024));
   const ts = str(ds, 'x00020010') ?? '';
   const tsInfo = SUPPORTED_TRANSFER_SYNTAXES[ts];
   const modality = str(ds, 'x00080060');

@@ -132,6 +132,13 @@ describe('bad input is rejected with a code, never a crash', () => {
     await expectCode(frames, 'too-many-pixels', { ...OPTS, maxPixels: 500_000 });
   });
 
+  it('a deflated DICOM that inflates beyond the pixel budget is too-large (zip bomb)', async () => {
+    const zeros = Buffer.alloc(24 * 1024 * 1024);
+    const bomb = writeDicom(TS.deflatedLE, imageElements({ rows: 16, cols: 16, bitsAllocated: 8 }), { native: zeros, vr: 'OB' });
+    expect(bomb.length).toBeLessThan(100 * 1024);
+    await expectCode(bomb, 'too-large', { ...OPTS, maxPixels: 1000 });
+  });
+
   it('truncated PNG and JPEG are truncated', async () => {
     const seven = drawSeven(128);
     const png = await grayPng(seven, 128, 128);
