@@ -194,8 +194,9 @@ describe('the peer CNN', () => {
       const x = tf.tensor4d(xs, [batch, 28, 28, 1]);
       const y = tf.oneHot(tf.tensor1d(labels, 'int32'), 10);
       const { value, grads } = tf.variableGrads(() => {
-        let h: tf.Tensor4D = tf.maxPool(tf.relu(tf.conv2d(x, v.w1, 1, 'valid').add(v.b1)), 2, 2, 'valid');
-        h = tf.maxPool(tf.relu(tf.conv2d(h, v.w2, 1, 'valid').add(v.b2)), 2, 2, 'valid');
+        const block = (input: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor1D): tf.Tensor4D =>
+          tf.maxPool(tf.relu(tf.conv2d(input, w, 1, 'valid').add(b)) as tf.Tensor4D, 2, 2, 'valid');
+        const h = block(block(x, v.w1, v.b1), v.w2, v.b2);
         const d = tf.relu(tf.matMul(h.reshape([batch, 800]), v.w3).add(v.b3));
         return tf.losses.softmaxCrossEntropy(y, tf.matMul(d, v.w4).add(v.b4)) as tf.Scalar;
       });

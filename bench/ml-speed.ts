@@ -1,0 +1,297 @@
+/**
+ * Training and inference speed of the peer CNN, tfjs against PyTorch on the same machine in one run.
+ *
+ *   npm run build && node dist/bench/ml-speed.js [--batches 200] [--threads 2] [--engines torch,wasm,wasm-mt,cpu]
+ *
+ * Model (DESIGN.md): conv 3x3x16 relu, maxpool 2, conv 3x3x32 relu, maxpool 2, dense 64 relu,
+ * dense 10 softmax; Adam 1e-3; batch 64; Fashion-MNIST from /usr/share/datasets/fashion-mnist
+ * (random data of the same shape when it is missing). Each engine runs in its own process, one
+ * after the other (tfjs has one backend per process): warm-up batches, then `--batches` timed
+ * training steps, then inference over the 10k test images in batches of 1000.
+ *   torch    bench/torch_peer.py, torch.set_num_threads(--threads)
+ *   wasm     tfjs-backend-wasm SIMD + the project kernels (src/ml/kernels), 1 thread (the default backend)
+ *   wasm-mt  the same with the threaded SIMD build on --threads XNNPACK threads
+ *   cpu      tfjs pure-JS backend, a few batches only (contrast)
+ * Timings on a shared machine are noisy: read the ratios (measured minutes apart in one run), and
+ * rerun with --rounds 2 to alternate the engines.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { BackendName, initBackend } from '../src/ml/backend';
+import { readIdx } from '../src/ml/data/idx';
+
+const ENGINES = ['torch', 'wasm', 'wasm-mt', 'cpu'] as const;
+type Engine = (typeof ENGINES)[number];
+
+interface Options {
+  batches: number;
+  cpuBatches: number;
+  warmup: number;
+  inferImages: number;
+  inferBatch: number;
+  threads: number;
+  data: string;
+  engines: Engine[];
+  rounds: number;
+  python: string | undefined;
+}
+
+interface EngineResult {
+  engine: string;
+  detail?: string;
+  version?: string;
+  threads?: number;
+  data: string;
+  trainImagesPerSec: number;
+  inferImagesPerSec: number;
+  trainBatches: number;
+  inferImages: number;
+  finalLoss: number;
+  testAccuracy: number;
+}
+
+const BATCH = 64;
+
+function parseArgs(argv: string[]): Options & { engine?: Engine } {
+  const o: Options & { engine?: Engine } = {
+    batches: 200,
+    cpuBatches: 3,
+    warmup: 10,
+    inferImages: 10000,
+    inferBatch: 1000,
+    threads: 2,
+    data: '/usr/share/datasets/fashion-mnist',
+    engines: [...ENGINES],
+    rounds: 1,
+    python: process.env.TRIAGE_PYTHON,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const key = argv[i];
+    const value = argv[i + 1];
+    const int = (): number => {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 0) throw new Error(`${key} expects a non-negative integer, got ${value}`);
+      i++;
+      return n;
+    };
+    switch (key) {
+      case '--batches': o.batches = int(); break;
+      case '--cpu-batches': o.cpuBatches = int(); break;
+      case '--warmup': o.warmup = int(); break;
+      case '--infer-images': o.inferImages = int(); break;
+      case '--threads': o.threads = int(); break;
+      case '--rounds': o.rounds = int(); break;
+      case '--data': o.data = String(value); i++; break;
+      case '--python': o.python = String(value); i++; break;
+      case '--engines': {
+        const list = String(value).split(',');
+        for (const e of list) if (!(ENGINES as readonly string[]).includes(e)) throw new Error(`unknown engine ${e}; expected ${ENGINES.join(', ')}`);
+        o.engines = list as Engine[];
+        i++;
+        break;
+      }
+      case '--engine': o.engine = value as Engine; i++; break;
+      default: throw new Error(`unknown option ${key}`);
+    }
+  }
+  return o;
+}
+
+interface Split { x: Uint8Array; y: Uint8Array; n: number }
+
+async function loadData(dir: string, trainNeeded: number, testNeeded: number): Promise<{ train: Split; test: Split; data: string }> {
+  const files = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'].map((f) => path.join(dir, f));
+  if (files.every((f) => fs.existsSync(f))) {
+    const [xi, yi, xt, yt] = await Promise.all(files.map((f) => readIdx(f)));
+    const split = (x: typeof xi, y: typeof yi): Split => ({ x: x!.data as Uint8Array, y: y!.data as Uint8Array, n: x!.shape[0] ?? 0 });
+    return { train: split(xi, yi), test: split(xt, yt), data: 'fashion-mnist' };
+  }
+  let seed = 12345;
+  const rand = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 16777216;
+  const make = (n: number): Split => ({ x: Uint8Array.from({ length: n * 784 }, () => Math.floor(rand() * 256)), y: Uint8Array.from({ length: n }, () => Math.floor(rand() * 10)), n });
+  return { train: make(trainNeeded), test: make(testNeeded), data: 'random' };
+}
+
+function peerModel(): tf.Sequential {
+  const m = tf.sequential({
+    layers: [
+      tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 16, kernelSize: 3, activation: 'relu' }),
+      tf.layers.maxPooling2d({ poolSize: 2 }),
+      tf.layers.conv2d({ filters: 32, kernelSize: 3, activation: 'relu' }),
+      tf.layers.maxPooling2d({ poolSize: 2 }),
+      tf.layers.flatten(),
+      tf.layers.dense({ units: 64, activation: 'relu' }),
+      tf.layers.dense({ units: 10, activation: 'softmax' }),
+    ],
+  });
+  m.compile({ optimizer: tf.train.adam(1e-3), loss: 'categoricalCrossentropy' });
+  return m;
+}
+
+function batchTensors(s: Split, idx: ArrayLike<number>, start: number, size: number): { x: tf.Tensor4D; y: tf.Tensor2D } {
+  const xs = new Float32Array(size * 784);
+  const ys = new Int32Array(size);
+  for (let b = 0; b < size; b++) {
+    const i = idx[(start + b) % idx.length] as number;
+    const src = i * 784;
+    for (let p = 0; p < 784; p++) xs[b * 784 + p] = (s.x[src + p] as number) / 255;
+    ys[b] = s.y[i] as number;
+  }
+  const x = tf.tensor4d(xs, [size, 28, 28, 1]);
+  const y = tf.tidy(() => tf.oneHot(tf.tensor1d(ys, 'int32'), 10).toFloat() as tf.Tensor2D);
+  return { x, y };
+}
+
+/** Child mode: one tfjs engine, one JSON line on stdout. */
+async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<EngineResult> {
+  const backend: BackendName = engine === 'cpu' ? 'cpu' : 'wasm';
+  const info = await initBackend(backend, undefined, engine === 'wasm-mt' ? { wasmThreads: o.threads } : {});
+  const batches = engine === 'cpu' ? o.cpuBatches : o.batches;
+  const warmup = engine === 'cpu' ? 1 : o.warmup;
+  const inferImages = engine === 'cpu' ? Math.min(o.inferImages, 1000) : o.inferImages;
+  const { train, test, data } = await loadData(o.data, (warmup + batches) * BATCH, inferImages);
+  const order = Array.from({ length: train.n }, (_, i) => i);
+  let seed = 7;
+  for (let i = order.length - 1; i > 0; i--) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    const j = seed % (i + 1);
+    [order[i], order[j]] = [order[j] as number, order[i] as number];
+  }
+  const model = peerModel();
+  const step = async (i: number): Promise<number> => {
+    const { x, y } = batchTensors(train, order, i * BATCH, BATCH);
+    const loss = (await model.trainOnBatch(x, y)) as number;
+    tf.dispose([x, y]);
+    return loss;
+  };
+  for (let i = 0; i < warmup; i++) await step(i);
+  let loss = NaN;
+  const t0 = performance.now();
+  for (let i = 0; i < batches; i++) loss = await step(warmup + i);
+  const trainS = (performance.now() - t0) / 1000;
+
+  const n = Math.min(inferImages, test.n);
+  const testIdx = Array.from({ length: n }, (_, i) => i);
+  const bs = Math.min(o.inferBatch, n);
+  tf.tidy(() => {
+    const { x } = batchTensors(test, testIdx, 0, bs);
+    (model.predict(x) as tf.Tensor).dataSync();
+  });
+  let correct = 0;
+  const t1 = performance.now();
+  for (let s = 0; s < n; s += bs) {
+    const size = Math.min(bs, n - s);
+    const { x, y } = batchTensors(test, testIdx, s, size);
+    const pred = tf.tidy(() => (model.predict(x) as tf.Tensor).argMax(1));
+    const p = pred.dataSync();
+    for (let k = 0; k < size; k++) if (p[k] === test.y[s + k]) correct++;
+    tf.dispose([x, y, pred]);
+  }
+  const inferS = (performance.now() - t1) / 1000;
+  return {
+    engine,
+    detail: `${info.name}: ${info.detail}`,
+    threads: info.threads ?? 1,
+    data,
+    trainImagesPerSec: (batches * BATCH) / trainS,
+    inferImagesPerSec: n / inferS,
+    trainBatches: batches,
+    inferImages: n,
+    finalLoss: loss,
+    testAccuracy: correct / n,
+  };
+}
+
+function findPython(o: Options): { python?: string; why?: string } {
+  const candidates = o.python ? [o.python] : ['python3', '/usr/bin/python3'];
+  const tried: string[] = [];
+  for (const py of candidates) {
+    const r = spawnSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+    if (r.status === 0) return { python: py };
+    tried.push(`${py}: ${(r.error?.message ?? r.stderr.trim().split('\n').pop() ?? 'failed').slice(0, 120)}`);
+  }
+  return { why: `PyTorch not importable (${tried.join('; ')}); install python3-torch` };
+}
+
+function runChild(engine: Engine, o: Options, argv: string[]): EngineResult | string {
+  let cmd: string;
+  let args: string[];
+  if (engine === 'torch') {
+    const { python, why } = findPython(o);
+    if (python === undefined) return why ?? 'no python';
+    cmd = python;
+    args = [path.join(__dirname, '..', '..', 'bench', 'torch_peer.py'), '--batches', String(o.batches), '--warmup', String(o.warmup), '--threads', String(o.threads), '--infer-images', String(o.inferImages), '--infer-batch', String(o.inferBatch), '--data', o.data];
+    if (!fs.existsSync(args[0] as string)) args[0] = path.join(__dirname, 'torch_peer.py');
+  } else {
+    cmd = process.execPath;
+    args = [__filename, ...argv, '--engine', engine];
+  }
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (r.status !== 0 || line === undefined) return `${engine} failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+  return JSON.parse(line) as EngineResult;
+}
+
+function fmt(n: number): string {
+  return n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1);
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const o = parseArgs(argv);
+  if (o.engine !== undefined) {
+    if (o.engine === 'torch' || !(ENGINES as readonly string[]).includes(o.engine)) throw new Error(`--engine expects wasm, wasm-mt or cpu`);
+    process.stdout.write(JSON.stringify(await runTfjs(o.engine, o)) + '\n');
+    return;
+  }
+  const dataNote = fs.existsSync(path.join(o.data, 'train-images-idx3-ubyte.gz')) ? `Fashion-MNIST (${o.data})` : `random data (Fashion-MNIST not found in ${o.data}; install dataset-fashion-mnist)`;
+  console.log(`peer CNN, batch ${BATCH}, Adam 1e-3; ${o.batches} timed training batches after ${o.warmup} warm-up (cpu: ${o.cpuBatches}); inference over ${o.inferImages} test images in batches of ${o.inferBatch}; data: ${dataNote}`);
+  const load = (): string => os.loadavg().map((l) => l.toFixed(1)).join(' ');
+  console.log(`machine: ${os.cpus().length} logical cores, load average ${load()} at start (other work on the machine slows multi-threaded engines most)`);
+  const results = new Map<Engine, EngineResult[]>();
+  const notes: string[] = [];
+  for (let round = 0; round < Math.max(1, o.rounds); round++) {
+    for (const engine of o.engines) {
+      const r = runChild(engine, o, argv);
+      if (typeof r === 'string') {
+        if (round === 0) notes.push(r);
+        continue;
+      }
+      results.set(engine, [...(results.get(engine) ?? []), r]);
+      console.log(`  ${engine.padEnd(8)} train ${fmt(r.trainImagesPerSec).padStart(7)} img/s   infer ${fmt(r.inferImagesPerSec).padStart(7)} img/s   loss ${r.finalLoss.toFixed(3)}  test acc ${(100 * r.testAccuracy).toFixed(1)}%   ${r.detail ?? `torch ${r.version} (${r.threads} threads)`}`);
+    }
+  }
+  const best = (e: Engine, k: 'trainImagesPerSec' | 'inferImagesPerSec'): number | undefined => {
+    const rs = results.get(e);
+    return rs === undefined ? undefined : Math.max(...rs.map((r) => r[k]));
+  };
+  console.log('\nbest of rounds (images/s):');
+  for (const e of o.engines) {
+    const tr = best(e, 'trainImagesPerSec');
+    const inf = best(e, 'inferImagesPerSec');
+    if (tr !== undefined && inf !== undefined) console.log(`  ${e.padEnd(8)} train ${fmt(tr).padStart(7)}   infer ${fmt(inf).padStart(7)}`);
+  }
+  const torchTrain = best('torch', 'trainImagesPerSec');
+  const torchInfer = best('torch', 'inferImagesPerSec');
+  if (torchTrain !== undefined && torchInfer !== undefined) {
+    console.log(`\nratios vs PyTorch (${o.threads} threads), bars: training >= 0.5, inference >= 1.0:`);
+    for (const e of o.engines.filter((x) => x !== 'torch')) {
+      const tr = best(e, 'trainImagesPerSec');
+      const inf = best(e, 'inferImagesPerSec');
+      if (tr !== undefined && inf !== undefined) console.log(`  ${e.padEnd(8)} training ${(tr / torchTrain).toFixed(2)}   inference ${(inf / torchInfer).toFixed(2)}`);
+    }
+  } else {
+    console.log('\nno PyTorch figures in this run: absolute numbers only');
+  }
+  for (const n of notes) console.log(`note: ${n}`);
+  console.log(`load average at end: ${load()}`);
+  console.log(`\nreproduce: npm run build && node dist/bench/ml-speed.js ${argv.join(' ')}`.trimEnd());
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
