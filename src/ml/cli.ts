@@ -14,7 +14,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import * as tf from '@tensorflow/tfjs';
 import type { BlobStore } from '../storage/blobStore';
-import type { BackendName } from '../config';
+import { BackendInfo, BackendName, initBackend } from './backend';
 import { PROFILE_VERSIONS } from '../imaging/profiles';
 import { LabeledImages, TrainTestSplit, count, manifestHash, slice, splitValidation } from './data/dataset';
 import { loadMnistPackage } from './data/mnistPackage';
@@ -27,18 +27,14 @@ import { EvaluationReport, evaluateModel } from './evaluate';
 import { writePlots } from './plots';
 import { ModelCard, cardFieldsFromReport, loadModel, loadModelFromDir, makeVersion, saveModel, saveModelToDir } from './modelStore';
 
-/** What the ML backend selection reports (the shape of src/ml/backend.ts's BackendInfo). */
-export interface MlBackendInfo {
-  name: string;
-  tfjsVersion: string;
-  detail?: string;
-}
+/** What the ML backend selection reports (a subset of src/ml/backend.ts's BackendInfo). */
+export type MlBackendInfo = Pick<BackendInfo, 'name' | 'tfjsVersion'> & { detail?: string };
 
 export interface MlCommandDeps {
   /** Opens the storage account; called only by commands that need it (--data blob, --store, --version). */
   getStore: () => BlobStore;
   /** Picks the tfjs backend. Default: initBackend of src/ml/backend.ts (tensorflow, else wasm, else cpu). */
-  initBackend?: (preferred?: BackendName) => Promise<MlBackendInfo>;
+  initBackend?: (preferred?: BackendName, wasmThreads?: number) => Promise<MlBackendInfo>;
   /** Progress bars and notes. Default process.stderr. */
   stderr?: NodeJS.WriteStream;
   /** Result lines. Default console.log. */
@@ -52,35 +48,9 @@ export class MlUsageError extends Error {
   }
 }
 
-/**
- * The backend selection of src/ml/backend.ts when that module is present. Until then (temporary
- * shim): wasm with the project's training kernels (src/ml/kernels) when they load, else cpu.
- */
-export async function initMlBackend(preferred?: BackendName): Promise<MlBackendInfo> {
-  const optional = <T>(path: string): T | undefined => {
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      return require(path) as T;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw e;
-      return undefined;
-    }
-  };
-  const backendModule = optional<{ initBackend?: (p?: BackendName) => Promise<MlBackendInfo> }>('./backend');
-  if (backendModule?.initBackend) return backendModule.initBackend(preferred);
-  let name: string = preferred ?? 'cpu';
-  let detail = 'fallback selection (src/ml/backend.ts not present)';
-  if (preferred === undefined || preferred === 'wasm') {
-    const kernels = optional<{ registerWasmTrainingKernels?: () => string[] }>('./kernels');
-    if (kernels?.registerWasmTrainingKernels) {
-      require('@tensorflow/tfjs-backend-wasm');
-      name = 'wasm';
-      detail += `; wasm with kernels ${kernels.registerWasmTrainingKernels().join(', ')}`;
-    }
-  }
-  if (!(await tf.setBackend(name))) throw new Error(`the tfjs backend ${name} is not available`);
-  await tf.ready();
-  return { name: tf.getBackend(), tfjsVersion: tf.version.tfjs, detail };
+/** Backend selection: src/ml/backend.ts (tensorflow if its binding loads, else wasm with the project kernels, else cpu). */
+export async function initMlBackend(preferred?: BackendName, wasmThreads?: number): Promise<MlBackendInfo> {
+  return initBackend(preferred, () => {}, wasmThreads === undefined ? {} : { wasmThreads });
 }
 
 export interface TrainingDefaults {
@@ -225,6 +195,7 @@ interface TrainCliOptions {
   version?: string;
   limit?: string;
   backend?: string;
+  threads?: string;
   targetError: string;
   targetSensitivity: string;
   plots: boolean;
@@ -237,6 +208,7 @@ interface EvaluateCliOptions {
   out?: string;
   limit?: string;
   backend?: string;
+  threads?: string;
   targetError: string;
   targetSensitivity: string;
   plots: boolean;
@@ -246,7 +218,7 @@ interface EvaluateCliOptions {
 export function registerMlCommands(program: Command, deps: MlCommandDeps): Command {
   const stderr = deps.stderr ?? process.stderr;
   const print = deps.print ?? ((l: string) => console.log(l));
-  const initBackend = deps.initBackend ?? initMlBackend;
+  const pickBackend = deps.initBackend ?? initMlBackend;
 
   program
     .command('train')
@@ -267,6 +239,7 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
     .option('--version <version>', 'version name for --store (default: UTC timestamp + random suffix)')
     .option('--limit <n>', 'train on the first N training images only (quick runs)')
     .option('--backend <name>', 'tensorflow, wasm or cpu (default: the fastest that loads; TRIAGE_BACKEND)')
+    .option('--threads <n>', 'wasm backend: XNNPACK threads (default 1)')
     .option('--target-error <fraction>', 'selective classification: target error among auto-accepted images', '0.005')
     .option('--target-sensitivity <fraction>', 'two-class abnormal/normal models: target sensitivity of the review threshold', '0.99')
     .option('--no-plots', 'skip the SVG plots')
@@ -289,7 +262,7 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
       const targetError = numOption('--target-error', o.targetError, 0, 1);
       const targetSensitivity = numOption('--target-sensitivity', o.targetSensitivity, 0, 1);
 
-      const backend = await initBackend(backendOption(o.backend));
+      const backend = await pickBackend(backendOption(o.backend), o.threads === undefined ? undefined : intOption('--threads', o.threads, 1, 8));
       stderr.write(`backend: ${backend.name} (tfjs ${backend.tfjsVersion})${backend.detail ? `: ${backend.detail}` : ''}\n`);
       const data = await loadDataSpec(o.data, deps, { limit });
       stderr.write(`data: ${count(data.train)} training images (${Math.round(validationSplit * 100)}% held out for validation), ${count(data.test)} test images, classes ${data.train.classNames.join(', ')}\n`);
@@ -325,13 +298,14 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
     .option('--out <dir>', 'folder for metrics.json and the plots (default: the model folder, or ./evaluation-<version>)')
     .option('--limit <n>', 'use the first N training images for validation and N/4 test images (quick runs)')
     .option('--backend <name>', 'tensorflow, wasm or cpu')
+    .option('--threads <n>', 'wasm backend: XNNPACK threads (default 1)')
     .option('--target-error <fraction>', 'selective classification: target error among auto-accepted images', '0.005')
     .option('--target-sensitivity <fraction>', 'two-class models: target sensitivity', '0.99')
     .option('--no-plots', 'skip the SVG plots')
     .action(async (o: EvaluateCliOptions) => {
       if ((o.modelDir === undefined) === (o.version === undefined)) throw new MlUsageError('give exactly one of --model-dir <dir> and --version <version|current>');
       const limit = o.limit === undefined ? undefined : intOption('--limit', o.limit, 10, 10_000_000);
-      const backend = await initBackend(backendOption(o.backend));
+      const backend = await pickBackend(backendOption(o.backend), o.threads === undefined ? undefined : intOption('--threads', o.threads, 1, 8));
       stderr.write(`backend: ${backend.name} (tfjs ${backend.tfjsVersion})\n`);
       const loaded = o.modelDir !== undefined ? await loadModelFromDir(resolve(o.modelDir)) : await loadModel(deps.getStore(), o.version as string);
       const data = await loadDataSpec(o.data, deps, { limit });

@@ -28,7 +28,7 @@ export function isModelName(name: string): name is ModelName {
 
 /** One-line description of each architecture, for `--help` and model cards. */
 export const MODEL_DESCRIPTIONS: Record<ModelName, string> = {
-  cnn: 'conv 3x3x32 relu, maxpool 2, conv 3x3x64 relu, maxpool 2, dropout 0.25, dense 128 relu, dropout 0.4, dense softmax',
+  cnn: 'conv 3x3x32 relu, conv 3x3x32 relu, maxpool 2, conv 3x3x64 relu, maxpool 2, dropout 0.25, dense 128 relu, dropout 0.4, dense softmax',
   mlp: 'dense 512 relu, dropout 0.2, dense 256 relu, dropout 0.2, dense softmax',
   peer: 'conv 3x3x16 relu, maxpool 2, conv 3x3x32 relu, maxpool 2, dense 64 relu, dense softmax (the benchmark peer of DESIGN.md)',
 };
@@ -94,6 +94,7 @@ export function buildModel(name: ModelName, opts: BuildOptions = {}): tf.LayersM
       break;
     case 'cnn':
       m.add(conv(seeds, 32, 'valid', inputShape));
+      m.add(conv(seeds, 32, 'valid'));
       m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
       m.add(conv(seeds, 64, 'valid'));
       m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
