@@ -6,19 +6,24 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Config, loadConfig } from './config';
 import { BlobStore } from './storage/blobStore';
+import { ModelCache } from './registry/modelCache';
 
 export interface Deps {
   config: Config;
   store: BlobStore;
+  /** The promoted model, loaded on first use and refreshed when models/current.json changes. */
+  models: ModelCache;
   now: () => Date;
   /** Identifies this instance in records (host name in Azure, runtime id locally). */
   instanceId: string;
 }
 
 export function buildDeps(config: Config, overrides: Partial<Omit<Deps, 'config'>> = {}): Deps {
+  const store = overrides.store ?? BlobStore.fromConnection(config.storage);
   return {
     config,
-    store: overrides.store ?? BlobStore.fromConnection(config.storage),
+    store,
+    models: overrides.models ?? new ModelCache(store, { backend: config.backend, refreshMs: config.modelRefreshMs }),
     now: overrides.now ?? (() => new Date()),
     instanceId: overrides.instanceId ?? process.env.WEBSITE_INSTANCE_ID ?? process.env.HOSTNAME ?? `pid-${process.pid}`,
   };

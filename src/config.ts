@@ -30,6 +30,10 @@ export interface Config {
   retrainMinNewLabels: number;
   /** Force an ML backend; undefined picks the fastest one that loads. */
   backend: BackendName | undefined;
+  /** How often an instance checks models/current.json for a newly promoted model. */
+  modelRefreshMs: number;
+  /** NCRONTAB schedule of the sweep that scores images left waiting and re-drives missed uploads. */
+  sweepSchedule: string;
   /** Embedded runtime: invocations running at once. */
   localConcurrency: number;
   /** Embedded runtime: how often blob containers are scanned for new or changed blobs. */
@@ -92,6 +96,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'TRIAGE_MAX_PIXELS', default: String(50_000_000), expected: 'an integer from 1 to 1000000000', description: 'Declared pixel count above which an image is refused before decoding (code too-many-pixels).' },
   { key: 'RETRAIN_SCHEDULE', default: '0 0 2 * * *', expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)', description: 'When the retraining timer fires.' },
   { key: 'RETRAIN_MIN_NEW_LABELS', default: '100', expected: 'an integer from 1 to 10000000', description: 'New labels needed before a retraining run starts.' },
+  { key: 'TRIAGE_MODEL_REFRESH_MS', default: '2000', expected: 'an integer from 0 to 3600000', description: 'How often an instance checks models/current.json for a newly promoted model (milliseconds).' },
+  { key: 'SWEEP_SCHEDULE', default: '0 */5 * * * *', expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)', description: 'When the sweep scores images that waited for a model and re-drives uploads whose event was missed.' },
   { key: 'TRIAGE_BACKEND', default: undefined, expected: 'one of tensorflow, wasm, cpu', description: 'Force an ML backend (default: tensorflow if it loads, else wasm, else cpu).' },
   { key: 'TRIAGE_LOCAL_CONCURRENCY', default: '4', expected: 'an integer from 1 to 64', description: 'Embedded runtime: invocations at once.' },
   { key: 'TRIAGE_LOCAL_POLL_MS', default: '500', expected: 'an integer from 10 to 60000', description: 'Embedded runtime: container scan interval in milliseconds.' },
@@ -181,6 +187,8 @@ export function loadConfig(env: Env = process.env): Config {
     retrainSchedule: validateNcrontab('RETRAIN_SCHEDULE', withDefault(env, 'RETRAIN_SCHEDULE')),
     retrainMinNewLabels: readInt(env, 'RETRAIN_MIN_NEW_LABELS', 1, 10_000_000),
     backend,
+    modelRefreshMs: readInt(env, 'TRIAGE_MODEL_REFRESH_MS', 0, 3_600_000),
+    sweepSchedule: validateNcrontab('SWEEP_SCHEDULE', withDefault(env, 'SWEEP_SCHEDULE')),
     localConcurrency: readInt(env, 'TRIAGE_LOCAL_CONCURRENCY', 1, 64),
     localPollMs: readInt(env, 'TRIAGE_LOCAL_POLL_MS', 10, 60_000),
     localHttpPort: readInt(env, 'TRIAGE_LOCAL_HTTP_PORT', 0, 65535),
@@ -197,4 +205,5 @@ export const REQUIRED_IN_AZURE: readonly string[] = [
   'TRIAGE_PROFILE',
   'RETRAIN_SCHEDULE',
   'RETRAIN_MIN_NEW_LABELS',
+  'SWEEP_SCHEDULE',
 ];

@@ -11,6 +11,7 @@ import { BlobStore } from '../storage/blobStore';
 import { collectStatus } from '../handlers/status';
 import { mergedSettings, resolveLocalStorage } from '../local/settings';
 import { planUpload, uploadAll, UsageError } from './upload';
+import { writeSamples } from './samples';
 
 export function storeFromSettings(): BlobStore {
   const config = loadConfig(resolveLocalStorage(mergedSettings()));
@@ -59,6 +60,22 @@ export function buildProgram(getStore: () => BlobStore = storeFromSettings): Com
       console.log('');
       console.log(`uploads ${s.uploads}: preprocessed ${s.preprocessed}, rejected ${s.rejected}, pending ${s.pendingPreprocess}`);
       for (const [code, n] of Object.entries(s.rejectionsByCode).sort()) console.log(`  rejected ${code}: ${n}`);
+    });
+
+  program
+    .command('samples')
+    .description('Write held-out MNIST digits as PNG files (<dir>/<class>/<n>.png) to try the pipeline with.')
+    .argument('<dir>')
+    .option('--count <n>', 'how many digits (at most 2000)', '100')
+    .option('--size <px>', 'image size; digits are scaled up like a scan', '112')
+    .option('--white-ink', 'keep MNIST colours (white digit on black) instead of dark ink on white paper')
+    .action(async (dir: string, opts: { count: string; size: string; whiteInk?: boolean }) => {
+      const count = Number(opts.count);
+      const size = Number(opts.size);
+      if (!Number.isInteger(count) || count < 1 || count > 2000) throw new UsageError(`--count must be an integer from 1 to 2000, got ${opts.count}`);
+      if (!Number.isInteger(size) || size < 28 || size > 4096) throw new UsageError(`--size must be an integer from 28 to 4096, got ${opts.size}`);
+      const files = await writeSamples(dir, { count, size, inkOnWhite: opts.whiteInk !== true });
+      console.log(`Wrote ${files.length} digits under ${dir}/<class>/.`);
     });
 
   return program;

@@ -25,18 +25,23 @@ export interface RecordWrite {
   sourceSha256: string;
   contentType: string;
   metadata?: Record<string, string>;
+  /**
+   * Metadata keys (besides the source hash) that must match for an existing record to count as
+   * "already written"; e.g. the model version of a prediction. Default: the source hash alone.
+   */
+  identityKeys?: readonly string[];
 }
 
 const MAX_RACES = 5;
 
 export async function writeRecord(store: BlobStore, w: RecordWrite): Promise<WriteOutcome> {
-  const metadata = { ...(w.metadata ?? {}), [SOURCE_SHA_KEY]: w.sourceSha256 };
+  const metadata: Record<string, string> = { ...(w.metadata ?? {}), [SOURCE_SHA_KEY]: w.sourceSha256 };
   for (let i = 0; i < MAX_RACES; i++) {
     const created = await store.put(w.container, w.blob, w.body, { contentType: w.contentType, metadata, ifNoneExists: true });
     if (created.written) return 'written';
     const existing = await store.head(w.container, w.blob);
     if (existing === undefined) continue; // deleted in between: try to create again
-    if (existing.metadata[SOURCE_SHA_KEY] === w.sourceSha256) return 'same';
+    if ([SOURCE_SHA_KEY, ...(w.identityKeys ?? [])].every((k) => existing.metadata[k] === metadata[k])) return 'same';
     const replaced = await store.put(w.container, w.blob, w.body, { contentType: w.contentType, metadata, ifMatch: existing.etag });
     if (replaced.written) return 'replaced';
   }

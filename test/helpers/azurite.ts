@@ -3,6 +3,10 @@
  * Files in one worker run one after another; `freshStore()` empties the account first.
  */
 import { BlobStore } from '../../src/storage/blobStore';
+import type { Log } from '../../src/handlers/types';
+
+/** Tests keep the console for failures: only errors are printed. */
+export const quietLog: Log = { info() {}, warn() {}, error: (m: string) => console.error(m) };
 
 export function testConnectionString(): string {
   const raw = process.env.TRIAGE_TEST_AZURITE;

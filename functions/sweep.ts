@@ -1,0 +1,11 @@
+import { app, InvocationContext, Timer } from '@azure/functions';
+import { currentDeps } from '../src/composition';
+import { contextLog } from '../src/handlers/context';
+import { handleSweep } from '../src/handlers/sweep';
+
+app.timer('sweep', {
+  schedule: '%SWEEP_SCHEDULE%',
+  handler: async (_timer: Timer, context: InvocationContext): Promise<void> => {
+    await handleSweep(currentDeps(), contextLog(context));
+  },
+});

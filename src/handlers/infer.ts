@@ -1,0 +1,141 @@
+/**
+ * infer: one preprocessed image in, one prediction record out (and a flag record when a
+ * reviewer must see it). Without a promoted model the image waits: the handler returns without
+ * a record and the sweep scores it once a model is promoted (a throw would retry five times and
+ * end in the poison queue, which is losing it).
+ */
+import type { Deps } from '../composition';
+import { decodeNpy } from '../imaging';
+import type { PreprocessedRecord } from './preprocess';
+import { ShapeMismatch } from '../registry/modelCache';
+import { CONTAINERS, paths } from '../storage/layout';
+import { SOURCE_SHA_KEY, TransientError, writeRecord } from '../storage/records';
+import { decideReview, ReviewDecision, ReviewThresholds } from '../triage/policy';
+import type { ModelCard } from '../ml/modelStore';
+import type { Log } from './types';
+
+export interface InferInput {
+  /** Upload name (the `{name}` of preprocessed/{name}.npy). */
+  name: string;
+  /** The .npy bytes the trigger delivered. */
+  data: Buffer;
+}
+
+export interface PredictionRecord {
+  upload: string;
+  source: { sha256: string };
+  model: { version: string; architecture: string; createdAt: string };
+  backend: { name: string; tfjsVersion: string };
+  preprocessing: { profile: string; version: string };
+  classNames: string[];
+  /** Calibrated probabilities by class name. */
+  probabilities: Record<string, number>;
+  topClass: string;
+  confidence: number;
+  review: ReviewDecision;
+  timings: { loadMs: number; predictMs: number; batchSize: number; totalMs: number };
+  time: string;
+  instance: string;
+}
+
+export type InferResult =
+  | { status: 'scored'; flagged: boolean; modelVersion: string }
+  | { status: 'already-done'; modelVersion: string }
+  | { status: 'waiting-for-model' }
+  | { status: 'superseded' }
+  | { status: 'incompatible'; reason: string };
+
+export function thresholdsOf(card: ModelCard): ReviewThresholds {
+  const t: ReviewThresholds = { confidence: card.thresholds.selective?.threshold ?? null };
+  const s = card.thresholds.screening;
+  if (s !== undefined) {
+    const idx = card.classNames.indexOf(s.positiveClass);
+    if (idx >= 0) t.abnormal = { classIndex: idx, threshold: s.threshold };
+  }
+  return t;
+}
+
+export async function handleInfer(input: InferInput, deps: Deps, log: Log): Promise<InferResult> {
+  const started = performance.now();
+  const { store } = deps;
+  const meta = await store.getJson<PreprocessedRecord>(CONTAINERS.preprocessed, paths.preprocessedMeta(input.name));
+  if (meta === undefined) {
+    // Written before the .npy; missing means the upload was superseded by a rejection meanwhile.
+    const npy = await store.head(CONTAINERS.preprocessed, paths.preprocessed(input.name));
+    if (npy === undefined) return { status: 'superseded' };
+    throw new TransientError(`preprocessed/${paths.preprocessedMeta(input.name)} is missing while the .npy exists`);
+  }
+  const sha = meta.value.source.sha256;
+  const model = await deps.models.current();
+  if (model === undefined) {
+    log.info(`infer: ${input.name} waits: no model is promoted yet`);
+    return { status: 'waiting-for-model' };
+  }
+  const prior = await store.head(CONTAINERS.predictions, paths.prediction(input.name));
+  if (prior?.metadata[SOURCE_SHA_KEY] === sha && prior.metadata.modelversion === model.version) {
+    return { status: 'already-done', modelVersion: model.version };
+  }
+  const loadMs = performance.now() - started;
+
+  const want = model.card.preprocessing;
+  if (want.profile !== meta.value.profile.name || want.version !== meta.value.profile.version) {
+    const reason = `model ${model.version} wants preprocessing ${want.profile} v${want.version}, the image was preprocessed with ${meta.value.profile.name} v${meta.value.profile.version}`;
+    log.warn(`infer: ${input.name} not scored: ${reason}`);
+    return { status: 'incompatible', reason };
+  }
+  let pixels: Float32Array;
+  try {
+    pixels = decodeNpy(input.data).data;
+  } catch (err) {
+    throw new TransientError(`preprocessed/${paths.preprocessed(input.name)} is unreadable: ${String(err)}`, { cause: err });
+  }
+  let scored;
+  try {
+    scored = await model.score(pixels);
+  } catch (err) {
+    if (err instanceof ShapeMismatch) return { status: 'incompatible', reason: err.message };
+    throw err;
+  }
+  const probs = scored.probabilities;
+  const review = decideReview(probs, thresholdsOf(model.card), meta.value.quality);
+  let top = 0;
+  for (let i = 1; i < probs.length; i++) if ((probs[i] ?? 0) > (probs[top] ?? 0)) top = i;
+  const record: PredictionRecord = {
+    upload: input.name,
+    source: { sha256: sha },
+    model: { version: model.version, architecture: model.card.architecture, createdAt: model.card.createdAt },
+    backend: { name: model.backend.name, tfjsVersion: model.backend.tfjsVersion },
+    preprocessing: { profile: meta.value.profile.name, version: meta.value.profile.version },
+    classNames: model.card.classNames,
+    probabilities: Object.fromEntries(model.card.classNames.map((c, i) => [c, round(probs[i] ?? 0)])),
+    topClass: model.card.classNames[top] ?? String(top),
+    confidence: round(probs[top] ?? 0),
+    review,
+    timings: { loadMs: round(loadMs, 3), predictMs: round(scored.predictMs, 3), batchSize: scored.batchSize, totalMs: 0 },
+    time: deps.now().toISOString(),
+    instance: deps.instanceId,
+  };
+  record.timings.totalMs = round(performance.now() - started, 3);
+  const body = JSON.stringify(record, null, 2) + '\n';
+  const reviewMeta = { priority: review.priority.toFixed(6), reasons: review.reasons.join(','), modelversion: model.version };
+  // Flag first: a prediction record that says "flagged" always has its worklist entry.
+  const write = (container: string, blob: string) =>
+    writeRecord(store, { container, blob, body, sourceSha256: sha, contentType: 'application/json', metadata: reviewMeta, identityKeys: ['modelversion'] });
+  if (review.flagged) await write(CONTAINERS.flagged, paths.flagged(input.name));
+  await write(CONTAINERS.predictions, paths.prediction(input.name));
+  if (!review.flagged) await removeFlag(deps, input.name);
+  log.info(`infer: ${input.name} -> ${record.topClass} (${record.confidence}) ${review.flagged ? `flagged: ${review.reasons.join(', ')}` : ''}`);
+  return { status: 'scored', flagged: review.flagged, modelVersion: model.version };
+}
+
+/** A re-scored image that no longer needs review leaves the worklist. */
+async function removeFlag(deps: Deps, name: string): Promise<void> {
+  const head = await deps.store.head(CONTAINERS.flagged, paths.flagged(name));
+  if (head !== undefined) await deps.store.deleteIfMatch(CONTAINERS.flagged, paths.flagged(name), head.etag);
+}
+
+function round(v: number, digits = 6): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}
+

@@ -1,0 +1,88 @@
+/**
+ * sweep (timer): the safety net behind the event-driven path.
+ *  - uploads that have no terminal record some minutes after they were written (an event that
+ *    never arrived, or a blob that went to the poison queue for a transient reason) are run
+ *    through preprocess again;
+ *  - preprocessed images without a prediction (they waited for a first model) are scored.
+ * Both handlers are idempotent, so a sweep that overlaps the event-driven path is harmless.
+ */
+import type { Deps } from '../composition';
+import { CONTAINERS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../storage/layout';
+import { handleInfer } from './infer';
+import { handlePreprocess } from './preprocess';
+import type { Log } from './types';
+
+export interface SweepOptions {
+  /** Uploads younger than this are left to their own event. Default 2 minutes. */
+  graceMs?: number;
+  /** At most this many items per sweep (the timer has a time limit). Default 2000. */
+  maxItems?: number;
+}
+
+export interface SweepReport {
+  uploadsRedriven: number;
+  imagesScored: number;
+  stillWaiting: number;
+  errors: number;
+}
+
+async function nameSet(deps: Deps, container: string, map: (n: string) => string | undefined): Promise<Set<string>> {
+  const out = new Set<string>();
+  for await (const e of deps.store.list(container)) {
+    const n = map(e.name);
+    if (n !== undefined) out.add(n);
+  }
+  return out;
+}
+
+export async function handleSweep(deps: Deps, log: Log, opts: SweepOptions = {}): Promise<SweepReport> {
+  const graceMs = opts.graceMs ?? 120_000;
+  let budget = opts.maxItems ?? 2000;
+  const report: SweepReport = { uploadsRedriven: 0, imagesScored: 0, stillWaiting: 0, errors: 0 };
+  const { store } = deps;
+
+  const [preprocessed, rejected, predicted] = await Promise.all([
+    nameSet(deps, CONTAINERS.preprocessed, uploadNameFromPreprocessed),
+    nameSet(deps, CONTAINERS.rejected, uploadNameFromRecord),
+    nameSet(deps, CONTAINERS.predictions, uploadNameFromRecord),
+  ]);
+
+  const cutoff = deps.now().getTime() - graceMs;
+  for await (const e of store.list(CONTAINERS.uploads)) {
+    if (budget <= 0) break;
+    if (preprocessed.has(e.name) || rejected.has(e.name) || e.lastModified.getTime() > cutoff) continue;
+    budget--;
+    try {
+      const blob = await store.get(CONTAINERS.uploads, e.name);
+      if (blob === undefined) continue;
+      const r = await handlePreprocess({ name: e.name, data: blob.data }, deps, log);
+      if (r.status === 'preprocessed') preprocessed.add(e.name);
+      report.uploadsRedriven++;
+    } catch (err) {
+      report.errors++;
+      log.error(`sweep: preprocess ${e.name}: ${String(err)}`);
+    }
+  }
+
+  if ((await deps.models.current()) !== undefined) {
+    for (const name of preprocessed) {
+      if (budget <= 0) break;
+      if (predicted.has(name)) continue;
+      budget--;
+      try {
+        const npy = await store.get(CONTAINERS.preprocessed, `${name}.npy`);
+        if (npy === undefined) continue;
+        const r = await handleInfer({ name, data: npy.data }, deps, log);
+        if (r.status === 'scored' || r.status === 'already-done') report.imagesScored++;
+        else report.stillWaiting++;
+      } catch (err) {
+        report.errors++;
+        log.error(`sweep: infer ${name}: ${String(err)}`);
+      }
+    }
+  } else {
+    for (const name of preprocessed) if (!predicted.has(name)) report.stillWaiting++;
+  }
+  log.info(`sweep: ${report.uploadsRedriven} uploads re-driven, ${report.imagesScored} images scored, ${report.stillWaiting} waiting, ${report.errors} errors`);
+  return report;
+}

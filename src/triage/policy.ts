@@ -1,0 +1,50 @@
+/**
+ * The review policy: which scored images a radiologist must see, why, and in what order.
+ *   low-confidence  top-class confidence (calibrated) below the model card's threshold for the
+ *                   target selective error (chosen on validation data when the model was trained)
+ *   abnormal        for two-class abnormal/normal models: positive-class probability at or above
+ *                   the card's sensitivity threshold
+ *   image-quality   preprocessing found the image blank, near-constant or with almost no content
+ * Out-of-distribution detection is not claimed: softmax confidence is not an honest OOD signal.
+ * Priority orders the worklist: abnormal first (most probable first), then least confident.
+ */
+
+export type ReviewReason = 'low-confidence' | 'abnormal' | 'image-quality';
+
+export interface ReviewThresholds {
+  /** Confidence below which a prediction is not trusted; null: the card has none (flag everything). */
+  confidence: number | null;
+  /** For screening models: the positive class and the probability at which it is flagged. */
+  abnormal?: { classIndex: number; threshold: number };
+}
+
+export interface QualitySignals {
+  blank: boolean;
+  nearConstant: boolean;
+  warnings: string[];
+}
+
+export interface ReviewDecision {
+  flagged: boolean;
+  reasons: ReviewReason[];
+  /** Larger is more urgent: [2, 3) abnormal, [1, 2) other flagged, [0, 1) not flagged. */
+  priority: number;
+}
+
+export function decideReview(probs: ArrayLike<number>, thresholds: ReviewThresholds, quality: QualitySignals | undefined): ReviewDecision {
+  let top = 0;
+  for (let i = 1; i < probs.length; i++) if ((probs[i] ?? 0) > (probs[top] ?? 0)) top = i;
+  const confidence = probs[top] ?? 0;
+  const reasons: ReviewReason[] = [];
+  let abnormalP = 0;
+  if (thresholds.abnormal !== undefined) {
+    abnormalP = probs[thresholds.abnormal.classIndex] ?? 0;
+    if (abnormalP >= thresholds.abnormal.threshold) reasons.push('abnormal');
+  }
+  if (thresholds.confidence === null || confidence < thresholds.confidence) reasons.push('low-confidence');
+  if (quality !== undefined && (quality.blank || quality.nearConstant || quality.warnings.length > 0)) reasons.push('image-quality');
+  const flagged = reasons.length > 0;
+  const uncertainty = Math.min(1, Math.max(0, 1 - confidence));
+  const priority = reasons.includes('abnormal') ? 2 + Math.min(abnormalP, 0.999999) : flagged ? 1 + uncertainty * 0.999999 : uncertainty * 0.999999;
+  return { flagged, reasons, priority: Number(priority.toFixed(6)) };
+}

@@ -1,0 +1,198 @@
+/**
+ * The embedded runtime against real Azurite: every upload ends in exactly one terminal record,
+ * changed re-uploads are processed again, two runtimes never duplicate or tear a record, and an
+ * Azurite restart in the middle of a batch loses nothing.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { app, InvocationContext, Timer } from '@azure/functions';
+import { Config, loadConfig } from '../../../src/config';
+import { EmbeddedRuntime } from '../../../src/local/runtime';
+import { startAzurite } from '../../../src/local/azurite';
+import { BlobStore, sha256 } from '../../../src/storage/blobStore';
+import { CONTAINERS, paths, uploadNameFromPreprocessed, uploadNameFromRecord } from '../../../src/storage/layout';
+import { SOURCE_SHA_KEY } from '../../../src/storage/records';
+import { freshStore, quietLog, testConnectionString } from '../../helpers/azurite';
+import { badInputs, digitPng } from '../../helpers/images';
+
+// A timer registered the way functions/ registers them, on a schedule read from a setting.
+const timerFired: Date[] = [];
+app.timer('testHeartbeat', {
+  schedule: '%TEST_HEARTBEAT_SCHEDULE%',
+  handler: (_t: Timer, _c: InvocationContext) => {
+    timerFired.push(new Date());
+  },
+});
+
+function configFor(connectionString: string, extra: Record<string, string> = {}): Config {
+  return loadConfig({ AzureWebJobsStorage: connectionString, TRIAGE_LOCAL_POLL_MS: '50', TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_LOCAL_CONCURRENCY: '4', ...extra });
+}
+
+const settings = { TEST_HEARTBEAT_SCHEDULE: '0 0 0 1 1 *', RETRAIN_SCHEDULE: '0 0 2 * * *', SWEEP_SCHEDULE: '0 0 0 1 1 *' };
+
+async function terminalRecords(store: BlobStore): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  const add = (name: string | undefined, kind: string) => {
+    if (name === undefined) return;
+    out.set(name, [...(out.get(name) ?? []), kind]);
+  };
+  for await (const e of store.list(CONTAINERS.preprocessed)) add(uploadNameFromPreprocessed(e.name), 'preprocessed');
+  for await (const e of store.list(CONTAINERS.rejected)) add(uploadNameFromRecord(e.name), 'rejected');
+  return out;
+}
+
+async function uploadDigits(store: BlobStore, n: number, prefix: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  for (let i = 0; i < n; i++) files.set(`${prefix}/digit ${i} ü.png`, await digitPng(28 + (i % 5) * 20, { seed: i }));
+  await Promise.all([...files].map(([name, data]) => store.put(CONTAINERS.uploads, name, data)));
+  return files;
+}
+
+describe('embedded runtime', () => {
+  let store: BlobStore;
+  beforeEach(async () => {
+    store = await freshStore();
+  });
+
+  it('turns 100 uploads, bad ones among them, into exactly one terminal record each and leaves uploads untouched', async () => {
+    const bad = await badInputs();
+    const good = await uploadDigits(store, 100 - bad.length, 'batch 1');
+    for (const b of bad) await store.put(CONTAINERS.uploads, b.name, b.data);
+    const before = new Map<string, string>();
+    for await (const e of store.list(CONTAINERS.uploads)) before.set(e.name, e.etag);
+
+    const rt = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, log: quietLog });
+    try {
+      await rt.waitForIdle();
+    } finally {
+      await rt.stop();
+    }
+
+    const records = await terminalRecords(store);
+    expect(records.size).toBe(100);
+    for (const [name, kinds] of records) expect({ name, kinds }).toEqual({ name, kinds: [bad.some((b) => b.name === name) ? 'rejected' : 'preprocessed'] });
+    for (const b of bad) {
+      const r = await store.getJson<{ code: string; message: string; upload: string }>(CONTAINERS.rejected, paths.rejected(b.name));
+      expect(r?.value).toMatchObject({ code: b.code, upload: b.name });
+      expect(r?.value.message.length).toBeGreaterThan(10);
+    }
+    for (const [name, data] of good) {
+      const meta = await store.getJson<{ upload: string; source: { sha256: string } }>(CONTAINERS.preprocessed, paths.preprocessedMeta(name));
+      expect(meta?.value.upload).toBe(name);
+      expect(meta?.value.source.sha256).toBe(sha256(data));
+    }
+    const after = new Map<string, string>();
+    for await (const e of store.list(CONTAINERS.uploads)) after.set(e.name, e.etag);
+    expect(after).toEqual(before);
+    expect(rt.statistics.poisoned).toBe(0);
+  });
+
+  it('processes a changed re-upload again, and the newest bytes decide the one terminal record', async () => {
+    const rt = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, log: quietLog });
+    try {
+      const name = 'reupload/x.png';
+      await store.put(CONTAINERS.uploads, name, await digitPng(40, { seed: 1 }));
+      await rt.waitForIdle();
+      const first = await store.head(CONTAINERS.preprocessed, paths.preprocessed(name));
+
+      const second = await digitPng(60, { seed: 2 });
+      await store.put(CONTAINERS.uploads, name, second);
+      await rt.waitForIdle();
+      const again = await store.head(CONTAINERS.preprocessed, paths.preprocessed(name));
+      expect(again?.metadata[SOURCE_SHA_KEY]).toBe(sha256(second));
+      expect(again?.etag).not.toBe(first?.etag);
+
+      // Now the same name with broken bytes: the rejection replaces the preprocessed image.
+      await store.put(CONTAINERS.uploads, name, Buffer.from('garbage, not a picture'));
+      await rt.waitForIdle();
+      expect((await terminalRecords(store)).get(name)).toEqual(['rejected']);
+
+      // And fixed again: back to exactly one preprocessed record.
+      await store.put(CONTAINERS.uploads, name, second);
+      await rt.waitForIdle();
+      expect((await terminalRecords(store)).get(name)).toEqual(['preprocessed']);
+    } finally {
+      await rt.stop();
+    }
+  });
+
+  it('runs two runtimes on one Azurite without duplicate or torn records', async () => {
+    const a = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, instanceId: 'A', log: quietLog });
+    const b = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, instanceId: 'B', log: quietLog });
+    try {
+      const files = await uploadDigits(store, 40, 'both');
+      await Promise.all([a.waitForIdle(), b.waitForIdle()]);
+      const records = await terminalRecords(store);
+      expect(records.size).toBe(40);
+      for (const kinds of records.values()) expect(kinds).toEqual(['preprocessed']);
+      for (const [name, data] of files) {
+        const meta = await store.get(CONTAINERS.preprocessed, paths.preprocessedMeta(name));
+        const parsed = JSON.parse(meta?.data.toString('utf8') ?? '') as { source: { sha256: string } };
+        expect(parsed.source.sha256).toBe(sha256(data));
+      }
+      // Both did real work: the scans overlapped rather than one runtime doing everything.
+      expect(a.statistics.invocations + b.statistics.invocations).toBeGreaterThanOrEqual(40);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('fires timers from the NCRONTAB setting and serves HTTP functions', async () => {
+    timerFired.length = 0;
+    const rt = await EmbeddedRuntime.start({
+      config: configFor(testConnectionString()),
+      settings: { ...settings, TEST_HEARTBEAT_SCHEDULE: '*/1 * * * * *' },
+      log: quietLog,
+    });
+    try {
+      await uploadDigits(store, 3, 'status');
+      await rt.waitForIdle();
+      const deadline = Date.now() + 10_000;
+      while (timerFired.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(timerFired.length).toBeGreaterThanOrEqual(2);
+
+      const res = await fetch(`http://127.0.0.1:${rt.httpPort}/api/status`);
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { uploads: number; preprocessed: number; pendingPreprocess: number };
+      expect(body).toMatchObject({ uploads: 3, preprocessed: 3, pendingPreprocess: 0 });
+      expect((await fetch(`http://127.0.0.1:${rt.httpPort}/api/nothing-here`)).status).toBe(404);
+      expect((await fetch(`http://127.0.0.1:${rt.httpPort}/api/status`, { method: 'DELETE' })).status).toBe(405);
+    } finally {
+      await rt.stop();
+    }
+  });
+
+  it('refuses to start when a schedule setting is missing', async () => {
+    await expect(EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings: {}, log: quietLog })).rejects.toThrow(/TEST_HEARTBEAT_SCHEDULE/);
+  });
+});
+
+describe('embedded runtime across an Azurite restart', () => {
+  it('loses nothing when Azurite stops and comes back in the middle of a batch', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'triage-azurite-'));
+    let azurite = await startAzurite({ location: dir });
+    const port = azurite.port;
+    const store = BlobStore.fromConnection({ kind: 'connectionString', connectionString: azurite.connectionString });
+    await store.ensureContainers();
+    const rt = await EmbeddedRuntime.start({ config: configFor(azurite.connectionString, { TRIAGE_LOCAL_CONCURRENCY: '2' }), settings, log: quietLog });
+    try {
+      const files = await uploadDigits(store, 60, 'restart');
+      // Let part of the batch through, then pull the storage out from under the runtime.
+      const deadline = Date.now() + 60_000;
+      while ((await store.count(CONTAINERS.preprocessed)) < 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await azurite.stop();
+      await new Promise((r) => setTimeout(r, 1500));
+      azurite = await startAzurite({ location: dir, port });
+      await rt.waitForIdle(180_000);
+      const records = await terminalRecords(store);
+      expect(records.size).toBe(files.size);
+      for (const kinds of records.values()) expect(kinds).toEqual(['preprocessed']);
+      expect(rt.statistics.poisoned).toBe(0);
+    } finally {
+      await rt.stop();
+      await azurite.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
