@@ -47,7 +47,7 @@ export function riskCoverageSpec(r: Pick<EvaluationReport, 'riskCoverage' | 'aur
   const layers: unknown[] = [
     {
       data: { values: r.riskCoverage.map((p) => ({ coverage: p.coverage, risk: p.risk })) },
-      mark: { type: 'line', interpolate: 'step-after' },
+      mark: { type: 'line', interpolate: 'step-after', point: { size: 12 } },
       encoding: {
         x: { field: 'coverage', type: 'quantitative', scale: { domain: [0, 1] }, title: 'coverage (share auto-accepted)' },
         y: { field: 'risk', type: 'quantitative', title: 'risk (error among accepted)' },
@@ -98,7 +98,7 @@ export function reliabilitySpec(r: Pick<EvaluationReport, 'calibration'>): VegaL
         encoding: {
           x: { field: 'confidence', type: 'quantitative', scale: { domain: [0, 1] }, title: 'mean confidence' },
           y: { field: 'accuracy', type: 'quantitative', scale: { domain: [0, 1] }, title: 'accuracy' },
-          color: { field: 'series', type: 'nominal', title: null },
+          color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', direction: 'vertical', labelLimit: 400 } },
         },
       },
     ],
