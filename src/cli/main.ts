@@ -12,13 +12,22 @@ import { collectStatus } from '../handlers/status';
 import { mergedSettings, resolveLocalStorage } from '../local/settings';
 import { planUpload, uploadAll, UsageError } from './upload';
 import { writeSamples } from './samples';
+import os from 'node:os';
+import { buildDeps, Deps } from '../composition';
+import { handleLabel, handleWorklist } from '../handlers/review';
+import { handleSweep } from '../handlers/sweep';
+import { consoleLog } from '../handlers/types';
+import { listVersions, promote, readCurrent, RegistryError, rollback } from '../registry/registry';
+import { registerMlCommands } from '../ml/cli';
 
-export function storeFromSettings(): BlobStore {
-  const config = loadConfig(resolveLocalStorage(mergedSettings()));
-  return BlobStore.fromConnection(config.storage);
+export function depsFromSettings(): Deps {
+  return buildDeps(loadConfig(resolveLocalStorage(mergedSettings())), { instanceId: `cli-${os.hostname()}` });
 }
 
-export function buildProgram(getStore: () => BlobStore = storeFromSettings): Command {
+export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
+  let deps: Deps | undefined;
+  const lazyDeps = () => (deps ??= getDeps());
+  const getStore = (): BlobStore => lazyDeps().store;
   const program = new Command('triage').description('Image triage pipeline: upload images, see what happened to them.').exitOverride();
 
   program
@@ -62,6 +71,86 @@ export function buildProgram(getStore: () => BlobStore = storeFromSettings): Com
       for (const [code, n] of Object.entries(s.rejectionsByCode).sort()) console.log(`  rejected ${code}: ${n}`);
     });
 
+  const whoami = () => {
+    try {
+      return os.userInfo().username;
+    } catch {
+      return 'cli';
+    }
+  };
+
+  program
+    .command('label')
+    .description('Record a reviewer\'s label for an image (relabeling keeps the history).')
+    .argument('<name>', 'upload name, e.g. batch-1/7/00012.png')
+    .argument('<class>', "one of the model's classes")
+    .option('--by <reviewer>', 'who labels (default: your user name)')
+    .option('--note <text>', 'free-text note kept with the label')
+    .action(async (name: string, cls: string, opts: { by?: string; note?: string }) => {
+      const r = await handleLabel({ name, body: { class: cls, ...(opts.note !== undefined ? { note: opts.note } : {}) }, by: opts.by ?? whoami() }, lazyDeps());
+      if (r.status >= 400) throw new UsageError((r.body as { error: string }).error);
+      console.log(`${name}: labeled ${cls} by ${(r.body as { labeledBy: string }).labeledBy}${r.status === 200 ? ' (relabeled; history kept)' : ''}`);
+    });
+
+  program
+    .command('worklist')
+    .description('Flagged images nobody has labeled yet, most urgent first.')
+    .option('--page <n>', 'page', '1')
+    .option('--page-size <n>', 'items per page', '20')
+    .option('--json', 'print JSON')
+    .action(async (opts: { page: string; pageSize: string; json?: boolean }) => {
+      const r = await handleWorklist({ page: opts.page, pageSize: opts.pageSize }, lazyDeps());
+      if (r.status >= 400) throw new UsageError((r.body as { error: string }).error);
+      const w = r.body as import('../handlers/review').Worklist;
+      if (opts.json === true) return void console.log(JSON.stringify(w, null, 2));
+      console.log(`${w.total} images waiting for review (page ${w.page}, ${w.pageSize} per page)`);
+      for (const i of w.items) console.log(`${i.priority.toFixed(3)}  ${i.reasons.join(',').padEnd(30)} ${i.upload}`);
+    });
+
+  const models = program.command('models').description('Model versions and which one is promoted.');
+  models
+    .command('list')
+    .description('Every saved version, newest first; * marks the promoted one.')
+    .action(async () => {
+      const store = getStore();
+      const [versions, current] = await Promise.all([listVersions(store), readCurrent(store)]);
+      if (versions.length === 0) return void console.log('No model versions yet (train one: triage train --data mnist --store).');
+      for (const v of versions) {
+        const mark = v.version === current?.value.version ? '*' : ' ';
+        const acc = typeof v.metrics?.accuracy === 'number' ? (v.metrics.accuracy * 100).toFixed(2) + '%' : '-';
+        console.log(`${mark} ${v.version.padEnd(28)} ${String(v.architecture ?? '').padEnd(6)} acc ${acc.padStart(7)}  ${v.createdAt ?? ''}`);
+      }
+    });
+  models
+    .command('promote')
+    .description('Make a version the promoted model (ETag-conditional: a concurrent promotion is refused).')
+    .argument('<version>')
+    .option('--reason <text>', 'why', 'promoted by hand')
+    .action(async (version: string, opts: { reason: string }) => {
+      const cur = await promote(getStore(), version, { by: whoami(), reason: opts.reason });
+      console.log(`Promoted ${cur.version}${cur.history[0] ? ` (was ${cur.history[0].version})` : ''}.`);
+    });
+  models
+    .command('rollback')
+    .description('Promote the previously promoted version again.')
+    .option('--reason <text>', 'why', 'rolled back by hand')
+    .action(async (opts: { reason: string }) => {
+      const cur = await rollback(getStore(), { by: whoami(), reason: opts.reason });
+      console.log(`Rolled back to ${cur.version}.`);
+    });
+
+  program
+    .command('sweep')
+    .description('Score images that waited for a model and re-drive uploads that have no record (what the sweep timer does).')
+    .option('--grace <seconds>', 'leave uploads younger than this to their own event', '120')
+    .action(async (opts: { grace: string }) => {
+      const r = await handleSweep(lazyDeps(), consoleLog, { graceMs: Number(opts.grace) * 1000 });
+      console.log(JSON.stringify(r));
+      if (r.errors > 0) process.exitCode = 1;
+    });
+
+  registerMlCommands(program, { getStore });
+
   program
     .command('samples')
     .description('Write held-out MNIST digits as PNG files (<dir>/<class>/<n>.png) to try the pipeline with.')
@@ -88,7 +177,7 @@ export async function run(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    if (err instanceof UsageError || err instanceof ConfigError) {
+    if (err instanceof UsageError || err instanceof ConfigError || err instanceof RegistryError || (err instanceof Error && err.name === 'UsageError')) {
       console.error(`triage: ${err.message}`);
       return 2;
     }

@@ -3,7 +3,7 @@
  * They return plain results with an HTTP status, so the HTTP functions and the CLI share them.
  */
 import type { Deps } from '../composition';
-import { readCard, readCurrent } from '../registry/registry';
+import { findCard, readCurrent } from '../registry/registry';
 import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
 
 export type Result<T> = { status: 200 | 201; body: T } | { status: 400 | 404 | 409 | 422; body: { error: string; [k: string]: unknown } };
@@ -67,7 +67,7 @@ export async function handleLabel(req: LabelRequest, deps: Deps): Promise<Result
   }
   const prediction = (await store.getJson<PredictionSummary>(CONTAINERS.predictions, paths.prediction(req.name)))?.value;
   const version = prediction?.model.version ?? (await readCurrent(store))?.value.version;
-  const card = version === undefined ? undefined : await readCard(store, version);
+  const card = version === undefined ? undefined : await findCard(store, version);
   if (card === undefined) {
     return { status: 409, body: { error: 'No model is promoted yet, so the classes to label with are not known.' } };
   }

@@ -5,6 +5,7 @@
  */
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
+import type { ModelCard } from '../ml/modelStore';
 
 export interface CurrentModel {
   version: string;
@@ -13,17 +14,6 @@ export interface CurrentModel {
   reason: string;
   /** Earlier promotions, newest first. */
   history: { version: string; promotedAt: string; promotedBy: string; reason: string }[];
-}
-
-/** What the registry needs of a model card; the full card is written by the ML model store. */
-export interface CardSummary {
-  version: string;
-  classNames: string[];
-  createdAt?: string;
-  backend?: string;
-  preprocessing?: { profile: string; version: string };
-  metrics?: Record<string, unknown>;
-  [key: string]: unknown;
 }
 
 export class RegistryError extends Error {
@@ -42,17 +32,18 @@ export async function readCurrent(store: BlobStore): Promise<{ value: CurrentMod
   return store.getJson<CurrentModel>(CONTAINERS.models, paths.currentModel());
 }
 
-export async function readCard(store: BlobStore, version: string): Promise<CardSummary | undefined> {
-  return (await store.getJson<CardSummary>(CONTAINERS.models, paths.modelCard(version)))?.value;
+/** The card of a version, or undefined when the version does not exist (or is incompletely saved). */
+export async function findCard(store: BlobStore, version: string): Promise<ModelCard | undefined> {
+  return (await store.getJson<ModelCard>(CONTAINERS.models, paths.modelCard(version)))?.value;
 }
 
 /** Every version with a card, newest first by creation time (or name). */
-export async function listVersions(store: BlobStore): Promise<CardSummary[]> {
-  const cards: CardSummary[] = [];
+export async function listVersions(store: BlobStore): Promise<ModelCard[]> {
+  const cards: ModelCard[] = [];
   for await (const e of store.list(CONTAINERS.models)) {
     const m = /^(.+)\/card\.json$/.exec(e.name);
     if (m?.[1] === undefined) continue;
-    const card = await readCard(store, m[1]);
+    const card = await findCard(store, m[1]);
     if (card !== undefined) cards.push({ ...card, version: card.version ?? m[1] });
   }
   return cards.sort((a, b) => (b.createdAt ?? b.version).localeCompare(a.createdAt ?? a.version));
@@ -68,7 +59,7 @@ export interface PromoteOptions {
 
 /** Makes `version` the promoted model. Throws RegistryError('conflict') if another promotion won the race. */
 export async function promote(store: BlobStore, version: string, opts: PromoteOptions): Promise<CurrentModel> {
-  const card = await readCard(store, version);
+  const card = await findCard(store, version);
   if (card === undefined) throw new RegistryError('unknown-version', `There is no model version ${JSON.stringify(version)} (no ${CONTAINERS.models}/${paths.modelCard(version)}).`);
   const now = (opts.now ?? (() => new Date()))().toISOString();
   const existing = await readCurrent(store);
