@@ -2,11 +2,13 @@
  * Conv2DBackpropFilter for the wasm backend (tfjs 4.22 registers none, so training any conv net on
  * wasm fails without it).
  *
- * dW[kh,kw,cin,cout] = sum over batch and output positions of x[b, y*s+i-pad, x*s+j-pad, c] * dy[b,y,x,o].
- * Written as one matrix product: colsT [K = kh*kw*cin, M = batch*outH*outW] (the im2col matrix,
- * built already transposed by a JS loop straight into the wasm heap) times dy viewed as [M, cout].
- * Neither operand is transposed, which is the case the wasm BatchMatMul hands to XNNPACK; with a
- * transposed operand it falls back to a loop ten times slower.
+ * dW[kh,kw,cin,cout] = sum over batch and output positions of x[b, y*s+i-pad, x*s+j-pad, c] * dy[b,y,x,o]:
+ * one matrix product between the im2col matrix of x (K = kh*kw*cin by M = batch*outH*outW, built by
+ * a JS loop straight into the wasm heap) and dy viewed as [M, cout], run by the backend's
+ * BatchMatMul with untransposed operands, the case it hands to XNNPACK (with a transposed operand
+ * it falls back to a loop ten times slower): dW = colsT [K, M] x dy [M, cout]. colsT is built
+ *  - cin >= 4: as cols [M, K] from contiguous runs (TypedArray.set), then the backend's Transpose;
+ *  - cin < 4 (first layers): directly, by strided gathers.
  */
 import * as tf from '@tensorflow/tfjs';
 import { KernelArgs, asWasm, dispose, f32, input, runKernel, shape4 } from './wasmUtil';
@@ -43,10 +45,74 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   }
   const K = kh * kw * cin;
   const M = n * oh * ow;
+  const geometry: Geometry = { n, h, w, cin, oh, ow, sh, sw, kh, kw, padTop, padLeft };
 
-  const colsT = backend.makeOutput([1, K, M], 'float32');
-  const xs = f32(backend, x);
-  const cols = f32(backend, colsT);
+  // XNNPACK packs the right operand of every product anew (it is a new tensor each step), so that
+  // operand must be the small one: dy [M, cout], not the im2col matrix [M, K].
+  let colsT: tf.TensorInfo;
+  if (cin >= 4) {
+    // Rows of the im2col matrix are runs of kw*cin contiguous input values: build it [M, K] with
+    // TypedArray.set, then transpose it with the backend's (XNNPACK) Transpose.
+    const cols = backend.makeOutput([1, M, K], 'float32');
+    im2col(f32(backend, x), f32(backend, cols), geometry);
+    colsT = runKernel('Transpose', { x: cols }, { perm: [0, 2, 1] }, backend);
+    dispose(backend, cols);
+  } else {
+    // Few input channels (a first layer): gather the transposed matrix directly.
+    colsT = backend.makeOutput([1, K, M], 'float32');
+    im2colTransposed(f32(backend, x), f32(backend, colsT), geometry);
+  }
+  const dy3: tf.TensorInfo = { dataId: dy.dataId, shape: [1, M, cout], dtype: 'float32' };
+  const prod = runKernel('BatchMatMul', { a: colsT, b: dy3 }, { transposeA: false, transposeB: false }, backend);
+  dispose(backend, colsT);
+  const out: tf.TensorInfo = { dataId: prod.dataId, shape: [kh, kw, cin, cout], dtype: 'float32' };
+  return out;
+}
+
+interface Geometry {
+  n: number; h: number; w: number; cin: number; oh: number; ow: number;
+  sh: number; sw: number; kh: number; kw: number; padTop: number; padLeft: number;
+}
+
+/** cols[(b,oy,ox), (i,j,c)] = x[b, oy*sh-padTop+i, ox*sw-padLeft+j, c], 0 outside the image. */
+export function im2col(xs: Float32Array, cols: Float32Array, g: Geometry): void {
+  const { n, h, w, cin, oh, ow, sh, sw, kh, kw, padTop, padLeft } = g;
+  const run = kw * cin;
+  let o = 0;
+  for (let b = 0; b < n; b++) {
+    for (let oy = 0; oy < oh; oy++) {
+      for (let ox = 0; ox < ow; ox++) {
+        const x0 = ox * sw - padLeft;
+        const inside = x0 >= 0 && x0 + kw <= w;
+        for (let i = 0; i < kh; i++) {
+          const iy = oy * sh - padTop + i;
+          if (iy < 0 || iy >= h) {
+            cols.fill(0, o, o + run);
+          } else if (inside) {
+            const s = ((b * h + iy) * w + x0) * cin;
+            cols.set(xs.subarray(s, s + run), o);
+          } else {
+            for (let j = 0; j < kw; j++) {
+              const ix = x0 + j;
+              const d = o + j * cin;
+              if (ix < 0 || ix >= w) cols.fill(0, d, d + cin);
+              else {
+                const s = ((b * h + iy) * w + ix) * cin;
+                cols.set(xs.subarray(s, s + cin), d);
+              }
+            }
+          }
+          o += run;
+        }
+      }
+    }
+  }
+}
+
+/** colsT[(i,j,c), (b,oy,ox)]: the transpose of im2col's matrix. */
+export function im2colTransposed(xs: Float32Array, cols: Float32Array, g: Geometry): void {
+  const { n, h, w, cin, oh, ow, sh, sw, kh, kw, padTop, padLeft } = g;
+  const M = n * oh * ow;
   for (let i = 0; i < kh; i++) {
     for (let j = 0; j < kw; j++) {
       // Output columns whose input column ox*sw - padLeft + j lies inside the image.
@@ -79,11 +145,6 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
       }
     }
   }
-
-  const dy3: tf.TensorInfo = { dataId: dy.dataId, shape: [1, M, cout], dtype: 'float32' };
-  const out = runKernel('BatchMatMul', { a: colsT, b: dy3 }, { transposeA: false, transposeB: false }, backend);
-  dispose(backend, colsT);
-  return { dataId: out.dataId, shape: [kh, kw, cin, cout], dtype: 'float32' };
 }
 
 export const conv2dBackpropFilterConfig: tf.KernelConfig = {

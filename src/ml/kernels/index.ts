@@ -8,6 +8,7 @@
  * | Conv2DBackpropInput   | plain loop                | XNNPACK Conv2D with the flipped filter           |
  * | MaxPoolGrad           | generic loop              | one JS pass over the heap                        |
  * | BatchMatMul           | slow loop when transposed | transpose first, then the XNNPACK path           |
+ * | Sum                   | transpose, then reduce    | bias gradients as ones x dy on XNNPACK           |
  *
  * Registration is global to tfjs (its kernel registry is), idempotent, and reversible.
  */
@@ -16,13 +17,15 @@ import { batchMatMulConfig } from './batchMatMul';
 import { conv2dBackpropFilterConfig } from './conv2dBackpropFilter';
 import { conv2dBackpropInputConfig } from './conv2dBackpropInput';
 import { maxPoolGradConfig } from './maxPoolGrad';
+import { sumConfig } from './sum';
 
 export { conv2dBackpropFilterWasm } from './conv2dBackpropFilter';
 export { flipTransposeFilter, makeConv2dBackpropInputWasm } from './conv2dBackpropInput';
 export { maxPoolGradWasm } from './maxPoolGrad';
 export { makeBatchMatMulWasm } from './batchMatMul';
+export { makeSumWasm } from './sum';
 
-export const PROJECT_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul'] as const;
+export const PROJECT_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum'] as const;
 export type ProjectWasmKernel = (typeof PROJECT_WASM_KERNELS)[number];
 
 /** Marks a kernel function as ours and remembers what it replaced. */
@@ -72,9 +75,10 @@ export function registerWasmTrainingKernels(only: readonly ProjectWasmKernel[] =
         case 'MaxPoolGrad':
           install(maxPoolGradConfig, replaced);
           break;
-        case 'BatchMatMul': {
-          if (replaced == null) throw new Error('the wasm backend has no BatchMatMul kernel to build on');
-          install(batchMatMulConfig(replaced.kernelFunc), replaced);
+        case 'BatchMatMul':
+        case 'Sum': {
+          if (replaced == null) throw new Error(`the wasm backend has no ${name} kernel to build on`);
+          install(name === 'Sum' ? sumConfig(replaced.kernelFunc) : batchMatMulConfig(replaced.kernelFunc), replaced);
           break;
         }
       }

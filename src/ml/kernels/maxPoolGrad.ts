@@ -34,6 +34,10 @@ export function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
   const xs = f32(backend, x);
   const dys = f32(backend, dy);
   dx.fill(0);
+  if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && padTop === 0 && padLeft === 0 && 2 * oh <= h && 2 * ow <= w) {
+    pool2x2(xs, dys, dx, n, h, w, c, oh, ow);
+    return dxInfo;
+  }
   const best = new Float32Array(c);
   const pos = new Int32Array(c);
   for (let b = 0; b < n; b++) {
@@ -69,6 +73,50 @@ export function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
     }
   }
   return dxInfo;
+}
+
+/**
+ * The common 2x2 / stride 2 case with every window inside the image: windows do not overlap, so
+ * each dx element gets at most one dy and is assigned, not accumulated.
+ */
+function pool2x2(xs: Float32Array, dys: Float32Array, dx: Float32Array, n: number, h: number, w: number, c: number, oh: number, ow: number): void {
+  const rowStride = w * c;
+  let d = 0;
+  for (let b = 0; b < n; b++) {
+    for (let oy = 0; oy < oh; oy++) {
+      let p00 = (b * h + 2 * oy) * rowStride;
+      for (let ox = 0; ox < ow; ox++) {
+        const p01 = p00 + c;
+        const p10 = p00 + rowStride;
+        const p11 = p10 + c;
+        for (let k = 0; k < c; k++) {
+          // First maximum in row-major window order (NaN never wins), as the generic loop and
+          // the cpu backend pick it.
+          let m = -Infinity;
+          let p = -1;
+          const v00 = xs[p00 + k] as number;
+          if (v00 > m) {
+            m = v00;
+            p = p00 + k;
+          }
+          const v01 = xs[p01 + k] as number;
+          if (v01 > m) {
+            m = v01;
+            p = p01 + k;
+          }
+          const v10 = xs[p10 + k] as number;
+          if (v10 > m) {
+            m = v10;
+            p = p10 + k;
+          }
+          if ((xs[p11 + k] as number) > m) p = p11 + k;
+          if (p >= 0) dx[p] = dys[d + k] as number;
+        }
+        d += c;
+        p00 += 2 * c;
+      }
+    }
+  }
 }
 
 export const maxPoolGradConfig: tf.KernelConfig = {

@@ -212,3 +212,26 @@ describe('the peer CNN', () => {
     });
   });
 });
+
+describe('sum over every axis but the last (Sum, bias gradients)', () => {
+  const cases: { shape: number[]; axis: number | number[]; keepDims: boolean }[] = [
+    { shape: [5, 26, 26, 16], axis: [0, 1, 2], keepDims: false },
+    { shape: [3, 11, 11, 32], axis: [2, 0, 1], keepDims: true },
+    { shape: [300, 7], axis: 0, keepDims: false },
+    { shape: [300, 7], axis: -2, keepDims: true },
+    { shape: [4, 9, 9, 5], axis: [1, 2], keepDims: false }, // not the outer axes: stock kernel
+    { shape: [4, 3], axis: 0, keepDims: false }, // too small to bother: stock kernel
+  ];
+  it.each(cases)('shape=$shape axis=$axis keepDims=$keepDims matches cpu', async ({ shape, axis, keepDims }) => {
+    const xs = randomArray(sizeOf(shape), 12);
+    let outShape: number[] = [];
+    const { err } = await compareBackends(() => {
+      const y = tf.sum(tf.tensor(xs, shape), axis, keepDims);
+      outShape = y.shape;
+      return y;
+    });
+    const expected = tf.tidy(() => tf.sum(tf.zeros(shape), axis, keepDims).shape);
+    expect(outShape).toEqual(expected);
+    expect(err).toBeLessThan(TOL);
+  });
+});
