@@ -9,7 +9,7 @@ import { decodeNpy } from '../imaging';
 import type { PreprocessedRecord } from './preprocess';
 import { ShapeMismatch } from '../registry/modelCache';
 import { CONTAINERS, paths } from '../storage/layout';
-import { SOURCE_SHA_KEY, TransientError, writeRecord } from '../storage/records';
+import { TransientError, writeRecord } from '../storage/records';
 import { decideReview, ReviewDecision, ReviewThresholds } from '../triage/policy';
 import type { ModelCard } from '../ml/modelStore';
 import type { Log } from './types';
@@ -71,10 +71,6 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
     log.info(`infer: ${input.name} waits: no model is promoted yet`);
     return { status: 'waiting-for-model' };
   }
-  const prior = await store.head(CONTAINERS.predictions, paths.prediction(input.name));
-  if (prior?.metadata[SOURCE_SHA_KEY] === sha && prior.metadata.modelversion === model.version) {
-    return { status: 'already-done', modelVersion: model.version };
-  }
   const loadMs = performance.now() - started;
 
   const want = model.card.preprocessing;
@@ -122,8 +118,10 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
   const write = (container: string, blob: string) =>
     writeRecord(store, { container, blob, body, sourceSha256: sha, contentType: 'application/json', metadata: reviewMeta, identityKeys: ['modelversion'] });
   if (review.flagged) await write(CONTAINERS.flagged, paths.flagged(input.name));
-  await write(CONTAINERS.predictions, paths.prediction(input.name));
-  if (!review.flagged) await removeFlag(deps, input.name);
+  const outcome = await write(CONTAINERS.predictions, paths.prediction(input.name));
+  if (outcome === 'same') return { status: 'already-done', modelVersion: model.version };
+  // A first prediction ('written') has no earlier flag; a re-score that needs no review drops its flag.
+  if (!review.flagged && outcome === 'replaced') await removeFlag(deps, input.name);
   log.info(`infer: ${input.name} -> ${record.topClass} (${record.confidence}) ${review.flagged ? `flagged: ${review.reasons.join(', ')}` : ''}`);
   return { status: 'scored', flagged: review.flagged, modelVersion: model.version };
 }

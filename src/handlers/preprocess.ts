@@ -72,7 +72,7 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
 
   const badName = invalidUploadName(input.name);
   if (badName !== undefined) {
-    return reject(input.name, source, 'invalid-name', `The upload name cannot be used: ${badName}.`, undefined, deps, log);
+    return reject(input.name, source, 'invalid-name', `The upload name cannot be used: ${badName}.`, undefined, npy !== undefined, deps, log);
   }
 
   let pixels: Float32Array;
@@ -87,7 +87,7 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
     pixels = out.pixels;
     meta = out.metadata;
   } catch (err) {
-    if (err instanceof ImageRejection) return reject(input.name, source, err.code, err.message, err.detail, deps, log);
+    if (err instanceof ImageRejection) return reject(input.name, source, err.code, err.message, err.detail, npy !== undefined, deps, log);
     throw err;
   }
 
@@ -114,7 +114,7 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
     metadata: { profile: meta.profile.name, profileversion: meta.profile.version },
   });
   // A changed re-upload that used to be rejected is not rejected any more.
-  await removeStaleRecord(store, CONTAINERS.rejected, paths.rejected(input.name), sha);
+  if (rejected !== undefined) await removeStaleRecord(store, CONTAINERS.rejected, paths.rejected(input.name), sha);
   log.info(`preprocess: ${input.name} -> preprocessed (${meta.source.format} ${meta.source.width}x${meta.source.height}, ${outcome})`);
   return { status: 'preprocessed', outcome, sha256: sha };
 }
@@ -125,6 +125,7 @@ async function reject(
   code: RejectionRecordCode,
   message: string,
   detail: Record<string, string | number> | undefined,
+  hadPreprocessed: boolean,
   deps: Deps,
   log: Log,
 ): Promise<PreprocessResult> {
@@ -141,10 +142,12 @@ async function reject(
   };
   const outcome = await writeJsonRecord(store, CONTAINERS.rejected, paths.rejected(name), record, source.sha256);
   // A changed re-upload that is now bad supersedes what the older bytes produced.
-  await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessed(name), source.sha256);
-  await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessedMeta(name), source.sha256);
-  await removeStaleRecord(store, CONTAINERS.predictions, paths.prediction(name), source.sha256);
-  await removeStaleRecord(store, CONTAINERS.flagged, paths.flagged(name), source.sha256);
+  if (hadPreprocessed) {
+    await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessed(name), source.sha256);
+    await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessedMeta(name), source.sha256);
+    await removeStaleRecord(store, CONTAINERS.predictions, paths.prediction(name), source.sha256);
+    await removeStaleRecord(store, CONTAINERS.flagged, paths.flagged(name), source.sha256);
+  }
   log.warn(`preprocess: ${name} rejected (${code}): ${message}`);
   return { status: 'rejected', outcome, code, sha256: source.sha256 };
 }

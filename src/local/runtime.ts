@@ -49,7 +49,7 @@ interface Attempts {
   notBefore: number;
 }
 
-const RECEIPT_ETAG = 'etag';
+const RECEIPT_FLUSH_MS = 2000;
 
 export interface RuntimeStats {
   invocations: number;
@@ -74,12 +74,16 @@ export class EmbeddedRuntime {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly crons: Cron[] = [];
   private readonly timerBusy = new Set<string>();
+  private readonly dirtyReceipts = new Set<string>();
+  private flushTimer: NodeJS.Timeout | undefined;
   private server: http.Server | undefined;
   private scanTimer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private stopped = false;
-  private scansDone = 0;
-  private lastScanOk = false;
+  /** Start time of the last scan that completed without error. */
+  private lastCleanScanStart = 0;
+  /** When the last invocation finished (its writes may trigger further functions). */
+  private lastActivity = 0;
   private unreachableSince: number | undefined;
   private stats = { invocations: 0, failures: 0, poisoned: 0 };
   httpPort = 0;
@@ -102,6 +106,7 @@ export class EmbeddedRuntime {
     rt.startTimers();
     await rt.startHttp(opts.config.localHttpPort);
     rt.scheduleScan(0);
+    rt.flushTimer = setInterval(() => void rt.flushReceipts(), RECEIPT_FLUSH_MS);
     rt.log.info(`embedded runtime ${rt.deps.instanceId}: ${rt.functions.map((f) => `${f.name} (${f.trigger.kind})`).join(', ')}`);
     return rt;
   }
@@ -120,23 +125,53 @@ export class EmbeddedRuntime {
     return `${fn}\u0000${container}\u0000${blob}`;
   }
 
+  /** Receipts: one blob per function mapping "container/blob" to the ETag last delivered. */
   private async loadReceipts(): Promise<void> {
-    const prefix = 'triage-local-receipts/';
-    for await (const r of this.store.list(HOST_CONTAINER, prefix, true)) {
-      const rest = r.name.slice(prefix.length);
-      const [fn, container, ...blob] = rest.split('/');
-      const etag = r.metadata[RECEIPT_ETAG];
-      if (fn !== undefined && container !== undefined && blob.length > 0 && etag !== undefined) {
-        this.receipts.set(this.key(fn, container, blob.join('/')), etag);
+    for (const fn of this.blobFunctions()) {
+      const r = await this.store.getJson<Record<string, string>>(HOST_CONTAINER, paths.receipts(fn.name));
+      for (const [k, etag] of Object.entries(r?.value ?? {})) this.receipts.set(`${fn.name}\u0000${k}`, etag);
+    }
+  }
+
+  private markDelivered(item: WorkItem, etag: string): void {
+    this.receipts.set(this.key(item.fn.name, item.container, item.blob), etag);
+    this.dirtyReceipts.add(item.fn.name);
+  }
+
+  /**
+   * Writes the receipts of functions that delivered something since the last flush. Merged with
+   * what other runtimes on the same account wrote (ETag-conditional read-merge-write), so a
+   * restart of any of them redelivers nothing that was delivered before the last flush.
+   */
+  async flushReceipts(): Promise<void> {
+    const fns = [...this.dirtyReceipts];
+    this.dirtyReceipts.clear();
+    for (const fn of fns) {
+      const prefix = `${fn}\u0000`;
+      const mine: Record<string, string> = {};
+      for (const [k, etag] of this.receipts) if (k.startsWith(prefix)) mine[k.slice(prefix.length)] = etag;
+      try {
+        for (let attempt = 0; attempt < 5; attempt++) {
+          const existing = await this.store.getJson<Record<string, string>>(HOST_CONTAINER, paths.receipts(fn));
+          const merged = { ...(existing?.value ?? {}), ...mine };
+          const r = await this.store.putJson(HOST_CONTAINER, paths.receipts(fn), merged, existing === undefined ? { ifNoneExists: true } : { ifMatch: existing.etag });
+          if (r.written) break;
+        }
+      } catch (err) {
+        this.dirtyReceipts.add(fn);
+        if (!isUnreachable(err)) this.log.warn(`could not save receipts of ${fn}: ${String(err)}`);
       }
     }
   }
 
-  private async writeReceipt(item: WorkItem, etag: string, poison?: unknown): Promise<void> {
-    this.receipts.set(this.key(item.fn.name, item.container, item.blob), etag);
-    const body = poison === undefined ? '' : JSON.stringify({ poison: true, error: String(poison), time: new Date().toISOString() });
-    await this.store.put(HOST_CONTAINER, paths.receipt(item.fn.name, item.container, item.blob), body, {
-      metadata: { [RECEIPT_ETAG]: etag, ...(poison === undefined ? {} : { poison: 'true' }) },
+  private async recordPoison(item: WorkItem, etag: string, err: unknown): Promise<void> {
+    this.markDelivered(item, etag);
+    await this.store.putJson(HOST_CONTAINER, paths.poison(item.fn.name, item.container, item.blob), {
+      function: item.fn.name,
+      blob: `${item.container}/${item.blob}`,
+      etag,
+      error: err instanceof Error ? err.message : String(err),
+      time: new Date().toISOString(),
     });
   }
 
@@ -152,6 +187,7 @@ export class EmbeddedRuntime {
 
   /** One pass over every triggered container: queue what has no receipt for its ETag. */
   async scanOnce(): Promise<void> {
+    const scanStart = performance.now();
     try {
       const byContainer = new Map<string, LoadedFunction[]>();
       for (const f of this.blobFunctions()) {
@@ -178,9 +214,8 @@ export class EmbeddedRuntime {
         this.log.info(`storage reachable again after ${Date.now() - this.unreachableSince} ms`);
         this.unreachableSince = undefined;
       }
-      this.lastScanOk = true;
+      this.lastCleanScanStart = scanStart;
     } catch (err) {
-      this.lastScanOk = false;
       if (isUnreachable(err)) {
         if (this.unreachableSince === undefined) {
           this.unreachableSince = Date.now();
@@ -189,8 +224,6 @@ export class EmbeddedRuntime {
       } else {
         this.log.error(`scan failed: ${String(err)}`);
       }
-    } finally {
-      this.scansDone++;
     }
     this.pump();
   }
@@ -203,6 +236,7 @@ export class EmbeddedRuntime {
       this.pending.delete(k);
       this.running.add(k);
       const p = this.invokeBlob(k, item).finally(() => {
+        this.lastActivity = performance.now();
         this.running.delete(k);
         this.inFlight.delete(p);
         this.pump();
@@ -233,7 +267,7 @@ export class EmbeddedRuntime {
       });
       this.stats.invocations++;
       await runWithDeps(this.deps, () => Promise.resolve(item.fn.callback(blob.data, context)));
-      await this.writeReceipt(item, etag);
+      this.markDelivered(item, etag);
       this.attempts.delete(k);
     } catch (err) {
       this.stats.failures++;
@@ -248,7 +282,7 @@ export class EmbeddedRuntime {
         this.stats.poisoned++;
         this.attempts.delete(k);
         this.log.error(`${item.fn.name} ${item.container}/${item.blob}: failed ${count} times, set aside as poison: ${String(err)}`);
-        await this.writeReceipt(item, etag, err).catch((e: unknown) => this.log.error(`could not record poison: ${String(e)}`));
+        await this.recordPoison(item, etag, err).catch((e: unknown) => this.log.error(`could not record poison: ${String(e)}`));
         return;
       }
       const delay = Math.min(this.retryBaseMs * 2 ** (count - 1), 10_000);
@@ -310,6 +344,7 @@ export class EmbeddedRuntime {
         this.stats.failures++;
         this.log.error(`${fn.name}: timer invocation failed: ${String(err)}`);
       } finally {
+        this.lastActivity = performance.now();
         this.timerBusy.delete(fn.name);
       }
     })();
@@ -398,15 +433,16 @@ export class EmbeddedRuntime {
   // ---------- lifecycle ----------
 
   /**
-   * Resolves once a scan that started after this call finished cleanly and no work is queued,
-   * running or waiting for a retry. Rejects after `timeoutMs`.
+   * Resolves once nothing is queued, running or waiting for a retry, and a scan that started
+   * after the last invocation finished (and after this call) found nothing new. Rejects after
+   * `timeoutMs`.
    */
   async waitForIdle(timeoutMs = 120_000): Promise<void> {
+    const called = performance.now();
     const deadline = Date.now() + timeoutMs;
-    const startScans = this.scansDone;
     for (;;) {
-      const scannedSince = this.scansDone >= startScans + 2;
-      if (scannedSince && this.lastScanOk && this.pending.size === 0 && this.running.size === 0 && this.attempts.size === 0 && this.timerBusy.size === 0) return;
+      const quiet = this.pending.size === 0 && this.running.size === 0 && this.attempts.size === 0 && this.timerBusy.size === 0;
+      if (quiet && this.lastCleanScanStart > Math.max(called, this.lastActivity)) return;
       if (Date.now() > deadline) {
         throw new Error(`runtime not idle after ${timeoutMs} ms: queued ${this.pending.size}, running ${this.running.size}, retrying ${this.attempts.size}`);
       }
@@ -425,6 +461,8 @@ export class EmbeddedRuntime {
     this.server?.closeIdleConnections?.();
     await this.scanning?.catch(() => undefined);
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    if (this.flushTimer !== undefined) clearInterval(this.flushTimer);
+    await this.flushReceipts();
     await closing;
   }
 }

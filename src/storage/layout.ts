@@ -55,7 +55,16 @@ export const paths = {
   currentModel: () => 'current.json',
   runManifest: (runId: string) => `${runId}/manifest.json`,
   runReport: (runId: string) => `${runId}/report.json`,
-  receipt: (fn: string, container: string, blob: string) => `triage-local-receipts/${fn}/${container}/${blob}`,
+  /** queued -> running -> succeeded | failed, with the outcome (see src/jobs/runs.ts). */
+  runStatus: (runId: string) => `${runId}/status.json`,
+  /** Plots and the trainer's output, beside the report. */
+  runFile: (runId: string, file: string) => `${runId}/${file}`,
+  /** The blob whose lease serialises starting runs (one run starts at a time). */
+  runLock: () => 'retrain.lock',
+  /** The run started last: { runId, createdAt } (read and written under the lock's lease). */
+  runActive: () => 'active.json',
+  receipts: (fn: string) => `triage-local-receipts/${fn}.json`,
+  poison: (fn: string, container: string, blob: string) => `triage-local-poison/${fn}/${container}/${blob}.json`,
 } as const;
 
 /** Inverse of the `.json` record paths: the upload name a record belongs to. */

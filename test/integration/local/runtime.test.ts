@@ -138,6 +138,24 @@ describe('embedded runtime', () => {
     }
   });
 
+  it('keeps receipts across a restart, so nothing delivered before is delivered again', async () => {
+    await uploadDigits(store, 5, 'receipts');
+    const first = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, log: quietLog });
+    await first.waitForIdle();
+    await first.stop();
+    expect(first.statistics.invocations).toBe(10); // preprocess and infer for each upload
+    const second = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, log: quietLog });
+    try {
+      await second.waitForIdle();
+      expect(second.statistics.invocations).toBe(0);
+      await uploadDigits(store, 1, 'receipts-later');
+      await second.waitForIdle();
+      expect(second.statistics.invocations).toBe(2);
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('fires timers from the NCRONTAB setting and serves HTTP functions', async () => {
     timerFired.length = 0;
     const rt = await EmbeddedRuntime.start({

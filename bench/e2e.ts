@@ -1,0 +1,183 @@
+/**
+ * End to end on the embedded runtime: N digit PNGs (default 10,000) from upload to prediction
+ * record, against an in-memory Azurite. Prints images/s and per-stage latency percentiles.
+ *
+ *   npm run build && node dist/bench/e2e.js [--count 10000] [--concurrency 8]
+ *
+ * The model is the default CNN architecture with untrained weights: inference costs the same as
+ * for a trained one, and the bench needs no training time. The peer, measured in the same run on
+ * the same Azurite, is the storage floor: the same uploads, then per image one download and the
+ * two record writes a minimal pipeline cannot avoid (no decoding, no model) at the same
+ * concurrency. Ratio = our images/s / the floor's images/s.
+ */
+import sharp from 'sharp';
+import { loadConfig } from '../src/config';
+import { startAzurite } from '../src/local/azurite';
+import { EmbeddedRuntime } from '../src/local/runtime';
+import { BlobStore } from '../src/storage/blobStore';
+import { CONTAINERS, paths } from '../src/storage/layout';
+import { loadMnistPackageAll } from '../src/ml/data/mnistPackage';
+import { buildModel } from '../src/ml/models';
+import { saveModel, ModelCard } from '../src/ml/modelStore';
+import { initBackend } from '../src/ml/backend';
+import { promote } from '../src/registry/registry';
+import { PROFILE_VERSIONS } from '../src/imaging/profiles';
+import type { PredictionRecord } from '../src/handlers/infer';
+import type { PreprocessedRecord } from '../src/handlers/preprocess';
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(process.argv[i + 1]) : dflt;
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
+  return v;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+function stats(label: string, values: number[]): string {
+  const s = [...values].sort((a, b) => a - b);
+  return `${label.padEnd(28)} p50 ${percentile(s, 50).toFixed(0).padStart(6)} ms   p95 ${percentile(s, 95).toFixed(0).padStart(6)} ms   p99 ${percentile(s, 99).toFixed(0).padStart(6)} ms`;
+}
+
+async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      for (;;) {
+        const i = next++;
+        const item = items[i];
+        if (item === undefined) return;
+        await fn(item);
+      }
+    }),
+  );
+}
+
+async function main(): Promise<void> {
+  const count = arg('count', 10_000);
+  const concurrency = arg('concurrency', 8);
+  console.log(`e2e bench: ${count} digit PNGs, runtime concurrency ${concurrency}`);
+  const all = loadMnistPackageAll();
+  const pngs: { name: string; data: Buffer }[] = [];
+  for (let i = 0; i < count; i++) {
+    const k = i % all.labels.length;
+    const raw = Buffer.alloc(784);
+    for (let j = 0; j < 784; j++) raw[j] = Math.round((all.images[k * 784 + j] ?? 0) * 255);
+    pngs.push({ name: `bench/${String(i).padStart(5, '0')}.png`, data: await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer() });
+  }
+
+  const azurite = await startAzurite({});
+  const store = BlobStore.fromConnection({ kind: 'connectionString', connectionString: azurite.connectionString });
+  try {
+    await store.ensureContainers();
+    // Peer: the storage floor.
+    const floorStart = performance.now();
+    await pool(pngs, 16, async (p) => {
+      await store.put('floor', p.name, p.data).catch(async () => {
+        await store.container('floor').createIfNotExists();
+        await store.put('floor', p.name, p.data);
+      });
+    });
+    await pool(pngs, concurrency, async (p) => {
+      const b = await store.get('floor', p.name);
+      await store.put('floor', `${p.name}.a.json`, b?.data ?? '');
+      await store.put('floor', `${p.name}.b.json`, '{}');
+    });
+    const floorSeconds = (performance.now() - floorStart) / 1000;
+    await store.service.deleteContainer('floor');
+
+    // Ours.
+    const backend = await initBackend();
+    const model = buildModel('cnn', { seed: 1 });
+    const card: ModelCard = {
+      version: 'bench',
+      createdAt: new Date().toISOString(),
+      architecture: 'cnn',
+      backend: { name: backend.name, tfjsVersion: backend.tfjsVersion },
+      data: { source: 'untrained', manifestHash: '-', trainImages: 0, validationImages: 0 },
+      preprocessing: { profile: 'mnist', version: PROFILE_VERSIONS.mnist },
+      classNames: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
+      inputShape: [28, 28, 1],
+      metrics: {},
+      temperature: 1,
+      thresholds: { selective: { targetError: 0.005, threshold: 0.5, validationCoverage: 0 } },
+    };
+    await saveModel(store, model, card);
+    model.dispose();
+    await promote(store, 'bench', { by: 'bench', reason: 'bench' });
+    const config = loadConfig({
+      AzureWebJobsStorage: azurite.connectionString,
+      TRIAGE_LOCAL_CONCURRENCY: String(concurrency),
+      TRIAGE_LOCAL_POLL_MS: '100',
+      TRIAGE_LOCAL_HTTP_PORT: '0',
+    });
+    const rt = await EmbeddedRuntime.start({ config, settings: { SWEEP_SCHEDULE: '0 0 0 1 1 *', RETRAIN_SCHEDULE: '0 0 0 1 1 *' }, log: { info() {}, warn() {}, error: console.error } });
+    const uploadedAt = new Map<string, number>();
+    const rssPeak = { v: 0 };
+    const rssTimer = setInterval(() => (rssPeak.v = Math.max(rssPeak.v, process.memoryUsage().rss)), 200);
+    const start = performance.now();
+    await pool(pngs, 16, async (p) => {
+      await store.put(CONTAINERS.uploads, p.name, p.data, { contentType: 'image/png' });
+      uploadedAt.set(p.name, Date.now());
+    });
+    const uploadSeconds = (performance.now() - start) / 1000;
+    let last = 0;
+    for (;;) {
+      const n = await store.count(CONTAINERS.predictions);
+      if (n >= count) break;
+      if (performance.now() - last > 5000) {
+        process.stderr.write(`  ${n}/${count} predictions\n`);
+        last = performance.now();
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const seconds = (performance.now() - start) / 1000;
+    clearInterval(rssTimer);
+    await rt.stop();
+    rt.deps.models.dispose();
+
+    const toPre: number[] = [];
+    const toPred: number[] = [];
+    const total: number[] = [];
+    const predictMs: number[] = [];
+    let batched = 0;
+    await pool(pngs, 16, async (p) => {
+      const pre = await store.getJson<PreprocessedRecord>(CONTAINERS.preprocessed, paths.preprocessedMeta(p.name));
+      const pred = await store.getJson<PredictionRecord>(CONTAINERS.predictions, paths.prediction(p.name));
+      const up = uploadedAt.get(p.name);
+      if (pre === undefined || pred === undefined || up === undefined) return;
+      const tPre = Date.parse(pre.value.time);
+      const tPred = Date.parse(pred.value.time);
+      toPre.push(tPre - up);
+      toPred.push(tPred - tPre);
+      total.push(tPred - up);
+      predictMs.push(pred.value.timings.predictMs);
+      batched += pred.value.timings.batchSize;
+    });
+    const ours = count / seconds;
+    const floor = count / floorSeconds;
+    console.log('');
+    console.log(`backend                      ${backend.name} (${backend.detail})`);
+    console.log(`images                       ${count} (upload phase alone ${uploadSeconds.toFixed(1)} s)`);
+    console.log(`throughput                   ${ours.toFixed(0)} images/s upload-to-prediction (${seconds.toFixed(1)} s)`);
+    console.log(`storage floor (peer)         ${floor.toFixed(0)} images/s (upload + 1 read + 2 writes per image, no image work)`);
+    console.log(`ratio ours / floor           ${(ours / floor).toFixed(2)}`);
+    console.log(stats('upload -> preprocessed', toPre));
+    console.log(stats('preprocessed -> prediction', toPred));
+    console.log(stats('upload -> prediction', total));
+    console.log(stats('model.predict per batch', predictMs));
+    console.log(`mean inference batch         ${(batched / Math.max(1, total.length)).toFixed(1)} images`);
+    console.log(`peak RSS (runtime process)   ${(rssPeak.v / 2 ** 20).toFixed(0)} MiB (Azurite runs in its own process)`);
+    console.log(`\nreproduce: npm run build && node dist/bench/e2e.js --count ${count} --concurrency ${concurrency}`);
+  } finally {
+    await azurite.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
