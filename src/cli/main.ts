@@ -19,6 +19,7 @@ import { handleSweep } from '../handlers/sweep';
 import { consoleLog } from '../handlers/types';
 import { listVersions, promote, readCurrent, RegistryError, rollback } from '../registry/registry';
 import { registerMlCommands } from '../ml/cli';
+import { registerRetrainCommands } from '../jobs/cli';
 
 export function depsFromSettings(): Deps {
   return buildDeps(loadConfig(resolveLocalStorage(mergedSettings())), { instanceId: `cli-${os.hostname()}` });
@@ -150,6 +151,7 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
     });
 
   registerMlCommands(program, { getStore });
+  registerRetrainCommands(program, { getStore, getDeps: lazyDeps });
 
   program
     .command('samples')

