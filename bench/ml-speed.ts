@@ -1,14 +1,15 @@
 /**
  * Training and inference speed of the peer CNN, tfjs against PyTorch on the same machine in one run.
  *
- *   npm run build && node dist/bench/ml-speed.js [--batches 200] [--threads 2] [--engines torch,wasm,wasm-mt,cpu]
+ *   npm run build && node dist/bench/ml-speed.js [--batches 200] [--threads 2] [--engines torch,torch-1t,wasm,wasm-mt,cpu]
  *
  * Model (DESIGN.md): conv 3x3x16 relu, maxpool 2, conv 3x3x32 relu, maxpool 2, dense 64 relu,
  * dense 10 softmax; Adam 1e-3; batch 64; Fashion-MNIST from /usr/share/datasets/fashion-mnist
  * (random data of the same shape when it is missing). Each engine runs in its own process, one
  * after the other (tfjs has one backend per process): warm-up batches, then `--batches` timed
  * training steps, then inference over the 10k test images in batches of 1000.
- *   torch    bench/torch_peer.py, torch.set_num_threads(--threads)
+ *   torch    bench/torch_peer.py, torch.set_num_threads(--threads): the peer the bars refer to
+ *   torch-1t the same on 1 thread (on a busy machine PyTorch's 2 threads can be far slower than 1)
  *   wasm     tfjs-backend-wasm SIMD + the project kernels (src/ml/kernels), 1 thread (the default backend)
  *   wasm-mt  the same with the threaded SIMD build on --threads XNNPACK threads
  *   cpu      tfjs pure-JS backend, a few batches only (contrast)
@@ -23,7 +24,7 @@ import * as tf from '@tensorflow/tfjs';
 import { BackendName, initBackend } from '../src/ml/backend';
 import { readIdx } from '../src/ml/data/idx';
 
-const ENGINES = ['torch', 'wasm', 'wasm-mt', 'cpu'] as const;
+const ENGINES = ['torch', 'torch-1t', 'wasm', 'wasm-mt', 'cpu'] as const;
 type Engine = (typeof ENGINES)[number];
 
 interface Options {
@@ -47,6 +48,9 @@ interface EngineResult {
   data: string;
   trainImagesPerSec: number;
   inferImagesPerSec: number;
+  /** Images per CPU-second of the whole process (all threads): less sensitive to other load. */
+  trainImagesPerCpuSec?: number;
+  inferImagesPerCpuSec?: number;
   trainBatches: number;
   inferImages: number;
   finalLoss: number;
@@ -64,7 +68,7 @@ function parseArgs(argv: string[]): Options & { engine?: Engine } {
     inferBatch: 1000,
     threads: 2,
     data: '/usr/share/datasets/fashion-mnist',
-    engines: [...ENGINES],
+    engines: ['torch', 'torch-1t', 'wasm', 'wasm-mt', 'cpu'],
     rounds: 1,
     python: process.env.TRIAGE_PYTHON,
   };
@@ -169,28 +173,36 @@ async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<En
   };
   for (let i = 0; i < warmup; i++) await step(i);
   let loss = NaN;
+  const cpuSeconds = (): number => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  };
+  const c0 = cpuSeconds();
   const t0 = performance.now();
   for (let i = 0; i < batches; i++) loss = await step(warmup + i);
   const trainS = (performance.now() - t0) / 1000;
+  const trainCpu = cpuSeconds() - c0;
 
   const n = Math.min(inferImages, test.n);
   const testIdx = Array.from({ length: n }, (_, i) => i);
   const bs = Math.min(o.inferBatch, n);
   tf.tidy(() => {
     const { x } = batchTensors(test, testIdx, 0, bs);
-    (model.predict(x) as tf.Tensor).dataSync();
+    (model.predict(x, { batchSize: bs }) as tf.Tensor).dataSync();
   });
   let correct = 0;
+  const c1 = cpuSeconds();
   const t1 = performance.now();
   for (let s = 0; s < n; s += bs) {
     const size = Math.min(bs, n - s);
     const { x, y } = batchTensors(test, testIdx, s, size);
-    const pred = tf.tidy(() => (model.predict(x) as tf.Tensor).argMax(1));
+    const pred = tf.tidy(() => (model.predict(x, { batchSize: bs }) as tf.Tensor).argMax(1));
     const p = pred.dataSync();
     for (let k = 0; k < size; k++) if (p[k] === test.y[s + k]) correct++;
     tf.dispose([x, y, pred]);
   }
   const inferS = (performance.now() - t1) / 1000;
+  const inferCpu = cpuSeconds() - c1;
   return {
     engine,
     detail: `${info.name}: ${info.detail}`,
@@ -198,6 +210,8 @@ async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<En
     data,
     trainImagesPerSec: (batches * BATCH) / trainS,
     inferImagesPerSec: n / inferS,
+    trainImagesPerCpuSec: (batches * BATCH) / trainCpu,
+    inferImagesPerCpuSec: n / inferCpu,
     trainBatches: batches,
     inferImages: n,
     finalLoss: loss,
@@ -219,11 +233,11 @@ function findPython(o: Options): { python?: string; why?: string } {
 function runChild(engine: Engine, o: Options, argv: string[]): EngineResult | string {
   let cmd: string;
   let args: string[];
-  if (engine === 'torch') {
+  if (engine === 'torch' || engine === 'torch-1t') {
     const { python, why } = findPython(o);
     if (python === undefined) return why ?? 'no python';
     cmd = python;
-    args = [path.join(__dirname, '..', '..', 'bench', 'torch_peer.py'), '--batches', String(o.batches), '--warmup', String(o.warmup), '--threads', String(o.threads), '--infer-images', String(o.inferImages), '--infer-batch', String(o.inferBatch), '--data', o.data];
+    args = [path.join(__dirname, '..', '..', 'bench', 'torch_peer.py'), '--batches', String(o.batches), '--warmup', String(o.warmup), '--threads', engine === 'torch' ? String(o.threads) : '1', '--infer-images', String(o.inferImages), '--infer-batch', String(o.inferBatch), '--data', o.data];
     if (!fs.existsSync(args[0] as string)) args[0] = path.join(__dirname, 'torch_peer.py');
   } else {
     cmd = process.execPath;
@@ -232,7 +246,7 @@ function runChild(engine: Engine, o: Options, argv: string[]): EngineResult | st
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
   if (r.status !== 0 || line === undefined) return `${engine} failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
-  return JSON.parse(line) as EngineResult;
+  return { ...(JSON.parse(line) as EngineResult), engine };
 }
 
 function fmt(n: number): string {
@@ -243,7 +257,7 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const o = parseArgs(argv);
   if (o.engine !== undefined) {
-    if (o.engine === 'torch' || !(ENGINES as readonly string[]).includes(o.engine)) throw new Error(`--engine expects wasm, wasm-mt or cpu`);
+    if (o.engine === 'torch' || o.engine === 'torch-1t' || !(ENGINES as readonly string[]).includes(o.engine)) throw new Error(`--engine expects wasm, wasm-mt or cpu`);
     process.stdout.write(JSON.stringify(await runTfjs(o.engine, o)) + '\n');
     return;
   }
@@ -261,12 +275,15 @@ async function main(): Promise<void> {
         continue;
       }
       results.set(engine, [...(results.get(engine) ?? []), r]);
-      console.log(`  ${engine.padEnd(8)} train ${fmt(r.trainImagesPerSec).padStart(7)} img/s   infer ${fmt(r.inferImagesPerSec).padStart(7)} img/s   loss ${r.finalLoss.toFixed(3)}  test acc ${(100 * r.testAccuracy).toFixed(1)}%   ${r.detail ?? `torch ${r.version} (${r.threads} threads)`}`);
+      const perCpu = r.trainImagesPerCpuSec === undefined || r.inferImagesPerCpuSec === undefined ? '' : ` (per CPU-s: ${fmt(r.trainImagesPerCpuSec)} / ${fmt(r.inferImagesPerCpuSec)})`;
+      console.log(`  ${engine.padEnd(8)} train ${fmt(r.trainImagesPerSec).padStart(7)} img/s   infer ${fmt(r.inferImagesPerSec).padStart(7)} img/s${perCpu}   loss ${r.finalLoss.toFixed(3)}  test acc ${(100 * r.testAccuracy).toFixed(1)}%   ${r.detail ?? `torch ${r.version} (${r.threads} threads)`}`);
     }
   }
-  const best = (e: Engine, k: 'trainImagesPerSec' | 'inferImagesPerSec'): number | undefined => {
+  type Metric = 'trainImagesPerSec' | 'inferImagesPerSec' | 'trainImagesPerCpuSec' | 'inferImagesPerCpuSec';
+  const best = (e: Engine, k: Metric): number | undefined => {
     const rs = results.get(e);
-    return rs === undefined ? undefined : Math.max(...rs.map((r) => r[k]));
+    const vs = (rs ?? []).map((r) => r[k]).filter((v): v is number => v !== undefined);
+    return vs.length === 0 ? undefined : Math.max(...vs);
   };
   console.log('\nbest of rounds (images/s):');
   for (const e of o.engines) {
@@ -274,17 +291,24 @@ async function main(): Promise<void> {
     const inf = best(e, 'inferImagesPerSec');
     if (tr !== undefined && inf !== undefined) console.log(`  ${e.padEnd(8)} train ${fmt(tr).padStart(7)}   infer ${fmt(inf).padStart(7)}`);
   }
-  const torchTrain = best('torch', 'trainImagesPerSec');
-  const torchInfer = best('torch', 'inferImagesPerSec');
-  if (torchTrain !== undefined && torchInfer !== undefined) {
-    console.log(`\nratios vs PyTorch (${o.threads} threads), bars: training >= 0.5, inference >= 1.0:`);
-    for (const e of o.engines.filter((x) => x !== 'torch')) {
-      const tr = best(e, 'trainImagesPerSec');
-      const inf = best(e, 'inferImagesPerSec');
-      if (tr !== undefined && inf !== undefined) console.log(`  ${e.padEnd(8)} training ${(tr / torchTrain).toFixed(2)}   inference ${(inf / torchInfer).toFixed(2)}`);
+  const peers = (['torch', 'torch-1t'] as const).filter((p) => results.has(p));
+  if (peers.length === 0) console.log('\nno PyTorch figures in this run: absolute numbers only');
+  for (const peer of peers) {
+    const threads = peer === 'torch' ? o.threads : 1;
+    for (const [label, train, infer] of [
+      ['images/s', 'trainImagesPerSec', 'inferImagesPerSec'],
+      ['images per CPU-second (robust to other load, blind to idle cores)', 'trainImagesPerCpuSec', 'inferImagesPerCpuSec'],
+    ] as const) {
+      const pt = best(peer, train);
+      const pi = best(peer, infer);
+      if (pt === undefined || pi === undefined) continue;
+      console.log(`\nratios vs PyTorch on ${threads} thread${threads === 1 ? '' : 's'}, ${label}${peer === 'torch' && label === 'images/s' ? ' [the bars: training >= 0.5, inference >= 1.0]' : ''}:`);
+      for (const e of o.engines.filter((x) => x !== peer)) {
+        const tr = best(e, train);
+        const inf = best(e, infer);
+        if (tr !== undefined && inf !== undefined) console.log(`  ${e.padEnd(8)} training ${(tr / pt).toFixed(2)}   inference ${(inf / pi).toFixed(2)}`);
+      }
     }
-  } else {
-    console.log('\nno PyTorch figures in this run: absolute numbers only');
   }
   for (const n of notes) console.log(`note: ${n}`);
   console.log(`load average at end: ${load()}`);

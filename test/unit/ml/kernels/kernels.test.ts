@@ -48,6 +48,8 @@ const convCases: ConvCase[] = [
   { x: [2, 5, 5, 2], w: [5, 5, 2, 3], stride: 1, pad: 'same' },
   { x: [1, 7, 8, 2], w: [3, 3, 2, 2], stride: 1, pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
   { x: [2, 7, 8, 2], w: [3, 3, 2, 2], stride: 2, pad: [[0, 0], [2, 0], [1, 1], [0, 0]] },
+  { x: [2, 8, 9, 5], w: [3, 3, 5, 4], stride: 2, pad: [[0, 0], [2, 1], [1, 2], [0, 0]] }, // cin >= 4: im2col by runs, windows cut by padding
+  { x: [1, 6, 7, 6], w: [2, 3, 6, 3], stride: 1, pad: 'same' },
   { x: [4, 28, 28, 1], w: [3, 3, 1, 16], stride: 1, pad: 'valid' }, // the peer CNN's first conv
   { x: [4, 13, 13, 16], w: [3, 3, 16, 32], stride: 1, pad: 'valid' }, // and its second
 ];
