@@ -1,0 +1,99 @@
+import { createHash } from 'node:crypto';
+import { loadConfig } from '../../../src/config';
+import { candidateClasses, isHeldOut, newLabels, Snapshot, ManifestItem, trainingPlan } from '../../../src/jobs/manifest';
+import { trainJobRunId } from '../../../src/jobs/cli';
+import { checkRunId, newRunId } from '../../../src/jobs/runs';
+
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+const base = { AzureWebJobsStorage: 'UseDevelopmentStorage=true' };
+
+describe('held-out split', () => {
+  it('holds out images whose source sha256 is 0 mod 10: about a tenth, always the same ones', () => {
+    const hashes = Array.from({ length: 5000 }, (_, i) => sha(`image ${i}`));
+    const held = hashes.filter((h) => isHeldOut(h));
+    expect(held.length / hashes.length).toBeGreaterThan(0.08);
+    expect(held.length / hashes.length).toBeLessThan(0.12);
+    for (const h of hashes.slice(0, 200)) expect(isHeldOut(h)).toBe(BigInt(`0x${h}`) % 10n === 0n);
+    expect(isHeldOut('0'.repeat(64))).toBe(true);
+    expect(isHeldOut('0'.repeat(63) + '1')).toBe(false);
+    expect(isHeldOut('0'.repeat(63) + 'A')).toBe(true); // 10, upper case accepted
+    expect(() => isHeldOut('xyz')).toThrow(/not a SHA-256/);
+  });
+});
+
+describe('new labels since the promoted model', () => {
+  const labels = [
+    { name: 'a', etag: '"1"', lastModified: new Date('2025-01-01T00:00:00Z') },
+    { name: 'b', etag: '"2"', lastModified: new Date('2025-01-02T00:00:00Z') },
+    { name: 'c', etag: '"3"', lastModified: new Date('2025-01-03T00:00:00Z') },
+  ];
+  const item = (name: string, labelEtag: string): ManifestItem => ({ name, labelEtag, class: '1', sha256: sha(name), labeledAt: '', heldOut: false });
+
+  it('counts every label when nothing is promoted', () => {
+    expect(newLabels(labels, { current: undefined, items: new Map(), since: undefined })).toHaveLength(3);
+  });
+
+  it('counts labels missing from, or changed since, the run manifest of the promoted model', () => {
+    const snap: Snapshot = { current: { version: 'v', etag: '"e"', card: undefined }, items: new Map([['a', item('a', '"1"')], ['b', item('b', '"old"')]]), since: undefined };
+    expect(newLabels(labels, snap).map((l) => l.name)).toEqual(['b', 'c']);
+  });
+
+  it('counts labels written after a hand-trained model was created', () => {
+    const snap: Snapshot = { current: { version: 'v', etag: '"e"', card: undefined }, items: new Map(), since: new Date('2025-01-01T12:00:00Z') };
+    expect(newLabels(labels, snap).map((l) => l.name)).toEqual(['b', 'c']);
+  });
+});
+
+describe('retraining settings', () => {
+  it('has documented defaults', () => {
+    const c = loadConfig(base);
+    expect(c.retrainBaseData).toEqual({ name: 'mnist' });
+    expect(c.retrainPromotionMargin).toBe(0);
+    expect(c.retrainModel).toBe('cnn');
+    expect(c.retrainEpochs).toBe(30);
+    expect(c.trainerJob).toBeUndefined();
+    expect(trainingPlan(c)).toMatchObject({ architecture: 'cnn', epochs: 30, augment: { shift: 2, flip: false } });
+    expect(trainingPlan(loadConfig({ ...base, TRIAGE_PROFILE: 'xray' })).augment.shift).toBe(0);
+  });
+
+  it('reads base data none, mnist and mnist:N, and rejects anything else naming the setting', () => {
+    expect(loadConfig({ ...base, RETRAIN_BASE_DATA: 'none' }).retrainBaseData).toEqual({ name: 'none' });
+    expect(loadConfig({ ...base, RETRAIN_BASE_DATA: 'mnist:500' }).retrainBaseData).toEqual({ name: 'mnist', limit: 500 });
+    expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: 'fashion' })).toThrow(/RETRAIN_BASE_DATA has the value "fashion"; expected mnist, mnist:N/);
+    expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: 'mnist:0' })).toThrow(/RETRAIN_BASE_DATA/);
+  });
+
+  it('reads the promotion margin as a fraction', () => {
+    expect(loadConfig({ ...base, RETRAIN_PROMOTION_MARGIN: '0.01' }).retrainPromotionMargin).toBe(0.01);
+    expect(() => loadConfig({ ...base, RETRAIN_PROMOTION_MARGIN: '5%' })).toThrow(/RETRAIN_PROMOTION_MARGIN has the value "5%"; expected a number from 0 to 1/);
+    expect(() => loadConfig({ ...base, RETRAIN_PROMOTION_MARGIN: '2' })).toThrow(/RETRAIN_PROMOTION_MARGIN/);
+    expect(() => loadConfig({ ...base, RETRAIN_MODEL: 'resnet' })).toThrow(/RETRAIN_MODEL.*one of cnn, mlp, peer/);
+  });
+});
+
+describe('class list of a candidate', () => {
+  it('joins the base data\'s, the labels\' and the promoted model\'s classes, digits in numeric order', () => {
+    const items = [{ class: '10' }, { class: '3' }] as ManifestItem[];
+    expect(candidateClasses({ name: 'none' }, items, undefined)).toEqual(['3', '10']);
+    expect(candidateClasses({ name: 'mnist' }, items, undefined)).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10']);
+  });
+});
+
+describe('run ids', () => {
+  it('come from --run, else RUN_ID; empty means "plan one here"', () => {
+    expect(trainJobRunId('r1', { RUN_ID: 'r2' })).toBe('r1');
+    expect(trainJobRunId(undefined, { RUN_ID: 'r2' })).toBe('r2');
+    expect(trainJobRunId(undefined, { RUN_ID: '' })).toBeUndefined();
+    expect(trainJobRunId(undefined, {})).toBeUndefined();
+    expect(() => trainJobRunId('../etc', {})).toThrow(/invalid run id/);
+  });
+
+  it('sort by creation time and are valid blob folder names', () => {
+    const a = newRunId(new Date('2025-01-01T02:00:00Z'));
+    const b = newRunId(new Date('2025-01-02T02:00:00Z'));
+    expect(a < b).toBe(true);
+    expect(a).toMatch(/^20250101T020000Z-[0-9a-f]{6}$/);
+    expect(checkRunId(a)).toBe(a);
+    expect(() => checkRunId('active.json')).toThrow();
+  });
+});
