@@ -171,6 +171,23 @@ describe('scheduled retraining with a promotion gate', () => {
     expect(await listRuns(store)).toHaveLength(1);
   });
 
+  it('holds the start lease exclusively until it is released', async () => {
+    const first = await store.acquireLease(CONTAINERS.runs, paths.runLock(), 15);
+    expect(first).toBeDefined();
+    expect(await store.acquireLease(CONTAINERS.runs, paths.runLock(), 15)).toBeUndefined();
+    const rt = await start(retrainConfig(), NEVER);
+    await writeLabeled(store, { prefix: 'held', from: 800, count: 20 });
+    // A starter that finds the lease taken gives up at once: "busy", no run.
+    const r = await api(rt)('retrain', { method: 'POST', body: '{"force": true}' });
+    expect(r).toMatchObject({ status: 409, body: { error: expect.stringMatching(/another instance is starting a run/) } });
+    expect(await store.renewLease(CONTAINERS.runs, paths.runLock(), first ?? '')).toBe(true);
+    await store.releaseLease(CONTAINERS.runs, paths.runLock(), first ?? '');
+    const second = await store.acquireLease(CONTAINERS.runs, paths.runLock(), 15);
+    expect(second).toBeDefined();
+    await store.releaseLease(CONTAINERS.runs, paths.runLock(), second ?? '');
+    expect(await listRuns(store)).toEqual([]);
+  });
+
   it('records a failing trainer in runs/ and leaves the promoted model untouched', async () => {
     await saveTestModel(store, { version: 'v1', trainImages: 0 });
     await promote(store, 'v1', { by: 'test', reason: 'first model' });
