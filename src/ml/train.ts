@@ -14,6 +14,10 @@ export interface AugmentOptions {
   shift?: number;
   /** Random horizontal flip with probability 1/2 (garments yes, digits no). Default false. */
   flip?: boolean;
+  /** Random rotation about the centre by up to this many degrees (bilinear, zero fill). Default 0. */
+  rotate?: number;
+  /** Random zoom by a factor in [1 - scale, 1 + scale]. Default 0. */
+  scale?: number;
 }
 
 export interface EpochStats {
@@ -77,20 +81,59 @@ export interface TrainResult {
   options: { epochs: number; batchSize: number; validationSplit: number; patience: number; seed: number; augment: AugmentOptions; learningRateDecay: number };
 }
 
-/** Translates (and optionally mirrors) each image of a batch in place, with zero fill. */
+/**
+ * Augments each image of a batch in place (zero fill outside the image): integer shifts and flips
+ * exactly; with rotation or zoom, a random affine map (rotation, zoom, sub-pixel shift, flip)
+ * sampled bilinearly.
+ */
 export function augmentBatch(batch: Float32Array, n: number, shape: readonly [number, number, number], opts: AugmentOptions, rnd: () => number): void {
   const [h, w, ch] = shape;
   const shift = opts.shift ?? 0;
-  if (shift === 0 && !opts.flip) return;
+  const rotate = opts.rotate ?? 0;
+  const zoom = opts.scale ?? 0;
+  if (shift === 0 && !opts.flip && rotate === 0 && zoom === 0) return;
   const size = h * w * ch;
   const tmp = new Float32Array(size);
+  const affine = rotate !== 0 || zoom !== 0;
+  const cx = (w - 1) / 2;
+  const cy = (h - 1) / 2;
   for (let b = 0; b < n; b++) {
+    const img = batch.subarray(b * size, (b + 1) * size);
+    tmp.fill(0);
+    if (affine) {
+      const angle = ((rnd() * 2 - 1) * rotate * Math.PI) / 180;
+      const s = 1 + (rnd() * 2 - 1) * zoom;
+      const dx = (rnd() * 2 - 1) * shift;
+      const dy = (rnd() * 2 - 1) * shift;
+      const flip = opts.flip === true && rnd() < 0.5;
+      // Inverse map: output (x, y) samples the source at R(-angle) ((x, y) - c - d) / s + c.
+      const cos = Math.cos(angle) / s;
+      const sin = Math.sin(angle) / s;
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const ox = (flip ? w - 1 - x : x) - cx - dx;
+          const oy = y - cy - dy;
+          const sx = cos * ox + sin * oy + cx;
+          const sy = -sin * ox + cos * oy + cy;
+          const x0 = Math.floor(sx);
+          const y0 = Math.floor(sy);
+          if (x0 < -1 || y0 < -1 || x0 >= w || y0 >= h) continue;
+          const fx = sx - x0;
+          const fy = sy - y0;
+          for (let c = 0; c < ch; c++) {
+            const at = (yy: number, xx: number) => (yy < 0 || yy >= h || xx < 0 || xx >= w ? 0 : (img[(yy * w + xx) * ch + c] as number));
+            tmp[(y * w + x) * ch + c] =
+              (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x0 + 1)) + fy * ((1 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1));
+          }
+        }
+      }
+      img.set(tmp);
+      continue;
+    }
     const dx = shift === 0 ? 0 : Math.floor(rnd() * (2 * shift + 1)) - shift;
     const dy = shift === 0 ? 0 : Math.floor(rnd() * (2 * shift + 1)) - shift;
     const flip = opts.flip === true && rnd() < 0.5;
     if (dx === 0 && dy === 0 && !flip) continue;
-    const img = batch.subarray(b * size, (b + 1) * size);
-    tmp.fill(0);
     for (let y = 0; y < h; y++) {
       const sy = y - dy;
       if (sy < 0 || sy >= h) continue;

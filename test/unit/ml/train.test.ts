@@ -71,4 +71,16 @@ describe('train', () => {
     augmentBatch(flipped, 1, [3, 3, 1], { flip: true }, always);
     expect(Array.from(flipped)).toEqual([3, 2, 1, 6, 5, 4, 9, 8, 7]);
   });
+
+  it('augmentBatch rotates and zooms with an affine map about the centre', () => {
+    const img = Float32Array.from({ length: 9 }, (_, i) => i + 1);
+    // rnd() = 0.5 draws the middle of every range: no rotation, zoom 1, no shift -> unchanged.
+    const same = img.slice();
+    augmentBatch(same, 1, [3, 3, 1], { rotate: 30, scale: 0.2, shift: 1 }, () => 0.5);
+    Array.from(same).forEach((v, i) => expect(v).toBeCloseTo(img[i] as number, 5));
+    // rnd() = 0.75 with rotate 180 draws +90 degrees: rows become columns.
+    const turned = img.slice();
+    augmentBatch(turned, 1, [3, 3, 1], { rotate: 180 }, () => 0.75);
+    Array.from(turned).forEach((v, i) => expect(v).toBeCloseTo([7, 4, 1, 8, 5, 2, 9, 6, 3][i] as number, 5));
+  });
 });
