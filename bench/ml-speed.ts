@@ -1,7 +1,7 @@
 /**
  * Training and inference speed of the peer CNN, tfjs against PyTorch on the same machine in one run.
  *
- *   npm run build && node dist/bench/ml-speed.js [--batches 200] [--threads 2] [--engines torch,torch-1t,wasm,wasm-mt,cpu]
+ *   npm run build && node dist/bench/ml-speed.js [--batches 200] [--threads 2] [--engines torch,torch-1t,wasm,wasm-dp,wasm-mt,cpu]
  *
  * Model (DESIGN.md): conv 3x3x16 relu, maxpool 2, conv 3x3x32 relu, maxpool 2, dense 64 relu,
  * dense 10 softmax; Adam 1e-3; batch 64; Fashion-MNIST from /usr/share/datasets/fashion-mnist
@@ -11,7 +11,9 @@
  *   torch    bench/torch_peer.py, torch.set_num_threads(--threads): the peer the bars refer to
  *   torch-1t the same on 1 thread (on a busy machine PyTorch's 2 threads can be far slower than 1)
  *   wasm     tfjs-backend-wasm SIMD + the project kernels (src/ml/kernels), 1 thread (the default backend)
- *   wasm-mt  the same with the threaded SIMD build on --threads XNNPACK threads
+ *   wasm-dp  wasm with data-parallel steps: the batch split with --threads - 1 worker threads
+ *            (src/ml/kernels/dataParallel.ts); inference as wasm
+ *   wasm-mt  wasm with the threaded SIMD build on --threads XNNPACK threads
  *   cpu      tfjs pure-JS backend, a few batches only (contrast)
  * Timings on a shared machine are noisy: read the ratios (measured minutes apart in one run), and
  * rerun with --rounds 2 to alternate the engines.
@@ -23,8 +25,9 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { BackendName, initBackend } from '../src/ml/backend';
 import { readIdx } from '../src/ml/data/idx';
+import { DataParallelTrainer } from '../src/ml/kernels/dataParallel';
 
-const ENGINES = ['torch', 'torch-1t', 'wasm', 'wasm-mt', 'cpu'] as const;
+const ENGINES = ['torch', 'torch-1t', 'wasm', 'wasm-dp', 'wasm-mt', 'cpu'] as const;
 type Engine = (typeof ENGINES)[number];
 
 interface Options {
@@ -68,7 +71,7 @@ function parseArgs(argv: string[]): Options & { engine?: Engine } {
     inferBatch: 1000,
     threads: 2,
     data: '/usr/share/datasets/fashion-mnist',
-    engines: ['torch', 'torch-1t', 'wasm', 'wasm-mt', 'cpu'],
+    engines: ['torch', 'torch-1t', 'wasm', 'wasm-dp', 'wasm-mt', 'cpu'],
     rounds: 1,
     python: process.env.TRIAGE_PYTHON,
   };
@@ -165,9 +168,10 @@ async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<En
     [order[i], order[j]] = [order[j] as number, order[i] as number];
   }
   const model = peerModel();
+  const trainer = engine === 'wasm-dp' ? await DataParallelTrainer.create(model, { workers: Math.max(1, o.threads - 1) }) : undefined;
   const step = async (i: number): Promise<number> => {
     const { x, y } = batchTensors(train, order, i * BATCH, BATCH);
-    const loss = (await model.trainOnBatch(x, y)) as number;
+    const loss = trainer !== undefined ? await trainer.trainOnBatch(x, y) : ((await model.trainOnBatch(x, y)) as number);
     tf.dispose([x, y]);
     return loss;
   };
@@ -182,6 +186,7 @@ async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<En
   for (let i = 0; i < batches; i++) loss = await step(warmup + i);
   const trainS = (performance.now() - t0) / 1000;
   const trainCpu = cpuSeconds() - c0;
+  await trainer?.dispose();
 
   const n = Math.min(inferImages, test.n);
   const testIdx = Array.from({ length: n }, (_, i) => i);
@@ -205,7 +210,7 @@ async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<En
   const inferCpu = cpuSeconds() - c1;
   return {
     engine,
-    detail: `${info.name}: ${info.detail}`,
+    detail: `${info.name}: ${info.detail}${trainer !== undefined ? `; training split over ${Math.max(1, o.threads - 1) + 1} threads` : ''}`,
     threads: info.threads ?? 1,
     data,
     trainImagesPerSec: (batches * BATCH) / trainS,
@@ -257,7 +262,7 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const o = parseArgs(argv);
   if (o.engine !== undefined) {
-    if (o.engine === 'torch' || o.engine === 'torch-1t' || !(ENGINES as readonly string[]).includes(o.engine)) throw new Error(`--engine expects wasm, wasm-mt or cpu`);
+    if (o.engine === 'torch' || o.engine === 'torch-1t' || !(ENGINES as readonly string[]).includes(o.engine)) throw new Error(`--engine expects wasm, wasm-dp, wasm-mt or cpu`);
     process.stdout.write(JSON.stringify(await runTfjs(o.engine, o)) + '\n');
     return;
   }
