@@ -76,5 +76,9 @@ export async function loadBlobDataset(store: BlobStore, opts: BlobDataOptions = 
     return [{ name: r.name, label, pixels: r.pixels, shape: r.shape }];
   });
   const all = assemble(labeled, classNames, `blob:${CONTAINERS.labels}`);
-  return { ...splitByName(all, opts.testFraction ?? 0.2), report: { loaded: labeled.length, skipped, preprocessing: { profile: 'mnist', version: 'from-blobs' } } };
+  // The preprocessing profile the pixels went through, as the preprocess handler recorded it beside them.
+  const first = labeled[0] as { name: string };
+  const meta = await store.getJson<{ profile?: { name?: string; version?: string } }>(CONTAINERS.preprocessed, paths.preprocessedMeta(first.name));
+  const preprocessing = { profile: meta?.value.profile?.name ?? 'unknown', version: meta?.value.profile?.version ?? 'unknown' };
+  return { ...splitByName(all, opts.testFraction ?? 0.2), report: { loaded: labeled.length, skipped, preprocessing } };
 }

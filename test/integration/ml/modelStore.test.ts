@@ -75,6 +75,7 @@ describe('labeled data from Blob Storage', () => {
       await store.putJson(CONTAINERS.labels, paths.label(name), { class: cls, reviewer: 'test' });
     }
     await store.putJson(CONTAINERS.labels, paths.label('orphan.png'), { class: '1' });
+    await store.putJson(CONTAINERS.preprocessed, paths.preprocessedMeta('batch/img-0.png'), { profile: { name: 'mnist', version: '1.0.0' } });
     let progress = 0;
     const d = await loadBlobDataset(store, { concurrency: 8, onProgress: (done) => (progress = done) });
     expect(progress).toBe(n + 1);
@@ -84,6 +85,7 @@ describe('labeled data from Blob Storage', () => {
     expect(d.test.labels.length).toBeGreaterThan(0);
     expect(d.train.classNames).toEqual(['0', '1', '2']);
     expect(d.train.shape).toEqual([28, 28, 1]);
+    expect(d.report.preprocessing).toEqual({ profile: 'mnist', version: '1.0.0' });
     // pixels belong to their label: class c was filled with c / 2
     d.train.labels.forEach((l, i) => expect(d.train.images[i * 784]).toBeCloseTo(l / 2, 6));
   });
