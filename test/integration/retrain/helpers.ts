@@ -71,12 +71,16 @@ export async function writeLabeled(
   return out;
 }
 
-/** Polls runs/ until `runId` (or, without it, the first run) has finished. */
+/**
+ * Polls runs/ until `runId` (or, without it, the first run) has finished and, for a local trainer,
+ * until the launcher has seen the child exit (it then writes runs/{runId}/trainer.log).
+ */
 export async function waitForRun(store: BlobStore, runId?: string, timeoutMs = 100_000): Promise<RunStatus> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = runId !== undefined ? (await readStatus(store, runId))?.value : (await listRuns(store)).at(-1);
-    if (s !== undefined && isFinished(s.state)) return s;
+    const exited = s?.launcher?.kind !== 'local' || (await store.head(CONTAINERS.runs, paths.runFile(s.runId, 'trainer.log'))) !== undefined;
+    if (s !== undefined && isFinished(s.state) && exited) return s;
     if (Date.now() > deadline) throw new Error(`run ${runId ?? '(first)'} not finished after ${timeoutMs} ms: ${JSON.stringify(s ?? null)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
