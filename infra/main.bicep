@@ -64,12 +64,20 @@ param triageMaxPixels int = 50000000
 ])
 param triageBackend string = ''
 
+@description('How often an instance checks models/current.json for a newly promoted model (milliseconds).')
+@minValue(0)
+@maxValue(3600000)
+param triageModelRefreshMs int = 2000
+
 @description('NCRONTAB (six fields, seconds first) of the retraining timer.')
 param retrainSchedule string = '0 0 2 * * *'
 
 @minValue(1)
 @maxValue(10000000)
 param retrainMinNewLabels int = 100
+
+@description('NCRONTAB schedule of the sweep that scores images that waited for a model and re-drives uploads whose event was missed.')
+param sweepSchedule string = '0 */5 * * * *'
 
 // ---- function app ----
 
@@ -210,8 +218,10 @@ module functionApp 'modules/functionapp.bicep' = {
     triageMaxUploadBytes: triageMaxUploadBytes
     triageMaxPixels: triageMaxPixels
     triageBackend: triageBackend
+    triageModelRefreshMs: triageModelRefreshMs
     retrainSchedule: retrainSchedule
     retrainMinNewLabels: retrainMinNewLabels
+    sweepSchedule: sweepSchedule
     trainerJobName: trainer.outputs.jobName
     trainerJobResourceGroup: rg.name
     trainerImage: trainer.outputs.image

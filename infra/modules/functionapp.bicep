@@ -31,8 +31,10 @@ param triageXraySize int
 param triageMaxUploadBytes int
 param triageMaxPixels int
 param triageBackend string
+param triageModelRefreshMs int
 param retrainSchedule string
 param retrainMinNewLabels int
+param sweepSchedule string
 
 // Settings the retrain function uses to start the trainer job
 param trainerJobName string
@@ -59,8 +61,10 @@ var appSettings = {
   TRIAGE_MAX_UPLOAD_BYTES: string(triageMaxUploadBytes)
   TRIAGE_MAX_PIXELS: string(triageMaxPixels)
   TRIAGE_BACKEND: triageBackend
+  TRIAGE_MODEL_REFRESH_MS: string(triageModelRefreshMs)
   RETRAIN_SCHEDULE: retrainSchedule
   RETRAIN_MIN_NEW_LABELS: string(retrainMinNewLabels)
+  SWEEP_SCHEDULE: sweepSchedule
   // Trainer job (Container Apps, serverless GPU). Starting an execution with a template replaces the
   // whole template, so the launcher needs the image, resources and the job identity's client id too.
   AZURE_SUBSCRIPTION_ID: subscription().subscriptionId
