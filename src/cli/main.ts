@@ -38,9 +38,9 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
     .option('--prefix <prefix>', 'virtual folder to put the uploads under, e.g. batch-7/', '')
     .option('--concurrency <n>', 'uploads at once', '8')
     .action(async (target: string, opts: { prefix: string; concurrency: string }) => {
-      const items = planUpload(target, opts.prefix);
       const concurrency = Number(opts.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be an integer from 1 to 64, got ${opts.concurrency}`);
+      const items = planUpload(target, opts.prefix);
       const store = getStore();
       await store.ensureContainers();
       const bar = new cliProgress.SingleBar(
