@@ -68,7 +68,8 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
       console.log('container        blobs');
       for (const [c, n] of Object.entries(s.containers)) console.log(`${c.padEnd(16)} ${String(n).padStart(6)}`);
       console.log('');
-      console.log(`uploads ${s.uploads}: preprocessed ${s.preprocessed}, rejected ${s.rejected}, pending ${s.pendingPreprocess}`);
+      console.log(`uploads ${s.uploads}: preprocessed ${s.preprocessed}, rejected ${s.rejected}, waiting for preprocessing ${s.pendingPreprocess}`);
+      console.log(`scored ${s.predicted} (flagged ${s.flagged}), waiting to be scored ${s.pendingScore}; promoted model: ${s.model ?? 'none yet (train one: triage train --data mnist --store, then triage models promote <version>)'}`);
       for (const [code, n] of Object.entries(s.rejectionsByCode).sort()) console.log(`  rejected ${code}: ${n}`);
     });
 

@@ -1,6 +1,7 @@
 /** Counts per container and the work still pending: what `triage status` and GET /api/status show. */
 import type { BlobStore } from '../storage/blobStore';
 import { ALL_CONTAINERS, CONTAINERS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../storage/layout';
+import { readCurrent } from '../registry/registry';
 
 export interface StatusReport {
   containers: Record<string, number>;
@@ -9,6 +10,12 @@ export interface StatusReport {
   rejected: number;
   /** Uploads with neither a preprocessed image nor a rejection yet. */
   pendingPreprocess: number;
+  predicted: number;
+  flagged: number;
+  /** Preprocessed images without a prediction (they wait for a model, or are being scored). */
+  pendingScore: number;
+  /** The promoted model version, if any. */
+  model: string | null;
   rejectionsByCode: Record<string, number>;
 }
 
@@ -28,13 +35,18 @@ export async function collectStatus(store: BlobStore): Promise<StatusReport> {
       containers[c] = await store.count(c).catch(() => 0);
     }),
   );
-  const [uploads, pre, rej] = await Promise.all([
+  const [uploads, pre, rej, pred, flagged, current] = await Promise.all([
     names(store, CONTAINERS.uploads, (n) => n),
     names(store, CONTAINERS.preprocessed, uploadNameFromPreprocessed),
     names(store, CONTAINERS.rejected, uploadNameFromRecord),
+    names(store, CONTAINERS.predictions, uploadNameFromRecord),
+    names(store, CONTAINERS.flagged, uploadNameFromRecord),
+    readCurrent(store),
   ]);
   let pending = 0;
   for (const u of uploads) if (!pre.has(u) && !rej.has(u)) pending++;
+  let pendingScore = 0;
+  for (const p of pre) if (!pred.has(p)) pendingScore++;
   const rejectionsByCode: Record<string, number> = {};
   await Promise.all(
     [...rej].map(async (n) => {
@@ -43,5 +55,16 @@ export async function collectStatus(store: BlobStore): Promise<StatusReport> {
       rejectionsByCode[code] = (rejectionsByCode[code] ?? 0) + 1;
     }),
   );
-  return { containers, uploads: uploads.size, preprocessed: pre.size, rejected: rej.size, pendingPreprocess: pending, rejectionsByCode };
+  return {
+    containers,
+    uploads: uploads.size,
+    preprocessed: pre.size,
+    rejected: rej.size,
+    pendingPreprocess: pending,
+    predicted: pred.size,
+    flagged: flagged.size,
+    pendingScore,
+    model: current?.value.version ?? null,
+    rejectionsByCode,
+  };
 }

