@@ -80,6 +80,8 @@ class Replica {
   private constructor(private readonly worker: Worker) {
     worker.on('message', (r: StepReply) => {
       if (r.error !== undefined) this.failure = r.error;
+      // An idle replica must not keep the process alive (a forgotten dispose() would).
+      worker.unref();
       const p = this.pending;
       this.pending = undefined;
       p?.(r);
@@ -122,6 +124,7 @@ class Replica {
 
   step(req: StepRequest): Promise<StepReply> {
     const reply = this.next();
+    this.worker.ref();
     this.worker.postMessage(req, [req.x.buffer as ArrayBuffer, req.y.buffer as ArrayBuffer]);
     return reply;
   }
