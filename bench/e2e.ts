@@ -114,7 +114,7 @@ async function main(): Promise<void> {
       TRIAGE_LOCAL_POLL_MS: '100',
       TRIAGE_LOCAL_HTTP_PORT: '0',
     });
-    const rt = await EmbeddedRuntime.start({ config, settings: { SWEEP_SCHEDULE: '0 0 0 1 1 *', RETRAIN_SCHEDULE: '0 0 0 1 1 *' }, log: { info() {}, warn() {}, error: console.error } });
+    const rt = await EmbeddedRuntime.start({ config, settings: { SWEEP_SCHEDULE: '0 0 0 1 1 *', RETRAIN_SCHEDULE: '0 0 0 1 1 *' }, log: { info() {}, warn: (m: string) => console.warn(m), error: console.error } });
     const uploadedAt = new Map<string, number>();
     const rssPeak = { v: 0 };
     const rssTimer = setInterval(() => (rssPeak.v = Math.max(rssPeak.v, process.memoryUsage().rss)), 200);
@@ -125,11 +125,13 @@ async function main(): Promise<void> {
     });
     const uploadSeconds = (performance.now() - start) / 1000;
     let last = 0;
+    let rejected = 0;
     for (;;) {
       const n = await store.count(CONTAINERS.predictions);
-      if (n >= count) break;
+      rejected = await store.count(CONTAINERS.rejected);
+      if (n + rejected >= count) break;
       if (performance.now() - last > 5000) {
-        process.stderr.write(`  ${n}/${count} predictions\n`);
+        process.stderr.write(`  ${n}/${count} predictions, ${rejected} rejections, runtime ${JSON.stringify(rt.statistics)}\n`);
         last = performance.now();
       }
       await new Promise((r) => setTimeout(r, 200));
@@ -161,7 +163,13 @@ async function main(): Promise<void> {
     const floor = count / floorSeconds;
     console.log('');
     console.log(`backend                      ${backend.name} (${backend.detail})`);
-    console.log(`images                       ${count} (upload phase alone ${uploadSeconds.toFixed(1)} s)`);
+    console.log(`images                       ${count} (upload phase alone ${uploadSeconds.toFixed(1)} s), ${rejected} rejected`);
+    const codes = new Map<string, number>();
+    for await (const e of store.list(CONTAINERS.rejected)) {
+      const r = await store.getJson<{ code: string; message: string }>(CONTAINERS.rejected, e.name);
+      codes.set(`${r?.value.code}: ${r?.value.message}`, (codes.get(`${r?.value.code}: ${r?.value.message}`) ?? 0) + 1);
+    }
+    for (const [c, n] of codes) console.log(`  rejected ${n} x ${c}`);
     console.log(`throughput                   ${ours.toFixed(0)} images/s upload-to-prediction (${seconds.toFixed(1)} s)`);
     console.log(`storage floor (peer)         ${floor.toFixed(0)} images/s (upload + 1 read + 2 writes per image, no image work)`);
     console.log(`ratio ours / floor           ${(ours / floor).toFixed(2)}`);

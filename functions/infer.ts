@@ -1,7 +1,7 @@
 import { app, InvocationContext } from '@azure/functions';
 import { currentDeps } from '../src/composition';
 import { STORAGE_SETTING } from '../src/config';
-import { asBuffer, boundName, contextLog } from '../src/handlers/context';
+import { asBuffer, blobMetadata, boundName, contextLog } from '../src/handlers/context';
 import { handleInfer } from '../src/handlers/infer';
 import { TRIGGER_PATHS } from '../src/storage/layout';
 
@@ -10,6 +10,6 @@ app.storageBlob('infer', {
   connection: STORAGE_SETTING,
   source: 'EventGrid',
   handler: async (blob: unknown, context: InvocationContext): Promise<void> => {
-    await handleInfer({ name: boundName(context), data: asBuffer(blob) }, currentDeps(), contextLog(context));
+    await handleInfer({ name: boundName(context), data: asBuffer(blob), metadata: blobMetadata(context) }, currentDeps(), contextLog(context));
   },
 });

@@ -26,3 +26,12 @@ export function asBuffer(input: unknown): Buffer {
   if (input === null || input === undefined) return Buffer.alloc(0);
   throw new Error(`blob trigger delivered ${typeof input}, expected bytes`);
 }
+
+/** The triggering blob's metadata (the host binds it as `metadata`), as strings. */
+export function blobMetadata(context: InvocationContext): Record<string, string> | undefined {
+  const md = context.triggerMetadata?.metadata;
+  if (typeof md !== 'object' || md === null) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(md as Record<string, unknown>)) if (typeof v === 'string') out[k.toLowerCase()] = v;
+  return out;
+}

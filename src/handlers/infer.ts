@@ -6,7 +6,7 @@
  */
 import type { Deps } from '../composition';
 import { decodeNpy } from '../imaging';
-import type { PreprocessedRecord } from './preprocess';
+import { PreprocessedRecord, scoringInfoFromMetadata } from './preprocess';
 import { ShapeMismatch } from '../registry/modelCache';
 import { CONTAINERS, paths } from '../storage/layout';
 import { TransientError, writeRecord } from '../storage/records';
@@ -19,6 +19,8 @@ export interface InferInput {
   name: string;
   /** The .npy bytes the trigger delivered. */
   data: Buffer;
+  /** The .npy blob's metadata, when the trigger delivered it. */
+  metadata?: Record<string, string>;
 }
 
 export interface PredictionRecord {
@@ -58,14 +60,19 @@ export function thresholdsOf(card: ModelCard): ReviewThresholds {
 export async function handleInfer(input: InferInput, deps: Deps, log: Log): Promise<InferResult> {
   const started = performance.now();
   const { store } = deps;
-  const meta = await store.getJson<PreprocessedRecord>(CONTAINERS.preprocessed, paths.preprocessedMeta(input.name));
-  if (meta === undefined) {
-    // Written before the .npy; missing means the upload was superseded by a rejection meanwhile.
-    const npy = await store.head(CONTAINERS.preprocessed, paths.preprocessed(input.name));
-    if (npy === undefined) return { status: 'superseded' };
-    throw new TransientError(`preprocessed/${paths.preprocessedMeta(input.name)} is missing while the .npy exists`);
+  // The .npy's blob metadata carries what scoring needs; older blobs fall back to the JSON record.
+  let info = scoringInfoFromMetadata(input.metadata);
+  if (info === undefined) {
+    const meta = await store.getJson<PreprocessedRecord>(CONTAINERS.preprocessed, paths.preprocessedMeta(input.name));
+    if (meta === undefined) {
+      // Written before the .npy; missing means the upload was superseded by a rejection meanwhile.
+      const npy = await store.head(CONTAINERS.preprocessed, paths.preprocessed(input.name));
+      if (npy === undefined) return { status: 'superseded' };
+      throw new TransientError(`preprocessed/${paths.preprocessedMeta(input.name)} is missing while the .npy exists`);
+    }
+    info = { sha256: meta.value.source.sha256, profile: meta.value.profile, quality: meta.value.quality };
   }
-  const sha = meta.value.source.sha256;
+  const sha = info.sha256;
   const model = await deps.models.current();
   if (model === undefined) {
     log.info(`infer: ${input.name} waits: no model is promoted yet`);
@@ -74,8 +81,8 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
   const loadMs = performance.now() - started;
 
   const want = model.card.preprocessing;
-  if (want.profile !== meta.value.profile.name || want.version !== meta.value.profile.version) {
-    const reason = `model ${model.version} wants preprocessing ${want.profile} v${want.version}, the image was preprocessed with ${meta.value.profile.name} v${meta.value.profile.version}`;
+  if (want.profile !== info.profile.name || want.version !== info.profile.version) {
+    const reason = `model ${model.version} wants preprocessing ${want.profile} v${want.version}, the image was preprocessed with ${info.profile.name} v${info.profile.version}`;
     log.warn(`infer: ${input.name} not scored: ${reason}`);
     return { status: 'incompatible', reason };
   }
@@ -93,7 +100,7 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
     throw err;
   }
   const probs = scored.probabilities;
-  const review = decideReview(probs, thresholdsOf(model.card), meta.value.quality);
+  const review = decideReview(probs, thresholdsOf(model.card), info.quality);
   let top = 0;
   for (let i = 1; i < probs.length; i++) if ((probs[i] ?? 0) > (probs[top] ?? 0)) top = i;
   const record: PredictionRecord = {
@@ -101,7 +108,7 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
     source: { sha256: sha },
     model: { version: model.version, architecture: model.card.architecture, createdAt: model.card.createdAt },
     backend: { name: model.backend.name, tfjsVersion: model.backend.tfjsVersion },
-    preprocessing: { profile: meta.value.profile.name, version: meta.value.profile.version },
+    preprocessing: { profile: info.profile.name, version: info.profile.version },
     classNames: model.card.classNames,
     probabilities: Object.fromEntries(model.card.classNames.map((c, i) => [c, round(probs[i] ?? 0)])),
     topClass: model.card.classNames[top] ?? String(top),

@@ -10,7 +10,7 @@ import type { Deps } from '../composition';
 import { ImageRejection, preprocessImage, encodeNpy, ImageMetadata, RejectionCode } from '../imaging';
 import { sha256 } from '../storage/blobStore';
 import { CONTAINERS, invalidUploadName, paths } from '../storage/layout';
-import { recordSource, removeStaleRecord, writeJsonRecord, writeRecord, WriteOutcome } from '../storage/records';
+import { recordSource, removeStaleRecord, SOURCE_SHA_KEY, writeJsonRecord, writeRecord, WriteOutcome } from '../storage/records';
 import type { Log } from './types';
 
 export interface PreprocessInput {
@@ -60,36 +60,34 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
   const sha = sha256(input.data);
   const source: SourceInfo = { sha256: sha, bytes: input.data.length };
 
-  // Re-delivery of bytes already handled: nothing to do.
-  const [npy, rejected] = await Promise.all([
-    recordSource(store, CONTAINERS.preprocessed, paths.preprocessed(input.name)),
-    recordSource(store, CONTAINERS.rejected, paths.rejected(input.name)),
-  ]);
-  if (npy?.sha === sha || rejected?.sha === sha) {
-    log.info(`preprocess: ${input.name} already handled for sha256 ${sha.slice(0, 12)}`);
+  // A rejection of these very bytes means a re-delivery: nothing to do. (A re-delivery of a good
+  // image is caught by the conditional writes below, which find the same source hash.)
+  const rejectedPromise = recordSource(store, CONTAINERS.rejected, paths.rejected(input.name));
+  const badName = invalidUploadName(input.name);
+  const decoded = badName !== undefined ? undefined : preprocessImage(input.data, {
+    profile: config.profile,
+    xraySize: config.xraySize,
+    maxInputBytes: config.maxUploadBytes,
+    maxPixels: config.maxPixels,
+  }).then(
+    (out) => ({ ok: true as const, out }),
+    (err: unknown) => ({ ok: false as const, err }),
+  );
+  const rejected = await rejectedPromise;
+  if (rejected?.sha === sha) {
+    log.info(`preprocess: ${input.name} already rejected for sha256 ${sha.slice(0, 12)}`);
     return { status: 'already-done', sha256: sha };
   }
-
-  const badName = invalidUploadName(input.name);
-  if (badName !== undefined) {
-    return reject(input.name, source, 'invalid-name', `The upload name cannot be used: ${badName}.`, undefined, npy !== undefined, deps, log);
+  if (badName !== undefined || decoded === undefined) {
+    return reject(input.name, source, 'invalid-name', `The upload name cannot be used: ${badName ?? ''}.`, undefined, deps, log);
   }
-
-  let pixels: Float32Array;
-  let meta: ImageMetadata;
-  try {
-    const out = await preprocessImage(input.data, {
-      profile: config.profile,
-      xraySize: config.xraySize,
-      maxInputBytes: config.maxUploadBytes,
-      maxPixels: config.maxPixels,
-    });
-    pixels = out.pixels;
-    meta = out.metadata;
-  } catch (err) {
-    if (err instanceof ImageRejection) return reject(input.name, source, err.code, err.message, err.detail, npy !== undefined, deps, log);
-    throw err;
+  const result = await decoded;
+  if (!result.ok) {
+    if (result.err instanceof ImageRejection) return reject(input.name, source, result.err.code, result.err.message, result.err.detail, deps, log);
+    throw result.err;
   }
+  const pixels: Float32Array = result.out.pixels;
+  const meta: ImageMetadata = result.out.metadata;
 
   const record: PreprocessedRecord = {
     upload: input.name,
@@ -111,7 +109,8 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
     body: encodeNpy(pixels, meta.shape),
     sourceSha256: sha,
     contentType: 'application/octet-stream',
-    metadata: { profile: meta.profile.name, profileversion: meta.profile.version },
+    // What scoring needs travels with the pixels, so the infer trigger need not read the JSON.
+    metadata: npyMetadata(meta),
   });
   // A changed re-upload that used to be rejected is not rejected any more.
   if (rejected !== undefined) await removeStaleRecord(store, CONTAINERS.rejected, paths.rejected(input.name), sha);
@@ -125,7 +124,6 @@ async function reject(
   code: RejectionRecordCode,
   message: string,
   detail: Record<string, string | number> | undefined,
-  hadPreprocessed: boolean,
   deps: Deps,
   log: Log,
 ): Promise<PreprocessResult> {
@@ -142,7 +140,7 @@ async function reject(
   };
   const outcome = await writeJsonRecord(store, CONTAINERS.rejected, paths.rejected(name), record, source.sha256);
   // A changed re-upload that is now bad supersedes what the older bytes produced.
-  if (hadPreprocessed) {
+  if ((await store.head(CONTAINERS.preprocessed, paths.preprocessed(name))) !== undefined) {
     await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessed(name), source.sha256);
     await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessedMeta(name), source.sha256);
     await removeStaleRecord(store, CONTAINERS.predictions, paths.prediction(name), source.sha256);
@@ -150,4 +148,20 @@ async function reject(
   }
   log.warn(`preprocess: ${name} rejected (${code}): ${message}`);
   return { status: 'rejected', outcome, code, sha256: source.sha256 };
+}
+
+/** Blob metadata of preprocessed/{name}.npy (ASCII header values). */
+export function npyMetadata(meta: ImageMetadata): Record<string, string> {
+  const flags = [...(meta.quality.blank ? ['blank'] : []), ...(meta.quality.nearConstant ? ['near-constant'] : []), ...meta.quality.warnings];
+  return { profile: meta.profile.name, profileversion: meta.profile.version, qualityflags: [...new Set(flags)].join(',') };
+}
+
+/** What scoring needs from preprocessing, read back from the .npy blob's metadata (undefined if incomplete). */
+export function scoringInfoFromMetadata(md: Record<string, string> | undefined): { sha256: string; profile: { name: string; version: string }; quality: { blank: boolean; nearConstant: boolean; warnings: string[] } } | undefined {
+  if (md === undefined) return undefined;
+  const sha = md[SOURCE_SHA_KEY];
+  const { profile, profileversion, qualityflags } = md;
+  if (sha === undefined || profile === undefined || profileversion === undefined || qualityflags === undefined) return undefined;
+  const flags = qualityflags.split(',').filter((f) => f !== '');
+  return { sha256: sha, profile: { name: profile, version: profileversion }, quality: { blank: flags.includes('blank'), nearConstant: flags.includes('near-constant'), warnings: flags } };
 }

@@ -70,6 +70,8 @@ export class EmbeddedRuntime {
   private readonly receipts = new Map<string, string>();
   private readonly attempts = new Map<string, Attempts>();
   private readonly pending = new Map<string, WorkItem>();
+  /** Work announced by this runtime's own writes: runs before scanned work, so a chain finishes first. */
+  private readonly hot = new Map<string, WorkItem>();
   private readonly running = new Set<string>();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly crons: Cron[] = [];
@@ -89,8 +91,10 @@ export class EmbeddedRuntime {
   httpPort = 0;
 
   private constructor(opts: RuntimeOptions) {
-    this.deps = buildDeps(opts.config, { instanceId: opts.instanceId ?? `local-${randomUUID().slice(0, 8)}` });
-    this.store = this.deps.store;
+    const store = BlobStore.fromConnection(opts.config.storage);
+    store.onWrite = (container, name, etag) => this.notify(container, name, etag);
+    this.deps = buildDeps(opts.config, { store, instanceId: opts.instanceId ?? `local-${randomUUID().slice(0, 8)}` });
+    this.store = store;
     this.functions = opts.functions ?? loadFunctionApp();
     this.log = opts.log ?? { info: () => {}, warn: console.warn, error: console.error };
     this.settings = opts.settings ?? process.env;
@@ -112,7 +116,7 @@ export class EmbeddedRuntime {
   }
 
   get statistics(): RuntimeStats {
-    return { ...this.stats, inFlight: this.running.size, queued: this.pending.size };
+    return { ...this.stats, inFlight: this.running.size, queued: this.pending.size + this.hot.size };
   }
 
   // ---------- blob triggers ----------
@@ -175,12 +179,32 @@ export class EmbeddedRuntime {
     });
   }
 
+  /** A blob written through this runtime's own store: deliver it now, as an Event Grid event would. */
+  private notify(container: string, blob: string, etag: string): void {
+    if (this.stopped) return;
+    for (const fn of this.blobFunctions()) {
+      if (fn.trigger.kind !== 'blob') continue;
+      const binding = matchTriggerPath(fn.trigger.path, container, blob);
+      if (binding === undefined) continue;
+      const k = this.key(fn.name, container, blob);
+      if (this.receipts.get(k) === etag || this.running.has(k)) continue;
+      this.pending.delete(k);
+      this.hot.set(k, { fn, container, blob, etag, binding });
+    }
+    this.pump();
+  }
+
+  /**
+   * Scans catch what was written from outside (uploads by the CLI, another instance). A scan of a
+   * large container is not free, so the interval grows to at least twice the last scan's duration.
+   */
   private scheduleScan(delayMs: number): void {
     if (this.stopped) return;
     this.scanTimer = setTimeout(() => {
+      const started = performance.now();
       this.scanning = this.scanOnce().finally(() => {
         this.scanning = undefined;
-        this.scheduleScan(this.deps.config.localPollMs);
+        this.scheduleScan(Math.max(this.deps.config.localPollMs, 2 * (performance.now() - started)));
       });
     }, delayMs);
   }
@@ -203,7 +227,7 @@ export class EmbeddedRuntime {
             const binding = matchTriggerPath(fn.trigger.path, container, entry.name);
             if (binding === undefined) continue;
             const k = this.key(fn.name, container, entry.name);
-            if (this.receipts.get(k) === entry.etag || this.running.has(k)) continue;
+            if (this.receipts.get(k) === entry.etag || this.running.has(k) || this.hot.has(k)) continue;
             const att = this.attempts.get(k);
             if (att !== undefined && att.etag === entry.etag && att.notBefore > Date.now()) continue;
             this.pending.set(k, { fn, container, blob: entry.name, etag: entry.etag, binding });
@@ -231,9 +255,9 @@ export class EmbeddedRuntime {
   /** Starts queued work up to the concurrency limit. */
   private pump(): void {
     const limit = this.deps.config.localConcurrency;
-    for (const [k, item] of this.pending) {
+    for (const [k, item, queue] of this.queued()) {
       if (this.stopped || this.running.size >= limit) return;
-      this.pending.delete(k);
+      queue.delete(k);
       this.running.add(k);
       const p = this.invokeBlob(k, item).finally(() => {
         this.lastActivity = performance.now();
@@ -243,6 +267,11 @@ export class EmbeddedRuntime {
       });
       this.inFlight.add(p);
     }
+  }
+
+  private *queued(): Generator<[string, WorkItem, Map<string, WorkItem>]> {
+    for (const [k, item] of this.hot) yield [k, item, this.hot];
+    for (const [k, item] of this.pending) yield [k, item, this.pending];
   }
 
   private async invokeBlob(k: string, item: WorkItem): Promise<void> {
@@ -441,7 +470,7 @@ export class EmbeddedRuntime {
     const called = performance.now();
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const quiet = this.pending.size === 0 && this.running.size === 0 && this.attempts.size === 0 && this.timerBusy.size === 0;
+      const quiet = this.pending.size === 0 && this.hot.size === 0 && this.running.size === 0 && this.attempts.size === 0 && this.timerBusy.size === 0;
       if (quiet && this.lastCleanScanStart > Math.max(called, this.lastActivity)) return;
       if (Date.now() > deadline) {
         throw new Error(`runtime not idle after ${timeoutMs} ms: queued ${this.pending.size}, running ${this.running.size}, retrying ${this.attempts.size}`);
@@ -457,6 +486,7 @@ export class EmbeddedRuntime {
     if (this.scanTimer !== undefined) clearTimeout(this.scanTimer);
     for (const c of this.crons) c.stop();
     this.pending.clear();
+    this.hot.clear();
     const closing = this.server === undefined ? Promise.resolve() : new Promise<void>((r) => this.server?.close(() => r()));
     this.server?.closeIdleConnections?.();
     await this.scanning?.catch(() => undefined);

@@ -82,6 +82,13 @@ export function sha256(data: Buffer | Uint8Array): string {
 export class BlobStore {
   readonly service: BlobServiceClient;
 
+  /**
+   * Called after every successful write through this store. The embedded runtime uses it the way
+   * Azure uses Event Grid: a blob written by a function triggers the next function at once,
+   * without waiting for a container scan.
+   */
+  onWrite: ((container: string, name: string, etag: string) => void) | undefined;
+
   constructor(service: BlobServiceClient) {
     this.service = service;
   }
@@ -148,7 +155,9 @@ export class BlobStore {
         metadata: opts.metadata,
         conditions: opts.ifNoneExists ? { ifNoneMatch: '*' } : opts.ifMatch !== undefined ? { ifMatch: opts.ifMatch } : undefined,
       });
-      return { written: true, etag: quoteEtag(res.etag) };
+      const etag = quoteEtag(res.etag);
+      this.onWrite?.(container, name, etag);
+      return { written: true, etag };
     } catch (err) {
       if (isConditionFailed(err)) return { written: false, reason: opts.ifNoneExists ? 'exists' : 'changed' };
       throw err;

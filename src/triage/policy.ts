@@ -4,7 +4,9 @@
  *                   target selective error (chosen on validation data when the model was trained)
  *   abnormal        for two-class abnormal/normal models: positive-class probability at or above
  *                   the card's sensitivity threshold
- *   image-quality   preprocessing found the image blank, near-constant or with almost no content
+ *   image-quality   preprocessing found a problem with the image itself: blank, near-constant,
+ *                   low contrast, almost no content, or content filling the frame (informational
+ *                   notes such as "inverted" or "upscaled" are not problems)
  * Out-of-distribution detection is not claimed: softmax confidence is not an honest OOD signal.
  * Priority orders the worklist: abnormal first (most probable first), then least confident.
  */
@@ -24,6 +26,9 @@ export interface QualitySignals {
   warnings: string[];
 }
 
+/** Preprocessing warnings that mean the image itself is doubtful. */
+export const QUALITY_PROBLEMS: ReadonlySet<string> = new Set(['blank', 'near-constant', 'low-contrast', 'tiny-ink', 'large-ink']);
+
 export interface ReviewDecision {
   flagged: boolean;
   reasons: ReviewReason[];
@@ -42,7 +47,7 @@ export function decideReview(probs: ArrayLike<number>, thresholds: ReviewThresho
     if (abnormalP >= thresholds.abnormal.threshold) reasons.push('abnormal');
   }
   if (thresholds.confidence === null || confidence < thresholds.confidence) reasons.push('low-confidence');
-  if (quality !== undefined && (quality.blank || quality.nearConstant || quality.warnings.length > 0)) reasons.push('image-quality');
+  if (quality !== undefined && (quality.blank || quality.nearConstant || quality.warnings.some((w) => QUALITY_PROBLEMS.has(w)))) reasons.push('image-quality');
   const flagged = reasons.length > 0;
   const uncertainty = Math.min(1, Math.max(0, 1 - confidence));
   const priority = reasons.includes('abnormal') ? 2 + Math.min(abnormalP, 0.999999) : flagged ? 1 + uncertainty * 0.999999 : uncertainty * 0.999999;
