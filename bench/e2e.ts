@@ -114,7 +114,7 @@ async function main(): Promise<void> {
       TRIAGE_LOCAL_POLL_MS: '100',
       TRIAGE_LOCAL_HTTP_PORT: '0',
     });
-    const rt = await EmbeddedRuntime.start({ config, settings: { SWEEP_SCHEDULE: '0 0 0 1 1 *', RETRAIN_SCHEDULE: '0 0 0 1 1 *' }, log: { info() {}, warn: (m: string) => console.warn(m), error: console.error } });
+    const rt = await EmbeddedRuntime.start({ config, settings: { SWEEP_SCHEDULE: '0 0 0 1 1 *', RETRAIN_SCHEDULE: '0 0 0 1 1 *' }, log: { info: (m: string) => { if (/not scored|waits|superseded/.test(m)) console.warn(m); }, warn: (m: string) => console.warn(m), error: console.error } });
     const uploadedAt = new Map<string, number>();
     const rssPeak = { v: 0 };
     const rssTimer = setInterval(() => (rssPeak.v = Math.max(rssPeak.v, process.memoryUsage().rss)), 200);
@@ -126,15 +126,27 @@ async function main(): Promise<void> {
     const uploadSeconds = (performance.now() - start) / 1000;
     let last = 0;
     let rejected = 0;
+    let lastDone = -1;
+    let lastProgress = performance.now();
     for (;;) {
       const n = await store.count(CONTAINERS.predictions);
       rejected = await store.count(CONTAINERS.rejected);
       if (n + rejected >= count) break;
+      if (n + rejected !== lastDone) {
+        lastDone = n + rejected;
+        lastProgress = performance.now();
+      } else if (rt.statistics.inFlight === 0 && rt.statistics.queued === 0 && performance.now() - lastProgress > 30_000) {
+        const have = new Set<string>();
+        for await (const e of store.list(CONTAINERS.predictions)) have.add(e.name);
+        const missing = pngs.filter((p) => !have.has(paths.prediction(p.name))).slice(0, 5);
+        for (const m of missing) console.error('no prediction for', m.name, JSON.stringify(await store.head(CONTAINERS.preprocessed, paths.preprocessed(m.name))));
+        throw new Error(`stalled at ${n} predictions and ${rejected} rejections of ${count}`);
+      }
       if (performance.now() - last > 5000) {
         process.stderr.write(`  ${n}/${count} predictions, ${rejected} rejections, runtime ${JSON.stringify(rt.statistics)}\n`);
         last = performance.now();
       }
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 1000));
     }
     const seconds = (performance.now() - start) / 1000;
     clearInterval(rssTimer);

@@ -153,7 +153,8 @@ async function reject(
 /** Blob metadata of preprocessed/{name}.npy (ASCII header values). */
 export function npyMetadata(meta: ImageMetadata): Record<string, string> {
   const flags = [...(meta.quality.blank ? ['blank'] : []), ...(meta.quality.nearConstant ? ['near-constant'] : []), ...meta.quality.warnings];
-  return { profile: meta.profile.name, profileversion: meta.profile.version, qualityflags: [...new Set(flags)].join(',') };
+  // Never empty: the service drops metadata with empty values.
+  return { profile: meta.profile.name, profileversion: meta.profile.version, qualityflags: flags.length === 0 ? 'none' : [...new Set(flags)].join(',') };
 }
 
 /** What scoring needs from preprocessing, read back from the .npy blob's metadata (undefined if incomplete). */
@@ -162,6 +163,6 @@ export function scoringInfoFromMetadata(md: Record<string, string> | undefined):
   const sha = md[SOURCE_SHA_KEY];
   const { profile, profileversion, qualityflags } = md;
   if (sha === undefined || profile === undefined || profileversion === undefined || qualityflags === undefined) return undefined;
-  const flags = qualityflags.split(',').filter((f) => f !== '');
+  const flags = qualityflags.split(',').filter((f) => f !== '' && f !== 'none');
   return { sha256: sha, profile: { name: profile, version: profileversion }, quality: { blank: flags.includes('blank'), nearConstant: flags.includes('near-constant'), warnings: flags } };
 }

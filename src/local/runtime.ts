@@ -196,7 +196,8 @@ export class EmbeddedRuntime {
 
   /**
    * Scans catch what was written from outside (uploads by the CLI, another instance). A scan of a
-   * large container is not free, so the interval grows to at least twice the last scan's duration.
+   * large container is not free, so the interval grows to at least four times the last scan's
+   * duration (scans then take at most a fifth of the storage service's time).
    */
   private scheduleScan(delayMs: number): void {
     if (this.stopped) return;
@@ -204,7 +205,7 @@ export class EmbeddedRuntime {
       const started = performance.now();
       this.scanning = this.scanOnce().finally(() => {
         this.scanning = undefined;
-        this.scheduleScan(Math.max(this.deps.config.localPollMs, 2 * (performance.now() - started)));
+        this.scheduleScan(Math.max(this.deps.config.localPollMs, 4 * (performance.now() - started)));
       });
     }, delayMs);
   }

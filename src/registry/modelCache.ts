@@ -132,18 +132,20 @@ export class ModelCache {
 
   /** The promoted model, or undefined when none is promoted yet. */
   async current(): Promise<LoadedModel | undefined> {
-    if (Date.now() - this.checkedAt >= this.refreshMs) {
-      this.refreshing ??= this.refresh().finally(() => {
+    // A check (and possibly a model load) under way is awaited by every caller, so nobody is
+    // told "no model" while the first one is still loading.
+    if (this.refreshing === undefined && Date.now() - this.checkedAt >= this.refreshMs) {
+      this.refreshing = this.refresh().finally(() => {
+        this.checkedAt = Date.now();
         this.refreshing = undefined;
       });
-      await this.refreshing;
     }
+    if (this.refreshing !== undefined) await this.refreshing;
     return this.loaded;
   }
 
   private async refresh(): Promise<void> {
     const head = await this.store.head(CONTAINERS.models, paths.currentModel());
-    this.checkedAt = Date.now();
     if (head === undefined) return; // nothing promoted (keep a loaded model if current.json vanished)
     if (head.etag === this.etag) return;
     const cur = await this.store.getJson<{ version?: unknown }>(CONTAINERS.models, paths.currentModel());
