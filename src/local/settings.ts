@@ -21,9 +21,20 @@ export function readLocalSettings(file = path.join(projectRoot(), 'local.setting
   return out;
 }
 
-/** Environment first, then local.settings.json. */
+/**
+ * Environment first, then local.settings.json. A storage connection set in the environment in
+ * either form (connection string or identity-based keys) replaces the local file's whole storage
+ * setting, so `AzureWebJobsStorage__blobServiceUri=...` reaches Azure even though the file says
+ * UseDevelopmentStorage=true.
+ */
 export function mergedSettings(env: Env = process.env, file?: string): Env {
-  return { ...readLocalSettings(file), ...Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) };
+  const local = readLocalSettings(file);
+  const fromEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const isStorageKey = (k: string) => k === STORAGE_SETTING || k.startsWith(`${STORAGE_SETTING}__`);
+  if (Object.keys(fromEnv).some(isStorageKey)) {
+    for (const k of Object.keys(local)) if (isStorageKey(k)) delete local[k];
+  }
+  return { ...local, ...fromEnv };
 }
 
 export interface RuntimeEndpoint {
