@@ -11,6 +11,7 @@
  * concurrency. Ratio = our images/s / the floor's images/s.
  */
 import sharp from 'sharp';
+import { mapLimit } from '../src/util/mapLimit';
 import { loadConfig } from '../src/config';
 import { startAzurite } from '../src/local/azurite';
 import { EmbeddedRuntime } from '../src/local/runtime';
@@ -42,19 +43,6 @@ function stats(label: string, values: number[]): string {
   return `${label.padEnd(28)} p50 ${percentile(s, 50).toFixed(0).padStart(6)} ms   p95 ${percentile(s, 95).toFixed(0).padStart(6)} ms   p99 ${percentile(s, 99).toFixed(0).padStart(6)} ms`;
 }
 
-async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: n }, async () => {
-      for (;;) {
-        const i = next++;
-        const item = items[i];
-        if (item === undefined) return;
-        await fn(item);
-      }
-    }),
-  );
-}
 
 async function main(): Promise<void> {
   const count = arg('count', 10_000);
@@ -75,13 +63,13 @@ async function main(): Promise<void> {
     await store.ensureContainers();
     // Peer: the storage floor.
     const floorStart = performance.now();
-    await pool(pngs, 16, async (p) => {
+    await mapLimit(pngs, 16, async (p) => {
       await store.put('floor', p.name, p.data).catch(async () => {
         await store.container('floor').createIfNotExists();
         await store.put('floor', p.name, p.data);
       });
     });
-    await pool(pngs, concurrency, async (p) => {
+    await mapLimit(pngs, concurrency, async (p) => {
       const b = await store.get('floor', p.name);
       await store.put('floor', `${p.name}.a.json`, b?.data ?? '');
       await store.put('floor', `${p.name}.b.json`, '{}');
@@ -119,7 +107,7 @@ async function main(): Promise<void> {
     const rssPeak = { v: 0 };
     const rssTimer = setInterval(() => (rssPeak.v = Math.max(rssPeak.v, process.memoryUsage().rss)), 200);
     const start = performance.now();
-    await pool(pngs, 16, async (p) => {
+    await mapLimit(pngs, 16, async (p) => {
       await store.put(CONTAINERS.uploads, p.name, p.data, { contentType: 'image/png' });
       uploadedAt.set(p.name, Date.now());
     });
@@ -158,7 +146,7 @@ async function main(): Promise<void> {
     const total: number[] = [];
     const predictMs: number[] = [];
     let batched = 0;
-    await pool(pngs, 16, async (p) => {
+    await mapLimit(pngs, 16, async (p) => {
       const pre = await store.getJson<PreprocessedRecord>(CONTAINERS.preprocessed, paths.preprocessedMeta(p.name));
       const pred = await store.getJson<PredictionRecord>(CONTAINERS.predictions, paths.prediction(p.name));
       const up = uploadedAt.get(p.name);

@@ -19,6 +19,7 @@ import { findCard, readCurrent } from '../registry/registry';
 import type { ModelCard } from '../ml/modelStore';
 import { sortClassNames } from '../ml/data/dataset';
 import { RunError, checkRunId } from './runs';
+import { mapLimit } from '../util/mapLimit';
 
 export const MANIFEST_SCHEMA = 1;
 export const HELD_OUT_MODULUS = 10;
@@ -159,19 +160,6 @@ interface StoredLabel {
   labeledBy?: unknown;
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i] as T);
-      }
-    }),
-  );
-  return out;
-}
 
 /**
  * Reads the label records into manifest items. Items of the snapshot whose label blob has the same

@@ -33,6 +33,7 @@ import { RegistryError, promote, readCurrent } from '../registry/registry';
 import { GateDecision, HeldOutScores, decide, scoreHeldOut } from './gate';
 import { ManifestItem, RetrainCard, RunManifest, readManifest } from './manifest';
 import { RunError, RunStatus, isFinished, markFailed, readStatus, updateStatus } from './runs';
+import { mapLimit } from '../util/mapLimit';
 
 export interface TrainerDeps {
   config: Config;
@@ -80,19 +81,6 @@ interface Loaded {
   shape: [number, number, number];
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i] as T);
-      }
-    }),
-  );
-  return out;
-}
 
 /** Pixels of the manifest's labeled images; images that changed or vanished since labeling are skipped, with why. */
 async function loadLabeled(store: BlobStore, items: readonly ManifestItem[], concurrency: number): Promise<{ loaded: Loaded[]; skipped: { name: string; reason: string }[] }> {

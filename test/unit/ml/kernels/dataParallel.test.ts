@@ -8,7 +8,7 @@ import { DataParallelTrainer } from '../../../../src/ml/kernels/dataParallel';
 import { randomArray } from './compare';
 
 function peer(seed: number): tf.LayersModel {
-  const init = (s: number): tf.initializers.Initializer => tf.initializers.glorotUniform({ seed: seed + s });
+  const init = (s: number): ReturnType<typeof tf.initializers.glorotUniform> => tf.initializers.glorotUniform({ seed: seed + s });
   const m = tf.sequential({
     layers: [
       tf.layers.conv2d({ inputShape: [12, 12, 1], filters: 4, kernelSize: 3, activation: 'relu', kernelInitializer: init(1) }),
