@@ -49,7 +49,8 @@ interface Attempts {
   notBefore: number;
 }
 
-const RECEIPT_FLUSH_MS = 2000;
+const RECEIPT_FLUSH_MS = 5000;
+const BACKLOG_SCAN_MS = 5000;
 
 export interface RuntimeStats {
   invocations: number;
@@ -205,7 +206,9 @@ export class EmbeddedRuntime {
       const started = performance.now();
       this.scanning = this.scanOnce().finally(() => {
         this.scanning = undefined;
-        this.scheduleScan(Math.max(this.deps.config.localPollMs, 4 * (performance.now() - started)));
+        // A long queue needs no new work found yet: scan rarely until it drains.
+        const backlog = this.pending.size + this.hot.size > 10 * this.deps.config.localConcurrency ? BACKLOG_SCAN_MS : 0;
+        this.scheduleScan(Math.max(this.deps.config.localPollMs, 4 * (performance.now() - started), backlog));
       });
     }, delayMs);
   }

@@ -81,20 +81,31 @@ export function uploadNameFromPreprocessed(blobName: string): string | undefined
  * Matches a blob against a trigger path such as `preprocessed/{name}.npy`. Returns the binding
  * values, or undefined when the blob is not the trigger's. `{name}` spans virtual folders.
  */
-export function matchTriggerPath(triggerPath: string, container: string, blobName: string): Record<string, string> | undefined {
+const compiledPatterns = new Map<string, { container: string; re: RegExp; names: string[] }>();
+
+function compileTriggerPath(triggerPath: string): { container: string; re: RegExp; names: string[] } {
+  const cached = compiledPatterns.get(triggerPath);
+  if (cached !== undefined) return cached;
   const slash = triggerPath.indexOf('/');
-  const pathContainer = slash < 0 ? triggerPath : triggerPath.slice(0, slash);
-  if (pathContainer !== container) return undefined;
+  const container = slash < 0 ? triggerPath : triggerPath.slice(0, slash);
   const pattern = slash < 0 ? '{name}' : triggerPath.slice(slash + 1);
   const names: string[] = [];
-  const re = pattern.replace(/\{(\w+)\}|([^{}]+)/g, (_m, param: string | undefined, lit: string | undefined) => {
+  const source = pattern.replace(/\{(\w+)\}|([^{}]+)/g, (_m, param: string | undefined, lit: string | undefined) => {
     if (param !== undefined) {
       names.push(param);
       return '(.+)';
     }
     return (lit ?? '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   });
-  const m = new RegExp(`^${re}$`, 's').exec(blobName);
+  const compiled = { container, re: new RegExp(`^${source}$`, 's'), names };
+  compiledPatterns.set(triggerPath, compiled);
+  return compiled;
+}
+
+export function matchTriggerPath(triggerPath: string, container: string, blobName: string): Record<string, string> | undefined {
+  const { container: pathContainer, re, names } = compileTriggerPath(triggerPath);
+  if (pathContainer !== container) return undefined;
+  const m = re.exec(blobName);
   if (!m) return undefined;
   const out: Record<string, string> = {};
   names.forEach((n, i) => {
