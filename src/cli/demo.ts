@@ -193,10 +193,14 @@ async function main(opts: DemoOptions): Promise<number> {
 const program = new Command('demo')
   .description('Train if needed, upload held-out digits and broken files, wait for every record, print a summary.')
   .option('--count <n>', 'held-out digits to upload (at most 2000)', '500')
-  .option('--epochs <n>', 'training epochs when a model has to be trained (default: the training default)')
+  .option('--epochs <n>', 'training epochs when a model has to be trained (`triage train` trains the full default, 40)', '8')
   .option('--timeout <seconds>', 'give up waiting for records after this long', '900')
   .action(async (o: { count: string; epochs?: string; timeout: string }) => {
-    const code = await main({ count: Number(o.count), epochs: o.epochs === undefined ? undefined : Number(o.epochs), timeoutSeconds: Number(o.timeout) });
+    const count = Number(o.count);
+    const epochs = o.epochs === undefined ? undefined : Number(o.epochs);
+    if (!Number.isInteger(count) || count < 1 || count > 2000) throw new Error(`--count must be an integer from 1 to 2000, got ${o.count}`);
+    if (epochs !== undefined && (!Number.isInteger(epochs) || epochs < 1)) throw new Error(`--epochs must be a positive integer, got ${o.epochs}`);
+    const code = await main({ count, epochs, timeoutSeconds: Number(o.timeout) });
     process.exit(code);
   });
 
