@@ -138,7 +138,8 @@ async function reject(
     time: deps.now().toISOString(),
     instance: deps.instanceId,
   };
-  const outcome = await writeJsonRecord(store, CONTAINERS.rejected, paths.rejected(name), record, source.sha256);
+  // The code travels as blob metadata too, so status can count rejections from a listing.
+  const outcome = await writeJsonRecord(store, CONTAINERS.rejected, paths.rejected(name), record, source.sha256, { code });
   // A changed re-upload that is now bad supersedes what the older bytes produced.
   if ((await store.head(CONTAINERS.preprocessed, paths.preprocessed(name))) !== undefined) {
     await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessed(name), source.sha256);

@@ -48,13 +48,10 @@ export async function collectStatus(store: BlobStore): Promise<StatusReport> {
   let pendingScore = 0;
   for (const p of pre) if (!pred.has(p)) pendingScore++;
   const rejectionsByCode: Record<string, number> = {};
-  await Promise.all(
-    [...rej].map(async (n) => {
-      const r = await store.getJson<{ code?: string }>(CONTAINERS.rejected, `${n}.json`);
-      const code = r?.value.code ?? 'unknown';
-      rejectionsByCode[code] = (rejectionsByCode[code] ?? 0) + 1;
-    }),
-  );
+  for await (const e of store.list(CONTAINERS.rejected, undefined, true)) {
+    const code = e.metadata.code ?? (await store.getJson<{ code?: string }>(CONTAINERS.rejected, e.name))?.value.code ?? 'unknown';
+    rejectionsByCode[code] = (rejectionsByCode[code] ?? 0) + 1;
+  }
   return {
     containers,
     uploads: uploads.size,

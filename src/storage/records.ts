@@ -54,6 +54,7 @@ export function writeJsonRecord(
   blob: string,
   value: unknown,
   sourceSha256: string,
+  metadata?: Record<string, string>,
 ): Promise<WriteOutcome> {
   return writeRecord(store, {
     container,
@@ -61,6 +62,7 @@ export function writeJsonRecord(
     body: JSON.stringify(value, null, 2) + '\n',
     sourceSha256,
     contentType: 'application/json',
+    ...(metadata !== undefined ? { metadata } : {}),
   });
 }
 
