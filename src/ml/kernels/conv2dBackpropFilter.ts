@@ -11,9 +11,8 @@
  *  - cin < 4 (first layers): directly, by strided gathers.
  */
 import * as tf from '@tensorflow/tfjs';
-import { KernelArgs, asWasm, dispose, f32, input, runKernel, shape4 } from './wasmUtil';
+import { KernelArgs, asWasm, conv2dInfo, dispose, f32, input, runKernel, shape4 } from './wasmUtil';
 
-type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
 
 export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   const backend = asWasm(args.backend);
@@ -25,16 +24,7 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
     throw new Error(`wasm Conv2DBackpropFilter supports dataFormat NHWC only, got ${dataFormat}`);
   }
   const filterShape = attrs.filterShape as [number, number, number, number];
-  const info = tf.backend_util.computeConv2DInfo(
-    shape4(x, 'Conv2DBackpropFilter x'),
-    filterShape,
-    attrs.strides as number | [number, number],
-    1,
-    attrs.pad as Pad,
-    attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
-    false,
-    'channelsLast',
-  );
+  const info = conv2dInfo(shape4(x, 'Conv2DBackpropFilter x'), filterShape, attrs);
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: cin, outChannels: cout } = info;
   const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
   const padTop = info.padInfo.top;

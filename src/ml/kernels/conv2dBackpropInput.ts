@@ -8,9 +8,8 @@
  * zeroed buffer of the padded size and the convolution runs with 'valid' padding.
  */
 import * as tf from '@tensorflow/tfjs';
-import { KernelArgs, asWasm, dispose, f32, input, runKernel, shape4 } from './wasmUtil';
+import { KernelArgs, asWasm, conv2dInfo, dispose, f32, input, runKernel, shape4 } from './wasmUtil';
 
-type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
 
 /** W [kh,kw,cin,cout] -> W' [kh,kw,cout,cin] with W'[i,j,o,c] = W[kh-1-i, kw-1-j, c, o]. */
 export function flipTransposeFilter(src: Float32Array, dst: Float32Array, kh: number, kw: number, cin: number, cout: number): void {
@@ -39,16 +38,7 @@ export function makeConv2dBackpropInputWasm(original: tf.KernelFunc | undefined)
     const dy = input(args.inputs, 'dy', 'Conv2DBackpropInput');
     const filter = input(args.inputs, 'filter', 'Conv2DBackpropInput');
     const inputShape = attrs.inputShape as [number, number, number, number];
-    const info = tf.backend_util.computeConv2DInfo(
-      inputShape,
-      shape4(filter, 'Conv2DBackpropInput filter'),
-      attrs.strides as number | [number, number],
-      1,
-      attrs.pad as Pad,
-      attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
-      false,
-      'channelsLast',
-    );
+    const info = conv2dInfo(inputShape, shape4(filter, 'Conv2DBackpropInput filter'), attrs);
     const { batchSize: n, inHeight: h, inWidth: w, inChannels: cin, outChannels: cout } = info;
     const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
     const [, dyH, dyW, dyC] = shape4(dy, 'Conv2DBackpropInput dy');

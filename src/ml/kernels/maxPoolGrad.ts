@@ -7,9 +7,8 @@
  * generic loop several times slower on the peer CNN's shapes.
  */
 import * as tf from '@tensorflow/tfjs';
-import { KernelArgs, asWasm, f32, input, shape4 } from './wasmUtil';
+import { asWasm, f32, input, KernelArgs, Pad, shape4 } from './wasmUtil';
 
-type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
 
 export function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
   const backend = asWasm(args.backend);

@@ -79,3 +79,19 @@ export function shape4(t: TensorInfo, what: string): [number, number, number, nu
   if (s.length !== 4) throw new Error(`${what}: expected rank 4, got shape [${s.join(',')}]`);
   return [s[0] as number, s[1] as number, s[2] as number, s[3] as number];
 }
+
+export type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+
+/** Conv2D geometry (NHWC, dilation 1) from a kernel's attributes, as the gradient kernels need it. */
+export function conv2dInfo(xShape: [number, number, number, number], filterShape: [number, number, number, number], attrs: Record<string, unknown>): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(
+    xShape,
+    filterShape,
+    attrs.strides as number | [number, number],
+    1,
+    attrs.pad as Pad,
+    attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
+    false,
+    'channelsLast',
+  );
+}
