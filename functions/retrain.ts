@@ -1,7 +1,7 @@
 import { app, HttpRequest, HttpResponseInit, InvocationContext, Timer } from '@azure/functions';
 import { currentDeps } from '../src/composition';
 import { contextLog } from '../src/handlers/context';
-import { reviewerOf } from '../src/handlers/http';
+import { reviewerOf, toResponse } from '../src/handlers/http';
 import { handleGetRun, handleListRuns, handleRetrain, handleRetrainHttp } from '../src/handlers/retrain';
 
 app.timer('retrain', {
@@ -16,8 +16,7 @@ app.http('retrainNow', {
   methods: ['POST'],
   authLevel: 'function',
   handler: async (req: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
-    const r = await handleRetrainHttp(await req.text(), reviewerOf(req), currentDeps(), contextLog(context));
-    return { status: r.status, jsonBody: r.body };
+    return toResponse(await handleRetrainHttp(await req.text(), reviewerOf(req), currentDeps(), contextLog(context)));
   },
 });
 
@@ -26,8 +25,7 @@ app.http('runs', {
   methods: ['GET'],
   authLevel: 'function',
   handler: async (req: HttpRequest): Promise<HttpResponseInit> => {
-    const r = await handleListRuns(req.query.get('limit'), currentDeps());
-    return { status: r.status, jsonBody: r.body };
+    return toResponse(await handleListRuns(req.query.get('limit'), currentDeps()));
   },
 });
 
@@ -36,7 +34,6 @@ app.http('run', {
   methods: ['GET'],
   authLevel: 'function',
   handler: async (req: HttpRequest): Promise<HttpResponseInit> => {
-    const r = await handleGetRun(req.params.id ?? '', currentDeps());
-    return { status: r.status, jsonBody: r.body };
+    return toResponse(await handleGetRun(req.params.id ?? '', currentDeps()));
   },
 });

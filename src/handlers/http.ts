@@ -17,6 +17,7 @@ export function reviewerOf(req: HttpRequest): string {
   return req.headers.get('x-ms-client-principal-name') ?? 'anonymous';
 }
 
-export function toResponse<T>(r: Result<T>): HttpResponseInit {
+/** Any handler result with an HTTP status (the review handlers' Result, the retrain handlers'). */
+export function toResponse<T>(r: Result<T> | { status: number; body: unknown }): HttpResponseInit {
   return { status: r.status, jsonBody: r.body };
 }
