@@ -4,6 +4,12 @@
 // (source: 'EventGrid'), and the webhook's key (systemKeys.blobs_extension) exists only once the
 // host has loaded those triggers, so this cannot be part of stage 1. The key is read here by
 // listKeys and never passes through the shell.
+//
+// An event that exhausts its retries (or that the webhook refuses outright: 400, 401, 403, 413) is
+// dead-lettered, not dropped: written as JSON to the deadletter container of the same storage
+// account by the system topic's own managed identity (the account takes no keys). Stage 1 gave the
+// topic that identity (modules/storage.bicep) and Storage Blob Data Contributor on that container
+// only (modules/roles.bicep).
 
 targetScope = 'resourceGroup'
 
@@ -13,12 +19,12 @@ param functionAppName string
 @description('Name of the storage account system topic (EVENTGRID_SYSTEM_TOPIC_NAME).')
 param systemTopicName string
 
-@description('Delivery attempts per event before it is dropped.')
+@description('Delivery attempts per event before it is dead-lettered.')
 @minValue(1)
 @maxValue(30)
 param maxDeliveryAttempts int = 30
 
-@description('Minutes an undelivered event is retried.')
+@description('Minutes an undelivered event is retried before it is dead-lettered.')
 @minValue(1)
 @maxValue(1440)
 param eventTimeToLiveInMinutes int = 1440
@@ -37,6 +43,9 @@ var blobTriggers = [
     subjectEndsWith: '.npy'
   }
 ]
+
+// CONTAINERS.deadLetter in src/storage/layout.ts (modules/storage.bicep creates it). Checked by test/unit/infra.
+var deadLetterContainerName = 'deadletter'
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
@@ -73,6 +82,19 @@ resource subscriptions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022
       retryPolicy: {
         maxDeliveryAttempts: maxDeliveryAttempts
         eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
+      }
+      deadLetterWithResourceIdentity: {
+        identity: {
+          type: 'SystemAssigned'
+        }
+        deadLetterDestination: {
+          endpointType: 'StorageBlob'
+          properties: {
+            // The topic's source is the pipeline's storage account.
+            resourceId: systemTopic.properties.source
+            blobContainerName: deadLetterContainerName
+          }
+        }
       }
     }
   }

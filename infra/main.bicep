@@ -241,6 +241,8 @@ module roles 'modules/roles.bicep' = {
     registryName: trainer.outputs.registryName
     functionPrincipalId: functionIdentity.outputs.principalId
     trainerPrincipalId: trainerIdentity.outputs.principalId
+    eventGridPrincipalId: storage.outputs.systemTopicPrincipalId
+    deadLetterContainerName: storage.outputs.deadLetterContainerName
     operatorPrincipalId: principalId
     operatorPrincipalType: principalType
   }

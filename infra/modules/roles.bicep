@@ -11,6 +11,12 @@ param registryName string = ''
 param functionPrincipalId string
 param trainerPrincipalId string
 
+@description('Principal id of the storage account system topic\'s system-assigned identity (Event Grid dead-lettering).')
+param eventGridPrincipalId string
+
+@description('Container Event Grid writes undeliverable events to (CONTAINERS.deadLetter).')
+param deadLetterContainerName string
+
 @description('Optional: a person (or CI principal) who uploads and reads blobs with Entra ID.')
 param operatorPrincipalId string = ''
 
@@ -32,6 +38,16 @@ var roles = {
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: deadLetterContainerName
 }
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -108,6 +124,18 @@ resource trainerAcrPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPull)
     principalId: trainerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Event Grid system topic: writes the events it could not deliver (deadLetterWithResourceIdentity in
+// infra/eventgrid.bicep) to the dead-letter container, and nothing else of the account.
+resource eventGridDeadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deadLetterContainer.id, eventGridPrincipalId, roles.storageBlobDataContributor)
+  scope: deadLetterContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: eventGridPrincipalId
     principalType: 'ServicePrincipal'
   }
 }

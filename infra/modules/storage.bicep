@@ -1,7 +1,8 @@
 // The storage account of the pipeline: every container of src/storage/layout.ts (CONTAINERS),
 // the Flex Consumption deployment container, and the Event Grid system topic the blob triggers
 // subscribe to (the subscriptions themselves are created after code deploy, by infra/eventgrid.bicep).
-// Keys are off: every client (function app, trainer job, operators) authenticates with Entra ID.
+// Keys are off: every client (function app, trainer job, operators, Event Grid dead-lettering)
+// authenticates with Entra ID.
 
 param location string
 param tags object = {}
@@ -21,6 +22,9 @@ param systemTopicName string
 @maxValue(365)
 param softDeleteRetentionDays int = 14
 
+// Where Event Grid writes the events it could not deliver (CONTAINERS.deadLetter; infra/eventgrid.bicep).
+var deadLetterContainerName = 'deadletter'
+
 // Mirrors CONTAINERS in src/storage/layout.ts; test/unit/infra checks the two stay equal.
 var appContainers = [
   'uploads'
@@ -31,6 +35,7 @@ var appContainers = [
   'labels'
   'models'
   'runs'
+  deadLetterContainerName
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -96,6 +101,12 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: systemTopicName
   location: location
   tags: tags
+  // Dead-lettering writes to the deadletter container with this identity (deadLetterWithResourceIdentity
+  // in infra/eventgrid.bicep): the account takes no keys. roles.bicep grants it Storage Blob Data
+  // Contributor on that container only.
+  identity: {
+    type: 'SystemAssigned'
+  }
   properties: {
     source: storage.id
     topicType: 'Microsoft.Storage.StorageAccounts'
@@ -107,4 +118,6 @@ output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output systemTopicName string = systemTopic.name
+output systemTopicPrincipalId string = systemTopic.identity.principalId
 output containerNames array = appContainers
+output deadLetterContainerName string = deadLetterContainerName

@@ -12,6 +12,13 @@ export const CONTAINERS = {
   labels: 'labels',
   models: 'models',
   runs: 'runs',
+  /**
+   * Written by Event Grid only (Azure): BlobCreated events it gave up delivering to a function after
+   * its retries, as {SUBSCRIPTION-NAME}/{y}/{m}/{d}/{h}/{guid}.json (infra/eventgrid.bicep). Nothing
+   * here reads or writes it; the embedded runtime never dead-letters (it keeps poison records in
+   * HOST_CONTAINER instead).
+   */
+  deadLetter: 'deadletter',
 } as const;
 
 export type ContainerKey = keyof typeof CONTAINERS;

@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { TRIGGER_PATHS } from '../../../src/storage/layout';
+import { CONTAINERS, TRIGGER_PATHS } from '../../../src/storage/layout';
 import {
   arrayItems,
   getPath,
@@ -68,6 +68,24 @@ describe('infra: Event Grid subscriptions (stage 2, infra/eventgrid.bicep)', () 
     );
     const key = variable(root, 'blobsExtensionKey')!.text;
     expect(key).toMatch(/^listKeys\(resourceId\('Microsoft\.Web\/sites\/host', functionAppName, 'default'\), '[\d-]+'\)\.systemKeys\.blobs_extension$/);
+  });
+
+  it('dead-letters what it cannot deliver to the deadletter container, with the system topic\'s own identity', () => {
+    const props = getPath(subscription!.body, ['properties'])!;
+    const deadLetter = getPath(props, ['deadLetterWithResourceIdentity']);
+    expect(deadLetter).toBeDefined();
+    // The account takes no keys: the identity-less deadLetterDestination is not used.
+    expect(getPath(props, ['deadLetterDestination'])).toBeUndefined();
+    expect(stringLiteral(getPath(deadLetter!, ['identity', 'type']))).toBe('SystemAssigned');
+    const dest = getPath(deadLetter!, ['deadLetterDestination'])!;
+    expect(stringLiteral(getPath(dest, ['endpointType']))).toBe('StorageBlob');
+    const [topic] = resourcesOfType(root, 'Microsoft.EventGrid/systemTopics');
+    // The storage account the topic watches, i.e. the pipeline's.
+    expect(getPath(dest, ['properties', 'resourceId'])?.text).toBe(`${topic!.symbol}.properties.source`);
+    const container = getPath(dest, ['properties', 'blobContainerName'])!;
+    expect(stringLiteral(container) ?? stringLiteral(variable(root, container.text))).toBe(CONTAINERS.deadLetter);
+    // Every retry-policy limit ends in the dead-letter container, not in a drop.
+    expect(getPath(props, ['retryPolicy', 'maxDeliveryAttempts'])?.text).toBe('maxDeliveryAttempts');
   });
 
   it('references the system topic stage 1 created on the storage account', () => {

@@ -1,4 +1,4 @@
-import { allBicepFiles, getPath, loadBicep, objectEntries, resourcesOfType, stringLiteral, variable } from './bicep';
+import { allBicepFiles, getPath, loadBicep, objectEntries, params, resourcesOfType, stringLiteral, variable } from './bicep';
 
 /**
  * Azure built-in role definition ids, as listed in Microsoft's "Azure built-in roles" reference
@@ -71,6 +71,20 @@ describe('infra: role assignments', () => {
     expectAssignment('AcrPull', 'trainerPrincipalId', 'registry');
   });
 
+  it('lets the Event Grid system topic write to the dead-letter container only', () => {
+    expectAssignment('Storage Blob Data Contributor', 'eventGridPrincipalId', 'deadLetterContainer');
+    const [container] = resourcesOfType(root, 'Microsoft.Storage/storageAccounts/blobServices/containers');
+    expect(container?.existing).toBe(true);
+    expect(container?.symbol).toBe('deadLetterContainer');
+    expect(getPath(container!.body, ['name'])?.text).toBe('deadLetterContainerName');
+    const [blobService] = resourcesOfType(root, 'Microsoft.Storage/storageAccounts/blobServices');
+    expect(getPath(container!.body, ['parent'])?.text).toBe(blobService!.symbol);
+    expect(getPath(blobService!.body, ['parent'])?.text).toBe('storage');
+    // No other role for that identity.
+    expect(assignments.filter((a) => a.principal === 'eventGridPrincipalId')).toHaveLength(1);
+    expect(params(root).map((p) => p.name)).toEqual(expect.arrayContaining(['eventGridPrincipalId', 'deadLetterContainerName']));
+  });
+
   it('names every assignment deterministically from scope, principal and role', () => {
     for (const a of assignments) expect(a.nameText).toMatch(/^guid\(\w+\.id, \w+, roles\.\w+\)$/);
   });
@@ -79,5 +93,8 @@ describe('infra: role assignments', () => {
     const main = loadBicep('main.bicep').text;
     expect(main).toMatch(/functionPrincipalId: functionIdentity\.outputs\.principalId/);
     expect(main).toMatch(/trainerPrincipalId: trainerIdentity\.outputs\.principalId/);
+    // ...and the system topic's identity with the container it dead-letters to, both from the storage module.
+    expect(main).toMatch(/eventGridPrincipalId: storage\.outputs\.systemTopicPrincipalId/);
+    expect(main).toMatch(/deadLetterContainerName: storage\.outputs\.deadLetterContainerName/);
   });
 });

@@ -1,5 +1,5 @@
-import { ALL_CONTAINERS } from '../../../src/storage/layout';
-import { arrayItems, findProperties, getPath, loadBicep, propertyValue, resourcesOfType, stringLiteral, variable } from './bicep';
+import { ALL_CONTAINERS, CONTAINERS } from '../../../src/storage/layout';
+import { arrayItems, findProperties, getPath, loadBicep, outputs, propertyValue, resourcesOfType, stringLiteral, variable } from './bicep';
 
 describe('infra: storage account', () => {
   const { root } = loadBicep('modules/storage.bicep');
@@ -10,8 +10,12 @@ describe('infra: storage account', () => {
   const valueOf = (scope: Parameters<typeof findProperties>[0], key: string): string[] =>
     findProperties(scope, key).map((p) => propertyValue(p).text);
 
+  /** A string literal, or a variable of this file holding one. */
+  const literalOrVariable = (n: Parameters<typeof stringLiteral>[0]): string | undefined =>
+    n?.type === 'identifier' ? stringLiteral(variable(root, n.text)) : stringLiteral(n);
+
   it('creates every container of src/storage/layout.ts', () => {
-    const names = arrayItems(variable(root, 'appContainers')).map((n) => stringLiteral(n));
+    const names = arrayItems(variable(root, 'appContainers')).map(literalOrVariable);
     expect(new Set(names)).toEqual(new Set(ALL_CONTAINERS));
     // ...and the container loop iterates that list.
     const containers = resourcesOfType(root, 'Microsoft.Storage/storageAccounts/blobServices/containers');
@@ -50,6 +54,17 @@ describe('infra: storage account', () => {
     expect(topic).toBeDefined();
     expect(getPath(topic!.body, ['properties', 'source'])?.text).toBe('storage.id');
     expect(stringLiteral(getPath(topic!.body, ['properties', 'topicType']))).toBe('Microsoft.Storage.StorageAccounts');
+  });
+
+  it('gives the system topic a system-assigned identity for dead-lettering, and outputs it and the container', () => {
+    const [topic] = resourcesOfType(root, 'Microsoft.EventGrid/systemTopics');
+    expect(stringLiteral(getPath(topic!.body, ['identity', 'type']))).toBe('SystemAssigned');
+    const outs = new Map(outputs(root).map((o) => [o.name, o.value.text]));
+    expect(outs.get('systemTopicPrincipalId')).toBe(`${topic!.symbol}.identity.principalId`);
+    // The dead-letter container is one of the containers created, under its layout name.
+    expect(stringLiteral(variable(root, 'deadLetterContainerName'))).toBe(CONTAINERS.deadLetter);
+    expect(outs.get('deadLetterContainerName')).toBe('deadLetterContainerName');
+    expect(arrayItems(variable(root, 'appContainers')).map((n) => n.text)).toContain('deadLetterContainerName');
   });
 });
 
