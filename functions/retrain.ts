@@ -33,7 +33,7 @@ app.http('run', {
   route: 'runs/{id}',
   methods: ['GET'],
   authLevel: 'function',
-  handler: async (req: HttpRequest): Promise<HttpResponseInit> => {
-    return toResponse(await handleGetRun(req.params.id ?? '', currentDeps()));
+  handler: async (req: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
+    return toResponse(await handleGetRun(req.params.id ?? '', currentDeps(), contextLog(context)));
   },
 });

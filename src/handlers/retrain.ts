@@ -7,7 +7,8 @@ import type { Deps } from '../composition';
 import type { Log } from './types';
 import { Launcher, launcherFor } from '../jobs/launchers';
 import { StartRunResult, startRun } from '../jobs/start';
-import { RunStatus, checkRunId, listRuns, readStatus, RunError } from '../jobs/runs';
+import { reconcileRun } from '../jobs/liveness';
+import { RunStatus, checkRunId, isFinished, listRuns, readStatus, RunError } from '../jobs/runs';
 
 export interface RetrainRequest {
   /** timer, http:<user>, cli:<user>. */
@@ -72,7 +73,12 @@ export async function handleRetrainHttp(body: string, by: string, deps: Deps, lo
   }
 }
 
-export async function handleGetRun(runId: string, deps: Deps): Promise<HttpResult> {
+/**
+ * GET /api/runs/{id}: the run's status. A run still queued or running is checked with its launcher
+ * first (is the job execution or process still alive?); the answer is in `trainer`, and a run whose
+ * trainer ended without an outcome comes back failed (and is recorded so).
+ */
+export async function handleGetRun(runId: string, deps: Deps, log: Log, opts: Pick<RetrainHandlerOptions, 'launcher'> = {}): Promise<HttpResult> {
   try {
     checkRunId(runId);
   } catch (err) {
@@ -80,7 +86,9 @@ export async function handleGetRun(runId: string, deps: Deps): Promise<HttpResul
   }
   const s = await readStatus(deps.store, runId);
   if (s === undefined) return { status: 404, body: { error: `There is no run ${JSON.stringify(runId)}.` } };
-  return { status: 200, body: s.value as unknown as Record<string, unknown> };
+  if (isFinished(s.value.state)) return { status: 200, body: s.value as unknown as Record<string, unknown> };
+  const checked = await reconcileRun(deps.store, s.value, opts.launcher ?? launcherFor(deps.config, deps.store, { log }), { now: deps.now, log });
+  return { status: 200, body: { ...checked.status, ...(checked.trainer !== undefined ? { trainer: checked.trainer } : {}) } };
 }
 
 export async function handleListRuns(limit: string | null, deps: Deps): Promise<HttpResult> {

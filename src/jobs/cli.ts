@@ -7,7 +7,8 @@
  *                                          environment when --run is absent; neither: plan a new run
  *                                          (forced) and train it here
  *   triage runs list [--limit N] [--json]  recent runs, newest first
- *   triage runs show <id> [--json]         status, outcome and the report's figures
+ *   triage runs show <id> [--json]         status, outcome and the report's figures; a run still
+ *                                          queued or running is checked with its launcher first
  */
 import os from 'node:os';
 import type { Command } from 'commander';
@@ -16,8 +17,9 @@ import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
 import { consoleLog, Log } from '../handlers/types';
 import { handleRetrain } from '../handlers/retrain';
-import { Launcher, launcherFor } from './launchers';
+import { Launcher, launcherFor, TrainerState } from './launchers';
 import { startRun } from './start';
+import { reconcileRun } from './liveness';
 import { checkRunId, isFinished, listRuns, readStatus, RunStatus } from './runs';
 
 export interface RetrainCommandDeps {
@@ -139,14 +141,21 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
       const store = deps.getStore();
       const s = await readStatus(store, checkRunId(id));
       if (s === undefined) throw new RetrainUsageError(`there is no run ${JSON.stringify(id)} (see triage runs list)`);
+      // A run still queued or running: is its trainer alive? (A dead one is marked failed here.)
+      let st = s.value;
+      let trainer: TrainerState | undefined;
+      if (!isFinished(st.state)) {
+        const d = deps.getDeps();
+        ({ status: st, trainer } = await reconcileRun(store, st, pickLauncher(d), { now: d.now, log }));
+      }
       const report = (await store.getJson<Record<string, unknown>>(CONTAINERS.runs, paths.runReport(id)))?.value;
       const manifest = (await store.getJson<{ labels: { total: number; newSinceBaseModel: number }; baseData: { description: string }; baseModel: { version: string } | null }>(CONTAINERS.runs, paths.runManifest(id)))?.value;
-      if (o.json === true) return void print(JSON.stringify({ status: s.value, report: report ?? null }, null, 2));
-      const st = s.value;
+      if (o.json === true) return void print(JSON.stringify({ status: st, ...(trainer !== undefined ? { trainer } : {}), report: report ?? null }, null, 2));
       print(`run ${st.runId}: ${st.state}${st.outcome ? ` (${st.outcome})` : ''}`);
       print(`  requested by ${st.requestedBy} at ${st.createdAt}; launcher ${st.launcher?.kind ?? '-'}${st.launcher?.execution ? ` execution ${st.launcher.execution}` : ''}${st.launcher?.pid ? ` pid ${st.launcher.pid}` : ''}; attempts ${st.attempts}`);
       if (manifest) print(`  data: ${manifest.labels.total} labels (${manifest.labels.newSinceBaseModel} new since ${manifest.baseModel?.version ?? 'the start'}), base ${manifest.baseData.description}`);
       if (st.progress && !isFinished(st.state)) print(`  now: ${st.progress.phase}${st.progress.epoch !== undefined ? ` epoch ${st.progress.epoch}/${st.progress.epochs ?? '?'}` : ''}`);
+      if (trainer !== undefined) print(`  trainer: ${trainer.state}: ${trainer.detail}`);
       if (st.candidateVersion) print(`  candidate: ${st.candidateVersion}`);
       if (st.summary) {
         const m = st.summary;

@@ -11,16 +11,23 @@
  *    hook, so no build is needed. The child's output is kept as runs/{runId}/trainer.log, and a
  *    child that exits without finishing its run (crash, kill, out of memory) marks the run failed.
  *
+ * Both can also say whether the trainer of a run they started still runs (check): the Azure one
+ * GETs the job execution from Resource Manager, the local one looks for the child's process. A run
+ * whose trainer ended without recording an outcome is then marked failed (src/jobs/liveness.ts)
+ * instead of blocking new runs until the stale-run limit.
+ *
  * launcherFor(config) picks the Azure launcher when TRAINER_JOB_NAME is set, else the local one.
  */
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Config, Env, TrainerJobConfig } from '../config';
 import { STORAGE_SETTING } from '../config';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
 import type { Log } from '../handlers/types';
-import { isFinished, markFailed, readStatus } from './runs';
+import { isFinished, LaunchRecord, markFailed, readStatus } from './runs';
 
 export interface LaunchInfo {
   kind: 'azure' | 'local' | 'self';
@@ -28,13 +35,31 @@ export interface LaunchInfo {
   execution?: string;
   /** Local: the child's process id. */
   pid?: number;
+  /** Local: the host the child runs on. */
+  host?: string;
   /** Local: settles once the child exited and its run's record is complete. */
   done?: Promise<void>;
+}
+
+/**
+ * Whether the trainer of a run still runs: running (or starting), ended (it will never record
+ * anything more), or unknown (this launcher cannot tell; the detail says why).
+ */
+export interface TrainerState {
+  state: 'running' | 'ended' | 'unknown';
+  /** What was found, e.g. "trainer job execution caj-train-x-4kq2 is Failed". */
+  detail: string;
 }
 
 export interface Launcher {
   readonly kind: LaunchInfo['kind'];
   launch(runId: string): Promise<LaunchInfo>;
+  /**
+   * Asks whether the trainer a run's status names (status.launcher, written from launch()'s answer)
+   * still runs. Throws when it could not find out (Resource Manager unreachable, refused...).
+   * Launchers without it (the trainer running itself, `self`) are never asked.
+   */
+  check?(runId: string, launched: LaunchRecord): Promise<TrainerState>;
 }
 
 /** Every environment variable the trainer reads (infra/modules/trainer.bicep sets the same names on the job). */
@@ -125,32 +150,134 @@ export interface JobsApi {
   beginStart(resourceGroupName: string, jobName: string, options: { template: ExecutionTemplate }): Promise<{ pollUntilDone(): Promise<{ name?: string; id?: string }> }>;
 }
 
-/** The ARM client, built lazily: only Azure deployments load @azure/arm-appcontainers and @azure/identity. */
-export function defaultJobsApi(config: Config, job: TrainerJobConfig): JobsApi {
+/** What the launcher needs of an Azure credential (@azure/identity's credentials are such). */
+export interface ArmCredential {
+  getToken(scopes: string | string[]): Promise<{ token: string } | null>;
+}
+
+/**
+ * The identity this app uses for Resource Manager: the user-assigned identity of AZURE_CLIENT_ID,
+ * else DefaultAzureCredential (az login on a developer's machine). Loaded lazily: only Azure
+ * deployments load @azure/identity.
+ */
+export function armCredential(config: Config): ArmCredential {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const identity = require('@azure/identity') as typeof import('@azure/identity');
+  return config.azureClientId !== undefined ? new identity.ManagedIdentityCredential({ clientId: config.azureClientId }) : new identity.DefaultAzureCredential();
+}
+
+/** The ARM client that starts executions, built lazily: only Azure deployments load @azure/arm-appcontainers. */
+export function defaultJobsApi(job: TrainerJobConfig, credential: ArmCredential): JobsApi {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { ContainerAppsAPIClient } = require('@azure/arm-appcontainers') as typeof import('@azure/arm-appcontainers');
-  const credential =
-    config.azureClientId !== undefined ? new identity.ManagedIdentityCredential({ clientId: config.azureClientId }) : new identity.DefaultAzureCredential();
-  return new ContainerAppsAPIClient(credential, job.subscriptionId).jobs;
+  return new ContainerAppsAPIClient(credential as import('@azure/identity').TokenCredential, job.subscriptionId).jobs;
 }
+
+export const ARM_ENDPOINT = 'https://management.azure.com';
+/** Token audience of Resource Manager (what ContainerAppsAPIClient asks for too). */
+export const ARM_SCOPE = `${ARM_ENDPOINT}/.default`;
+/**
+ * api-version of Microsoft.App job executions: the GA version @azure/arm-appcontainers 3.x (which
+ * starts the executions) uses by default, so start and check speak the same version.
+ */
+export const CONTAINER_APPS_API_VERSION = '2025-07-01';
+
+/** A Container Apps job execution as Resource Manager reports it (properties flattened). */
+export interface JobExecution {
+  name: string;
+  /** Running, Processing, Stopped, Degraded, Failed, Unknown or Succeeded. */
+  status: string;
+  startTime?: string;
+  endTime?: string;
+}
+
+/** Reads executions of the trainer job. */
+export interface JobExecutionsApi {
+  /** The execution, or undefined when Resource Manager has none of that name (404). */
+  get(executionName: string): Promise<JobExecution | undefined>;
+}
+
+/**
+ * GET /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.App/jobs/{job}/executions/{name}
+ * with a bearer token for Resource Manager from `credential` (the one that starts executions).
+ * `endpoint` is for tests: the token is only ever sent over https, or to this machine.
+ */
+export function armJobExecutions(job: TrainerJobConfig, credential: ArmCredential, opts: { endpoint?: string; timeoutMs?: number } = {}): JobExecutionsApi {
+  const endpoint = (opts.endpoint ?? ARM_ENDPOINT).replace(/\/+$/, '');
+  const url = new URL(endpoint);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && (url.hostname === '127.0.0.1' || url.hostname === 'localhost'))) {
+    throw new LaunchError(`refusing to send a Resource Manager token to ${endpoint}: use https`);
+  }
+  const enc = encodeURIComponent;
+  const jobPath = `/subscriptions/${enc(job.subscriptionId)}/resourceGroups/${enc(job.resourceGroup)}/providers/Microsoft.App/jobs/${enc(job.jobName)}`;
+  return {
+    async get(executionName: string): Promise<JobExecution | undefined> {
+      const target = `${endpoint}${jobPath}/executions/${enc(executionName)}?api-version=${CONTAINER_APPS_API_VERSION}`;
+      const token = await credential.getToken(ARM_SCOPE);
+      if (token === null) throw new LaunchError(`no Resource Manager token for ${ARM_SCOPE}`);
+      const res = await fetch(target, {
+        headers: { authorization: `Bearer ${token.token}`, accept: 'application/json' },
+        signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+      });
+      const text = await res.text();
+      if (res.status === 404) return undefined;
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+      if (!res.ok) {
+        const e = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
+        throw new LaunchError(`GET execution ${executionName} of job ${job.jobName}: HTTP ${res.status}${e ? ` ${e.code ?? ''}: ${e.message ?? ''}` : ` ${text.slice(0, 200)}`}`);
+      }
+      const ex = body as { name?: unknown; properties?: { status?: unknown; startTime?: unknown; endTime?: unknown } } | undefined;
+      const status = ex?.properties?.status;
+      if (typeof status !== 'string') throw new LaunchError(`GET execution ${executionName} of job ${job.jobName}: the answer has no properties.status`);
+      const opt = (k: string, v: unknown) => (typeof v === 'string' ? { [k]: v } : {});
+      return { name: typeof ex?.name === 'string' ? ex.name : executionName, status, ...opt('startTime', ex?.properties?.startTime), ...opt('endTime', ex?.properties?.endTime) };
+    },
+  };
+}
+
+/** Execution states in which the trainer container may still run; the others are final. */
+const EXECUTION_ACTIVE = new Set(['Running', 'Processing']);
+const EXECUTION_ENDED = new Set(['Succeeded', 'Failed', 'Stopped', 'Degraded']);
 
 export class AzureJobLauncher implements Launcher {
   readonly kind = 'azure' as const;
   private api: JobsApi | undefined;
+  private executions: JobExecutionsApi | undefined;
+  private credential: ArmCredential | undefined;
 
   constructor(
     private readonly config: Config,
     private readonly job: TrainerJobConfig,
-    private readonly opts: { api?: JobsApi } = {},
+    opts: { api?: JobsApi; executions?: JobExecutionsApi } = {},
   ) {
     this.api = opts.api;
+    this.executions = opts.executions;
+  }
+
+  /** One credential for starting and checking, as the app's identity. */
+  private arm(): ArmCredential {
+    return (this.credential ??= armCredential(this.config));
+  }
+
+  async check(_runId: string, launched: LaunchRecord): Promise<TrainerState> {
+    if (launched.execution === undefined) return { state: 'unknown', detail: 'no job execution was recorded for it' };
+    this.executions ??= armJobExecutions(this.job, this.arm());
+    const ex = await this.executions.get(launched.execution);
+    if (ex === undefined) return { state: 'unknown', detail: `job ${this.job.jobName} has no execution ${launched.execution} (any more)` };
+    const detail = `trainer job execution ${ex.name} of ${this.job.jobName} is ${ex.status}${ex.endTime !== undefined ? ` (since ${ex.endTime})` : ''}`;
+    if (EXECUTION_ACTIVE.has(ex.status)) return { state: 'running', detail };
+    if (EXECUTION_ENDED.has(ex.status)) return { state: 'ended', detail };
+    return { state: 'unknown', detail };
   }
 
   async launch(runId: string): Promise<LaunchInfo> {
     const template = buildExecutionTemplate(this.config, this.job, runId);
-    this.api ??= defaultJobsApi(this.config, this.job);
+    this.api ??= defaultJobsApi(this.job, this.arm());
     try {
       const poller = await this.api.beginStart(this.job.resourceGroup, this.job.jobName, { template });
       const execution = await poller.pollUntilDone();
@@ -217,10 +344,54 @@ export interface LocalLauncherOptions {
   command?: (runId: string) => TrainerCommand & { env?: Env };
 }
 
+/** Local trainers this process started and has not seen exit, by run id (whichever LocalLauncher started them). */
+const childrenOfThisProcess = new Map<string, number>();
+
+/**
+ * Whether process `pid` on this host is the trainer of `runId`: gone when no process has the pid,
+ * or (pids are reused) when the process that has it is not that trainer: on Linux its environment
+ * lacks RUN_ID=<runId>, which every local trainer gets; a process of another user (EPERM) is not
+ * ours either. Without /proc a live pid is taken at its word; with /proc but no right to read
+ * the environment, unknown.
+ */
+export function trainerProcessState(pid: number, runId: string): 'running' | 'gone' | 'unknown' {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ESRCH' || code === 'EPERM') return 'gone';
+    throw err;
+  }
+  if (!fs.existsSync('/proc/self/environ')) return 'running';
+  let environ: string;
+  try {
+    environ = fs.readFileSync(`/proc/${pid}/environ`, 'latin1');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ESRCH') return 'gone'; // exited meanwhile
+    if (code === 'EACCES' || code === 'EPERM') return 'unknown'; // may not look: cannot tell whose it is
+    throw err;
+  }
+  return environ.split('\0').includes(`RUN_ID=${runId}`) ? 'running' : 'gone';
+}
+
 export class LocalLauncher implements Launcher {
   readonly kind = 'local' as const;
   /** Children still running, by run id. */
   readonly running = new Map<string, Promise<void>>();
+
+  async check(runId: string, launched: LaunchRecord): Promise<TrainerState> {
+    const own = childrenOfThisProcess.get(runId);
+    if (own !== undefined) return { state: 'running', detail: `the local trainer (pid ${own}) is a child of this process` };
+    if (launched.pid === undefined) return { state: 'unknown', detail: 'no process id was recorded for it' };
+    const here = os.hostname();
+    if (launched.host !== here) return { state: 'unknown', detail: `its process (pid ${launched.pid}) runs on ${launched.host ?? 'an unrecorded host'}, not on ${here}` };
+    const state = trainerProcessState(launched.pid, runId);
+    const what = `the local trainer (pid ${launched.pid} on ${here})`;
+    if (state === 'running') return { state: 'running', detail: `${what} is running` };
+    if (state === 'gone') return { state: 'ended', detail: `${what} is no longer running` };
+    return { state: 'unknown', detail: `${what}: pid ${launched.pid} is in use, but its environment cannot be read to tell whether it is that trainer` };
+  }
 
   constructor(
     private readonly config: Config,
@@ -274,6 +445,7 @@ export class LocalLauncher implements Launcher {
             log?.error(`run ${runId}: could not record the trainer's exit: ${String(err)}`);
           } finally {
             this.running.delete(runId);
+            if (childrenOfThisProcess.get(runId) === child.pid) childrenOfThisProcess.delete(runId);
             resolve();
           }
         })();
@@ -284,12 +456,18 @@ export class LocalLauncher implements Launcher {
       await done;
       throw new LaunchError(`could not start the local trainer (${cmd.command})`);
     }
-    return { kind: 'local', pid: child.pid, done };
+    childrenOfThisProcess.set(runId, child.pid);
+    return { kind: 'local', pid: child.pid, host: os.hostname(), done };
   }
 }
 
 /** The launcher of the settings: the Azure job when TRAINER_JOB_NAME is set, else a local child process. */
-export function launcherFor(config: Config, store: BlobStore, opts: { log?: Log; api?: JobsApi } = {}): Launcher {
-  if (config.trainerJob !== undefined) return new AzureJobLauncher(config, config.trainerJob, opts.api !== undefined ? { api: opts.api } : {});
+export function launcherFor(config: Config, store: BlobStore, opts: { log?: Log; api?: JobsApi; executions?: JobExecutionsApi } = {}): Launcher {
+  if (config.trainerJob !== undefined) {
+    return new AzureJobLauncher(config, config.trainerJob, {
+      ...(opts.api !== undefined ? { api: opts.api } : {}),
+      ...(opts.executions !== undefined ? { executions: opts.executions } : {}),
+    });
+  }
   return new LocalLauncher(config, store, opts.log !== undefined ? { log: opts.log } : {});
 }

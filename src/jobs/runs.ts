@@ -17,6 +17,18 @@ import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
 
 export type RunState = 'queued' | 'running' | 'succeeded' | 'failed';
+
+/** How a run's trainer was started, as its status records it (what a launcher's check() is asked about). */
+export interface LaunchRecord {
+  /** azure, local or self. */
+  kind: string;
+  /** Azure: the Container Apps job execution. */
+  execution?: string;
+  /** Local: the child's process id... */
+  pid?: number;
+  /** ...on this host (a pid means nothing elsewhere). */
+  host?: string;
+}
 export type RunOutcome = 'promoted' | 'not-promoted';
 
 export interface RunStatus {
@@ -32,8 +44,8 @@ export interface RunStatus {
   updatedAt: string;
   /** Who asked for it: timer, http:<user>, cli:<user>, job (started by hand in Azure). */
   requestedBy: string;
-  /** How the trainer was started: azure (with the execution name) or local (with the pid). */
-  launcher?: { kind: string; execution?: string; pid?: number };
+  /** How the trainer was started: azure (with the execution name) or local (with the pid and host). */
+  launcher?: LaunchRecord;
   /** The candidate model version, once saved. */
   candidateVersion?: string;
   /** What the trainer is doing (updated every epoch: a heartbeat). */

@@ -3,8 +3,11 @@
  *
  *  1. take the lease on runs/retrain.lock (renewed while held): one starter at a time, across
  *     instances; a second starter gets "busy" at once instead of waiting;
- *  2. refuse while the run started last (runs/active.json) is still queued or running (unless it
- *     has not moved for `staleAfterMs`: then it is marked failed as lost);
+ *  2. refuse while the run started last (runs/active.json) is still queued or running. Its launcher
+ *     is asked first whether the trainer still runs (src/jobs/liveness.ts): one that ended without
+ *     an outcome (a failed job execution, a vanished process) gets the run marked failed, and this
+ *     start goes on. A run whose trainer cannot be checked and that has not moved for
+ *     `staleAfterMs` is marked failed as lost;
  *  3. count labels not in the promoted model's snapshot (nor in that of a later run whose candidate
  *     was not promoted: the same data is not retrained on every tick); fewer than
  *     RETRAIN_MIN_NEW_LABELS: no run (unless forced);
@@ -19,6 +22,7 @@ import type { Log } from '../handlers/types';
 import { buildManifest, listLabelBlobs, newLabels, promotedSnapshot, readLabelItems, readManifest, RunManifest } from './manifest';
 import { RunStatus, createStatus, isFinished, markFailed, newRunId, readStatus, updateStatus, RunError } from './runs';
 import type { LaunchInfo, Launcher } from './launchers';
+import { reconcileRun } from './liveness';
 
 export interface StartRunDeps {
   config: Config;
@@ -86,15 +90,21 @@ export async function startRun(deps: StartRunDeps, opts: StartRunOptions): Promi
     // same data is not trained on again and again.
     let judged: RunManifest | undefined;
     if (active !== undefined) {
-      const st = await readStatus(store, active.value.runId);
-      if (st?.value.state === 'succeeded' && st.value.outcome === 'not-promoted') judged = await readManifest(store, active.value.runId).catch(() => undefined);
-      if (st !== undefined && !isFinished(st.value.state)) {
-        const idleMs = now().getTime() - new Date(st.value.updatedAt).getTime();
+      let st = (await readStatus(store, active.value.runId))?.value;
+      let trainer = '';
+      if (st !== undefined && !isFinished(st.state)) {
+        const checked = await reconcileRun(store, st, opts.launcher, { now, ...(log !== undefined ? { log } : {}) });
+        st = checked.status;
+        if (checked.trainer !== undefined) trainer = `; ${checked.trainer.detail}`;
+      }
+      if (st?.state === 'succeeded' && st.outcome === 'not-promoted') judged = await readManifest(store, active.value.runId).catch(() => undefined);
+      if (st !== undefined && !isFinished(st.state)) {
+        const idleMs = now().getTime() - new Date(st.updatedAt).getTime();
         if (idleMs < staleAfterMs) {
-          return { started: false, reason: 'run-in-progress', activeRunId: st.value.runId, message: `run ${st.value.runId} is still ${st.value.state} (since ${st.value.updatedAt}); one run at a time` };
+          return { started: false, reason: 'run-in-progress', activeRunId: st.runId, message: `run ${st.runId} is still ${st.state} (since ${st.updatedAt})${trainer}; one run at a time` };
         }
-        await markFailed(store, st.value.runId, `presumed lost: still ${st.value.state} with no progress for ${Math.round(idleMs / 60_000)} minutes`, now);
-        log?.warn(`retrain: run ${st.value.runId} presumed lost (no progress for ${Math.round(idleMs / 60_000)} minutes)`);
+        await markFailed(store, st.runId, `presumed lost: still ${st.state} with no progress for ${Math.round(idleMs / 60_000)} minutes${trainer}`, now);
+        log?.warn(`retrain: run ${st.runId} presumed lost (no progress for ${Math.round(idleMs / 60_000)} minutes)`);
       }
     }
 
@@ -134,7 +144,8 @@ export async function startRun(deps: StartRunDeps, opts: StartRunOptions): Promi
   try {
     const launch = await opts.launcher.launch(r.runId);
     log?.info(`retrain: run ${r.runId} started (${launch.kind}${launch.execution ? ` execution ${launch.execution}` : ''}${launch.pid ? ` pid ${launch.pid}` : ''}); ${r.manifest.labels.total} labels, ${r.manifest.labels.newSinceBaseModel} new`);
-    const status = await updateStatus(store, r.runId, () => ({ launcher: { kind: launch.kind, ...(launch.execution ? { execution: launch.execution } : {}), ...(launch.pid ? { pid: launch.pid } : {}) } }), now).catch(
+    const launcher = { kind: launch.kind, ...(launch.execution ? { execution: launch.execution } : {}), ...(launch.pid ? { pid: launch.pid } : {}), ...(launch.host ? { host: launch.host } : {}) };
+    const status = await updateStatus(store, r.runId, () => ({ launcher }), now).catch(
       (err: unknown) => {
         // The trainer may have finished already (fast local runs): its status stands.
         if (err instanceof RunError && err.code === 'finished') return r.status;

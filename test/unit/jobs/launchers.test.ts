@@ -1,9 +1,15 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../../src/config';
 import {
+  armJobExecutions,
   AzureJobLauncher,
+  CONTAINER_APPS_API_VERSION,
   ExecutionTemplate,
   JobsApi,
+  trainerProcessState,
   TRAINER_ENV_KEYS,
   azureTrainerEnv,
   buildExecutionTemplate,
@@ -14,6 +20,7 @@ import {
 } from '../../../src/jobs/launchers';
 import { BlobStore } from '../../../src/storage/blobStore';
 import { arrayItems, getPath, loadBicep, objectEntries, resourcesOfType, stringLiteral } from '../infra/bicep';
+import { fakeArm, FakeArm, tokenCredential } from '../../helpers/arm';
 
 const TRAINER_ID = '11111111-2222-3333-4444-555555555555';
 const APP_ID = '99999999-8888-7777-6666-555555555555';
@@ -136,5 +143,110 @@ describe('local launcher', () => {
     expect(ts.args[0]).toBe('-e');
     expect(ts.env.TRIAGE_TS_MAIN).toBe(path.resolve(__dirname, '../../../src/cli/main.ts'));
     expect(JSON.parse(ts.env.TRIAGE_TS_ARGS ?? '[]')).toEqual(['train-job', '--run', 'r1']);
+  });
+});
+
+describe('Azure launcher: checking a job execution (GET over HTTP)', () => {
+  const config = loadConfig(azureSettings);
+  const job = config.trainerJob!;
+  let arm: FakeArm;
+  beforeEach(async () => {
+    arm = await fakeArm();
+  });
+  afterEach(async () => arm.close());
+
+  it('GETs the execution under the job with the Container Apps api-version and a Resource Manager token', async () => {
+    const scopes: (string | string[])[] = [];
+    arm.executions.set('triage-trainer-abc12', { status: 'Running' });
+    const api = armJobExecutions(job, tokenCredential(scopes), { endpoint: arm.endpoint });
+    expect(await api.get('triage-trainer-abc12')).toEqual({ name: 'triage-trainer-abc12', status: 'Running', startTime: '2026-11-30T02:00:00Z' });
+    expect(arm.requests).toEqual([
+      {
+        method: 'GET',
+        url: `/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-triage/providers/Microsoft.App/jobs/triage-trainer/executions/triage-trainer-abc12?api-version=${CONTAINER_APPS_API_VERSION}`,
+        authorization: 'Bearer arm-token-1',
+      },
+    ]);
+    expect(CONTAINER_APPS_API_VERSION).toBe('2025-07-01');
+    expect(scopes).toEqual(['https://management.azure.com/.default']);
+    // Unknown execution: undefined, not an error.
+    expect(await api.get('nope')).toBeUndefined();
+  });
+
+  it.each([
+    ['Running', 'running'],
+    ['Processing', 'running'],
+    ['Failed', 'ended'],
+    ['Stopped', 'ended'],
+    ['Degraded', 'ended'],
+    ['Succeeded', 'ended'],
+    ['Unknown', 'unknown'],
+  ])('reads execution status %s as %s', async (status, state) => {
+    arm.executions.set('exec-1', { status, endTime: '2026-11-30T02:10:00Z' });
+    const l = new AzureJobLauncher(config, job, { executions: armJobExecutions(job, tokenCredential(), { endpoint: arm.endpoint }) });
+    const r = await l.check('run-1', { kind: 'azure', execution: 'exec-1' });
+    expect(r.state).toBe(state);
+    expect(r.detail).toBe(`trainer job execution exec-1 of triage-trainer is ${status} (since 2026-11-30T02:10:00Z)`);
+  });
+
+  it('says unknown for an execution it has no name of, or that Resource Manager does not have', async () => {
+    const l = new AzureJobLauncher(config, job, { executions: armJobExecutions(job, tokenCredential(), { endpoint: arm.endpoint }) });
+    expect(await l.check('run-1', { kind: 'azure' })).toEqual({ state: 'unknown', detail: 'no job execution was recorded for it' });
+    expect(arm.requests).toHaveLength(0);
+    expect(await l.check('run-1', { kind: 'azure', execution: 'gone-1' })).toEqual({ state: 'unknown', detail: 'job triage-trainer has no execution gone-1 (any more)' });
+  });
+
+  it('throws with Resource Manager\'s error when the GET fails', async () => {
+    arm.executions.set('exec-2', { httpStatus: 403, code: 'AuthorizationFailed', message: 'no read on executions' });
+    const api = armJobExecutions(job, tokenCredential(), { endpoint: arm.endpoint });
+    await expect(api.get('exec-2')).rejects.toThrow(/GET execution exec-2 of job triage-trainer: HTTP 403 AuthorizationFailed: no read on executions/);
+  });
+
+  it('never sends the token over plain http to another machine', () => {
+    expect(() => armJobExecutions(job, tokenCredential(), { endpoint: 'http://management.example.com' })).toThrow(/refusing to send a Resource Manager token/);
+    expect(() => armJobExecutions(job, tokenCredential())).not.toThrow();
+  });
+});
+
+describe('local launcher: checking the trainer process', () => {
+  const config = loadConfig({ AzureWebJobsStorage: 'UseDevelopmentStorage=true' });
+  const store = BlobStore.fromConnection(config.storage);
+  const children: ChildProcess[] = [];
+  afterEach(() => {
+    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
+
+  /** A process standing in for a trainer that another process started (so none of this process's launchers knows it). */
+  const orphanTrainer = async (runId: string): Promise<ChildProcess> => {
+    const c = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { env: { ...process.env, RUN_ID: runId }, stdio: 'ignore' });
+    children.push(c);
+    await new Promise<void>((resolve, reject) => c.once('spawn', resolve).once('error', reject));
+    return c;
+  };
+  const exited = (c: ChildProcess) => new Promise<void>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : c.once('exit', () => resolve())));
+
+  it('finds a live trainer by its pid on this host, and reports it ended once the process is gone', async () => {
+    const c = await orphanTrainer('run-live');
+    const l = new LocalLauncher(config, store);
+    const launched = { kind: 'local', pid: c.pid!, host: os.hostname() };
+    expect(await l.check('run-live', launched)).toEqual({ state: 'running', detail: `the local trainer (pid ${c.pid} on ${os.hostname()}) is running` });
+    c.kill('SIGKILL');
+    await exited(c);
+    expect(await l.check('run-live', launched)).toEqual({ state: 'ended', detail: `the local trainer (pid ${c.pid} on ${os.hostname()}) is no longer running` });
+  });
+
+  (fs.existsSync('/proc/self/environ') ? it : it.skip)('does not take a reused pid for the trainer (Linux: the process has no RUN_ID of the run)', async () => {
+    const c = await orphanTrainer('run-a');
+    expect(trainerProcessState(c.pid!, 'run-a')).toBe('running');
+    // The same pid for another run: some other process holds it.
+    expect(trainerProcessState(c.pid!, 'run-b')).toBe('gone');
+    expect(trainerProcessState(process.pid, 'run-a')).toBe('gone');
+  });
+
+  it('cannot tell about a process on another host or without a pid', async () => {
+    const l = new LocalLauncher(config, store);
+    expect(await l.check('r1', { kind: 'local', pid: process.pid, host: 'elsewhere' })).toEqual({ state: 'unknown', detail: `its process (pid ${process.pid}) runs on elsewhere, not on ${os.hostname()}` });
+    expect((await l.check('r1', { kind: 'local', pid: process.pid })).state).toBe('unknown');
+    expect((await l.check('r1', { kind: 'local' })).state).toBe('unknown');
   });
 });
