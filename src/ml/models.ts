@@ -5,6 +5,7 @@
  * training run reproducible too; a saved model holds only standard tfjs layers.
  */
 import * as tf from '@tensorflow/tfjs';
+import { FusedAdam } from './optimizer';
 
 export const MODEL_NAMES = ['cnn', 'mlp', 'peer'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
@@ -113,9 +114,12 @@ export function buildModel(name: ModelName, opts: BuildOptions = {}): tf.LayersM
   return m;
 }
 
-/** Adam + categorical cross-entropy + accuracy: how every model here (and every loaded one) is trained. */
+/**
+ * Adam + categorical cross-entropy + accuracy: how every model here (and every loaded one) is
+ * trained. The Adam is FusedAdam: tfjs's update, one kernel per variable on wasm.
+ */
 export function compileModel(model: tf.LayersModel, learningRate = 1e-3): void {
-  model.compile({ optimizer: tf.train.adam(learningRate), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+  model.compile({ optimizer: new FusedAdam(learningRate), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
 }
 
 /**
