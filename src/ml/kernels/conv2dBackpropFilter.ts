@@ -2,16 +2,26 @@
  * Conv2DBackpropFilter for the wasm backend (tfjs 4.22 registers none, so training any conv net on
  * wasm fails without it).
  *
- * dW[kh,kw,cin,cout] = sum over batch and output positions of x[b, y*s+i-pad, x*s+j-pad, c] * dy[b,y,x,o]:
- * one matrix product between the im2col matrix of x (K = kh*kw*cin by M = batch*outH*outW, built by
- * a JS loop straight into the wasm heap) and dy viewed as [M, cout], run by the backend's
- * BatchMatMul with untransposed operands, the case it hands to XNNPACK (with a transposed operand
- * it falls back to a loop ten times slower): dW = colsT [K, M] x dy [M, cout]. colsT is built
+ * dW[kh,kw,cin,cout] = sum over batch and output positions of x[b, y*s+i-pad, x*s+j-pad, c] * dy[b,y,x,o].
+ *
+ * When cout % 4 == 0 (and the engine has wasm SIMD), a generated SIMD kernel (simdKernels.ts)
+ * computes it in place from x (zero-padded into a scratch tensor first if the conv pads) and dy.
+ * On the peer CNN that is 0.25 + 2.6 ms CPU for its two layers against 2.5 + 3.5 ms for the
+ * XNNPACK composition below, whose costs are not the arithmetic: XNNPACK's fully-connected
+ * operator repacks its right operand on every call (2.2 ns per element: 1.6 ms for the first
+ * layer's dy [43264 x 16]), plus im2col and a Transpose.
+ *
+ * Otherwise: one matrix product between the im2col matrix of x (K = kh*kw*cin by M =
+ * batch*outH*outW, built by a JS loop straight into the wasm heap) and dy viewed as [M, cout], run
+ * by the backend's BatchMatMul with untransposed operands, the case it hands to XNNPACK (with a
+ * transposed operand it falls back to a loop ten times slower): dW = colsT [K, M] x dy [M, cout].
+ * colsT is built
  *  - cin >= 4: as cols [M, K] from contiguous runs (TypedArray.set), then the backend's Transpose;
  *  - cin < 4 (first layers): directly, by strided gathers.
  */
 import * as tf from '@tensorflow/tfjs';
-import { KernelArgs, asWasm, conv2dInfo, dispose, f32, input, runKernel, shape4 } from './wasmUtil';
+import { buildConv2dBackpropFilter, simdRuntime } from './simdKernels';
+import { KernelArgs, WasmBackendLike, asWasm, conv2dInfo, dispose, f32, heapOffset, input, runKernel, shape4 } from './wasmUtil';
 
 
 export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
@@ -37,6 +47,22 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   const M = n * oh * ow;
   const geometry: Geometry = { n, h, w, cin, oh, ow, sh, sw, kh, kw, padTop, padLeft };
 
+  const simd = cout % 4 === 0 ? simdRuntime(args.backend) : undefined;
+  if (simd !== undefined) {
+    // Pad so that every window lies inside: rows up to (oh-1)*sh + kh, columns likewise.
+    const hp = Math.max(h + padTop, (oh - 1) * sh + kh);
+    const wp = Math.max(w + padLeft, (ow - 1) * sw + kw);
+    const padded = hp !== h || wp !== w || padTop !== 0 || padLeft !== 0 ? backend.makeOutput([n, hp, wp, cin], 'float32') : undefined;
+    const out = backend.makeOutput([kh, kw, cin, cout], 'float32');
+    if (padded !== undefined) padInput(backend, x, padded, geometry, hp, wp);
+    f32(backend, out).fill(0);
+    const g = { n, hp, wp, cin, oh, ow, sh, sw, kh, kw, cout };
+    const run = simd.kernel(`Conv2DBackpropFilter ${JSON.stringify(g)}`, () => buildConv2dBackpropFilter(g));
+    run(heapOffset(backend, padded ?? x), heapOffset(backend, dy), heapOffset(backend, out));
+    if (padded !== undefined) dispose(backend, padded);
+    return out;
+  }
+
   // XNNPACK packs the right operand of every product anew (it is a new tensor each step), so that
   // operand must be the small one: dy [M, cout], not the im2col matrix [M, K].
   let colsT: tf.TensorInfo;
@@ -57,6 +83,24 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   dispose(backend, colsT);
   const out: tf.TensorInfo = { dataId: prod.dataId, shape: [kh, kw, cin, cout], dtype: 'float32' };
   return out;
+}
+
+/** xp[b, padTop + y, padLeft + x, c] = x[b, y, x, c], zero elsewhere (xp is [n, hp, wp, cin]). */
+function padInput(backend: WasmBackendLike, x: tf.TensorInfo, padded: tf.TensorInfo, g: Geometry, hp: number, wp: number): void {
+  const { n, h, w, cin, padTop, padLeft } = g;
+  const src = f32(backend, x);
+  const dst = f32(backend, padded);
+  dst.fill(0);
+  const rowIn = w * cin;
+  // Rows of x that land inside xp (it may be cut short below when the last rows are never read).
+  const rows = Math.min(h, hp - padTop);
+  const run = Math.min(w, wp - padLeft) * cin;
+  for (let b = 0; b < n; b++) {
+    for (let y = 0; y < rows; y++) {
+      const s = (b * h + y) * rowIn;
+      dst.set(src.subarray(s, s + run), ((b * hp + padTop + y) * wp + padLeft) * cin);
+    }
+  }
 }
 
 interface Geometry {

@@ -2,13 +2,20 @@
  * The project's wasm training kernels: registering them makes the tfjs wasm backend able to train
  * conv nets (Conv2DBackpropFilter is otherwise missing) and several times faster at it.
  *
- * | kernel                | stock wasm 4.22           | project kernel                                   |
- * |-----------------------|---------------------------|--------------------------------------------------|
- * | Conv2DBackpropFilter  | not registered            | JS im2col (transposed) + XNNPACK matmul          |
- * | Conv2DBackpropInput   | plain loop                | XNNPACK Conv2D with the flipped filter           |
- * | MaxPoolGrad           | generic loop              | one JS pass over the heap                        |
- * | BatchMatMul           | slow loop when transposed | transpose first, then the XNNPACK path           |
- * | Sum                   | transpose, then reduce    | bias gradients as ones x dy on XNNPACK           |
+ * | kernel                | stock wasm 4.22           | project kernel                                          |
+ * |-----------------------|---------------------------|---------------------------------------------------------|
+ * | Conv2DBackpropFilter  | not registered            | generated SIMD loop in place (cout % 4 == 0); else JS   |
+ * |                       |                           | im2col + XNNPACK matmul                                 |
+ * | Conv2DBackpropInput   | plain loop                | XNNPACK Conv2D with the flipped filter                  |
+ * | MaxPoolGrad           | generic loop              | generated SIMD loop (2x2/2, c % 4 == 0); else one JS    |
+ * |                       |                           | pass over the heap                                      |
+ * | BatchMatMul           | slow loop when transposed | transpose first, then the XNNPACK path                  |
+ * | Sum                   | transpose, then reduce    | bias gradients via XNNPACK AvgPool + a JS pass          |
+ *
+ * CPU time per peer CNN training step (batch 64), JS/XNNPACK paths -> SIMD kernels:
+ * Conv2DBackpropFilter 7.5 -> 3.0 ms (two calls), MaxPoolGrad 3.0 -> 0.6 ms (two calls).
+ * The SIMD kernels (simdKernels.ts) are small wasm modules generated per tensor geometry that
+ * share the backend's memory; without wasm SIMD the JS/XNNPACK paths run instead.
  *
  * Registration is global to tfjs (its kernel registry is), idempotent, and reversible.
  */

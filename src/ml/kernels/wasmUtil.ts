@@ -69,6 +69,13 @@ export function runKernel(
   return out;
 }
 
+/** A tensor's byte offset in the wasm heap (what the SIMD kernels take). */
+export function heapOffset(backend: WasmBackendLike, t: TensorInfo): number {
+  const d = backend.dataIdMap.get(t.dataId);
+  if (d == null) throw new Error('tensor is not in the wasm backend');
+  return d.memoryOffset;
+}
+
 export function dispose(backend: WasmBackendLike, ...ts: TensorInfo[]): void {
   for (const t of ts) backend.disposeData(t.dataId);
 }

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { PROJECT_WASM_KERNELS, registerWasmTrainingKernels, registeredWasmTrainingKernels, unregisterWasmTrainingKernels } from '../../../../src/ml/kernels';
+import { setSimdKernelsEnabled, simdRuntime } from '../../../../src/ml/kernels/simdKernels';
 import { compareBackends, onBackend, randomArray, relError, sizeOf } from './compare';
 
 const TOL = 1e-4;
@@ -52,6 +53,14 @@ const convCases: ConvCase[] = [
   { x: [1, 6, 7, 6], w: [2, 3, 6, 3], stride: 1, pad: 'same' },
   { x: [4, 28, 28, 1], w: [3, 3, 1, 16], stride: 1, pad: 'valid' }, // the peer CNN's first conv
   { x: [4, 13, 13, 16], w: [3, 3, 16, 32], stride: 1, pad: 'valid' }, // and its second
+  // cout % 4 == 0: the SIMD kernel, with and without a padded copy of x
+  { x: [1, 6, 6, 1], w: [3, 3, 1, 4], stride: 1, pad: 'valid' },
+  { x: [3, 9, 7, 2], w: [3, 3, 2, 8], stride: 2, pad: 'same' },
+  { x: [2, 8, 9, 5], w: [3, 3, 5, 12], stride: 2, pad: 'valid' }, // last rows/columns never read
+  { x: [2, 7, 8, 4], w: [2, 3, 4, 4], stride: [1, 2], pad: [[0, 0], [1, 2], [2, 0], [0, 0]] },
+  { x: [2, 5, 5, 3], w: [5, 5, 3, 16], stride: 1, pad: 'same' },
+  { x: [5, 10, 11, 6], w: [1, 1, 6, 20], stride: 2, pad: 'valid' }, // K = 6, cout = 20: partial register blocks
+  { x: [1, 11, 10, 16], w: [3, 3, 16, 32], stride: 2, pad: 'same' },
 ];
 
 describe.each(convCases)('conv2d x=$x w=$w stride=$stride pad=$pad', ({ x, w, stride, pad }) => {
@@ -115,6 +124,11 @@ const poolCases: PoolCase[] = [
   { x: [2, 9, 8, 2], size: 3, stride: 2, pad: 'same' }, // overlapping windows
   { x: [1, 6, 7, 3], size: 3, stride: 1, pad: 'valid' },
   { x: [2, 8, 8, 2], size: [2, 3], stride: [1, 2], pad: 'same' },
+  // channels % 4 == 0, 2x2 / stride 2: the SIMD kernel
+  { x: [1, 6, 6, 4], size: 2, stride: 2, pad: 'valid' },
+  { x: [3, 9, 7, 8], size: 2, stride: 2, pad: 'valid' }, // odd height and width
+  { x: [2, 10, 10, 12], size: 2, stride: 2, pad: 'same' },
+  { x: [2, 8, 7, 4], size: 2, stride: 2, pad: 'same' }, // padded on the right: the JS pass
 ];
 
 describe.each(poolCases)('maxPool x=$x size=$size stride=$stride pad=$pad', ({ x, size, stride, pad }) => {
@@ -138,6 +152,52 @@ describe.each(poolCases)('maxPool x=$x size=$size stride=$stride pad=$pad', ({ x
       return tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, size, stride, pad).sum())(xt);
     });
     expect(err).toBe(0);
+  });
+});
+
+describe('maxPool gradient with -Infinity and NaN in the input', () => {
+  it.each([[2, 6, 8, 4] as const, [2, 6, 8, 3] as const])('x=%j: no gradient to NaN, none from all -Infinity/NaN windows, as cpu', async (...x) => {
+    const specials = [-Infinity, NaN, 0, 1];
+    const xs = randomArray(sizeOf(x), 13, 0, 4).map((v) => specials[Math.floor(v)] as number);
+    const dys = randomArray(sizeOf(x) / 4, 14);
+    const { err, reference } = await compareBackends(() => {
+      const xt = tf.tensor4d(xs, [...x]);
+      const dy = tf.tensor4d(dys, [x[0], x[1] / 2, x[2] / 2, x[3]]);
+      return tf.engine().runKernel('MaxPoolGrad', { dy, input: xt, output: tf.maxPool(xt, 2, 2, 'valid') }, { filterSize: 2, strides: 2, pad: 'valid' } as unknown as tf.NamedAttrMap) as tf.Tensor;
+    });
+    expect(reference[0]?.some((v) => v !== 0)).toBe(true);
+    expect(err).toBe(0);
+  });
+});
+
+describe('SIMD kernels', () => {
+  it('are available on this engine (so the cases above exercised them)', async () => {
+    await tf.setBackend('wasm');
+    expect(simdRuntime(tf.backend())).toBeDefined();
+  });
+
+  describe('turned off: the JS/XNNPACK paths on the same shapes', () => {
+    beforeAll(() => setSimdKernelsEnabled(false));
+    afterAll(() => setSimdKernelsEnabled(true));
+    it('give no runtime', async () => {
+      await tf.setBackend('wasm');
+      expect(simdRuntime(tf.backend())).toBeUndefined();
+    });
+    it.each(convCases.filter((c) => (c.w[3] as number) % 4 === 0))('conv2d x=$x w=$w stride=$stride pad=$pad gradients match cpu', async ({ x, w, stride, pad }) => {
+      const xs = randomArray(sizeOf(x), 1);
+      const ws = randomArray(sizeOf(w), 2);
+      const { err } = await compareBackends(() => {
+        const xt = tf.tensor4d(xs, x);
+        const wt = tf.tensor4d(ws, w);
+        return tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad).square().sum())([xt, wt]);
+      });
+      expect(err).toBeLessThan(TOL);
+    });
+    it.each(poolCases.filter((c) => c.x[3] % 4 === 0))('maxPool x=$x size=$size stride=$stride pad=$pad gradient matches cpu', async ({ x, size, stride, pad }) => {
+      const xs = randomArray(sizeOf(x), 9, 0, 3).map(Math.floor);
+      const { err } = await compareBackends(() => tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, size, stride, pad).square().sum())(tf.tensor4d(xs, x)));
+      expect(err).toBe(0);
+    });
   });
 });
 
