@@ -5,6 +5,9 @@
 import { spawn, ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { PRELOAD_MARKER } from './azuritePreload';
+
+export { PRELOAD_MARKER };
 
 /** Azurite's well-known development account (public, documented; not a secret). */
 export const DEV_ACCOUNT = 'devstoreaccount1';
@@ -17,10 +20,18 @@ export interface AzuriteOptions {
   port?: number;
   /** Called with each line Azurite prints (debugging). */
   onLine?: (line: string) => void;
+  /**
+   * Preload azuritePreload.js into Azurite's process (default true): CPU fixes that leave what
+   * Azurite stores and answers unchanged (its lookups stop scanning every blob of the account).
+   * False runs Azurite exactly as published, e.g. to compare against.
+   */
+  tuned?: boolean;
 }
 
 export interface AzuriteHandle {
   port: number;
+  /** Process id of the Azurite child (benchmarks read its CPU time). */
+  pid: number | undefined;
   blobEndpoint: string;
   connectionString: string;
   stop(): Promise<void>;
@@ -28,6 +39,11 @@ export interface AzuriteHandle {
 
 export function devConnectionString(port: number): string {
   return `DefaultEndpointsProtocol=http;AccountName=${DEV_ACCOUNT};AccountKey=${DEV_KEY};BlobEndpoint=http://127.0.0.1:${port}/${DEV_ACCOUNT};`;
+}
+
+/** Plain JavaScript (the child runs it as it is); tsc copies it beside this module. */
+export function azuritePreloadPath(): string {
+  return path.join(__dirname, 'azuritePreload.js');
 }
 
 function azuriteBlobMain(): string {
@@ -43,7 +59,8 @@ export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHa
   } else {
     args.push('--inMemoryPersistence');
   }
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const nodeArgs = opts.tuned === false ? [] : ['--require', azuritePreloadPath()];
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => {
@@ -73,6 +90,7 @@ export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHa
   });
   return {
     port,
+    pid: child.pid,
     blobEndpoint: `http://127.0.0.1:${port}/${DEV_ACCOUNT}`,
     connectionString: devConnectionString(port),
     async stop() {

@@ -1,0 +1,274 @@
+// @ts-check
+'use strict';
+/**
+ * Preloaded into the Azurite child process (`node -r <this file> azurite/.../blob/main.js`) by
+ * startAzurite. Plain JavaScript because the child runs it as it is, also when the tests run
+ * from the TypeScript sources.
+ *
+ * CPU fixes inside Azurite's process that change nothing it stores or answers:
+ *
+ *  1. Query planning for LokiJS (Azurite's metadata store). Azurite queries its blob collection
+ *     as {accountName, containerName, name, snapshot}; LokiJS uses the binary index of the
+ *     query's FIRST key only and filters the rest linearly, and every blob of the account has the
+ *     same accountName, so each lookup scanned every blob (CPU per request grew linearly with
+ *     the account: ~1 ms at 4,000 blobs, ~5-8 ms at 20,000). The planner moves the indexed
+ *     equality key whose index range is smallest (found by binary search) to the front. An AND
+ *     of the same conditions matches the same documents; their order is kept too (see
+ *     planQuery), so callers that take the first match get the same one.
+ *
+ *  2. Azurite's request dispatcher matches the request path against every operation's URI
+ *     template on every request, parsing each template again (uri-templates, ~10% of its CPU).
+ *     Parsed templates are immutable, so they are cached by template string, and the match
+ *     answers, which depend on two strings from small sets, are remembered.
+ *
+ * Exports the installers for the tests; installs itself only in an Azurite process.
+ */
+const Module = require('node:module');
+
+/** Marks what this module installed, so installing twice does nothing. */
+const PLANNED = Symbol.for('image-triage.azurite-preload');
+
+/** Operators for which LokiJS uses a binary index when the key comes first in a query. */
+const INDEXED_OPS = new Set(['$eq', '$aeq', '$dteq', '$gt', '$gte', '$lt', '$lte', '$in', '$between']);
+
+/**
+ * The operator LokiJS reads from a query value: plain values (and null and dates) mean $eq.
+ * @param {unknown} v
+ * @returns {string | undefined}
+ */
+function operatorOf(v) {
+  if (v === null || typeof v !== 'object' || v instanceof Date) return '$eq';
+  for (const k in v) if (Object.prototype.hasOwnProperty.call(v, k)) return k;
+  return undefined;
+}
+
+/**
+ * A better key order for a multi-key query on an unfiltered result set, or undefined to keep the
+ * query as it is. Only string equalities are moved to the front (Azurite's keys are strings).
+ * @param {any} coll a LokiJS Collection
+ * @param {Record<string, unknown>} query
+ * @returns {{ query: Record<string, unknown>, dataOrder: boolean } | undefined}
+ *   dataOrder: the original query would have scanned the data in storage order (its first key has
+ *   no usable index), so the planned result must be put back into that order.
+ */
+function planQuery(coll, query) {
+  // Only adaptive indices are always current; lazily rebuilt ones are rebuilt one at a time when
+  // first used, which can change the order of equal keys in that index alone.
+  if (coll.adaptiveBinaryIndices !== true) return undefined;
+  const keys = Object.keys(query);
+  if (keys.length < 2 || keys.some((k) => k.startsWith('$') || k.includes('.'))) return undefined;
+  const indices = coll.binaryIndices;
+  const hasIndex = (/** @type {string} */ k) => Object.prototype.hasOwnProperty.call(indices, k) && indices[k].dirty !== true;
+  /** @type {Map<string, number>} */
+  const counts = new Map();
+  /** @type {string | undefined} */
+  let best;
+  let bestCount = Infinity;
+  for (const k of keys) {
+    const v = query[k];
+    if (typeof v !== 'string' || !hasIndex(k)) continue;
+    const range = coll.calculateRange('$eq', k, v);
+    const count = range[1] - range[0] + 1;
+    counts.set(k, count);
+    if (count < bestCount) {
+      best = k;
+      bestCount = count;
+    }
+  }
+  const first = /** @type {string} */ (keys[0]);
+  if (best === undefined || best === first) return undefined;
+  const firstCount = counts.get(first);
+  let dataOrder;
+  if (firstCount !== undefined) {
+    // Indexed string equality first: its matches come in the order every index keeps equals in.
+    if (firstCount <= 2 * bestCount + 8) return undefined; // not worth it
+    dataOrder = false;
+  } else if (!Object.prototype.hasOwnProperty.call(indices, first) || !INDEXED_OPS.has(operatorOf(query[first]) ?? '')) {
+    dataOrder = true; // LokiJS would scan the data in storage order
+  } else {
+    return undefined; // a range or $in on an index orders by that key: keep it
+  }
+  /** @type {Record<string, unknown>} */
+  const planned = { [best]: query[best] };
+  for (const k of keys) if (k !== best) planned[k] = query[k];
+  return { query: planned, dataOrder };
+}
+
+/** A remembered plan is used as long as its key still matches at most this many documents. */
+const SELECTIVE_ENOUGH = 16;
+/** A remembered "keep the query as it is" is reconsidered after this many uses (data grows). */
+const REPLAN_KEEP_EVERY = 64;
+/** @type {WeakMap<object, Map<string, { best: string | undefined, dataOrder: boolean, uses: number }>>} */
+const planCache = new WeakMap();
+
+/**
+ * planQuery, remembered per collection and query shape (keys, string or operator per key, the
+ * collection's indices): a full plan costs a few binary searches per key, more than the lookup.
+ * The remembered key is checked with one binary search against each query's own value and the
+ * query is planned again when that value is not selective (the best key depends on the values:
+ * an empty container makes containerName look best for a moment). The part of a plan that
+ * decides the order of results (dataOrder) depends on the shape only.
+ * @param {any} coll
+ * @param {Record<string, unknown>} query
+ */
+function cachedPlan(coll, query) {
+  if (coll.adaptiveBinaryIndices !== true) return undefined;
+  const keys = Object.keys(query);
+  if (keys.length < 2) return undefined;
+  let shape = Object.keys(coll.binaryIndices).join(',');
+  for (const k of keys) {
+    const v = query[k];
+    shape += `|${k}=${typeof v === 'string' ? 's' : `o${operatorOf(v) ?? ''}`}`;
+  }
+  let plans = planCache.get(coll);
+  if (plans === undefined) {
+    plans = new Map();
+    planCache.set(coll, plans);
+  }
+  let entry = plans.get(shape);
+  let fresh = entry === undefined;
+  if (entry !== undefined) {
+    entry.uses++;
+    if (entry.best === undefined) fresh = entry.uses >= REPLAN_KEEP_EVERY;
+    else {
+      const range = coll.calculateRange('$eq', entry.best, query[entry.best]);
+      fresh = range[1] - range[0] + 1 > SELECTIVE_ENOUGH;
+    }
+  }
+  if (fresh) {
+    const plan = planQuery(coll, query);
+    entry = { best: plan === undefined ? undefined : Object.keys(plan.query)[0], dataOrder: plan?.dataOrder ?? false, uses: 0 };
+    if (plans.size < 256 || plans.has(shape)) plans.set(shape, entry);
+  }
+  const best = entry?.best;
+  if (entry === undefined || best === undefined) return undefined;
+  /** @type {Record<string, unknown>} */
+  const planned = { [best]: query[best] };
+  for (const k of keys) if (k !== best) planned[k] = query[k];
+  return { query: planned, dataOrder: entry.dataOrder };
+}
+
+/**
+ * Makes LokiJS resolve a multi-key equality query through its most selective binary index.
+ *
+ * Same documents, same order: with adaptive indices every index keeps equal keys in the same
+ * relative order (each insert or update puts the document first among its equals in every index,
+ * removals keep the order, a rebuild rebuilds all of them), so the documents matching all keys
+ * come out of any of these indices in one order. A query whose first key has no index scans in
+ * storage order instead; that order is restored by sorting the positions.
+ * @param {any} Loki the lokijs module
+ */
+function installLokiQueryPlanner(Loki) {
+  const proto = Loki.Resultset.prototype;
+  if (proto.find[PLANNED] === true) return;
+  const originalFind = proto.find;
+  /**
+   * @this {any}
+   * @param {unknown} query
+   * @param {boolean} [firstOnly]
+   */
+  function find(query, firstOnly) {
+    if (this.filterInitialized || query === null || typeof query !== 'object' || Array.isArray(query) || this.collection.data.length === 0) {
+      return originalFind.call(this, query, firstOnly);
+    }
+    const plan = cachedPlan(this.collection, /** @type {Record<string, unknown>} */ (query));
+    if (plan === undefined) return originalFind.call(this, query, firstOnly);
+    // LokiJS evaluates a multi-key query as an $and without stopping at the first match and then
+    // keeps the first row, so the full match set is computed here too.
+    originalFind.call(this, plan.query, false);
+    if (plan.dataOrder && this.filteredrows.length > 1) this.filteredrows.sort((/** @type {number} */ a, /** @type {number} */ b) => a - b);
+    if (firstOnly === true && this.filteredrows.length > 1) this.filteredrows = this.filteredrows.slice(0, 1);
+    return this;
+  }
+  Object.defineProperty(find, PLANNED, { value: true });
+  proto.find = find;
+}
+
+/**
+ * Caches parsed URI templates. The uri-templates module exports a factory (also callable with
+ * `new`) whose objects are never changed after construction.
+ * @param {string} modulePath resolved path of uri-templates, before its users load it
+ */
+function installUriTemplateCache(modulePath) {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const original = require(modulePath);
+  if (original[PLANNED] === true) return;
+  const MAX = 1000;
+  /** @type {Map<string, unknown>} */
+  const cache = new Map();
+  /** @param {string} template */
+  function cachedUriTemplate(template) {
+    let t = cache.get(template);
+    if (t === undefined) {
+      t = original(template);
+      if (cache.size < MAX) cache.set(template, t);
+    }
+    return t;
+  }
+  cachedUriTemplate.prototype = original.prototype;
+  Object.defineProperty(cachedUriTemplate, PLANNED, { value: true });
+  const cached = require.cache[modulePath];
+  if (cached !== undefined) cached.exports = cachedUriTemplate;
+}
+
+/**
+ * Remembers Azurite's isURITemplateMatch(path, template) answers. Its dispatcher asks it about
+ * every operation for every request, with the request's path reduced to one of three patterns
+ * ("/", "/container", "/container/blob"), so the answers form a small table. The function is
+ * pure (it parses the template and matches the string); other paths are answered uncached once
+ * the table is full.
+ * @param {{ isURITemplateMatch?: unknown }} utils the exports of Azurite's generated/utils/utils.js
+ */
+function installDispatchMatchCache(utils) {
+  const found = utils.isURITemplateMatch;
+  if (typeof found !== 'function' || /** @type {any} */ (found)[PLANNED] === true) return false;
+  const original = /** @type {(url: string, template: string) => unknown} */ (found);
+  const MAX = 10_000;
+  /** @type {Map<string, boolean>} */
+  const answers = new Map();
+  /**
+   * @param {string} url
+   * @param {string} template
+   */
+  function isURITemplateMatch(url, template) {
+    const key = `${url}\u0000${template}`;
+    let answer = answers.get(key);
+    if (answer === undefined) {
+      answer = Boolean(original(url, template));
+      if (answers.size < MAX) answers.set(key, answer);
+    }
+    return answer;
+  }
+  Object.defineProperty(isURITemplateMatch, PLANNED, { value: true });
+  utils.isURITemplateMatch = isURITemplateMatch;
+  return true;
+}
+
+/**
+ * Installs all three, resolving modules the way the Azurite script at `mainPath` resolves them.
+ * What depends on Azurite's internal file layout is skipped, with a warning, when it has moved.
+ * @param {string} mainPath
+ */
+function installIntoAzurite(mainPath) {
+  const fromAzurite = Module.createRequire(mainPath);
+  installLokiQueryPlanner(fromAzurite('lokijs'));
+  installUriTemplateCache(fromAzurite.resolve('uri-templates'));
+  let dispatch = false;
+  try {
+    dispatch = installDispatchMatchCache(fromAzurite('./generated/utils/utils.js'));
+  } catch {
+    dispatch = false;
+  }
+  if (!dispatch) process.stderr.write('image-triage azurite preload: generated/utils/utils.js#isURITemplateMatch not found; dispatch answers not cached\n');
+}
+
+/** Printed once installed, so whoever started Azurite can tell (startAzurite's onLine). */
+const PRELOAD_MARKER = 'image-triage azurite preload: active';
+
+module.exports = { installLokiQueryPlanner, installUriTemplateCache, installDispatchMatchCache, installIntoAzurite, planQuery, cachedPlan, PRELOAD_MARKER };
+
+const main = process.argv[1];
+if (main !== undefined && /[\\/]azurite[\\/]dist[\\/]src[\\/]blob[\\/]main\.js$/.test(main)) {
+  installIntoAzurite(main);
+  process.stdout.write(`${PRELOAD_MARKER}\n`);
+}

@@ -1,0 +1,222 @@
+/**
+ * The LokiJS query planner preloaded into Azurite: the same documents in the same order as plain
+ * LokiJS, for Azurite's query shapes, over a collection that went through inserts, updates,
+ * removals and a batch insert (which rebuilds the indices); and the URI template cache.
+ */
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { azuritePreloadPath } from '../../../src/local/azurite';
+import { cachedPlan, installDispatchMatchCache, installLokiQueryPlanner, planQuery } from '../../../src/local/azuritePreload';
+
+const preloadPath = azuritePreloadPath();
+const azuriteDir = path.dirname(require.resolve('azurite/package.json'));
+
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
+function freshLoki(): any {
+  let loki: any;
+  jest.isolateModules(() => {
+    loki = require('lokijs');
+  });
+  return loki;
+}
+
+/** Azurite's blobs collection, as LokiBlobMetadataStore creates it. */
+function blobCollection(Loki: any): any {
+  const db = new Loki('test.db', { persistenceMethod: 'memory' });
+  return db.addCollection('$BLOBS_COLLECTION$', { indices: ['accountName', 'containerName', 'name', 'snapshot'] });
+}
+
+/** A deterministic pseudo-random sequence (xorshift). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 2 ** 32;
+  };
+}
+
+const ACCOUNTS = ['devstoreaccount1', 'other'];
+const CONTAINERS = ['uploads', 'preprocessed', 'predictions'];
+
+/** Applies the same operations to each collection (they get the same $loki ids). */
+function workload(colls: any[], seed: number): void {
+  const r = rng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
+  const doc = (i: number) => ({
+    accountName: r() < 0.9 ? ACCOUNTS[0] : ACCOUNTS[1],
+    containerName: pick(CONTAINERS),
+    name: `batch/${i % 300}.png${r() < 0.5 ? '.json' : ''}`,
+    snapshot: r() < 0.15 ? `2026-11-28T00:00:${String(i % 60).padStart(2, '0')}.0000000Z` : '',
+    isCommitted: r() < 0.95,
+    properties: { etag: `"0x${i.toString(16)}"` },
+  });
+  for (let i = 0; i < 2500; i++) {
+    const op = r();
+    const d = doc(i);
+    if (op < 0.7) {
+      for (const c of colls) c.insert({ ...d, properties: { ...d.properties } });
+    } else if (op < 0.85) {
+      // update: rewrite one existing document's etag (same one in each collection)
+      const victim = colls[0].data[Math.floor(r() * colls[0].data.length)];
+      if (victim === undefined) continue;
+      for (const c of colls) {
+        const mine = c.get(victim.$loki);
+        mine.properties = { etag: `"u${i}"` };
+        mine.isCommitted = !mine.isCommitted;
+        c.update(mine);
+      }
+    } else if (op < 0.97) {
+      // remove, the way Azurite replaces a blob: findOne, then remove
+      const q = { accountName: d.accountName, containerName: d.containerName, name: d.name, snapshot: d.snapshot };
+      const found = colls.map((c) => c.findOne(q));
+      expect(found.map((f) => f?.$loki)).toEqual(found.map(() => found[0]?.$loki));
+      colls.forEach((c, k) => {
+        if (found[k]) c.remove(found[k]);
+      });
+    } else {
+      // a batch insert: LokiJS rebuilds every index afterwards
+      const batch = Array.from({ length: 20 }, (_, j) => doc(i * 100 + j));
+      for (const c of colls) c.insert(batch.map((b) => ({ ...b, properties: { ...b.properties } })));
+    }
+  }
+}
+
+function ids(docs: any[]): number[] {
+  return docs.map((d) => d.$loki as number);
+}
+
+describe('LokiJS query planner', () => {
+  const plainLoki = freshLoki();
+  const plannedLoki = freshLoki();
+  installLokiQueryPlanner(plannedLoki);
+  installLokiQueryPlanner(plannedLoki); // idempotent
+  const plain = blobCollection(plainLoki);
+  const planned = blobCollection(plannedLoki);
+  workload([plain, planned], 42);
+
+  it('loaded two separate LokiJS modules and patched only one', () => {
+    expect(plannedLoki.Resultset.prototype.find).not.toBe(plainLoki.Resultset.prototype.find);
+    expect(plain.data.length).toBeGreaterThan(1000);
+    expect(ids(planned.data)).toEqual(ids(plain.data));
+  });
+
+  it('moves the most selective indexed string equality to the front', () => {
+    const q = { accountName: 'devstoreaccount1', containerName: 'uploads', name: 'batch/7.png', snapshot: '' };
+    const plan = planQuery(planned, q);
+    expect(plan).toBeDefined();
+    expect(Object.keys(plan?.query ?? {})[0]).toBe('name');
+    expect(plan?.query).toEqual(q);
+    expect(plan?.dataOrder).toBe(false);
+    // Single keys, operators and already selective first keys stay as they are.
+    expect(planQuery(planned, { name: 'batch/7.png' })).toBeUndefined();
+    expect(planQuery(planned, { $and: [{ name: 'a' }, { accountName: 'b' }] })).toBeUndefined();
+    expect(planQuery(planned, { name: 'batch/7.png', accountName: 'devstoreaccount1' })).toBeUndefined();
+    expect(planQuery(planned, { accountName: { $gte: 'a' }, name: 'batch/7.png' })).toBeUndefined();
+    // An unindexed first key scans in storage order: the plan says to restore it.
+    expect(planQuery(planned, { isCommitted: true, name: 'batch/7.png' })?.dataOrder).toBe(true);
+  });
+
+  it('does not keep using a key that was selective only for one value (an empty container)', () => {
+    const coll = blobCollection(freshLoki());
+    for (let i = 0; i < 500; i++) coll.insert({ accountName: 'a', containerName: 'big', name: `n/${i}`, snapshot: '' });
+    const first = (q: Record<string, unknown>) => Object.keys(cachedPlan(coll, q)?.query ?? q)[0];
+    // In the empty container, containerName matches nothing: as good as name for this query (the
+    // plan may pick either and is remembered for the shape).
+    first({ accountName: 'a', containerName: 'empty', name: 'n/1', snapshot: '' });
+    // The same shape in the big container must not scan it.
+    for (let i = 0; i < 10; i++) expect(first({ accountName: 'a', containerName: 'big', name: `n/${i}`, snapshot: '' })).toBe('name');
+    expect(first({ accountName: 'a', containerName: 'empty', name: 'n/1', snapshot: '' })).toBe('name');
+  });
+
+  it('finds the same documents in the same order as plain LokiJS for every query shape Azurite uses', () => {
+    const r = rng(7);
+    const queries: Record<string, unknown>[] = [];
+    for (let i = 0; i < 400; i++) {
+      const account = r() < 0.8 ? ACCOUNTS[0] : ACCOUNTS[1];
+      const container = CONTAINERS[Math.floor(r() * CONTAINERS.length)];
+      const name = `batch/${Math.floor(r() * 320)}.png${r() < 0.5 ? '.json' : ''}`;
+      const snapshot = r() < 0.2 ? `2026-11-28T00:00:${String(Math.floor(r() * 60)).padStart(2, '0')}.0000000Z` : '';
+      queries.push(
+        { accountName: account, containerName: container, name, snapshot }, // blob lookups
+        { accountName: account, containerName: container, name }, // without snapshot: several matches
+        { accountName: account, name: container }, // container lookups (no match here)
+        { accountName: account, containerName: container }, // listing a container
+        { name: { $regex: `^batch/${Math.floor(r() * 30)}` }, accountName: account, containerName: container }, // listing with a prefix
+        { isCommitted: r() < 0.5, containerName: container, name }, // unindexed first key
+        { accountName: account, containerName: container, name: 'no-such-blob', snapshot: '' },
+      );
+    }
+    let multi = 0;
+    for (const q of queries) {
+      const want = ids(plain.find(q));
+      expect(ids(planned.find(q))).toEqual(want);
+      expect(planned.findOne(q)?.$loki).toEqual(plain.findOne(q)?.$loki);
+      expect(ids(planned.chain().find(q).data())).toEqual(want);
+      if (want.length > 1) multi++;
+    }
+    // The comparison covered queries with several matches, where order matters.
+    expect(multi).toBeGreaterThan(100);
+  });
+
+  it('stays equivalent through further writes', () => {
+    workload([plain, planned], 99);
+    for (const name of ['batch/1.png', 'batch/2.png.json', 'batch/299.png']) {
+      for (const containerName of CONTAINERS) {
+        const q = { accountName: ACCOUNTS[0], containerName, name };
+        expect(ids(planned.find(q))).toEqual(ids(plain.find(q)));
+      }
+    }
+  });
+});
+
+describe('URI template cache', () => {
+  it('gives one parsed template per string, which matches as a fresh one does', () => {
+    // In a plain node process: the cache replaces the module in Node's own require cache.
+    const script = `
+      const { installUriTemplateCache } = require(${JSON.stringify(preloadPath)});
+      const modulePath = require.resolve('uri-templates', { paths: [${JSON.stringify(azuriteDir)}] });
+      const original = require(modulePath);
+      installUriTemplateCache(modulePath);
+      const cached = require(modulePath);
+      const uri = '/uploads/x%20y.png';
+      const t = '/{containerName}/{blob}';
+      console.log(JSON.stringify({
+        replaced: cached !== original,
+        same: cached(t) === cached(t) && new cached(t) === cached(t),
+        results: ['/{containerName}/{blob}', '/{containerName}', '/'].map((x) => [cached(x).fromUri(uri, { strict: true }), original(x).fromUri(uri, { strict: true })]),
+      }));`;
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })) as { replaced: boolean; same: boolean; results: [unknown, unknown][] };
+    expect(out.replaced).toBe(true);
+    expect(out.same).toBe(true);
+    for (const [cached, fresh] of out.results) expect(cached).toEqual(fresh);
+    expect(out.results[0]?.[0]).toEqual({ containerName: 'uploads', blob: 'x y.png' });
+  });
+});
+
+describe('dispatch match cache', () => {
+  it("answers as Azurite's isURITemplateMatch does for every operation's template", () => {
+    const blobDir = path.join(azuriteDir, 'dist', 'src', 'blob', 'generated');
+    const { isURITemplateMatch } = require(path.join(blobDir, 'utils', 'utils.js')) as { isURITemplateMatch: (url: string, template: string) => boolean };
+    const specs = (require(path.join(blobDir, 'artifacts', 'specifications.js')) as { default: Record<string, { path?: string }> }).default;
+    const templates = [...new Set(Object.values(specs).map((s) => (s.path === undefined ? '/' : s.path.startsWith('/') ? s.path : `/${s.path}`)))];
+    expect(templates.length).toBeGreaterThan(2);
+    const utils = { isURITemplateMatch: isURITemplateMatch as unknown };
+    expect(installDispatchMatchCache(utils)).toBe(true);
+    expect(installDispatchMatchCache(utils)).toBe(false); // already installed
+    const cached = utils.isURITemplateMatch as (url: string, template: string) => boolean;
+    let matches = 0;
+    for (const url of ['/', '/container', '/container/blob', '/uploads/batch%201/x.png', '/$logs']) {
+      for (const t of templates) {
+        const want = isURITemplateMatch(url, t);
+        if (want) matches++;
+        expect(cached(url, t)).toBe(want);
+        expect(cached(url, t)).toBe(want);
+      }
+    }
+    expect(matches).toBeGreaterThan(0);
+  });
+});
