@@ -6,10 +6,10 @@
  *
  * When cout % 4 == 0 (and the engine has wasm SIMD), a generated SIMD kernel (simdKernels.ts)
  * computes it in place from x (zero-padded into a scratch tensor first if the conv pads) and dy.
- * On the peer CNN that is 0.25 + 2.6 ms CPU for its two layers against 2.5 + 3.5 ms for the
- * XNNPACK composition below, whose costs are not the arithmetic: XNNPACK's fully-connected
- * operator repacks its right operand on every call (2.2 ns per element: 1.6 ms for the first
- * layer's dy [43264 x 16]), plus im2col and a Transpose.
+ * On the peer CNN that is 0.25 + 1.45 ms CPU for its two layers (data in cache; 2.4 ms in a
+ * training step) against 2.5 + 3.5 ms for the XNNPACK composition below, whose costs are not the
+ * arithmetic: XNNPACK's fully-connected operator repacks its right operand on every call (2.2 ns
+ * per element: 1.6 ms for the first layer's dy [43264 x 16]), plus im2col and a Transpose.
  *
  * Otherwise: one matrix product between the im2col matrix of x (K = kh*kw*cin by M =
  * batch*outH*outW, built by a JS loop straight into the wasm heap) and dy viewed as [M, cout], run

@@ -13,7 +13,7 @@
  * | Sum                   | transpose, then reduce    | bias gradients via XNNPACK AvgPool + a JS pass          |
  *
  * CPU time per peer CNN training step (batch 64), JS/XNNPACK paths -> SIMD kernels:
- * Conv2DBackpropFilter 7.5 -> 3.0 ms (two calls), MaxPoolGrad 3.0 -> 0.6 ms (two calls).
+ * Conv2DBackpropFilter 7.3 -> 2.4 ms (two calls), MaxPoolGrad 3.0 -> 0.6-0.8 ms (two calls).
  * The SIMD kernels (simdKernels.ts) are small wasm modules generated per tensor geometry that
  * share the backend's memory; without wasm SIMD the JS/XNNPACK paths run instead.
  *

@@ -109,6 +109,13 @@ export class FunctionBuilder {
     return this;
   }
 
+  /** Calls function `index` of the module (its arguments on the stack). */
+  call(index: number): this {
+    this.code.push(0x10);
+    u32(index, this.code);
+    return this;
+  }
+
   /** Branch to the innermost enclosing loop's start if the i32 on the stack is non-zero. */
   brIf(depth = 0): this {
     this.code.push(0x0d);
