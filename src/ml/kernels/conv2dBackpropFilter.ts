@@ -56,9 +56,9 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
     const out = backend.makeOutput([kh, kw, cin, cout], 'float32');
     if (padded !== undefined) padInput(backend, x, padded, geometry, hp, wp);
     f32(backend, out).fill(0);
-    const g = { n, hp, wp, cin, oh, ow, sh, sw, kh, kw, cout };
+    const g = { hp, wp, cin, oh, ow, sh, sw, kh, kw, cout };
     const run = simd.kernel(`Conv2DBackpropFilter ${JSON.stringify(g)}`, () => buildConv2dBackpropFilter(g));
-    run(heapOffset(backend, padded ?? x), heapOffset(backend, dy), heapOffset(backend, out));
+    if (n > 0 && oh > 0 && ow > 0) run(heapOffset(backend, padded ?? x), heapOffset(backend, dy), heapOffset(backend, out), n);
     if (padded !== undefined) dispose(backend, padded);
     return out;
   }

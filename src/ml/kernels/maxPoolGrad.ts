@@ -44,8 +44,9 @@ export function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
     if (simd !== undefined) {
       // Every element inside a window is written; zero only those outside (odd sizes).
       zeroUncovered(dx, n, h, w, c, oh, ow);
-      const g = { n, h, w, c, oh, ow };
-      simd.kernel(`MaxPoolGrad2x2 ${JSON.stringify(g)}`, () => buildMaxPoolGrad2x2(g))(heapOffset(backend, x), heapOffset(backend, dy), heapOffset(backend, dxInfo));
+      const g = { h, w, c, oh, ow };
+      const run = simd.kernel(`MaxPoolGrad2x2 ${JSON.stringify(g)}`, () => buildMaxPoolGrad2x2(g));
+      if (n > 0 && oh > 0 && ow > 0) run(heapOffset(backend, x), heapOffset(backend, dy), heapOffset(backend, dxInfo), n);
     } else {
       dx.fill(0);
       pool2x2(xs, dys, dx, n, h, w, c, oh, ow);

@@ -99,9 +99,8 @@ export function simdRuntime(backend: unknown): SimdRuntime | undefined {
   return rt ?? undefined;
 }
 
-/** Conv2D weight-gradient geometry on an already padded input (NHWC, dilation 1). */
+/** Conv2D weight-gradient geometry on an already padded input (NHWC, dilation 1); the batch size is an argument. */
 export interface DwGeometry {
-  n: number;
   /** Input height and width including padding. */
   hp: number;
   wp: number;
@@ -119,7 +118,7 @@ export interface DwGeometry {
 export const DW_BLOCK: { rows: number; vecs: number } = { rows: 4, vecs: 2 };
 
 /**
- * run(x, dy, dw): dw[(i,j,c), o] = sum over b, y, x of xp[b, y*sh+i, x*sw+j, c] * dy[b, y, x, o],
+ * run(x, dy, dw, n): dw[(i,j,c), o] = sum over b, y, x of xp[b, y*sh+i, x*sw+j, c] * dy[b, y, x, o],
  * for a padded input xp. Needs cout % 4 == 0. dw is accumulated into: zero it first.
  *
  * dw is cut into register blocks of `rows` filter rows x `vecs`*4 output channels, each one small
@@ -130,7 +129,7 @@ export const DW_BLOCK: { rows: number; vecs: number } = { rows: 4, vecs: 2 };
  * 2.6 ms instead of 1.4 ms for the peer CNN's second layer.)
  */
 export function buildConv2dBackpropFilter(g: DwGeometry, block: { rows: number; vecs: number } = DW_BLOCK): FunctionBuilder[] {
-  const { n, hp, wp, cin, oh, ow, kh, kw, cout } = g;
+  const { hp, wp, cin, oh, ow, kh, kw, cout } = g;
   if (cout % 4 !== 0) throw new Error('buildConv2dBackpropFilter needs cout % 4 == 0');
   const K = kh * kw * cin;
   const rowOffset = (r: number): number => {
@@ -147,12 +146,13 @@ export function buildConv2dBackpropFilter(g: DwGeometry, block: { rows: number; 
       blocks.push(dwBlock(g, rows, Math.min(block.vecs, vecsTotal - v0), (r) => rowOffset(r0 + r), (r, v) => ((r0 + r) * cout + 4 * (v0 + v)) * 4, 16 * v0));
     }
   }
-  const main = new FunctionBuilder([I32, I32, I32]);
+  const main = new FunctionBuilder([I32, I32, I32, I32]);
   const X = 0;
   const DY = 1;
   const DW = 2;
+  const N = 3;
   const dyEnd = main.local(I32);
-  main.get(DY).i32(n * oh * ow * cout * 4).add().set(dyEnd);
+  main.get(DY).get(N).i32(oh * ow * cout * 4).mul().add().set(dyEnd);
   main.loop(() => {
     blocks.forEach((_, i) => main.get(X).get(DY).get(DW).call(i + 1));
     main.inc(X, hp * wp * cin * 4).inc(DY, oh * ow * cout * 4);
@@ -197,9 +197,8 @@ function dwBlock(g: DwGeometry, rows: number, vecs: number, xOffset: (r: number)
   return fn;
 }
 
-/** MaxPool 2x2 / stride 2 geometry without padding; c % 4 == 0. */
+/** MaxPool 2x2 / stride 2 geometry without padding; c % 4 == 0; the batch size is an argument. */
 export interface Pool2x2Geometry {
-  n: number;
   h: number;
   w: number;
   c: number;
@@ -208,18 +207,19 @@ export interface Pool2x2Geometry {
 }
 
 /**
- * run(x, dy, dx): for every 2x2 window, dy goes to the window's first maximum (strictly greater
+ * run(x, dy, dx, n): for every 2x2 window, dy goes to the window's first maximum (strictly greater
  * than all before it in row-major order and than -Infinity, so NaN never wins) and 0 to the other
  * three elements, four channels at a time. Elements outside every window (the last row/column of
  * an odd size) are not written.
  */
 export function buildMaxPoolGrad2x2(g: Pool2x2Geometry): FunctionBuilder {
-  const { n, h, w, c, oh, ow } = g;
+  const { h, w, c, oh, ow } = g;
   if (c % 4 !== 0) throw new Error('buildMaxPoolGrad2x2 needs c % 4 == 0');
-  const fn = new FunctionBuilder([I32, I32, I32]);
+  const fn = new FunctionBuilder([I32, I32, I32, I32]);
   const X = 0;
   const DY = 1;
   const DX = 2;
+  const N = 3;
   const rowEnd = fn.local(I32);
   const dyEnd = fn.local(I32);
   const oy = fn.local(I32);
@@ -230,7 +230,7 @@ export function buildMaxPoolGrad2x2(g: Pool2x2Geometry): FunctionBuilder {
   const dv = fn.local(V128);
   const offs = [0, c * 4, w * c * 4, (w + 1) * c * 4];
 
-  fn.get(DY).i32(n * oh * ow * c * 4).add().set(dyEnd);
+  fn.get(DY).get(N).i32(oh * ow * c * 4).mul().add().set(dyEnd);
   fn.loop(() => {
     fn.i32(oh).set(oy);
     fn.loop(() => {

@@ -90,6 +90,11 @@ export class FunctionBuilder {
     return this;
   }
 
+  mul(): this {
+    this.code.push(0x6c);
+    return this;
+  }
+
   /** local l += delta (i32). */
   inc(l: number, delta: number): this {
     if (delta === 0) return this;

@@ -61,6 +61,7 @@ const convCases: ConvCase[] = [
   { x: [2, 5, 5, 3], w: [5, 5, 3, 16], stride: 1, pad: 'same' },
   { x: [5, 10, 11, 6], w: [1, 1, 6, 20], stride: 2, pad: 'valid' }, // K = 6, cout = 20: partial register blocks
   { x: [1, 11, 10, 16], w: [3, 3, 16, 32], stride: 2, pad: 'same' },
+  { x: [1, 13, 13, 16], w: [3, 3, 16, 32], stride: 1, pad: 'valid' }, // a compiled geometry, another batch size
 ];
 
 describe.each(convCases)('conv2d x=$x w=$w stride=$stride pad=$pad', ({ x, w, stride, pad }) => {
@@ -126,6 +127,7 @@ const poolCases: PoolCase[] = [
   { x: [2, 8, 8, 2], size: [2, 3], stride: [1, 2], pad: 'same' },
   // channels % 4 == 0, 2x2 / stride 2: the SIMD kernel
   { x: [1, 6, 6, 4], size: 2, stride: 2, pad: 'valid' },
+  { x: [2, 26, 26, 16], size: 2, stride: 2, pad: 'valid' }, // a compiled geometry, another batch size
   { x: [3, 9, 7, 8], size: 2, stride: 2, pad: 'valid' }, // odd height and width
   { x: [2, 10, 10, 12], size: 2, stride: 2, pad: 'same' },
   { x: [2, 8, 7, 4], size: 2, stride: 2, pad: 'same' }, // padded on the right: the JS pass
