@@ -86,7 +86,7 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
 }
 
 /** xp[b, padTop + y, padLeft + x, c] = x[b, y, x, c], zero elsewhere (xp is [n, hp, wp, cin]). */
-function padInput(backend: WasmBackendLike, x: tf.TensorInfo, padded: tf.TensorInfo, g: Geometry, hp: number, wp: number): void {
+export function padInput(backend: WasmBackendLike, x: tf.TensorInfo, padded: tf.TensorInfo, g: Geometry, hp: number, wp: number): void {
   const { n, h, w, cin, padTop, padLeft } = g;
   const src = f32(backend, x);
   const dst = f32(backend, padded);
@@ -103,7 +103,7 @@ function padInput(backend: WasmBackendLike, x: tf.TensorInfo, padded: tf.TensorI
   }
 }
 
-interface Geometry {
+export interface Geometry {
   n: number; h: number; w: number; cin: number; oh: number; ow: number;
   sh: number; sw: number; kh: number; kw: number; padTop: number; padLeft: number;
 }

@@ -267,3 +267,199 @@ export function buildMaxPoolGrad2x2(g: Pool2x2Geometry): FunctionBuilder {
   });
   return fn;
 }
+
+/** Output positions and channel vectors per register tile of the convolution kernels below. */
+export const CONV_TILE: { positions: number; vecs: number } = { positions: 4, vecs: 2 };
+
+/**
+ * One register tile: acc[t, v] (+)= sum over the reduction of splat(a + splat(t)) * load(b + vec(v)),
+ * stored to D + dst(t, v), where a and b walk from A and B: `inner` steps of innerA / innerB bytes,
+ * then outerA / outerB more, `outer` times. With `accumulate` the accumulators start from D, else
+ * from zero. The reduction is a loop (unrolled up to 4 steps, fully when short): fully unrolled
+ * over a long reduction, V8 hoists the loads and spills, and runs 3x slower.
+ */
+interface TileSpec {
+  vecs: number;
+  outer: number;
+  inner: number;
+  innerA: number;
+  innerB: number;
+  outerA: number;
+  outerB: number;
+  splat(t: number): number;
+  vec(v: number): number;
+  dst(t: number, v: number): number;
+  accumulate: boolean;
+}
+
+/**
+ * A function (A, B, D) that runs one channel block over one image: `rows` rows of `cols`
+ * positions, tiles of `positions` positions (the last tile of a row may be shorter); per
+ * position A advances by aPos and D by dPos bytes, after each row by aRow and dRow more.
+ */
+function tiledBlock(rows: number, cols: number, aPos: number, dPos: number, aRow: number, dRow: number, tile: TileSpec, positions: number): FunctionBuilder {
+  const fn = new FunctionBuilder([I32, I32, I32]);
+  const A = 0;
+  const B = 1;
+  const D = 2;
+  const rowsLeft = fn.local(I32);
+  const tilesLeft = fn.local(I32);
+  const ra = fn.local(I32);
+  const rb = fn.local(I32);
+  const rEnd = fn.local(I32);
+  const outerLeft = fn.local(I32);
+  const acc: number[] = [];
+  for (let i = 0; i < positions * tile.vecs; i++) acc.push(fn.local(V128));
+  const w: number[] = [];
+  for (let i = 0; i < tile.vecs; i++) w.push(fn.local(V128));
+  const a = fn.local(V128);
+  const unroll = tile.inner <= 8 ? tile.inner : 1;
+  const emit = (T: number): void => {
+    const at = (t: number, v: number): number => acc[t * tile.vecs + v] as number;
+    for (let t = 0; t < T; t++) {
+      for (let v = 0; v < tile.vecs; v++) {
+        if (tile.accumulate) fn.get(D).load(tile.dst(t, v)).set(at(t, v));
+        else fn.f32x4Const(0).set(at(t, v));
+      }
+    }
+    const steps = (): void => {
+      for (let u = 0; u < unroll; u++) {
+        for (let v = 0; v < tile.vecs; v++) fn.get(rb).load(u * tile.innerB + tile.vec(v)).set(w[v] as number);
+        for (let t = 0; t < T; t++) {
+          fn.get(ra).loadSplat(u * tile.innerA + tile.splat(t)).set(a);
+          for (let v = 0; v < tile.vecs; v++) fn.get(at(t, v)).get(a).get(w[v] as number).f32x4Mul().f32x4Add().set(at(t, v));
+        }
+      }
+      fn.inc(ra, unroll * tile.innerA).inc(rb, unroll * tile.innerB);
+    };
+    const innerLoop = (): void => {
+      if (unroll === tile.inner) {
+        steps();
+        return;
+      }
+      fn.get(ra).i32(tile.inner * tile.innerA).add().set(rEnd);
+      fn.loop(() => {
+        steps();
+        fn.get(ra).get(rEnd).ne().brIf(0);
+      });
+    };
+    fn.get(A).set(ra).get(B).set(rb);
+    if (tile.outer === 1) innerLoop();
+    else {
+      fn.i32(tile.outer).set(outerLeft);
+      fn.loop(() => {
+        innerLoop();
+        fn.inc(ra, tile.outerA).inc(rb, tile.outerB);
+        fn.inc(outerLeft, -1).get(outerLeft).brIf(0);
+      });
+    }
+    for (let t = 0; t < T; t++) for (let v = 0; v < tile.vecs; v++) fn.get(D).get(at(t, v)).store(tile.dst(t, v));
+  };
+  const full = Math.floor(cols / positions);
+  const rest = cols - full * positions;
+  fn.i32(rows).set(rowsLeft);
+  fn.loop(() => {
+    if (full > 0) {
+      fn.i32(full).set(tilesLeft);
+      fn.loop(() => {
+        emit(positions);
+        fn.inc(A, positions * aPos).inc(D, positions * dPos);
+        fn.inc(tilesLeft, -1).get(tilesLeft).brIf(0);
+      });
+    }
+    if (rest > 0) {
+      emit(rest);
+      fn.inc(A, rest * aPos).inc(D, rest * dPos);
+    }
+    fn.inc(A, aRow).inc(D, dRow);
+    fn.inc(rowsLeft, -1).get(rowsLeft).brIf(0);
+  });
+  return fn;
+}
+
+/** run(a, b, d, n): calls every block (a, b, d) for each image, then advances a and d by one image. */
+function perImage(blocks: readonly FunctionBuilder[], aImage: number, dImage: number): FunctionBuilder[] {
+  const main = new FunctionBuilder([I32, I32, I32, I32]);
+  const A = 0;
+  const B = 1;
+  const D = 2;
+  const N = 3;
+  main.loop(() => {
+    blocks.forEach((_, i) => main.get(A).get(B).get(D).call(i + 1));
+    main.inc(A, aImage).inc(D, dImage);
+    main.inc(N, -1).get(N).brIf(0);
+  });
+  return [main, ...blocks];
+}
+
+/**
+ * run(x, w, y, n): y[b, p, q, o] = sum over i, j, c of xp[b, p*sh+i, q*sw+j, c] * w[i, j, c, o], on
+ * an already padded input xp [n, hp, wp, cin]; needs cout % 4 == 0. One function per block of
+ * `vecs` output-channel vectors; each tile of `positions` output positions x those channels sums
+ * its kh*kw*cin products in registers and is stored once.
+ */
+export function buildConv2d(g: DwGeometry, tile: { positions: number; vecs: number } = CONV_TILE): FunctionBuilder[] {
+  const { hp, wp, cin, oh, ow, sh, sw, kh, kw, cout } = g;
+  if (cout % 4 !== 0) throw new Error('buildConv2d needs cout % 4 == 0');
+  const aPos = sw * cin * 4;
+  const blocks: FunctionBuilder[] = [];
+  for (let v0 = 0; v0 < cout / 4; v0 += tile.vecs) {
+    const vecs = Math.min(tile.vecs, cout / 4 - v0);
+    blocks.push(
+      tiledBlock(oh, ow, aPos, cout * 4, (sh * wp - ow * sw) * cin * 4, 0, {
+        vecs,
+        // Over filter rows i, then the kw*cin values of a row (contiguous in x and in w).
+        outer: kh,
+        inner: kw * cin,
+        innerA: 4,
+        innerB: cout * 4,
+        outerA: (wp - kw) * cin * 4,
+        outerB: 0,
+        splat: (t) => t * aPos,
+        vec: (v) => 4 * (v0 + v) * 4,
+        dst: (t, v) => (t * cout + 4 * (v0 + v)) * 4,
+        accumulate: false,
+      }, tile.positions),
+    );
+  }
+  return perImage(blocks, hp * wp * cin * 4, oh * ow * cout * 4);
+}
+
+/**
+ * run(dy, wt, dxp, n): dxp[b, y*sh+i, x*sw+j, c] += sum over o of dy[b, y, x, o] * wt[i, j, o, c]
+ * for every dy position and filter tap, with wt [kh, kw, cout, cin] the filter with its channel
+ * axes swapped and dxp [n, hp, wp, cin] the input gradient over the padded input (zero it first;
+ * crop it afterwards if the conv pads). Needs cin % 4 == 0. A scatter: every product lands on a
+ * real input position, where XNNPACK's convolution over a zero-padded dy would also multiply the
+ * padding. One function per tap and block of `vecs` input-channel vectors; each tile adds the
+ * cout products of `positions` dy positions into registers loaded from and stored back to dxp.
+ */
+export function buildConv2dBackpropInput(g: DwGeometry, tile: { positions: number; vecs: number } = CONV_TILE): FunctionBuilder[] {
+  const { hp, wp, cin, oh, ow, sh, sw, kh, kw, cout } = g;
+  if (cin % 4 !== 0) throw new Error('buildConv2dBackpropInput needs cin % 4 == 0');
+  const dPos = sw * cin * 4;
+  const blocks: FunctionBuilder[] = [];
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      for (let c0 = 0; c0 < cin / 4; c0 += tile.vecs) {
+        const vecs = Math.min(tile.vecs, cin / 4 - c0);
+        blocks.push(
+          tiledBlock(oh, ow, cout * 4, dPos, 0, (sh * wp - ow * sw) * cin * 4, {
+            vecs,
+            outer: 1,
+            inner: cout,
+            innerA: 4,
+            innerB: cin * 4,
+            outerA: 0,
+            outerB: 0,
+            splat: (t) => t * cout * 4,
+            vec: (v) => ((i * kw + j) * cout * cin + 4 * (c0 + v)) * 4,
+            dst: (t, v) => ((i * wp + j) * cin + 4 * (c0 + v)) * 4 + t * dPos,
+            accumulate: true,
+          }, tile.positions),
+        );
+      }
+    }
+  }
+  return perImage(blocks, oh * ow * cout * 4, hp * wp * cin * 4);
+}

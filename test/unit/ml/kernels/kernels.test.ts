@@ -62,6 +62,13 @@ const convCases: ConvCase[] = [
   { x: [5, 10, 11, 6], w: [1, 1, 6, 20], stride: 2, pad: 'valid' }, // K = 6, cout = 20: partial register blocks
   { x: [1, 11, 10, 16], w: [3, 3, 16, 32], stride: 2, pad: 'same' },
   { x: [1, 13, 13, 16], w: [3, 3, 16, 32], stride: 1, pad: 'valid' }, // a compiled geometry, another batch size
+  // SIMD Conv2D (cout % 4 == 0) and Conv2DBackpropInput (cin % 4 == 0): partial tiles and channel blocks
+  { x: [3, 9, 7, 12], w: [3, 3, 12, 8], stride: 2, pad: 'valid' }, // cin = 12: blocks of 8 + 4 channels
+  { x: [2, 6, 5, 8], w: [2, 2, 8, 4], stride: 1, pad: 'same' },
+  { x: [1, 5, 9, 4], w: [5, 5, 4, 12], stride: 1, pad: 'same' }, // rows of 9: two tiles of 4 and one of 1
+  { x: [2, 10, 10, 8], w: [3, 3, 8, 8], stride: [2, 1], pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
+  { x: [2, 9, 9, 3], w: [3, 3, 3, 8], stride: 2, pad: 'same' }, // kw*cin = 9: the reduction loops
+  { x: [1, 3, 3, 4], w: [3, 3, 4, 4], stride: 1, pad: 'valid' }, // one output position
 ];
 
 describe.each(convCases)('conv2d x=$x w=$w stride=$stride pad=$pad', ({ x, w, stride, pad }) => {
@@ -95,6 +102,13 @@ describe('Conv2DBackpropFilter / Conv2DBackpropInput kernels called directly', (
       tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor4d(xs, [...x]), dy: tf.tensor4d(dys, [...dyShape]) }, { ...attrs, filterShape } as unknown as tf.NamedAttrMap) as tf.Tensor,
       tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor4d(dys, [...dyShape]), filter: tf.tensor4d(fs, filterShape) }, { ...attrs, inputShape: [...x] } as unknown as tf.NamedAttrMap) as tf.Tensor,
     ]);
+    expect(err).toBeLessThan(TOL);
+  });
+
+  it('Conv2D with dilations (the stock kernel) matches cpu', async () => {
+    const xs = randomArray(2 * 9 * 9 * 4, 15);
+    const ws = randomArray(3 * 3 * 4 * 8, 16);
+    const { err } = await compareBackends(() => tf.conv2d(tf.tensor4d(xs, [2, 9, 9, 4]), tf.tensor4d(ws, [3, 3, 4, 8]), 1, 'same', 'NHWC', 2));
     expect(err).toBeLessThan(TOL);
   });
 
@@ -185,7 +199,7 @@ describe('SIMD kernels', () => {
       await tf.setBackend('wasm');
       expect(simdRuntime(tf.backend())).toBeUndefined();
     });
-    it.each(convCases.filter((c) => (c.w[3] as number) % 4 === 0))('conv2d x=$x w=$w stride=$stride pad=$pad gradients match cpu', async ({ x, w, stride, pad }) => {
+    it.each(convCases.filter((c) => c.w[3] % 4 === 0 || c.w[2] % 4 === 0))('conv2d x=$x w=$w stride=$stride pad=$pad gradients match cpu', async ({ x, w, stride, pad }) => {
       const xs = randomArray(sizeOf(x), 1);
       const ws = randomArray(sizeOf(w), 2);
       const { err } = await compareBackends(() => {
