@@ -14,6 +14,8 @@
  * |                       |                           | pass over the heap                                      |
  * | BatchMatMul           | slow loop when transposed | transpose first, then the XNNPACK path                  |
  * | Sum                   | transpose, then reduce    | bias gradients via XNNPACK AvgPool + a JS pass          |
+ * | Identity, Cast (same  | copy                      | share the input's data (reference count), as cpu does   |
+ * | dtype)                |                           |                                                         |
  *
  * CPU time per peer CNN training step (batch 64), JS/XNNPACK paths -> SIMD kernels, measured A/B
  * in one process: Conv2DBackpropFilter 7.2 -> 1.8 ms (two calls), MaxPoolGrad 3.2 -> 0.6 ms (two
@@ -27,6 +29,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { batchMatMulConfig } from './batchMatMul';
 import { conv2dConfig } from './conv2d';
+import { castConfig, identityConfig } from './identity';
 import { conv2dBackpropFilterConfig } from './conv2dBackpropFilter';
 import { conv2dBackpropInputConfig } from './conv2dBackpropInput';
 import { maxPoolGradConfig } from './maxPoolGrad';
@@ -37,9 +40,10 @@ export { conv2dBackpropFilterWasm } from './conv2dBackpropFilter';
 export { flipTransposeFilter, makeConv2dBackpropInputWasm } from './conv2dBackpropInput';
 export { maxPoolGradWasm } from './maxPoolGrad';
 export { makeBatchMatMulWasm } from './batchMatMul';
+export { makeCastWasm, makeIdentityWasm } from './identity';
 export { makeSumWasm } from './sum';
 
-export const PROJECT_WASM_KERNELS = ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum'] as const;
+export const PROJECT_WASM_KERNELS = ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum', 'Identity', 'Cast'] as const;
 export type ProjectWasmKernel = (typeof PROJECT_WASM_KERNELS)[number];
 
 /** Marks a kernel function as ours and remembers what it replaced. */
@@ -92,6 +96,11 @@ export function registerWasmTrainingKernels(only: readonly ProjectWasmKernel[] =
         case 'Conv2D':
           if (replaced == null) throw new Error('the wasm backend has no Conv2D kernel to build on');
           install(conv2dConfig(replaced.kernelFunc), replaced);
+          break;
+        case 'Identity':
+        case 'Cast':
+          if (replaced == null) throw new Error(`the wasm backend has no ${name} kernel to build on`);
+          install(name === 'Identity' ? identityConfig(replaced.kernelFunc) : castConfig(replaced.kernelFunc), replaced);
           break;
         case 'BatchMatMul':
         case 'Sum': {

@@ -313,3 +313,43 @@ describe('sum over every axis but the last (Sum, bias gradients)', () => {
     expect(err).toBeLessThan(TOL);
   });
 });
+
+describe('Identity and same-dtype Cast share the input data', () => {
+  it('clone and cast match cpu, outlive their input, and free the data with the last reference', async () => {
+    await tf.setBackend('wasm');
+    const xs = randomArray(3 * 5 * 4, 17);
+    const before = tf.memory().numBytes;
+    const backend = tf.backend() as unknown as { numDataIds(): number };
+    const ids = backend.numDataIds();
+    const x = tf.tensor3d(xs, [3, 5, 4]);
+    const c = tf.clone(x);
+    const f = tf.cast(x, 'float32');
+    expect(backend.numDataIds()).toBe(ids + 1); // no copies
+    x.dispose();
+    expect(Array.from(await c.data())).toEqual(Array.from(xs));
+    c.dispose();
+    expect(Array.from(await f.data())).toEqual(Array.from(xs));
+    f.dispose();
+    expect(backend.numDataIds()).toBe(ids);
+    expect(tf.memory().numBytes).toBe(before);
+  });
+
+  it('int32 <-> float32 casts (the stock kernel) match cpu', async () => {
+    const xs = randomArray(24, 18, -3, 3);
+    const { err } = await compareBackends(() => {
+      const x = tf.tensor2d(xs, [4, 6]);
+      return [tf.cast(x, 'int32').cast('float32'), tf.cast(tf.cast(x, 'int32'), 'int32').toFloat()];
+    });
+    expect(err).toBe(0);
+  });
+
+  it('a variable assigned from its own clone keeps both values', async () => {
+    await tf.setBackend('wasm');
+    const v = tf.variable(tf.tensor1d([1, 2, 3]));
+    const kept = tf.clone(v);
+    v.assign(tf.tensor1d([4, 5, 6]));
+    expect(Array.from(await kept.data())).toEqual([1, 2, 3]);
+    expect(Array.from(await v.data())).toEqual([4, 5, 6]);
+    tf.dispose([v, kept]);
+  });
+});
