@@ -463,3 +463,22 @@ export function buildConv2dBackpropInput(g: DwGeometry, tile: { positions: numbe
   }
   return perImage(blocks, oh * ow * cout * 4, hp * wp * cin * 4);
 }
+
+/** Widest channel count buildBiasAdd unrolls a row over. */
+export const BIAS_ADD_MAX_CHANNELS = 256;
+
+/** run(x, b, out, rows): out[r, k] = x[r, k] + b[k] for rows of c values; c % 4 == 0, rows > 0. */
+export function buildBiasAdd(c: number): FunctionBuilder {
+  if (c % 4 !== 0 || c <= 0 || c > BIAS_ADD_MAX_CHANNELS) throw new Error(`buildBiasAdd needs 0 < c <= ${BIAS_ADD_MAX_CHANNELS}, c % 4 == 0`);
+  const fn = new FunctionBuilder([I32, I32, I32, I32]);
+  const X = 0;
+  const B = 1;
+  const O = 2;
+  const N = 3;
+  fn.loop(() => {
+    for (let k = 0; k < c; k += 4) fn.get(O).get(X).load(4 * k).get(B).load(4 * k).f32x4Add().store(4 * k);
+    fn.inc(X, c * 4).inc(O, c * 4);
+    fn.inc(N, -1).get(N).brIf(0);
+  });
+  return fn;
+}

@@ -353,3 +353,37 @@ describe('Identity and same-dtype Cast share the input data', () => {
     tf.dispose([v, kept]);
   });
 });
+
+describe('Add with a bias operand', () => {
+  const cases: { a: number[]; b: number[] }[] = [
+    { a: [5, 26, 26, 16], b: [16] }, // the peer CNN's first conv bias: the SIMD loop
+    { a: [32], b: [3, 11, 11, 32] }, // bias first
+    { a: [70, 64], b: [1, 64] }, // a dense bias as [1, c]
+    { a: [9, 7, 256], b: [1, 1, 256] }, // the widest unrolled row
+    { a: [9, 7, 260], b: [260] }, // wider: stock kernel
+    { a: [40, 30], b: [30] }, // c % 4 != 0: stock kernel
+    { a: [3, 4], b: [4] }, // small: stock kernel
+    { a: [8, 16, 16], b: [8, 16, 16] }, // same shapes: stock kernel
+    { a: [8, 16, 16], b: [16, 1] }, // broadcast over another axis: stock kernel
+  ];
+  it.each(cases)('a=$a + b=$b matches cpu, with gradients', async ({ a, b }) => {
+    const as = randomArray(sizeOf(a), 19);
+    const bs = randomArray(sizeOf(b), 20);
+    let shape: number[] = [];
+    const { err } = await compareBackends(() => {
+      const at = tf.tensor(as, a);
+      const bt = tf.tensor(bs, b);
+      const y = tf.add(at, bt);
+      shape = y.shape;
+      const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.add(p, q).square().sum())([at, bt]);
+      return [y, da as tf.Tensor, db as tf.Tensor];
+    });
+    expect(shape).toEqual(tf.tidy(() => tf.add(tf.zeros(a), tf.zeros(b)).shape));
+    expect(err).toBeLessThan(TOL);
+  });
+
+  it('int32 operands use the stock kernel', async () => {
+    const { err } = await compareBackends(() => tf.add(tf.range(0, 2048, 1, 'int32').reshape([512, 4]), tf.tensor1d([1, 2, 3, 4], 'int32')).toFloat());
+    expect(err).toBe(0);
+  });
+});
