@@ -12,7 +12,9 @@
  * |                       |                           | Conv2D with the flipped filter                          |
  * | MaxPoolGrad           | generic loop              | generated SIMD loop (2x2/2, c % 4 == 0); else one JS    |
  * |                       |                           | pass over the heap                                      |
- * | BatchMatMul           | slow loop when transposed | transpose first, then the XNNPACK path                  |
+ * | BatchMatMul           | slow loop when transposed | one product, n % 4 == 0: generated SIMD loop (transposed|
+ * |                       |                           | A read in place, transposed B transposed first); other  |
+ * |                       |                           | single products: transpose, then the XNNPACK path       |
  * | Sum                   | transpose, then reduce    | bias gradients via XNNPACK AvgPool + a JS pass          |
  * | Identity, Cast (same  | copy                      | share the input's data (reference count), as cpu does   |
  * | dtype)                |                           |                                                         |

@@ -482,3 +482,62 @@ export function buildBiasAdd(c: number): FunctionBuilder {
   });
   return fn;
 }
+
+/** A matrix product's geometry: C [m, n] = A' [m, k] B [k, n], A' = A [m, k], or A^T for A [k, m] when transposeA. */
+export interface MatMulGeometry {
+  m: number;
+  k: number;
+  n: number;
+  transposeA: boolean;
+}
+
+/**
+ * run(a, b, c, blocks): C = A' B for one product (n % 4 == 0), in register tiles of 4 rows of C x
+ * 8 columns (as the convolutions: a looped reduction over k). One function computes a column
+ * block of 8 (and one the last, narrower block); `run` calls it for each block with b and c
+ * advanced by the block's width, so a wide product is not a wide module.
+ */
+export function buildMatMul(g: MatMulGeometry, tile: { positions: number; vecs: number } = CONV_TILE): FunctionBuilder[] {
+  const { m, k, n, transposeA } = g;
+  if (n % 4 !== 0 || m <= 0 || k <= 0) throw new Error('buildMatMul needs n % 4 == 0 and m, k > 0');
+  const aPos = transposeA ? 4 : k * 4;
+  const innerA = transposeA ? m * 4 : 4;
+  const block = (vecs: number): FunctionBuilder =>
+    tiledBlock(1, m, aPos, n * 4, 0, 0, {
+      vecs,
+      outer: 1,
+      inner: k,
+      innerA,
+      innerB: n * 4,
+      outerA: 0,
+      outerB: 0,
+      splat: (t) => t * aPos,
+      vec: (v) => 16 * v,
+      dst: (t, v) => t * n * 4 + 16 * v,
+      accumulate: false,
+    }, tile.positions);
+  const vecsTotal = n / 4;
+  const full = Math.floor(vecsTotal / tile.vecs);
+  const rest = vecsTotal - full * tile.vecs;
+  const fns: FunctionBuilder[] = [];
+  const main = new FunctionBuilder([I32, I32, I32, I32]);
+  const A = 0;
+  const B = 1;
+  const C = 2;
+  const left = 3;
+  fns.push(main);
+  if (full > 0) {
+    fns.push(block(tile.vecs));
+    main.i32(full).set(left);
+    main.loop(() => {
+      main.get(A).get(B).get(C).call(1);
+      main.inc(B, 16 * tile.vecs).inc(C, 16 * tile.vecs);
+      main.inc(left, -1).get(left).brIf(0);
+    });
+  }
+  if (rest > 0) {
+    fns.push(block(rest));
+    main.get(A).get(B).get(C).call(fns.length - 1);
+  }
+  return fns;
+}

@@ -209,6 +209,21 @@ describe('SIMD kernels', () => {
       });
       expect(err).toBeLessThan(TOL);
     });
+    it.each([
+      { a: [9, 7], b: [7, 12], ta: false, tb: false },
+      { a: [1, 70, 6], b: [1, 20, 70], ta: true, tb: true },
+      { a: [7, 9], b: [7, 12], ta: true, tb: false },
+      { a: [9, 7], b: [12, 7], ta: false, tb: true },
+    ])('matMul a=$a b=$b transposeA=$ta transposeB=$tb matches cpu, with gradients', async ({ a, b, ta, tb }) => {
+      const as = randomArray(sizeOf(a), 10);
+      const bs = randomArray(sizeOf(b), 11);
+      const { err } = await compareBackends(() => {
+        const at = tf.tensor(as, a);
+        const bt = tf.tensor(bs, b);
+        return [tf.matMul(at, bt, ta, tb), ...tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.matMul(p, q, ta, tb).square().sum())([at, bt])];
+      });
+      expect(err).toBeLessThan(TOL);
+    });
     it.each(poolCases.filter((c) => c.x[3] % 4 === 0))('maxPool x=$x size=$size stride=$stride pad=$pad gradient matches cpu', async ({ x, size, stride, pad }) => {
       const xs = randomArray(sizeOf(x), 9, 0, 3).map(Math.floor);
       const { err } = await compareBackends(() => tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, size, stride, pad).square().sum())(tf.tensor4d(xs, x)));
@@ -224,8 +239,31 @@ describe('matMul with transposed operands (BatchMatMul)', () => {
       cases.push({ a: ta ? [7, 5] : [5, 7], b: tb ? [3, 7] : [7, 3], ta, tb });
       cases.push({ a: ta ? [1, 65, 33] : [1, 33, 65], b: tb ? [1, 17, 65] : [1, 65, 17], ta, tb });
       cases.push({ a: ta ? [3, 6, 4] : [3, 4, 6], b: tb ? [3, 5, 6] : [3, 6, 5], ta, tb }); // batch 3: stock path
+      // n % 4 == 0: the SIMD product (m not a multiple of the 4-row tile, column blocks of 8 and 4, short and long k)
+      cases.push({ a: ta ? [7, 9] : [9, 7], b: tb ? [12, 7] : [7, 12], ta, tb });
+      cases.push({ a: ta ? [1, 70, 6] : [1, 6, 70], b: tb ? [1, 20, 70] : [1, 70, 20], ta, tb });
+      cases.push({ a: ta ? [3, 1] : [1, 3], b: tb ? [4, 3] : [3, 4], ta, tb });
     }
   }
+  const peerCases = [
+    { a: [64, 800], b: [800, 64], ta: false, tb: false }, // the peer CNN's dense layers: forward,
+    { a: [64, 800], b: [64, 64], ta: true, tb: false }, // weight gradient,
+    { a: [64, 64], b: [800, 64], ta: false, tb: true }, // input gradient,
+    { a: [64, 10], b: [64, 10], ta: false, tb: true }, // and the output layer's
+  ];
+  it.each(peerCases)('a=$a b=$b transposeA=$ta transposeB=$tb (peer CNN) matches cpu, SIMD on and off', async ({ a, b, ta, tb }) => {
+    const as = randomArray(sizeOf(a), 10);
+    const bs = randomArray(sizeOf(b), 11);
+    for (const on of [true, false]) {
+      setSimdKernelsEnabled(on);
+      try {
+        const { err } = await compareBackends(() => tf.matMul(tf.tensor(as, a), tf.tensor(bs, b), ta, tb));
+        expect(err).toBeLessThan(TOL);
+      } finally {
+        setSimdKernelsEnabled(true);
+      }
+    }
+  });
   it.each(cases)('a=$a b=$b transposeA=$ta transposeB=$tb matches cpu, with gradients', async ({ a, b, ta, tb }) => {
     const as = randomArray(sizeOf(a), 10);
     const bs = randomArray(sizeOf(b), 11);
