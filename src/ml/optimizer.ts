@@ -6,13 +6,16 @@
  * the same update in one pass over the wasm heap, rounding to float32 after every operation in the
  * order tfjs runs them, so the new values are the same bits; it then assigns new value, first and
  * second moment tensors to the variables. Measured on the peer CNN: 2-4% less CPU per training
- * step. On other backends it is tfjs's AdamOptimizer unchanged. The optimizer state lives in the
+ * step. With wasm SIMD the pass is a generated f32x4 loop (simdKernels.ts buildAdamUpdate; float32
+ * operations round alike, so the bits stay the same) over all but the last size % 4 elements:
+ * 0.58 -> 0.30 ms CPU per peer step for its 8 variables (57k floats). On other backends it is tfjs's AdamOptimizer unchanged. The optimizer state lives in the
  * same variables as tfjs's (getWeights/setWeights, serialization as 'Adam' and dispose behave as
  * before), and the model's variables are replaced, never written in place, so tensors that share
  * their data (clones kept for early stopping) stay intact.
  */
 import * as tf from '@tensorflow/tfjs';
-import { KernelArgs, asWasm, f32, input } from './kernels/wasmUtil';
+import { buildAdamUpdate, simdRuntime } from './kernels/simdKernels';
+import { KernelArgs, asWasm, f32, heapOffset, input } from './kernels/wasmUtil';
 
 export const ADAM_UPDATE_KERNEL = 'TriageAdamUpdate';
 
@@ -61,8 +64,22 @@ function adamUpdateWasm(args: KernelArgs): tf.TensorInfo[] {
   const v = input(args.inputs, 'v', ADAM_UPDATE_KERNEL);
   const g = input(args.inputs, 'g', ADAM_UPDATE_KERNEL);
   const outs = [value, m, v].map((t) => backend.makeOutput([...t.shape], 'float32')) as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
-  // Views only after the last allocation: an allocation may grow (and move) the heap.
-  adamUpdate(f32(backend, value), f32(backend, m), f32(backend, v), f32(backend, g), [f32(backend, outs[0]), f32(backend, outs[1]), f32(backend, outs[2])], args.attrs as unknown as AdamUpdateAttrs);
+  const a = args.attrs as unknown as AdamUpdateAttrs;
+  const size = tf.util.sizeFromShape(g.shape);
+  // A SIMD loop over the multiple of 4 (same bits: every f32x4 operation rounds as tfjs's kernels
+  // do); the JS loop for the rest, or for all without wasm SIMD.
+  const simd = simdRuntime(args.backend);
+  const done = simd !== undefined ? size - (size % 4) : 0;
+  if (simd !== undefined && done > 0) {
+    const run = simd.kernel('AdamUpdate', () => buildAdamUpdate());
+    const offsets = [value, m, v, g, ...outs].map((t) => heapOffset(backend, t));
+    run(...offsets, done * 4, f(a.beta1), f(a.beta2), f(1 - a.beta1), f(1 - a.beta2), f(a.correction1), f(a.correction2), f(a.epsilon), f(-a.learningRate));
+  }
+  if (done < size) {
+    // Views only after the last allocation: an allocation may grow (and move) the heap.
+    const view = (t: tf.TensorInfo): Float32Array => f32(backend, t).subarray(done);
+    adamUpdate(view(value), view(m), view(v), view(g), [view(outs[0]), view(outs[1]), view(outs[2])], a);
+  }
   return outs;
 }
 

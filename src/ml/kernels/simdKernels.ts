@@ -11,7 +11,7 @@
  * Compiled modules are cached per geometry. `simdRuntime` returns undefined when the engine has no
  * wasm SIMD or the backend's memory cannot be reached; the callers then use their JS/XNNPACK paths.
  */
-import { FunctionBuilder, I32, V128, buildModule } from './wasmAsm';
+import { F32, FunctionBuilder, I32, V128, buildModule } from './wasmAsm';
 
 /** The part of the WebAssembly global used here (lib ES2022 without DOM has no WebAssembly types). */
 interface WasmMemory {
@@ -540,4 +540,43 @@ export function buildMatMul(g: MatMulGeometry, tile: { positions: number; vecs: 
     main.get(A).get(B).get(C).call(fns.length - 1);
   }
   return fns;
+}
+
+/**
+ * run(value, m, v, g, newValue, newM, newV, bytes, beta1, beta2, 1-beta1, 1-beta2, correction1,
+ * correction2, epsilon, -learningRate): tfjs's Adam update (optimizer.ts adamUpdate) four floats at
+ * a time over `bytes` (> 0, a multiple of 16) of each array, every operation in float32 in the
+ * order tfjs's kernels run them, so the result has the same bits.
+ */
+export function buildAdamUpdate(): FunctionBuilder {
+  const fn = new FunctionBuilder([I32, I32, I32, I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32, F32]);
+  const [VALUE, M, V, G, W2, M2, V2, BYTES] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const [b1, b2, c1, c2, k1, k2, eps, step] = [8, 9, 10, 11, 12, 13, 14, 15].map((param) => {
+    const l = fn.local(V128);
+    fn.get(param).f32x4Splat().set(l);
+    return l;
+  }) as [number, number, number, number, number, number, number, number];
+  const p = fn.local(I32);
+  const gi = fn.local(V128);
+  const mi = fn.local(V128);
+  const vi = fn.local(V128);
+  const at = (base: number): FunctionBuilder => fn.get(base).get(p).add();
+  fn.i32(0).set(p);
+  fn.loop(() => {
+    at(G).load().set(gi);
+    // m' = m*b1 + g*c1
+    at(M).load().get(b1).f32x4Mul().get(gi).get(c1).f32x4Mul().f32x4Add().set(mi);
+    at(M2).get(mi).store();
+    // v' = v*b2 + (g*g)*c2
+    at(V).load().get(b2).f32x4Mul().get(gi).get(gi).f32x4Mul().get(c2).f32x4Mul().f32x4Add().set(vi);
+    at(V2).get(vi).store();
+    // w' = ((m'/k1) / (sqrt(v'/k2) + eps)) * step + w
+    at(W2);
+    fn.get(mi).get(k1).f32x4Div();
+    fn.get(vi).get(k2).f32x4Div().f32x4Sqrt().get(eps).f32x4Add();
+    fn.f32x4Div().get(step).f32x4Mul();
+    at(VALUE).load().f32x4Add().store();
+    fn.inc(p, 16).get(p).get(BYTES).ne().brIf(0);
+  });
+  return fn;
 }

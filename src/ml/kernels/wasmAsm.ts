@@ -5,12 +5,14 @@
  * every size, stride and offset is a constant in the code. They are written here as instruction
  * sequences and compiled by the JS engine into a module that imports the tfjs wasm backend's own
  * memory, so they read and write tensors in place, by their heap offsets. Only what those kernels
- * use is encoded: i32 arithmetic, locals, block/loop/br_if, and a few v128 instructions.
+ * use is encoded: i32 arithmetic, i32/f32/v128 locals, block/loop/br_if, calls, and a few v128
+ * instructions.
  */
 
 export const I32 = 0x7f;
+export const F32 = 0x7d;
 export const V128 = 0x7b;
-export type ValType = typeof I32 | typeof V128;
+export type ValType = typeof I32 | typeof F32 | typeof V128;
 
 function u32(n: number, out: number[]): void {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`not a u32: ${n}`);
@@ -45,13 +47,16 @@ const SIMD = {
   load32Splat: 0x09,
   store: 0x0b,
   const: 0x0c,
+  f32x4Splat: 0x13,
   f32x4Gt: 0x44,
   and: 0x4e,
   andnot: 0x4f,
   or: 0x50,
   bitselect: 0x52,
+  f32x4Sqrt: 0xe3,
   f32x4Add: 0xe4,
   f32x4Mul: 0xe6,
+  f32x4Div: 0xe7,
 } as const;
 
 /** The body of one function: its locals and instructions. Every function returns nothing. */
@@ -169,6 +174,19 @@ export class FunctionBuilder {
 
   f32x4Mul(): this {
     return this.simd(SIMD.f32x4Mul);
+  }
+
+  f32x4Div(): this {
+    return this.simd(SIMD.f32x4Div);
+  }
+
+  f32x4Sqrt(): this {
+    return this.simd(SIMD.f32x4Sqrt);
+  }
+
+  /** An f32 on the stack in all four lanes. */
+  f32x4Splat(): this {
+    return this.simd(SIMD.f32x4Splat);
   }
 
   f32x4Gt(): this {

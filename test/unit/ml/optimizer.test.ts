@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { FusedAdam, ADAM_UPDATE_KERNEL } from '../../../src/ml/optimizer';
+import { setSimdKernelsEnabled, simdRuntime } from '../../../src/ml/kernels/simdKernels';
 import { randomArray, relError } from './kernels/compare';
 
 /**
@@ -43,6 +44,20 @@ describe('FusedAdam', () => {
     // The variables moved: the comparison is not between two untouched copies.
     const start = randomArray(12 * 5, 1);
     expect(relError(fused.vars[0] as Float32Array, start)).toBeGreaterThan(1e-2);
+  });
+
+  it('gives the same bits with its SIMD loop (4 floats at a time, the rest in JS) and with the JS loop alone', async () => {
+    await tf.setBackend('wasm');
+    expect(simdRuntime(tf.backend())).toBeDefined(); // so the test above ran the SIMD loop (w: 60 floats, b: 4 + 1)
+    const ref = await run('wasm', (lr) => tf.train.adam(lr));
+    setSimdKernelsEnabled(false);
+    try {
+      const js = await run('wasm', (lr) => new FusedAdam(lr));
+      js.vars.forEach((v, i) => expect(Array.from(v)).toEqual(Array.from(ref.vars[i] as Float32Array)));
+      js.state.forEach((s, i) => expect(Array.from(s)).toEqual(Array.from(ref.state[i] as Float32Array)));
+    } finally {
+      setSimdKernelsEnabled(true);
+    }
   });
 
   it('is plain tfjs Adam on other backends', async () => {
