@@ -53,6 +53,7 @@ async function runOne(run: Run, data: TrainTestSplit): Promise<{ report: Evaluat
     seed: 1,
     augment: d.augment,
     learningRateDecay: d.learningRateDecay,
+    weightAverage: d.weightAverage ?? 0,
     onEpoch: (s) =>
       console.error(
         `  [${run}] epoch ${s.epoch}/${s.epochs} loss ${s.loss.toFixed(4)} acc ${s.accuracy.toFixed(4)} val loss ${s.valLoss?.toFixed(4)} val acc ${s.valAccuracy?.toFixed(4)} ${s.imagesPerSecond.toFixed(0)} img/s`,

@@ -58,6 +58,8 @@ export interface TrainingDefaults {
   augment: AugmentOptions;
   learningRateDecay: number;
   patience: number;
+  /** Decay of the weights' moving average (0: none); see TrainOptions.weightAverage. */
+  weightAverage?: number;
 }
 
 /** Training defaults per data set and architecture: what the accuracy bars were measured with. */
@@ -193,7 +195,9 @@ interface TrainCliOptions {
   flip?: boolean;
   rotate?: string;
   zoom?: string;
+  elastic?: string;
   lrDecay?: string;
+  weightAverage?: string;
   out?: string;
   store?: boolean;
   version?: string;
@@ -239,7 +243,9 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
     .option('--flip', 'augmentation: random horizontal flips (default on for fashion-mnist only)')
     .option('--rotate <degrees>', 'augmentation: random rotations up to this angle (default per data set: mnist cnn 10)')
     .option('--zoom <fraction>', 'augmentation: random zoom by up to this fraction (default per data set: mnist cnn 0.1)')
+    .option('--elastic <alpha>', 'augmentation: elastic distortion of this strength, Gaussian sigma 4 px, e.g. 34 (default 0: off)')
     .option('--lr-decay <factor>', 'multiply the learning rate by this after each epoch (default per data set)')
+    .option('--weight-average <decay>', 'validate and keep a moving average of the weights with this decay per step, e.g. 0.999 (0: off; default per data set)')
     .option('--out <dir>', 'folder for model.json, weights.bin, card.json, metrics.json and plots')
     .option('--store', 'save the model to Blob Storage as models/{version}/ (not promoted)')
     .option('--version <version>', 'version name for --store (default: UTC timestamp + random suffix)')
@@ -264,8 +270,10 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
         flip: o.flip === true || (o.flip === undefined && defaults.augment.flip === true),
         rotate: o.rotate === undefined ? (defaults.augment.rotate ?? 0) : numOption('--rotate', o.rotate, 0, 180),
         scale: o.zoom === undefined ? (defaults.augment.scale ?? 0) : numOption('--zoom', o.zoom, 0, 0.9),
+        elastic: o.elastic === undefined ? (defaults.augment.elastic ?? 0) : numOption('--elastic', o.elastic, 0, 100),
       };
       const learningRateDecay = o.lrDecay === undefined ? defaults.learningRateDecay : numOption('--lr-decay', o.lrDecay, 0.01, 1);
+      const weightAverage = o.weightAverage === undefined ? (defaults.weightAverage ?? 0) : numOption('--weight-average', o.weightAverage, 0, 0.999999);
       const limit = o.limit === undefined ? undefined : intOption('--limit', o.limit, 10, 10_000_000);
       const targetError = numOption('--target-error', o.targetError, 0, 1);
       const targetSensitivity = numOption('--target-sensitivity', o.targetSensitivity, 0, 1);
@@ -277,7 +285,7 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
 
       const model = buildModel(o.model as ModelName, { inputShape: data.train.shape, classNames: data.train.classNames, seed: modelSeed });
       const progress = epochProgress(stderr);
-      const result: TrainResult = await train(model, data.train, { epochs, batchSize, validationSplit, patience, seed, augment, learningRateDecay, ...progress });
+      const result: TrainResult = await train(model, data.train, { epochs, batchSize, validationSplit, patience, seed, augment, learningRateDecay, weightAverage, ...progress });
       stderr.write(`trained ${result.history.length} epochs${result.stoppedEarly ? ' (stopped early)' : ''}; keeping epoch ${result.bestEpoch}; ${result.imagesPerSecond.toFixed(0)} img/s\n`);
 
       const report = await evaluateModel(model, data.test, { validation: result.validation, targetSelectiveError: targetError, targetSensitivity });

@@ -53,5 +53,7 @@ describe('triage train / evaluate', () => {
     await expect(program([]).parseAsync(['train', '--data', 'mnist', '--model', 'resnet', '--out', dir], { from: 'user' })).rejects.toThrow(/--model must be one of cnn, mlp, peer/);
     await expect(program([]).parseAsync(['train', '--data', 'mnist'], { from: 'user' })).rejects.toThrow(/--out <dir>, --store/);
     await expect(program([]).parseAsync(['train', '--data', '/no/such/folder', '--out', dir], { from: 'user' })).rejects.toThrow(/--data must be mnist, fashion-mnist, blob or a folder/);
+    await expect(program([]).parseAsync(['train', '--data', 'mnist', '--elastic', '-3', '--out', dir], { from: 'user' })).rejects.toThrow(/--elastic must be a number from 0 to 100, got -3/);
+    await expect(program([]).parseAsync(['train', '--data', 'mnist', '--weight-average', '1', '--out', dir], { from: 'user' })).rejects.toThrow(/--weight-average must be a number from 0 to 0.999999, got 1/);
   });
 });

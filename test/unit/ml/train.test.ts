@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { buildModel } from '../../../src/ml/models';
 import { loadMnistPackage } from '../../../src/ml/data/mnistPackage';
-import { LabeledImages, slice } from '../../../src/ml/data/dataset';
+import { LabeledImages, mulberry32, slice } from '../../../src/ml/data/dataset';
 import { augmentBatch, train } from '../../../src/ml/train';
 import { evaluateModel } from '../../../src/ml/evaluate';
 
@@ -60,6 +60,37 @@ describe('train', () => {
     m.dispose();
   });
 
+  it('with weightAverage, validates and ends with the moving average of the weights', async () => {
+    const m = buildModel('mlp', { inputShape: [4, 4, 1], classNames: ['right', 'left'], seed: 9 });
+    const decay = 0.8;
+    // Expected average, from the trained weights seen after every step (warm-up (1 + t) / (10 + t)).
+    let avg = m.getWeights().map((w) => Float64Array.from(w.dataSync()));
+    let t = 0;
+    const seenAfterStep: Float32Array[][] = [];
+    const r = await train(m, tiny(64), {
+      epochs: 3,
+      batchSize: 16,
+      validationSplit: 0.25,
+      patience: 0,
+      weightAverage: decay,
+      onBatch: () => {
+        const live = m.getWeights().map((w) => Float32Array.from(w.dataSync()));
+        seenAfterStep.push(live);
+        const d = Math.min(decay, (1 + t) / (10 + t));
+        t++;
+        avg = avg.map((a, i) => a.map((v, j) => v * d + ((live[i] as Float32Array)[j] as number) * (1 - d)));
+      },
+    });
+    expect(r.options.weightAverage).toBe(decay);
+    expect(t).toBe(3 * 3); // 48 training images / 16
+    const final = m.getWeights().map((w) => Array.from(w.dataSync()));
+    final.forEach((w, i) => w.forEach((v, j) => expect(v).toBeCloseTo((avg[i] as Float64Array)[j] as number, 5)));
+    // ...which is not simply the last trained weights.
+    const last = seenAfterStep[seenAfterStep.length - 1] as Float32Array[];
+    expect(final.some((w, i) => w.some((v, j) => Math.abs(v - ((last[i] as Float32Array)[j] as number)) > 1e-4))).toBe(true);
+    m.dispose();
+  });
+
   it('augmentBatch shifts with zero fill and mirrors', () => {
     const img = Float32Array.from({ length: 9 }, (_, i) => i + 1); // 3x3: 1..9
     const always = () => 0; // dx = dy = -shift; flip chosen (0 < 0.5)
@@ -82,5 +113,39 @@ describe('train', () => {
     const turned = img.slice();
     augmentBatch(turned, 1, [3, 3, 1], { rotate: 180 }, () => 0.75);
     Array.from(turned).forEach((v, i) => expect(v).toBeCloseTo([7, 4, 1, 8, 5, 2, 9, 6, 3][i] as number, 5));
+  });
+  it('augmentBatch applies a smooth elastic displacement of the documented size', () => {
+    // On a ramp image (value = x, or = y) bilinear sampling is exact, so away from the border each
+    // output pixel reads back the displacement the field applied there.
+    const h = 28;
+    const w = 28;
+    const rampX = Float32Array.from({ length: h * w }, (_, i) => i % w);
+    const rampY = Float32Array.from({ length: h * w }, (_, i) => Math.floor(i / w));
+    const rndA = mulberry32(7);
+    const rndB = mulberry32(7);
+    augmentBatch(rampX, 1, [h, w, 1], { elastic: 34 }, rndA);
+    augmentBatch(rampY, 1, [h, w, 1], { elastic: 34 }, rndB);
+    const dx: number[] = [];
+    const dy: number[] = [];
+    let roughness = 0;
+    let pairs = 0;
+    for (let y = 8; y < 20; y++)
+      for (let x = 8; x < 20; x++) {
+        dx.push((rampX[y * w + x] as number) - x);
+        dy.push((rampY[y * w + x] as number) - y);
+        roughness += Math.abs((rampX[y * w + x + 1] as number) - (x + 1) - ((rampX[y * w + x] as number) - x));
+        pairs++;
+      }
+    const rms = Math.sqrt([...dx, ...dy].reduce((a, d) => a + d * d, 0) / (dx.length + dy.length));
+    // uniform(-1, 1) noise blurred by a unit-sum Gaussian of sigma 4 has sd sqrt(1/3 / (4 pi 16)) = 0.041; x 34 = 1.4 px.
+    expect(rms).toBeGreaterThan(0.6);
+    expect(rms).toBeLessThan(2.8);
+    // Smooth: neighbouring pixels move nearly together.
+    expect(roughness / pairs).toBeLessThan(0.25 * rms);
+    // The two fields differ (x and y are drawn independently) and the draw is reproducible.
+    expect(dx).not.toEqual(dy);
+    const again = Float32Array.from({ length: h * w }, (_, i) => i % w);
+    augmentBatch(again, 1, [h, w, 1], { elastic: 34 }, mulberry32(7));
+    expect(Array.from(again)).toEqual(Array.from(rampX));
   });
 });
