@@ -20,6 +20,8 @@
  * | dtype)                |                           |                                                         |
  * | Add                   | XNNPACK; slow broadcast   | bias [c] + x [..., c] (c % 4 == 0): generated SIMD loop;|
  * |                       |                           | else the stock kernel                                   |
+ * | TriageReluGrad (the   | Step, Cast, Multiply      | one generated SIMD loop (reluGrad.ts overrides the Relu |
+ * | Relu gradient)        |                           | gradient on wasm while registered)                      |
  *
  * CPU time per peer CNN training step (batch 64), JS/XNNPACK paths -> SIMD kernels, measured A/B
  * in one process: Conv2DBackpropFilter 7.2 -> 1.8 ms (two calls), MaxPoolGrad 3.2 -> 0.6 ms (two
@@ -38,6 +40,7 @@ import { castConfig, identityConfig } from './identity';
 import { conv2dBackpropFilterConfig } from './conv2dBackpropFilter';
 import { conv2dBackpropInputConfig } from './conv2dBackpropInput';
 import { maxPoolGradConfig } from './maxPoolGrad';
+import { overrideReluGradient, reluGradKernelConfig, restoreReluGradient } from './reluGrad';
 import { sumConfig } from './sum';
 
 export { makeConv2dWasm } from './conv2d';
@@ -47,9 +50,10 @@ export { maxPoolGradWasm } from './maxPoolGrad';
 export { makeBatchMatMulWasm } from './batchMatMul';
 export { makeCastWasm, makeIdentityWasm } from './identity';
 export { makeBiasAddWasm } from './biasAdd';
+export { RELU_GRAD_KERNEL } from './reluGrad';
 export { makeSumWasm } from './sum';
 
-export const PROJECT_WASM_KERNELS = ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum', 'Identity', 'Cast', 'Add'] as const;
+export const PROJECT_WASM_KERNELS = ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum', 'Identity', 'Cast', 'Add', 'TriageReluGrad'] as const;
 export type ProjectWasmKernel = (typeof PROJECT_WASM_KERNELS)[number];
 
 /** Marks a kernel function as ours and remembers what it replaced. */
@@ -99,6 +103,10 @@ export function registerWasmTrainingKernels(only: readonly ProjectWasmKernel[] =
         case 'MaxPoolGrad':
           install(maxPoolGradConfig, replaced);
           break;
+        case 'TriageReluGrad':
+          install(reluGradKernelConfig, replaced);
+          overrideReluGradient();
+          break;
         case 'Conv2D':
           if (replaced == null) throw new Error('the wasm backend has no Conv2D kernel to build on');
           install(conv2dConfig(replaced.kernelFunc), replaced);
@@ -131,6 +139,7 @@ export function unregisterWasmTrainingKernels(): void {
     if (fn.triageProjectKernel !== true) continue;
     tf.unregisterKernel(name, 'wasm');
     if (fn.triageReplaced != null) tf.registerKernel(fn.triageReplaced);
+    if (name === 'TriageReluGrad') restoreReluGradient();
   }
 }
 

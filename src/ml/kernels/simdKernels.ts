@@ -580,3 +580,26 @@ export function buildAdamUpdate(): FunctionBuilder {
   });
   return fn;
 }
+
+/**
+ * run(dy, x, dx, bytes): dx = dy * s with s = 1 where x > 0, NaN where x is NaN, else 0: tfjs's
+ * Relu gradient mul(dy, cast(step(x), 'float32')) in one pass, with the same bits (dy * 0 keeps
+ * its sign and makes NaN of an infinite dy). `bytes` > 0, a multiple of 16.
+ */
+export function buildReluGrad(): FunctionBuilder {
+  const fn = new FunctionBuilder([I32, I32, I32, I32]);
+  const [DY, X, DX, BYTES] = [0, 1, 2, 3];
+  const p = fn.local(I32);
+  const xv = fn.local(V128);
+  fn.i32(0).set(p);
+  fn.loop(() => {
+    fn.get(X).get(p).add().load().set(xv);
+    fn.get(DX).get(p).add();
+    fn.get(DY).get(p).add().load();
+    fn.get(xv).f32x4Const(0).f32x4Gt().f32x4Const(1).and();
+    fn.get(xv).get(xv).f32x4Ne().get(xv).and().or();
+    fn.f32x4Mul().store();
+    fn.inc(p, 16).get(p).get(BYTES).ne().brIf(0);
+  });
+  return fn;
+}

@@ -48,6 +48,7 @@ const SIMD = {
   store: 0x0b,
   const: 0x0c,
   f32x4Splat: 0x13,
+  f32x4Ne: 0x42,
   f32x4Gt: 0x44,
   and: 0x4e,
   andnot: 0x4f,
@@ -187,6 +188,10 @@ export class FunctionBuilder {
   /** An f32 on the stack in all four lanes. */
   f32x4Splat(): this {
     return this.simd(SIMD.f32x4Splat);
+  }
+
+  f32x4Ne(): this {
+    return this.simd(SIMD.f32x4Ne);
   }
 
   f32x4Gt(): this {

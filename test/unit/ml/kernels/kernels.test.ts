@@ -425,3 +425,53 @@ describe('Add with a bias operand', () => {
     expect(err).toBe(0);
   });
 });
+
+describe('the Relu gradient (TriageReluGrad on wasm)', () => {
+  it.each([[5, 26, 26, 16], [3, 7], [2, 5, 3], [1]])('x=%j: matches cpu, with 0, -0, NaN and infinities in x and dy', async (...shape) => {
+    const size = sizeOf(shape);
+    const specials = [0, -0, NaN, Infinity, -Infinity];
+    const xs = randomArray(size, 21).map((v, i) => (i % 7 === 3 ? (specials[i % 5] as number) : v));
+    const dys = randomArray(size, 22).map((v, i) => (i % 11 === 5 ? (specials[(i + 2) % 5] as number) : v));
+    const f = (): tf.Tensor => {
+      const x = tf.tensor(xs, shape);
+      const dy = tf.tensor(dys, shape);
+      return tf.grad((a: tf.Tensor) => tf.relu(a).mul(dy).sum())(x);
+    };
+    const [reference] = await onBackend('cpu', f);
+    const [actual] = await onBackend('wasm', f);
+    // Bit for bit (toEqual tells -0 from 0 and takes NaN as equal to NaN).
+    expect(Array.from(actual as Float32Array)).toEqual(Array.from(reference as Float32Array));
+  });
+
+  it('runs as one kernel on wasm instead of Step, Cast and Multiply', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.tensor(randomArray(64, 23), [8, 8]);
+    const prof = await tf.profile(() => tf.grad((a: tf.Tensor) => tf.relu(a).sum())(x));
+    expect(prof.kernelNames).toContain('TriageReluGrad');
+    expect(prof.kernelNames).not.toContain('Step');
+    x.dispose();
+  });
+
+  it('has a second derivative as tfjs does (cpu)', async () => {
+    const xs = randomArray(30, 24);
+    const { err } = await compareBackends(() => {
+      const x = tf.tensor(xs, [5, 6]);
+      const g = (a: tf.Tensor): tf.Tensor => tf.grad((b: tf.Tensor) => tf.relu(b).square().sum())(a);
+      return [g(x), tf.grad((a: tf.Tensor) => g(a).mul(tf.relu(a)).sum())(x)];
+    });
+    expect(err).toBeLessThan(TOL);
+  });
+
+  it('is tfjs gradient again once the project kernels are unregistered', async () => {
+    unregisterWasmTrainingKernels();
+    try {
+      await tf.setBackend('wasm');
+      const x = tf.tensor(randomArray(64, 25), [8, 8]);
+      const prof = await tf.profile(() => tf.grad((a: tf.Tensor) => tf.relu(a).sum())(x));
+      expect(prof.kernelNames).toContain('Step');
+      x.dispose();
+    } finally {
+      registerWasmTrainingKernels();
+    }
+  });
+});
