@@ -16,7 +16,11 @@
  *     of the same conditions matches the same documents; their order is kept too (see
  *     planQuery), so callers that take the first match get the same one.
  *
- *  2. Azurite's request dispatcher matches the request path against every operation's URI
+ *  2. In-place index maintenance when LokiJS removes a few documents from a collection with
+ *     distinct index values (Azurite's extents): it re-sorted every index for each removal, which
+ *     made Azurite's periodic garbage collection stall the service (see installLokiInPlaceRemoval).
+ *
+ *  3. Azurite's request dispatcher matches the request path against every operation's URI
  *     template on every request, parsing each template again (uri-templates, ~10% of its CPU).
  *     Parsed templates are immutable, so they are cached by template string, and the match
  *     answers, which depend on two strings from small sets, are remembered.
@@ -184,6 +188,79 @@ function installLokiQueryPlanner(Loki) {
   proto.find = find;
 }
 
+/** Batches up to this size are removed from the indices in place instead of rebuilding them. */
+const SMALL_BATCH = 64;
+
+/**
+ * LokiJS removes documents found by a query (findAndRemove, Resultset.remove) by re-sorting
+ * every binary index of the collection from scratch, even for one document: O(n log n) with a
+ * slow comparator. Azurite's garbage collector deletes unreferenced extents one by one that way
+ * (every 10 minutes, and when it starts on a persisted account), so with 30,000 unreferenced
+ * extents among 60,000 it stalled the service for a very long time (a probe saw 160 s with
+ * 6,000 of 12,000).
+ *
+ * For collections whose indexed values are all distinct (`distinct(coll)`; Azurite's extents are
+ * keyed by uuids), a small batch is taken out of each index in place instead (LokiJS's own
+ * adaptive removal, O(n)): a sorted index without equal values has one order only, so the index
+ * is the same as the rebuilt one. Everything else (data, ids, events, unique indices) is done by
+ * LokiJS's own code as before, or, for a single document, by the same steps with splice.
+ * @param {any} Loki the lokijs module
+ * @param {(coll: any) => boolean} distinct
+ */
+function installLokiInPlaceRemoval(Loki, distinct) {
+  const proto = Loki.Collection.prototype;
+  if (proto.removeBatchByPositions[PLANNED] === true) return;
+  const original = proto.removeBatchByPositions;
+  /**
+   * @this {any}
+   * @param {number[]} positions
+   */
+  function removeBatchByPositions(positions) {
+    const keys = Object.keys(this.binaryIndices);
+    if (this.adaptiveBinaryIndices !== true || keys.length === 0 || positions.length === 0 || positions.length > SMALL_BATCH || this.DynamicViews.length > 0 || !distinct(this)) {
+      return original.call(this, positions);
+    }
+    // Positions refer to the data as it is now: the indices first, then LokiJS's removal with
+    // adaptive indices off (so it neither touches nor rebuilds them).
+    for (const key of keys) this.adaptiveBinaryIndexRemove(positions.slice(), key);
+    if (positions.length === 1) {
+      removeOne(this, /** @type {number} */ (positions[0]));
+      return;
+    }
+    this.adaptiveBinaryIndices = false;
+    try {
+      return original.call(this, positions);
+    } finally {
+      this.adaptiveBinaryIndices = true;
+      for (const key of keys) this.binaryIndices[key].dirty = false;
+    }
+  }
+  /**
+   * What LokiJS's removeBatchByPositions does for one position once the binary indices are done
+   * (no dynamic views here), with splice where it filters the whole data and id arrays through
+   * a lookup object: the garbage collector removes extents one at a time.
+   * @param {any} coll
+   * @param {number} pos
+   */
+  function removeOne(coll, pos) {
+    coll.startTransaction();
+    coll.ensureId();
+    const doc = coll.data[pos];
+    for (const key of coll.uniqueNames) {
+      const index = coll.getUniqueIndex(key);
+      if (index && doc[key] !== null && doc[key] !== undefined) index.remove(doc[key]);
+    }
+    if (!coll.disableChangesApi || coll.events.delete.length > 1) coll.emit('delete', doc);
+    coll.data.splice(pos, 1);
+    if (coll.isIncremental) coll.dirtyIds.push(coll.idIndex[pos]);
+    coll.idIndex.splice(pos, 1);
+    coll.commit();
+    coll.dirty = true;
+  }
+  Object.defineProperty(removeBatchByPositions, PLANNED, { value: true });
+  proto.removeBatchByPositions = removeBatchByPositions;
+}
+
 /**
  * Caches parsed URI templates. The uri-templates module exports a factory (also callable with
  * `new`) whose objects are never changed after construction.
@@ -245,13 +322,16 @@ function installDispatchMatchCache(utils) {
 }
 
 /**
- * Installs all three, resolving modules the way the Azurite script at `mainPath` resolves them.
+ * Installs all of them, resolving modules the way the Azurite script at `mainPath` resolves them.
  * What depends on Azurite's internal file layout is skipped, with a warning, when it has moved.
  * @param {string} mainPath
  */
 function installIntoAzurite(mainPath) {
   const fromAzurite = Module.createRequire(mainPath);
-  installLokiQueryPlanner(fromAzurite('lokijs'));
+  const Loki = fromAzurite('lokijs');
+  installLokiQueryPlanner(Loki);
+  // Extents are keyed by uuids (common/persistence/*ExtentStore.js), their only index.
+  installLokiInPlaceRemoval(Loki, (coll) => coll.name === '$EXTENTS_COLLECTION$');
   installUriTemplateCache(fromAzurite.resolve('uri-templates'));
   let dispatch = false;
   try {
@@ -265,7 +345,7 @@ function installIntoAzurite(mainPath) {
 /** Printed once installed, so whoever started Azurite can tell (startAzurite's onLine). */
 const PRELOAD_MARKER = 'image-triage azurite preload: active';
 
-module.exports = { installLokiQueryPlanner, installUriTemplateCache, installDispatchMatchCache, installIntoAzurite, planQuery, cachedPlan, PRELOAD_MARKER };
+module.exports = { installLokiQueryPlanner, installLokiInPlaceRemoval, installUriTemplateCache, installDispatchMatchCache, installIntoAzurite, planQuery, cachedPlan, PRELOAD_MARKER };
 
 const main = process.argv[1];
 if (main !== undefined && /[\\/]azurite[\\/]dist[\\/]src[\\/]blob[\\/]main\.js$/.test(main)) {

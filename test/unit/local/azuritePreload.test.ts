@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { azuritePreloadPath } from '../../../src/local/azurite';
-import { cachedPlan, installDispatchMatchCache, installLokiQueryPlanner, planQuery } from '../../../src/local/azuritePreload';
+import { cachedPlan, installDispatchMatchCache, installLokiInPlaceRemoval, installLokiQueryPlanner, planQuery } from '../../../src/local/azuritePreload';
 
 const preloadPath = azuritePreloadPath();
 const azuriteDir = path.dirname(require.resolve('azurite/package.json'));
@@ -170,6 +170,84 @@ describe('LokiJS query planner', () => {
         expect(ids(planned.find(q))).toEqual(ids(plain.find(q)));
       }
     }
+  });
+});
+
+describe('LokiJS in-place removal for collections with distinct index values', () => {
+  it('leaves data, ids and indices exactly as a rebuild does, through inserts, updates and removals of every size', () => {
+    const plainLoki = freshLoki();
+    const patchedLoki = freshLoki();
+    const rebuilds = [0, 0];
+    [plainLoki, patchedLoki].forEach((Loki: any, k) => {
+      const original = Loki.Collection.prototype.ensureAllIndexes;
+      Loki.Collection.prototype.ensureAllIndexes = function (this: any, force?: boolean) {
+        rebuilds[k] = (rebuilds[k] ?? 0) + 1;
+        return original.call(this, force);
+      };
+    });
+    installLokiInPlaceRemoval(patchedLoki, (coll: any) => coll.name === '$EXTENTS_COLLECTION$');
+    const make = (Loki: any) => new Loki('x.db', { persistenceMethod: 'memory' }).addCollection('$EXTENTS_COLLECTION$', { indices: ['id'] });
+    const colls = [make(plainLoki), make(patchedLoki)];
+    const r = rng(3);
+    const uuid = () => Array.from({ length: 4 }, () => Math.floor(r() * 2 ** 32).toString(16).padStart(8, '0')).join('-');
+    const live: string[] = [];
+    let removedInPlace = 0;
+    let largeBatches = 0;
+    const insert = (step: number) => {
+      const doc = { id: uuid(), size: step, locationId: 'x' };
+      live.push(doc.id);
+      for (const c of colls) c.insert({ ...doc });
+    };
+    for (let i = 0; i < 600; i++) insert(i);
+    for (let step = 0; step < 2000; step++) {
+      const op = r();
+      if (op < 0.5 || live.length < 150) {
+        insert(step);
+      } else if (op < 0.65) {
+        const id = live[Math.floor(r() * live.length)];
+        for (const c of colls) {
+          const d = c.findOne({ id });
+          d.size = -step;
+          c.update(d);
+        }
+      } else if (op < 0.995) {
+        // what Azurite's garbage collector does: findAndRemove by id, one or a few at a time
+        const ids = Array.from({ length: r() < 0.9 ? 1 : 2 + Math.floor(r() * 5) }, () => live.splice(Math.floor(r() * live.length), 1)[0]);
+        for (const c of colls) c.findAndRemove(ids.length === 1 ? { id: ids[0] } : { id: { $in: ids } });
+        removedInPlace += ids.length;
+      } else {
+        // a large batch still goes through LokiJS's rebuild
+        const ids = live.splice(Math.floor(r() * (live.length - 100)), 100);
+        for (const c of colls) c.findAndRemove({ id: { $in: ids } });
+        largeBatches++;
+      }
+      if (step % 100 === 0 || step === 1999) {
+        expect(colls[1].binaryIndices.id.values).toEqual(colls[0].binaryIndices.id.values);
+        expect(colls[1].binaryIndices.id.dirty).toBe(false);
+        expect(ids(colls[1].data)).toEqual(ids(colls[0].data));
+        expect(colls[1].idIndex).toEqual(colls[0].idIndex);
+      }
+    }
+    expect(removedInPlace).toBeGreaterThan(400);
+    // Only the large batches were rebuilt with the patch; every removal was without it.
+    expect(rebuilds[1]).toBe(largeBatches);
+    expect(rebuilds[0]).toBeGreaterThan(300);
+    for (const id of live.slice(0, 50)) expect(colls[1].findOne({ id })?.$loki).toBe(colls[0].findOne({ id })?.$loki);
+  });
+
+  it('leaves collections with repeated index values to LokiJS', () => {
+    const Loki = freshLoki();
+    const seen: number[] = [];
+    const original = Loki.Collection.prototype.ensureAllIndexes;
+    Loki.Collection.prototype.ensureAllIndexes = function (this: any, force?: boolean) {
+      seen.push(this.data.length);
+      return original.call(this, force);
+    };
+    installLokiInPlaceRemoval(Loki, (coll: any) => coll.name === '$EXTENTS_COLLECTION$');
+    const blobs = blobCollection(Loki);
+    for (let i = 0; i < 10; i++) blobs.insert({ accountName: 'a', containerName: 'c', name: `n${i}`, snapshot: '' });
+    blobs.findAndRemove({ name: 'n3' });
+    expect(seen).toEqual([9]); // rebuilt, as LokiJS does
   });
 });
 
