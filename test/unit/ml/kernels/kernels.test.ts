@@ -336,7 +336,14 @@ describe('sum over every axis but the last (Sum, bias gradients)', () => {
     { shape: [300, 7], axis: 0, keepDims: false },
     { shape: [300, 7], axis: -2, keepDims: true },
     { shape: [4, 9, 9, 5], axis: [1, 2], keepDims: false }, // not the outer axes: stock kernel
-    { shape: [4, 3], axis: 0, keepDims: false }, // too small to bother: stock kernel
+    { shape: [4, 3], axis: 0, keepDims: false }, // small: the JS pass
+    { shape: [2, 3, 3, 8], axis: [0, 1, 2], keepDims: false }, // rank 4 with few rows: the JS pass
+    { shape: [64, 10], axis: 1, keepDims: true }, // the last axis alone (the loss's per-example sums)
+    { shape: [64, 10], axis: [-1], keepDims: false },
+    { shape: [3, 5, 7], axis: 2, keepDims: false },
+    { shape: [3, 5, 7], axis: [0, 2], keepDims: false }, // neither: stock kernel
+    { shape: [6, 7], axis: [0, 1], keepDims: false }, // all axes: stock kernel
+    { shape: [6], axis: 0, keepDims: false }, // rank 1: stock kernel
   ];
   it.each(cases)('shape=$shape axis=$axis keepDims=$keepDims matches cpu', async ({ shape, axis, keepDims }) => {
     const xs = randomArray(sizeOf(shape), 12);
