@@ -15,7 +15,8 @@
  * | BatchMatMul           | slow loop when transposed | one product, n % 4 == 0: generated SIMD loop (transposed|
  * |                       |                           | A read in place, transposed B transposed first); other  |
  * |                       |                           | single products: transpose, then the XNNPACK path       |
- * | Sum                   | transpose, then reduce    | bias gradients via XNNPACK AvgPool + a JS pass          |
+ * | Sum                   | transpose, then reduce    | bias gradients via XNNPACK AvgPool + a JS pass; small   |
+ * |                       |                           | ones and last-axis sums by one JS pass                  |
  * | Identity, Cast (same  | copy                      | share the input's data (reference count), as cpu does   |
  * | dtype)                |                           |                                                         |
  * | Add                   | XNNPACK; slow broadcast   | bias [c] + x [..., c] (c % 4 == 0): generated SIMD loop;|
@@ -25,8 +26,14 @@
  *
  * CPU time per peer CNN training step (batch 64), JS/XNNPACK paths -> SIMD kernels, measured A/B
  * in one process: Conv2DBackpropFilter 7.2 -> 1.8 ms (two calls), MaxPoolGrad 3.2 -> 0.6 ms (two
- * calls); the whole step 21.9 -> 13.9 ms. Then XNNPACK -> SIMD: Conv2D 2.6 -> 1.7 ms (two calls),
- * Conv2DBackpropInput 3.1 -> 1.3 ms; the whole step 14.3 -> 11.9 ms.
+ * calls); the whole step 21.9 -> 13.9 ms. Then from 809efc1 to the SIMD Conv2D, Conv2DBackpropInput
+ * and BatchMatMul, the shared Identity/Cast, the bias Add, TriageReluGrad, the JS Sums and
+ * optimizer.ts's SIMD Adam (9 alternating rounds in one process): Conv2D 2.57 -> 1.70 ms (two calls),
+ * Conv2DBackpropInput 2.62 -> 1.36, BatchMatMul 0.99 -> 0.53 (five), Add 0.82 -> 0.24 (five),
+ * Identity 0.52 -> 0.13 (44: tfjs's engine clones every tensor it saves for the gradients), Step +
+ * Multiply 0.54 -> TriageReluGrad 0.29 + Multiply 0.07, Adam 0.59 -> 0.14; the whole step 13.6 ->
+ * 9.1 ms. Left: Conv2DBackpropFilter 1.9, MaxPoolGrad 0.6, MaxPool 0.4, Sum 0.25, and 0.6 ms per
+ * step outside the profiled kernel times (tfjs engine, tape, layers).
  * The SIMD kernels (simdKernels.ts) are small wasm modules generated per tensor geometry that
  * share the backend's memory; without wasm SIMD the JS/XNNPACK paths run instead.
  *
