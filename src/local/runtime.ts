@@ -50,7 +50,8 @@ interface Attempts {
 }
 
 const RECEIPT_FLUSH_MS = 5000;
-const BACKLOG_SCAN_MS = 5000;
+/** While a backlog drains, a scan waits until the queue is short again, or this long at most. */
+const BACKLOG_SCAN_MS = 60_000;
 
 export interface RuntimeStats {
   invocations: number;
@@ -82,6 +83,10 @@ export class EmbeddedRuntime {
   private server: http.Server | undefined;
   private scanTimer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
+  /** A backlog deferred the next scan: scan as soon as the queue is short (see pump). */
+  private scanWhenDrained = false;
+  /** Earliest start of the next scan (scans are spaced by four times their duration). */
+  private nextScanAllowed = 0;
   private stopped = false;
   /** Start time of the last scan that completed without error. */
   private lastCleanScanStart = 0;
@@ -197,20 +202,31 @@ export class EmbeddedRuntime {
 
   /**
    * Scans catch what was written from outside (uploads by the CLI, another instance). A scan of a
-   * large container is not free, so the interval grows to at least four times the last scan's
-   * duration (scans then take at most a fifth of the storage service's time).
+   * large container is not free: for the storage service, and for this process (the SDK spends
+   * about 0.1 ms per listed blob, a sixth of a small request; a scan of 30,000 blobs is seconds of
+   * CPU). So scans are at least four times their duration apart (they then take at most a fifth
+   * of the storage service's time), and while a long queue drains there is no scan until it is
+   * short again, or for BACKLOG_SCAN_MS: what a scan finds would wait behind the queue anyway.
    */
   private scheduleScan(delayMs: number): void {
     if (this.stopped) return;
+    if (this.scanTimer !== undefined) clearTimeout(this.scanTimer);
     this.scanTimer = setTimeout(() => {
+      this.scanTimer = undefined;
       const started = performance.now();
+      this.scanWhenDrained = false;
       this.scanning = this.scanOnce().finally(() => {
         this.scanning = undefined;
-        // A long queue needs no new work found yet: scan rarely until it drains.
-        const backlog = this.pending.size + this.hot.size > 10 * this.deps.config.localConcurrency ? BACKLOG_SCAN_MS : 0;
-        this.scheduleScan(Math.max(this.deps.config.localPollMs, 4 * (performance.now() - started), backlog));
+        const now = performance.now();
+        this.nextScanAllowed = now + Math.max(this.deps.config.localPollMs, 4 * (now - started));
+        this.scanWhenDrained = this.backlogged();
+        this.scheduleScan(this.scanWhenDrained ? BACKLOG_SCAN_MS : this.nextScanAllowed - now);
       });
     }, delayMs);
+  }
+
+  private backlogged(): boolean {
+    return this.pending.size + this.hot.size > 10 * this.deps.config.localConcurrency;
   }
 
   /** One pass over every triggered container: queue what has no receipt for its ETag. */
@@ -258,6 +274,10 @@ export class EmbeddedRuntime {
 
   /** Starts queued work up to the concurrency limit. */
   private pump(): void {
+    if (this.scanWhenDrained && this.scanning === undefined && !this.backlogged()) {
+      this.scanWhenDrained = false;
+      this.scheduleScan(Math.max(0, this.nextScanAllowed - performance.now()));
+    }
     const limit = this.deps.config.localConcurrency;
     for (const [k, item, queue] of this.queued()) {
       if (this.stopped || this.running.size >= limit) return;
@@ -285,13 +305,17 @@ export class EmbeddedRuntime {
       if (blob === undefined) return; // deleted before we got to it
       etag = blob.etag;
       if (this.receipts.get(k) === etag) return;
+      const store = this.store;
       const context = new InvocationContext({
         functionName: item.fn.name,
         invocationId: randomUUID(),
         triggerMetadata: {
           ...item.binding,
           blobTrigger: `${item.container}/${item.blob}`,
-          uri: this.store.container(item.container).getBlobClient(item.blob).url,
+          // A client per blob is costly to build and no handler reads the URI: built when read.
+          get uri(): string {
+            return store.container(item.container).getBlobClient(item.blob).url;
+          },
           properties: { eTag: etag, contentLength: blob.data.length, contentType: blob.contentType },
           metadata: blob.metadata,
         },

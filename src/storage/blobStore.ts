@@ -108,8 +108,16 @@ export class BlobStore {
     return new BlobStore(new BlobServiceClient(conn.blobServiceUri, credential, options));
   }
 
+  /** Container clients hold no per-request state; building one costs about as much as a small request. */
+  private readonly containers = new Map<string, ContainerClient>();
+
   container(name: string): ContainerClient {
-    return this.service.getContainerClient(name);
+    let c = this.containers.get(name);
+    if (c === undefined) {
+      c = this.service.getContainerClient(name);
+      if (this.containers.size < 1000) this.containers.set(name, c);
+    }
+    return c;
   }
 
   /** Creates every container of the layout (and any extra ones) that does not exist yet. */

@@ -117,6 +117,24 @@ describe('embedded runtime', () => {
     }
   });
 
+  it('finds uploads that arrive from outside while a backlog drains (the scan waits for the queue, not forever)', async () => {
+    // Concurrency 1: more than 10 queued blobs is a backlog, during which scans wait.
+    const rt = await EmbeddedRuntime.start({ config: configFor(testConnectionString(), { TRIAGE_LOCAL_CONCURRENCY: '1' }), settings, log: quietLog });
+    try {
+      await uploadDigits(store, 30, 'backlog');
+      const deadline = Date.now() + 60_000;
+      while (rt.statistics.queued <= 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(rt.statistics.queued).toBeGreaterThan(10);
+      await uploadDigits(store, 10, 'during-backlog');
+      await rt.waitForIdle(30_000); // well before the longest wait for a scan (60 s)
+      const records = await terminalRecords(store);
+      expect(records.size).toBe(40);
+      for (const kinds of records.values()) expect(kinds).toEqual(['preprocessed']);
+    } finally {
+      await rt.stop();
+    }
+  });
+
   it('runs two runtimes on one Azurite without duplicate or torn records', async () => {
     const a = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, instanceId: 'A', log: quietLog });
     const b = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, instanceId: 'B', log: quietLog });
