@@ -2,14 +2,18 @@
  * End to end on the embedded runtime: N digit PNGs (default 10,000) from upload to prediction
  * record, against an in-memory Azurite. Prints images/s and per-stage latency percentiles.
  *
- *   npm run build && node dist/bench/e2e.js [--count 10000] [--concurrency 8]
+ *   npm run build && node dist/bench/e2e.js [--count 10000] [--concurrency 8] [--plain-azurite]
  *
  * The model is the default CNN architecture with untrained weights: inference costs the same as
  * for a trained one, and the bench needs no training time. The peer, measured in the same run on
  * the same Azurite, is the storage floor: the same uploads, then per image one download and the
  * two record writes a minimal pipeline cannot avoid (no decoding, no model) at the same
- * concurrency. Ratio = our images/s / the floor's images/s.
+ * concurrency. Ratio = our images/s / the floor's images/s. For both it prints the CPU time per
+ * image of this process (uploader + runtime) and of Azurite's, and the storage requests per image.
+ * `--plain-azurite` runs Azurite without the preload of src/local/azuritePreload.js.
  */
+import { readFileSync } from 'node:fs';
+import diagnostics from 'node:diagnostics_channel';
 import sharp from 'sharp';
 import { mapLimit } from '../src/util/mapLimit';
 import { loadConfig } from '../src/config';
@@ -38,6 +42,40 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
+/** CPU milliseconds a process has used (Linux /proc; undefined elsewhere). */
+function processCpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    // utime and stime, in clock ticks of 1/100 s (USER_HZ)
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+/** HTTP requests this process sends (all of them go to Azurite here). */
+let requestsSent = 0;
+diagnostics.subscribe('http.client.request.start', () => {
+  requestsSent++;
+});
+
+interface Meter {
+  self: number;
+  azurite: number | undefined;
+  requests: number;
+}
+
+function meter(azuritePid: number | undefined): Meter {
+  const u = process.cpuUsage();
+  return { self: (u.user + u.system) / 1000, azurite: processCpuMs(azuritePid), requests: requestsSent };
+}
+
+function perImage(label: string, from: Meter, to: Meter, images: number): string {
+  const az = from.azurite !== undefined && to.azurite !== undefined ? `${((to.azurite - from.azurite) / images).toFixed(2)} ms` : 'n/a';
+  return `${label.padEnd(28)} this process ${((to.self - from.self) / images).toFixed(2)} ms, Azurite ${az}; ${((to.requests - from.requests) / images).toFixed(2)} requests per image`;
+}
+
 function stats(label: string, values: number[]): string {
   const s = [...values].sort((a, b) => a - b);
   return `${label.padEnd(28)} p50 ${percentile(s, 50).toFixed(0).padStart(6)} ms   p95 ${percentile(s, 95).toFixed(0).padStart(6)} ms   p99 ${percentile(s, 99).toFixed(0).padStart(6)} ms`;
@@ -57,11 +95,13 @@ async function main(): Promise<void> {
     pngs.push({ name: `bench/${String(i).padStart(5, '0')}.png`, data: await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer() });
   }
 
-  const azurite = await startAzurite({});
+  const plain = process.argv.includes('--plain-azurite');
+  const azurite = await startAzurite({ tuned: !plain });
   const store = BlobStore.fromConnection({ kind: 'connectionString', connectionString: azurite.connectionString });
   try {
     await store.ensureContainers();
     // Peer: the storage floor.
+    const floorMeter = meter(azurite.pid);
     const floorStart = performance.now();
     await mapLimit(pngs, 16, async (p) => {
       await store.put('floor', p.name, p.data).catch(async () => {
@@ -75,6 +115,7 @@ async function main(): Promise<void> {
       await store.put('floor', `${p.name}.b.json`, '{}');
     });
     const floorSeconds = (performance.now() - floorStart) / 1000;
+    const floorEnd = meter(azurite.pid);
     await store.service.deleteContainer('floor');
 
     // Ours.
@@ -106,6 +147,7 @@ async function main(): Promise<void> {
     const uploadedAt = new Map<string, number>();
     const rssPeak = { v: 0 };
     const rssTimer = setInterval(() => (rssPeak.v = Math.max(rssPeak.v, process.memoryUsage().rss)), 200);
+    const oursMeter = meter(azurite.pid);
     const start = performance.now();
     await mapLimit(pngs, 16, async (p) => {
       await store.put(CONTAINERS.uploads, p.name, p.data, { contentType: 'image/png' });
@@ -116,9 +158,11 @@ async function main(): Promise<void> {
     // storage service the bench is measuring); confirm with the records once it is idle.
     let rejected = 0;
     let last = 0;
+    let oursEnd: Meter | undefined;
     for (;;) {
       const st = rt.statistics;
       if (st.inFlight === 0 && st.queued === 0 && st.invocations >= count) {
+        oursEnd ??= meter(azurite.pid);
         const n = await store.count(CONTAINERS.predictions);
         rejected = await store.count(CONTAINERS.rejected);
         if (n + rejected >= count) break;
@@ -163,6 +207,8 @@ async function main(): Promise<void> {
     console.log('');
     console.log(`backend                      ${backend.name} (${backend.detail})`);
     console.log(`images                       ${count} (upload phase alone ${uploadSeconds.toFixed(1)} s), ${rejected} rejected`);
+    // Untrained weights are never confident: nearly every image is flagged (one more write each).
+    console.log(`flagged                      ${((100 * (await store.count(CONTAINERS.flagged))) / count).toFixed(1)}% (untrained model)`);
     const codes = new Map<string, number>();
     for await (const e of store.list(CONTAINERS.rejected)) {
       const r = await store.getJson<{ code: string; message: string }>(CONTAINERS.rejected, e.name);
@@ -172,13 +218,16 @@ async function main(): Promise<void> {
     console.log(`throughput                   ${ours.toFixed(0)} images/s upload-to-prediction (${seconds.toFixed(1)} s)`);
     console.log(`storage floor (peer)         ${floor.toFixed(0)} images/s (upload + 1 read + 2 writes per image, no image work)`);
     console.log(`ratio ours / floor           ${(ours / floor).toFixed(2)}`);
+    console.log(perImage('CPU per image (ours)', oursMeter, oursEnd ?? meter(azurite.pid), count));
+    console.log(perImage('CPU per image (floor)', floorMeter, floorEnd, count));
+    console.log(`Azurite                      ${plain ? 'as published (--plain-azurite)' : 'with src/local/azuritePreload.js'}`);
     console.log(stats('upload -> preprocessed', toPre));
     console.log(stats('preprocessed -> prediction', toPred));
     console.log(stats('upload -> prediction', total));
     console.log(stats('model.predict per batch', predictMs));
     console.log(`mean inference batch         ${(batched / Math.max(1, total.length)).toFixed(1)} images`);
     console.log(`peak RSS (runtime process)   ${(rssPeak.v / 2 ** 20).toFixed(0)} MiB (Azurite runs in its own process)`);
-    console.log(`\nreproduce: npm run build && node dist/bench/e2e.js --count ${count} --concurrency ${concurrency}`);
+    console.log(`\nreproduce: npm run build && node dist/bench/e2e.js --count ${count} --concurrency ${concurrency}${plain ? ' --plain-azurite' : ''}`);
   } finally {
     await azurite.stop();
   }
