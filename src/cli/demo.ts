@@ -193,7 +193,7 @@ async function main(opts: DemoOptions): Promise<number> {
 const program = new Command('demo')
   .description('Train if needed, upload held-out digits and broken files, wait for every record, print a summary.')
   .option('--count <n>', 'held-out digits to upload (at most 2000)', '500')
-  .option('--epochs <n>', 'training epochs when a model has to be trained (`triage train` trains the full default, 40)', '8')
+  .option('--epochs <n>', 'training epochs when a model has to be trained (`triage train` trains the full default, 60)', '8')
   .option('--timeout <seconds>', 'give up waiting for records after this long', '900')
   .action(async (o: { count: string; epochs?: string; timeout: string }) => {
     const count = Number(o.count);

