@@ -146,19 +146,8 @@ export function buildConv2dBackpropFilter(g: DwGeometry, block: { rows: number; 
       blocks.push(dwBlock(g, rows, Math.min(block.vecs, vecsTotal - v0), (r) => rowOffset(r0 + r), (r, v) => ((r0 + r) * cout + 4 * (v0 + v)) * 4, 16 * v0));
     }
   }
-  const main = new FunctionBuilder([I32, I32, I32, I32]);
-  const X = 0;
-  const DY = 1;
-  const DW = 2;
-  const N = 3;
-  const dyEnd = main.local(I32);
-  main.get(DY).get(N).i32(oh * ow * cout * 4).mul().add().set(dyEnd);
-  main.loop(() => {
-    blocks.forEach((_, i) => main.get(X).get(DY).get(DW).call(i + 1));
-    main.inc(X, hp * wp * cin * 4).inc(DY, oh * ow * cout * 4);
-    main.get(DY).get(dyEnd).ne().brIf(0);
-  });
-  return [main, ...blocks];
+  // dw accumulates over the images: x and dy advance, dw stays.
+  return perImage(blocks, [hp * wp * cin * 4, oh * ow * cout * 4, 0]);
 }
 
 /** One register block of buildConv2dBackpropFilter for one image: (x, dy, dw). */
@@ -377,16 +366,18 @@ function tiledBlock(rows: number, cols: number, aPos: number, dPos: number, aRow
   return fn;
 }
 
-/** run(a, b, d, n): calls every block (a, b, d) for each image, then advances a and d by one image. */
-function perImage(blocks: readonly FunctionBuilder[], aImage: number, dImage: number): FunctionBuilder[] {
+/**
+ * run(a, b, d, n): calls every block (a, b, d) for each of the n > 0 images, then advances each
+ * pointer by its per-image byte stride (0: the same memory for every image).
+ */
+function perImage(blocks: readonly FunctionBuilder[], strides: readonly [number, number, number]): FunctionBuilder[] {
   const main = new FunctionBuilder([I32, I32, I32, I32]);
-  const A = 0;
-  const B = 1;
-  const D = 2;
   const N = 3;
   main.loop(() => {
-    blocks.forEach((_, i) => main.get(A).get(B).get(D).call(i + 1));
-    main.inc(A, aImage).inc(D, dImage);
+    blocks.forEach((_, i) => main.get(0).get(1).get(2).call(i + 1));
+    strides.forEach((stride, arg) => {
+      if (stride !== 0) main.inc(arg, stride);
+    });
     main.inc(N, -1).get(N).brIf(0);
   });
   return [main, ...blocks];
@@ -422,7 +413,7 @@ export function buildConv2d(g: DwGeometry, tile: { positions: number; vecs: numb
       }, tile.positions),
     );
   }
-  return perImage(blocks, hp * wp * cin * 4, oh * ow * cout * 4);
+  return perImage(blocks, [hp * wp * cin * 4, 0, oh * ow * cout * 4]);
 }
 
 /**
@@ -461,7 +452,7 @@ export function buildConv2dBackpropInput(g: DwGeometry, tile: { positions: numbe
       }
     }
   }
-  return perImage(blocks, oh * ow * cout * 4, hp * wp * cin * 4);
+  return perImage(blocks, [oh * ow * cout * 4, 0, hp * wp * cin * 4]);
 }
 
 /** Widest channel count buildBiasAdd unrolls a row over. */
