@@ -147,8 +147,11 @@ export async function promotedSnapshot(store: BlobStore): Promise<Snapshot> {
 export function newLabels(labels: readonly LabelBlob[], snap: Snapshot): LabelBlob[] {
   if (snap.current === undefined) return [...labels];
   if (snap.since !== undefined) {
-    const since = snap.since.getTime();
-    return labels.filter((l) => l.lastModified.getTime() > since);
+    // Last-Modified has one-second resolution (an HTTP date): a label written in the same second as
+    // the model was created cannot be told from one written just before it. Count it as new rather
+    // than miss it.
+    const since = Math.floor(snap.since.getTime() / 1000) * 1000;
+    return labels.filter((l) => l.lastModified.getTime() >= since);
   }
   return labels.filter((l) => snap.items.get(l.name)?.labelEtag !== l.etag);
 }

@@ -42,6 +42,11 @@ describe('new labels since the promoted model', () => {
     const snap: Snapshot = { current: { version: 'v', etag: '"e"', card: undefined }, items: new Map(), since: new Date('2025-01-01T12:00:00Z') };
     expect(newLabels(labels, snap).map((l) => l.name)).toEqual(['b', 'c']);
   });
+
+  it('counts a label written in the same second as the model (Last-Modified has whole seconds)', () => {
+    const snap: Snapshot = { current: { version: 'v', etag: '"e"', card: undefined }, items: new Map(), since: new Date('2025-01-02T00:00:00.750Z') };
+    expect(newLabels(labels, snap).map((l) => l.name)).toEqual(['b', 'c']);
+  });
 });
 
 describe('retraining settings', () => {
