@@ -15,7 +15,10 @@
  *       while decoding (linear kernel, antialiased): to 384 px on the long side for mnist, to the
  *       letterbox size for xray. Alpha is flattened onto white (dark ink
  *       on transparency, the usual case) unless the opaque pixels are mostly light, then onto black,
- *       so the ink stays visible either way.
+ *       so the ink stays visible either way. Plain PNGs that need no reduction (8/16-bit grey,
+ *       grey + alpha, RGBA, neutral RGB; no interlace, palette, transparency chunk, colour profile
+ *       or EXIF) skip sharp: png.ts decodes them to the same samples (tested bit-identical), for
+ *       ~1/30 of the CPU time on a 28x28 digit.
  *     - DICOM (dicom-parser + decoders, first frame only): Bits Stored / High Bit / Pixel
  *       Representation honoured (masking, sign extension), Modality LUT (Rescale Slope/Intercept),
  *       VOI LUT (Window Center/Width with LINEAR, LINEAR_EXACT or SIGMOID; without a window the

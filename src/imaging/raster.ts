@@ -1,8 +1,15 @@
-/** Raster decoding through sharp (libvips), restricted to the formats sniffed from magic bytes. */
+/**
+ * Raster decoding through sharp (libvips), restricted to the formats sniffed from magic bytes.
+ * Plain PNGs (8/16-bit grey, grey+alpha, RGBA, neutral RGB; see png.ts) skip sharp: they are
+ * decoded in TypeScript to the very samples sharp would hand over, and converted to grey by the
+ * same code below, so the result is identical; anything else, including every malformed PNG, goes
+ * through sharp.
+ */
 import sharp from 'sharp';
 import type { Metadata, SharpOptions } from 'sharp';
 import { ImageRejection, describeThrown } from './errors';
 import { Gray } from './gray';
+import { PlainPng, ReduceTo, decodePlainPng } from './png';
 import { DecodableFormat, looksTruncated } from './sniff';
 
 export interface DecodedRaster {
@@ -14,6 +21,71 @@ export interface DecodedRaster {
 const SHARP_FORMAT: Record<Exclude<DecodableFormat, 'dicom'>, string> = { png: 'png', jpeg: 'jpeg', webp: 'webp', tiff: 'tiff', gif: 'gif' };
 
 const TRUNCATION_MESSAGES = /premature end|truncated|unexpected end|end of (file|data|stream)|not enough data|short read|out of data/i;
+
+let pngFastPath = true;
+
+/** Test hook, not API: false makes every PNG go through sharp, to compare the fast path with it. */
+export function setPngFastPathForTests(enabled: boolean): void {
+  pngFastPath = enabled;
+}
+
+/** Channel 0 of `n` pixels of `c` interleaved samples, divided by `max`. */
+function firstChannel(px: ArrayLike<number>, n: number, c: number, max: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (px[i * c] ?? 0) / max;
+  return out;
+}
+
+/**
+ * Grey of `n` pixels of grey+alpha (c = 2) or RGB(A) (c = 4) samples in [0, max], with the alpha
+ * flattened onto the background that keeps the ink visible; pushes the warning saying which.
+ */
+function flattenAlpha(px: ArrayLike<number>, n: number, c: number, max: number, warnings: string[]): Float32Array {
+  const grey = c < 3;
+  // Relative luminance in linear light, re-encoded as sRGB (what libvips' b-w conversion does).
+  const toLinear = new Float32Array(max + 1);
+  for (let v = 0; v <= max; v++) {
+    const c = v / max;
+    toLinear[v] = c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  }
+  const encode = (y: number): number => (y <= 0.0031308 ? 12.92 * y : 1.055 * y ** (1 / 2.4) - 0.055);
+  const lum = new Float32Array(n);
+  const alpha = new Float32Array(n);
+  let opaqueSum = 0;
+  let opaqueCount = 0;
+  let transparent = 0;
+  for (let i = 0; i < n; i++) {
+    const r = px[i * c] ?? 0;
+    const g = grey ? r : (px[i * c + 1] ?? 0);
+    const b = grey ? r : (px[i * c + 2] ?? 0);
+    const a = (px[i * c + c - 1] ?? 0) / max;
+    const l = r === g && g === b ? r / max : encode(0.2126 * (toLinear[r] ?? 0) + 0.7152 * (toLinear[g] ?? 0) + 0.0722 * (toLinear[b] ?? 0));
+    lum[i] = l;
+    alpha[i] = a;
+    if (a >= 0.5) {
+      opaqueSum += l;
+      opaqueCount++;
+    }
+    if (a < 0.5) transparent++;
+  }
+  const bg = transparent > 0 && opaqueCount > 0 && opaqueSum / opaqueCount > 0.5 ? 0 : 1;
+  if (transparent > 0) warnings.push(bg === 1 ? 'alpha-flattened-on-white' : 'alpha-flattened-on-black');
+  for (let i = 0; i < n; i++) {
+    const a = alpha[i] ?? 1;
+    lum[i] = (lum[i] ?? 0) * a + bg * (1 - a);
+  }
+  return lum;
+}
+
+/** What the sharp path gives for a PNG it would decode to `png`'s samples. */
+function fromPlainPng(png: PlainPng): DecodedRaster {
+  const { width, height, bitDepth, channels, samples } = png;
+  const max = bitDepth === 16 ? 65535 : 255;
+  const warnings: string[] = [];
+  const hasAlpha = channels === 2 || channels === 4;
+  const data = hasAlpha ? flattenAlpha(samples, width * height, channels, max, warnings) : firstChannel(samples, width * height, channels, max);
+  return { image: { width, height, data }, source: { format: 'png', width, height, bitsPerSample: bitDepth, channels }, warnings };
+}
 
 function rejectDecode(format: string, bytes: Buffer, e: unknown): ImageRejection {
   const msg = describeThrown(e);
@@ -35,10 +107,14 @@ export async function decodeRaster(
   format: Exclude<DecodableFormat, 'dicom'>,
   maxPixels: number,
   /** Optional reduction done by libvips while decoding (antialiased, linear kernel): display width x height wanted. */
-  reduceTo?: (width: number, height: number) => { width: number; height: number } | undefined,
+  reduceTo?: ReduceTo,
 ): Promise<DecodedRaster> {
-  // A PNG must end with IEND after whole chunks; libpng alone accepts a file cut after the last IDAT.
-  if (format === 'png' && looksTruncated(bytes, 'png')) throw new ImageRejection('truncated', 'png data is truncated (chunk cut short or IEND missing)', { format });
+  if (format === 'png') {
+    // A PNG must end with IEND after whole chunks; libpng alone accepts a file cut after the last IDAT.
+    if (looksTruncated(bytes, 'png')) throw new ImageRejection('truncated', 'png data is truncated (chunk cut short or IEND missing)', { format });
+    const plain = pngFastPath ? decodePlainPng(bytes, maxPixels, reduceTo) : undefined;
+    if (plain) return fromPlainPng(plain);
+  }
   const sharpOpts: SharpOptions = { limitInputPixels: maxPixels, failOn: 'truncated', pages: 1, page: 0, sequentialRead: true };
   let meta: Metadata;
   try {
@@ -85,14 +161,10 @@ export async function decodeRaster(
       } else if (wide) {
         const { data, info } = await base.toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
         const u = new Uint16Array(data.buffer, data.byteOffset, info.width * info.height * info.channels);
-        const out = new Float32Array(info.width * info.height);
-        for (let i = 0; i < out.length; i++) out[i] = (u[i * info.channels] ?? 0) / 65535;
-        image = { width: info.width, height: info.height, data: out };
+        image = { width: info.width, height: info.height, data: firstChannel(u, info.width * info.height, info.channels, 65535) };
       } else {
         const { data, info } = await base.toColourspace('b-w').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-        const out = new Float32Array(info.width * info.height);
-        for (let i = 0; i < out.length; i++) out[i] = (data[i * info.channels] ?? 0) / 255;
-        image = { width: info.width, height: info.height, data: out };
+        image = { width: info.width, height: info.height, data: firstChannel(data, info.width * info.height, info.channels, 255) };
       }
     } else {
       const { data, info } = await base
@@ -103,40 +175,7 @@ export async function decodeRaster(
       const n = info.width * info.height;
       const c = info.channels;
       const px: ArrayLike<number> = wide ? new Uint16Array(data.buffer, data.byteOffset, n * c) : data;
-      const max = wide ? 65535 : 255;
-      // Relative luminance in linear light, re-encoded as sRGB (what libvips' b-w conversion does).
-      const toLinear = new Float32Array(max + 1);
-      for (let v = 0; v <= max; v++) {
-        const c = v / max;
-        toLinear[v] = c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
-      }
-      const encode = (y: number): number => (y <= 0.0031308 ? 12.92 * y : 1.055 * y ** (1 / 2.4) - 0.055);
-      const lum = new Float32Array(n);
-      const alpha = new Float32Array(n);
-      let opaqueSum = 0;
-      let opaqueCount = 0;
-      let transparent = 0;
-      for (let i = 0; i < n; i++) {
-        const r = px[i * c] ?? 0;
-        const g = px[i * c + 1] ?? 0;
-        const b = px[i * c + 2] ?? 0;
-        const a = (px[i * c + c - 1] ?? 0) / max;
-        const l = r === g && g === b ? r / max : encode(0.2126 * (toLinear[r] ?? 0) + 0.7152 * (toLinear[g] ?? 0) + 0.0722 * (toLinear[b] ?? 0));
-        lum[i] = l;
-        alpha[i] = a;
-        if (a >= 0.5) {
-          opaqueSum += l;
-          opaqueCount++;
-        }
-        if (a < 0.5) transparent++;
-      }
-      const bg = transparent > 0 && opaqueCount > 0 && opaqueSum / opaqueCount > 0.5 ? 0 : 1;
-      if (transparent > 0) warnings.push(bg === 1 ? 'alpha-flattened-on-white' : 'alpha-flattened-on-black');
-      for (let i = 0; i < n; i++) {
-        const a = alpha[i] ?? 1;
-        lum[i] = (lum[i] ?? 0) * a + bg * (1 - a);
-      }
-      image = { width: info.width, height: info.height, data: lum };
+      image = { width: info.width, height: info.height, data: flattenAlpha(px, n, c, wide ? 65535 : 255, warnings) };
     }
   } catch (e) {
     if (e instanceof ImageRejection) throw e;
