@@ -11,7 +11,7 @@
  * Compiled modules are cached per geometry. `simdRuntime` returns undefined when the engine has no
  * wasm SIMD or the backend's memory cannot be reached; the callers then use their JS/XNNPACK paths.
  */
-import { F32, FunctionBuilder, I32, V128, buildModule } from './wasmAsm';
+import { F32, FunctionBuilder, I32, V128, ValType, buildModule } from './wasmAsm';
 
 /** The part of the WebAssembly global used here (lib ES2022 without DOM has no WebAssembly types). */
 interface WasmMemory {
@@ -279,6 +279,11 @@ interface TileSpec {
   vec(v: number): number;
   dst(t: number, v: number): number;
   accumulate: boolean;
+  /** Fused epilogue: accumulators start from this vector (an offset from a 4th argument, the bias); without `accumulate`. */
+  bias?: (v: number) => number;
+  /** Fused epilogue: each vector is clamped to [lower, upper] when it is stored (relu: lower 0). */
+  lower?: number;
+  upper?: number;
 }
 
 /**
@@ -287,10 +292,13 @@ interface TileSpec {
  * position A advances by aPos and D by dPos bytes, after each row by aRow and dRow more.
  */
 function tiledBlock(rows: number, cols: number, aPos: number, dPos: number, aRow: number, dRow: number, tile: TileSpec, positions: number): FunctionBuilder {
-  const fn = new FunctionBuilder([I32, I32, I32]);
+  const { bias, lower, upper } = tile;
+  if (bias !== undefined && tile.accumulate) throw new Error('tiledBlock: a bias epilogue needs accumulate false');
+  const fn = new FunctionBuilder(bias === undefined ? [I32, I32, I32] : [I32, I32, I32, I32]);
   const A = 0;
   const B = 1;
   const D = 2;
+  const BIAS = 3;
   const rowsLeft = fn.local(I32);
   const tilesLeft = fn.local(I32);
   const ra = fn.local(I32);
@@ -308,7 +316,9 @@ function tiledBlock(rows: number, cols: number, aPos: number, dPos: number, aRow
     for (let t = 0; t < T; t++) {
       for (let v = 0; v < tile.vecs; v++) {
         if (tile.accumulate) fn.get(D).load(tile.dst(t, v)).set(at(t, v));
-        else fn.f32x4Const(0).set(at(t, v));
+        else if (bias === undefined) fn.f32x4Const(0).set(at(t, v));
+        else if (t === 0) fn.get(BIAS).load(bias(v)).set(at(t, v));
+        else fn.get(at(0, v)).set(at(t, v));
       }
     }
     const steps = (): void => {
@@ -342,7 +352,14 @@ function tiledBlock(rows: number, cols: number, aPos: number, dPos: number, aRow
         fn.inc(outerLeft, -1).get(outerLeft).brIf(0);
       });
     }
-    for (let t = 0; t < T; t++) for (let v = 0; v < tile.vecs; v++) fn.get(D).get(at(t, v)).store(tile.dst(t, v));
+    for (let t = 0; t < T; t++) {
+      for (let v = 0; v < tile.vecs; v++) {
+        fn.get(D).get(at(t, v));
+        if (lower !== undefined) fn.f32x4Const(lower).f32x4Max();
+        if (upper !== undefined) fn.f32x4Const(upper).f32x4Min();
+        fn.store(tile.dst(t, v));
+      }
+    }
   };
   const full = Math.floor(cols / positions);
   const rest = cols - full * positions;
@@ -367,14 +384,17 @@ function tiledBlock(rows: number, cols: number, aPos: number, dPos: number, aRow
 }
 
 /**
- * run(a, b, d, n): calls every block (a, b, d) for each of the n > 0 images, then advances each
- * pointer by its per-image byte stride (0: the same memory for every image).
+ * run(a, b, d, [bias,] n): calls every block (a, b, d[, bias]) for each of the n > 0 images, then
+ * advances each pointer by its per-image byte stride (0: the same memory for every image).
  */
-function perImage(blocks: readonly FunctionBuilder[], strides: readonly [number, number, number]): FunctionBuilder[] {
-  const main = new FunctionBuilder([I32, I32, I32, I32]);
-  const N = 3;
+function perImage(blocks: readonly FunctionBuilder[], strides: readonly number[]): FunctionBuilder[] {
+  const main = new FunctionBuilder([...strides.map((): ValType => I32), I32]);
+  const N = strides.length;
   main.loop(() => {
-    blocks.forEach((_, i) => main.get(0).get(1).get(2).call(i + 1));
+    blocks.forEach((_, i) => {
+      strides.forEach((_stride, arg) => main.get(arg));
+      main.call(i + 1);
+    });
     strides.forEach((stride, arg) => {
       if (stride !== 0) main.inc(arg, stride);
     });
@@ -384,12 +404,23 @@ function perImage(blocks: readonly FunctionBuilder[], strides: readonly [number,
 }
 
 /**
- * run(x, w, y, n): y[b, p, q, o] = sum over i, j, c of xp[b, p*sh+i, q*sw+j, c] * w[i, j, c, o], on
- * an already padded input xp [n, hp, wp, cin]; needs cout % 4 == 0. One function per block of
- * `vecs` output-channel vectors; each tile of `positions` output positions x those channels sums
- * its kh*kw*cin products in registers and is stored once.
+ * What buildConv2d fuses into its convolution: with `bias`, the accumulators start from the bias
+ * vector (run then takes its offset as a 4th argument, before n); `lower` / `upper` clamp every
+ * stored vector (relu: lower 0; relu6: lower 0, upper 6).
  */
-export function buildConv2d(g: DwGeometry, tile: { positions: number; vecs: number } = CONV_TILE): FunctionBuilder[] {
+export interface ConvEpilogue {
+  bias: boolean;
+  lower?: number;
+  upper?: number;
+}
+
+/**
+ * run(x, w, y, [bias,] n): y[b, p, q, o] = sum over i, j, c of xp[b, p*sh+i, q*sw+j, c] * w[i, j, c, o]
+ * (+ bias[o], clamped: see ConvEpilogue), on an already padded input xp [n, hp, wp, cin]; needs
+ * cout % 4 == 0. One function per block of `vecs` output-channel vectors; each tile of `positions`
+ * output positions x those channels sums its kh*kw*cin products in registers and is stored once.
+ */
+export function buildConv2d(g: DwGeometry, tile: { positions: number; vecs: number } = CONV_TILE, epilogue: ConvEpilogue = { bias: false }): FunctionBuilder[] {
   const { hp, wp, cin, oh, ow, sh, sw, kh, kw, cout } = g;
   if (cout % 4 !== 0) throw new Error('buildConv2d needs cout % 4 == 0');
   const aPos = sw * cin * 4;
@@ -410,10 +441,14 @@ export function buildConv2d(g: DwGeometry, tile: { positions: number; vecs: numb
         vec: (v) => 4 * (v0 + v) * 4,
         dst: (t, v) => (t * cout + 4 * (v0 + v)) * 4,
         accumulate: false,
+        ...(epilogue.bias ? { bias: (v: number) => 4 * (v0 + v) * 4 } : {}),
+        lower: epilogue.lower,
+        upper: epilogue.upper,
       }, tile.positions),
     );
   }
-  return perImage(blocks, [hp * wp * cin * 4, 0, oh * ow * cout * 4]);
+  const strides = [hp * wp * cin * 4, 0, oh * ow * cout * 4];
+  return perImage(blocks, epilogue.bias ? [...strides, 0] : strides);
 }
 
 /**

@@ -58,6 +58,8 @@ const SIMD = {
   f32x4Add: 0xe4,
   f32x4Mul: 0xe6,
   f32x4Div: 0xe7,
+  f32x4Min: 0xe8,
+  f32x4Max: 0xe9,
 } as const;
 
 /** The body of one function: its locals and instructions. Every function returns nothing. */
@@ -179,6 +181,15 @@ export class FunctionBuilder {
 
   f32x4Div(): this {
     return this.simd(SIMD.f32x4Div);
+  }
+
+  /** Lane-wise minimum / maximum (NaN if either lane is NaN). */
+  f32x4Min(): this {
+    return this.simd(SIMD.f32x4Min);
+  }
+
+  f32x4Max(): this {
+    return this.simd(SIMD.f32x4Max);
   }
 
   f32x4Sqrt(): this {
