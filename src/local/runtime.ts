@@ -16,7 +16,7 @@ import { Cron } from 'croner';
 import { HttpRequest, HttpResponse, InvocationContext } from '@azure/functions';
 import type { Config, Env } from '../config';
 import { buildDeps, Deps, runWithDeps } from '../composition';
-import { BlobStore, isUnreachable } from '../storage/blobStore';
+import { BlobData, BlobStore, isUnreachable } from '../storage/blobStore';
 import { HOST_CONTAINER, matchTriggerPath, paths } from '../storage/layout';
 import type { Log } from '../handlers/types';
 import { loadFunctionApp, LoadedFunction } from './functionApp';
@@ -41,6 +41,11 @@ interface WorkItem {
   blob: string;
   etag: string;
   binding: Record<string, string>;
+  /**
+   * What this runtime itself wrote as `etag`: delivered without downloading it again (an Event
+   * Grid event plus the host's read, for one request less). Absent for scanned work.
+   */
+  written?: BlobData;
 }
 
 interface Attempts {
@@ -50,6 +55,10 @@ interface Attempts {
 }
 
 const RECEIPT_FLUSH_MS = 5000;
+/** Bytes of written blobs held for delivery at most (beyond it, work items download as scanned ones do). */
+const MAX_HELD_BYTES = 64 * 2 ** 20;
+/** Containers this runtime's functions write are scanned at most this often (their writes trigger at once). */
+const OWN_WRITES_SCAN_MS = 60_000;
 /** While a backlog drains, a scan waits until the queue is short again, or this long at most. */
 const BACKLOG_SCAN_MS = 60_000;
 
@@ -74,11 +83,19 @@ export class EmbeddedRuntime {
   private readonly pending = new Map<string, WorkItem>();
   /** Work announced by this runtime's own writes: runs before scanned work, so a chain finishes first. */
   private readonly hot = new Map<string, WorkItem>();
-  private readonly running = new Set<string>();
+  /** Running blob invocations: key -> the ETag being processed. */
+  private readonly running = new Map<string, string>();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly crons: Cron[] = [];
   private readonly timerBusy = new Set<string>();
   private readonly dirtyReceipts = new Set<string>();
+  /** Bytes held by queued work items' `written`. */
+  private heldBytes = 0;
+  /** Triggered containers this runtime's functions have written to: scanned only as a safety net. */
+  private readonly ownWrites = new Set<string>();
+  private readonly lastScanOf = new Map<string, number>();
+  /** waitForIdle asked for a scan of every container. */
+  private fullScanWanted = false;
   private flushTimer: NodeJS.Timeout | undefined;
   private server: http.Server | undefined;
   private scanTimer: NodeJS.Timeout | undefined;
@@ -98,7 +115,7 @@ export class EmbeddedRuntime {
 
   private constructor(opts: RuntimeOptions) {
     const store = BlobStore.fromConnection(opts.config.storage);
-    store.onWrite = (container, name, etag) => this.notify(container, name, etag);
+    store.onWrite = (container, name, written) => this.notify(container, name, written);
     this.deps = buildDeps(opts.config, { store, instanceId: opts.instanceId ?? `local-${randomUUID().slice(0, 8)}` });
     this.store = store;
     this.functions = opts.functions ?? loadFunctionApp();
@@ -185,19 +202,35 @@ export class EmbeddedRuntime {
     });
   }
 
-  /** A blob written through this runtime's own store: deliver it now, as an Event Grid event would. */
-  private notify(container: string, blob: string, etag: string): void {
+  /**
+   * A blob written through this runtime's own store: deliver it now, as an Event Grid event would,
+   * with the bytes just written (no download). If the blob is being processed right now, this
+   * version waits in the queue until that invocation ends.
+   */
+  private notify(container: string, blob: string, written: BlobData): void {
     if (this.stopped) return;
     for (const fn of this.blobFunctions()) {
       if (fn.trigger.kind !== 'blob') continue;
       const binding = matchTriggerPath(fn.trigger.path, container, blob);
       if (binding === undefined) continue;
+      this.ownWrites.add(container);
       const k = this.key(fn.name, container, blob);
-      if (this.receipts.get(k) === etag || this.running.has(k)) continue;
-      this.pending.delete(k);
-      this.hot.set(k, { fn, container, blob, etag, binding });
+      if (this.receipts.get(k) === written.etag || this.running.get(k) === written.etag) continue;
+      this.dequeue(k);
+      const hold = this.heldBytes + written.data.length <= MAX_HELD_BYTES;
+      if (hold) this.heldBytes += written.data.length;
+      this.hot.set(k, { fn, container, blob, etag: written.etag, binding, ...(hold ? { written } : {}) });
     }
     this.pump();
+  }
+
+  /** Removes queued work for a key (superseded by newer work, or started). */
+  private dequeue(k: string): WorkItem | undefined {
+    const item = this.hot.get(k) ?? this.pending.get(k);
+    this.hot.delete(k);
+    this.pending.delete(k);
+    this.heldBytes -= item?.written?.data.length ?? 0;
+    return item;
   }
 
   /**
@@ -215,7 +248,9 @@ export class EmbeddedRuntime {
       this.scanTimer = undefined;
       const started = performance.now();
       this.scanWhenDrained = false;
-      this.scanning = this.scanOnce().finally(() => {
+      const full = this.fullScanWanted;
+      this.fullScanWanted = false;
+      this.scanning = this.scanOnce(full).finally(() => {
         this.scanning = undefined;
         const now = performance.now();
         this.nextScanAllowed = now + Math.max(this.deps.config.localPollMs, 4 * (now - started));
@@ -229,9 +264,15 @@ export class EmbeddedRuntime {
     return this.pending.size + this.hot.size > 10 * this.deps.config.localConcurrency;
   }
 
-  /** One pass over every triggered container: queue what has no receipt for its ETag. */
-  async scanOnce(): Promise<void> {
+  /**
+   * One pass over the triggered containers: queue what has no receipt for its ETag. A container
+   * this runtime's functions write (preprocessed/) is left out unless `full` or its last scan is
+   * OWN_WRITES_SCAN_MS old: those writes were delivered when they were made, so the scan only
+   * catches another instance's writes (listing costs both sides ~0.1 ms per blob).
+   */
+  async scanOnce(full = true): Promise<void> {
     const scanStart = performance.now();
+    let skipped = false;
     try {
       const byContainer = new Map<string, LoadedFunction[]>();
       for (const f of this.blobFunctions()) {
@@ -241,6 +282,10 @@ export class EmbeddedRuntime {
         byContainer.set(f.trigger.container, list);
       }
       for (const [container, fns] of byContainer) {
+        if (!full && this.ownWrites.has(container) && scanStart - (this.lastScanOf.get(container) ?? 0) < OWN_WRITES_SCAN_MS) {
+          skipped = true;
+          continue;
+        }
         for await (const entry of this.store.list(container)) {
           for (const fn of fns) {
             if (fn.trigger.kind !== 'blob') continue;
@@ -253,12 +298,13 @@ export class EmbeddedRuntime {
             this.pending.set(k, { fn, container, blob: entry.name, etag: entry.etag, binding });
           }
         }
+        this.lastScanOf.set(container, scanStart);
       }
       if (this.unreachableSince !== undefined) {
         this.log.info(`storage reachable again after ${Date.now() - this.unreachableSince} ms`);
         this.unreachableSince = undefined;
       }
-      this.lastCleanScanStart = scanStart;
+      if (!skipped) this.lastCleanScanStart = scanStart;
     } catch (err) {
       if (isUnreachable(err)) {
         if (this.unreachableSince === undefined) {
@@ -279,10 +325,11 @@ export class EmbeddedRuntime {
       this.scheduleScan(Math.max(0, this.nextScanAllowed - performance.now()));
     }
     const limit = this.deps.config.localConcurrency;
-    for (const [k, item, queue] of this.queued()) {
+    for (const [k, item] of this.queued()) {
       if (this.stopped || this.running.size >= limit) return;
-      queue.delete(k);
-      this.running.add(k);
+      if (this.running.has(k)) continue; // a newer version waits for the running one
+      this.dequeue(k);
+      this.running.set(k, item.etag);
       const p = this.invokeBlob(k, item).finally(() => {
         this.lastActivity = performance.now();
         this.running.delete(k);
@@ -293,17 +340,18 @@ export class EmbeddedRuntime {
     }
   }
 
-  private *queued(): Generator<[string, WorkItem, Map<string, WorkItem>]> {
-    for (const [k, item] of this.hot) yield [k, item, this.hot];
-    for (const [k, item] of this.pending) yield [k, item, this.pending];
+  private *queued(): Generator<[string, WorkItem]> {
+    yield* this.hot;
+    yield* this.pending;
   }
 
   private async invokeBlob(k: string, item: WorkItem): Promise<void> {
     let etag = item.etag;
     try {
-      const blob = await this.store.get(item.container, item.blob);
+      const blob = item.written ?? (await this.store.get(item.container, item.blob));
       if (blob === undefined) return; // deleted before we got to it
       etag = blob.etag;
+      this.running.set(k, etag);
       if (this.receipts.get(k) === etag) return;
       const store = this.store;
       const context = new InvocationContext({
@@ -500,6 +548,8 @@ export class EmbeddedRuntime {
     for (;;) {
       const quiet = this.pending.size === 0 && this.hot.size === 0 && this.running.size === 0 && this.attempts.size === 0 && this.timerBusy.size === 0;
       if (quiet && this.lastCleanScanStart > Math.max(called, this.lastActivity)) return;
+      // Scans that leave out a container do not count: ask the next one to list everything.
+      this.fullScanWanted = true;
       if (Date.now() > deadline) {
         throw new Error(`runtime not idle after ${timeoutMs} ms: queued ${this.pending.size}, running ${this.running.size}, retrying ${this.attempts.size}`);
       }
@@ -515,6 +565,7 @@ export class EmbeddedRuntime {
     for (const c of this.crons) c.stop();
     this.pending.clear();
     this.hot.clear();
+    this.heldBytes = 0;
     const closing = this.server === undefined ? Promise.resolve() : new Promise<void>((r) => this.server?.close(() => r()));
     this.server?.closeIdleConnections?.();
     await this.scanning?.catch(() => undefined);

@@ -83,11 +83,11 @@ export class BlobStore {
   readonly service: BlobServiceClient;
 
   /**
-   * Called after every successful write through this store. The embedded runtime uses it the way
-   * Azure uses Event Grid: a blob written by a function triggers the next function at once,
-   * without waiting for a container scan.
+   * Called after every successful write through this store, with what was written (the bytes
+   * belong to `etag`). The embedded runtime uses it the way Azure uses Event Grid: a blob written
+   * by a function triggers the next function at once, without waiting for a container scan.
    */
-  onWrite: ((container: string, name: string, etag: string) => void) | undefined;
+  onWrite: ((container: string, name: string, written: BlobData) => void) | undefined;
 
   constructor(service: BlobServiceClient) {
     this.service = service;
@@ -164,7 +164,7 @@ export class BlobStore {
         conditions: opts.ifNoneExists ? { ifNoneMatch: '*' } : opts.ifMatch !== undefined ? { ifMatch: opts.ifMatch } : undefined,
       });
       const etag = quoteEtag(res.etag);
-      this.onWrite?.(container, name, etag);
+      this.onWrite?.(container, name, { data: body, etag, metadata: opts.metadata ?? {}, contentType: opts.contentType, lastModified: res.lastModified });
       return { written: true, etag };
     } catch (err) {
       if (isConditionFailed(err)) return { written: false, reason: opts.ifNoneExists ? 'exists' : 'changed' };

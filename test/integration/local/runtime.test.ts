@@ -3,12 +3,15 @@
  * changed re-uploads are processed again, two runtimes never duplicate or tear a record, and an
  * Azurite restart in the middle of a batch loses nothing.
  */
+import diagnostics from 'node:diagnostics_channel';
 import { mkdtempSync, rmSync } from 'node:fs';
+import type { ClientRequest } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { app, InvocationContext, Timer } from '@azure/functions';
 import { Config, loadConfig } from '../../../src/config';
 import { EmbeddedRuntime } from '../../../src/local/runtime';
+import type { LoadedFunction } from '../../../src/local/functionApp';
 import { startAzurite } from '../../../src/local/azurite';
 import { BlobStore, sha256 } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths, uploadNameFromPreprocessed, uploadNameFromRecord } from '../../../src/storage/layout';
@@ -133,6 +136,42 @@ describe('embedded runtime', () => {
     } finally {
       await rt.stop();
     }
+  });
+
+  it('delivers what its functions wrote with the written bytes, and a version written during a run after that run', async () => {
+    const seen: string[] = [];
+    let rt: EmbeddedRuntime | undefined;
+    const chain: LoadedFunction = {
+      name: 'chain',
+      trigger: { kind: 'blob', path: 'chain/{name}', container: 'chain', connection: 'AzureWebJobsStorage' },
+      triggerBinding: { type: 'blobTrigger', direction: 'in', name: 'blob', path: 'chain/{name}' },
+      callback: async (blob: unknown) => {
+        const text = (blob as Buffer).toString('utf8');
+        seen.push(text);
+        // While this invocation runs, two newer versions: only the newest is delivered, after it.
+        if (text === 'v1' && rt !== undefined) {
+          await rt.deps.store.put('chain', 'x', 'v2');
+          await rt.deps.store.put('chain', 'x', 'v3');
+        }
+      },
+    };
+    await store.container('chain').createIfNotExists();
+    await store.put('chain', 'x', 'v1');
+    const reads: string[] = [];
+    const onRequest = (msg: unknown) => {
+      const req = (msg as { request: ClientRequest }).request;
+      if (req.method === 'GET' && /\/chain\/x(\?|$)/.test(req.path)) reads.push(req.path);
+    };
+    diagnostics.subscribe('http.client.request.start', onRequest);
+    try {
+      rt = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, functions: [chain], log: quietLog });
+      await rt.waitForIdle();
+    } finally {
+      diagnostics.unsubscribe('http.client.request.start', onRequest);
+      await rt?.stop();
+    }
+    expect(seen).toEqual(['v1', 'v3']);
+    expect(reads).toHaveLength(1); // v1, uploaded from outside; v3 came with its write
   });
 
   it('runs two runtimes on one Azurite without duplicate or torn records', async () => {
