@@ -9,7 +9,7 @@ import { decodeNpy } from '../imaging';
 import { PreprocessedRecord, scoringInfoFromMetadata } from './preprocess';
 import { ShapeMismatch } from '../registry/modelCache';
 import { CONTAINERS, paths } from '../storage/layout';
-import { TransientError, writeRecord } from '../storage/records';
+import { recordSource, TransientError, writeRecord } from '../storage/records';
 import { decideReview, ReviewDecision, ReviewThresholds } from '../triage/policy';
 import type { ModelCard } from '../ml/modelStore';
 import type { Log } from './types';
@@ -122,10 +122,14 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
   const body = JSON.stringify(record, null, 2) + '\n';
   const reviewMeta = { priority: review.priority.toFixed(6), reasons: review.reasons.join(','), modelversion: model.version };
   // Flag first: a prediction record that says "flagged" always has its worklist entry.
+  // Records of other source bytes are replaced only while the .npy still holds ours: a re-upload's
+  // newer image may have been scored already by another invocation.
+  const stillCurrent = async () => (await recordSource(store, CONTAINERS.preprocessed, paths.preprocessed(input.name)))?.sha === sha;
   const write = (container: string, blob: string) =>
-    writeRecord(store, { container, blob, body, sourceSha256: sha, contentType: 'application/json', metadata: reviewMeta, identityKeys: ['modelversion'] });
-  if (review.flagged) await write(CONTAINERS.flagged, paths.flagged(input.name));
+    writeRecord(store, { container, blob, body, sourceSha256: sha, contentType: 'application/json', metadata: reviewMeta, identityKeys: ['modelversion'], stillCurrent });
+  if (review.flagged && (await write(CONTAINERS.flagged, paths.flagged(input.name))) === 'superseded') return { status: 'superseded' };
   const outcome = await write(CONTAINERS.predictions, paths.prediction(input.name));
+  if (outcome === 'superseded') return { status: 'superseded' };
   if (outcome === 'same') return { status: 'already-done', modelVersion: model.version };
   // A first prediction ('written') has no earlier flag; a re-score that needs no review drops its flag.
   if (!review.flagged && outcome === 'replaced') await removeFlag(deps, input.name);

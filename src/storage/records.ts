@@ -9,7 +9,8 @@ import { BlobStore, isNotFound } from './blobStore';
 
 export const SOURCE_SHA_KEY = 'sourcesha256';
 
-export type WriteOutcome = 'written' | 'replaced' | 'same';
+/** 'superseded': not written, the input it was derived from has changed since (see `stillCurrent`). */
+export type WriteOutcome = 'written' | 'replaced' | 'same' | 'superseded';
 
 export class TransientError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -30,6 +31,12 @@ export interface RecordWrite {
    * "already written"; e.g. the model version of a prediction. Default: the source hash alone.
    */
   identityKeys?: readonly string[];
+  /**
+   * Asked before replacing a record written for other source bytes: false when the input this
+   * record was derived from has changed since it was read (a newer upload's record must not be
+   * replaced by an older one's that finished later). Then nothing is written.
+   */
+  stillCurrent?: () => Promise<boolean>;
 }
 
 const MAX_RACES = 5;
@@ -42,6 +49,7 @@ export async function writeRecord(store: BlobStore, w: RecordWrite): Promise<Wri
     const existing = await store.head(w.container, w.blob);
     if (existing === undefined) continue; // deleted in between: try to create again
     if ([SOURCE_SHA_KEY, ...(w.identityKeys ?? [])].every((k) => existing.metadata[k] === metadata[k])) return 'same';
+    if (w.stillCurrent !== undefined && existing.metadata[SOURCE_SHA_KEY] !== w.sourceSha256 && !(await w.stillCurrent())) return 'superseded';
     const replaced = await store.put(w.container, w.blob, w.body, { contentType: w.contentType, metadata, ifMatch: existing.etag });
     if (replaced.written) return 'replaced';
   }

@@ -3,6 +3,8 @@
  * Azurite, with real (small) models: promotion and rollback switch the model without a restart,
  * images wait for a first model and are scored by the sweep, and the review API validates labels.
  */
+import diagnostics from 'node:diagnostics_channel';
+import type { ClientRequest } from 'node:http';
 import sharp from 'sharp';
 import { loadConfig } from '../../../src/config';
 import { EmbeddedRuntime } from '../../../src/local/runtime';
@@ -10,7 +12,8 @@ import { BlobStore } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
 import { promote, rollback, readCurrent } from '../../../src/registry/registry';
 import { loadMnistPackage } from '../../../src/ml/data/mnistPackage';
-import type { PredictionRecord } from '../../../src/handlers/infer';
+import { handleInfer, PredictionRecord } from '../../../src/handlers/infer';
+import { sha256 } from '../../../src/storage/blobStore';
 import type { LabelRecord, Worklist } from '../../../src/handlers/review';
 import { freshStore, quietLog, testConnectionString } from '../../helpers/azurite';
 import { saveTestModel } from '../../helpers/models';
@@ -79,8 +82,20 @@ describe('scoring and review on the embedded runtime', () => {
 
   it('scores uploads with the promoted model, flags the uncertain ones, and traces each to model and preprocessing', async () => {
     const digits = await testDigits(40);
-    for (const d of digits) await store.put(CONTAINERS.uploads, d.name, d.data);
-    await rt.waitForIdle();
+    // The runtime hands infer the .npy bytes preprocess just wrote: nobody downloads them again.
+    const npyReads: string[] = [];
+    const onRequest = (msg: unknown) => {
+      const req = (msg as { request: ClientRequest }).request;
+      if (req.method === 'GET' && /\/preprocessed\/.*\.npy(\?|$)/.test(req.path)) npyReads.push(req.path);
+    };
+    diagnostics.subscribe('http.client.request.start', onRequest);
+    try {
+      for (const d of digits) await store.put(CONTAINERS.uploads, d.name, d.data);
+      await rt.waitForIdle();
+    } finally {
+      diagnostics.unsubscribe('http.client.request.start', onRequest);
+    }
+    expect(npyReads).toEqual([]);
     let correct = 0;
     for (const d of digits) {
       const p = await prediction(store, d.name);
@@ -99,6 +114,24 @@ describe('scoring and review on the embedded runtime', () => {
     }
     // A briefly trained MLP on real scans: far above chance (10%).
     expect(correct / digits.length).toBeGreaterThan(0.7);
+  });
+
+  it('never lets a late score of older bytes replace the records of a newer upload of the same name', async () => {
+    const [older, newer] = await testDigits(2, 200);
+    if (older === undefined || newer === undefined) throw new Error('no digits');
+    const name = 'late/score.png';
+    await store.put(CONTAINERS.uploads, name, older.data);
+    await rt.waitForIdle();
+    const olderNpy = await store.get(CONTAINERS.preprocessed, paths.preprocessed(name));
+    expect(olderNpy).toBeDefined();
+    await store.put(CONTAINERS.uploads, name, newer.data);
+    await rt.waitForIdle();
+    expect((await prediction(store, name))?.source.sha256).toBe(sha256(newer.data));
+
+    // The older .npy delivered late (another instance's event, a slow invocation): nothing changes.
+    const late = await handleInfer({ name, data: olderNpy?.data ?? Buffer.alloc(0), metadata: olderNpy?.metadata }, rt.deps, quietLog);
+    expect(late).toEqual({ status: 'superseded' });
+    expect((await prediction(store, name))?.source.sha256).toBe(sha256(newer.data));
   });
 
   it('switches to a newly promoted model without a restart, and back on rollback', async () => {
