@@ -25,6 +25,12 @@
  *     Parsed templates are immutable, so they are cached by template string, and the match
  *     answers, which depend on two strings from small sets, are remembered.
  *
+ *  4. HEAD responses without a body length (Azurite's errors, e.g. the 404 of a blob that does
+ *     not exist) get `Content-Length: 0`. Without it Node's HTTP client does not reuse the
+ *     keep-alive connection: every such HEAD cost the client a new TCP connection (in the e2e
+ *     bench, one per image). Only the length header is added; status, headers and (absent)
+ *     body are Azurite's.
+ *
  * Exports the installers for the tests; installs itself only in an Azurite process.
  */
 const Module = require('node:module');
@@ -322,6 +328,34 @@ function installDispatchMatchCache(utils) {
 }
 
 /**
+ * Adds `Content-Length: 0` to HEAD responses that declare neither a length nor chunked encoding
+ * (see 4. above). Returns a function that undoes it.
+ * @param {typeof import('node:http')} http
+ */
+function installHeadKeepAlive(http) {
+  const proto = http.ServerResponse.prototype;
+  const original = proto.writeHead;
+  if (/** @type {any} */ (original)[PLANNED] === true) return () => {};
+  /**
+   * @this {import('node:http').ServerResponse}
+   * @param {any[]} args
+   */
+  function writeHead(...args) {
+    if (this.req?.method === 'HEAD' && !this.hasHeader('content-length') && !this.hasHeader('transfer-encoding')) {
+      const given = args.find((a, i) => i > 0 && typeof a === 'object' && a !== null);
+      const named = given === undefined ? [] : Array.isArray(given) ? given.filter((_, i) => i % 2 === 0) : Object.keys(given);
+      if (!named.some((h) => /^(content-length|transfer-encoding)$/i.test(String(h)))) this.setHeader('Content-Length', '0');
+    }
+    return original.apply(this, /** @type {any} */ (args));
+  }
+  Object.defineProperty(writeHead, PLANNED, { value: true });
+  proto.writeHead = /** @type {any} */ (writeHead);
+  return () => {
+    proto.writeHead = original;
+  };
+}
+
+/**
  * Installs all of them, resolving modules the way the Azurite script at `mainPath` resolves them.
  * What depends on Azurite's internal file layout is skipped, with a warning, when it has moved.
  * @param {string} mainPath
@@ -333,6 +367,7 @@ function installIntoAzurite(mainPath) {
   // Extents are keyed by uuids (common/persistence/*ExtentStore.js), their only index.
   installLokiInPlaceRemoval(Loki, (coll) => coll.name === '$EXTENTS_COLLECTION$');
   installUriTemplateCache(fromAzurite.resolve('uri-templates'));
+  installHeadKeepAlive(require('node:http'));
   let dispatch = false;
   try {
     dispatch = installDispatchMatchCache(fromAzurite('./generated/utils/utils.js'));
@@ -345,7 +380,7 @@ function installIntoAzurite(mainPath) {
 /** Printed once installed, so whoever started Azurite can tell (startAzurite's onLine). */
 const PRELOAD_MARKER = 'image-triage azurite preload: active';
 
-module.exports = { installLokiQueryPlanner, installLokiInPlaceRemoval, installUriTemplateCache, installDispatchMatchCache, installIntoAzurite, planQuery, cachedPlan, PRELOAD_MARKER };
+module.exports = { installLokiQueryPlanner, installLokiInPlaceRemoval, installUriTemplateCache, installDispatchMatchCache, installHeadKeepAlive, installIntoAzurite, planQuery, cachedPlan, PRELOAD_MARKER };
 
 const main = process.argv[1];
 if (main !== undefined && /[\\/]azurite[\\/]dist[\\/]src[\\/]blob[\\/]main\.js$/.test(main)) {

@@ -3,6 +3,9 @@
  * one of each (many blobs with names repeated across containers, snapshots, overwrites,
  * conditional writes, deletes) read back, list and list with prefixes and delimiters alike.
  */
+import diagnostics from 'node:diagnostics_channel';
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { AzuriteHandle, PRELOAD_MARKER, startAzurite } from '../../../src/local/azurite';
 import { BlobStore } from '../../../src/storage/blobStore';
 
@@ -119,5 +122,32 @@ describe('Azurite preload', () => {
     expect(w.listPrefix.length).toBeGreaterThan(100);
     expect(w.listSnapshots.filter((s) => s.endsWith('|snapshot')).length).toBeGreaterThan(0);
     expect(w.hierarchy).toContain('prefix:f0/');
+  });
+
+  it('keeps the connection after a HEAD of a missing blob (as published, the client closes it)', async () => {
+    /** For each 404 HEAD: its Content-Length, and whether its socket is still open after the next request. */
+    async function afterMissingHead(a: AzuriteHandle): Promise<[string | undefined, boolean][]> {
+      const store = storeOf(a);
+      await store.container('heads').createIfNotExists();
+      const out: [string | undefined, boolean][] = [];
+      let head: { socket: Socket; length: string | undefined } | undefined;
+      const onFinish = (msg: unknown) => {
+        const { request, response } = msg as { request: ClientRequest; response: IncomingMessage };
+        if (request.method === 'HEAD' && request.socket !== null) head = { socket: request.socket, length: response.headers['content-length'] };
+      };
+      diagnostics.subscribe('http.client.response.finish', onFinish);
+      try {
+        for (let i = 0; i < 3; i++) {
+          expect(await store.head('heads', `missing-${i}`)).toBeUndefined();
+          await store.put('heads', `after-${i}`, 'x');
+          out.push([head?.length, head?.socket.destroyed === false]);
+        }
+      } finally {
+        diagnostics.unsubscribe('http.client.response.finish', onFinish);
+      }
+      return out;
+    }
+    expect(await afterMissingHead(tuned)).toEqual([['0', true], ['0', true], ['0', true]]);
+    expect(await afterMissingHead(plain)).toEqual([[undefined, false], [undefined, false], [undefined, false]]);
   });
 });

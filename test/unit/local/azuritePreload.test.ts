@@ -1,12 +1,15 @@
 /**
  * The LokiJS query planner preloaded into Azurite: the same documents in the same order as plain
  * LokiJS, for Azurite's query shapes, over a collection that went through inserts, updates,
- * removals and a batch insert (which rebuilds the indices); and the URI template cache.
+ * removals and a batch insert (which rebuilds the indices); the URI template cache; and HEAD
+ * responses that keep their connection reusable.
  */
 import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { azuritePreloadPath } from '../../../src/local/azurite';
-import { cachedPlan, installDispatchMatchCache, installLokiInPlaceRemoval, installLokiQueryPlanner, planQuery } from '../../../src/local/azuritePreload';
+import { cachedPlan, installDispatchMatchCache, installHeadKeepAlive, installLokiInPlaceRemoval, installLokiQueryPlanner, planQuery } from '../../../src/local/azuritePreload';
 
 const preloadPath = azuritePreloadPath();
 const azuriteDir = path.dirname(require.resolve('azurite/package.json'));
@@ -296,5 +299,57 @@ describe('dispatch match cache', () => {
       }
     }
     expect(matches).toBeGreaterThan(0);
+  });
+});
+
+describe('HEAD keep-alive', () => {
+  /** HEAD requests in a row on one keep-alive agent: [status, content-length, reused socket] each. */
+  async function heads(paths: string[]): Promise<[number, string | undefined, boolean][]> {
+    const server = http.createServer((req, res) => {
+      res.statusCode = req.url === '/missing' ? 404 : 200;
+      if (req.url === '/sized') res.setHeader('Content-Length', '1234');
+      if (req.url === '/given') res.writeHead(200, { 'content-length': '7' });
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const out: [number, string | undefined, boolean][] = [];
+    try {
+      for (const p of paths) {
+        out.push(
+          await new Promise((resolve, reject) => {
+            const req = http.request({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', path: p, method: 'HEAD', agent }, (res) => {
+              res.resume();
+              res.on('end', () => setImmediate(() => resolve([res.statusCode ?? 0, res.headers['content-length'], req.reusedSocket])));
+            });
+            req.on('error', reject);
+            req.end();
+          }),
+        );
+      }
+    } finally {
+      agent.destroy();
+      await new Promise((r) => server.close(r));
+    }
+    return out;
+  }
+
+  it("gives bodiless HEAD answers a zero length so Node's client reuses the connection, and leaves given lengths alone", async () => {
+    // As published: after a HEAD answer without a length the client opens a new connection.
+    expect((await heads(['/missing', '/missing'])).map((h) => h[2])).toEqual([false, false]);
+    const uninstall = installHeadKeepAlive(http);
+    try {
+      expect(installHeadKeepAlive(http)).toBeInstanceOf(Function); // idempotent
+      expect(await heads(['/missing', '/missing', '/sized', '/given', '/missing'])).toEqual([
+        [404, '0', false],
+        [404, '0', true],
+        [200, '1234', true],
+        [200, '7', true],
+        [404, '0', true],
+      ]);
+    } finally {
+      uninstall();
+    }
+    expect((await heads(['/missing', '/missing'])).map((h) => h[1])).toEqual([undefined, undefined]);
   });
 });
