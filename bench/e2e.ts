@@ -33,7 +33,7 @@ import { buildDeps } from '../src/composition';
 import { buildProgram } from '../src/cli/main';
 import { PROFILE_VERSIONS } from '../src/imaging/profiles';
 import type { PredictionRecord } from '../src/handlers/infer';
-import type { PreprocessedRecord } from '../src/handlers/preprocess';
+import { readPreprocessedRecord } from '../src/handlers/preprocess';
 
 function arg(name: string, dflt: number, min = 1): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -206,11 +206,11 @@ async function main(): Promise<void> {
     const predictMs: number[] = [];
     let batched = 0;
     await mapLimit(pngs, 16, async (p) => {
-      const pre = await store.getJson<PreprocessedRecord>(CONTAINERS.preprocessed, paths.preprocessedMeta(p.name));
+      const pre = await readPreprocessedRecord(store, p.name);
       const pred = await store.getJson<PredictionRecord>(CONTAINERS.predictions, paths.prediction(p.name));
       const up = uploadedAt.get(p.name);
       if (pre === undefined || pred === undefined || up === undefined) return;
-      const tPre = Date.parse(pre.value.time);
+      const tPre = Date.parse(pre.time);
       const tPred = Date.parse(pred.value.time);
       toPre.push(tPre - up);
       toPred.push(tPred - tPre);

@@ -6,7 +6,7 @@
  */
 import type { Deps } from '../composition';
 import { decodeNpy } from '../imaging';
-import { PreprocessedRecord, scoringInfoFromMetadata } from './preprocess';
+import { readPreprocessedRecord, scoringInfoFromMetadata } from './preprocess';
 import { ShapeMismatch } from '../registry/modelCache';
 import { CONTAINERS, paths } from '../storage/layout';
 import { recordSource, TransientError, writeRecord } from '../storage/records';
@@ -60,17 +60,14 @@ export function thresholdsOf(card: ModelCard): ReviewThresholds {
 export async function handleInfer(input: InferInput, deps: Deps, log: Log): Promise<InferResult> {
   const started = performance.now();
   const { store } = deps;
-  // The .npy's blob metadata carries what scoring needs; older blobs fall back to the JSON record.
+  // The .npy's blob metadata carries what scoring needs; without it (not delivered, or an older
+  // layout) the record is read.
   let info = scoringInfoFromMetadata(input.metadata);
   if (info === undefined) {
-    const meta = await store.getJson<PreprocessedRecord>(CONTAINERS.preprocessed, paths.preprocessedMeta(input.name));
-    if (meta === undefined) {
-      // Written before the .npy; missing means the upload was superseded by a rejection meanwhile.
-      const npy = await store.head(CONTAINERS.preprocessed, paths.preprocessed(input.name));
-      if (npy === undefined) return { status: 'superseded' };
-      throw new TransientError(`preprocessed/${paths.preprocessedMeta(input.name)} is missing while the .npy exists`);
-    }
-    info = { sha256: meta.value.source.sha256, profile: meta.value.profile, quality: meta.value.quality };
+    const record = await readPreprocessedRecord(store, input.name);
+    // No .npy any more: a rejection of a newer upload of the same name replaced it.
+    if (record === undefined) return { status: 'superseded' };
+    info = { sha256: record.source.sha256, profile: record.profile, quality: record.quality };
   }
   const sha = info.sha256;
   const model = await deps.models.current();

@@ -1,16 +1,18 @@
 /**
  * preprocess: one upload in, exactly one terminal record out.
- *   good image  -> preprocessed/{name}.json (metadata) then preprocessed/{name}.npy (pixels)
+ *   good image  -> preprocessed/{name}.npy: the pixels, with the preprocessing record (source hash,
+ *                  format and size, profile, quality signals, DICOM tags) as its blob metadata
  *   bad input   -> rejected/{name}.json with a machine-readable code and a human message
  * Bad input is permanent: the handler records it and returns (a throw would be retried five
  * times and end in the poison queue). Storage errors are transient: they propagate so the host
  * retries. The upload itself is never modified.
  */
 import type { Deps } from '../composition';
+import type { BlobStore } from '../storage/blobStore';
 import { ImageRejection, preprocessImage, encodeNpy, ImageMetadata, RejectionCode } from '../imaging';
 import { sha256 } from '../storage/blobStore';
 import { CONTAINERS, invalidUploadName, paths } from '../storage/layout';
-import { recordSource, removeStaleRecord, SOURCE_SHA_KEY, writeJsonRecord, writeRecord, WriteOutcome } from '../storage/records';
+import { recordSource, removeStaleRecord, SOURCE_SHA_KEY, TransientError, writeJsonRecord, writeRecord, WriteOutcome } from '../storage/records';
 import type { Log } from './types';
 
 export interface PreprocessInput {
@@ -89,28 +91,23 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
   const pixels: Float32Array = result.out.pixels;
   const meta: ImageMetadata = result.out.metadata;
 
-  const record: PreprocessedRecord = {
-    upload: input.name,
+  const record: StoredPreprocessedRecord = {
     source: { ...source, ...meta.source },
     profile: meta.profile,
     shape: meta.shape,
     ...(meta.dicom !== undefined ? { dicom: meta.dicom } : {}),
     quality: meta.quality,
-    pixels: `${CONTAINERS.preprocessed}/${paths.preprocessed(input.name)}`,
     time: deps.now().toISOString(),
     instance: deps.instanceId,
   };
-  // Metadata first, pixels last: the .npy is what triggers inference, so when it exists its
-  // metadata does too.
-  await writeJsonRecord(store, CONTAINERS.preprocessed, paths.preprocessedMeta(input.name), record, sha);
+  // One write: pixels and record together (blob metadata), so neither exists without the other.
   const outcome = await writeRecord(store, {
     container: CONTAINERS.preprocessed,
     blob: paths.preprocessed(input.name),
     body: encodeNpy(pixels, meta.shape),
     sourceSha256: sha,
     contentType: 'application/octet-stream',
-    // What scoring needs travels with the pixels, so the infer trigger need not read the JSON.
-    metadata: npyMetadata(meta),
+    metadata: { ...npyMetadata(meta), [RECORD_KEY]: asciiJson(record) },
   });
   // A changed re-upload that used to be rejected is not rejected any more.
   if (rejected !== undefined) await removeStaleRecord(store, CONTAINERS.rejected, paths.rejected(input.name), sha);
@@ -143,12 +140,40 @@ async function reject(
   // A changed re-upload that is now bad supersedes what the older bytes produced.
   if ((await store.head(CONTAINERS.preprocessed, paths.preprocessed(name))) !== undefined) {
     await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessed(name), source.sha256);
-    await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessedMeta(name), source.sha256);
+    await removeStaleRecord(store, CONTAINERS.preprocessed, paths.legacyPreprocessedMeta(name), source.sha256);
     await removeStaleRecord(store, CONTAINERS.predictions, paths.prediction(name), source.sha256);
     await removeStaleRecord(store, CONTAINERS.flagged, paths.flagged(name), source.sha256);
   }
   log.warn(`preprocess: ${name} rejected (${code}): ${message}`);
   return { status: 'rejected', outcome, code, sha256: source.sha256 };
+}
+
+/** The record as stored: the upload name and pixel path are the blob's own name. */
+type StoredPreprocessedRecord = Omit<PreprocessedRecord, 'upload' | 'pixels'>;
+
+/** Blob metadata key of preprocessed/{name}.npy holding the record as JSON. */
+export const RECORD_KEY = 'record';
+
+/** JSON with every character outside printable ASCII escaped: blob metadata values are HTTP header values. */
+function asciiJson(value: unknown): string {
+  // Spaces too: header canonicalisation may fold runs of them.
+  return JSON.stringify(value).replace(/[^\x21-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * The preprocessing record of an upload, from preprocessed/{name}.npy's metadata (one HEAD), or
+ * from the preprocessed/{name}.json that versions before 2026-11-29 wrote beside the pixels.
+ * Undefined when the upload has no preprocessed image; throws when the image has no record.
+ */
+export async function readPreprocessedRecord(store: BlobStore, name: string): Promise<PreprocessedRecord | undefined> {
+  const pixels = `${CONTAINERS.preprocessed}/${paths.preprocessed(name)}`;
+  const head = await store.head(CONTAINERS.preprocessed, paths.preprocessed(name));
+  if (head === undefined) return undefined;
+  const stored = head.metadata[RECORD_KEY];
+  if (stored !== undefined) return { upload: name, ...(JSON.parse(stored) as StoredPreprocessedRecord), pixels };
+  const legacy = await store.getJson<PreprocessedRecord>(CONTAINERS.preprocessed, paths.legacyPreprocessedMeta(name));
+  if (legacy === undefined) throw new TransientError(`${pixels} has no preprocessing record (metadata "${RECORD_KEY}" or ${paths.legacyPreprocessedMeta(name)})`);
+  return legacy.value;
 }
 
 /** Blob metadata of preprocessed/{name}.npy (ASCII header values). */

@@ -4,6 +4,7 @@
  */
 import type { Deps } from '../composition';
 import { findCard, readCurrent } from '../registry/registry';
+import { readPreprocessedRecord } from './preprocess';
 import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
 
 export type Result<T> = { status: 200 | 201; body: T } | { status: 400 | 404 | 409 | 422; body: { error: string; [k: string]: unknown } };
@@ -57,7 +58,7 @@ export async function handleLabel(req: LabelRequest, deps: Deps): Promise<Result
   }
   const by = typeof body.reviewer === 'string' && body.reviewer.trim() !== '' ? body.reviewer.trim() : req.by;
 
-  const meta = await store.getJson<{ source: { sha256: string } }>(CONTAINERS.preprocessed, paths.preprocessedMeta(req.name));
+  const meta = await readPreprocessedRecord(store, req.name);
   if (meta === undefined) {
     const rejected = await store.getJson<{ code: string }>(CONTAINERS.rejected, paths.rejected(req.name));
     if (rejected !== undefined) {
@@ -86,7 +87,7 @@ export async function handleLabel(req: LabelRequest, deps: Deps): Promise<Result
     const record: LabelRecord = {
       upload: req.name,
       ...entry,
-      source: { sha256: meta.value.source.sha256 },
+      source: { sha256: meta.source.sha256 },
       ...(prediction !== undefined ? { prediction: { modelVersion: prediction.model.version, topClass: prediction.topClass, confidence: prediction.confidence } } : {}),
       history: existing === undefined ? [] : [pickEntry(existing.value), ...existing.value.history],
     };

@@ -72,7 +72,7 @@ export async function handleSweep(deps: Deps, log: Log, opts: SweepOptions = {})
       try {
         const npy = await store.get(CONTAINERS.preprocessed, `${name}.npy`);
         if (npy === undefined) continue;
-        const r = await handleInfer({ name, data: npy.data }, deps, log);
+        const r = await handleInfer({ name, data: npy.data, metadata: npy.metadata }, deps, log);
         if (r.status === 'scored' || r.status === 'already-done') report.imagesScored++;
         else report.stillWaiting++;
       } catch (err) {

@@ -51,7 +51,8 @@ export function invalidUploadName(name: string): string | undefined {
 export const paths = {
   upload: (name: string) => name,
   preprocessed: (name: string) => `${name}.npy`,
-  preprocessedMeta: (name: string) => `${name}.json`,
+  /** The record versions before 2026-11-29 wrote beside the .npy; now the .npy's metadata holds it. */
+  legacyPreprocessedMeta: (name: string) => `${name}.json`,
   prediction: (name: string) => `${name}.json`,
   flagged: (name: string) => `${name}.json`,
   rejected: (name: string) => `${name}.json`,

@@ -60,7 +60,7 @@ export async function loadBlobDataset(store: BlobStore, opts: BlobDataOptions = 
         skipped.push({ name, reason: `unexpected pixel array shape [${shape.join(', ')}]` });
         return undefined;
       }
-      return { name, cls: String(cls), pixels: data, shape: hwc };
+      return { name, cls: String(cls), pixels: data, shape: hwc, metadata: npy.metadata };
     } finally {
       opts.onProgress?.(++done, names.length);
     }
@@ -73,12 +73,16 @@ export async function loadBlobDataset(store: BlobStore, opts: BlobDataOptions = 
       skipped.push({ name: r.name, reason: `class ${JSON.stringify(r.cls)} is not one of ${classNames.join(', ')}` });
       return [];
     }
-    return [{ name: r.name, label, pixels: r.pixels, shape: r.shape }];
+    return [{ name: r.name, label, pixels: r.pixels, shape: r.shape, metadata: r.metadata }];
   });
   const all = assemble(labeled, classNames, `blob:${CONTAINERS.labels}`);
-  // The preprocessing profile the pixels went through, as the preprocess handler recorded it beside them.
-  const first = labeled[0] as { name: string };
-  const meta = await store.getJson<{ profile?: { name?: string; version?: string } }>(CONTAINERS.preprocessed, paths.preprocessedMeta(first.name));
-  const preprocessing = { profile: meta?.value.profile?.name ?? 'unknown', version: meta?.value.profile?.version ?? 'unknown' };
+  // The preprocessing profile the pixels went through, as the preprocess handler recorded it on them
+  // (before 2026-11-29: in a .json beside them).
+  const first = labeled[0] as { name: string; metadata: Record<string, string> };
+  const legacy = first.metadata.profile === undefined ? await store.getJson<{ profile?: { name?: string; version?: string } }>(CONTAINERS.preprocessed, paths.legacyPreprocessedMeta(first.name)) : undefined;
+  const preprocessing = {
+    profile: first.metadata.profile ?? legacy?.value.profile?.name ?? 'unknown',
+    version: first.metadata.profileversion ?? legacy?.value.profile?.version ?? 'unknown',
+  };
   return { ...splitByName(all, opts.testFraction ?? 0.2), report: { loaded: labeled.length, skipped, preprocessing } };
 }

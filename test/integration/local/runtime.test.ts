@@ -16,8 +16,10 @@ import { startAzurite } from '../../../src/local/azurite';
 import { BlobStore, sha256 } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths, uploadNameFromPreprocessed, uploadNameFromRecord } from '../../../src/storage/layout';
 import { SOURCE_SHA_KEY } from '../../../src/storage/records';
+import { readPreprocessedRecord } from '../../../src/handlers/preprocess';
 import { freshStore, quietLog, testConnectionString } from '../../helpers/azurite';
 import { badInputs, digitPng } from '../../helpers/images';
+import { PATIENT, TS, imageElements, le16, ramp, writeDicom } from '../../unit/imaging/fixtures';
 
 // A timer registered the way functions/ registers them, on a schedule read from a setting.
 const timerFired: Date[] = [];
@@ -81,14 +83,50 @@ describe('embedded runtime', () => {
       expect(r?.value.message.length).toBeGreaterThan(10);
     }
     for (const [name, data] of good) {
-      const meta = await store.getJson<{ upload: string; source: { sha256: string } }>(CONTAINERS.preprocessed, paths.preprocessedMeta(name));
-      expect(meta?.value.upload).toBe(name);
-      expect(meta?.value.source.sha256).toBe(sha256(data));
+      const meta = await readPreprocessedRecord(store, name);
+      expect(meta?.upload).toBe(name);
+      expect(meta?.source.sha256).toBe(sha256(data));
+      expect(meta?.source).toMatchObject({ format: 'png', bytes: data.length });
+      expect(meta?.profile).toEqual({ name: 'mnist', version: expect.any(String) });
+      expect(meta?.quality).toMatchObject({ blank: false });
     }
     const after = new Map<string, string>();
     for await (const e of store.list(CONTAINERS.uploads)) after.set(e.name, e.etag);
     expect(after).toEqual(before);
     expect(rt.statistics.poisoned).toBe(0);
+  });
+
+  it('keeps the whole preprocessing record on the .npy, with DICOM tags intact and no patient data', async () => {
+    const dicom = writeDicom(TS.explicitLE, imageElements({ rows: 64, cols: 48, bitsAllocated: 16, bitsStored: 12 }), { native: le16(ramp(48, 64, 4096)) });
+    const name = 'ward 7/thorax é.dcm';
+    await store.put(CONTAINERS.uploads, name, dicom);
+    const rt = await EmbeddedRuntime.start({ config: configFor(testConnectionString(), { TRIAGE_PROFILE: 'xray' }), settings, log: quietLog });
+    try {
+      await rt.waitForIdle();
+    } finally {
+      await rt.stop();
+    }
+    const record = await readPreprocessedRecord(store, name);
+    expect(record).toMatchObject({
+      upload: name,
+      pixels: `preprocessed/${name}.npy`,
+      source: { sha256: sha256(dicom), bytes: dicom.length, format: 'dicom', width: 48, height: 64 },
+      profile: { name: 'xray' },
+      dicom: { modality: 'CT', photometricInterpretation: 'MONOCHROME2', transferSyntax: TS.explicitLE, transferSyntaxName: 'Explicit VR Little Endian', bitsStored: 12 },
+      time: expect.any(String),
+    });
+    const head = await store.head(CONTAINERS.preprocessed, paths.preprocessed(name));
+    for (const secret of Object.values(PATIENT)) expect(JSON.stringify(head?.metadata)).not.toContain(secret);
+    expect(await store.head(CONTAINERS.preprocessed, paths.legacyPreprocessedMeta(name))).toBeUndefined();
+  });
+
+  it('still reads the preprocessing records of the older layout (a .json beside the .npy)', async () => {
+    const legacy = { upload: 'old.png', source: { sha256: 'a'.repeat(64), bytes: 3 }, profile: { name: 'mnist', version: '1.0.0' } };
+    await store.put(CONTAINERS.preprocessed, paths.preprocessed('old.png'), Buffer.from('npy'));
+    await expect(readPreprocessedRecord(store, 'old.png')).rejects.toThrow(/has no preprocessing record/);
+    await store.putJson(CONTAINERS.preprocessed, paths.legacyPreprocessedMeta('old.png'), legacy);
+    expect(await readPreprocessedRecord(store, 'old.png')).toEqual(legacy);
+    expect(await readPreprocessedRecord(store, 'never-uploaded.png')).toBeUndefined();
   });
 
   it('processes a changed re-upload again, and the newest bytes decide the one terminal record', async () => {
@@ -184,9 +222,7 @@ describe('embedded runtime', () => {
       expect(records.size).toBe(40);
       for (const kinds of records.values()) expect(kinds).toEqual(['preprocessed']);
       for (const [name, data] of files) {
-        const meta = await store.get(CONTAINERS.preprocessed, paths.preprocessedMeta(name));
-        const parsed = JSON.parse(meta?.data.toString('utf8') ?? '') as { source: { sha256: string } };
-        expect(parsed.source.sha256).toBe(sha256(data));
+        expect((await readPreprocessedRecord(store, name))?.source.sha256).toBe(sha256(data));
       }
       // Both did real work: the scans overlapped rather than one runtime doing everything.
       expect(a.statistics.invocations + b.statistics.invocations).toBeGreaterThanOrEqual(40);

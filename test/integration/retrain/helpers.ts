@@ -3,6 +3,7 @@ import { loadConfig, Config } from '../../../src/config';
 import { BlobStore, sha256 } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
 import { SOURCE_SHA_KEY } from '../../../src/storage/records';
+import { RECORD_KEY } from '../../../src/handlers/preprocess';
 import { encodeNpy } from '../../../src/imaging/npy';
 import { loadMnistPackage } from '../../../src/ml/data/mnistPackage';
 import type { LabeledImages } from '../../../src/ml/data/dataset';
@@ -56,8 +57,8 @@ export async function writeLabeled(
     const sha = sha256(Buffer.concat([Buffer.from(name), Buffer.from(pixels.buffer)]));
     const trueClass = test.classNames[test.labels[i] as number] as string;
     const l = { name, sha256: sha, trueClass };
-    await store.put(CONTAINERS.preprocessed, paths.preprocessedMeta(name), JSON.stringify({ upload: name, source: { sha256: sha } }), { metadata: { [SOURCE_SHA_KEY]: sha } });
-    await store.put(CONTAINERS.preprocessed, paths.preprocessed(name), encodeNpy(pixels, [28, 28, 1]), { metadata: { [SOURCE_SHA_KEY]: sha } });
+    const record = JSON.stringify({ source: { sha256: sha }, profile: { name: 'mnist', version: '1.0.0' } });
+    await store.put(CONTAINERS.preprocessed, paths.preprocessed(name), encodeNpy(pixels, [28, 28, 1]), { metadata: { [SOURCE_SHA_KEY]: sha, [RECORD_KEY]: record } });
     await store.putJson(CONTAINERS.labels, paths.label(name), {
       upload: name,
       class: opts.classOf ? opts.classOf(l, k) : trueClass,

@@ -13,7 +13,7 @@ describe('storage layout', () => {
   });
 
   it('does not fire the infer trigger for the metadata sidecar or other containers', () => {
-    expect(matchTriggerPath(TRIGGER_PATHS.infer, CONTAINERS.preprocessed, paths.preprocessedMeta('a.png'))).toBeUndefined();
+    expect(matchTriggerPath(TRIGGER_PATHS.infer, CONTAINERS.preprocessed, paths.legacyPreprocessedMeta('a.png'))).toBeUndefined();
     expect(matchTriggerPath(TRIGGER_PATHS.infer, CONTAINERS.uploads, 'a.png.npy')).toBeUndefined();
     expect(matchTriggerPath(TRIGGER_PATHS.preprocess, CONTAINERS.rejected, 'a.png')).toBeUndefined();
   });
