@@ -8,7 +8,8 @@
  * module, generated for one geometry (every size, stride and offset a constant), imports the
  * backend's memory and is called with the tensors' heap offsets.
  *
- * Compiled modules are cached per geometry. `simdRuntime` returns undefined when the engine has no
+ * Compiled modules are cached per geometry, the MAX_MODULES most recently used (a long-lived
+ * instance that sees images of many sizes would otherwise keep one per size). `simdRuntime` returns undefined when the engine has no
  * wasm SIMD or the backend's memory cannot be reached; the callers then use their JS/XNNPACK paths.
  */
 import { F32, FunctionBuilder, I32, V128, ValType, buildModule } from './wasmAsm';
@@ -41,23 +42,42 @@ export interface SimdRuntime {
    * others (exported as f1, f2, ...) are for it to call.
    */
   kernel(key: string, build: () => FunctionBuilder | readonly FunctionBuilder[]): SimdKernel;
+  /** Compiled modules held now. */
+  readonly modules: number;
 }
 
+/**
+ * Compiled modules kept per backend. A training run or a model uses a few dozen geometries; a
+ * module is a few KB of code plus its compiled form, and compiling one takes ~0.1-1 ms.
+ */
+export const MAX_MODULES = 256;
+
 class Runtime implements SimdRuntime {
+  /** Least recently used first (a hit moves its key to the end). */
   private readonly cache = new Map<string, SimdKernel>();
 
   constructor(private readonly api: WebAssemblyApi, private readonly memory: WasmMemory, private readonly shared: boolean) {}
 
+  get modules(): number {
+    return this.cache.size;
+  }
+
   kernel(key: string, build: () => FunctionBuilder | readonly FunctionBuilder[]): SimdKernel {
     let f = this.cache.get(key);
-    if (f === undefined) {
+    if (f !== undefined) {
+      this.cache.delete(key);
+    } else {
       const built = build();
       const fns = Array.isArray(built) ? (built as readonly FunctionBuilder[]) : [built as FunctionBuilder];
       const bytes = buildModule(fns.map((fn, i) => ({ name: i === 0 ? 'run' : `f${i}`, fn })), this.shared);
       const instance = new this.api.Instance(new this.api.Module(bytes), { env: { memory: this.memory } });
       f = instance.exports.run as SimdKernel;
-      this.cache.set(key, f);
+      if (this.cache.size >= MAX_MODULES) {
+        const oldest = this.cache.keys().next();
+        if (oldest.done !== true) this.cache.delete(oldest.value);
+      }
     }
+    this.cache.set(key, f);
     return f;
   }
 }

@@ -5,7 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { PROJECT_WASM_KERNELS, registerWasmTrainingKernels, registeredWasmTrainingKernels, unregisterWasmTrainingKernels } from '../../../../src/ml/kernels';
-import { setSimdKernelsEnabled, simdRuntime } from '../../../../src/ml/kernels/simdKernels';
+import { MAX_MODULES, setSimdKernelsEnabled, simdRuntime } from '../../../../src/ml/kernels/simdKernels';
+import { FunctionBuilder } from '../../../../src/ml/kernels/wasmAsm';
 import { compareBackends, onBackend, randomArray, relError, sizeOf } from './compare';
 
 const TOL = 1e-4;
@@ -190,6 +191,25 @@ describe('SIMD kernels', () => {
   it('are available on this engine (so the cases above exercised them)', async () => {
     await tf.setBackend('wasm');
     expect(simdRuntime(tf.backend())).toBeDefined();
+  });
+
+  it('keeps at most MAX_MODULES compiled modules, dropping the least recently used', async () => {
+    await tf.setBackend('wasm');
+    const rt = simdRuntime(tf.backend());
+    if (rt === undefined) throw new Error('no SIMD runtime');
+    const builds: string[] = [];
+    const get = (key: string) => rt.kernel(`test-lru ${key}`, () => (builds.push(key), new FunctionBuilder([])));
+    const kept = get('kept');
+    for (let i = 0; i < MAX_MODULES + 10; i++) {
+      get(String(i));
+      expect(get('kept')).toBe(kept); // used all along: never dropped, never rebuilt
+    }
+    expect(rt.modules).toBe(MAX_MODULES);
+    expect(builds.filter((b) => b === 'kept')).toHaveLength(1);
+    builds.length = 0;
+    get('0'); // among the oldest: dropped, so built again
+    get(String(MAX_MODULES + 9)); // recent: still there
+    expect(builds).toEqual(['0']);
   });
 
   describe('turned off: the JS/XNNPACK paths on the same shapes', () => {
