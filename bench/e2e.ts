@@ -191,6 +191,7 @@ async function main(): Promise<void> {
     const rssTimer = setInterval(() => (rssPeak.v = Math.max(rssPeak.v, process.memoryUsage().rss)), 200);
     const oursMeter = meter(azurite.pid);
     const start = performance.now();
+    const startEpoch = Date.now();
     const uploads = uploadFromOutside({ connectionString: azurite.connectionString, container: CONTAINERS.uploads, concurrency: 16, contentType: 'image/png', files: pngs });
     const uploadedAt = uploads.uploadedAt;
     let uploadSeconds = NaN;
@@ -223,7 +224,8 @@ async function main(): Promise<void> {
       }
       await new Promise((r) => setTimeout(r, 250));
     }
-    const seconds = (performance.now() - start) / 1000;
+    // Until the bench saw it all done: up to one polling interval and the confirming listings late.
+    const polledSeconds = (performance.now() - start) / 1000;
     const uploaderCpu = await uploader;
     clearInterval(rssTimer);
     await rt.stop();
@@ -234,6 +236,7 @@ async function main(): Promise<void> {
     const total: number[] = [];
     const predictMs: number[] = [];
     let batched = 0;
+    let lastRecord = 0;
     await mapLimit(pngs, 16, async (p) => {
       const pre = await readPreprocessedRecord(store, p.name);
       const pred = await store.getJson<PredictionRecord>(CONTAINERS.predictions, paths.prediction(p.name));
@@ -244,9 +247,12 @@ async function main(): Promise<void> {
       toPre.push(tPre - up);
       toPred.push(tPred - tPre);
       total.push(tPred - up);
+      lastRecord = Math.max(lastRecord, tPred);
       predictMs.push(pred.value.timings.predictMs);
       batched += pred.value.timings.batchSize;
     });
+    // From the first upload to the last prediction record written (records carry their time).
+    const seconds = rejected === 0 && total.length === count ? (lastRecord - startEpoch) / 1000 : polledSeconds;
     const ours = count / seconds;
     const floor = count / floorSeconds;
     console.log('');
@@ -260,7 +266,7 @@ async function main(): Promise<void> {
       codes.set(`${r?.value.code}: ${r?.value.message}`, (codes.get(`${r?.value.code}: ${r?.value.message}`) ?? 0) + 1);
     }
     for (const [c, n] of codes) console.log(`  rejected ${n} x ${c}`);
-    console.log(`throughput                   ${ours.toFixed(0)} images/s upload-to-prediction (${seconds.toFixed(1)} s)`);
+    console.log(`throughput                   ${ours.toFixed(0)} images/s upload-to-prediction (${seconds.toFixed(1)} s from the first upload to the last record; the bench saw it after ${polledSeconds.toFixed(1)} s)`);
     console.log(`storage floor (peer)         ${floor.toFixed(0)} images/s (upload + 1 read + 2 writes per image, no image work)`);
     console.log(`ratio ours / floor           ${(ours / floor).toFixed(2)}`);
     console.log(perImage('CPU per image (ours)', oursMeter, oursEnd ?? meter(azurite.pid), count, uploaderCpu.cpuMs));
