@@ -22,6 +22,11 @@ param systemTopicName string
 @maxValue(365)
 param softDeleteRetentionDays int = 14
 
+@description('Days the events Event Grid could not deliver stay in the deadletter container (then the lifecycle policy deletes them and their versions).')
+@minValue(1)
+@maxValue(3650)
+param deadLetterRetentionDays int = 30
+
 // Where Event Grid writes the events it could not deliver (CONTAINERS.deadLetter; infra/eventgrid.bicep).
 var deadLetterContainerName = 'deadletter'
 
@@ -88,6 +93,46 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
     }
   }
 ]
+
+// Dead-lettered events are there to be looked at and re-driven (infra/README.md), not kept: without
+// a rule they would pile up for as long as a subscription keeps failing.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-dead-letters'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${deadLetterContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: deadLetterRetentionDays
+                }
+              }
+              version: {
+                delete: {
+                  daysAfterCreationGreaterThan: deadLetterRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
 
 resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService

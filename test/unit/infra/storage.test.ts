@@ -1,5 +1,5 @@
 import { ALL_CONTAINERS, CONTAINERS } from '../../../src/storage/layout';
-import { arrayItems, findProperties, getPath, loadBicep, outputs, propertyValue, resourcesOfType, stringLiteral, variable } from './bicep';
+import { arrayItems, findProperties, getPath, loadBicep, outputs, params, propertyValue, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
 
 describe('infra: storage account', () => {
   const { root } = loadBicep('modules/storage.bicep');
@@ -65,6 +65,24 @@ describe('infra: storage account', () => {
     expect(stringLiteral(variable(root, 'deadLetterContainerName'))).toBe(CONTAINERS.deadLetter);
     expect(outs.get('deadLetterContainerName')).toBe('deadLetterContainerName');
     expect(arrayItems(variable(root, 'appContainers')).map((n) => n.text)).toContain('deadLetterContainerName');
+  });
+
+  it('deletes dead-lettered events, and their versions, after deadLetterRetentionDays (and nothing else)', () => {
+    const [policy] = resourcesOfType(root, 'Microsoft.Storage/storageAccounts/managementPolicies');
+    expect(policy).toBeDefined();
+    expect(getPath(policy!.body, ['parent'])?.text).toBe('storage');
+    expect(stringLiteral(getPath(policy!.body, ['name']))).toBe('default');
+    const rules = arrayItems(getPath(policy!.body, ['properties', 'policy', 'rules']));
+    expect(rules).toHaveLength(1);
+    const rule = rules[0]!;
+    expect(getPath(rule, ['enabled'])?.text).toBe('true');
+    expect(stringLiteral(getPath(rule, ['type']))).toBe('Lifecycle');
+    const prefixes = arrayItems(getPath(rule, ['definition', 'filters', 'prefixMatch'])).map(stringTemplate);
+    expect(prefixes).toEqual(['${deadLetterContainerName}/']);
+    expect(getPath(rule, ['definition', 'actions', 'baseBlob', 'delete', 'daysAfterModificationGreaterThan'])?.text).toBe('deadLetterRetentionDays');
+    expect(getPath(rule, ['definition', 'actions', 'version', 'delete', 'daysAfterCreationGreaterThan'])?.text).toBe('deadLetterRetentionDays');
+    const days = params(root).find((p) => p.name === 'deadLetterRetentionDays');
+    expect(days?.defaultValue?.text).toBe('30');
   });
 });
 
