@@ -275,7 +275,7 @@ async function main(): Promise<void> {
     console.log(stats('upload -> preprocessed', toPre));
     console.log(stats('preprocessed -> prediction', toPred));
     console.log(stats('upload -> prediction', total));
-    console.log(stats('model.predict per batch', predictMs));
+    console.log(stats('forward pass per batch', predictMs));
     console.log(`mean inference batch         ${(batched / Math.max(1, total.length)).toFixed(1)} images`);
     console.log(`peak RSS (runtime process)   ${(rssPeak.v / 2 ** 20).toFixed(0)} MiB (Azurite runs in its own process)`);
     console.log(`\nreproduce: npm run build && node dist/bench/e2e.js --count ${count} --concurrency ${concurrency} --epochs ${epochs}${plain ? ' --plain-azurite' : ''}`);

@@ -15,7 +15,7 @@ import type { Log } from '../handlers/types';
 export interface ScoredImage {
   /** Calibrated class probabilities (temperature from the model card). */
   probabilities: Float32Array;
-  /** Milliseconds spent in model.predict for the batch this image was in. */
+  /** Milliseconds the forward pass (and temperature scaling) took for the batch this image was in. */
   predictMs: number;
   batchSize: number;
 }
