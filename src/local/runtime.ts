@@ -57,8 +57,12 @@ interface Attempts {
 const RECEIPT_FLUSH_MS = 5000;
 /** Bytes of written blobs held for delivery at most (beyond it, work items download as scanned ones do). */
 const MAX_HELD_BYTES = 64 * 2 ** 20;
-/** Containers this runtime's functions write are scanned at most this often (their writes trigger at once). */
+/**
+ * Containers this runtime's functions write are scanned at most this often (their writes trigger
+ * at once), and at most once per 50 times the last listing of it took (2% of the time at most).
+ */
 const OWN_WRITES_SCAN_MS = 60_000;
+const OWN_WRITES_SCAN_SHARE = 50;
 /** While a backlog drains, a scan waits until the queue is short again, or this long at most. */
 const BACKLOG_SCAN_MS = 60_000;
 
@@ -93,7 +97,8 @@ export class EmbeddedRuntime {
   private heldBytes = 0;
   /** Triggered containers this runtime's functions have written to: scanned only as a safety net. */
   private readonly ownWrites = new Set<string>();
-  private readonly lastScanOf = new Map<string, number>();
+  /** Per container: when its last listing started, and how long it took. */
+  private readonly lastScanOf = new Map<string, { at: number; ms: number }>();
   /** waitForIdle asked for a scan of every container. */
   private fullScanWanted = false;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -266,9 +271,10 @@ export class EmbeddedRuntime {
 
   /**
    * One pass over the triggered containers: queue what has no receipt for its ETag. A container
-   * this runtime's functions write (preprocessed/) is left out unless `full` or its last scan is
-   * OWN_WRITES_SCAN_MS old: those writes were delivered when they were made, so the scan only
-   * catches another instance's writes (listing costs both sides ~0.1 ms per blob).
+   * this runtime's functions write (preprocessed/) is left out unless `full`, never listed yet, or
+   * its last listing is old enough (OWN_WRITES_SCAN_MS, and 50 times that listing's duration): those
+   * writes were delivered when they were made, so the scan only catches another instance's writes
+   * (listing costs both sides ~0.1 ms per blob).
    */
   async scanOnce(full = true): Promise<void> {
     const scanStart = performance.now();
@@ -282,10 +288,12 @@ export class EmbeddedRuntime {
         byContainer.set(f.trigger.container, list);
       }
       for (const [container, fns] of byContainer) {
-        if (!full && this.ownWrites.has(container) && scanStart - (this.lastScanOf.get(container) ?? 0) < OWN_WRITES_SCAN_MS) {
+        const last = this.lastScanOf.get(container);
+        if (!full && this.ownWrites.has(container) && last !== undefined && scanStart - last.at < Math.max(OWN_WRITES_SCAN_MS, OWN_WRITES_SCAN_SHARE * last.ms)) {
           skipped = true;
           continue;
         }
+        const listStart = performance.now();
         for await (const entry of this.store.list(container)) {
           for (const fn of fns) {
             if (fn.trigger.kind !== 'blob') continue;
@@ -298,7 +306,7 @@ export class EmbeddedRuntime {
             this.pending.set(k, { fn, container, blob: entry.name, etag: entry.etag, binding });
           }
         }
-        this.lastScanOf.set(container, scanStart);
+        this.lastScanOf.set(container, { at: listStart, ms: performance.now() - listStart });
       }
       if (this.unreachableSince !== undefined) {
         this.log.info(`storage reachable again after ${Date.now() - this.unreachableSince} ms`);
