@@ -10,11 +10,41 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { padInput } from './conv2dBackpropFilter';
-import { buildConv2d, simdRuntime } from './simdKernels';
+import { ConvEpilogue, SimdRuntime, buildConv2d, simdRuntime } from './simdKernels';
 import { KernelArgs, asWasm, conv2dInfo, dispose, heapOffset, input, shape4 } from './wasmUtil';
 
-function dilationOne(d: unknown): boolean {
+export function dilationOne(d: unknown): boolean {
   return d == null || d === 1 || (Array.isArray(d) && d.every((v) => v === 1));
+}
+
+/**
+ * Runs x (NHWC, float32) through the generated convolution, with the epilogue's bias (the tensor
+ * `bias`) and clamps when given; undefined when the geometry is not one it handles (cout % 4 != 0).
+ * The caller has checked data format, dilation and dtypes.
+ */
+export function simdConv2d(simd: SimdRuntime, args: KernelArgs, x: tf.TensorInfo, filter: tf.TensorInfo, epilogue?: ConvEpilogue, bias?: tf.TensorInfo): tf.TensorInfo | undefined {
+  const info = conv2dInfo(shape4(x, 'Conv2D x'), shape4(filter, 'Conv2D filter'), args.attrs ?? {});
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: cin, outChannels: cout } = info;
+  const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
+  if (cout % 4 !== 0) return undefined;
+  const padTop = info.padInfo.top;
+  const padLeft = info.padInfo.left;
+  // The padded input the generated loop reads: every window in bounds.
+  const hp = Math.max(h + padTop, (oh - 1) * sh + kh);
+  const wp = Math.max(w + padLeft, (ow - 1) * sw + kw);
+  const g = { hp, wp, cin, oh, ow, sh, sw, kh, kw, cout };
+  const backend = asWasm(args.backend);
+  const padded = hp !== h || wp !== w || padTop !== 0 || padLeft !== 0 ? backend.makeOutput([n, hp, wp, cin], 'float32') : undefined;
+  const out = backend.makeOutput([n, oh, ow, cout], 'float32');
+  if (padded !== undefined) padInput(backend, x, padded, { n, h, w, cin, oh, ow, sh, sw, kh, kw, padTop, padLeft }, hp, wp);
+  const run = simd.kernel(`Conv2D ${JSON.stringify({ ...g, ...epilogue })}`, () => buildConv2d(g, undefined, epilogue));
+  if (n > 0 && oh > 0 && ow > 0) {
+    const ptrs = [heapOffset(backend, padded ?? x), heapOffset(backend, filter), heapOffset(backend, out)];
+    if (epilogue?.bias === true && bias !== undefined) ptrs.push(heapOffset(backend, bias));
+    run(...ptrs, n);
+  }
+  if (padded !== undefined) dispose(backend, padded);
+  return out;
 }
 
 export function makeConv2dWasm(original: tf.KernelFunc) {
@@ -26,25 +56,7 @@ export function makeConv2dWasm(original: tf.KernelFunc) {
     const simd = simdRuntime(args.backend);
     const stock = (): tf.TensorInfo => original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
     if (simd === undefined || dataFormat !== 'NHWC' || !dilationOne(attrs.dilations) || x.dtype !== 'float32' || filter.dtype !== 'float32') return stock();
-    const filterShape = shape4(filter, 'Conv2D filter');
-    const info = conv2dInfo(shape4(x, 'Conv2D x'), filterShape, attrs);
-    const { batchSize: n, inHeight: h, inWidth: w, inChannels: cin, outChannels: cout } = info;
-    const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
-    const padTop = info.padInfo.top;
-    const padLeft = info.padInfo.left;
-    const hp = Math.max(h + padTop, (oh - 1) * sh + kh);
-    const wp = Math.max(w + padLeft, (ow - 1) * sw + kw);
-    const g = { hp, wp, cin, oh, ow, sh, sw, kh, kw, cout };
-    if (cout % 4 !== 0) return stock();
-
-    const backend = asWasm(args.backend);
-    const padded = hp !== h || wp !== w || padTop !== 0 || padLeft !== 0 ? backend.makeOutput([n, hp, wp, cin], 'float32') : undefined;
-    const out = backend.makeOutput([n, oh, ow, cout], 'float32');
-    if (padded !== undefined) padInput(backend, x, padded, { n, h, w, cin, oh, ow, sh, sw, kh, kw, padTop, padLeft }, hp, wp);
-    const run = simd.kernel(`Conv2D ${JSON.stringify(g)}`, () => buildConv2d(g));
-    if (n > 0 && oh > 0 && ow > 0) run(heapOffset(backend, padded ?? x), heapOffset(backend, filter), heapOffset(backend, out), n);
-    if (padded !== undefined) dispose(backend, padded);
-    return out;
+    return simdConv2d(simd, args, x, filter) ?? stock();
   };
 }
 
