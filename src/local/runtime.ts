@@ -230,12 +230,10 @@ export class EmbeddedRuntime {
   }
 
   /** Removes queued work for a key (superseded by newer work, or started). */
-  private dequeue(k: string): WorkItem | undefined {
-    const item = this.hot.get(k) ?? this.pending.get(k);
+  private dequeue(k: string): void {
+    this.heldBytes -= this.hot.get(k)?.written?.data.length ?? 0;
     this.hot.delete(k);
     this.pending.delete(k);
-    this.heldBytes -= item?.written?.data.length ?? 0;
-    return item;
   }
 
   /**
