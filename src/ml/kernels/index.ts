@@ -67,6 +67,7 @@ import { conv2dBackpropInputConfig } from './conv2dBackpropInput';
 import { maxPoolGradConfig } from './maxPoolGrad';
 import { overrideReluGradient, reluGradKernelConfig, restoreReluGradient } from './reluGrad';
 import { sumConfig } from './sum';
+import { batchNormTrainConfig, batchNormTrainGradConfig } from './batchNorm';
 
 export { makeConv2dWasm } from './conv2d';
 export { makeFusedConv2dWasm } from './fusedConv2d';
@@ -78,8 +79,9 @@ export { makeCastWasm, makeIdentityWasm } from './identity';
 export { makeBiasAddWasm } from './biasAdd';
 export { RELU_GRAD_KERNEL } from './reluGrad';
 export { makeSumWasm } from './sum';
+export { BN_TRAIN_KERNEL, BN_TRAIN_GRAD_KERNEL, batchNormTraining, batchNormKernelsActive } from './batchNorm';
 
-export const PROJECT_WASM_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum', 'Identity', 'Cast', 'Add', 'TriageReluGrad'] as const;
+export const PROJECT_WASM_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum', 'Identity', 'Cast', 'Add', 'TriageReluGrad', 'TriageBatchNormTrain', 'TriageBatchNormTrainGrad'] as const;
 export type ProjectWasmKernel = (typeof PROJECT_WASM_KERNELS)[number];
 
 /** Marks a kernel function as ours and remembers what it replaced. */
@@ -132,6 +134,12 @@ export function registerWasmTrainingKernels(only: readonly ProjectWasmKernel[] =
         case 'TriageReluGrad':
           install(reluGradKernelConfig, replaced);
           overrideReluGradient();
+          break;
+        case 'TriageBatchNormTrain':
+          install(batchNormTrainConfig, replaced);
+          break;
+        case 'TriageBatchNormTrainGrad':
+          install(batchNormTrainGradConfig, replaced);
           break;
         case 'Conv2D':
         case 'FusedConv2D':
