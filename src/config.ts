@@ -122,7 +122,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     description: 'Identity-based connection: which managed identity to use.',
   },
   { key: 'TRIAGE_PROFILE', default: 'mnist', expected: 'one of mnist, xray', description: 'Preprocessing profile.' },
-  { key: 'TRIAGE_XRAY_SIZE', default: '224', expected: 'an integer from 16 to 2048', description: 'Output size of the xray profile (pixels, square).' },
+  { key: 'TRIAGE_XRAY_SIZE', default: '128', expected: 'an integer from 16 to 2048', description: 'Output size of the xray profile (pixels, square).' },
   { key: 'TRIAGE_MAX_UPLOAD_BYTES', default: String(64 * 1024 * 1024), expected: 'an integer from 1 to 1073741824', description: 'Uploads larger than this are rejected (code too-large).' },
   { key: 'TRIAGE_MAX_PIXELS', default: String(50_000_000), expected: 'an integer from 1 to 1000000000', description: 'Declared pixel count above which an image is refused before decoding (code too-many-pixels).' },
   { key: 'RETRAIN_SCHEDULE', default: '0 0 2 * * *', expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)', description: 'When the retraining timer fires.' },
@@ -267,16 +267,23 @@ function readTrainerJob(env: Env): TrainerJobConfig | undefined {
   };
 }
 
+/** The preprocessing settings alone (what training on a folder needs, without any storage setting). */
+export function loadImagingConfig(env: Env = process.env): Pick<Config, 'profile' | 'xraySize' | 'maxUploadBytes' | 'maxPixels'> {
+  return {
+    profile: readEnum<ProfileName>(env, 'TRIAGE_PROFILE', ['mnist', 'xray']),
+    xraySize: readInt(env, 'TRIAGE_XRAY_SIZE', 16, 2048),
+    maxUploadBytes: readInt(env, 'TRIAGE_MAX_UPLOAD_BYTES', 1, 1024 * 1024 * 1024),
+    maxPixels: readInt(env, 'TRIAGE_MAX_PIXELS', 1, 1_000_000_000),
+  };
+}
+
 /** Reads and validates every setting. Throws ConfigError on the first bad one. */
 export function loadConfig(env: Env = process.env): Config {
   const backend = raw(env, 'TRIAGE_BACKEND') === undefined ? undefined : readEnum<BackendName>(env, 'TRIAGE_BACKEND', ['tensorflow', 'wasm', 'cpu']);
   return {
     storageSetting: STORAGE_SETTING,
     storage: readStorage(env),
-    profile: readEnum<ProfileName>(env, 'TRIAGE_PROFILE', ['mnist', 'xray']),
-    xraySize: readInt(env, 'TRIAGE_XRAY_SIZE', 16, 2048),
-    maxUploadBytes: readInt(env, 'TRIAGE_MAX_UPLOAD_BYTES', 1, 1024 * 1024 * 1024),
-    maxPixels: readInt(env, 'TRIAGE_MAX_PIXELS', 1, 1_000_000_000),
+    ...loadImagingConfig(env),
     retrainSchedule: validateNcrontab('RETRAIN_SCHEDULE', withDefault(env, 'RETRAIN_SCHEDULE')),
     retrainMinNewLabels: readInt(env, 'RETRAIN_MIN_NEW_LABELS', 1, 10_000_000),
     retrainBaseData: readBaseData(env),

@@ -6,7 +6,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import cliProgress from 'cli-progress';
-import { ConfigError, loadConfig } from '../config';
+import { ConfigError, loadConfig, loadImagingConfig } from '../config';
 import { BlobStore } from '../storage/blobStore';
 import { collectStatus } from '../handlers/status';
 import { mergedSettings, resolveLocalStorage } from '../local/settings';
@@ -129,7 +129,7 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
     .argument('<version>')
     .option('--reason <text>', 'why', 'promoted by hand')
     .action(async (version: string, opts: { reason: string }) => {
-      const cur = await promote(getStore(), version, { by: whoami(), reason: opts.reason });
+      const cur = await promote(getStore(), version, { by: whoami(), reason: opts.reason, instance: lazyDeps().config });
       console.log(`Promoted ${cur.version}${cur.history[0] ? ` (was ${cur.history[0].version})` : ''}.`);
     });
   models
@@ -137,7 +137,7 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
     .description('Promote the previously promoted version again.')
     .option('--reason <text>', 'why', 'rolled back by hand')
     .action(async (opts: { reason: string }) => {
-      const cur = await rollback(getStore(), { by: whoami(), reason: opts.reason });
+      const cur = await rollback(getStore(), { by: whoami(), reason: opts.reason, instance: lazyDeps().config });
       console.log(`Rolled back to ${cur.version}.`);
     });
 
@@ -151,7 +151,13 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
       if (r.errors > 0) process.exitCode = 1;
     });
 
-  registerMlCommands(program, { getStore });
+  registerMlCommands(program, {
+    getStore,
+    imaging: () => {
+      const c = loadImagingConfig(mergedSettings());
+      return { profile: c.profile, xraySize: c.xraySize, maxInputBytes: c.maxUploadBytes, maxPixels: c.maxPixels };
+    },
+  });
   registerRetrainCommands(program, { getStore, getDeps: lazyDeps });
 
   program

@@ -70,7 +70,7 @@ export { SUPPORTED_TRANSFER_SYNTAXES } from './dicom';
 
 export interface PreprocessOptions {
   profile: 'mnist' | 'xray';
-  /** Side of the square xray output (config default 224). */
+  /** Side of the square xray output (config default 128). */
   xraySize: number;
   /** Uploads larger than this are rejected (`too-large`) before any parsing. */
   maxInputBytes: number;

@@ -132,7 +132,7 @@ describe('Azure Container Apps job launcher', () => {
 describe('local launcher', () => {
   it('gives the child this process\'s storage connection and settings, plus RUN_ID', () => {
     const c = loadConfig({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', TRIAGE_BACKEND: 'cpu' });
-    expect(localTrainerEnv(c, 'r9')).toEqual({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', TRIAGE_BACKEND: 'cpu', TRIAGE_PROFILE: 'mnist', TRIAGE_XRAY_SIZE: '224', RUN_ID: 'r9' });
+    expect(localTrainerEnv(c, 'r9')).toEqual({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', TRIAGE_BACKEND: 'cpu', TRIAGE_PROFILE: 'mnist', TRIAGE_XRAY_SIZE: '128', RUN_ID: 'r9' });
   });
 
   it('runs the compiled CLI from dist/, or the TypeScript CLI through a transpile hook from the sources', () => {
