@@ -47,14 +47,16 @@ export type InferResult =
   | { status: 'superseded' }
   | { status: 'incompatible'; reason: string };
 
+/**
+ * The review rule of a model card: a screening model (a positive class and its threshold) flags
+ * what reaches the threshold, so everything below it is cleared; other models flag predictions
+ * below the selective confidence threshold (all of them when the card has none).
+ */
 export function thresholdsOf(card: ModelCard): ReviewThresholds {
-  const t: ReviewThresholds = { confidence: card.thresholds.selective?.threshold ?? null };
   const s = card.thresholds.screening;
-  if (s !== undefined) {
-    const idx = card.classNames.indexOf(s.positiveClass);
-    if (idx >= 0) t.abnormal = { classIndex: idx, threshold: s.threshold };
-  }
-  return t;
+  const idx = s === undefined ? -1 : card.classNames.indexOf(s.positiveClass);
+  if (s !== undefined && idx >= 0) return { abnormal: { classIndex: idx, threshold: s.threshold } };
+  return { confidence: card.thresholds.selective?.threshold ?? null };
 }
 
 export async function handleInfer(input: InferInput, deps: Deps, log: Log): Promise<InferResult> {
