@@ -1,5 +1,5 @@
 import { REQUIRED_IN_AZURE, SETTINGS, STORAGE_SETTING } from '../../../src/config';
-import { getPath, loadBicep, objectEntries, params, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
+import { findProperties, getPath, loadBicep, objectEntries, params, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
 
 
 describe('infra: function app', () => {
@@ -71,11 +71,20 @@ describe('infra: function app', () => {
     expect(stringLiteral(getPath(plan!.body, ['sku', 'name']))).toBe('FC1');
   });
 
-  it('is a Node 20 Flex app deploying from blob storage with its user-assigned identity', () => {
+  it('sets nothing in siteConfig that Flex Consumption rejects (ftpsState: ARM 400, code 51021)', () => {
+    const siteConfig = getPath(site!.body, ['properties', 'siteConfig']);
+    expect(siteConfig).toBeDefined();
+    expect(findProperties(site!.body, 'ftpsState')).toEqual([]);
+    expect(stringLiteral(getPath(siteConfig!, ['minTlsVersion']))).toBe('1.2');
+    // Not in any other form either (a variable spread into siteConfig, another site resource).
+    expect(loadBicep('modules/functionapp.bicep').text).not.toMatch(/^\s*ftpsState\s*:/m);
+  });
+
+  it('is a Node 22 Flex app deploying from blob storage with its user-assigned identity', () => {
     expect(site).toBeDefined();
     const cfg = getPath(site!.body, ['properties', 'functionAppConfig'])!;
     expect(stringLiteral(getPath(cfg, ['runtime', 'name']))).toBe('node');
-    expect(stringLiteral(getPath(cfg, ['runtime', 'version']))).toBe('20');
+    expect(stringLiteral(getPath(cfg, ['runtime', 'version']))).toBe('22');
     expect(stringLiteral(getPath(cfg, ['deployment', 'storage', 'type']))).toBe('blobContainer');
     expect(stringLiteral(getPath(cfg, ['deployment', 'storage', 'authentication', 'type']))).toBe('UserAssignedIdentity');
     expect(getPath(cfg, ['deployment', 'storage', 'authentication', 'userAssignedIdentityResourceId'])?.text).toBe('identityId');
