@@ -1,5 +1,5 @@
 import { REQUIRED_IN_AZURE, SETTINGS, STORAGE_SETTING } from '../../../src/config';
-import { findProperties, getPath, loadBicep, objectEntries, params, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
+import { findProperties, getPath, loadBicep, readRepoFile, objectEntries, params, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
 
 
 describe('infra: function app', () => {
@@ -90,6 +90,14 @@ describe('infra: function app', () => {
     expect(getPath(cfg, ['deployment', 'storage', 'authentication', 'userAssignedIdentityResourceId'])?.text).toBe('identityId');
     expect(stringLiteral(getPath(site!.body, ['identity', 'type']))).toBe('UserAssigned');
     expect(getPath(site!.body, ['properties', 'httpsOnly'])?.text).toBe('true');
+  });
+
+  it('builds for the Node the app runs on: @types/node 22, engines admitting 22 (and 20, for local machines)', () => {
+    const pkg = JSON.parse(readRepoFile('package.json')) as { engines: { node: string }; devDependencies: Record<string, string> };
+    expect(pkg.devDependencies['@types/node']).toMatch(/^\^22\./);
+    const min = /^>=\s*(\d+)(\.\d+){0,2}$/.exec(pkg.engines.node.trim());
+    expect(min).not.toBeNull();
+    expect(Number(min![1])).toBeLessThanOrEqual(20);
   });
 
   it('is tagged for azd service `api`', () => {

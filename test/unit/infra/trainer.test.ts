@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { arrayItems, getPath, INFRA, loadBicep, objectEntries, outputs, params, resourcesOfType, stringLiteral, variable } from './bicep';
+import { arrayItems, getPath, INFRA, loadBicep, objectEntries, outputs, params, readRepoFile, resourcesOfType, stringLiteral, variable } from './bicep';
 
 const GPU_PROFILES = ['Consumption-GPU-NC8as-T4', 'Consumption-GPU-NC24-A100'];
 /** AcrPull, from Microsoft's "Azure built-in roles" reference. */
@@ -116,10 +116,29 @@ describe('infra: trainer image (infra/trainer.Dockerfile)', () => {
     expect(dockerfile).toMatch(/^ARG CUDA_IMAGE=nvidia\/cuda:11\.\d+\.\d+-cudnn8-runtime-ubuntu\d\d\.\d\d$/m);
   });
 
-  it('installs Node 20 and @tensorflow/tfjs-node-gpu 4.22 in the image', () => {
-    expect(dockerfile).toMatch(/^ARG NODE_MAJOR=20$/m);
+  it('installs Node 22 and @tensorflow/tfjs-node-gpu 4.22 in the image', () => {
+    expect(dockerfile).toMatch(/^ARG NODE_MAJOR=22$/m);
     expect(dockerfile).toMatch(/^ARG TFJS_VERSION=4\.22\.\d+$/m);
     expect(dockerfile).toContain('@tensorflow/tfjs-node-gpu@${TFJS_VERSION}');
+  });
+
+  it('installs what the trainer\'s plots need: vega and vega-lite are production dependencies, and the image installs those', () => {
+    const pkg = JSON.parse(readRepoFile('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    // Every package src/ml/plots.ts loads (resolveModule('...')).
+    const plotModules = [...readRepoFile('src/ml/plots.ts').matchAll(/resolveModule\('([^']+)'\)/g)].map((m) => m[1]!);
+    expect(plotModules.sort()).toEqual(['vega', 'vega-lite']);
+    for (const name of plotModules) {
+      expect({ name, production: pkg.dependencies[name] !== undefined, dev: pkg.devDependencies[name] !== undefined }).toEqual({ name, production: true, dev: false });
+    }
+    // The stage whose node_modules the runtime image copies installs the production dependencies.
+    const stages = dockerfile.split(/^FROM /m).slice(1);
+    const runtime = stages.find((st) => /^\S+ AS runtime$/m.test(st))!;
+    const depsStage = /^COPY --from=(\w+)\b.*\/node_modules /m.exec(runtime)?.[1];
+    const deps = stages.find((st) => new RegExp(`^\\S+ AS ${depsStage}$`, 'm').test(st))!;
+    const install = deps.replace(/\\\n/g, ' ').match(/^RUN .*$/gm)!.find((l) => /\bnpm ci\b/.test(l))!;
+    expect(install).toMatch(/\bnpm ci --omit=dev\b/);
+    expect(install).not.toMatch(/--omit=(optional|peer)|--only=|--workspace/);
+    expect(deps).toMatch(/^COPY package\.json package-lock\.json \.\/$/m);
   });
 
   it('runs as a non-root user and starts the train-job command', () => {
