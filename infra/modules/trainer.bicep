@@ -123,7 +123,9 @@ resource containerEnvironment 'Microsoft.App/managedEnvironments@2025-01-01' = {
         sharedKey: workspace.listKeys().primarySharedKey
       }
     }
-    // GPU profiles can only be added when the environment is created.
+    // A GPU profile can be added to an existing environment in most regions; changing the type of
+    // this one (the job is pinned to it by name) may need the environment recreated
+    // (infra/README.md, "GPU profile and quota").
     workloadProfiles: [
       {
         name: 'Consumption'
