@@ -235,8 +235,9 @@ export function containerAppsJobsApi(job: TrainerJobConfig, client: ContainerApp
           },
         });
       } catch (err) {
-        // Refused before the start was accepted: that is the answer. After it: only the client's
-        // look at the operation failed; the execution exists.
+        // Refused before the start was accepted: that is the answer. After it, this is the
+        // client's one look at the operation (refused, or reporting a failure): the execution
+        // exists, and its own status decides from here (the liveness check reads it).
         if (accepted === undefined) throw err;
       }
       const name = (accepted?.body as { name?: unknown } | undefined)?.name;
