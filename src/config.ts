@@ -134,7 +134,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'AZURE_SUBSCRIPTION_ID', default: undefined, expected: 'a subscription id (a GUID)', description: 'Subscription of the trainer job (with TRAINER_JOB_NAME).' },
   { key: 'TRAINER_JOB_NAME', default: undefined, expected: 'the name of a Container Apps job', description: 'The GPU Container Apps job that runs the trainer; unset: the trainer runs locally as a child process.' },
   { key: 'TRAINER_JOB_RESOURCE_GROUP', default: undefined, expected: 'a resource group name', description: 'Resource group of the trainer job.' },
-  { key: 'TRAINER_IMAGE', default: undefined, expected: 'a container image reference such as myacr.azurecr.io/image-triage-trainer:latest', description: 'Image of the trainer job (repeated in every execution template).' },
+  { key: 'TRAINER_IMAGE', default: undefined, expected: 'a container image reference such as myacr.azurecr.io/image-triage-trainer:latest', description: 'Image every trainer execution runs: each start sends it in the execution template (the job itself is created with a public placeholder image).' },
   { key: 'TRAINER_CPU', default: '8', expected: 'a number of CPU cores from 0.25 to 96', description: 'CPU cores of the trainer replica (repeated in every execution template).' },
   { key: 'TRAINER_MEMORY', default: '56Gi', expected: 'a memory size such as 56Gi', description: 'Memory of the trainer replica (repeated in every execution template).' },
   { key: 'TRAINER_CLIENT_ID', default: undefined, expected: 'the client id (a GUID) of the trainer job\'s user-assigned identity', description: 'Identity the trainer job runs as (its storage access).' },

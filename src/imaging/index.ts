@@ -101,15 +101,22 @@ function checkOptions(opts: PreprocessOptions): void {
 }
 
 /**
+ * The `too-large` rejection of an upload of `bytes` bytes, or undefined within the limit. Also
+ * for a size known before the bytes are read (a blob's properties).
+ */
+export function sizeRejection(bytes: number, maxInputBytes: number): ImageRejection | undefined {
+  return bytes > maxInputBytes ? new ImageRejection('too-large', `upload is ${bytes} bytes, limit ${maxInputBytes}`, { bytes, maxInputBytes }) : undefined;
+}
+
+/**
  * Decodes and normalises one upload. Throws ImageRejection for every permanent bad-input case;
  * anything else thrown is a bug or a transient failure. Invalid options throw TypeError.
  */
 export async function preprocessImage(bytes: Buffer, opts: PreprocessOptions): Promise<PreprocessResult> {
   checkOptions(opts);
   if (bytes.length === 0) throw new ImageRejection('empty', 'upload is empty (0 bytes)');
-  if (bytes.length > opts.maxInputBytes) {
-    throw new ImageRejection('too-large', `upload is ${bytes.length} bytes, limit ${opts.maxInputBytes}`, { bytes: bytes.length, maxInputBytes: opts.maxInputBytes });
-  }
+  const tooLarge = sizeRejection(bytes.length, opts.maxInputBytes);
+  if (tooLarge !== undefined) throw tooLarge;
   const sniffed = sniff(bytes);
   if (sniffed.kind === 'unknown') throw new ImageRejection('not-an-image', 'content does not start with any known image signature');
   if (sniffed.kind === 'unsupported') throw new ImageRejection('unsupported-format', `${sniffed.format} files are not accepted`, { format: sniffed.format });
