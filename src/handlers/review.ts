@@ -5,7 +5,7 @@
 import type { Deps } from '../composition';
 import { findCard, readCurrent } from '../registry/registry';
 import { readPreprocessedRecord } from './preprocess';
-import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
+import { CONTAINERS, invalidUploadName, paths, uploadNameFromRecord } from '../storage/layout';
 
 export type Result<T> = { status: 200 | 201; body: T } | { status: 400 | 404 | 409 | 422; body: { error: string; [k: string]: unknown } };
 
@@ -43,7 +43,30 @@ export interface LabelRequest {
 
 const MAX_NOTE = 2000;
 
+/** The 400 for a name that is no upload name (it could address another container), else undefined. */
+function refuseName(name: string): Result<never> | undefined {
+  const bad = invalidUploadName(name);
+  return bad === undefined ? undefined : { status: 400, body: { error: `Not an image name: ${bad}.` } };
+}
+
+/** The current label record; 'unreadable' when the blob is not a label record (not JSON, or no object). */
+async function readLabel(deps: Deps, name: string): Promise<{ value: LabelRecord; etag: string } | undefined | 'unreadable'> {
+  let r: { value: unknown; etag: string } | undefined;
+  try {
+    r = await deps.store.getJson<unknown>(CONTAINERS.labels, paths.label(name));
+  } catch (err) {
+    if (err instanceof SyntaxError) return 'unreadable';
+    throw err;
+  }
+  if (r === undefined) return undefined;
+  const v = r.value as Partial<LabelRecord> | null;
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof v.class !== 'string' || (v.history !== undefined && !Array.isArray(v.history))) return 'unreadable';
+  return { value: { ...(v as LabelRecord), history: v.history ?? [] }, etag: r.etag };
+}
+
 export async function handleLabel(req: LabelRequest, deps: Deps): Promise<Result<LabelRecord>> {
+  const refused = refuseName(req.name);
+  if (refused !== undefined) return refused;
   const { store } = deps;
   if (typeof req.body !== 'object' || req.body === null || Array.isArray(req.body)) {
     return { status: 400, body: { error: 'The body must be a JSON object such as {"class": "7"}.' } };
@@ -83,7 +106,10 @@ export async function handleLabel(req: LabelRequest, deps: Deps): Promise<Result
     ...(typeof body.note === 'string' ? { note: body.note } : {}),
   };
   for (let attempt = 0; attempt < 5; attempt++) {
-    const existing = await store.getJson<LabelRecord>(CONTAINERS.labels, paths.label(req.name));
+    const existing = await readLabel(deps, req.name);
+    if (existing === 'unreadable') {
+      return { status: 409, body: { error: `The label record of ${req.name} (${CONTAINERS.labels}/${paths.label(req.name)}) is not a label record (not JSON, or not an object with "class"); fix or remove it first.` } };
+    }
     const record: LabelRecord = {
       upload: req.name,
       ...entry,
@@ -138,6 +164,8 @@ export async function handleWorklist(query: { page?: string | null; pageSize?: s
 }
 
 export async function handleGetPrediction(name: string, deps: Deps): Promise<Result<unknown>> {
+  const refused = refuseName(name);
+  if (refused !== undefined) return refused;
   const p = await deps.store.getJson<unknown>(CONTAINERS.predictions, paths.prediction(name));
   if (p !== undefined) return { status: 200, body: p.value };
   const rejected = await deps.store.getJson<{ code: string; message: string }>(CONTAINERS.rejected, paths.rejected(name));
