@@ -8,16 +8,28 @@ import path from 'node:path';
 import { ConfigError, loadConfig, STORAGE_SETTING } from '../config';
 import { startAzurite, AzuriteHandle } from './azurite';
 import { EmbeddedRuntime } from './runtime';
-import { DEV_STORAGE, mergedSettings, projectRoot, writeEndpoint } from './settings';
+import { acquireDataLock, DataDirLockedError, DataLock } from './dataLock';
+import { DEV_STORAGE, mergedSettings, projectRoot, removeEndpoint, writeEndpoint } from './settings';
 
 async function main(): Promise<void> {
   const settings = mergedSettings();
   let azurite: AzuriteHandle | undefined;
+  let lock: DataLock | undefined;
+  let endpointDir: string | undefined;
+  // Whatever ends this process (an error included; SIGKILL leaves a lock the next start takes over
+  // once its Azurite, which ends with this process, has exited).
+  const cleanUp = () => {
+    if (endpointDir !== undefined) removeEndpoint(endpointDir);
+    lock?.release();
+  };
+  process.once('exit', cleanUp);
   try {
     if (settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE) {
       const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
+      lock = await acquireDataLock(dataDir);
       azurite = await startAzurite({ location: dataDir });
       settings[STORAGE_SETTING] = azurite.connectionString;
+      lock.update({ ...(azurite.pid !== undefined ? { azuritePid: azurite.pid } : {}), storage: azurite.blobEndpoint });
       console.log(`Azurite (blob) on http://127.0.0.1:${azurite.port}, data in ${dataDir}`);
     }
     const config = loadConfig(settings);
@@ -31,6 +43,8 @@ async function main(): Promise<void> {
       },
     });
     if (azurite !== undefined) {
+      endpointDir = config.localDataDir;
+      lock?.update({ http: `http://127.0.0.1:${runtime.httpPort}/api/` });
       writeEndpoint(config.localDataDir, {
         connectionString: azurite.connectionString,
         httpPort: runtime.httpPort,
@@ -48,6 +62,7 @@ async function main(): Promise<void> {
       console.log(`${signal}: finishing running work...`);
       await runtime.stop();
       await azurite?.stop();
+      cleanUp();
       console.log('stopped');
       process.exit(0);
     };
@@ -55,6 +70,11 @@ async function main(): Promise<void> {
     process.on('SIGTERM', () => void shutdown('SIGTERM'));
   } catch (err) {
     await azurite?.stop();
+    cleanUp();
+    if (err instanceof DataDirLockedError) {
+      console.error(err.message);
+      process.exit(3);
+    }
     if (err instanceof ConfigError) {
       console.error(`Configuration error: ${err.message}`);
       process.exit(2);
