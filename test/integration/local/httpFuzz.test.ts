@@ -72,6 +72,9 @@ function pathFor(route: string, value: string): string {
   return `/api/${route.replace(/\{\*?\w+\??\}/g, value)}`;
 }
 
+/** POST routes whose body is checked by src/handlers/http.ts jsonBody before anything else. */
+const JSON_ROUTES = ['labels/{*name}', 'retrain'];
+
 const HOSTILE_NAMES = [
   '%E0%A4%A', // truncated UTF-8 sequence (the request that took the runtime down)
   '%', // a lone percent sign
@@ -193,14 +196,17 @@ describe('HTTP routes under hostile requests', () => {
         await check('wrong method', m, pathFor(r.route, 'x'), {}, 405);
       }
       if (method === 'POST') {
+        // The JSON routes checked here answer exactly; a route with its own checks first (e.g. a
+        // header it requires) may refuse with another 4xx.
+        const exact = (status: number): number | undefined => (JSON_ROUTES.includes(r.route) ? status : undefined);
         const good = pathFor(r.route, encodeURIComponent(IMAGE).replace(/%2F/g, '/'));
-        await check('text/plain', 'POST', good, { headers: { 'content-type': 'text/plain' }, body: Buffer.from('{"class":"7","force":true}') }, 415);
-        await check('no content type', 'POST', good, { body: Buffer.from('{"class":"7","force":true}') }, 415);
-        await check('form', 'POST', good, { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: Buffer.from('class=7') }, 415);
-        await check('bad JSON', 'POST', good, { headers: json, body: Buffer.from('{"class":') }, 400);
+        await check('text/plain', 'POST', good, { headers: { 'content-type': 'text/plain' }, body: Buffer.from('{"class":"7","force":true}') }, exact(415));
+        await check('no content type', 'POST', good, { body: Buffer.from('{"class":"7","force":true}') }, exact(415));
+        await check('form', 'POST', good, { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: Buffer.from('class=7') }, exact(415));
+        await check('bad JSON', 'POST', good, { headers: json, body: Buffer.from('{"class":') }, exact(400));
         const big = Buffer.from(JSON.stringify({ class: '7', note: 'x'.repeat(MAX_JSON_BODY_BYTES) }));
-        await check('route limit', 'POST', good, { headers: json, body: big }, 413);
-        await check('route limit, chunked', 'POST', good, { headers: json, body: big, chunked: true }, 413);
+        await check('route limit', 'POST', good, { headers: json, body: big }, exact(413));
+        await check('route limit, chunked', 'POST', good, { headers: json, body: big, chunked: true }, exact(413));
         const huge = Buffer.alloc(MAX_HTTP_BODY_BYTES * 3, 0x20);
         await check('runtime limit', 'POST', good, { headers: json, body: huge }, 413);
         await check('runtime limit, chunked', 'POST', good, { headers: json, body: huge, chunked: true }, 413);

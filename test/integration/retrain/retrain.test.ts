@@ -22,6 +22,7 @@ import type { RunReport } from '../../../src/jobs/trainer';
 import { freshStore, quietLog } from '../../helpers/azurite';
 import { saveTestModel } from '../../helpers/models';
 import { NEVER, digits, retrainConfig, waitForRun, writeLabeled } from './helpers';
+import { asJson } from '../../helpers/http';
 
 /** Held-out mnist digits as 112 px black-on-white PNG scans. */
 async function scans(n: number, offset: number): Promise<{ name: string; data: Buffer; label: string }[]> {
@@ -38,7 +39,7 @@ async function scans(n: number, offset: number): Promise<{ name: string; data: B
 
 function api(rt: EmbeddedRuntime) {
   return async (p: string, init?: RequestInit): Promise<{ status: number; body: Record<string, unknown> }> => {
-    const res = await fetch(`http://127.0.0.1:${rt.httpPort}/api/${p}`, init);
+    const res = await fetch(`http://127.0.0.1:${rt.httpPort}/api/${p}`, asJson(init));
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
 }

@@ -18,6 +18,7 @@ import type { LabelRecord, Worklist } from '../../../src/handlers/review';
 import { freshStore, quietLog, testConnectionString } from '../../helpers/azurite';
 import { saveTestModel } from '../../helpers/models';
 import { badInputs } from '../../helpers/images';
+import { asJson } from '../../helpers/http';
 
 const settings = { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' };
 
@@ -51,7 +52,7 @@ describe('scoring and review on the embedded runtime', () => {
     store = await freshStore();
     rt = await EmbeddedRuntime.start({ config: config(), settings, log: quietLog });
     api = async (p, init) => {
-      const res = await fetch(`http://127.0.0.1:${rt.httpPort}/api/${p}`, init);
+      const res = await fetch(`http://127.0.0.1:${rt.httpPort}/api/${p}`, asJson(init));
       return { status: res.status, body: (await res.json()) as unknown };
     };
   });
