@@ -1,8 +1,8 @@
 import sharp from 'sharp';
 import { ImageRejection, preprocessImage, SUPPORTED_TRANSFER_SYNTAXES } from '../../../src/imaging';
-import { applyWindow } from '../../../src/imaging/dicom';
+import { applyWindow, decodeDicom } from '../../../src/imaging/dicom';
 import {
-  DicomElement, OPTS, PATIENT, TS, XRAY, centreOfMass, drawSeven, imageElements, j2kEncode, jpegLosslessEncode, jpegLsEncode, le16, ramp, rleEncode, writeDicom,
+  DicomElement, OPTS, PATIENT, TS, XRAY, centreOfMass, drawSeven, imageElements, j2kEncode, jpegLosslessEncode, jpegLsEncode, le16, ramp, rleEncode, withComponentIds, writeDicom,
 } from './fixtures';
 
 const W = 64;
@@ -277,5 +277,189 @@ describe('DICOM codecs are reused and freed', () => {
   it('rejections are ImageRejection instances', async () => {
     const bytes = writeDicom(TS.explicitLE, imageElements(attrs12));
     await expect(preprocessImage(bytes, NATIVE)).rejects.toBeInstanceOf(ImageRejection);
+  });
+});
+
+describe('DICOM conformance with reference readers', () => {
+  /** Max |a - b| over two images of the same size. */
+  function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+    expect(a.length).toBe(b.length);
+    let err = 0;
+    for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs((a[i] ?? 0) - (b[i] ?? 0)));
+    return err;
+  }
+
+  it.each([
+    ['TIFF (little endian)', [0x49, 0x49, 0x2a, 0x00, 0x08, 0x00, 0x00, 0x00]],
+    ['TIFF (big endian)', [0x4d, 0x4d, 0x00, 0x2a, 0x00, 0x00, 0x00, 0x08]],
+    ['PNG', [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]],
+    ['JPEG', [0xff, 0xd8, 0xff, 0xe0]],
+  ])('a preamble carrying a %s header: DICM at offset 128 wins', async (_name, magic) => {
+    const bytes = writeDicom(TS.explicitLE, imageElements(attrs12), { native: le16(values12) }, { preamble: Buffer.from(magic) });
+    const r = await preprocessImage(bytes, NATIVE);
+    expect(r.metadata.source.format).toBe('dicom');
+    expect(maxError(r.pixels, expected12)).toBeLessThan(1e-5);
+  });
+
+  /** A colourful 64x48 RGB pattern and its baseline JPEG (no chroma subsampling, quality 100). */
+  async function colourJpeg(): Promise<Buffer> {
+    const rgb = Buffer.alloc(W * H * 3);
+    for (let i = 0; i < W * H; i++) {
+      const x = i % W;
+      const y = Math.floor(i / W);
+      rgb[i * 3] = x * 4;
+      rgb[i * 3 + 1] = y * 5;
+      rgb[i * 3 + 2] = 255 - x * 2;
+    }
+    return sharp(rgb, { raw: { width: W, height: H, channels: 3 } }).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).toBuffer();
+  }
+
+  /** Luminance in [0, 1] of libvips' decode of a JPEG, without any colour transform of ours. */
+  async function lumaOf(jpeg: Buffer): Promise<Float32Array> {
+    const raw = await sharp(jpeg).raw().toBuffer();
+    const out = new Float32Array(W * H);
+    for (let i = 0; i < W * H; i++) out[i] = (0.299 * (raw[i * 3] ?? 0) + 0.587 * (raw[i * 3 + 1] ?? 0) + 0.114 * (raw[i * 3 + 2] ?? 0)) / 255;
+    return out;
+  }
+
+  it('baseline JPEG declared RGB (ids 0,1,2, no JFIF/Adobe marker) is not colour-transformed', async () => {
+    const jpeg = await colourJpeg();
+    const rgbIds = withComponentIds(jpeg, [0, 1, 2]);
+    // Reference: the same code stream with ids 'R','G','B', which libjpeg decodes without any transform.
+    const expected = await lumaOf(withComponentIds(jpeg, [0x52, 0x47, 0x42]));
+    const asYcbcr = await lumaOf(rgbIds); // what a decoder guessing YCbCr returns
+    expect(maxDiff(expected, asYcbcr)).toBeGreaterThan(0.1);
+    const bytes = writeDicom(TS.jpegBaseline, imageElements({ rows: H, cols: W, bitsAllocated: 8, samplesPerPixel: 3, photometric: 'RGB' }), { fragments: [rgbIds] });
+    const r = await decodeDicom(bytes, 1e6);
+    expect(maxDiff(r.image.data, expected)).toBeLessThanOrEqual(1 / 255 + 1e-5);
+  });
+
+  it('baseline JPEG declared YBR_FULL_422 with ids R,G,B is colour-transformed as YCbCr', async () => {
+    const jpeg = await colourJpeg();
+    const expected = await lumaOf(jpeg);
+    const bytes = writeDicom(TS.jpegBaseline, imageElements({ rows: H, cols: W, bitsAllocated: 8, samplesPerPixel: 3, photometric: 'YBR_FULL_422' }), { fragments: [withComponentIds(jpeg, [0x52, 0x47, 0x42])] });
+    const r = await decodeDicom(bytes, 1e6);
+    expect(maxDiff(r.image.data, expected)).toBeLessThanOrEqual(1 / 255 + 1e-5);
+  });
+
+  it.each([
+    ['native', TS.explicitLE, () => ({ native: le16(values12) })],
+    ['encapsulated (JPEG-LS)', TS.jpegLs, async () => ({ fragments: [await jpegLsEncode(le16(values12), W, H, 12)] })],
+  ])('an implicit-VR data set under an explicit-VR transfer syntax (%s) is read as implicit, with a warning', async (_name, ts, pixels) => {
+    const bytes = writeDicom(ts, imageElements(attrs12), await pixels(), { vr: 'implicit' });
+    const r = await preprocessImage(bytes, NATIVE);
+    expect(maxError(r.pixels, expected12)).toBeLessThan(1e-5);
+    expect(r.metadata.quality.warnings).toContain('implicit-vr-under-explicit-transfer-syntax');
+    expect(r.metadata.dicom).toMatchObject({ transferSyntax: ts, modality: 'CT', bitsStored: 12 });
+  });
+
+  it('an explicit-VR data set under Implicit VR Little Endian is read as explicit, with a warning', async () => {
+    const bytes = writeDicom(TS.implicitLE, imageElements(attrs12), { native: le16(values12) }, { vr: 'explicit' });
+    const r = await preprocessImage(bytes, NATIVE);
+    expect(maxError(r.pixels, expected12)).toBeLessThan(1e-5);
+    expect(r.metadata.quality.warnings).toContain('explicit-vr-under-implicit-transfer-syntax');
+  });
+
+  it('uncompressed YBR_FULL_422: pairs of pixels stored Y1 Y2 Cb Cr decode to their Y', async () => {
+    const n = W * H;
+    const y = ramp(W, H, 256);
+    const bytes: number[] = [];
+    for (let k = 0; k < n / 2; k++) bytes.push(y[2 * k] ?? 0, y[2 * k + 1] ?? 0, (40 + k) % 256, (200 + 3 * k) % 256);
+    const dcm = writeDicom(TS.explicitLE, imageElements({ rows: H, cols: W, bitsAllocated: 8, samplesPerPixel: 3, photometric: 'YBR_FULL_422' }), { native: Buffer.from(bytes), vr: 'OB' });
+    const r = await preprocessImage(dcm, NATIVE);
+    expect(maxError(r.pixels, (i) => (y[i] ?? 0) / 255)).toBeLessThan(1e-5);
+    expect(r.metadata.quality.warnings).toContain('colour-converted-to-grey');
+    // Half the bytes of a full-resolution frame: one byte short is truncated.
+    await expect(preprocessImage(Buffer.from(dcm.subarray(0, dcm.length - 2)), NATIVE)).rejects.toMatchObject({ code: 'truncated' });
+  });
+
+  /** Bit-packed frames, first pixel in the least significant bit, frames not padded to bytes. */
+  function packBits(bits: readonly number[]): Buffer {
+    const out = Buffer.alloc(Math.ceil(bits.length / 16) * 2);
+    bits.forEach((b, i) => {
+      if (b) out[i >> 3] = (out[i >> 3] ?? 0) | (1 << (i & 7));
+    });
+    return out;
+  }
+
+  it('Bits Allocated 1: the first of two bit-packed 13x7 frames decodes to its 0/1 pixels', async () => {
+    const rows = 7;
+    const cols = 13;
+    const n = rows * cols; // 91 bits: frame 1 starts inside a byte
+    const frame0 = Array.from({ length: n }, (_, i) => ((i * 7) % 5 === 0 || i % 11 === 3 ? 1 : 0));
+    const frame1 = frame0.map((b) => 1 - b);
+    const attrs = { rows, cols, bitsAllocated: 1, frames: 2, extra: [] as DicomElement[] };
+    for (const [ts, vr] of [[TS.explicitLE, 'OW'], [TS.implicitLE, 'OW'], [TS.explicitBE, 'OB']] as const) {
+      const r = await decodeDicom(writeDicom(ts, imageElements(attrs), { native: packBits([...frame0, ...frame1]), vr }), 1e6);
+      expect(Array.from(r.image.data)).toEqual(frame0);
+      expect(r.source).toMatchObject({ bitsPerSample: 1, pages: 2 });
+    }
+    const inverted = await decodeDicom(writeDicom(TS.explicitLE, imageElements({ ...attrs, photometric: 'MONOCHROME1' }), { native: packBits([...frame0, ...frame1]) }), 1e6);
+    expect(Array.from(inverted.image.data)).toEqual(frame1);
+  });
+
+  it('Bits Allocated 1: a sparse mask keeps its few set pixels white (no percentile window)', async () => {
+    const bits = new Array<number>(W * H).fill(0);
+    for (const i of [5, 700, 2000]) bits[i] = 1;
+    const r = await preprocessImage(writeDicom(TS.explicitLE, imageElements({ rows: H, cols: W, bitsAllocated: 1 }), { native: packBits(bits) }), NATIVE);
+    expect(maxError(r.pixels, (i) => bits[i] ?? 0)).toBe(0);
+    expect(r.metadata.quality.warnings).not.toContain('auto-window');
+  });
+
+  it('8-bit samples in an OW element of a big endian file are read pairwise swapped, as written', async () => {
+    const rows = 3;
+    const cols = 5; // 15 bytes: the frame ends inside a swapped pair
+    const v = Array.from({ length: rows * cols }, (_, i) => 10 + i * 16);
+    const padded = Buffer.from([...v, 0]);
+    const extra: DicomElement[] = [[0x0028, 0x1050, 'DS', '127.5'], [0x0028, 0x1051, 'DS', '256']];
+    const le = await decodeDicom(writeDicom(TS.explicitLE, imageElements({ rows, cols, bitsAllocated: 8, extra }), { native: padded, vr: 'OW' }), 1e6);
+    const be = await decodeDicom(writeDicom(TS.explicitBE, imageElements({ rows, cols, bitsAllocated: 8, extra }), { native: padded, vr: 'OW' }), 1e6);
+    const expected = v.map((x) => linearWindow(x, 127.5, 256));
+    expect(maxDiff(le.image.data, expected)).toBeLessThan(1e-6);
+    expect(maxDiff(be.image.data, expected)).toBeLessThan(1e-6);
+  });
+
+  it('a Number of Frames that is not a number: frame 0 is decoded, with a warning naming the attribute', async () => {
+    const n = W * H;
+    const twoFrames = le16([...values12, ...new Array<number>(n).fill(0)]);
+    const withFrames = (frames: string): DicomElement[] => [...imageElements(attrs12), [0x0028, 0x0008, 'IS', frames]];
+    for (const bad of ['abc', '', '0']) {
+      const r = await preprocessImage(writeDicom(TS.explicitLE, withFrames(bad), { native: twoFrames }), NATIVE);
+      expect(maxError(r.pixels, expected12)).toBeLessThan(1e-5);
+      expect(r.metadata.quality.warnings).toContain('malformed-attribute-NumberOfFrames');
+      expect(r.metadata.source.pages).toBeUndefined();
+    }
+    const decimal = await preprocessImage(writeDicom(TS.explicitLE, withFrames('2.0'), { native: twoFrames }), NATIVE);
+    expect(maxError(decimal.pixels, expected12)).toBeLessThan(1e-5);
+    expect(decimal.metadata.source.pages).toBe(2);
+    expect(decimal.metadata.quality.warnings).toEqual(expect.arrayContaining(['malformed-attribute-NumberOfFrames', 'multi-frame']));
+  });
+
+  it('an unreadable Number of Frames over two JPEG frames without offset table: frame 0 found by its markers', async () => {
+    const v8 = ramp(W, H, 256);
+    const frame0 = await sharp(Buffer.from(v8), { raw: { width: W, height: H, channels: 1 } }).jpeg({ quality: 95 }).toBuffer();
+    const frame1 = await sharp(Buffer.alloc(W * H, 200), { raw: { width: W, height: H, channels: 1 } }).jpeg({ quality: 95 }).toBuffer();
+    const reference = await sharp(frame0).toColourspace('b-w').raw().toBuffer();
+    const els: DicomElement[] = [...imageElements({ rows: H, cols: W, bitsAllocated: 8, extra: [[0x0028, 0x1050, 'DS', '128'], [0x0028, 0x1051, 'DS', '256']] }), [0x0028, 0x0008, 'IS', 'two']];
+    const r = await preprocessImage(writeDicom(TS.jpegBaseline, els, { fragments: [frame0, frame1] }), NATIVE);
+    expect(maxError(r.pixels, (i) => linearWindow(reference[i] ?? 0, 128, 256))).toBeLessThanOrEqual(1 / 255 + 1e-5);
+    expect(r.metadata.quality.warnings).toContain('malformed-attribute-NumberOfFrames');
+  });
+
+  it('other malformed values are read where safe, each with a warning naming the attribute', async () => {
+    // A window that is not a number is ignored (percentile window); "40abc" is read as 40.
+    const badWindow = await preprocessImage(writeDicom(TS.explicitLE, imageElements({ ...attrs12, extra: [[0x0028, 0x1050, 'DS', 'centre'], [0x0028, 0x1051, 'DS', '3000']] }), { native: le16(values12) }), NATIVE);
+    expect(badWindow.metadata.quality.warnings).toEqual(expect.arrayContaining(['malformed-attribute-WindowCenter', 'auto-window']));
+    const sorted = [...values12].sort((a, b) => a - b);
+    const [lo, hi] = [0.005, 0.995].map((q) => sorted[Math.round(q * (sorted.length - 1))] ?? 0) as [number, number];
+    expect(maxError(badWindow.pixels, (i) => Math.min(1, Math.max(0, ((values12[i] ?? 0) - lo) / (hi - lo))))).toBeLessThan(1e-5);
+    const lenient = await preprocessImage(writeDicom(TS.explicitLE, imageElements({ ...attrs12, extra: [[0x0028, 0x1050, 'DS', `${WC}abc`], [0x0028, 0x1051, 'DS', String(WW)]] }), { native: le16(values12) }), NATIVE);
+    expect(maxError(lenient.pixels, expected12)).toBeLessThan(1e-5);
+    expect(lenient.metadata.quality.warnings).toContain('malformed-attribute-WindowCenter');
+    // Bits Stored beyond Bits Allocated: all 16 bits are read; High Bit past the word: Bits Stored - 1.
+    const values16 = ramp(W, H, 65536, 0).map((v) => (v * 17) % 65536);
+    const wide = await preprocessImage(writeDicom(TS.explicitLE, imageElements({ rows: H, cols: W, bitsAllocated: 16, bitsStored: 20, highBit: 19, extra: [[0x0028, 0x1050, 'DS', '32768'], [0x0028, 0x1051, 'DS', '65536']] }), { native: le16(values16) }), NATIVE);
+    expect(maxError(wide.pixels, (i) => linearWindow(values16[i] ?? 0, 32768, 65536))).toBeLessThan(1e-5);
+    expect(wide.metadata.quality.warnings).toEqual(expect.arrayContaining(['malformed-attribute-BitsStored', 'malformed-attribute-HighBit']));
   });
 });
