@@ -10,9 +10,10 @@ import { inflateRawSync } from 'node:zlib';
 import { CodecError, DecodedFrame, decodeJpeg2000, decodeJpegBaseline, decodeJpegLossless, decodeJpegLs, jpegWithColourSpace } from './codecs';
 import { ImageRejection, describeThrown } from './errors';
 import { Gray } from './gray';
+import { paletteLuminance } from './palette';
 import { RleError, decodeRleFrame } from './rle';
 
-type Codec = 'native' | 'native-be' | 'rle' | 'jpeg-baseline' | 'jpeg-lossless' | 'jpeg-ls' | 'jpeg2000';
+type Codec = 'native' | 'native-be' | 'rle' | 'deflate-frame' | 'jpeg-baseline' | 'jpeg-lossless' | 'jpeg-ls' | 'jpeg2000';
 
 /** Transfer syntaxes this module decodes. */
 export const SUPPORTED_TRANSFER_SYNTAXES: Readonly<Record<string, { name: string; codec: Codec }>> = {
@@ -21,6 +22,7 @@ export const SUPPORTED_TRANSFER_SYNTAXES: Readonly<Record<string, { name: string
   '1.2.840.10008.1.2.1.99': { name: 'Deflated Explicit VR Little Endian', codec: 'native' },
   '1.2.840.10008.1.2.2': { name: 'Explicit VR Big Endian', codec: 'native-be' },
   '1.2.840.10008.1.2.5': { name: 'RLE Lossless', codec: 'rle' },
+  '1.2.840.10008.1.2.8.1': { name: 'Deflated Image Frame Compression', codec: 'deflate-frame' },
   '1.2.840.10008.1.2.4.50': { name: 'JPEG Baseline (Process 1)', codec: 'jpeg-baseline' },
   '1.2.840.10008.1.2.4.51': { name: 'JPEG Extended (Process 2 & 4), 8-bit only', codec: 'jpeg-baseline' },
   '1.2.840.10008.1.2.4.57': { name: 'JPEG Lossless, Non-Hierarchical (Process 14)', codec: 'jpeg-lossless' },
@@ -266,15 +268,12 @@ function readLayout(ds: dicomParser.DataSet, warnings: string[]): Layout {
  * (Bits Stored = Bits Allocated, High Bit = Bits Stored - 1) with a warning.
  */
 function validateLayout(L: Layout, codec: Codec, maxPixels: number, warnings: string[]): void {
-  const { rows, cols, frames, spp, bitsAllocated } = L;
-  if (rows <= 0 || cols <= 0) throw new ImageRejection('dicom-malformed', 'DICOM Pixel Data without valid Rows/Columns', { rows, cols });
-  if (rows * cols * frames > maxPixels) {
-    throw new ImageRejection('too-many-pixels', `DICOM declares ${cols}x${rows}x${frames} frames = ${rows * cols * frames} pixels, limit ${maxPixels}`, { width: cols, height: rows, frames, maxPixels });
-  }
+  const { spp, bitsAllocated } = L;
+  validateDimensions(L, maxPixels);
   if (spp !== 1 && spp !== 3) throw new ImageRejection('unsupported-format', `DICOM Samples per Pixel ${spp} not supported`, { samplesPerPixel: spp });
   if (![1, 8, 16, 32].includes(bitsAllocated)) throw new ImageRejection('unsupported-format', `DICOM Bits Allocated ${bitsAllocated} not supported`, { bitsAllocated });
-  if (bitsAllocated === 1 && (spp !== 1 || (codec !== 'native' && codec !== 'native-be'))) {
-    throw new ImageRejection('unsupported-format', 'DICOM Bits Allocated 1 is supported for uncompressed single-sample Pixel Data only', { bitsAllocated });
+  if (bitsAllocated === 1 && (spp !== 1 || codec === 'jpeg-baseline')) {
+    throw new ImageRejection('unsupported-format', `DICOM Bits Allocated 1 is not supported with ${spp} Samples per Pixel${codec === 'jpeg-baseline' ? ' or JPEG baseline' : ''}`, { bitsAllocated });
   }
   if (L.bitsStored < 1 || L.bitsStored > bitsAllocated) {
     malformed(warnings, 'BitsStored');
@@ -284,8 +283,15 @@ function validateLayout(L: Layout, codec: Codec, maxPixels: number, warnings: st
     malformed(warnings, 'HighBit');
     L.highBit = L.bitsStored - 1;
   }
-  if (L.photometric === 'PALETTE COLOR') {
-    throw new ImageRejection('unsupported-format', `DICOM Photometric Interpretation ${L.photometric} not supported`, { photometricInterpretation: L.photometric });
+  if (L.photometric === 'PALETTE COLOR' && spp !== 1) {
+    throw new ImageRejection('dicom-malformed', `DICOM Photometric Interpretation PALETTE COLOR with ${spp} Samples per Pixel`, { photometricInterpretation: L.photometric });
+  }
+}
+
+function validateDimensions({ rows, cols, frames }: Layout, maxPixels: number): void {
+  if (rows <= 0 || cols <= 0) throw new ImageRejection('dicom-malformed', 'DICOM Pixel Data without valid Rows/Columns', { rows, cols });
+  if (rows * cols * frames > maxPixels) {
+    throw new ImageRejection('too-many-pixels', `DICOM declares ${cols}x${rows}x${frames} frames = ${rows * cols * frames} pixels, limit ${maxPixels}`, { width: cols, height: rows, frames, maxPixels });
   }
 }
 
@@ -305,16 +311,17 @@ function describe(ds: dicomParser.DataSet, ts: string, tsInfo: { name: string } 
   };
 }
 
-/** The Pixel Data element, or the rejection that says why there is none to decode. */
-function pixelDataElement(ds: dicomParser.DataSet, ts: string, modality: string | undefined): dicomParser.Element {
+/** The Pixel Data element (or Float / Double Float Pixel Data: bytes per value), or the rejection that says why there is none. */
+function pixelDataElement(ds: dicomParser.DataSet, ts: string, modality: string | undefined): { el: dicomParser.Element; float?: 4 | 8 } {
   const pixelEl = ds.elements['x7fe00010'];
   if (!pixelEl || (pixelEl.length === 0 && !pixelEl.encapsulatedPixelData)) {
-    if (ds.elements['x7fe00008'] || ds.elements['x7fe00009']) {
-      throw new ImageRejection('unsupported-format', 'DICOM Float/Double Float Pixel Data is not supported', { transferSyntax: ts });
-    }
+    const float = ds.elements['x7fe00008'];
+    const double = ds.elements['x7fe00009'];
+    if (float && float.length > 0) return { el: float, float: 4 };
+    if (double && double.length > 0) return { el: double, float: 8 };
     throw new ImageRejection('dicom-no-pixel-data', `DICOM object has no Pixel Data (7FE0,0010)${modality ? ` (modality ${modality})` : ''}`, { transferSyntax: ts });
   }
-  return pixelEl;
+  return { el: pixelEl };
 }
 
 export async function decodeDicom(bytes: Buffer, maxPixels: number): Promise<DicomDecoded> {
@@ -323,31 +330,61 @@ export async function decodeDicom(bytes: Buffer, maxPixels: number): Promise<Dic
   const ts = str(ds, 'x00020010') ?? '';
   const tsInfo = SUPPORTED_TRANSFER_SYNTAXES[ts];
   const dicom = describe(ds, ts, tsInfo);
-  const pixelEl = pixelDataElement(ds, ts, dicom.modality);
+  const { el: pixelEl, float } = pixelDataElement(ds, ts, dicom.modality);
   if (!tsInfo) {
     const name = KNOWN_UNSUPPORTED[ts];
     throw new ImageRejection('dicom-unsupported-transfer-syntax', `DICOM transfer syntax ${ts || '(missing)'}${name ? ` (${name})` : ''} is not supported`, { transferSyntax: ts });
   }
   const L = readLayout(ds, warnings);
+  const native = tsInfo.codec === 'native' || tsInfo.codec === 'native-be';
+  if (float) {
+    validateDimensions(L, maxPixels);
+    if (L.frames > 1) warnings.push('multi-frame');
+    const data = voiToGrey(ds, floatFrame(ds, pixelEl, L, float, native ? tsInfo.codec === 'native' : undefined), L, warnings);
+    return decoded(L, data, float * 8, dicom, warnings);
+  }
   validateLayout(L, tsInfo.codec, maxPixels, warnings);
   if (L.frames > 1) warnings.push('multi-frame');
 
-  const native = tsInfo.codec === 'native' || tsInfo.codec === 'native-be';
   const frame = native ? nativeFrame(ds, pixelEl, L, tsInfo.codec === 'native') : await encapsulatedFrameSamples(ds, pixelEl, L, ts, tsInfo);
   let data: Float32Array;
   if (L.spp === 3) {
     data = colourToGrey(frame, L, tsInfo.codec);
     warnings.push('colour-converted-to-grey');
+  } else if (L.photometric === 'PALETTE COLOR') {
+    data = paletteToGrey(ds, frame, L);
+    warnings.push('colour-converted-to-grey');
   } else {
     data = monochromeToGrey(ds, frame, L, warnings);
   }
-  const { rows, cols, frames, spp, bitsStored } = L;
+  return decoded(L, data, L.bitsStored, dicom, warnings);
+}
+
+function decoded({ rows, cols, frames, spp }: Layout, data: Float32Array, bitsPerSample: number, dicom: DicomDecoded['dicom'], warnings: string[]): DicomDecoded {
   return {
     image: { width: cols, height: rows, data },
-    source: { format: 'dicom', width: cols, height: rows, bitsPerSample: bitsStored, channels: spp, ...(frames > 1 ? { pages: frames } : {}) },
+    source: { format: 'dicom', width: cols, height: rows, bitsPerSample, channels: spp, ...(frames > 1 ? { pages: frames } : {}) },
     dicom,
     warnings,
   };
+}
+
+/** Frame 0 of Float (FL) or Double Float (FD) Pixel Data, native only, as 32-bit floats. */
+function floatFrame(ds: dicomParser.DataSet, el: dicomParser.Element, L: Layout, bytesPerValue: 4 | 8, fileLE: boolean | undefined): Float32Array {
+  if (fileLE === undefined || L.spp !== 1) throw new ImageRejection('unsupported-format', 'DICOM Float/Double Float Pixel Data is supported uncompressed, one sample per pixel');
+  const n = L.rows * L.cols;
+  const arr = ds.byteArray;
+  const available = Math.min(el.length, arr.length - el.dataOffset);
+  if (available < n * bytesPerValue) {
+    throw new ImageRejection(el.dataOffset + el.length > arr.length ? 'truncated' : 'decode-failed', `DICOM Float Pixel Data holds ${Math.max(0, available)} bytes, expected ${n * bytesPerValue}`);
+  }
+  const view = new DataView(arr.buffer, arr.byteOffset + el.dataOffset, n * bytesPerValue);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = bytesPerValue === 4 ? view.getFloat32(i * 4, fileLE) : view.getFloat64(i * 8, fileLE);
+    out[i] = Number.isFinite(v) ? v : 0; // NaN and infinities carry no grey value
+  }
+  return out;
 }
 
 /** Bytes of frame 0 in native (uncompressed) Pixel Data (PS3.5 8.1.1, and C.7.6.3.1.2 for YBR_FULL_422). */
@@ -360,11 +397,7 @@ function nativeFrameBytes(L: Layout): number {
   return n * L.spp * bpp;
 }
 
-/**
- * Frame 0 of native Pixel Data, copied into an aligned typed array in host byte order: 16/32-bit
- * words swapped from big endian, 8-bit data in an OW element of a big endian file swapped pairwise
- * (as written), 1-bit frames unpacked, YBR_FULL_422 expanded to three samples per pixel.
- */
+/** Frame 0 of native Pixel Data, after checking that the element holds it. */
 function nativeFrame(ds: dicomParser.DataSet, pixelEl: dicomParser.Element, L: Layout, fileLE: boolean): Frame {
   if (pixelEl.encapsulatedPixelData) throw new ImageRejection('decode-failed', 'encapsulated Pixel Data in a native transfer syntax');
   const arr = ds.byteArray;
@@ -376,16 +409,26 @@ function nativeFrame(ds: dicomParser.DataSet, pixelEl: dicomParser.Element, L: L
     throw new ImageRejection('truncated', `DICOM Pixel Data holds ${Math.max(0, Math.min(available, pixelEl.length))} bytes, expected ${totalBytes}`, { expected: totalBytes, available: Math.max(0, available) });
   }
   if (pixelEl.length < frameBytes) throw new ImageRejection('decode-failed', `DICOM Pixel Data length ${pixelEl.length} is smaller than one frame (${frameBytes})`);
-  if (L.bitsAllocated === 1) return { samples: unpackBits(arr, pixelEl.dataOffset, n), shift: 0 };
+  return samplesOfNativeFrame(new Uint8Array(arr.buffer, arr.byteOffset + pixelEl.dataOffset, Math.min(pixelEl.length, available)), L, fileLE, pixelEl.vr === 'OW');
+}
 
+/**
+ * Samples of a native frame starting at bytes[0], copied into an aligned typed array in host byte
+ * order: 16/32-bit words swapped from big endian, 8-bit data in an OW element of a big endian file
+ * swapped pairwise (as written), 1-bit frames unpacked, YBR_FULL_422 expanded to three samples.
+ */
+function samplesOfNativeFrame(bytes: Uint8Array, L: Layout, fileLE: boolean, ow: boolean): Frame {
+  const n = L.rows * L.cols;
+  if (L.bitsAllocated === 1) return { samples: unpackBits(bytes, 0, n), shift: 0 };
+  const frameBytes = nativeFrameBytes(L);
   const bpp = L.bitsAllocated / 8;
-  const swapPairs = bpp === 1 && !fileLE && pixelEl.vr === 'OW';
+  const swapPairs = bpp === 1 && !fileLE && ow;
   // An odd frame in a pairwise-swapped OW element needs its pair's other byte (the element has even length).
-  const copyBytes = swapPairs ? frameBytes + (frameBytes % 2) : frameBytes;
-  const copy = Buffer.alloc(copyBytes);
-  Buffer.from(arr.buffer, arr.byteOffset + pixelEl.dataOffset, copyBytes).copy(copy);
+  const copyBytes = swapPairs ? Math.min(bytes.length, frameBytes + (frameBytes % 2)) & ~1 : frameBytes;
+  const copy = Buffer.alloc(Math.max(copyBytes, frameBytes));
+  Buffer.from(bytes.buffer, bytes.byteOffset, copyBytes).copy(copy);
   const hostLE = endianness() === 'LE';
-  if (swapPairs) copy.swap16();
+  if (swapPairs) copy.subarray(0, copyBytes).swap16();
   else if (bpp > 1 && hostLE !== fileLE) {
     if (bpp === 2) copy.swap16();
     else copy.swap32();
@@ -398,7 +441,7 @@ function nativeFrame(ds: dicomParser.DataSet, pixelEl: dicomParser.Element, L: L
 }
 
 /** The first n pixels of bit-packed 1-bit data (PS3.5 8.1.1: first pixel in the least significant bit). */
-function unpackBits(arr: Uint8Array, offset: number, n: number): Uint8Array {
+function unpackBits(arr: ArrayLike<number>, offset: number, n: number): Uint8Array {
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i++) out[i] = ((arr[offset + (i >> 3)] ?? 0) >> (i & 7)) & 1;
   return out;
@@ -428,7 +471,11 @@ async function encapsulatedFrameSamples(ds: dicomParser.DataSet, pixelEl: dicomP
   try {
     switch (tsInfo.codec) {
       case 'rle':
+        // 1-bit frames are one segment of the bit-packed frame's bytes.
+        if (bitsAllocated === 1) return { samples: unpackBits(decodeRleFrame(frame, 1, Math.ceil(n / 8), 1, 8), 0, n), shift: 0 };
         return { samples: decodeRleFrame(frame, rows, cols, spp, bitsAllocated), shift: L.highBit + 1 - bitsStored };
+      case 'deflate-frame':
+        return samplesOfNativeFrame(inflateFrame(frame, nativeFrameBytes(L)), L, true, false);
       case 'jpeg-baseline':
         if (bitsStored > 8) throw new ImageRejection('dicom-unsupported-transfer-syntax', `DICOM transfer syntax ${ts} with ${bitsStored}-bit samples (12-bit JPEG) is not supported`, { transferSyntax: ts, bitsStored });
         // The DICOM Photometric Interpretation, not the decoder's guess, says whether the frame is YCbCr.
@@ -452,6 +499,18 @@ async function encapsulatedFrameSamples(ds: dicomParser.DataSet, pixelEl: dicomP
     throw e;
   }
   return { samples: decodedSamples(decoded, L, ts), shift: 0 };
+}
+
+/** A frame of Deflated Image Frame Compression (PS3.5 A.4.13): the native frame's bytes, deflated. */
+function inflateFrame(frame: Uint8Array, frameBytes: number): Uint8Array {
+  let raw: Buffer;
+  try {
+    raw = inflateRawSync(frame, { maxOutputLength: frameBytes });
+  } catch (e) {
+    throw new CodecError(`inflate failed: ${describeThrown(e)}`);
+  }
+  if (raw.length < frameBytes) throw new CodecError(`inflated frame holds ${raw.length} bytes, expected ${frameBytes}`);
+  return raw;
 }
 
 /** Checks a codec's frame against the DICOM attributes and returns its samples. */
@@ -504,7 +563,17 @@ function colourToGrey({ samples, shift }: Frame, L: Layout, codec: Codec): Float
   return out;
 }
 
-/** Grey: Modality LUT (rescale), VOI LUT (window, or the full range of 1-bit data, or robust percentiles), MONOCHROME1 inversion. */
+/** PALETTE COLOR: each stored value's palette entry, as luminance; no VOI. */
+function paletteToGrey(ds: dicomParser.DataSet, { samples, shift }: Frame, L: Layout): Float32Array {
+  const n = L.rows * L.cols;
+  const storedValue = storedValueReader(L, shift);
+  const entry = paletteLuminance(ds, L.signed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = entry(storedValue(samples[i] ?? 0));
+  return out;
+}
+
+/** Grey: Modality LUT (rescale), then voiToGrey (1-bit data: its full range unless windowed). */
 function monochromeToGrey(ds: dicomParser.DataSet, { samples, shift }: Frame, L: Layout, warnings: string[]): Float32Array {
   const n = L.rows * L.cols;
   const out = new Float32Array(n);
@@ -525,14 +594,20 @@ function monochromeToGrey(ds: dicomParser.DataSet, { samples, shift }: Frame, L:
     for (let i = 0; i < n; i++) out[i] = storedValue(samples[i] ?? 0) * slope + intercept;
   }
 
+  // A bit mask's two values are black and white, however few pixels are set.
+  return voiToGrey(ds, out, L, warnings, L.bitsStored === 1 ? [Math.min(intercept, slope + intercept), Math.max(intercept, slope + intercept)] : undefined);
+}
+
+/** VOI LUT (window; else `fullRange` if given, else robust percentiles), then MONOCHROME1 inversion, in place. */
+function voiToGrey(ds: dicomParser.DataSet, out: Float32Array, L: Layout, warnings: string[], fullRange?: readonly [number, number]): Float32Array {
+  const n = out.length;
   const wc = decimal(ds, 'x00281050', 'WindowCenter', warnings);
   const ww = decimal(ds, 'x00281051', 'WindowWidth', warnings);
   const voiFunction = str(ds, 'x00281056')?.toUpperCase() ?? 'LINEAR';
   if (wc !== undefined && ww !== undefined && ww > 0) {
     applyWindow(out, wc, ww, voiFunction);
-  } else if (L.bitsStored === 1) {
-    // A bit mask: its two values are black and white, however few pixels are set.
-    rescaleTo01(out, Math.min(intercept, slope + intercept), Math.max(intercept, slope + intercept));
+  } else if (fullRange) {
+    rescaleTo01(out, fullRange[0], fullRange[1]);
   } else {
     const [lo = 0, hi = 0] = sampledQuantiles(out, [0.005, 0.995]);
     rescaleTo01(out, lo, hi);

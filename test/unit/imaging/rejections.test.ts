@@ -181,6 +181,8 @@ describe('bad input is rejected with a code, never a crash', () => {
     expect(r.message).toMatch(/^DICOM data set could not be parsed: dicomParser\.\S+: .*item/);
     const noSyntax = await expectCode(writeDicom('', imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }), { native: Buffer.alloc(64), vr: 'OB' }), 'dicom-malformed');
     expect(noSyntax.message).toContain('Transfer Syntax UID (0002,0010)');
+    const paletteWithoutTable = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 8, photometric: 'PALETTE COLOR' }), { native: Buffer.alloc(64), vr: 'OB' });
+    expect((await expectCode(paletteWithoutTable, 'dicom-malformed')).message).toContain('Lookup Table');
     const noRows = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }).filter(([g, e]) => !(g === 0x0028 && e === 0x0010)), { native: Buffer.alloc(64), vr: 'OB' });
     expect((await expectCode(noRows, 'dicom-malformed')).message).toContain('Rows/Columns');
   });
@@ -213,10 +215,10 @@ describe('bad input is rejected with a code, never a crash', () => {
   });
 
   it('unsupported DICOM pixel layouts are unsupported-format', async () => {
-    const palette = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 8, photometric: 'PALETTE COLOR' }), { native: Buffer.alloc(64), vr: 'OB' });
-    await expectCode(palette, 'unsupported-format');
-    const oneBitRle = writeDicom(TS.rle, imageElements({ rows: 8, cols: 8, bitsAllocated: 1 }), { fragments: [Buffer.alloc(72)] });
-    await expectCode(oneBitRle, 'unsupported-format');
+    const oneBitColour = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 1, samplesPerPixel: 3, photometric: 'RGB' }), { native: Buffer.alloc(24), vr: 'OB' });
+    await expectCode(oneBitColour, 'unsupported-format');
+    const oneBitJpeg = writeDicom(TS.jpegBaseline, imageElements({ rows: 8, cols: 8, bitsAllocated: 1 }), { fragments: [Buffer.from([0xff, 0xd8, 0xff, 0xd9])] });
+    await expectCode(oneBitJpeg, 'unsupported-format');
     const twelveBits = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 12 }), { native: Buffer.alloc(96), vr: 'OB' });
     await expectCode(twelveBits, 'unsupported-format');
   });
