@@ -22,11 +22,16 @@ function tableWords(ds: dicomParser.DataSet, tag: string, bytesPerWord: 1 | 2): 
   return out;
 }
 
-/** Expands segmented LUT data (PS3.3 C.7.9.2); `limit` stops after that many segments (indirect segments). */
+/**
+ * Expands segmented LUT data (PS3.3 C.7.9.2). An indirect segment copies `limit` segments from
+ * elsewhere (`previous`: the entry before them); it may not point at another indirect segment.
+ */
 function expandSegments(data: readonly number[], start: number, limit: number, previous: number | undefined, depth: number): number[] {
   const lut: number[] = [];
+  const nested = limit !== Infinity;
   let p = start;
   for (let segments = 0; segments < limit && p + 1 < data.length; segments++) {
+    if (lut.length > 65536) throw new Error('expands to more than 65536 entries');
     const opcode = data[p] ?? 0;
     const length = data[p + 1] ?? 0;
     p += 2;
@@ -40,10 +45,12 @@ function expandSegments(data: readonly number[], start: number, limit: number, p
       for (let k = 1; k <= length; k++) lut.push(Math.round(y0 + ((y1 - y0) * k) / length));
     } else if (opcode === 2) {
       if (lut.length === 0 && previous === undefined) throw new Error('an indirect segment cannot come first');
-      // The byte offset of the segments to repeat: two 16-bit words (low first), or four bytes in that order.
+      if (nested) throw new Error('an indirect segment points at another indirect segment');
+      // Where the segments to repeat start: a 32-bit value, low half first. The standard calls it a byte
+      // offset; reference readers (and the writers they were tested with) index table words with it.
       const offset = depth === 8 ? ((data[p + 3] ?? 0) << 24) + ((data[p + 2] ?? 0) << 16) + ((data[p + 1] ?? 0) << 8) + (data[p] ?? 0) : ((data[p + 1] ?? 0) << 16) + (data[p] ?? 0);
       p += depth === 8 ? 4 : 2;
-      lut.push(...expandSegments(data, offset / (depth / 8), length, lut[lut.length - 1] ?? previous, depth));
+      lut.push(...expandSegments(data, offset, length, lut[lut.length - 1] ?? previous, depth));
     } else {
       throw new Error(`unknown segment type ${opcode}`);
     }

@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { deflateRawSync } from 'node:zlib';
 import { ImageRejection, preprocessImage, SUPPORTED_TRANSFER_SYNTAXES } from '../../../src/imaging';
 import { applyWindow, decodeDicom } from '../../../src/imaging/dicom';
 import {
@@ -32,6 +33,14 @@ function sampleAt(pixels: Float32Array, x: number, y: number): number {
 function maxError(pixels: Float32Array, expected: (i: number) => number): number {
   let err = 0;
   for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) err = Math.max(err, Math.abs(sampleAt(pixels, x, y) - expected(y * W + x)));
+  return err;
+}
+
+/** Max |a - b| over two images of the same size. */
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let err = 0;
+  for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs((a[i] ?? 0) - (b[i] ?? 0)));
   return err;
 }
 
@@ -281,14 +290,6 @@ describe('DICOM codecs are reused and freed', () => {
 });
 
 describe('DICOM conformance with reference readers', () => {
-  /** Max |a - b| over two images of the same size. */
-  function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-    expect(a.length).toBe(b.length);
-    let err = 0;
-    for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs((a[i] ?? 0) - (b[i] ?? 0)));
-    return err;
-  }
-
   it.each([
     ['TIFF (little endian)', [0x49, 0x49, 0x2a, 0x00, 0x08, 0x00, 0x00, 0x00]],
     ['TIFF (big endian)', [0x4d, 0x4d, 0x00, 0x2a, 0x00, 0x00, 0x00, 0x08]],
@@ -461,5 +462,89 @@ describe('DICOM conformance with reference readers', () => {
     const wide = await preprocessImage(writeDicom(TS.explicitLE, imageElements({ rows: H, cols: W, bitsAllocated: 16, bitsStored: 20, highBit: 19, extra: [[0x0028, 0x1050, 'DS', '32768'], [0x0028, 0x1051, 'DS', '65536']] }), { native: le16(values16) }), NATIVE);
     expect(maxError(wide.pixels, (i) => linearWindow(values16[i] ?? 0, 32768, 65536))).toBeLessThan(1e-5);
     expect(wide.metadata.quality.warnings).toEqual(expect.arrayContaining(['malformed-attribute-BitsStored', 'malformed-attribute-HighBit']));
+  });
+});
+
+describe('DICOM pixel data that reference readers also decode', () => {
+  const luma = (r: number, g: number, b: number): number => 0.299 * r + 0.587 * g + 0.114 * b;
+
+  it('PALETTE COLOR: stored values through the red/green/blue tables (first mapped value, clamping), as luminance', async () => {
+    const stored = Array.from({ length: W * H }, (_, i) => (i * 7) % 64); // 0..63, the table maps 20..51
+    const red = Array.from({ length: 32 }, (_, k) => k * 2000);
+    const green = red.map((r) => 65535 - r);
+    const blue = red.map((_, k) => (k * 997) % 65536);
+    const descriptor = [32, 20, 16];
+    const extra: DicomElement[] = [
+      [0x0028, 0x1101, 'US', descriptor], [0x0028, 0x1102, 'US', descriptor], [0x0028, 0x1103, 'US', descriptor],
+      [0x0028, 0x1201, 'OW', le16(red)], [0x0028, 0x1202, 'OW', le16(green)], [0x0028, 0x1203, 'OW', le16(blue)],
+    ];
+    const expected = stored.map((v) => {
+      const k = Math.min(31, Math.max(0, v - 20));
+      return luma(red[k] ?? 0, green[k] ?? 0, blue[k] ?? 0) / 65535;
+    });
+    for (const ts of [TS.explicitLE, TS.explicitBE, TS.rle]) {
+      const pixels = ts === TS.rle ? { fragments: [rleEncode(stored, W * H, 1, 1)] } : { native: Buffer.from(stored), vr: 'OB' as const };
+      const r = await decodeDicom(writeDicom(ts, imageElements({ rows: H, cols: W, bitsAllocated: 8, photometric: 'PALETTE COLOR', extra }), pixels), 1e6);
+      expect(maxDiff(r.image.data, expected)).toBeLessThan(1e-6);
+      expect(r.warnings).toContain('colour-converted-to-grey');
+    }
+  });
+
+  it('PALETTE COLOR with segmented tables: discrete, linear and indirect segments', async () => {
+    // Red: discrete 100,200,300; linear to 700 in 4 steps; indirect: the first segment again.
+    const red = [0, 3, 100, 200, 300, 1, 4, 700, 2, 1, 0, 0];
+    const redTable = [100, 200, 300, 400, 500, 600, 700, 100, 200, 300];
+    const green = [0, 1, 5000, 1, 9, 5000]; // constant 5000
+    const blue = [0, 2, 0, 900, 1, 8, 8100]; // 0, 900, then +900 a step
+    const blueTable = [0, 900, 1800, 2700, 3600, 4500, 5400, 6300, 7200, 8100];
+    const descriptor = [10, 0, 16];
+    const extra: DicomElement[] = [
+      [0x0028, 0x1101, 'US', descriptor], [0x0028, 0x1102, 'US', descriptor], [0x0028, 0x1103, 'US', descriptor],
+      [0x0028, 0x1221, 'OW', le16(red)], [0x0028, 0x1222, 'OW', le16(green)], [0x0028, 0x1223, 'OW', le16(blue)],
+    ];
+    const stored = Array.from({ length: W * H }, (_, i) => i % 10);
+    const r = await decodeDicom(writeDicom(TS.explicitLE, imageElements({ rows: H, cols: W, bitsAllocated: 8, photometric: 'PALETTE COLOR', extra }), { native: Buffer.from(stored), vr: 'OB' }), 1e6);
+    expect(maxDiff(r.image.data, stored.map((k) => luma(redTable[k] ?? 0, 5000, blueTable[k] ?? 0) / 65535))).toBeLessThan(1e-6);
+  });
+
+  /** Bit-packed 1-bit pixels, first pixel in the least significant bit. */
+  function packed(bits: readonly number[]): Buffer {
+    const out = Buffer.alloc(Math.ceil(bits.length / 8));
+    bits.forEach((b, i) => {
+      if (b) out[i >> 3] = (out[i >> 3] ?? 0) | (1 << (i & 7));
+    });
+    return out;
+  }
+
+  it('Bits Allocated 1 in RLE (one segment of the packed frame) and in Deflated Image Frame Compression', async () => {
+    const rows = 7;
+    const cols = 13;
+    const frame0 = Array.from({ length: rows * cols }, (_, i) => ((i * 5) % 7 < 3 ? 1 : 0));
+    const frame1 = frame0.map((b) => 1 - b);
+    const els = imageElements({ rows, cols, bitsAllocated: 1, frames: 2 });
+    const rle = writeDicom(TS.rle, els, { fragments: [rleEncode(packed(frame0), Math.ceil((rows * cols) / 8), 1, 1), rleEncode(packed(frame1), Math.ceil((rows * cols) / 8), 1, 1)] });
+    expect(Array.from((await decodeDicom(rle, 1e6)).image.data)).toEqual(frame0);
+    const deflated = writeDicom(TS.deflatedFrames, els, { fragments: [deflateRawSync(packed(frame0)), deflateRawSync(packed(frame1))] });
+    expect(Array.from((await decodeDicom(deflated, 1e6)).image.data)).toEqual(frame0);
+  });
+
+  it('Deflated Image Frame Compression of 16-bit frames decodes exactly; a frame that inflates short is decode-failed', async () => {
+    const r = await preprocessImage(writeDicom(TS.deflatedFrames, imageElements(attrs12), { fragments: [deflateRawSync(le16(values12))] }), NATIVE);
+    expect(maxError(r.pixels, expected12)).toBeLessThan(1e-5);
+    const short = writeDicom(TS.deflatedFrames, imageElements(attrs12), { fragments: [deflateRawSync(le16(values12.slice(1)))] });
+    await expect(preprocessImage(short, NATIVE)).rejects.toMatchObject({ code: 'decode-failed' });
+  });
+
+  it.each([
+    ['Float Pixel Data', 0x0008, 'OF', 4],
+    ['Double Float Pixel Data', 0x0009, 'OD', 8],
+  ] as const)('%s: values through the window (NaN read as 0)', async (_name, elem, vr, size) => {
+    const values = Array.from({ length: W * H }, (_, i) => (i % 97) * 0.25 - 3.5);
+    values[7] = NaN;
+    const data = Buffer.alloc(W * H * size);
+    values.forEach((v, i) => (size === 4 ? data.writeFloatLE(v, i * 4) : data.writeDoubleLE(v, i * 8)));
+    const els: DicomElement[] = [...imageElements({ rows: H, cols: W, bitsAllocated: size * 8, extra: [[0x0028, 0x1050, 'DS', '5'], [0x0028, 0x1051, 'DS', '20']] }), [0x7fe0, elem, vr, data]];
+    const r = await preprocessImage(writeDicom(TS.explicitLE, els), NATIVE);
+    expect(maxError(r.pixels, (i) => linearWindow(Number.isNaN(values[i]) ? 0 : Math.fround(values[i] ?? 0), 5, 20))).toBeLessThan(1e-5);
   });
 });

@@ -89,6 +89,7 @@ export const TS = {
   deflatedLE: '1.2.840.10008.1.2.1.99',
   explicitBE: '1.2.840.10008.1.2.2',
   rle: '1.2.840.10008.1.2.5',
+  deflatedFrames: '1.2.840.10008.1.2.8.1',
   jpegBaseline: '1.2.840.10008.1.2.4.50',
   jpegLossless: '1.2.840.10008.1.2.4.57',
   jpegLosslessSV1: '1.2.840.10008.1.2.4.70',
@@ -107,7 +108,11 @@ export type DicomElement = [number, number, string, Value];
 const LONG_VRS = new Set(['OB', 'OW', 'OF', 'OD', 'OL', 'SQ', 'UT', 'UN', 'UC', 'UR']);
 
 function encodeValue(vr: string, v: Value, le: boolean): Buffer {
-  if (Buffer.isBuffer(v)) return v.length % 2 ? Buffer.concat([v, Buffer.from([0])]) : v;
+  if (Buffer.isBuffer(v)) {
+    const even = v.length % 2 ? Buffer.concat([v, Buffer.from([0])]) : Buffer.from(v);
+    // OW values are given little endian, like native pixel data.
+    return !le && vr === 'OW' ? even.swap16() : even;
+  }
   if (vr === 'US' || vr === 'SS' || vr === 'UL' || vr === 'SL' || vr === 'FL' || vr === 'FD') {
     const vals = Array.isArray(v) ? v : [Number(v)];
     const size = vr === 'US' || vr === 'SS' ? 2 : vr === 'FD' ? 8 : 4;
