@@ -44,6 +44,15 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return err;
 }
 
+/** Bit-packed 1-bit pixels (PS3.5 8.1.1): first pixel in the least significant bit, frames not padded to bytes. */
+function packBits(bits: readonly number[]): Buffer {
+  const out = Buffer.alloc(Math.ceil(bits.length / 8));
+  bits.forEach((b, i) => {
+    if (b) out[i >> 3] = (out[i >> 3] ?? 0) | (1 << (i & 7));
+  });
+  return out;
+}
+
 const values12 = ramp(W, H, 4096); // 12-bit stored values 0..4095
 const expected12 = (i: number): number => linearWindow(values12[i] ?? 0, WC, WW);
 const attrs12 = { rows: H, cols: W, bitsAllocated: 16, bitsStored: 12, extra: windowEls };
@@ -374,15 +383,6 @@ describe('DICOM conformance with reference readers', () => {
     await expect(preprocessImage(Buffer.from(dcm.subarray(0, dcm.length - 2)), NATIVE)).rejects.toMatchObject({ code: 'truncated' });
   });
 
-  /** Bit-packed frames, first pixel in the least significant bit, frames not padded to bytes. */
-  function packBits(bits: readonly number[]): Buffer {
-    const out = Buffer.alloc(Math.ceil(bits.length / 16) * 2);
-    bits.forEach((b, i) => {
-      if (b) out[i >> 3] = (out[i >> 3] ?? 0) | (1 << (i & 7));
-    });
-    return out;
-  }
-
   it('Bits Allocated 1: the first of two bit-packed 13x7 frames decodes to its 0/1 pixels', async () => {
     const rows = 7;
     const cols = 13;
@@ -507,24 +507,15 @@ describe('DICOM pixel data that reference readers also decode', () => {
     expect(maxDiff(r.image.data, stored.map((k) => luma(redTable[k] ?? 0, 5000, blueTable[k] ?? 0) / 65535))).toBeLessThan(1e-6);
   });
 
-  /** Bit-packed 1-bit pixels, first pixel in the least significant bit. */
-  function packed(bits: readonly number[]): Buffer {
-    const out = Buffer.alloc(Math.ceil(bits.length / 8));
-    bits.forEach((b, i) => {
-      if (b) out[i >> 3] = (out[i >> 3] ?? 0) | (1 << (i & 7));
-    });
-    return out;
-  }
-
   it('Bits Allocated 1 in RLE (one segment of the packed frame) and in Deflated Image Frame Compression', async () => {
     const rows = 7;
     const cols = 13;
     const frame0 = Array.from({ length: rows * cols }, (_, i) => ((i * 5) % 7 < 3 ? 1 : 0));
     const frame1 = frame0.map((b) => 1 - b);
     const els = imageElements({ rows, cols, bitsAllocated: 1, frames: 2 });
-    const rle = writeDicom(TS.rle, els, { fragments: [rleEncode(packed(frame0), Math.ceil((rows * cols) / 8), 1, 1), rleEncode(packed(frame1), Math.ceil((rows * cols) / 8), 1, 1)] });
+    const rle = writeDicom(TS.rle, els, { fragments: [rleEncode(packBits(frame0), Math.ceil((rows * cols) / 8), 1, 1), rleEncode(packBits(frame1), Math.ceil((rows * cols) / 8), 1, 1)] });
     expect(Array.from((await decodeDicom(rle, 1e6)).image.data)).toEqual(frame0);
-    const deflated = writeDicom(TS.deflatedFrames, els, { fragments: [deflateRawSync(packed(frame0)), deflateRawSync(packed(frame1))] });
+    const deflated = writeDicom(TS.deflatedFrames, els, { fragments: [deflateRawSync(packBits(frame0)), deflateRawSync(packBits(frame1))] });
     expect(Array.from((await decodeDicom(deflated, 1e6)).image.data)).toEqual(frame0);
   });
 
