@@ -2,7 +2,11 @@
  * DICOM Part 10 decoding: dicom-parser for the data set, our RLE decoder and the WASM/JS codecs for
  * compressed frames. Only the first frame is decoded. The result is a grey image in [0, 1] after
  * Modality LUT (rescale slope/intercept), VOI LUT (window or robust percentiles) and MONOCHROME1
- * inversion, plus a few non-identifying attributes.
+ * inversion (colour and palette data: luminance), plus a few non-identifying attributes.
+ *
+ * Stages: parse (meta information, data set as encoded) -> readLayout / validateLayout (Image Pixel
+ * attributes, malformed values repaired with a warning) -> nativeFrame / encapsulatedFrameSamples
+ * (frame 0's samples) -> colourToGrey / paletteToGrey / monochromeToGrey.
  */
 import * as dicomParser from 'dicom-parser';
 import { endianness } from 'node:os';
