@@ -112,11 +112,10 @@ function parseDataSet(arr: Uint8Array, maxInflatedBytes: number): Parsed {
   const parser = ts === EXPLICIT_VR_BE ? dicomParser.bigEndianByteArrayParser : dicomParser.littleEndianByteArrayParser;
   const ds = new DataSetClass(parser, full, elements);
   ds.warnings = [];
-  if (start < full.length) {
-    const stream = new dicomParser.ByteStream(parser, full, start);
-    if (explicit) dicomParser.parseDicomDataSetExplicit(ds, stream, full.length);
-    else dicomParser.parseDicomDataSetImplicit(ds, stream, full.length);
-  }
+  if (start >= full.length) throw new ImageRejection('truncated', 'DICOM file ends after its file meta information');
+  const stream = new dicomParser.ByteStream(parser, full, start);
+  if (explicit) dicomParser.parseDicomDataSetExplicit(ds, stream, full.length);
+  else dicomParser.parseDicomDataSetImplicit(ds, stream, full.length);
   if (explicit === declaredExplicit) return { ds, warnings: [] };
   const pixelData = ds.elements['x7fe00010'];
   if (!explicit && pixelData?.hadUndefinedLength && !pixelData.encapsulatedPixelData) {

@@ -168,6 +168,8 @@ describe('bad input is rejected with a code, never a crash', () => {
     const dcm = writeDicom(TS.explicitLE, imageElements({ rows: 64, cols: 64, bitsAllocated: 16 }), { native: le16(values) }, { preamble: Buffer.from([0x49, 0x49, 0x2a, 0x00, 0x08, 0x00, 0x00, 0x00]) });
     await expectCode(dcm.subarray(0, dcm.length - 1000), 'truncated');
     await expectCode(dcm.subarray(0, 200), 'truncated'); // inside the file meta information
+    const metaEnd = 144 + dcm.readUInt32LE(140); // after (0002,0000) File Meta Information Group Length and the group
+    await expectCode(dcm.subarray(0, metaEnd), 'truncated'); // right after it
   });
 
   it('a DICOM data set without preamble and DICM marker is not-an-image', async () => {
