@@ -191,7 +191,8 @@ export async function loadImageFolder(dir: string, opts: FolderOptions = {}): Pr
   }
   const all = assemble(ok, classNames, `folder:${dir}`, groups);
   const split = splitByName(all, opts.testFraction ?? 0.2);
-  const report: LoadReport = { loaded: ok.length, skipped, preprocessing: { profile, version: PROFILE_VERSIONS[profile] }, cached: counts.cached, decoded: counts.decoded, ...(grouping ? { grouping } : {}) };
+  const cacheUse = opts.preprocess === undefined && opts.cacheDir !== undefined ? { cached: counts.cached, decoded: counts.decoded } : {};
+  const report: LoadReport = { loaded: ok.length, skipped, preprocessing: { profile, version: PROFILE_VERSIONS[profile] }, ...cacheUse, ...(grouping ? { grouping } : {}) };
   return { ...split, report };
 }
 
