@@ -3,7 +3,7 @@
  *
  *   npm run build && node dist/bench/ml-speed.js [--batches 200] [--threads 2] [--engines torch,torch-1t,wasm,wasm-dp,wasm-mt,cpu]
  *
- * Model (DESIGN.md): conv 3x3x16 relu, maxpool 2, conv 3x3x32 relu, maxpool 2, dense 64 relu,
+ * Model (the speed peer of docs/architecture.md): conv 3x3x16 relu, maxpool 2, conv 3x3x32 relu, maxpool 2, dense 64 relu,
  * dense 10 softmax; Adam 1e-3; batch 64; Fashion-MNIST from /usr/share/datasets/fashion-mnist
  * (random data of the same shape when it is missing). Each engine runs in its own process, one
  * after the other (tfjs has one backend per process): warm-up batches, then `--batches` timed
