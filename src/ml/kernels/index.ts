@@ -27,6 +27,10 @@
  * |                       |                           | else the stock kernel                                   |
  * | TriageReluGrad (the   | Step, Cast, Multiply      | one generated SIMD loop (reluGrad.ts overrides the Relu |
  * | Relu gradient)        |                           | gradient on wasm while registered)                      |
+ * | TriageBatchNormTrain, | tf.moments + tf.batchNorm | two passes each (sums, then the affine map): generated  |
+ * | TriageBatchNormTrain- | and their gradients (~15  | SIMD loops (c % 4 == 0), float32 partial sums per chunk |
+ * | Grad (models.ts       | full-size kernels, Tile)  | added in float64; else JS loops                         |
+ * | batchNormalization)   |                           |                                                         |
  *
  * CPU time per peer CNN training step (batch 64), JS/XNNPACK paths -> SIMD kernels, measured A/B
  * in one process: Conv2DBackpropFilter 7.2 -> 1.8 ms (two calls), MaxPoolGrad 3.2 -> 0.6 ms (two

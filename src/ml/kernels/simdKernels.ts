@@ -649,3 +649,90 @@ export function buildReluGrad(): FunctionBuilder {
   });
   return fn;
 }
+
+/** Widest channel count the batch-norm kernels below unroll a row over. */
+export const BN_MAX_CHANNELS = 1024;
+
+/** Rows per chunk of buildBnSums: about 16 KB of x per chunk (L1), at most 128 rows. */
+export function bnChunkRows(c: number): number {
+  return Math.max(4, Math.min(128, Math.floor(4096 / c)));
+}
+
+/**
+ * run(x, dy, k, out, chunks): per-channel sums over `chunks` chunks of bnChunkRows(c) rows of c
+ * values (c % 4 == 0), one partial per chunk, in float32 (the caller adds the partials in float64):
+ * with u = x - k (k a per-channel shift: a value near the mean keeps the sums of squares from
+ * cancelling), chunk j writes out[j, 0, :] = sum(a) and out[j, 1, :] = sum(a * u), where a = u
+ * (statistics: sum(x - k), sum((x - k)^2)) or, with `grad`, a = dy (the batch-norm gradient:
+ * sum(dy), sum(dy * (x - mean))). Without `grad` the dy argument is not read. One function per
+ * block of up to 4 channel vectors (8 accumulators) runs over a chunk's rows; `run` calls every
+ * block per chunk.
+ */
+export function buildBnSums(c: number, grad: boolean): FunctionBuilder[] {
+  if (c % 4 !== 0 || c <= 0 || c > BN_MAX_CHANNELS) throw new Error(`buildBnSums needs 0 < c <= ${BN_MAX_CHANNELS}, c % 4 == 0`);
+  const rows = bnChunkRows(c);
+  const blocks: FunctionBuilder[] = [];
+  for (let v0 = 0; v0 < c / 4; v0 += 4) {
+    const vecs = Math.min(4, c / 4 - v0);
+    const fn = new FunctionBuilder([I32, I32, I32, I32]);
+    const [X, DY, K, OUT] = [0, 1, 2, 3];
+    const left = fn.local(I32);
+    const k: number[] = [];
+    const s: number[] = [];
+    const s2: number[] = [];
+    for (let v = 0; v < vecs; v++) {
+      k.push(fn.local(V128));
+      s.push(fn.local(V128));
+      s2.push(fn.local(V128));
+    }
+    const u = fn.local(V128);
+    const a = fn.local(V128);
+    for (let v = 0; v < vecs; v++) {
+      fn.get(K).load(16 * (v0 + v)).set(k[v] as number);
+      fn.f32x4Const(0).set(s[v] as number);
+      fn.f32x4Const(0).set(s2[v] as number);
+    }
+    fn.i32(rows).set(left);
+    fn.loop(() => {
+      for (let v = 0; v < vecs; v++) {
+        fn.get(X).load(16 * (v0 + v)).get(k[v] as number).f32x4Sub().set(u);
+        if (grad) fn.get(DY).load(16 * (v0 + v)).set(a);
+        const av = grad ? a : u;
+        fn.get(s[v] as number).get(av).f32x4Add().set(s[v] as number);
+        fn.get(s2[v] as number).get(av).get(u).f32x4Mul().f32x4Add().set(s2[v] as number);
+      }
+      fn.inc(X, c * 4);
+      if (grad) fn.inc(DY, c * 4);
+      fn.inc(left, -1).get(left).brIf(0);
+    });
+    for (let v = 0; v < vecs; v++) {
+      fn.get(OUT).get(s[v] as number).store(16 * (v0 + v));
+      fn.get(OUT).get(s2[v] as number).store(4 * c + 16 * (v0 + v));
+    }
+    blocks.push(fn);
+  }
+  return perImage(blocks, [rows * c * 4, grad ? rows * c * 4 : 0, 0, 2 * c * 4]);
+}
+
+/**
+ * run(x, dy, coef, out, rows): out = p * x + q (+ r * dy with `grad`) per channel, for `rows` > 0
+ * rows of c values (c % 4 == 0), with coef = [p (c), q (c), r (c)]: the batch norm's
+ * y = scale * x + shift, and its dx = a * dy + b * x + d. Without `grad` dy is not read.
+ */
+export function buildBnApply(c: number, grad: boolean): FunctionBuilder {
+  if (c % 4 !== 0 || c <= 0 || c > BN_MAX_CHANNELS) throw new Error(`buildBnApply needs 0 < c <= ${BN_MAX_CHANNELS}, c % 4 == 0`);
+  const fn = new FunctionBuilder([I32, I32, I32, I32, I32]);
+  const [X, DY, COEF, OUT, N] = [0, 1, 2, 3, 4];
+  fn.loop(() => {
+    for (let v = 0; v < c / 4; v++) {
+      fn.get(OUT);
+      fn.get(X).load(16 * v).get(COEF).load(16 * v).f32x4Mul().get(COEF).load(4 * c + 16 * v).f32x4Add();
+      if (grad) fn.get(DY).load(16 * v).get(COEF).load(8 * c + 16 * v).f32x4Mul().f32x4Add();
+      fn.store(16 * v);
+    }
+    fn.inc(X, c * 4).inc(OUT, c * 4);
+    if (grad) fn.inc(DY, c * 4);
+    fn.inc(N, -1).get(N).brIf(0);
+  });
+  return fn;
+}

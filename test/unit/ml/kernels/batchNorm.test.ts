@@ -35,9 +35,11 @@ const cases: BnCase[] = [
   { x: [2, 3, 3, 12], lo: 0, hi: 4 }, // C = 12: three vectors
   { x: [5, 9, 6], lo: -1, hi: 1 }, // rank 3, C = 6
   { x: [37, 4], lo: -3, hi: 1 }, // rank 2: rows not a multiple of any chunk
-  { x: [4, 8, 8, 4], lo: 50, hi: 51 }, // mean 50.5, variance 1/12: sums of squares must not cancel
+  { x: [4, 8, 8, 4], lo: 50, hi: 51 }, // mean 50.5, variance 1/12: sums of squares must not cancel (two SIMD chunks of 128 rows)
   { x: [2, 6, 5, 7], lo: 50, hi: 51 },
-  { x: [3, 16, 16, 32], lo: -1, hi: 1 }, // many rows per channel
+  { x: [3, 16, 16, 32], lo: -1, hi: 1 }, // many rows per channel: six chunks of 128 rows
+  { x: [3, 9, 10, 20], lo: -1, hi: 2 }, // C = 20: blocks of 4 + 1 vectors, two chunks and 14 rows after
+  { x: [2, 5, 7, 128], lo: 9, hi: 11 }, // C = 128: two chunks of 32 rows and 6 after
 ];
 
 /** The training-mode batch norm as tfjs-layers computes it (tf.moments, tf.batchNorm). */
