@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { registerWasmTrainingKernels } from '../../../../src/ml/kernels';
 import { BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, batchNormKernelsActive, batchNormTraining } from '../../../../src/ml/kernels/batchNorm';
 import { setSimdKernelsEnabled } from '../../../../src/ml/kernels/simdKernels';
-import { batchNormalization } from '../../../../src/ml/models';
+import { batchNormalization, linearConv2d } from '../../../../src/ml/models';
 import { compareBackends, onBackend, randomArray, relError, sizeOf } from './compare';
 
 const TOL = 1e-4;
@@ -98,11 +98,16 @@ describe('batchNormTraining', () => {
   });
 });
 
-/** A small model around one batch-norm layer: conv (no bias) -> BN -> relu -> GAP -> dense softmax. */
-function bnModel(channels: number): tf.LayersModel {
+/**
+ * A small model around one batch-norm layer: conv (no bias) -> BN -> relu -> GAP -> dense softmax,
+ * with the project's conv and batch-norm layers (models.ts) or tfjs's own.
+ */
+function bnModel(channels: number, project = true): tf.LayersModel {
   const m = tf.sequential();
-  m.add(tf.layers.conv2d({ inputShape: [6, 7, 2], filters: channels, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }));
-  m.add(batchNormalization({ momentum: 0.9 })); // a low momentum so the moving statistics move visibly
+  const conv: Parameters<typeof tf.layers.conv2d>[0] = { inputShape: [6, 7, 2], filters: channels, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) };
+  m.add(project ? linearConv2d(conv) : tf.layers.conv2d(conv));
+  // A low momentum so that the moving statistics move visibly.
+  m.add(project ? batchNormalization({ momentum: 0.9 }) : tf.layers.batchNormalization({ axis: -1, momentum: 0.9 }));
   m.add(tf.layers.activation({ activation: 'relu' }));
   m.add(tf.layers.globalAveragePooling2d({}));
   m.add(tf.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) }));
@@ -115,9 +120,9 @@ const xData = randomArray(N * 6 * 7 * 2, 41, 0, 2);
 const yData = Float32Array.from({ length: N * 3 }, (_, i) => (i % 3 === Math.floor(i / 3) % 3 ? 1 : 0));
 
 /** Trains two steps on the named backend; returns the BN layer's forward outputs and every weight after. */
-async function trainTwice(backend: 'cpu' | 'wasm', channels: number): Promise<{ forward: Float32Array; weights: Float32Array[]; kernels: string[] }> {
+async function trainTwice(backend: 'cpu' | 'wasm', channels: number, project: boolean): Promise<{ forward: Float32Array; weights: Float32Array[]; kernels: string[] }> {
   expect(await tf.setBackend(backend)).toBe(true);
-  const model = bnModel(channels);
+  const model = bnModel(channels, project);
   const bn = model.layers[1] as tf.layers.Layer;
   const x = tf.tensor4d(xData, [N, 6, 7, 2]);
   const y = tf.tensor2d(yData, [N, 3]);
@@ -138,12 +143,16 @@ async function trainTwice(backend: 'cpu' | 'wasm', channels: number): Promise<{ 
 }
 
 describe.each([3, 8])('batchNormalization layer with %i channels', (channels) => {
-  it('trains on wasm through the kernels as the stock layer does on cpu: output, moving mean and variance, every weight', async () => {
-    const ref = await trainTwice('cpu', channels);
-    const got = await trainTwice('wasm', channels);
+  it('trains on wasm through the kernels as the stock layers do on cpu: output, moving mean and variance, every weight', async () => {
+    const ref = await trainTwice('cpu', channels, false);
+    const got = await trainTwice('wasm', channels, true);
     expect(ref.kernels).not.toContain(BN_TRAIN_KERNEL);
     expect(got.kernels).toContain(BN_TRAIN_KERNEL);
     expect(got.kernels).toContain(BN_TRAIN_GRAD_KERNEL);
+    // The stock Conv2D (tf.fused.conv2d) computes the gradient of the model's input; linearConv2d does not.
+    expect(ref.kernels).toContain('Conv2DBackpropInput');
+    expect(got.kernels).not.toContain('Conv2DBackpropInput');
+    expect(got.kernels).toContain('Conv2DBackpropFilter');
     expect(relError(got.forward, ref.forward)).toBeLessThan(TOL);
     // conv kernel, gamma, beta, moving mean, moving variance, dense kernel, dense bias
     expect(got.weights.length).toBe(7);
