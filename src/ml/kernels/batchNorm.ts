@@ -206,6 +206,53 @@ function bnTrainGradWasm(args: KernelArgs): tf.TensorInfo[] {
   return [dx, dgOut, dbOut];
 }
 
+/** A per-channel operand: rank 1 of size c, or ones before a last axis of c. */
+function perChannel(t: tf.TensorInfo | undefined, c: number): boolean {
+  if (t == null) return true;
+  const s = t.shape;
+  return t.dtype === 'float32' && s.length >= 1 && s[s.length - 1] === c && s.slice(0, -1).every((d) => d === 1);
+}
+
+/**
+ * FusedBatchNorm (tf.batchNorm: batch norm with given statistics, as at inference) on wasm: one
+ * SIMD pass y = x * scale + shift per channel, with scale = gamma / sqrt(var + eps) and
+ * shift = beta - mean * scale computed once per channel; the stock kernel (a plain loop) for
+ * operands that are not per channel of the last axis. CPU ms per call on the screening CNN's five
+ * layers at batch 32, stock against this (7 alternating rounds in one process, medians): 38.6 ->
+ * 2.5 (x [32,128,128,16]), 18.7 -> 1.4, 9.3 -> 0.6, 4.7 -> 0.4, 1.3 -> 0.2.
+ */
+export function makeFusedBatchNormWasm(original: tf.KernelFunc) {
+  return function fusedBatchNormWasm(args: KernelArgs): tf.TensorInfo {
+    const { x, mean, variance, offset, scale } = args.inputs;
+    const c = x?.shape[x.shape.length - 1];
+    const stock = (): tf.TensorInfo => original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+    if (x == null || mean == null || variance == null || c === undefined || c === 0 || x.dtype !== 'float32' || ![mean, variance, offset, scale].every((t) => perChannel(t, c))) return stock();
+    const backend = asWasm(args.backend);
+    const eps = Number(args.attrs?.varianceEpsilon ?? 1e-3);
+    const passes = new Passes(backend, args, c, tf.util.sizeFromShape(x.shape));
+    const y = backend.makeOutput([...x.shape], 'float32');
+    const scratch = passes.scratch();
+    const m = f32(backend, mean);
+    const v = f32(backend, variance);
+    const g = scale == null ? undefined : f32(backend, scale);
+    const b = offset == null ? undefined : f32(backend, offset);
+    const p = new Float32Array(c);
+    const q = new Float32Array(c);
+    for (let ch = 0; ch < c; ch++) {
+      const sc = (g === undefined ? 1 : (g[ch] as number)) / Math.sqrt((v[ch] as number) + eps);
+      p[ch] = sc;
+      q[ch] = (b === undefined ? 0 : (b[ch] as number)) - (m[ch] as number) * sc;
+    }
+    passes.apply(x, undefined, p, q, p, y, scratch);
+    if (scratch !== undefined) dispose(backend, scratch);
+    return y;
+  };
+}
+
+export function fusedBatchNormConfig(original: tf.KernelFunc): tf.KernelConfig {
+  return { kernelName: 'FusedBatchNorm', backendName: 'wasm', kernelFunc: makeFusedBatchNormWasm(original) as unknown as tf.KernelFunc };
+}
+
 export const batchNormTrainConfig: tf.KernelConfig = { kernelName: BN_TRAIN_KERNEL, backendName: 'wasm', kernelFunc: bnTrainWasm as unknown as tf.KernelFunc };
 export const batchNormTrainGradConfig: tf.KernelConfig = { kernelName: BN_TRAIN_GRAD_KERNEL, backendName: 'wasm', kernelFunc: bnTrainGradWasm as unknown as tf.KernelFunc };
 

@@ -98,6 +98,26 @@ describe('batchNormTraining', () => {
   });
 });
 
+describe('tf.batchNorm with given statistics (FusedBatchNorm, as at inference)', () => {
+  it.each([
+    { x: [2, 5, 6, 3], stats: [3], affine: true }, // JS pass
+    { x: [3, 4, 5, 8], stats: [8], affine: true }, // SIMD pass
+    { x: [2, 3, 4, 128], stats: [1, 1, 128], affine: true },
+    { x: [4, 12], stats: [12], affine: false }, // no offset, no scale
+    { x: [2, 3, 4, 4], stats: [1, 3, 1, 4], affine: true }, // not per channel: the stock kernel
+  ])('x=$x statistics $stats (offset and scale: $affine) matches cpu', async ({ x, stats, affine }) => {
+    const xs = randomArray(sizeOf(x), 51, -2, 3);
+    const ms = randomArray(sizeOf(stats), 52);
+    const vs = randomArray(sizeOf(stats), 53, 0.1, 2);
+    const os = randomArray(sizeOf(stats), 54);
+    const ss = randomArray(sizeOf(stats), 55, 0.5, 1.5);
+    const { err } = await compareBackends(() =>
+      tf.batchNorm(tf.tensor(xs, x), tf.tensor(ms, stats), tf.tensor(vs, stats), affine ? tf.tensor(os, stats) : undefined, affine ? tf.tensor(ss, stats) : undefined, EPS),
+    );
+    expect(err).toBeLessThan(TOL);
+  });
+});
+
 /**
  * A small model around one batch-norm layer: conv (no bias) -> BN -> relu -> GAP -> dense softmax,
  * with the project's conv and batch-norm layers (models.ts) or tfjs's own.
