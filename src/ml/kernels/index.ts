@@ -16,6 +16,8 @@
  * |                       |                           | Conv2D with the flipped filter                          |
  * | MaxPoolGrad           | generic loop              | generated SIMD loop (2x2/2, c % 4 == 0); else one JS    |
  * |                       |                           | pass over the heap                                      |
+ * | MaxPool               | XNNPACK                   | generated SIMD loop (2x2/2 unpadded, c % 4 == 0); else  |
+ * |                       |                           | the stock kernel                                        |
  * | BatchMatMul           | slow loop when transposed | one product, n % 4 == 0: generated SIMD loop (transposed|
  * |                       |                           | A read in place, transposed B transposed first); other  |
  * |                       |                           | single products: transpose, then the XNNPACK path       |
@@ -70,6 +72,7 @@ import { fusedConv2dConfig } from './fusedConv2d';
 import { castConfig, identityConfig } from './identity';
 import { conv2dBackpropFilterConfig } from './conv2dBackpropFilter';
 import { conv2dBackpropInputConfig } from './conv2dBackpropInput';
+import { maxPoolConfig } from './maxPool';
 import { maxPoolGradConfig } from './maxPoolGrad';
 import { overrideReluGradient, reluGradKernelConfig, restoreReluGradient } from './reluGrad';
 import { sumConfig } from './sum';
@@ -87,7 +90,7 @@ export { RELU_GRAD_KERNEL } from './reluGrad';
 export { makeSumWasm } from './sum';
 export { BN_TRAIN_KERNEL, BN_TRAIN_GRAD_KERNEL, batchNormTraining, batchNormKernelsActive } from './batchNorm';
 
-export const PROJECT_WASM_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum', 'Identity', 'Cast', 'Add', 'TriageReluGrad', 'TriageBatchNormTrain', 'TriageBatchNormTrainGrad', 'FusedBatchNorm'] as const;
+export const PROJECT_WASM_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum', 'Identity', 'Cast', 'Add', 'TriageReluGrad', 'TriageBatchNormTrain', 'TriageBatchNormTrainGrad', 'FusedBatchNorm', 'MaxPool'] as const;
 export type ProjectWasmKernel = (typeof PROJECT_WASM_KERNELS)[number];
 
 /** Marks a kernel function as ours and remembers what it replaced. */
@@ -153,8 +156,9 @@ export function registerWasmTrainingKernels(only: readonly ProjectWasmKernel[] =
           install(name === 'Conv2D' ? conv2dConfig(replaced.kernelFunc) : fusedConv2dConfig(replaced.kernelFunc), replaced);
           break;
         case 'FusedBatchNorm':
+        case 'MaxPool':
           if (replaced == null) throw new Error(`the wasm backend has no ${name} kernel to build on`);
-          install(fusedBatchNormConfig(replaced.kernelFunc), replaced);
+          install(name === 'MaxPool' ? maxPoolConfig(replaced.kernelFunc) : fusedBatchNormConfig(replaced.kernelFunc), replaced);
           break;
         case 'Identity':
         case 'Cast':

@@ -797,3 +797,44 @@ export function buildBnApply(c: number, grad: boolean): FunctionBuilder {
   });
   return fn;
 }
+
+/**
+ * run(x, y, n): 2x2 / stride 2 max pooling without padding, four channels at a time (c % 4 == 0):
+ * each output is the largest of its window's values that are greater than -Infinity, and
+ * -Infinity when there is none (NaN never wins), as tfjs's cpu backend computes it. The last
+ * row/column of an odd size is not read.
+ */
+export function buildMaxPool2x2(g: Pool2x2Geometry): FunctionBuilder {
+  const { h, w, c, oh, ow } = g;
+  if (c % 4 !== 0) throw new Error('buildMaxPool2x2 needs c % 4 == 0');
+  const fn = new FunctionBuilder([I32, I32, I32]);
+  const [X, Y, N] = [0, 1, 2];
+  const rowEnd = fn.local(I32);
+  const oy = fn.local(I32);
+  const v = fn.local(V128);
+  const m = fn.local(V128);
+  const offs = [0, c * 4, w * c * 4, (w + 1) * c * 4];
+  fn.loop(() => {
+    fn.i32(oh).set(oy);
+    fn.loop(() => {
+      fn.get(Y).i32(ow * c * 4).add().set(rowEnd);
+      fn.loop(() => {
+        for (let k = 0; k < c; k += 4) {
+          fn.f32x4Const(-Infinity).set(m);
+          for (const off of offs) {
+            fn.get(X).load(off + k * 4).set(v);
+            fn.get(v).get(m).get(v).get(m).f32x4Gt().bitselect().set(m);
+          }
+          fn.get(Y).get(m).store(k * 4);
+        }
+        fn.inc(X, 2 * c * 4).inc(Y, c * 4);
+        fn.get(Y).get(rowEnd).ne().brIf(0);
+      });
+      fn.inc(X, (2 * w - 2 * ow) * c * 4);
+      fn.inc(oy, -1).get(oy).brIf(0);
+    });
+    fn.inc(X, (h - 2 * oh) * w * c * 4);
+    fn.inc(N, -1).get(N).brIf(0);
+  });
+  return fn;
+}

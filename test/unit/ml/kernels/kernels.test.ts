@@ -175,6 +175,18 @@ describe.each(poolCases)('maxPool x=$x size=$size stride=$stride pad=$pad', ({ x
   });
 });
 
+describe('maxPool (the SIMD kernel, c % 4 == 0) with -Infinity and NaN in the input', () => {
+  it.each([[2, 6, 8, 4] as const, [3, 7, 9, 8] as const])('x=%j: NaN never wins, an all -Infinity/NaN window gives -Infinity, as cpu', async (...x) => {
+    const specials = [-Infinity, NaN, 0, 1, 2];
+    const xs = randomArray(sizeOf(x), 17, 0, 5).map((v) => specials[Math.floor(v)] as number);
+    const run = (): tf.Tensor => tf.maxPool(tf.tensor4d(xs, [...x]), 2, 2, 'valid');
+    const [expected] = await onBackend('cpu', run);
+    const [actual] = await onBackend('wasm', run);
+    expect(expected?.some((v) => v === -Infinity)).toBe(true);
+    expect(Array.from(actual ?? [])).toEqual(Array.from(expected ?? []));
+  });
+});
+
 describe('maxPool gradient with -Infinity and NaN in the input', () => {
   it.each([[2, 6, 8, 4] as const, [2, 6, 8, 3] as const])('x=%j: no gradient to NaN, none from all -Infinity/NaN windows, as cpu', async (...x) => {
     const specials = [-Infinity, NaN, 0, 1];
