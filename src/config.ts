@@ -122,7 +122,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     description: 'Identity-based connection: which managed identity to use.',
   },
   { key: 'TRIAGE_PROFILE', default: 'mnist', expected: 'one of mnist, xray', description: 'Preprocessing profile.' },
-  { key: 'TRIAGE_XRAY_SIZE', default: '128', expected: 'an integer from 16 to 2048', description: 'Output size of the xray profile (pixels, square).' },
+  { key: 'TRIAGE_XRAY_SIZE', default: '128', expected: 'an integer from 16 to 2048', description: 'Output size of the xray profile (pixels, square); a model takes the size it was trained at (the screening CNN: 128), and promotion refuses another.' },
   { key: 'TRIAGE_MAX_UPLOAD_BYTES', default: String(64 * 1024 * 1024), expected: 'an integer from 1 to 1073741824', description: 'Uploads larger than this are rejected (code too-large).' },
   { key: 'TRIAGE_MAX_PIXELS', default: String(50_000_000), expected: 'an integer from 1 to 1000000000', description: 'Declared pixel count above which an image is refused before decoding (code too-many-pixels).' },
   { key: 'RETRAIN_SCHEDULE', default: '0 0 2 * * *', expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)', description: 'When the retraining timer fires.' },
