@@ -56,9 +56,9 @@ export function storedRange(bits: number): { low: number; span: number } {
   return { low: Math.round(max * 0.06), span: Math.round(max * 0.85) };
 }
 
-/** The file attributes that identify the patient or the study: what must never reach a record. */
+/** The file attributes that identify the patient or the study: what must never reach a record (name components of 6 characters or more, too). */
 export function identifyingValues(p: DicomPatient): string[] {
-  const parts = p.name.split('^').filter((s) => s.length >= 4);
+  const parts = p.name.split('^').filter((s) => s.length >= 6);
   return [...new Set([p.name, ...parts, p.patientId, p.birthDate, p.accessionNumber, p.institutionName, p.referringPhysicianName])];
 }
 
