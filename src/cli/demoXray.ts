@@ -205,7 +205,14 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
     // 2. A screening model.
     const current = await readCurrent(store);
     const currentCard = current === undefined ? undefined : await findCard(store, current.value.version);
-    const why = currentCard === undefined ? 'no model is promoted yet' : opts.retrain ? '--retrain' : notReusable(currentCard, { config, folder, classes, positiveClass, group: opts.group, heldOut: allHeldOut.length });
+    let why: string | undefined;
+    if (current === undefined) why = 'no model is promoted yet';
+    else if (opts.retrain) why = '--retrain';
+    else if (currentCard === undefined) why = `the promoted model ${current.value.version} has no card`;
+    else {
+      const misfit = notReusable(currentCard, { config, folder, classes, positiveClass, group: opts.group, heldOut: allHeldOut.length });
+      if (misfit !== undefined) why = `the promoted model ${current.value.version} does not fit: ${misfit}`;
+    }
     let trainSeconds: number | undefined;
     let version: string;
     if (why === undefined && current !== undefined) {
@@ -213,7 +220,7 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
       console.log(`Reusing the promoted model ${version} (trained on this folder without the held-out patients).`);
     } else {
       version = `demo-xray-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
-      console.log(`\nTraining a screening model (${why}${current !== undefined && currentCard !== undefined && why !== '--retrain' ? `: ${current.value.version}` : ''}).`);
+      console.log(`\nTraining a screening model (${why}).`);
       const argv = ['node', 'triage', 'train', '--data', folder, '--profile', 'xray', '--positive-class', positiveClass, '--test-split', String(opts.testSplit), '--group', opts.group, '--store', '--version', version, '--no-plots'];
       if (opts.epochs !== undefined) argv.push('--epochs', String(opts.epochs));
       console.log(`  triage ${argv.slice(2).join(' ')}`);
