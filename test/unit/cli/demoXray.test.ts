@@ -31,7 +31,7 @@ describe('heldOutFiles', () => {
     const held = await heldOutFiles(FIXTURES, fraction, group);
     const expected = await loaderTestSplit(fraction, group);
     expect(expected.length).toBeGreaterThan(0);
-    expect(expected.length).toBeLessThan(10);
+    expect(expected.length).toBeLessThan((await heldOutFiles(FIXTURES, 1, group)).length);
     expect(held.map((f) => f.name).sort()).toEqual(expected);
     for (const f of held) expect(f.name.startsWith(`${f.className}/`)).toBe(true);
   });
@@ -39,14 +39,15 @@ describe('heldOutFiles', () => {
   it('holds out whole patients: no patient has images on both sides', async () => {
     const held = await heldOutFiles(FIXTURES, 0.5, DEFAULT_GROUP_PATTERN);
     const all = await heldOutFiles(FIXTURES, 1, DEFAULT_GROUP_PATTERN);
-    expect(all).toHaveLength(10);
+    expect(all.length).toBeGreaterThan(held.length);
     const heldPatients = new Set(held.map((f) => f.patient));
     const kept = all.filter((f) => !held.some((h) => h.name === f.name));
+    expect(kept.length).toBeGreaterThan(0);
     for (const f of kept) expect(heldPatients.has(f.patient)).toBe(false);
-    // The fixtures hold two patients with two images each.
+    // The fixtures hold patients with several images, so this tests something.
     const perPatient = new Map<string, number>();
     for (const f of all) perPatient.set(f.patient, (perPatient.get(f.patient) ?? 0) + 1);
-    expect([...perPatient.values()].filter((n) => n === 2)).toHaveLength(2);
+    expect([...perPatient.values()].filter((n) => n > 1).length).toBeGreaterThanOrEqual(2);
   });
 
   it('holds out nothing with a test split of 0', async () => {
