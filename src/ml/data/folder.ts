@@ -134,7 +134,8 @@ export function compileGroupPattern(pattern: string): RegExp {
   return re;
 }
 
-async function listFiles(dir: string, rel = ''): Promise<string[]> {
+/** Files under dir (relative paths with /, sorted), skipping dot-files and dot-folders. */
+export async function listFiles(dir: string, rel = ''): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
     if (e.name.startsWith('.')) continue;
