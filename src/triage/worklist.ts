@@ -1,0 +1,185 @@
+/**
+ * The worklist: flagged images nobody has labeled yet, most urgent first (see policy.ts for the
+ * priority), filtered by reason and name prefix, paged on the server.
+ *
+ * Listing flagged/ and labels/ is what costs at 10,000+ flagged images, so each instance keeps a
+ * snapshot of both listings per prefix for `WORKLIST_SNAPSHOT_MS`. Labels written or undone
+ * through this instance (handleLabel, undoLabel) update its snapshots at once; labels written
+ * elsewhere (another instance, the CLI in another process) show within that time. Only the page
+ * asked for is read in full: its prediction records (classes, probabilities) and upload times.
+ */
+import type { BlobStore } from '../storage/blobStore';
+import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
+import { mapLimit } from '../util/mapLimit';
+
+/** How long a listing snapshot serves worklist requests (milliseconds). */
+export const WORKLIST_SNAPSHOT_MS = 5000;
+
+export interface WorklistQuery {
+  page: number;
+  pageSize: number;
+  /** Only items flagged for this reason. */
+  reason?: string;
+  /** Only uploads whose name starts with this (a batch prefix such as `batch-1/`). */
+  prefix?: string;
+}
+
+export interface ClassProbability {
+  class: string;
+  probability: number;
+}
+
+export interface WorklistItem {
+  upload: string;
+  priority: number;
+  reasons: string[];
+  /** The upload's first virtual folder with its slash (`batch-1/`), or '' for a name without one. */
+  batch: string;
+  /** The model's answer, from the prediction record (absent only if the record could not be read). */
+  topClass?: string;
+  confidence?: number;
+  /** The classes by probability, most probable first (at most three). */
+  top?: ClassProbability[];
+  modelVersion?: string;
+  /** SHA-256 of the upload the record belongs to (image URLs carry it, so a re-upload is not served from a cache). */
+  sha256?: string;
+  scoredAt?: string;
+  /** When the upload blob was last written. */
+  uploadedAt?: string;
+}
+
+export interface Worklist {
+  items: WorklistItem[];
+  page: number;
+  pageSize: number;
+  /** Items that match the filters (all pages). */
+  total: number;
+  /** Items per reason under the prefix filter, before the reason filter. */
+  reasonCounts: Record<string, number>;
+}
+
+interface FlagEntry {
+  upload: string;
+  priority: number;
+  reasons: string[];
+}
+
+interface Snapshot {
+  takenAt: number;
+  /** Sorted by priority, most urgent first. Labeled ones included: `labeled` filters them. */
+  flagged: FlagEntry[];
+  labeled: Set<string>;
+}
+
+/** What the prediction record (the flagged blob's body) holds that the worklist shows. */
+interface FlagBody {
+  source?: { sha256?: string };
+  model?: { version?: string };
+  probabilities?: Record<string, number>;
+  topClass?: string;
+  confidence?: number;
+  time?: string;
+}
+
+const snapshots = new WeakMap<BlobStore, Map<string, Promise<Snapshot>>>();
+
+function snapshotsOf(store: BlobStore): Map<string, Promise<Snapshot>> {
+  let m = snapshots.get(store);
+  if (m === undefined) {
+    m = new Map();
+    snapshots.set(store, m);
+  }
+  return m;
+}
+
+async function takeSnapshot(store: BlobStore, prefix: string, now: number): Promise<Snapshot> {
+  const labeled = new Set<string>();
+  const flagged: FlagEntry[] = [];
+  await Promise.all([
+    (async () => {
+      for await (const e of store.list(CONTAINERS.labels, prefix === '' ? undefined : prefix)) {
+        const n = uploadNameFromRecord(e.name);
+        if (n !== undefined) labeled.add(n);
+      }
+    })(),
+    (async () => {
+      for await (const e of store.list(CONTAINERS.flagged, prefix === '' ? undefined : prefix, true)) {
+        const n = uploadNameFromRecord(e.name);
+        if (n === undefined) continue;
+        flagged.push({ upload: n, priority: Number(e.metadata.priority ?? '0'), reasons: (e.metadata.reasons ?? '').split(',').filter((r) => r !== '') });
+      }
+    })(),
+  ]);
+  flagged.sort((a, b) => b.priority - a.priority || (a.upload < b.upload ? -1 : a.upload > b.upload ? 1 : 0));
+  return { takenAt: now, flagged, labeled };
+}
+
+function snapshot(store: BlobStore, prefix: string, maxAgeMs: number): Promise<Snapshot> {
+  const m = snapshotsOf(store);
+  const now = Date.now();
+  const cached = m.get(prefix);
+  if (cached !== undefined) {
+    return cached.then((s) => (now - s.takenAt <= maxAgeMs ? s : refresh()));
+  }
+  return refresh();
+  function refresh(): Promise<Snapshot> {
+    const p = takeSnapshot(store, prefix, Date.now());
+    m.set(prefix, p);
+    p.catch(() => m.delete(prefix));
+    return p;
+  }
+}
+
+/** A label written through this instance: the image leaves every snapshot's worklist at once. */
+export function noteLabeled(store: BlobStore, upload: string, labeled: boolean): void {
+  for (const [prefix, p] of snapshotsOf(store)) {
+    if (!upload.startsWith(prefix)) continue;
+    void p.then((s) => (labeled ? s.labeled.add(upload) : s.labeled.delete(upload)), () => undefined);
+  }
+}
+
+export function batchOf(upload: string): string {
+  const slash = upload.indexOf('/');
+  return slash < 0 ? '' : upload.slice(0, slash + 1);
+}
+
+export function topClasses(probabilities: Record<string, number> | undefined, n = 3): ClassProbability[] {
+  if (probabilities === undefined) return [];
+  return Object.entries(probabilities)
+    .map(([c, p]) => ({ class: c, probability: p }))
+    .sort((a, b) => b.probability - a.probability)
+    .slice(0, n);
+}
+
+export async function readWorklist(store: BlobStore, q: WorklistQuery, opts: { maxAgeMs?: number } = {}): Promise<Worklist> {
+  const snap = await snapshot(store, q.prefix ?? '', opts.maxAgeMs ?? WORKLIST_SNAPSHOT_MS);
+  const reasonCounts: Record<string, number> = {};
+  const matching: FlagEntry[] = [];
+  for (const f of snap.flagged) {
+    if (snap.labeled.has(f.upload)) continue;
+    for (const r of f.reasons) reasonCounts[r] = (reasonCounts[r] ?? 0) + 1;
+    if (q.reason === undefined || f.reasons.includes(q.reason)) matching.push(f);
+  }
+  const pageItems = matching.slice((q.page - 1) * q.pageSize, q.page * q.pageSize);
+  const items = await mapLimit(pageItems, 16, async (f): Promise<WorklistItem> => {
+    const [body, upload] = await Promise.all([
+      store.getJson<FlagBody>(CONTAINERS.flagged, paths.flagged(f.upload)).catch(() => undefined),
+      store.head(CONTAINERS.uploads, paths.upload(f.upload)).catch(() => undefined),
+    ]);
+    const b = body?.value;
+    return {
+      upload: f.upload,
+      priority: f.priority,
+      reasons: f.reasons,
+      batch: batchOf(f.upload),
+      ...(b?.topClass !== undefined ? { topClass: b.topClass } : {}),
+      ...(b?.confidence !== undefined ? { confidence: b.confidence } : {}),
+      ...(b?.probabilities !== undefined ? { top: topClasses(b.probabilities) } : {}),
+      ...(b?.model?.version !== undefined ? { modelVersion: b.model.version } : {}),
+      ...(b?.source?.sha256 !== undefined ? { sha256: b.source.sha256 } : {}),
+      ...(b?.time !== undefined ? { scoredAt: b.time } : {}),
+      ...(upload?.lastModified !== undefined ? { uploadedAt: upload.lastModified.toISOString() } : {}),
+    };
+  });
+  return { items, page: q.page, pageSize: q.pageSize, total: matching.length, reasonCounts };
+}
