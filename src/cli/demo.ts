@@ -17,6 +17,7 @@ import { buildDeps } from '../composition';
 import { startAzurite, AzuriteHandle } from '../local/azurite';
 import { EmbeddedRuntime } from '../local/runtime';
 import { DEV_STORAGE, mergedSettings, projectRoot, readEndpoint } from '../local/settings';
+import { reviewPageUrl } from '../handlers/reviewPage';
 import { readCurrent, promote } from '../registry/registry';
 import { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
@@ -58,6 +59,8 @@ async function main(opts: DemoOptions): Promise<number> {
   let azurite: AzuriteHandle | undefined;
   let runtime: EmbeddedRuntime | undefined;
   const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
+  /** Where the review page is served once the demo ends: by a running `npm start`, or by the next one. */
+  let reviewPage = `npm start, then ${reviewPageUrl(Number(settings.TRIAGE_LOCAL_HTTP_PORT ?? '7071'))}`;
   try {
     if (settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE) {
       const running = readEndpoint(dataDir);
@@ -72,6 +75,7 @@ async function main(opts: DemoOptions): Promise<number> {
       }
       if (running !== undefined && alive) {
         settings[STORAGE_SETTING] = running.connectionString;
+        reviewPage = reviewPageUrl(running.httpPort);
         console.log(`Using the embedded runtime that npm start runs (pid ${running.pid}).`);
       } else {
         azurite = await startAzurite({ location: dataDir });
@@ -177,6 +181,7 @@ async function main(opts: DemoOptions): Promise<number> {
     console.log(`throughput            ${(names.length / seconds).toFixed(1)} uploads/s (${seconds.toFixed(1)} s from first upload to last record)`);
     console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${dataDir})`);
     console.log('see them with          npm run triage -- status   |   npm run triage -- worklist');
+    console.log(`review page           ${reviewPage}`);
     const expectedRejections = items.length - files.length;
     if (preds.length !== files.length || rejs.length !== expectedRejections) {
       console.error(`expected ${files.length} predictions and ${expectedRejections} rejections`);

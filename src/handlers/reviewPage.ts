@@ -31,6 +31,10 @@ import { jsonBody } from './http';
 
 /** Where the page lives (the Functions route prefix `api` + the review routes). */
 export const REVIEW_BASE = '/api/review/';
+/** The page on the embedded runtime. */
+export function reviewPageUrl(port: number): string {
+  return `http://127.0.0.1:${port}${REVIEW_BASE}`;
+}
 export const LOGIN_PATH = `/.auth/login/aad?post_login_redirect_uri=${encodeURIComponent(REVIEW_BASE)}`;
 /** Header every write from the page carries (a cross-site request cannot set it without CORS, which is off). */
 export const WRITE_HEADER = 'x-triage-review';

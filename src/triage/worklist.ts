@@ -6,7 +6,8 @@
  * snapshot of both listings per prefix for `WORKLIST_SNAPSHOT_MS`. Labels written or undone
  * through this instance (handleLabel, undoLabel) update its snapshots at once; labels written
  * elsewhere (another instance, the CLI in another process) show within that time. Only the page
- * asked for is read in full: its prediction records (classes, probabilities) and upload times.
+ * asked for is read in full: its prediction records (classes, probabilities) and upload times,
+ * kept per instance while the flagged record's ETag stays the same.
  */
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
@@ -62,6 +63,8 @@ interface FlagEntry {
   upload: string;
   priority: number;
   reasons: string[];
+  /** ETag of the flagged record: a re-score (of a re-upload) changes it, and the page reads it anew. */
+  etag: string;
 }
 
 interface Snapshot {
@@ -82,6 +85,19 @@ interface FlagBody {
 }
 
 const snapshots = new WeakMap<BlobStore, Map<string, Promise<Snapshot>>>();
+
+/** Items already read in full, by upload name, valid while the flagged record keeps its ETag. */
+const details = new WeakMap<BlobStore, Map<string, { etag: string; item: WorklistItem }>>();
+const MAX_DETAILS = 20_000;
+
+function detailsOf(store: BlobStore): Map<string, { etag: string; item: WorklistItem }> {
+  let m = details.get(store);
+  if (m === undefined) {
+    m = new Map();
+    details.set(store, m);
+  }
+  return m;
+}
 
 function snapshotsOf(store: BlobStore): Map<string, Promise<Snapshot>> {
   let m = snapshots.get(store);
@@ -106,7 +122,7 @@ async function takeSnapshot(store: BlobStore, prefix: string, now: number): Prom
       for await (const e of store.list(CONTAINERS.flagged, prefix === '' ? undefined : prefix, true)) {
         const n = uploadNameFromRecord(e.name);
         if (n === undefined) continue;
-        flagged.push({ upload: n, priority: Number(e.metadata.priority ?? '0'), reasons: (e.metadata.reasons ?? '').split(',').filter((r) => r !== '') });
+        flagged.push({ upload: n, priority: Number(e.metadata.priority ?? '0'), reasons: (e.metadata.reasons ?? '').split(',').filter((r) => r !== ''), etag: e.etag });
       }
     })(),
   ]);
@@ -151,6 +167,27 @@ export function topClasses(probabilities: Record<string, number> | undefined, n 
     .slice(0, n);
 }
 
+async function readItem(store: BlobStore, f: FlagEntry): Promise<WorklistItem> {
+  const [body, upload] = await Promise.all([
+    store.getJson<FlagBody>(CONTAINERS.flagged, paths.flagged(f.upload)).catch(() => undefined),
+    store.head(CONTAINERS.uploads, paths.upload(f.upload)).catch(() => undefined),
+  ]);
+  const b = body?.value;
+  return {
+    upload: f.upload,
+    priority: f.priority,
+    reasons: f.reasons,
+    batch: batchOf(f.upload),
+    ...(b?.topClass !== undefined ? { topClass: b.topClass } : {}),
+    ...(b?.confidence !== undefined ? { confidence: b.confidence } : {}),
+    ...(b?.probabilities !== undefined ? { top: topClasses(b.probabilities) } : {}),
+    ...(b?.model?.version !== undefined ? { modelVersion: b.model.version } : {}),
+    ...(b?.source?.sha256 !== undefined ? { sha256: b.source.sha256 } : {}),
+    ...(b?.time !== undefined ? { scoredAt: b.time } : {}),
+    ...(upload?.lastModified !== undefined ? { uploadedAt: upload.lastModified.toISOString() } : {}),
+  };
+}
+
 export async function readWorklist(store: BlobStore, q: WorklistQuery, opts: { maxAgeMs?: number } = {}): Promise<Worklist> {
   const snap = await snapshot(store, q.prefix ?? '', opts.maxAgeMs ?? WORKLIST_SNAPSHOT_MS);
   const reasonCounts: Record<string, number> = {};
@@ -161,25 +198,16 @@ export async function readWorklist(store: BlobStore, q: WorklistQuery, opts: { m
     if (q.reason === undefined || f.reasons.includes(q.reason)) matching.push(f);
   }
   const pageItems = matching.slice((q.page - 1) * q.pageSize, q.page * q.pageSize);
+  const known = detailsOf(store);
   const items = await mapLimit(pageItems, 16, async (f): Promise<WorklistItem> => {
-    const [body, upload] = await Promise.all([
-      store.getJson<FlagBody>(CONTAINERS.flagged, paths.flagged(f.upload)).catch(() => undefined),
-      store.head(CONTAINERS.uploads, paths.upload(f.upload)).catch(() => undefined),
-    ]);
-    const b = body?.value;
-    return {
-      upload: f.upload,
-      priority: f.priority,
-      reasons: f.reasons,
-      batch: batchOf(f.upload),
-      ...(b?.topClass !== undefined ? { topClass: b.topClass } : {}),
-      ...(b?.confidence !== undefined ? { confidence: b.confidence } : {}),
-      ...(b?.probabilities !== undefined ? { top: topClasses(b.probabilities) } : {}),
-      ...(b?.model?.version !== undefined ? { modelVersion: b.model.version } : {}),
-      ...(b?.source?.sha256 !== undefined ? { sha256: b.source.sha256 } : {}),
-      ...(b?.time !== undefined ? { scoredAt: b.time } : {}),
-      ...(upload?.lastModified !== undefined ? { uploadedAt: upload.lastModified.toISOString() } : {}),
-    };
+    const hit = known.get(f.upload);
+    if (hit !== undefined && hit.etag === f.etag) return { ...hit.item, priority: f.priority, reasons: f.reasons };
+    const item = await readItem(store, f);
+    if (item.topClass !== undefined) {
+      if (known.size >= MAX_DETAILS) known.delete(known.keys().next().value as string);
+      known.set(f.upload, { etag: f.etag, item });
+    }
+    return item;
   });
   return { items, page: q.page, pageSize: q.pageSize, total: matching.length, reasonCounts };
 }

@@ -2,7 +2,7 @@
  * What the review page's browser test and bench/review.ts share: a small two-class X-ray model
  * (NORMAL/PNEUMONIA, untrained, built in well under a second) and the system Chromium.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import puppeteer, { type Browser } from 'puppeteer-core';
 import { initBackend } from '../../src/ml/backend';
@@ -67,6 +67,9 @@ function fixturesDir(): string {
 }
 
 export function launchChromium(): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`No Chromium at ${CHROMIUM}: apt-get install -y --no-install-recommends chromium (or set TRIAGE_CHROMIUM to another executable).`);
+  }
   return puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,

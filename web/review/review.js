@@ -6,6 +6,8 @@
 (function () {
   const BASE = '/api/review/';
   const PAGE_SIZE = 25;
+  /** Cases ahead of the current one whose record and images are fetched in advance. */
+  const PREFETCH = 4;
   /** Window presets on the displayed 0-255 scale of the server's rendering (window width, level). */
   const PRESETS = { lung: { w: 160, l: 80 }, bone: { w: 120, l: 190 }, soft: { w: 200, l: 140 } };
   const FULL = { w: 256, l: 128 };
@@ -22,6 +24,9 @@
     prefix: '',
     busy: false,
     undo: [],
+    /** Uploads labeled on this page (written or being written): never shown again unless undone. */
+    labeled: new Set(),
+    inflight: 0,
     cases: new Map(),
     current: null,
     view: { zoom: 1, x: 0, y: 0, w: FULL.w, l: FULL.l, invert: false, input: false },
@@ -113,11 +118,15 @@
     return (p * 100).toFixed(1) + '%';
   }
 
-  async function loadWorklist(keepName) {
+  function worklistQuery() {
     const q = new URLSearchParams({ page: String(state.page), pageSize: String(PAGE_SIZE) });
     if (state.reason !== '') q.set('reason', state.reason);
     if (state.prefix !== '') q.set('prefix', state.prefix);
-    const r = await api('worklist?' + q.toString());
+    return q;
+  }
+
+  async function loadWorklist(keepName) {
+    const r = await api('worklist?' + worklistQuery().toString());
     if (!r.ok) {
       message(r.data && r.data.error ? r.data.error : 'The worklist could not be loaded.');
       return;
@@ -127,7 +136,7 @@
       state.page = Math.max(1, Math.ceil(w.total / PAGE_SIZE));
       return loadWorklist(keepName);
     }
-    state.items = w.items;
+    state.items = w.items.filter((i) => !state.labeled.has(i.upload));
     state.total = w.total;
     renderReasons(w.reasonCounts);
     renderWorklist();
@@ -159,44 +168,70 @@
     $('page-next').disabled = state.page >= pages;
   }
 
-  function renderWorklist() {
-    const body = $('worklist-body');
-    body.replaceChildren();
-    state.items.forEach((item) => {
-      const tr = el('tr');
-      tr.dataset.upload = item.upload;
-      const c1 = el('td');
-      const b = el('button', null, 'open-case');
-      b.type = 'button';
-      const img = el('img');
-      img.alt = '';
-      img.loading = 'lazy';
-      img.src = imageUrl(item.upload, item.sha256, 'input');
-      b.appendChild(img);
-      b.appendChild(el('span', item.upload));
-      b.addEventListener('click', () => void show(state.items.findIndex((x) => x.upload === item.upload)));
-      c1.appendChild(b);
-      const c2 = el('td');
-      if (item.topClass !== undefined) {
-        c2.appendChild(el('strong', item.topClass + ' ' + pct(item.confidence || 0)));
-        const rest = (item.top || []).filter((t) => t.class !== item.topClass);
-        if (rest.length > 0) {
-          c2.appendChild(el('br'));
-          c2.appendChild(el('span', rest.map((t) => t.class + ' ' + pct(t.probability)).join(', '), 'prob'));
-        }
-      } else c2.textContent = '–';
-      const c3 = el('td');
-      for (const r of item.reasons) c3.appendChild(el('span', r, 'reason ' + r));
-      const c4 = el('td');
-      c4.appendChild(el('span', item.uploadedAt ? new Date(item.uploadedAt).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' }) : '–'));
-      if (item.batch) {
-        c4.appendChild(el('br'));
-        c4.appendChild(el('span', item.batch, 'prob'));
+  function row(item) {
+    const tr = el('tr');
+    tr.dataset.upload = item.upload;
+    const c1 = el('td');
+    const b = el('button', null, 'open-case');
+    b.type = 'button';
+    const img = el('img');
+    img.alt = '';
+    img.loading = 'lazy';
+    img.src = imageUrl(item.upload, item.sha256, 'input');
+    b.appendChild(img);
+    b.appendChild(el('span', item.upload));
+    b.addEventListener('click', () => void show(state.items.findIndex((x) => x.upload === item.upload)));
+    c1.appendChild(b);
+    const c2 = el('td');
+    if (item.topClass !== undefined) {
+      c2.appendChild(el('strong', item.topClass + ' ' + pct(item.confidence || 0)));
+      const rest = (item.top || []).filter((t) => t.class !== item.topClass);
+      if (rest.length > 0) {
+        c2.appendChild(el('br'));
+        c2.appendChild(el('span', rest.map((t) => t.class + ' ' + pct(t.probability)).join(', '), 'prob'));
       }
-      tr.append(c1, c2, c3, c4);
-      body.appendChild(tr);
-    });
+    } else c2.textContent = '–';
+    const c3 = el('td');
+    for (const r of item.reasons) c3.appendChild(el('span', r, 'reason ' + r));
+    const c4 = el('td');
+    c4.appendChild(el('span', item.uploadedAt ? new Date(item.uploadedAt).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' }) : '–'));
+    if (item.batch) {
+      c4.appendChild(el('br'));
+      c4.appendChild(el('span', item.batch, 'prob'));
+    }
+    tr.append(c1, c2, c3, c4);
+    return tr;
+  }
+
+  function renderWorklist() {
+    $('worklist-body').replaceChildren(...state.items.map(row));
     renderRemaining();
+  }
+
+  /**
+   * Near the end of the loaded items, the next ones are fetched (labeled ones leave the server's
+   * pages, so the same page brings the following items) and appended: labelling never waits for
+   * a page to load.
+   */
+  let topping = null;
+  function topUp() {
+    if (topping !== null) return topping;
+    topping = (async () => {
+      const r = await api('worklist?' + worklistQuery().toString());
+      if (!r.ok) return;
+      const have = new Set(state.items.map((i) => i.upload));
+      for (const it of r.data.items) {
+        if (have.has(it.upload) || state.labeled.has(it.upload)) continue;
+        state.items.push(it);
+        $('worklist-body').appendChild(row(it));
+      }
+      state.total = Math.max(state.items.length, r.data.total - state.inflight);
+      renderRemaining();
+      markCurrent();
+    })().finally(() => {
+      topping = null;
+    });
+    return topping;
   }
 
   function markCurrent() {
@@ -425,7 +460,7 @@
     place();
     paint();
     $('viewer').dataset.shownCase = item.upload;
-    for (let k = 1; k <= 2; k++) {
+    for (let k = 1; k <= PREFETCH; k++) {
       const next = state.items[idx + k];
       if (next) loadCase(next).catch(() => undefined);
     }
@@ -437,35 +472,61 @@
     $('message').textContent = text;
   }
 
+  /**
+   * Labels the current image and shows the next one at once; the label is written meanwhile
+   * through the labels API. A write that fails puts the image back in the list and says why.
+   */
   async function label(cls) {
     const item = state.items[state.index];
-    if (!item || state.busy || !state.current) return;
-    state.busy = true;
-    try {
-      const note = $('note').value.trim();
-      const r = await api('labels/' + encodeName(item.upload), { method: 'POST', body: note !== '' ? { class: cls, note } : { class: cls } });
-      if (!r.ok) {
-        message(r.data && r.data.error ? r.data.error : 'The label was not saved (HTTP ' + r.status + ').');
-        return;
-      }
-      state.undo.push({ item, index: state.index, labeledAt: r.data.labeledAt, cls });
-      $('undo').disabled = false;
-      $('note').value = '';
-      state.cases.delete(item.upload);
-      state.items.splice(state.index, 1);
-      state.total = Math.max(0, state.total - 1);
-      renderRemainingAfterRemoval(item.upload);
-      message('Labeled ' + item.upload + ' as ' + cls + '.');
-      if (state.items.length === 0) await loadWorklist();
-      else await show(Math.min(state.index, state.items.length - 1));
-    } finally {
-      state.busy = false;
+    if (!item || state.busy || !state.current || state.current.detail.upload !== item.upload) return;
+    const idx = state.index;
+    const note = $('note').value.trim();
+    const entry = { item, cls, labeledAt: null, write: null };
+    state.labeled.add(item.upload);
+    state.inflight++;
+    entry.write = api('labels/' + encodeName(item.upload), { method: 'POST', body: note !== '' ? { class: cls, note } : { class: cls } }).then(
+      (r) => {
+        state.inflight--;
+        if (r.ok) {
+          entry.labeledAt = r.data.labeledAt;
+          message('Labeled ' + item.upload + ' as ' + cls + '.');
+          return true;
+        }
+        failed(entry, r.data && r.data.error ? r.data.error : 'HTTP ' + r.status);
+        return false;
+      },
+      (e) => {
+        state.inflight--;
+        failed(entry, String(e));
+        return false;
+      },
+    );
+    state.undo.push(entry);
+    $('undo').disabled = false;
+    $('note').value = '';
+    state.cases.delete(item.upload);
+    state.items.splice(idx, 1);
+    for (const tr of Array.from($('worklist-body').children)) if (tr.dataset.upload === item.upload) tr.remove();
+    state.total = Math.max(0, state.total - 1);
+    renderRemaining();
+    if (state.items.length - idx <= 5) void topUp();
+    if (state.items.length === 0) {
+      await entry.write;
+      await topUp();
     }
+    await show(Math.min(idx, state.items.length - 1));
   }
 
-  function renderRemainingAfterRemoval(upload) {
-    for (const tr of Array.from($('worklist-body').children)) if (tr.dataset.upload === upload) tr.remove();
-    renderRemaining();
+  function failed(entry, why) {
+    const i = state.undo.indexOf(entry);
+    if (i >= 0) state.undo.splice(i, 1);
+    $('undo').disabled = state.undo.length === 0;
+    state.labeled.delete(entry.item.upload);
+    state.items.splice(Math.min(state.index + 1, state.items.length), 0, entry.item);
+    state.total++;
+    renderWorklist();
+    markCurrent();
+    message('The label ' + entry.cls + ' of ' + entry.item.upload + ' was not saved: ' + why + ' It is back in the list.');
   }
 
   async function undo() {
@@ -473,6 +534,7 @@
     if (!last || state.busy) return;
     state.busy = true;
     try {
+      if (!(await last.write)) return;
       const r = await api('undo/' + encodeName(last.item.upload), { method: 'POST', body: { labeledAt: last.labeledAt } });
       if (!r.ok) {
         message(r.data && r.data.error ? r.data.error : 'Undo failed (HTTP ' + r.status + ').');
@@ -480,6 +542,7 @@
       }
       state.undo.pop();
       $('undo').disabled = state.undo.length === 0;
+      state.labeled.delete(last.item.upload);
       state.cases.delete(last.item.upload);
       message('Undid the label ' + last.cls + ' of ' + last.item.upload + '.');
       await loadWorklist(last.item.upload);
