@@ -32,7 +32,7 @@ app.http('reviewAsset', {
   methods: ['GET'],
   authLevel: 'anonymous',
   handler: async (req: HttpRequest): Promise<HttpResponseInit> => {
-    const who = reviewerOfRequest(req.headers, currentDeps());
+    const who = reviewerOfRequest(req.headers, currentDeps().config);
     return toHttp(who.ok ? serveAsset(req.params.file ?? '') : who.response);
   },
 });

@@ -17,7 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { HttpRequest, HttpResponseInit } from '@azure/functions';
 import { currentDeps, type Deps } from '../composition';
-import { validReviewerName } from '../config';
+import { type Config, validReviewerName } from '../config';
 import { ImageRejection } from '../imaging';
 import { renderNpy, renderUpload } from '../imaging/render';
 import { findCard, readCurrent } from '../registry/registry';
@@ -27,6 +27,7 @@ import type { PredictionRecord } from './infer';
 import { readPreprocessedRecord } from './preprocess';
 import type { LabelRecord } from './review';
 import { collectStatus } from './status';
+import { warmWorklist } from '../triage/worklist';
 import { jsonBody } from './http';
 
 /** Where the page lives (the Functions route prefix `api` + the review routes). */
@@ -69,8 +70,8 @@ function json(status: number, body: unknown): PageResponse {
  * The reviewer of a request, or the response that refuses it. `offered` is the name the page
  * sends (used only with TRIAGE_REVIEW_AUTH=local).
  */
-export function reviewerOfRequest(headers: HeaderSource, deps: Deps, offered?: string): Reviewer {
-  const mode = deps.config.reviewAuth;
+export function reviewerOfRequest(headers: HeaderSource, config: Pick<Config, 'reviewAuth' | 'localReviewer'>, offered?: string): Reviewer {
+  const mode = config.reviewAuth;
   if (mode === 'off') {
     return { ok: false, response: json(403, { error: 'The review page is off here (TRIAGE_REVIEW_AUTH=off): set it to app-service behind App Service Authentication, or to local on one machine.' }) };
   }
@@ -84,7 +85,7 @@ export function reviewerOfRequest(headers: HeaderSource, deps: Deps, offered?: s
     if (!validReviewerName(fromPage)) return { ok: false, response: json(400, { error: 'The reviewer name must be 1 to 100 characters without control characters.' }) };
     return { ok: true, name: fromPage, verified: false };
   }
-  return { ok: true, name: deps.config.localReviewer ?? 'local-reviewer', verified: false };
+  return { ok: true, name: config.localReviewer ?? 'local-reviewer', verified: false };
 }
 
 /** Writes must carry WRITE_HEADER; undefined when this one does. */
@@ -143,6 +144,7 @@ export function servePage(headers: HeaderSource, deps: Deps): PageResponse {
   if (deps.config.reviewAuth === 'off') {
     return { status: 403, headers: { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' }, body: 'The review page is off here (TRIAGE_REVIEW_AUTH=off).\n' };
   }
+  warmWorklist(deps.store); // the page asks for it next
   return {
     status: 200,
     headers: { ...SECURITY_HEADERS, 'content-type': 'text/html; charset=utf-8', 'content-security-policy': CSP, 'cache-control': 'no-cache' },
@@ -277,7 +279,7 @@ export function toHttp(r: PageResponse): HttpResponseInit {
 /** A read: answered only for a reviewer (see reviewerOfRequest). */
 export async function pageRead(req: HttpRequest, fn: (deps: Deps, reviewer: string) => Promise<PageResponse>): Promise<HttpResponseInit> {
   const deps = currentDeps();
-  const who = reviewerOfRequest(req.headers, deps, req.headers.get('x-triage-reviewer') ?? undefined);
+  const who = reviewerOfRequest(req.headers, deps.config, req.headers.get('x-triage-reviewer') ?? undefined);
   if (!who.ok) return toHttp(who.response);
   return toHttp(await fn(deps, who.name));
 }
@@ -293,7 +295,7 @@ export async function pageWrite(req: HttpRequest, fn: (body: Record<string, unkn
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return toHttp(json(400, { error: 'The body must be a JSON object.' }));
   const fields = body as Record<string, unknown>;
   const offered = typeof fields.reviewer === 'string' ? fields.reviewer : undefined;
-  const who = reviewerOfRequest(req.headers, deps, offered);
+  const who = reviewerOfRequest(req.headers, deps.config, offered);
   if (!who.ok) return toHttp(who.response);
   const { reviewer: _dropped, ...rest } = fields;
   return toHttp(await fn(rest, { name: who.name, verified: who.verified }, deps));

@@ -3,9 +3,11 @@
  * priority), filtered by reason and name prefix, paged on the server.
  *
  * Listing flagged/ and labels/ is what costs at 10,000+ flagged images, so each instance keeps a
- * snapshot of both listings per prefix for `WORKLIST_SNAPSHOT_MS`. Labels written or undone
- * through this instance (handleLabel, undoLabel) update its snapshots at once; labels written
- * elsewhere (another instance, the CLI in another process) show within that time. Only the page
+ * snapshot of both listings per prefix: younger than `WORKLIST_SNAPSHOT_MS` it is used as is, older
+ * it is still used while a new listing runs behind it, so only an instance's first request waits
+ * for a listing. Labels written or undone through this instance (handleLabel, undoLabel) count at
+ * once; new flags and labels written elsewhere (another instance, the CLI in another process)
+ * show once a listing that started after them is done. Only the page
  * asked for is read in full: its prediction records (classes, probabilities) and upload times,
  * kept per instance while the flagged record's ETag stays the same.
  */
@@ -84,7 +86,30 @@ interface FlagBody {
   time?: string;
 }
 
-const snapshots = new WeakMap<BlobStore, Map<string, Promise<Snapshot>>>();
+interface Slot {
+  current?: Snapshot;
+  refreshing?: Promise<Snapshot>;
+}
+
+interface StoreState {
+  slots: Map<string, Slot>;
+  /** Labels written or undone through this instance, with when: they override snapshots taken before. */
+  local: Map<string, { labeled: boolean; at: number }>;
+}
+
+const MAX_LOCAL = 50_000;
+/** Prefix filters whose listing snapshots an instance keeps. */
+const MAX_PREFIXES = 64;
+const states = new WeakMap<BlobStore, StoreState>();
+
+function stateOf(store: BlobStore): StoreState {
+  let st = states.get(store);
+  if (st === undefined) {
+    st = { slots: new Map(), local: new Map() };
+    states.set(store, st);
+  }
+  return st;
+}
 
 /** Items already read in full, by upload name, valid while the flagged record keeps its ETag. */
 const details = new WeakMap<BlobStore, Map<string, { etag: string; item: WorklistItem }>>();
@@ -95,15 +120,6 @@ function detailsOf(store: BlobStore): Map<string, { etag: string; item: Worklist
   if (m === undefined) {
     m = new Map();
     details.set(store, m);
-  }
-  return m;
-}
-
-function snapshotsOf(store: BlobStore): Map<string, Promise<Snapshot>> {
-  let m = snapshots.get(store);
-  if (m === undefined) {
-    m = new Map();
-    snapshots.set(store, m);
   }
   return m;
 }
@@ -130,28 +146,51 @@ async function takeSnapshot(store: BlobStore, prefix: string, now: number): Prom
   return { takenAt: now, flagged, labeled };
 }
 
+/**
+ * The listing snapshot for a prefix. A fresh one is used as is; a stale one is still served while
+ * a new listing runs behind it (so only the first request of an instance waits for a listing).
+ */
 function snapshot(store: BlobStore, prefix: string, maxAgeMs: number): Promise<Snapshot> {
-  const m = snapshotsOf(store);
-  const now = Date.now();
-  const cached = m.get(prefix);
-  if (cached !== undefined) {
-    return cached.then((s) => (now - s.takenAt <= maxAgeMs ? s : refresh()));
+  const { slots } = stateOf(store);
+  let slot = slots.get(prefix);
+  if (slot === undefined) {
+    if (slots.size >= MAX_PREFIXES) slots.delete(slots.keys().next().value as string);
+    slot = {};
+    slots.set(prefix, slot);
   }
-  return refresh();
-  function refresh(): Promise<Snapshot> {
-    const p = takeSnapshot(store, prefix, Date.now());
-    m.set(prefix, p);
-    p.catch(() => m.delete(prefix));
-    return p;
+  const s = slot;
+  if (s.current !== undefined && Date.now() - s.current.takenAt <= maxAgeMs) return Promise.resolve(s.current);
+  if (s.refreshing === undefined) {
+    s.refreshing = takeSnapshot(store, prefix, Date.now())
+      .then((snap) => {
+        s.current = snap;
+        return snap;
+      })
+      .finally(() => {
+        s.refreshing = undefined;
+      });
+    // A failed refresh behind a served snapshot is retried by the next request, not thrown at nobody.
+    s.refreshing.catch(() => undefined);
   }
+  return s.current !== undefined ? Promise.resolve(s.current) : (s.refreshing as Promise<Snapshot>);
 }
 
-/** A label written through this instance: the image leaves every snapshot's worklist at once. */
+/** Starts the listing of the whole worklist if this instance has none yet (the page calls it as it loads). */
+export function warmWorklist(store: BlobStore): void {
+  void snapshot(store, '', WORKLIST_SNAPSHOT_MS).catch(() => undefined);
+}
+
+/** A label written (or undone) through this instance: the image leaves (or rejoins) the worklist at once. */
 export function noteLabeled(store: BlobStore, upload: string, labeled: boolean): void {
-  for (const [prefix, p] of snapshotsOf(store)) {
-    if (!upload.startsWith(prefix)) continue;
-    void p.then((s) => (labeled ? s.labeled.add(upload) : s.labeled.delete(upload)), () => undefined);
-  }
+  const { local } = stateOf(store);
+  local.delete(upload);
+  if (local.size >= MAX_LOCAL) local.delete(local.keys().next().value as string);
+  local.set(upload, { labeled, at: Date.now() });
+}
+
+function isLabeled(st: StoreState, snap: Snapshot, upload: string): boolean {
+  const l = st.local.get(upload);
+  return l !== undefined && l.at >= snap.takenAt ? l.labeled : snap.labeled.has(upload);
 }
 
 export function batchOf(upload: string): string {
@@ -190,10 +229,11 @@ async function readItem(store: BlobStore, f: FlagEntry): Promise<WorklistItem> {
 
 export async function readWorklist(store: BlobStore, q: WorklistQuery, opts: { maxAgeMs?: number } = {}): Promise<Worklist> {
   const snap = await snapshot(store, q.prefix ?? '', opts.maxAgeMs ?? WORKLIST_SNAPSHOT_MS);
+  const st = stateOf(store);
   const reasonCounts: Record<string, number> = {};
   const matching: FlagEntry[] = [];
   for (const f of snap.flagged) {
-    if (snap.labeled.has(f.upload)) continue;
+    if (isLabeled(st, snap, f.upload)) continue;
     for (const r of f.reasons) reasonCounts[r] = (reasonCounts[r] ?? 0) + 1;
     if (q.reason === undefined || f.reasons.includes(q.reason)) matching.push(f);
   }
