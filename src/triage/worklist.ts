@@ -3,8 +3,8 @@
  * priority), filtered by reason and name prefix, paged on the server.
  *
  * Listing flagged/ and labels/ is what costs at 10,000+ flagged images, so each instance keeps a
- * snapshot of both listings per prefix: younger than `WORKLIST_SNAPSHOT_MS` it is used as is, older
- * it is still used while a new listing runs behind it, so only an instance's first request waits
+ * snapshot of both listings per prefix: younger than `WORKLIST_SNAPSHOT_MS` (or ten times the time
+ * its listing took, if longer) it is used as is, older it is still used while a new listing runs behind it, so only an instance's first request waits
  * for a listing. Labels written or undone through this instance (handleLabel, undoLabel) count at
  * once; new flags and labels written elsewhere (another instance, the CLI in another process)
  * show once a listing that started after them is done. Only the page
@@ -15,8 +15,10 @@ import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
 import { mapLimit } from '../util/mapLimit';
 
-/** How long a listing snapshot serves worklist requests (milliseconds). */
+/** How long a listing snapshot serves worklist requests before a new listing starts (milliseconds)... */
 export const WORKLIST_SNAPSHOT_MS = 5000;
+/** ...or this many times as long as the listing took, if longer: listings keep the storage busy at most 1/10 of the time. */
+export const LISTING_SHARE = 10;
 
 export interface WorklistQuery {
   page: number;
@@ -71,6 +73,8 @@ interface FlagEntry {
 
 interface Snapshot {
   takenAt: number;
+  /** How long the listing took: a snapshot stays fresh for at least LISTING_SHARE times that. */
+  listingMs: number;
   /** Sorted by priority, most urgent first. Labeled ones included: `labeled` filters them. */
   flagged: FlagEntry[];
   labeled: Set<string>;
@@ -143,7 +147,7 @@ async function takeSnapshot(store: BlobStore, prefix: string, now: number): Prom
     })(),
   ]);
   flagged.sort((a, b) => b.priority - a.priority || (a.upload < b.upload ? -1 : a.upload > b.upload ? 1 : 0));
-  return { takenAt: now, flagged, labeled };
+  return { takenAt: now, listingMs: Date.now() - now, flagged, labeled };
 }
 
 /**
@@ -159,7 +163,7 @@ function snapshot(store: BlobStore, prefix: string, maxAgeMs: number): Promise<S
     slots.set(prefix, slot);
   }
   const s = slot;
-  if (s.current !== undefined && Date.now() - s.current.takenAt <= maxAgeMs) return Promise.resolve(s.current);
+  if (s.current !== undefined && Date.now() - s.current.takenAt <= Math.max(maxAgeMs, LISTING_SHARE * s.current.listingMs)) return Promise.resolve(s.current);
   if (s.refreshing === undefined) {
     s.refreshing = takeSnapshot(store, prefix, Date.now())
       .then((snap) => {
