@@ -253,6 +253,16 @@ describe('the review page in a real browser', () => {
     await p2.close();
   });
 
+  it('shows the status panel: counts, the promoted model with its card figures, retraining runs', async () => {
+    await page.click('#status-panel summary');
+    await page.waitForSelector('#status-body .status-grid');
+    const text = await page.$eval('#status-body', (e) => e.textContent ?? '');
+    expect(text).toContain('xray-test-1');
+    expect(text).toMatch(/flagged\s*6/);
+    expect(text).toContain('Recent retraining runs');
+    expect(await page.$eval('#retrain', (e) => e.textContent)).toBe('Retrain now');
+  });
+
   it('has no serious or critical accessibility violation (axe-core)', async () => {
     // Evaluated through the DevTools protocol: the page's Content-Security-Policy allows no inline script.
     await page.evaluate(readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8'));
