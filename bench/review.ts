@@ -12,7 +12,7 @@
  * far less than a radiologist takes; 0 presses keys back to back).
  *
  * Images: every .jpeg/.jpg/.png/.dcm under `--images` (searched recursively, taken in name order,
- * repeated when fewer than --count), else the radiographs in test/fixtures/review. The model is an
+ * repeated when fewer than --count), else four radiographs of test/fixtures/chest-xray. The model is an
  * untrained two-class screening MLP (NORMAL/PNEUMONIA, xray profile at 64 px): what is measured is
  * the page and the runtime, not the model.
  */

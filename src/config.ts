@@ -128,7 +128,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     description: 'Identity-based connection: which managed identity to use.',
   },
   { key: 'TRIAGE_PROFILE', default: 'mnist', expected: 'one of mnist, xray', description: 'Preprocessing profile.' },
-  { key: 'TRIAGE_XRAY_SIZE', default: '224', expected: 'an integer from 16 to 2048', description: 'Output size of the xray profile (pixels, square).' },
+  { key: 'TRIAGE_XRAY_SIZE', default: '128', expected: 'an integer from 16 to 2048', description: 'Output size of the xray profile (pixels, square).' },
   { key: 'TRIAGE_MAX_UPLOAD_BYTES', default: String(64 * 1024 * 1024), expected: 'an integer from 1 to 1073741824', description: 'Uploads larger than this are rejected (code too-large).' },
   { key: 'TRIAGE_MAX_PIXELS', default: String(50_000_000), expected: 'an integer from 1 to 1000000000', description: 'Declared pixel count above which an image is refused before decoding (code too-many-pixels).' },
   { key: 'RETRAIN_SCHEDULE', default: '0 0 2 * * *', expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)', description: 'When the retraining timer fires.' },
@@ -140,7 +140,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'AZURE_SUBSCRIPTION_ID', default: undefined, expected: 'a subscription id (a GUID)', description: 'Subscription of the trainer job (with TRAINER_JOB_NAME).' },
   { key: 'TRAINER_JOB_NAME', default: undefined, expected: 'the name of a Container Apps job', description: 'The GPU Container Apps job that runs the trainer; unset: the trainer runs locally as a child process.' },
   { key: 'TRAINER_JOB_RESOURCE_GROUP', default: undefined, expected: 'a resource group name', description: 'Resource group of the trainer job.' },
-  { key: 'TRAINER_IMAGE', default: undefined, expected: 'a container image reference such as myacr.azurecr.io/image-triage-trainer:latest', description: 'Image of the trainer job (repeated in every execution template).' },
+  { key: 'TRAINER_IMAGE', default: undefined, expected: 'a container image reference such as myacr.azurecr.io/image-triage-trainer:latest', description: 'Image every trainer execution runs: each start sends it in the execution template (the job itself is created with a public placeholder image).' },
   { key: 'TRAINER_CPU', default: '8', expected: 'a number of CPU cores from 0.25 to 96', description: 'CPU cores of the trainer replica (repeated in every execution template).' },
   { key: 'TRAINER_MEMORY', default: '56Gi', expected: 'a memory size such as 56Gi', description: 'Memory of the trainer replica (repeated in every execution template).' },
   { key: 'TRAINER_CLIENT_ID', default: undefined, expected: 'the client id (a GUID) of the trainer job\'s user-assigned identity', description: 'Identity the trainer job runs as (its storage access).' },
@@ -286,16 +286,23 @@ function readReviewerName(env: Env, key: string): string | undefined {
   return v;
 }
 
+/** The preprocessing settings alone (what training on a folder needs, without any storage setting). */
+export function loadImagingConfig(env: Env = process.env): Pick<Config, 'profile' | 'xraySize' | 'maxUploadBytes' | 'maxPixels'> {
+  return {
+    profile: readEnum<ProfileName>(env, 'TRIAGE_PROFILE', ['mnist', 'xray']),
+    xraySize: readInt(env, 'TRIAGE_XRAY_SIZE', 16, 2048),
+    maxUploadBytes: readInt(env, 'TRIAGE_MAX_UPLOAD_BYTES', 1, 1024 * 1024 * 1024),
+    maxPixels: readInt(env, 'TRIAGE_MAX_PIXELS', 1, 1_000_000_000),
+  };
+}
+
 /** Reads and validates every setting. Throws ConfigError on the first bad one. */
 export function loadConfig(env: Env = process.env): Config {
   const backend = raw(env, 'TRIAGE_BACKEND') === undefined ? undefined : readEnum<BackendName>(env, 'TRIAGE_BACKEND', ['tensorflow', 'wasm', 'cpu']);
   return {
     storageSetting: STORAGE_SETTING,
     storage: readStorage(env),
-    profile: readEnum<ProfileName>(env, 'TRIAGE_PROFILE', ['mnist', 'xray']),
-    xraySize: readInt(env, 'TRIAGE_XRAY_SIZE', 16, 2048),
-    maxUploadBytes: readInt(env, 'TRIAGE_MAX_UPLOAD_BYTES', 1, 1024 * 1024 * 1024),
-    maxPixels: readInt(env, 'TRIAGE_MAX_PIXELS', 1, 1_000_000_000),
+    ...loadImagingConfig(env),
     retrainSchedule: validateNcrontab('RETRAIN_SCHEDULE', withDefault(env, 'RETRAIN_SCHEDULE')),
     retrainMinNewLabels: readInt(env, 'RETRAIN_MIN_NEW_LABELS', 1, 10_000_000),
     retrainBaseData: readBaseData(env),

@@ -6,7 +6,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import cliProgress from 'cli-progress';
-import { ConfigError, loadConfig } from '../config';
+import { ConfigError, loadConfig, loadImagingConfig } from '../config';
 import { BlobStore } from '../storage/blobStore';
 import { collectStatus } from '../handlers/status';
 import { mergedSettings, resolveLocalStorage } from '../local/settings';
@@ -60,7 +60,7 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
     .description('Counts per container and uploads still waiting to be processed.')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
-      const s = await collectStatus(getStore());
+      const s = await collectStatus(getStore(), lazyDeps().config);
       if (opts.json === true) {
         console.log(JSON.stringify(s, null, 2));
         return;
@@ -70,6 +70,7 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
       console.log('');
       console.log(`uploads ${s.uploads}: preprocessed ${s.preprocessed}, rejected ${s.rejected}, waiting for preprocessing ${s.pendingPreprocess}`);
       console.log(`scored ${s.predicted} (flagged ${s.flagged}), waiting to be scored ${s.pendingScore}; promoted model: ${s.model ?? 'none yet (train one: triage train --data mnist --store, then triage models promote <version>)'}`);
+      if (s.modelProblem !== undefined) console.log(`the promoted model cannot score this instance's images: ${s.modelProblem}`);
       for (const [code, n] of Object.entries(s.rejectionsByCode).sort()) console.log(`  rejected ${code}: ${n}`);
     });
 
@@ -135,7 +136,7 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
     .argument('<version>')
     .option('--reason <text>', 'why', 'promoted by hand')
     .action(async (version: string, opts: { reason: string }) => {
-      const cur = await promote(getStore(), version, { by: whoami(), reason: opts.reason });
+      const cur = await promote(getStore(), version, { by: whoami(), reason: opts.reason, instance: lazyDeps().config });
       console.log(`Promoted ${cur.version}${cur.history[0] ? ` (was ${cur.history[0].version})` : ''}.`);
     });
   models
@@ -143,7 +144,7 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
     .description('Promote the previously promoted version again.')
     .option('--reason <text>', 'why', 'rolled back by hand')
     .action(async (opts: { reason: string }) => {
-      const cur = await rollback(getStore(), { by: whoami(), reason: opts.reason });
+      const cur = await rollback(getStore(), { by: whoami(), reason: opts.reason, instance: lazyDeps().config });
       console.log(`Rolled back to ${cur.version}.`);
     });
 
@@ -157,7 +158,13 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
       if (r.errors > 0) process.exitCode = 1;
     });
 
-  registerMlCommands(program, { getStore });
+  registerMlCommands(program, {
+    getStore,
+    imaging: () => {
+      const c = loadImagingConfig(mergedSettings());
+      return { profile: c.profile, xraySize: c.xraySize, maxInputBytes: c.maxUploadBytes, maxPixels: c.maxPixels };
+    },
+  });
   registerRetrainCommands(program, { getStore, getDeps: lazyDeps });
 
   program

@@ -281,3 +281,67 @@ export function screeningAt(scores: ArrayLike<number>, positive: ArrayLike<boole
     spared: n === 0 ? 0 : (tn + fn) / n,
   };
 }
+
+/**
+ * Area under the ROC curve of `scores` for the positive images (the probability that a random
+ * positive scores above a random negative, ties counting one half); NaN without both kinds.
+ */
+export function auroc(scores: ArrayLike<number>, positive: ArrayLike<boolean | number>): number {
+  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => (scores[a] as number) - (scores[b] as number));
+  let rankSum = 0;
+  let np = 0;
+  for (let i = 0; i < idx.length; ) {
+    let j = i;
+    while (j + 1 < idx.length && scores[idx[j + 1] as number] === scores[idx[i] as number]) j++;
+    const meanRank = (i + j) / 2 + 1;
+    for (let k = i; k <= j; k++) {
+      if (positive[idx[k] as number]) {
+        rankSum += meanRank;
+        np++;
+      }
+    }
+    i = j + 1;
+  }
+  const nn = scores.length - np;
+  if (np === 0 || nn === 0) return NaN;
+  return (rankSum - (np * (np + 1)) / 2) / (np * nn);
+}
+
+export interface RocPoint {
+  threshold: number;
+  /** False positive rate (1 - specificity) and true positive rate (sensitivity) when flagging scores >= threshold. */
+  fpr: number;
+  tpr: number;
+}
+
+/** The ROC curve (every distinct score as a threshold, highest first), thinned to about `keep` points. */
+export function rocCurve(scores: ArrayLike<number>, positive: ArrayLike<boolean | number>, keep = 200): RocPoint[] {
+  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => (scores[b] as number) - (scores[a] as number));
+  let np = 0;
+  for (let i = 0; i < scores.length; i++) if (positive[i]) np++;
+  const nn = scores.length - np;
+  const all: RocPoint[] = [{ threshold: Infinity, fpr: 0, tpr: 0 }];
+  let tp = 0;
+  let fp = 0;
+  for (let i = 0; i < idx.length; i++) {
+    const k = idx[i] as number;
+    if (positive[k]) tp++;
+    else fp++;
+    const next = idx[i + 1];
+    if (next !== undefined && scores[next] === scores[k]) continue;
+    all.push({ threshold: scores[k] as number, fpr: nn === 0 ? 0 : fp / nn, tpr: np === 0 ? 0 : tp / np });
+  }
+  if (all.length <= keep) return all;
+  const out: RocPoint[] = [];
+  let last = -1;
+  for (const p of all) {
+    const d = p.fpr + p.tpr;
+    if (out.length === 0 || d - last >= 2 / keep) {
+      out.push(p);
+      last = d;
+    }
+  }
+  const end = all[all.length - 1] as RocPoint;
+  if (out[out.length - 1] !== end) out.push(end);
+  return out;
+}

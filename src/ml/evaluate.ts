@@ -18,6 +18,9 @@ import {
   reliabilityBins,
   riskCoverageCurve,
   screeningAt,
+  auroc,
+  rocCurve,
+  RocPoint,
   selectiveAt,
   selectiveThreshold,
   sensitivityThreshold,
@@ -100,6 +103,11 @@ export interface EvaluateOptions {
   targetSensitivity?: number;
   /** Positive ("abnormal") class of a two-class model. Default: the class named abnormal (any case), if any. */
   positiveClass?: string;
+  /**
+   * A saved model's operating point: its temperature and screening threshold are used as they
+   * are (not fitted again), so the report says how that model performs on this data.
+   */
+  fixed?: { temperature: number; screeningThreshold?: number };
   /** Reliability/ECE bins. Default 15. */
   bins?: number;
   /** Points kept of the risk-coverage curve in the report (evenly by coverage). Default 200. */
@@ -130,13 +138,33 @@ export interface SelectiveReport extends SelectiveThreshold {
   test: { coverage: number; risk: number; accepted: number; errors: number };
 }
 
+/** Screening figures of one data set at one threshold; `specificity` is the share of negative (e.g. NORMAL) studies cleared without review. */
+export interface OperatingPoint {
+  sensitivity: number;
+  specificity: number;
+  /** Share of all images below the threshold (cleared, whatever their class). */
+  spared: number;
+}
+
+export interface ScreeningFigures extends OperatingPoint {
+  auroc: number;
+  /** The same figures at p(positive) >= 0.5. */
+  atHalf: OperatingPoint;
+  positives: number;
+  negatives: number;
+}
+
 export interface ScreeningReport {
   positiveClass: string;
   targetSensitivity: number;
-  /** Flag for review when calibrated p(positive) >= threshold. Chosen on validation data. */
+  /** Flag for review when calibrated p(positive) >= threshold. Chosen on validation data (or the model card's, when evaluating a saved model). */
   threshold: number;
-  validation: { sensitivity: number; specificity: number; spared: number };
-  test: { sensitivity: number; specificity: number; spared: number };
+  /** Where the threshold came from. */
+  thresholdFrom: 'validation' | 'model card';
+  validation?: ScreeningFigures;
+  test: ScreeningFigures;
+  /** ROC curve of the test data (calibrated p(positive)). */
+  roc: RocPoint[];
 }
 
 export interface EvaluationReport extends ClassificationMetrics {
@@ -182,7 +210,7 @@ export function evaluateProbabilities(
 ): EvaluationReport {
   const classes = classNames.length;
   const bins = opts.bins ?? 15;
-  const temperature = validation && validation.labels.length > 0 ? fitTemperature(validation.probs, validation.labels, classes) : 1;
+  const temperature = opts.fixed?.temperature ?? (validation && validation.labels.length > 0 ? fitTemperature(validation.probs, validation.labels, classes) : 1);
   const testCal = applyTemperature(test.probs, classes, temperature);
   const before = correctness(test.probs, test.labels, classes);
   const after = correctness(testCal, test.labels, classes);
@@ -214,25 +242,36 @@ export function evaluateProbabilities(
     report.calibration.validationEceAfter = expectedCalibrationError(vAfter.confidence, vAfter.correct, bins);
     const sel = selectiveThreshold(vAfter.confidence, vAfter.correct, opts.targetSelectiveError ?? 0.005);
     report.selective = { ...sel, chosenOn: 'validation', test: selectiveAt(after.confidence, after.correct, sel.threshold) };
-
-    const positive = positiveClassIndex(classNames, opts.positiveClass);
-    if (positive !== undefined) {
-      const score = (p: ArrayLike<number>, i: number) => p[i * classes + positive] as number;
-      const vScores = Float64Array.from({ length: validation.labels.length }, (_, i) => score(valCal, i));
-      const vPos = Uint8Array.from({ length: validation.labels.length }, (_, i) => (validation.labels[i] === positive ? 1 : 0));
-      const tScores = Float64Array.from({ length: test.labels.length }, (_, i) => score(testCal, i));
-      const tPos = Uint8Array.from({ length: test.labels.length }, (_, i) => (test.labels[i] === positive ? 1 : 0));
-      const s = sensitivityThreshold(vScores, vPos, opts.targetSensitivity ?? 0.99);
+  }
+  const positive = positiveClassIndex(classNames, opts.positiveClass);
+  if (positive !== undefined) {
+    const side = (probs: ArrayLike<number>, labels: ArrayLike<number>) => ({
+      scores: Float64Array.from({ length: labels.length }, (_, i) => probs[i * classes + positive] as number),
+      pos: Uint8Array.from({ length: labels.length }, (_, i) => (labels[i] === positive ? 1 : 0)),
+    });
+    const t = side(testCal, test.labels);
+    const v = validation && validation.labels.length > 0 ? side(applyTemperature(validation.probs, classes, temperature), validation.labels) : undefined;
+    const target = opts.targetSensitivity ?? 0.99;
+    const threshold = opts.fixed?.screeningThreshold ?? (v ? sensitivityThreshold(v.scores, v.pos, target).threshold : undefined);
+    if (threshold !== undefined) {
       report.screening = {
         positiveClass: classNames[positive] as string,
-        targetSensitivity: s.targetSensitivity,
-        threshold: s.threshold,
-        validation: { sensitivity: s.sensitivity, specificity: s.specificity, spared: s.spared },
-        test: screeningAt(tScores, tPos, s.threshold),
+        targetSensitivity: target,
+        threshold,
+        thresholdFrom: opts.fixed?.screeningThreshold !== undefined ? 'model card' : 'validation',
+        ...(v ? { validation: screeningFigures(v.scores, v.pos, threshold) } : {}),
+        test: screeningFigures(t.scores, t.pos, threshold),
+        roc: rocCurve(t.scores, t.pos, opts.curvePoints ?? 200),
       };
     }
   }
   return report;
+}
+
+function screeningFigures(scores: Float64Array, pos: Uint8Array, threshold: number): ScreeningFigures {
+  let positives = 0;
+  for (const p of pos) positives += p;
+  return { auroc: auroc(scores, pos), ...screeningAt(scores, pos, threshold), atHalf: screeningAt(scores, pos, 0.5), positives, negatives: pos.length - positives };
 }
 
 /** Index of the screening model's positive class: explicit, or "abnormal" in a two-class model. */

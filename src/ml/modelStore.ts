@@ -28,7 +28,18 @@ export interface ModelCard {
   architecture: string;
   backend: { name: string; tfjsVersion: string; detail?: string };
   /** What it was trained on. */
-  data: { source: string; manifestHash: string; trainImages: number; validationImages: number; testImages?: number; testSource?: string };
+  data: {
+    source: string;
+    manifestHash: string;
+    trainImages: number;
+    validationImages: number;
+    testImages?: number;
+    testSource?: string;
+    /** The patient rule the validation and test splits followed (folders with a group pattern). */
+    grouping?: { pattern: string; groups: number; unmatched: number; validationGroups: number };
+    /** Files of the folder the preprocessing rejected. */
+    skipped?: number;
+  };
   /** Preprocessing every input must go through (imaging library profile) and its version. */
   preprocessing: { profile: string; version: string };
   classNames: string[];
@@ -43,8 +54,9 @@ export interface ModelCard {
     patience: number;
     seed: number;
     modelSeed: number;
-    augment: { shift?: number; flip?: boolean };
+    augment: { shift?: number; flip?: boolean; rotate?: number; scale?: number; brightness?: number; contrast?: number };
     learningRateDecay: number;
+    classWeights?: number[];
     imagesPerSecond: number;
     history: Array<{ epoch: number; loss: number; accuracy: number; valLoss?: number; valAccuracy?: number; seconds: number }>;
   };
@@ -57,7 +69,14 @@ export interface ModelCard {
     /** Auto-accept a prediction when calibrated confidence >= threshold (null: review everything). */
     selective?: { targetError: number; threshold: number | null; validationCoverage: number };
     /** Two-class models: flag for review when calibrated p(positive) >= threshold. */
-    screening?: { positiveClass: string; targetSensitivity: number; threshold: number; validationSpared: number };
+    screening?: {
+      positiveClass: string;
+      targetSensitivity: number;
+      threshold: number;
+      validationSpared: number;
+      /** On the validation data (patient-held-out for grouped data): AUROC, and sensitivity/specificity at the threshold and at 0.5; specificity is the share of negative studies cleared without review. */
+      validation?: { auroc: number; sensitivity: number; specificity: number; atHalf: { sensitivity: number; specificity: number }; positives: number; negatives: number };
+    };
   };
 }
 
@@ -72,15 +91,44 @@ export function cardFieldsFromReport(r: EvaluationReport): Pick<ModelCard, 'metr
       aurc: r.aurc,
       testImages: r.n,
       ...(r.selective ? { selectiveCoverage: r.selective.test.coverage, selectiveRisk: r.selective.test.risk } : {}),
-      ...(r.screening ? { screeningSensitivity: r.screening.test.sensitivity, screeningSpared: r.screening.test.spared } : {}),
+      ...(r.screening
+        ? {
+            screeningSensitivity: r.screening.test.sensitivity,
+            screeningSpecificity: r.screening.test.specificity,
+            screeningSpared: r.screening.test.spared,
+            auroc: r.screening.test.auroc,
+          }
+        : {}),
     },
     temperature: r.calibration.temperature,
     thresholds: {
       ...(r.selective ? { selective: { targetError: r.selective.targetError, threshold: r.selective.threshold, validationCoverage: r.selective.coverage } } : {}),
       ...(r.screening
-        ? { screening: { positiveClass: r.screening.positiveClass, targetSensitivity: r.screening.targetSensitivity, threshold: r.screening.threshold, validationSpared: r.screening.validation.spared } }
+        ? { screening: screeningCardFields(r.screening) }
         : {}),
     },
+  };
+}
+
+function screeningCardFields(s: NonNullable<EvaluationReport['screening']>): NonNullable<ModelCard['thresholds']['screening']> {
+  const v = s.validation;
+  return {
+    positiveClass: s.positiveClass,
+    targetSensitivity: s.targetSensitivity,
+    threshold: s.threshold,
+    validationSpared: v?.spared ?? NaN,
+    ...(v
+      ? {
+          validation: {
+            auroc: v.auroc,
+            sensitivity: v.sensitivity,
+            specificity: v.specificity,
+            atHalf: { sensitivity: v.atHalf.sensitivity, specificity: v.atHalf.specificity },
+            positives: v.positives,
+            negatives: v.negatives,
+          },
+        }
+      : {}),
   };
 }
 

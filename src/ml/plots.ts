@@ -155,17 +155,54 @@ export async function renderSvgs(specs: VegaLiteSpec[]): Promise<string[]> {
   });
 }
 
-export const PLOT_FILES = { confusion: 'confusion.svg', riskCoverage: 'risk-coverage.svg', reliability: 'reliability.svg' } as const;
+/** ROC curve of a screening report, with the diagonal and the operating point (the threshold) marked. */
+export function rocSpec(s: NonNullable<EvaluationReport['screening']>): VegaLiteSpec {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: `ROC, ${s.positiveClass} positive (AUROC ${s.test.auroc.toFixed(4)})`,
+    width: 300,
+    height: 300,
+    layer: [
+      {
+        data: { values: [{ fpr: 0, tpr: 0 }, { fpr: 1, tpr: 1 }] },
+        mark: { type: 'line', strokeDash: [4, 4], color: 'grey' },
+        encoding: { x: { field: 'fpr', type: 'quantitative' }, y: { field: 'tpr', type: 'quantitative' } },
+      },
+      {
+        data: { values: s.roc.filter((p) => Number.isFinite(p.fpr)).map((p) => ({ fpr: p.fpr, tpr: p.tpr })) },
+        mark: { type: 'line', interpolate: 'step-after' },
+        encoding: {
+          x: { field: 'fpr', type: 'quantitative', scale: { domain: [0, 1] }, title: '1 - specificity (negatives flagged)' },
+          y: { field: 'tpr', type: 'quantitative', scale: { domain: [0, 1] }, title: 'sensitivity (positives flagged)' },
+        },
+      },
+      {
+        data: { values: [{ fpr: 1 - s.test.specificity, tpr: s.test.sensitivity, label: `p >= ${s.threshold.toFixed(4)}: sensitivity ${pct(s.test.sensitivity)}, negatives cleared ${pct(s.test.specificity)}` }] },
+        mark: { type: 'point', filled: true, color: 'firebrick', size: 70 },
+        encoding: {
+          x: { field: 'fpr', type: 'quantitative' },
+          y: { field: 'tpr', type: 'quantitative' },
+          shape: { field: 'label', type: 'nominal', title: 'operating point', legend: { orient: 'bottom', direction: 'vertical', labelLimit: 500 } },
+        },
+      },
+    ],
+  };
+}
 
-/** Writes the three plots into `dir` (beside metrics.json); returns the file paths. */
-export async function writePlots(dir: string, report: EvaluationReport): Promise<Record<keyof typeof PLOT_FILES, string>> {
-  const [confusion, risk, reliability] = await renderSvgs([confusionSpec(report), riskCoverageSpec(report), reliabilitySpec(report)]);
+export const PLOT_FILES = { confusion: 'confusion.svg', riskCoverage: 'risk-coverage.svg', reliability: 'reliability.svg' } as const;
+export const ROC_FILE = 'roc.svg';
+
+/** Writes the three plots (and roc.svg for a screening report) into `dir` (beside metrics.json); returns the file paths. */
+export async function writePlots(dir: string, report: EvaluationReport): Promise<Record<keyof typeof PLOT_FILES, string> & { roc?: string }> {
+  const [confusion, risk, reliability, roc] = await renderSvgs([confusionSpec(report), riskCoverageSpec(report), reliabilitySpec(report), ...(report.screening ? [rocSpec(report.screening)] : [])]);
   await mkdir(dir, { recursive: true });
   const out = {
     confusion: join(dir, PLOT_FILES.confusion),
     riskCoverage: join(dir, PLOT_FILES.riskCoverage),
     reliability: join(dir, PLOT_FILES.reliability),
+    ...(roc !== undefined ? { roc: join(dir, ROC_FILE) } : {}),
   };
-  await Promise.all([writeFile(out.confusion, confusion ?? ''), writeFile(out.riskCoverage, risk ?? ''), writeFile(out.reliability, reliability ?? '')]);
+  await Promise.all([writeFile(out.confusion, confusion ?? ''), writeFile(out.riskCoverage, risk ?? ''), writeFile(out.reliability, reliability ?? ''), ...(out.roc !== undefined ? [writeFile(out.roc, roc ?? '')] : [])]);
   return out;
 }

@@ -27,6 +27,10 @@ export interface AugmentOptions {
   elastic?: number;
   /** Smoothness of the elastic field, in pixels. Default 4. */
   elasticSigma?: number;
+  /** Random brightness: add an offset drawn from [-b, b] to every pixel of an image. Default 0. */
+  brightness?: number;
+  /** Random contrast: scale an image's deviations from its mean by a factor in [1 - c, 1 + c]. Default 0. */
+  contrast?: number;
 }
 
 export interface EpochStats {
@@ -74,6 +78,12 @@ export interface TrainOptions {
   /** Multiply the learning rate by this after every epoch. Default 1 (constant). */
   learningRateDecay?: number;
   /**
+   * Loss weight of each class, in class order (e.g. balanced: n / (classes * n_c)). The one-hot
+   * targets are scaled by the weight, which scales that image's cross-entropy and its gradient.
+   * Default: every class 1. Validation loss stays unweighted.
+   */
+  classWeights?: readonly number[];
+  /**
    * Keep an exponential moving average of the weights with this decay per step (warmed up as
    * min(decay, (1 + t) / (10 + t))), validate it, and end with it (Polyak averaging). Default 0: off.
    */
@@ -92,7 +102,29 @@ export interface TrainResult {
   validation: LabeledImages | undefined;
   /** Mean training throughput over all epochs. */
   imagesPerSecond: number;
-  options: { epochs: number; batchSize: number; validationSplit: number; patience: number; seed: number; augment: AugmentOptions; learningRateDecay: number; weightAverage: number };
+  options: { epochs: number; batchSize: number; validationSplit: number; patience: number; seed: number; augment: AugmentOptions; learningRateDecay: number; weightAverage: number; classWeights?: number[] };
+}
+
+/** Balanced class weights n / (classes * n_c) of a label set (a class without images gets 0). */
+export function balancedClassWeights(labels: ArrayLike<number>, classes: number): number[] {
+  const counts = new Array<number>(classes).fill(0);
+  for (let i = 0; i < labels.length; i++) counts[labels[i] as number] = (counts[labels[i] as number] ?? 0) + 1;
+  return counts.map((c) => (c === 0 ? 0 : labels.length / (classes * c)));
+}
+
+/** Brightness and contrast jitter of one image in place, clamped to [0, 1]. */
+function photometric(img: Float32Array, brightness: number, contrast: number, rnd: () => number): void {
+  const offset = (rnd() * 2 - 1) * brightness;
+  const factor = 1 + (rnd() * 2 - 1) * contrast;
+  let mean = 0;
+  if (contrast !== 0) {
+    for (let i = 0; i < img.length; i++) mean += img[i] as number;
+    mean /= Math.max(1, img.length);
+  }
+  for (let i = 0; i < img.length; i++) {
+    const v = ((img[i] as number) - mean) * factor + mean + offset;
+    img[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+  }
 }
 
 /** Normalised 1-D Gaussian taps for `sigma`, radius ceil(3 sigma). */
@@ -136,8 +168,16 @@ export function augmentBatch(batch: Float32Array, n: number, shape: readonly [nu
   const rotate = opts.rotate ?? 0;
   const zoom = opts.scale ?? 0;
   const elastic = opts.elastic ?? 0;
-  if (shift === 0 && !opts.flip && rotate === 0 && zoom === 0 && elastic === 0) return;
+  const brightness = opts.brightness ?? 0;
+  const contrast = opts.contrast ?? 0;
   const size = h * w * ch;
+  if (brightness !== 0 || contrast !== 0) {
+    const geometric = { ...opts, brightness: 0, contrast: 0 };
+    augmentBatch(batch, n, shape, geometric, rnd);
+    for (let b = 0; b < n; b++) photometric(batch.subarray(b * size, (b + 1) * size), brightness, contrast, rnd);
+    return;
+  }
+  if (shift === 0 && !opts.flip && rotate === 0 && zoom === 0 && elastic === 0) return;
   const tmp = new Float32Array(size);
   const resample = rotate !== 0 || zoom !== 0 || elastic !== 0;
   const cx = (w - 1) / 2;
@@ -270,6 +310,10 @@ export async function train(model: tf.LayersModel, data: LabeledImages, opts: Tr
   const augment = opts.augment ?? {};
   const decay = opts.learningRateDecay ?? 1;
   const averageDecay = opts.weightAverage ?? 0;
+  const classWeights = opts.classWeights === undefined ? undefined : [...opts.classWeights];
+  if (classWeights !== undefined && (classWeights.length !== data.classNames.length || classWeights.some((w) => !(w >= 0 && Number.isFinite(w))))) {
+    throw new RangeError(`classWeights must be ${data.classNames.length} finite non-negative numbers, got [${classWeights.join(', ')}]`);
+  }
   if (!(averageDecay >= 0 && averageDecay < 1)) throw new RangeError(`weightAverage must be in [0, 1), got ${averageDecay}`);
   const validationSplit = opts.validation ? 0 : (opts.validationSplit ?? 0.1);
   if (!(epochs >= 1) || !(batchSize >= 1)) throw new RangeError('epochs and batchSize must be at least 1');
@@ -318,7 +362,12 @@ export async function train(model: tf.LayersModel, data: LabeledImages, opts: Tr
         augmentBatch(batchImages, m, trainPart.shape, augment, rnd);
         reseedDropout(model, seed, step++);
         const x = tf.tensor4d(batchImages.subarray(0, m * size), [m, ...trainPart.shape]);
-        const y = tf.tidy(() => tf.oneHot(tf.tensor1d(batchLabels.subarray(0, m), 'int32'), classes).toFloat());
+        const y = tf.tidy(() => {
+          const oneHot = tf.oneHot(tf.tensor1d(batchLabels.subarray(0, m), 'int32'), classes).toFloat();
+          if (classWeights === undefined) return oneHot;
+          const w = Float32Array.from(batchLabels.subarray(0, m), (l) => classWeights[l] as number);
+          return tf.mul(oneHot, tf.tensor2d(w, [m, 1]));
+        });
         let out: number | number[];
         try {
           out = await model.trainOnBatch(x, y);
@@ -392,6 +441,6 @@ export async function train(model: tf.LayersModel, data: LabeledImages, opts: Tr
     trainPart,
     validation,
     imagesPerSecond: totalImages / Math.max(1e-9, totalSeconds),
-    options: { epochs, batchSize, validationSplit, patience, seed, augment, learningRateDecay: decay, weightAverage: averageDecay },
+    options: { epochs, batchSize, validationSplit, patience, seed, augment, learningRateDecay: decay, weightAverage: averageDecay, ...(classWeights ? { classWeights } : {}) },
   };
 }

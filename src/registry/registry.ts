@@ -18,7 +18,7 @@ export interface CurrentModel {
 
 export class RegistryError extends Error {
   constructor(
-    readonly code: 'unknown-version' | 'conflict' | 'nothing-to-roll-back' | 'no-model',
+    readonly code: 'unknown-version' | 'conflict' | 'nothing-to-roll-back' | 'no-model' | 'incompatible',
     message: string,
   ) {
     super(message);
@@ -49,9 +49,32 @@ export async function listVersions(store: BlobStore): Promise<ModelCard[]> {
   return cards.sort((a, b) => (b.createdAt ?? b.version).localeCompare(a.createdAt ?? a.version));
 }
 
+/** What an instance feeds its model: the preprocessing profile of its uploads and the xray profile's size. */
+export interface InstanceImaging {
+  profile: string;
+  xraySize: number;
+}
+
+/** Why a model cannot score this instance's images (its card's profile or input shape differs), or undefined when it can. */
+export function incompatibility(card: Pick<ModelCard, 'version' | 'preprocessing' | 'inputShape'>, instance: InstanceImaging): string | undefined {
+  const want = card.preprocessing.profile;
+  if (want !== instance.profile) {
+    return `model ${card.version} was trained on images preprocessed with the ${want} profile, but this instance preprocesses uploads with the ${instance.profile} profile (TRIAGE_PROFILE)`;
+  }
+  const side = instance.profile === 'xray' ? instance.xraySize : 28;
+  const [h, w, c] = card.inputShape;
+  if (h !== side || w !== side || c !== 1) {
+    const setting = instance.profile === 'xray' ? ` (TRIAGE_XRAY_SIZE=${instance.xraySize})` : '';
+    return `model ${card.version} takes ${h}x${w}x${c} inputs, but this instance's ${instance.profile} profile makes ${side}x${side}x1 images${setting}`;
+  }
+  return undefined;
+}
+
 export interface PromoteOptions {
   by: string;
   reason: string;
+  /** Refuse a model that cannot score this instance's images (RegistryError 'incompatible'). */
+  instance?: InstanceImaging;
   /** Promote only if current.json still has this ETag ('' = only if nothing is promoted yet). */
   ifEtag?: string;
   now?: () => Date;
@@ -61,6 +84,7 @@ export interface PromoteOptions {
 export async function promote(store: BlobStore, version: string, opts: PromoteOptions): Promise<CurrentModel> {
   const card = await findCard(store, version);
   if (card === undefined) throw new RegistryError('unknown-version', `There is no model version ${JSON.stringify(version)} (no ${CONTAINERS.models}/${paths.modelCard(version)}).`);
+  refuseIncompatible({ ...card, version }, opts.instance);
   const now = (opts.now ?? (() => new Date()))().toISOString();
   const existing = await readCurrent(store);
   if (opts.ifEtag !== undefined && (existing?.etag ?? '') !== opts.ifEtag) {
@@ -79,6 +103,10 @@ export async function rollback(store: BlobStore, opts: Omit<PromoteOptions, 'ifE
   if (existing === undefined) throw new RegistryError('no-model', 'No model is promoted, so there is nothing to roll back.');
   const [previous, ...older] = existing.value.history;
   if (previous === undefined) throw new RegistryError('nothing-to-roll-back', `Only ${existing.value.version} was ever promoted; there is no earlier model.`);
+  if (opts.instance !== undefined) {
+    const card = await findCard(store, previous.version);
+    if (card !== undefined) refuseIncompatible({ ...card, version: previous.version }, opts.instance);
+  }
   const now = (opts.now ?? (() => new Date()))().toISOString();
   const next: CurrentModel = {
     version: previous.version,
@@ -91,6 +119,11 @@ export async function rollback(store: BlobStore, opts: Omit<PromoteOptions, 'ifE
   const res = await store.putJson(CONTAINERS.models, paths.currentModel(), next, { ifMatch: existing.etag });
   if (!res.written) throw new RegistryError('conflict', 'Another promotion changed models/current.json at the same time; rollback not applied.');
   return next;
+}
+
+function refuseIncompatible(card: ModelCard, instance: InstanceImaging | undefined): void {
+  const why = instance === undefined ? undefined : incompatibility(card, instance);
+  if (why !== undefined) throw new RegistryError('incompatible', `Not promoted: ${why}. Train a model for this profile and size, or change the instance's settings.`);
 }
 
 function stripHistory(c: CurrentModel): CurrentModel['history'][number] {

@@ -14,8 +14,11 @@
 export type ReviewReason = 'low-confidence' | 'abnormal' | 'image-quality';
 
 export interface ReviewThresholds {
-  /** Confidence below which a prediction is not trusted; null: the card has none (flag everything). */
-  confidence: number | null;
+  /**
+   * Confidence below which a prediction is not trusted; null: the card has none (flag everything);
+   * absent: no confidence rule (screening models, whose review rule is the abnormal threshold).
+   */
+  confidence?: number | null;
   /** For screening models: the positive class and the probability at which it is flagged. */
   abnormal?: { classIndex: number; threshold: number };
 }
@@ -46,7 +49,7 @@ export function decideReview(probs: ArrayLike<number>, thresholds: ReviewThresho
     abnormalP = probs[thresholds.abnormal.classIndex] ?? 0;
     if (abnormalP >= thresholds.abnormal.threshold) reasons.push('abnormal');
   }
-  if (thresholds.confidence === null || confidence < thresholds.confidence) reasons.push('low-confidence');
+  if (thresholds.confidence === null || (thresholds.confidence !== undefined && confidence < thresholds.confidence)) reasons.push('low-confidence');
   if (quality !== undefined && (quality.blank || quality.nearConstant || quality.warnings.some((w) => QUALITY_PROBLEMS.has(w)))) reasons.push('image-quality');
   const flagged = reasons.length > 0;
   const uncertainty = Math.min(1, Math.max(0, 1 - confidence));

@@ -17,8 +17,8 @@ export const SCREENING_CLASSES = ['NORMAL', 'PNEUMONIA'];
 export const CHROMIUM = process.env.TRIAGE_CHROMIUM ?? '/usr/bin/chromium';
 
 /**
- * Saves an untrained MLP for the xray profile at `size` px with a screening card: every image is
- * flagged (no selective threshold), and those with p(PNEUMONIA) >= `abnormalAt` as abnormal.
+ * Saves an untrained MLP for the xray profile at `size` px with a screening card: images with
+ * p(PNEUMONIA) >= `abnormalAt` are flagged as abnormal (default 0: every image, most probable first).
  */
 export async function saveScreeningModel(store: BlobStore, o: { version: string; size: number; seed?: number; abnormalAt?: number }): Promise<ModelCard> {
   const backend = await initBackend();
@@ -36,7 +36,7 @@ export async function saveScreeningModel(store: BlobStore, o: { version: string;
     temperature: 1,
     thresholds: {
       selective: { targetError: 0.01, threshold: null, validationCoverage: 0 },
-      screening: { positiveClass: 'PNEUMONIA', targetSensitivity: 0.99, threshold: o.abnormalAt ?? 0.5, validationSpared: 0 },
+      screening: { positiveClass: 'PNEUMONIA', targetSensitivity: 0.99, threshold: o.abnormalAt ?? 0, validationSpared: 0 },
     },
   };
   await saveModel(store, model, card);
@@ -44,26 +44,22 @@ export async function saveScreeningModel(store: BlobStore, o: { version: string;
   return card;
 }
 
-/** The radiographs in test/fixtures/review (CC BY 4.0, see its README). */
+/** Two NORMAL and two PNEUMONIA radiographs of test/fixtures/chest-xray (CC BY 4.0, see its ATTRIBUTION.md), named by file only. */
 export function fixtureRadiographs(): { name: string; data: Buffer }[] {
   const root = fixturesDir();
-  return readdirSync(root)
-    .filter((f) => f.endsWith('.jpeg'))
-    .sort()
-    .map((f) => ({ name: f, data: readFileSync(path.join(root, f)) }));
+  return ['NORMAL', 'PNEUMONIA'].flatMap((cls) =>
+    readdirSync(path.join(root, cls))
+      .filter((f) => f.endsWith('.jpeg'))
+      .sort()
+      .slice(0, 2)
+      .map((f) => ({ name: f, data: readFileSync(path.join(root, cls, f)) })),
+  );
 }
 
 function fixturesDir(): string {
-  // test/helpers -> test/fixtures/review, from the sources (ts-jest) and from dist/test/helpers.
-  const here = __dirname;
-  const fromSource = path.resolve(here, '..', 'fixtures', 'review');
-  const fromDist = path.resolve(here, '..', '..', '..', 'test', 'fixtures', 'review');
-  try {
-    readdirSync(fromSource);
-    return fromSource;
-  } catch {
-    return fromDist;
-  }
+  // test/helpers -> test/fixtures/chest-xray, from the sources (ts-jest) and from dist/test/helpers.
+  const fromSource = path.resolve(__dirname, '..', 'fixtures', 'chest-xray');
+  return existsSync(fromSource) ? fromSource : path.resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'chest-xray');
 }
 
 export function launchChromium(): Promise<Browser> {

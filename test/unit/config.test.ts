@@ -6,7 +6,7 @@ describe('loadConfig', () => {
   it('applies the documented defaults', () => {
     const c = loadConfig(base);
     expect(c.profile).toBe('mnist');
-    expect(c.xraySize).toBe(224);
+    expect(c.xraySize).toBe(128);
     expect(c.retrainSchedule).toBe('0 0 2 * * *');
     expect(c.backend).toBeUndefined();
     expect(c.storage).toEqual({ kind: 'connectionString', connectionString: 'UseDevelopmentStorage=true' });

@@ -17,6 +17,12 @@ export interface LabeledImages {
   source: string;
   /** Optional per-image names (blob or file names), in the same order. */
   names?: string[];
+  /**
+   * Optional per-image group keys (the patient of a radiograph), in the same order. When present,
+   * every split (validation, test) keeps a group on one side: images of one patient are never
+   * both trained on and held out.
+   */
+  groups?: string[];
 }
 
 export interface TrainTestSplit {
@@ -43,6 +49,7 @@ export function validate(d: LabeledImages): LabeledImages {
     if (l < 0 || l >= d.classNames.length) throw new Error(`${d.source}: image ${i} has label ${l}, outside 0..${d.classNames.length - 1}`);
   }
   if (d.names !== undefined && d.names.length !== n) throw new Error(`${d.source}: ${d.names.length} names for ${n} images`);
+  if (d.groups !== undefined && d.groups.length !== n) throw new Error(`${d.source}: ${d.groups.length} group keys for ${n} images`);
   return d;
 }
 
@@ -52,13 +59,15 @@ export function subset(d: LabeledImages, indices: ArrayLike<number>, source = d.
   const images = new Float32Array(indices.length * size);
   const labels = new Int32Array(indices.length);
   const names = d.names ? new Array<string>(indices.length) : undefined;
+  const groups = d.groups ? new Array<string>(indices.length) : undefined;
   for (let k = 0; k < indices.length; k++) {
     const i = indices[k] as number;
     images.set(d.images.subarray(i * size, (i + 1) * size), k * size);
     labels[k] = d.labels[i] as number;
     if (names && d.names) names[k] = d.names[i] as string;
+    if (groups && d.groups) groups[k] = d.groups[i] as string;
   }
-  return { images, labels, shape: d.shape, classNames: d.classNames, source, ...(names ? { names } : {}) };
+  return { images, labels, shape: d.shape, classNames: d.classNames, source, ...(names ? { names } : {}), ...(groups ? { groups } : {}) };
 }
 
 /** Images [start, end) as a new set. */
@@ -95,10 +104,12 @@ export function permutation(n: number, seed: number): Int32Array {
 
 /**
  * Splits off the last `fraction` of a seeded permutation as validation data (the rest trains).
- * Stable: the same seed and data give the same split.
+ * With group keys, the permutation is of the groups (patients): the last `fraction` of them
+ * validate, so no group is on both sides. Stable: the same seed and data give the same split.
  */
 export function splitValidation(d: LabeledImages, fraction: number, seed: number): { train: LabeledImages; validation: LabeledImages } {
   if (!(fraction > 0 && fraction < 1)) throw new RangeError(`validation fraction must be in (0, 1), got ${fraction}`);
+  if (d.groups !== undefined) return splitValidationByGroup(d, d.groups, fraction, seed);
   const n = count(d);
   const nVal = Math.max(1, Math.round(n * fraction));
   if (nVal >= n) throw new RangeError(`${d.source}: ${n} images are too few to split off ${fraction} for validation`);
@@ -107,6 +118,19 @@ export function splitValidation(d: LabeledImages, fraction: number, seed: number
     train: subset(d, p.subarray(0, n - nVal), `${d.source}:train-part`),
     validation: subset(d, p.subarray(n - nVal), `${d.source}:validation-part`),
   };
+}
+
+function splitValidationByGroup(d: LabeledImages, groups: string[], fraction: number, seed: number): { train: LabeledImages; validation: LabeledImages } {
+  const keys = [...new Set(groups)].sort();
+  const nVal = Math.max(1, Math.round(keys.length * fraction));
+  if (nVal >= keys.length) throw new RangeError(`${d.source}: ${keys.length} groups are too few to split off ${fraction} of them for validation`);
+  const p = permutation(keys.length, seed);
+  const held = new Set<string>();
+  for (let k = keys.length - nVal; k < keys.length; k++) held.add(keys[p[k] as number] as string);
+  const train: number[] = [];
+  const validation: number[] = [];
+  groups.forEach((g, i) => (held.has(g) ? validation : train).push(i));
+  return { train: subset(d, train, `${d.source}:train-part`), validation: subset(d, validation, `${d.source}:validation-part`) };
 }
 
 /** Images per class, in class order. */

@@ -13,11 +13,12 @@ export function isTestName(name: string, fraction: number): boolean {
   return createHash('sha256').update(name).digest().readUInt32BE(0) / 2 ** 32 < fraction;
 }
 
-/** Splits named images into train and test with isTestName. */
+/** Splits named images into train and test with isTestName: by group key (patient) when the images have them, else by name. */
 export function splitByName(d: LabeledImages, testFraction: number): TrainTestSplit {
-  if (d.names === undefined) throw new Error(`${d.source}: images have no names to split by`);
+  const keys = d.groups ?? d.names;
+  if (keys === undefined) throw new Error(`${d.source}: images have no names to split by`);
   const train: number[] = [];
   const test: number[] = [];
-  d.names.forEach((n, i) => (isTestName(n, testFraction) ? test : train).push(i));
+  keys.forEach((n, i) => (testFraction > 0 && isTestName(n, testFraction) ? test : train).push(i));
   return { train: subset(d, train, `${d.source}:train`), test: subset(d, test, `${d.source}:test`) };
 }

@@ -68,7 +68,7 @@ describe('initBackend', () => {
       return;
     }
     expect(info).toMatchObject({ name: 'wasm', simd: true, threads: 1 });
-    expect(info.detail).toMatch(/simd build, 1 thread; project kernels: Conv2D, FusedConv2D, Conv2DBackpropFilter, Conv2DBackpropInput, MaxPoolGrad, BatchMatMul, Sum, Identity, Cast, Add, TriageReluGrad\)/);
+    expect(info.detail).toMatch(/simd build, 1 thread; project kernels: Conv2D, FusedConv2D, Conv2DBackpropFilter, Conv2DBackpropInput, MaxPoolGrad, BatchMatMul, Sum, Identity, Cast, Add, TriageReluGrad, TriageBatchNormTrain, TriageBatchNormTrainGrad\)/);
     expect(logs[0]).toMatch(/tensorflow unavailable/);
     expect(logs[logs.length - 1]).toMatch(/^ml backend: wasm - /);
     // The backend trains a conv layer (stock tfjs-backend-wasm has no Conv2DBackpropFilter).
