@@ -25,6 +25,8 @@ export interface TrainerJobConfig {
   clientId: string;
 }
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+/** Who may use the review page: App Service Authentication's signed-in principal, anyone on this machine, or nobody. */
+export type ReviewAuth = 'app-service' | 'local' | 'off';
 
 /** How the code reaches Blob Storage: a connection string, or a service URI plus managed identity. */
 export type StorageConnection =
@@ -73,6 +75,10 @@ export interface Config {
   localHttpPort: number;
   /** Embedded runtime: folder where Azurite keeps its data. */
   localDataDir: string;
+  /** The review page: whose sign-in names the reviewer (see ReviewAuth). */
+  reviewAuth: ReviewAuth;
+  /** With reviewAuth `local`: the reviewer's name when the page sends none. */
+  localReviewer: string | undefined;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -146,6 +152,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'TRIAGE_LOCAL_POLL_MS', default: '500', expected: 'an integer from 10 to 60000', description: 'Embedded runtime: container scan interval in milliseconds.' },
   { key: 'TRIAGE_LOCAL_HTTP_PORT', default: '7071', expected: 'an integer from 0 to 65535', description: 'Embedded runtime: port of the HTTP functions (0 = any free port).' },
   { key: 'TRIAGE_LOCAL_DATA_DIR', default: '.azurite', expected: 'a folder path', description: 'Embedded runtime: where Azurite keeps its data.' },
+  { key: 'TRIAGE_REVIEW_AUTH', default: 'off', expected: 'one of app-service, local, off', description: 'The review page (/api/review/): app-service = behind App Service Authentication, the reviewer is the signed-in principal; local = no sign-in (one machine), the reviewer is named on the page or by TRIAGE_LOCAL_REVIEWER; off = the page answers 403.' },
+  { key: 'TRIAGE_LOCAL_REVIEWER', default: undefined, expected: 'a name of 1 to 100 characters without control characters', description: 'With TRIAGE_REVIEW_AUTH=local: the reviewer recorded on labels when the page names none.' },
 ];
 
 function raw(env: Env, key: string): string | undefined {
@@ -267,6 +275,17 @@ function readTrainerJob(env: Env): TrainerJobConfig | undefined {
   };
 }
 
+/** A reviewer's name as labels record it: 1-100 characters, no control characters. */
+export function validReviewerName(v: string): boolean {
+  return v.length >= 1 && v.length <= 100 && !/[\u0000-\u001f\u007f]/.test(v);
+}
+
+function readReviewerName(env: Env, key: string): string | undefined {
+  const v = raw(env, key);
+  if (v !== undefined && !validReviewerName(v)) throw new ConfigError(key, v, expectedOf(key));
+  return v;
+}
+
 /** The preprocessing settings alone (what training on a folder needs, without any storage setting). */
 export function loadImagingConfig(env: Env = process.env): Pick<Config, 'profile' | 'xraySize' | 'maxUploadBytes' | 'maxPixels'> {
   return {
@@ -299,6 +318,8 @@ export function loadConfig(env: Env = process.env): Config {
     localPollMs: readInt(env, 'TRIAGE_LOCAL_POLL_MS', 10, 60_000),
     localHttpPort: readInt(env, 'TRIAGE_LOCAL_HTTP_PORT', 0, 65535),
     localDataDir: withDefault(env, 'TRIAGE_LOCAL_DATA_DIR'),
+    reviewAuth: readEnum<ReviewAuth>(env, 'TRIAGE_REVIEW_AUTH', ['app-service', 'local', 'off']),
+    localReviewer: readReviewerName(env, 'TRIAGE_LOCAL_REVIEWER'),
   };
 }
 

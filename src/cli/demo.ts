@@ -17,7 +17,8 @@ import { loadConfig } from '../config';
 import { buildDeps } from '../composition';
 import type { AzuriteHandle } from '../local/azurite';
 import type { EmbeddedRuntime } from '../local/runtime';
-import { mergedSettings, projectRoot } from '../local/settings';
+import { mergedSettings, projectRoot, readEndpoint } from '../local/settings';
+import { reviewPageUrl } from '../handlers/reviewPage';
 import { readCurrent, promote } from '../registry/registry';
 import { BlobStore } from '../storage/blobStore';
 import type { PredictionRecord } from '../handlers/infer';
@@ -56,8 +57,12 @@ async function main(opts: DemoOptions): Promise<number> {
   let azurite: AzuriteHandle | undefined;
   let runtime: EmbeddedRuntime | undefined;
   const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
+  /** Where the review page is served once the demo ends: by a running `npm start`, or by the next one. */
+  let reviewPage = `npm start, then ${reviewPageUrl(Number(settings.TRIAGE_LOCAL_HTTP_PORT ?? '7071'))}`;
   try {
     azurite = await connectLocalStorage(settings, dataDir);
+    const running = azurite === undefined ? readEndpoint(dataDir) : undefined;
+    if (running !== undefined) reviewPage = reviewPageUrl(running.httpPort);
     const config = loadConfig({ ...settings, TRIAGE_LOCAL_HTTP_PORT: settings.TRIAGE_LOCAL_HTTP_PORT ?? '0', TRIAGE_MODEL_REFRESH_MS: '0' });
     const deps = buildDeps(config, { instanceId: 'demo' });
     const store: BlobStore = deps.store;
@@ -131,6 +136,7 @@ async function main(opts: DemoOptions): Promise<number> {
     console.log(`throughput            ${(names.length / seconds).toFixed(1)} uploads/s (${seconds.toFixed(1)} s from first upload to last record)`);
     console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${dataDir})`);
     console.log('see them with          npm run triage -- status   |   npm run triage -- worklist');
+    console.log(`review page           ${reviewPage}`);
     const expectedRejections = items.length - files.length;
     if (preds.length !== files.length || rejs.length !== expectedRejections) {
       console.error(`expected ${files.length} predictions and ${expectedRejections} rejections`);
