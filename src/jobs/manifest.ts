@@ -15,7 +15,7 @@
 import type { Config, BaseDataSpec } from '../config';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
-import { findCard, readCurrent } from '../registry/registry';
+import { findCard, incompatibility, readCurrent } from '../registry/registry';
 import type { ModelCard } from '../ml/modelStore';
 import { sortClassNames } from '../ml/data/dataset';
 import type { AugmentOptions } from '../ml/train';
@@ -274,7 +274,9 @@ export function buildManifest(a: {
   baseClasses?: readonly string[];
 }): RunManifest {
   const base = a.config.retrainBaseData;
-  const promoted = a.snapshot.current?.card;
+  // A promoted model that cannot score this instance's images (another profile or size) lends the candidate neither classes nor a positive class.
+  const card = a.snapshot.current?.card;
+  const promoted = card !== undefined && incompatibility(card, { profile: a.config.profile, xraySize: a.config.xraySize }) === undefined ? card : undefined;
   const classNames = candidateClasses(base, a.items, promoted, a.baseClasses);
   const positiveClass = positiveClassOf(classNames, promoted, a.config.retrainPositiveClass);
   return {

@@ -152,6 +152,10 @@ describe('positive class of a screening candidate', () => {
     const digits = buildManifest({ runId: 'r', createdAt: new Date(0), requestedBy: 't', force: false, config: loadConfig(base), snapshot, items: [{ class: '1' }] as ManifestItem[], skipped: [], newSinceBaseModel: 1 });
     expect(digits.training.positiveClass).toBeUndefined();
     expect(digits.xraySize).toBeUndefined();
+    // A promoted digits model cannot score radiographs: it adds no classes to an xray candidate.
+    const digitsCard = { version: 'd', classNames: ['0', '1'], preprocessing: { profile: 'mnist', version: '1' }, inputShape: [28, 28, 1], thresholds: {} } as unknown as ModelCard;
+    const switched: Snapshot = { current: { version: 'd', etag: '"e"', card: digitsCard }, items: new Map(), since: new Date(0) };
+    expect(buildManifest({ runId: 'r', createdAt: new Date(0), requestedBy: 't', force: false, config, snapshot: switched, items, skipped: [], newSinceBaseModel: 2 }).classNames).toEqual(['NORMAL', 'PNEUMONIA']);
   });
 });
 
