@@ -1,7 +1,7 @@
 import { app, InvocationContext } from '@azure/functions';
 import { currentDeps } from '../src/composition';
 import { STORAGE_SETTING } from '../src/config';
-import { asBuffer, boundName, contextLog } from '../src/handlers/context';
+import { asBuffer, boundName, contextLog, declaredBlobSize } from '../src/handlers/context';
 import { handlePreprocess } from '../src/handlers/preprocess';
 import { TRIGGER_PATHS } from '../src/storage/layout';
 
@@ -9,7 +9,11 @@ app.storageBlob('preprocess', {
   path: TRIGGER_PATHS.preprocess,
   connection: STORAGE_SETTING,
   source: 'EventGrid',
+  // The host hands Node functions the blob's bytes: no SDK-type binding (a blob client) is
+  // available to a Node app (infra/README.md, "Upload size"). The size the blob's properties
+  // declare is checked before any decoding.
   handler: async (blob: unknown, context: InvocationContext): Promise<void> => {
-    await handlePreprocess({ name: boundName(context), data: asBuffer(blob) }, currentDeps(), contextLog(context));
+    const declaredBytes = declaredBlobSize(context);
+    await handlePreprocess({ name: boundName(context), data: asBuffer(blob), ...(declaredBytes !== undefined ? { declaredBytes } : {}) }, currentDeps(), contextLog(context));
   },
 });

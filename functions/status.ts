@@ -6,5 +6,5 @@ app.http('status', {
   route: 'status',
   methods: ['GET'],
   authLevel: 'function',
-  handler: async (): Promise<HttpResponseInit> => ({ jsonBody: await collectStatus(currentDeps().store) }),
+  handler: async (): Promise<HttpResponseInit> => ({ jsonBody: await collectStatus(currentDeps().store, currentDeps().config) }),
 });

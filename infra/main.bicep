@@ -13,8 +13,14 @@ targetScope = 'subscription'
 @description('Name of the azd environment; seeds every resource name.')
 param environmentName string
 
-@minLength(1)
-@description('Region of every resource. It must offer Flex Consumption and Container Apps serverless GPUs.')
+@description('Region of every resource: one that offers both Flex Consumption and Container Apps serverless GPUs (see gpuProfilesByRegion).')
+@allowed([
+  'australiaeast'
+  'swedencentral'
+  'westus3'
+  'westus'
+  'westeurope'
+])
 @metadata({
   azd: {
     type: 'location'
@@ -115,6 +121,33 @@ param trainerReplicaTimeoutSeconds int = 14400
 @maxValue(365)
 param softDeleteRetentionDays int = 14
 
+// Serverless GPU profiles by region (Container Apps). Every region listed is a Flex Consumption
+// region too; `location` allows only these. West US offers A100 only, West Europe T4 only: asking
+// for a profile the region lacks fails the deployment with ARM naming the profile and the ones the
+// region has ("The language expression property '...' doesn't exist, available properties are
+// '...'"), instead of a Container Apps environment that cannot be created.
+var gpuProfilesByRegion = {
+  australiaeast: {
+    'Consumption-GPU-NC8as-T4': 'Consumption-GPU-NC8as-T4'
+    'Consumption-GPU-NC24-A100': 'Consumption-GPU-NC24-A100'
+  }
+  swedencentral: {
+    'Consumption-GPU-NC8as-T4': 'Consumption-GPU-NC8as-T4'
+    'Consumption-GPU-NC24-A100': 'Consumption-GPU-NC24-A100'
+  }
+  westus3: {
+    'Consumption-GPU-NC8as-T4': 'Consumption-GPU-NC8as-T4'
+    'Consumption-GPU-NC24-A100': 'Consumption-GPU-NC24-A100'
+  }
+  westus: {
+    'Consumption-GPU-NC24-A100': 'Consumption-GPU-NC24-A100'
+  }
+  westeurope: {
+    'Consumption-GPU-NC8as-T4': 'Consumption-GPU-NC8as-T4'
+  }
+}
+var gpuProfileInRegion = gpuProfilesByRegion[location][gpuProfileType]
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -186,7 +219,8 @@ module trainer 'modules/trainer.bicep' = {
     logAnalyticsName: monitoring.outputs.logAnalyticsName
     identityId: trainerIdentity.outputs.id
     identityClientId: trainerIdentity.outputs.clientId
-    gpuProfileType: gpuProfileType
+    identityPrincipalId: trainerIdentity.outputs.principalId
+    gpuProfileType: gpuProfileInRegion
     createContainerRegistry: createContainerRegistry
     registryName: 'cr${resourceToken}'
     trainerImage: trainerImage
@@ -238,7 +272,6 @@ module roles 'modules/roles.bicep' = {
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     trainerJobName: trainer.outputs.jobName
-    registryName: trainer.outputs.registryName
     functionPrincipalId: functionIdentity.outputs.principalId
     trainerPrincipalId: trainerIdentity.outputs.principalId
     eventGridPrincipalId: storage.outputs.systemTopicPrincipalId
@@ -265,6 +298,6 @@ output TRAINER_JOB_NAME string = trainer.outputs.jobName
 output TRAINER_IMAGE string = trainer.outputs.image
 output TRAINER_IMAGE_REPOSITORY string = trainer.outputs.imageRepository
 output TRAINER_IDENTITY_CLIENT_ID string = trainerIdentity.outputs.clientId
-output TRAINER_GPU_PROFILE string = gpuProfileType
+output TRAINER_GPU_PROFILE string = gpuProfileInRegion
 output AZURE_CONTAINER_REGISTRY_NAME string = trainer.outputs.registryName
 output AZURE_CONTAINER_REGISTRY_ENDPOINT string = trainer.outputs.registryLoginServer

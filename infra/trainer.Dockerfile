@@ -11,10 +11,10 @@
 #   az acr build -r <registry> -t image-triage-trainer:latest -f infra/trainer.Dockerfile .
 
 ARG CUDA_IMAGE=nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04
-ARG NODE_MAJOR=20
+ARG NODE_MAJOR=22
 ARG TFJS_VERSION=4.22.0
 
-# ---- base: CUDA runtime + Node.js 20 (NodeSource apt repository) ------------------------------
+# ---- base: CUDA runtime + Node.js 22 (NodeSource apt repository) ------------------------------
 FROM ${CUDA_IMAGE} AS base
 ARG NODE_MAJOR
 ENV DEBIAN_FRONTEND=noninteractive
@@ -41,7 +41,9 @@ COPY src ./src
 COPY functions ./functions
 RUN npx tsc -p tsconfig.json
 
-# ---- deps: production node_modules + tfjs-node-gpu (its install script fetches libtensorflow-gpu)
+# ---- deps: production node_modules + tfjs-node-gpu (its install script fetches libtensorflow-gpu).
+# The production dependencies include vega and vega-lite, which the trainer's plots need.
+# tfjs-node-gpu's binding is N-API (napi-v3..v8 in its package.json), so it loads on Node 22.
 FROM base AS deps
 ARG TFJS_VERSION
 RUN apt-get update \

@@ -1,4 +1,4 @@
-// Flex Consumption function app (Linux, Node 20) running as a user-assigned identity.
+// Flex Consumption function app (Linux, Node 22) running as a user-assigned identity.
 // Storage, deployment package and Application Insights are all reached with that identity:
 // no connection string or key appears in the app settings.
 
@@ -105,9 +105,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Flex Consumption rejects siteConfig.ftpsState (ARM 400, extended code 51021) and has no FTP
+    // endpoint to disable; TLS 1.2 is what it takes here.
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
     }
     functionAppConfig: {
       deployment: {
@@ -126,7 +127,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'node'
-        version: '20'
+        // Node 20's Functions support ended April 2026; Flex Consumption runs Node 22.
+        version: '22'
       }
     }
   }

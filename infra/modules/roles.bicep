@@ -1,12 +1,10 @@
-// Every role assignment of the deployment, each on the narrowest scope that works.
+// Every role assignment of the deployment but one, each on the narrowest scope that works. (The
+// trainer job's AcrPull is in trainer.bicep: it must exist before the job.)
 // Role definition ids are Azure built-in roles (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 
 param storageAccountName string
 param applicationInsightsName string
 param trainerJobName string
-
-@description('Registry name; empty when no registry was created.')
-param registryName string = ''
 
 param functionPrincipalId string
 param trainerPrincipalId string
@@ -33,7 +31,6 @@ var roles = {
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
   containerAppsJobsOperator: 'b9a307c4-5aa3-4b52-ba60-2b17c136cd7b' // Container Apps Jobs Operator
-  acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d' // AcrPull
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -56,10 +53,6 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 
 resource trainerJob 'Microsoft.App/jobs@2025-01-01' existing = {
   name: trainerJobName
-}
-
-resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = if (!empty(registryName)) {
-  name: registryName
 }
 
 // Function app: host storage (leases, receipts, deployment package) and blob trigger data.
@@ -117,16 +110,7 @@ resource trainerBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04
   }
 }
 
-// Trainer job: pulls its image from the private registry.
-resource trainerAcrPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(registryName)) {
-  name: guid(registry.id, trainerPrincipalId, roles.acrPull)
-  scope: registry
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPull)
-    principalId: trainerPrincipalId
-    principalType: 'ServicePrincipal'
-  }
-}
+// Trainer job: AcrPull on the registry is granted in trainer.bicep, before the job is created.
 
 // Event Grid system topic: writes the events it could not deliver (deadLetterWithResourceIdentity in
 // infra/eventgrid.bicep) to the dead-letter container, and nothing else of the account.

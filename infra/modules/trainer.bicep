@@ -1,6 +1,11 @@
 // The retraining side: a workload-profiles Container Apps environment with a serverless GPU
 // profile, a Manual-trigger job that runs the trainer image on it, and (optionally) a private
-// container registry the job pulls from with its own identity (AcrPull is granted in roles.bicep).
+// container registry the job pulls from with its own identity.
+//
+// Container Apps validates a job's image when the job is created, and the trainer image exists only
+// once the post-deploy hook has built it. So the job is created with a public placeholder image,
+// after its identity holds AcrPull on the registry; every start (src/jobs/launchers.ts) sends the
+// whole template with the real image (output `image`, app setting TRAINER_IMAGE).
 
 param location string
 param tags object = {}
@@ -13,6 +18,9 @@ param identityId string
 
 @description('Client id of that identity.')
 param identityClientId string
+
+@description('Principal (object) id of that identity: it gets AcrPull on the registry before the job exists.')
+param identityPrincipalId string
 
 @description('Serverless GPU workload profile type of the environment.')
 @allowed([
@@ -30,7 +38,7 @@ param registryName string
 @description('Repository of the trainer image in the registry.')
 param imageRepository string = 'image-triage-trainer'
 
-@description('Full trainer image reference; empty = {registry}/{imageRepository}:latest (or a placeholder without a registry).')
+@description('Full trainer image reference each start sends; empty = {registry}/{imageRepository}:latest (or the placeholder without a registry).')
 param trainerImage string = ''
 
 @description('Maximum run time of one training execution, in seconds.')
@@ -64,7 +72,9 @@ var cpu = gpuResources[gpuProfileType].cpu
 var memory = gpuResources[gpuProfileType].memory
 
 var loginServer = '${registryName}${environment().suffixes.acrLoginServer}'
+// Public, pullable without credentials: what the job is created with. Never runs a training.
 var placeholderImage = 'mcr.microsoft.com/k8se/quickstart-jobs:latest'
+// What every execution runs (the launcher repeats it in each start's template).
 var image = !empty(trainerImage)
   ? trainerImage
   : (createContainerRegistry ? '${loginServer}/${imageRepository}:latest' : placeholderImage)
@@ -87,6 +97,20 @@ resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' = if (crea
   }
 }
 
+// AcrPull for the job's identity, granted before the job is created (the job dependsOn it), so the
+// first start that sends the real image can pull it.
+var acrPullRoleId = '7f951dda-4ed3-4680-a7ca-43fe172d538d' // AcrPull
+
+resource jobAcrPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (createContainerRegistry) {
+  name: guid(registry.id, identityPrincipalId, acrPullRoleId)
+  scope: registry
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', acrPullRoleId)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource containerEnvironment 'Microsoft.App/managedEnvironments@2025-01-01' = {
   name: environmentName
   location: location
@@ -99,7 +123,9 @@ resource containerEnvironment 'Microsoft.App/managedEnvironments@2025-01-01' = {
         sharedKey: workspace.listKeys().primarySharedKey
       }
     }
-    // GPU profiles can only be added when the environment is created.
+    // A GPU profile can be added to an existing environment in most regions; changing the type of
+    // this one (the job is pinned to it by name) may need the environment recreated
+    // (infra/README.md, "GPU profile and quota").
     workloadProfiles: [
       {
         name: 'Consumption'
@@ -148,7 +174,8 @@ resource job 'Microsoft.App/jobs@2025-01-01' = {
       containers: [
         {
           name: 'trainer'
-          image: image
+          // The placeholder: the trainer image does not exist yet when the job is created.
+          image: placeholderImage
           resources: {
             cpu: cpu
             memory: memory
@@ -197,6 +224,7 @@ resource job 'Microsoft.App/jobs@2025-01-01' = {
   }
   dependsOn: [
     registry
+    jobAcrPull
   ]
 }
 
@@ -205,6 +233,7 @@ output environmentId string = containerEnvironment.id
 output jobName string = job.name
 output jobId string = job.id
 output image string = image
+output placeholderImage string = placeholderImage
 output imageRepository string = imageRepository
 output cpu string = string(cpu)
 output memory string = memory

@@ -60,7 +60,7 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
     .description('Counts per container and uploads still waiting to be processed.')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
-      const s = await collectStatus(getStore());
+      const s = await collectStatus(getStore(), lazyDeps().config);
       if (opts.json === true) {
         console.log(JSON.stringify(s, null, 2));
         return;
@@ -70,6 +70,7 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
       console.log('');
       console.log(`uploads ${s.uploads}: preprocessed ${s.preprocessed}, rejected ${s.rejected}, waiting for preprocessing ${s.pendingPreprocess}`);
       console.log(`scored ${s.predicted} (flagged ${s.flagged}), waiting to be scored ${s.pendingScore}; promoted model: ${s.model ?? 'none yet (train one: triage train --data mnist --store, then triage models promote <version>)'}`);
+      if (s.modelProblem !== undefined) console.log(`the promoted model cannot score this instance's images: ${s.modelProblem}`);
       for (const [code, n] of Object.entries(s.rejectionsByCode).sort()) console.log(`  rejected ${code}: ${n}`);
     });
 

@@ -35,3 +35,14 @@ export function blobMetadata(context: InvocationContext): Record<string, string>
   for (const [k, v] of Object.entries(md as Record<string, unknown>)) if (typeof v === 'string') out[k.toLowerCase()] = v;
   return out;
 }
+
+/**
+ * The triggering blob's size as its properties declare it (the host binds the blob's properties
+ * as `properties`, keys camel-cased: `contentLength`); undefined when absent.
+ */
+export function declaredBlobSize(context: InvocationContext): number | undefined {
+  const props = context.triggerMetadata?.properties;
+  if (typeof props !== 'object' || props === null) return undefined;
+  const n = (props as Record<string, unknown>).contentLength;
+  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : undefined;
+}

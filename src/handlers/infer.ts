@@ -35,6 +35,12 @@ export interface PredictionRecord {
   topClass: string;
   confidence: number;
   review: ReviewDecision;
+  /**
+   * The rule the review decision applied, from the model card: a screening model's positive class
+   * and threshold (flagged when its probability is at or above it), or the selective confidence
+   * threshold (null: every prediction is reviewed).
+   */
+  threshold: { kind: 'screening'; positiveClass: string; value: number } | { kind: 'confidence'; value: number | null };
   timings: { loadMs: number; predictMs: number; batchSize: number; totalMs: number };
   time: string;
   instance: string;
@@ -99,7 +105,8 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
     throw err;
   }
   const probs = scored.probabilities;
-  const review = decideReview(probs, thresholdsOf(model.card), info.quality);
+  const rule = thresholdsOf(model.card);
+  const review = decideReview(probs, rule, info.quality);
   let top = 0;
   for (let i = 1; i < probs.length; i++) if ((probs[i] ?? 0) > (probs[top] ?? 0)) top = i;
   const record: PredictionRecord = {
@@ -113,6 +120,10 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
     topClass: model.card.classNames[top] ?? String(top),
     confidence: round(probs[top] ?? 0),
     review,
+    threshold:
+      rule.abnormal !== undefined
+        ? { kind: 'screening', positiveClass: model.card.classNames[rule.abnormal.classIndex] ?? String(rule.abnormal.classIndex), value: rule.abnormal.threshold }
+        : { kind: 'confidence', value: rule.confidence ?? null },
     timings: { loadMs: round(loadMs, 3), predictMs: round(scored.predictMs, 3), batchSize: scored.batchSize, totalMs: 0 },
     time: deps.now().toISOString(),
     instance: deps.instanceId,

@@ -9,7 +9,7 @@
  */
 import type { Deps } from '../composition';
 import type { BlobStore } from '../storage/blobStore';
-import { ImageRejection, preprocessImage, encodeNpy, ImageMetadata, RejectionCode } from '../imaging';
+import { ImageRejection, preprocessImage, encodeNpy, ImageMetadata, RejectionCode, sizeRejection } from '../imaging';
 import { sha256 } from '../storage/blobStore';
 import { CONTAINERS, invalidUploadName, paths } from '../storage/layout';
 import { recordSource, removeStaleRecord, SOURCE_SHA_KEY, TransientError, writeJsonRecord, writeRecord, WriteOutcome } from '../storage/records';
@@ -20,6 +20,11 @@ export interface PreprocessInput {
   name: string;
   /** The upload's bytes, as the trigger delivered them. */
   data: Buffer;
+  /**
+   * The size the blob's properties declare (the trigger metadata's `properties.contentLength`),
+   * when known. The size limit is checked on it (and on the bytes) before any decoding starts.
+   */
+  declaredBytes?: number;
 }
 
 export interface SourceInfo {
@@ -57,6 +62,8 @@ export type PreprocessResult =
   | { status: 'rejected'; outcome: WriteOutcome; code: RejectionRecordCode; sha256: string }
   | { status: 'already-done'; sha256: string };
 
+type Decoded = { ok: true; out: Awaited<ReturnType<typeof preprocessImage>> } | { ok: false; err: unknown };
+
 export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: Log): Promise<PreprocessResult> {
   const { store, config } = deps;
   const sha = sha256(input.data);
@@ -66,24 +73,32 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
   // image is caught by the conditional writes below, which find the same source hash.)
   const rejectedPromise = recordSource(store, CONTAINERS.rejected, paths.rejected(input.name));
   const badName = invalidUploadName(input.name);
-  const decoded = badName !== undefined ? undefined : preprocessImage(input.data, {
-    profile: config.profile,
-    xraySize: config.xraySize,
-    maxInputBytes: config.maxUploadBytes,
-    maxPixels: config.maxPixels,
-  }).then(
-    (out) => ({ ok: true as const, out }),
-    (err: unknown) => ({ ok: false as const, err }),
-  );
+  // The larger of the declared and the delivered size: neither may pass the limit.
+  const tooLarge = sizeRejection(Math.max(input.declaredBytes ?? 0, input.data.length), config.maxUploadBytes);
+  // Refused before decoding (a bad name, too many bytes), or being decoded while the lookup runs.
+  const work: { refused: { code: RejectionRecordCode; message: string; detail?: Record<string, string | number> } } | { decoding: Promise<Decoded> } =
+    badName !== undefined
+      ? { refused: { code: 'invalid-name', message: `The upload name cannot be used: ${badName}.` } }
+      : tooLarge !== undefined
+        ? { refused: { code: tooLarge.code, message: tooLarge.message, ...(tooLarge.detail !== undefined ? { detail: tooLarge.detail } : {}) } }
+        : {
+            decoding: preprocessImage(input.data, {
+              profile: config.profile,
+              xraySize: config.xraySize,
+              maxInputBytes: config.maxUploadBytes,
+              maxPixels: config.maxPixels,
+            }).then(
+              (out) => ({ ok: true as const, out }),
+              (err: unknown) => ({ ok: false as const, err }),
+            ),
+          };
   const rejected = await rejectedPromise;
   if (rejected?.sha === sha) {
     log.info(`preprocess: ${input.name} already rejected for sha256 ${sha.slice(0, 12)}`);
     return { status: 'already-done', sha256: sha };
   }
-  if (badName !== undefined || decoded === undefined) {
-    return reject(input.name, source, 'invalid-name', `The upload name cannot be used: ${badName ?? ''}.`, undefined, deps, log);
-  }
-  const result = await decoded;
+  if ('refused' in work) return reject(input.name, source, work.refused.code, work.refused.message, work.refused.detail, deps, log);
+  const result = await work.decoding;
   if (!result.ok) {
     if (result.err instanceof ImageRejection) return reject(input.name, source, result.err.code, result.err.message, result.err.detail, deps, log);
     throw result.err;

@@ -1,7 +1,7 @@
 /** Counts per container and the work still pending: what `triage status` and GET /api/status show. */
 import type { BlobStore } from '../storage/blobStore';
 import { ALL_CONTAINERS, CONTAINERS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../storage/layout';
-import { readCurrent } from '../registry/registry';
+import { InstanceImaging, findCard, incompatibility, readCurrent } from '../registry/registry';
 
 export interface StatusReport {
   containers: Record<string, number>;
@@ -16,6 +16,8 @@ export interface StatusReport {
   pendingScore: number;
   /** The promoted model version, if any. */
   model: string | null;
+  /** Why the promoted model cannot score this instance's images (they wait, unscored), when it cannot. */
+  modelProblem?: string;
   rejectionsByCode: Record<string, number>;
 }
 
@@ -28,7 +30,7 @@ async function names(store: BlobStore, container: string, map: (n: string) => st
   return out;
 }
 
-export async function collectStatus(store: BlobStore): Promise<StatusReport> {
+export async function collectStatus(store: BlobStore, instance?: InstanceImaging): Promise<StatusReport> {
   const containers: Record<string, number> = {};
   await Promise.all(
     ALL_CONTAINERS.map(async (c) => {
@@ -52,6 +54,8 @@ export async function collectStatus(store: BlobStore): Promise<StatusReport> {
     const code = e.metadata.code ?? (await store.getJson<{ code?: string }>(CONTAINERS.rejected, e.name))?.value.code ?? 'unknown';
     rejectionsByCode[code] = (rejectionsByCode[code] ?? 0) + 1;
   }
+  const card = current !== undefined && instance !== undefined ? await findCard(store, current.value.version) : undefined;
+  const problem = card !== undefined && instance !== undefined ? incompatibility({ ...card, version: current?.value.version ?? card.version }, instance) : undefined;
   return {
     containers,
     uploads: uploads.size,
@@ -62,6 +66,7 @@ export async function collectStatus(store: BlobStore): Promise<StatusReport> {
     flagged: flagged.size,
     pendingScore,
     model: current?.value.version ?? null,
+    ...(problem !== undefined ? { modelProblem: `${problem}; images wait unscored until a compatible model is promoted` } : {}),
     rejectionsByCode,
   };
 }

@@ -2,9 +2,10 @@
  * Job launchers: how a queued run's trainer (`triage train-job --run <id>`) gets started.
  *
  *  - AzureJobLauncher: starts an execution of the GPU Container Apps job
- *    (ContainerAppsAPIClient.jobs.beginStart with an execution template). A template replaces the
- *    job's whole template, so it carries the image, the resources and every environment variable
- *    the trainer reads (trainerEnv), not only RUN_ID.
+ *    (ContainerAppsAPIClient.jobs.beginStart with an execution template) and keeps the execution's
+ *    name from the start response. A template replaces the job's whole template, so it carries the
+ *    image (the job itself is created with a placeholder), the resources and every environment
+ *    variable the trainer reads (trainerEnv), not only RUN_ID.
  *  - LocalLauncher: runs the same trainer as a child process of this one: `node dist/src/cli/main.js
  *    train-job --run <id>` when this code runs compiled; when it runs from the TypeScript sources
  *    (ts-jest, scripts), node loads src/cli/main.ts through an in-memory `typescript.transpileModule`
@@ -12,7 +13,7 @@
  *    child that exits without finishing its run (crash, kill, out of memory) marks the run failed.
  *
  * Both can also say whether the trainer of a run they started still runs (check): the Azure one
- * GETs the job execution from Resource Manager, the local one looks for the child's process. A run
+ * reads the job execution by name (ContainerAppsAPIClient.jobExecution), the local one looks for the child's process. A run
  * whose trainer ended without recording an outcome is then marked failed (src/jobs/liveness.ts)
  * instead of blocking new runs until the stale-run limit.
  *
@@ -145,15 +146,23 @@ export function buildExecutionTemplate(config: Config, job: TrainerJobConfig, ru
   };
 }
 
-/** The slice of ContainerAppsAPIClient the launcher uses (injectable for tests). */
+/**
+ * What the launcher does with Resource Manager: start an execution of the trainer job, and read
+ * one back. containerAppsJobsApi implements it with @azure/arm-appcontainers; tests inject that
+ * same implementation with a client whose HTTP goes to a local stand-in for Resource Manager.
+ */
 export interface JobsApi {
-  beginStart(resourceGroupName: string, jobName: string, options: { template: ExecutionTemplate }): Promise<{ pollUntilDone(): Promise<{ name?: string; id?: string }> }>;
+  /**
+   * Starts an execution with `template` and resolves with its name, taken from the start
+   * response. Does not wait for the start operation to complete.
+   */
+  start(template: ExecutionTemplate): Promise<string>;
+  /** The execution, or undefined when Resource Manager has none of that name (404). */
+  execution(name: string): Promise<JobExecution | undefined>;
 }
 
-/** What the launcher needs of an Azure credential (@azure/identity's credentials are such). */
-export interface ArmCredential {
-  getToken(scopes: string | string[]): Promise<{ token: string } | null>;
-}
+/** The Azure credential the launcher uses for Resource Manager. */
+export type ArmCredential = import('@azure/identity').TokenCredential;
 
 /**
  * The identity this app uses for Resource Manager: the user-assigned identity of AZURE_CLIENT_ID,
@@ -166,23 +175,23 @@ export function armCredential(config: Config): ArmCredential {
   return config.azureClientId !== undefined ? new identity.ManagedIdentityCredential({ clientId: config.azureClientId }) : new identity.DefaultAzureCredential();
 }
 
-/** The ARM client that starts executions, built lazily: only Azure deployments load @azure/arm-appcontainers. */
-export function defaultJobsApi(job: TrainerJobConfig, credential: ArmCredential): JobsApi {
+/** What containerAppsJobsApi uses of ContainerAppsAPIClient. */
+export type ContainerAppsClient = Pick<import('@azure/arm-appcontainers').ContainerAppsAPIClient, 'jobs' | 'jobExecution'>;
+
+/** The ARM client, built lazily: only Azure deployments load @azure/arm-appcontainers. */
+export function containerAppsClient(job: TrainerJobConfig, credential: ArmCredential): ContainerAppsClient {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { ContainerAppsAPIClient } = require('@azure/arm-appcontainers') as typeof import('@azure/arm-appcontainers');
-  return new ContainerAppsAPIClient(credential as import('@azure/identity').TokenCredential, job.subscriptionId).jobs;
+  return new ContainerAppsAPIClient(credential, job.subscriptionId);
 }
 
-export const ARM_ENDPOINT = 'https://management.azure.com';
-/** Token audience of Resource Manager (what ContainerAppsAPIClient asks for too). */
-export const ARM_SCOPE = `${ARM_ENDPOINT}/.default`;
 /**
- * api-version of Microsoft.App job executions: the GA version @azure/arm-appcontainers 3.x (which
- * starts the executions) uses by default, so start and check speak the same version.
+ * api-version of Microsoft.App jobs and executions: what @azure/arm-appcontainers 3.x speaks
+ * (its default), for the start and the reads alike.
  */
 export const CONTAINER_APPS_API_VERSION = '2025-07-01';
 
-/** A Container Apps job execution as Resource Manager reports it (properties flattened). */
+/** A Container Apps job execution as Resource Manager reports it. */
 export interface JobExecution {
   name: string;
   /** Running, Processing, Stopped, Degraded, Failed, Unknown or Succeeded. */
@@ -191,51 +200,63 @@ export interface JobExecution {
   endTime?: string;
 }
 
-/** Reads executions of the trainer job. */
-export interface JobExecutionsApi {
-  /** The execution, or undefined when Resource Manager has none of that name (404). */
-  get(executionName: string): Promise<JobExecution | undefined>;
+function restStatus(err: unknown): number | undefined {
+  const code = (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof code === 'number' ? code : undefined;
+}
+
+function restMessage(err: unknown): string {
+  const e = err as { statusCode?: unknown; code?: unknown; message?: unknown } | null;
+  const parts = [typeof e?.statusCode === 'number' ? `HTTP ${e.statusCode}` : '', typeof e?.code === 'string' ? `${e.code}:` : '', typeof e?.message === 'string' ? e.message : String(err)];
+  return parts.filter((p) => p !== '').join(' ');
 }
 
 /**
- * GET /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.App/jobs/{job}/executions/{name}
- * with a bearer token for Resource Manager from `credential` (the one that starts executions).
- * `endpoint` is for tests: the token is only ever sent over https, or to this machine.
+ * JobsApi on ContainerAppsAPIClient.
+ *  - start: jobs.beginStart with the template, reading the execution's name from the start
+ *    response itself (onResponse). The start is a long-running operation whose status lives at
+ *    a location that an identity holding a role on the job only may be refused to read; the
+ *    client looks at it once before it returns. The execution is tracked by its name through
+ *    execution() instead (the liveness check), so a refused look at the operation after an
+ *    accepted start changes nothing, and nothing polls it until done.
+ *  - execution: ContainerAppsAPIClient.jobExecution (GET .../jobs/{job}/executions/{name}).
  */
-export function armJobExecutions(job: TrainerJobConfig, credential: ArmCredential, opts: { endpoint?: string; timeoutMs?: number } = {}): JobExecutionsApi {
-  const endpoint = (opts.endpoint ?? ARM_ENDPOINT).replace(/\/+$/, '');
-  const url = new URL(endpoint);
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && (url.hostname === '127.0.0.1' || url.hostname === 'localhost'))) {
-    throw new LaunchError(`refusing to send a Resource Manager token to ${endpoint}: use https`);
-  }
-  const enc = encodeURIComponent;
-  const jobPath = `/subscriptions/${enc(job.subscriptionId)}/resourceGroups/${enc(job.resourceGroup)}/providers/Microsoft.App/jobs/${enc(job.jobName)}`;
+export function containerAppsJobsApi(job: TrainerJobConfig, client: ContainerAppsClient): JobsApi {
   return {
-    async get(executionName: string): Promise<JobExecution | undefined> {
-      const target = `${endpoint}${jobPath}/executions/${enc(executionName)}?api-version=${CONTAINER_APPS_API_VERSION}`;
-      const token = await credential.getToken(ARM_SCOPE);
-      if (token === null) throw new LaunchError(`no Resource Manager token for ${ARM_SCOPE}`);
-      const res = await fetch(target, {
-        headers: { authorization: `Bearer ${token.token}`, accept: 'application/json' },
-        signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
-      });
-      const text = await res.text();
-      if (res.status === 404) return undefined;
-      let body: unknown;
+    async start(template: ExecutionTemplate): Promise<string> {
+      let accepted: { status: number; body: unknown } | undefined;
       try {
-        body = JSON.parse(text);
-      } catch {
-        body = undefined;
+        await client.jobs.beginStart(job.resourceGroup, job.jobName, {
+          template,
+          onResponse: (raw, _flat, error) => {
+            if (accepted === undefined && error === undefined && raw.request.method === 'POST' && raw.status >= 200 && raw.status < 300) {
+              accepted = { status: raw.status, body: raw.parsedBody };
+            }
+          },
+        });
+      } catch (err) {
+        // Refused before the start was accepted: that is the answer. After it, this is the
+        // client's one look at the operation (refused, or reporting a failure): the execution
+        // exists, and its own status decides from here (the liveness check reads it).
+        if (accepted === undefined) throw err;
       }
-      if (!res.ok) {
-        const e = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
-        throw new LaunchError(`GET execution ${executionName} of job ${job.jobName}: HTTP ${res.status}${e ? ` ${e.code ?? ''}: ${e.message ?? ''}` : ` ${text.slice(0, 200)}`}`);
+      const name = (accepted?.body as { name?: unknown } | undefined)?.name;
+      if (typeof name !== 'string' || name === '') {
+        throw new LaunchError(`the start was accepted (HTTP ${String(accepted?.status)}) but its response names no execution`);
       }
-      const ex = body as { name?: unknown; properties?: { status?: unknown; startTime?: unknown; endTime?: unknown } } | undefined;
-      const status = ex?.properties?.status;
-      if (typeof status !== 'string') throw new LaunchError(`GET execution ${executionName} of job ${job.jobName}: the answer has no properties.status`);
-      const opt = (k: string, v: unknown) => (typeof v === 'string' ? { [k]: v } : {});
-      return { name: typeof ex?.name === 'string' ? ex.name : executionName, status, ...opt('startTime', ex?.properties?.startTime), ...opt('endTime', ex?.properties?.endTime) };
+      return name;
+    },
+    async execution(name: string): Promise<JobExecution | undefined> {
+      let ex: Awaited<ReturnType<ContainerAppsClient['jobExecution']>>;
+      try {
+        ex = await client.jobExecution(job.resourceGroup, job.jobName, name);
+      } catch (err) {
+        if (restStatus(err) === 404) return undefined;
+        throw new LaunchError(`GET execution ${name} of job ${job.jobName}: ${restMessage(err)}`, { cause: err });
+      }
+      if (typeof ex.status !== 'string') throw new LaunchError(`GET execution ${name} of job ${job.jobName}: the answer has no status`);
+      const iso = (k: 'startTime' | 'endTime') => (ex[k] instanceof Date && !Number.isNaN(ex[k].getTime()) ? { [k]: ex[k].toISOString() } : {});
+      return { name: ex.name ?? name, status: ex.status, ...iso('startTime'), ...iso('endTime') };
     },
   };
 }
@@ -246,28 +267,24 @@ const EXECUTION_ENDED = new Set(['Succeeded', 'Failed', 'Stopped', 'Degraded']);
 
 export class AzureJobLauncher implements Launcher {
   readonly kind = 'azure' as const;
-  private api: JobsApi | undefined;
-  private executions: JobExecutionsApi | undefined;
-  private credential: ArmCredential | undefined;
+  private jobs: JobsApi | undefined;
 
   constructor(
     private readonly config: Config,
     private readonly job: TrainerJobConfig,
-    opts: { api?: JobsApi; executions?: JobExecutionsApi } = {},
+    opts: { api?: JobsApi } = {},
   ) {
-    this.api = opts.api;
-    this.executions = opts.executions;
+    this.jobs = opts.api;
   }
 
-  /** One credential for starting and checking, as the app's identity. */
-  private arm(): ArmCredential {
-    return (this.credential ??= armCredential(this.config));
+  /** One client for starting and checking, as the app's identity. */
+  private api(): JobsApi {
+    return (this.jobs ??= containerAppsJobsApi(this.job, containerAppsClient(this.job, armCredential(this.config))));
   }
 
   async check(_runId: string, launched: LaunchRecord): Promise<TrainerState> {
     if (launched.execution === undefined) return { state: 'unknown', detail: 'no job execution was recorded for it' };
-    this.executions ??= armJobExecutions(this.job, this.arm());
-    const ex = await this.executions.get(launched.execution);
+    const ex = await this.api().execution(launched.execution);
     if (ex === undefined) return { state: 'unknown', detail: `job ${this.job.jobName} has no execution ${launched.execution} (any more)` };
     const detail = `trainer job execution ${ex.name} of ${this.job.jobName} is ${ex.status}${ex.endTime !== undefined ? ` (since ${ex.endTime})` : ''}`;
     if (EXECUTION_ACTIVE.has(ex.status)) return { state: 'running', detail };
@@ -277,14 +294,12 @@ export class AzureJobLauncher implements Launcher {
 
   async launch(runId: string): Promise<LaunchInfo> {
     const template = buildExecutionTemplate(this.config, this.job, runId);
-    this.api ??= defaultJobsApi(this.job, this.arm());
     try {
-      const poller = await this.api.beginStart(this.job.resourceGroup, this.job.jobName, { template });
-      const execution = await poller.pollUntilDone();
-      return { kind: 'azure', ...(execution.name !== undefined ? { execution: execution.name } : {}) };
+      const execution = await this.api().start(template);
+      return { kind: 'azure', execution };
     } catch (err) {
       throw new LaunchError(
-        `could not start an execution of job ${this.job.jobName} in resource group ${this.job.resourceGroup}: ${err instanceof Error ? err.message : String(err)}`,
+        `could not start an execution of job ${this.job.jobName} in resource group ${this.job.resourceGroup}: ${err instanceof LaunchError ? err.message : restMessage(err)}`,
         { cause: err },
       );
     }
@@ -462,12 +477,9 @@ export class LocalLauncher implements Launcher {
 }
 
 /** The launcher of the settings: the Azure job when TRAINER_JOB_NAME is set, else a local child process. */
-export function launcherFor(config: Config, store: BlobStore, opts: { log?: Log; api?: JobsApi; executions?: JobExecutionsApi } = {}): Launcher {
+export function launcherFor(config: Config, store: BlobStore, opts: { log?: Log; api?: JobsApi } = {}): Launcher {
   if (config.trainerJob !== undefined) {
-    return new AzureJobLauncher(config, config.trainerJob, {
-      ...(opts.api !== undefined ? { api: opts.api } : {}),
-      ...(opts.executions !== undefined ? { executions: opts.executions } : {}),
-    });
+    return new AzureJobLauncher(config, config.trainerJob, opts.api !== undefined ? { api: opts.api } : {});
   }
   return new LocalLauncher(config, store, opts.log !== undefined ? { log: opts.log } : {});
 }

@@ -37,6 +37,9 @@ export interface AzuriteHandle {
   stop(): Promise<void>;
 }
 
+/** How long Azurite may take to listen: generous, since a busy machine is slow, not broken. */
+const START_TIMEOUT_MS = 180_000;
+
 export function devConnectionString(port: number): string {
   return `DefaultEndpointsProtocol=http;AccountName=${DEV_ACCOUNT};AccountKey=${DEV_KEY};BlobEndpoint=http://127.0.0.1:${port}/${DEV_ACCOUNT};`;
 }
@@ -65,8 +68,8 @@ export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHa
     let out = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`Azurite did not start within 30 s. Output:\n${out}`));
-    }, 30_000);
+      reject(new Error(`Azurite did not start within ${START_TIMEOUT_MS / 1000} s. Output:\n${out}`));
+    }, START_TIMEOUT_MS);
     const onData = (chunk: Buffer) => {
       const text = chunk.toString();
       out += text;

@@ -450,7 +450,7 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
       const data = await loadDataSpec(o.data, deps, { limit, onProgress: loading.onProgress, folder: { ...folderOptions({ ...o, profile }, sized, testSplit) } });
       loading.stop();
       describeLoad(data.report, stderr);
-      const test = data.kind === 'folder' && o.split === 'all' ? data.train : data.test;
+      const test = data.kind === 'folder' && o.split === 'all' ? { ...data.train, source: `folder:${o.data}` } : data.test;
       if (card && card.classNames.join('\n') !== test.classNames.join('\n')) {
         throw new MlUsageError(`the model's classes (${card.classNames.join(', ')}) are not the data's (${test.classNames.join(', ')})`);
       }

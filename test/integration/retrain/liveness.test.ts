@@ -2,9 +2,8 @@
  * A run whose trainer dies without a word does not block retraining: the retrain timer (and
  * `triage runs show`, GET /api/runs/{id}) asks the launcher whether the trainer still runs, and a
  * run whose trainer ended without an outcome is marked failed, so a new run starts.
- *  - Azure: the Container Apps job execution, read over real HTTP from a local server standing in
- *    for Resource Manager (starting executions goes through the injected ARM client, as in the unit
- *    tests);
+ *  - Azure: the Container Apps job execution, started and read by the real ARM client
+ *    (@azure/arm-appcontainers) over HTTP from a local server standing in for Resource Manager;
  *  - local: the trainer's process, a real child process.
  * Against Azurite; no trainer actually trains here.
  */
@@ -16,7 +15,7 @@ import { buildDeps, Deps } from '../../../src/composition';
 import { handleGetRun, handleRetrain } from '../../../src/handlers/retrain';
 import type { Log } from '../../../src/handlers/types';
 import { registerRetrainCommands } from '../../../src/jobs/cli';
-import { armJobExecutions, AzureJobLauncher, ExecutionTemplate, JobsApi, Launcher, LocalLauncher } from '../../../src/jobs/launchers';
+import { AzureJobLauncher, containerAppsJobsApi, ExecutionTemplate, JobsApi, Launcher, LocalLauncher } from '../../../src/jobs/launchers';
 import { readStatus, updateStatus } from '../../../src/jobs/runs';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
 import type { BlobStore } from '../../../src/storage/blobStore';
@@ -59,16 +58,19 @@ describe('retraining notices a trainer that died without recording an outcome', 
       arm = await fakeArm();
       started = [];
       // Starting: each start is a new execution exec-1, exec-2, ..., Running at first.
+      const azure = loadConfig(azureSettings);
+      const real = containerAppsJobsApi(azure.trainerJob!, arm.client(tokenCredential()));
       const api: JobsApi = {
-        beginStart: async (_rg: string, _job: string, _o: { template: ExecutionTemplate }) => {
+        start: async (template: ExecutionTemplate) => {
           const name = `exec-${started.length + 1}`;
           started.push(name);
+          arm.starts.push({ name });
           arm.executions.set(name, { status: 'Running' });
-          return { pollUntilDone: async () => ({ name }) };
+          return real.start(template);
         },
+        execution: (name) => real.execution(name),
       };
-      const azure = loadConfig(azureSettings);
-      launcher = new AzureJobLauncher(azure, azure.trainerJob!, { api, executions: armJobExecutions(azure.trainerJob!, tokenCredential(), { endpoint: arm.endpoint }) });
+      launcher = new AzureJobLauncher(azure, azure.trainerJob!, { api });
     });
     afterEach(async () => arm.close());
 
@@ -83,7 +85,7 @@ describe('retraining notices a trainer that died without recording an outcome', 
       const busy = await tick();
       expect(busy).toMatchObject({ started: false, reason: 'run-in-progress', activeRunId: first.runId });
       expect(busy.started === false && busy.message).toContain('trainer job execution exec-1 of caj-train is Running');
-      expect(arm.requests.map((r) => [r.method, r.url, r.authorization])).toEqual([
+      expect(arm.requests.filter((r) => r.url.includes('/executions/')).map((r) => [r.method, r.url, r.authorization])).toEqual([
         ['GET', '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-triage/providers/Microsoft.App/jobs/caj-train/executions/exec-1?api-version=2025-07-01', 'Bearer arm-token-1'],
       ]);
 
@@ -95,7 +97,7 @@ describe('retraining notices a trainer that died without recording an outcome', 
       expect(started).toEqual(['exec-1', 'exec-2']);
       const dead = (await readStatus(store, first.runId))?.value;
       expect(dead).toMatchObject({ state: 'failed' });
-      expect(dead?.error).toBe('the trainer ended without recording an outcome: trainer job execution exec-1 of caj-train is Failed (since 2026-11-30T02:41:00Z), while the run was still queued');
+      expect(dead?.error).toBe('the trainer ended without recording an outcome: trainer job execution exec-1 of caj-train is Failed (since 2026-11-30T02:41:00.000Z), while the run was still queued');
       expect(dead?.history.map((h) => h.state)).toEqual(['queued', 'failed']);
       expect((await store.getJson<{ runId: string }>(CONTAINERS.runs, paths.runActive()))?.value.runId).toBe(next.runId);
       expect(log.lines.some((l) => l.startsWith(`warn run ${first.runId} failed: the trainer ended without recording an outcome`))).toBe(true);
@@ -134,13 +136,13 @@ describe('retraining notices a trainer that died without recording an outcome', 
 
       arm.executions.set('exec-1', { status: 'Stopped', endTime: '2026-11-30T03:00:00Z' });
       const stopped = await handleGetRun(first.runId, deps, log, { launcher });
-      expect(stopped).toMatchObject({ status: 200, body: { state: 'failed', trainer: { state: 'ended', detail: 'trainer job execution exec-1 of caj-train is Stopped (since 2026-11-30T03:00:00Z)' } } });
+      expect(stopped).toMatchObject({ status: 200, body: { state: 'failed', trainer: { state: 'ended', detail: 'trainer job execution exec-1 of caj-train is Stopped (since 2026-11-30T03:00:00.000Z)' } } });
       expect((await readStatus(store, first.runId))?.value.state).toBe('failed');
 
       out.length = 0;
       await program.parseAsync(['node', 'triage', 'runs', 'show', first.runId]);
       expect(out[0]).toBe(`run ${first.runId}: failed`);
-      expect(out).toContain('  error: the trainer ended without recording an outcome: trainer job execution exec-1 of caj-train is Stopped (since 2026-11-30T03:00:00Z), while the run was still queued');
+      expect(out).toContain('  error: the trainer ended without recording an outcome: trainer job execution exec-1 of caj-train is Stopped (since 2026-11-30T03:00:00.000Z), while the run was still queued');
     });
   });
 

@@ -1,5 +1,5 @@
 import { REQUIRED_IN_AZURE, SETTINGS, STORAGE_SETTING } from '../../../src/config';
-import { getPath, loadBicep, objectEntries, params, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
+import { findProperties, getPath, loadBicep, readRepoFile, objectEntries, params, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
 
 
 describe('infra: function app', () => {
@@ -71,16 +71,33 @@ describe('infra: function app', () => {
     expect(stringLiteral(getPath(plan!.body, ['sku', 'name']))).toBe('FC1');
   });
 
-  it('is a Node 20 Flex app deploying from blob storage with its user-assigned identity', () => {
+  it('sets nothing in siteConfig that Flex Consumption rejects (ftpsState: ARM 400, code 51021)', () => {
+    const siteConfig = getPath(site!.body, ['properties', 'siteConfig']);
+    expect(siteConfig).toBeDefined();
+    expect(findProperties(site!.body, 'ftpsState')).toEqual([]);
+    expect(stringLiteral(getPath(siteConfig!, ['minTlsVersion']))).toBe('1.2');
+    // Not in any other form either (a variable spread into siteConfig, another site resource).
+    expect(loadBicep('modules/functionapp.bicep').text).not.toMatch(/^\s*ftpsState\s*:/m);
+  });
+
+  it('is a Node 22 Flex app deploying from blob storage with its user-assigned identity', () => {
     expect(site).toBeDefined();
     const cfg = getPath(site!.body, ['properties', 'functionAppConfig'])!;
     expect(stringLiteral(getPath(cfg, ['runtime', 'name']))).toBe('node');
-    expect(stringLiteral(getPath(cfg, ['runtime', 'version']))).toBe('20');
+    expect(stringLiteral(getPath(cfg, ['runtime', 'version']))).toBe('22');
     expect(stringLiteral(getPath(cfg, ['deployment', 'storage', 'type']))).toBe('blobContainer');
     expect(stringLiteral(getPath(cfg, ['deployment', 'storage', 'authentication', 'type']))).toBe('UserAssignedIdentity');
     expect(getPath(cfg, ['deployment', 'storage', 'authentication', 'userAssignedIdentityResourceId'])?.text).toBe('identityId');
     expect(stringLiteral(getPath(site!.body, ['identity', 'type']))).toBe('UserAssigned');
     expect(getPath(site!.body, ['properties', 'httpsOnly'])?.text).toBe('true');
+  });
+
+  it('builds for the Node the app runs on: @types/node 22, engines admitting 22 (and 20, for local machines)', () => {
+    const pkg = JSON.parse(readRepoFile('package.json')) as { engines: { node: string }; devDependencies: Record<string, string> };
+    expect(pkg.devDependencies['@types/node']).toMatch(/^\^22\./);
+    const min = /^>=\s*(\d+)(\.\d+){0,2}$/.exec(pkg.engines.node.trim());
+    expect(min).not.toBeNull();
+    expect(Number(min![1])).toBeLessThanOrEqual(20);
   });
 
   it('is tagged for azd service `api`', () => {

@@ -1,11 +1,13 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { arrayItems, getPath, INFRA, loadBicep, objectEntries, params, resourcesOfType, stringLiteral, variable } from './bicep';
+import { arrayItems, getPath, INFRA, loadBicep, objectEntries, outputs, params, readRepoFile, resourcesOfType, stringLiteral, variable } from './bicep';
 
 const GPU_PROFILES = ['Consumption-GPU-NC8as-T4', 'Consumption-GPU-NC24-A100'];
+/** AcrPull, from Microsoft's "Azure built-in roles" reference. */
+const ACR_PULL = '7f951dda-4ed3-4680-a7ca-43fe172d538d';
 
 describe('infra: trainer job on serverless GPU', () => {
-  const { root } = loadBicep('modules/trainer.bicep');
+  const { root, text } = loadBicep('modules/trainer.bicep');
   const [env] = resourcesOfType(root, 'Microsoft.App/managedEnvironments');
   const [job] = resourcesOfType(root, 'Microsoft.App/jobs');
   const gpuProfileName = stringLiteral(variable(root, 'gpuProfileName'));
@@ -62,6 +64,44 @@ describe('infra: trainer job on serverless GPU', () => {
     expect(env.has('RUN_ID')).toBe(true);
   });
 
+  it('creates the job with a public placeholder image, never the registry image the hook builds later', () => {
+    const container = arrayItems(getPath(job!.body, ['properties', 'template', 'containers']))[0]!;
+    expect(getPath(container, ['image'])?.text).toBe('placeholderImage');
+    const placeholder = stringLiteral(variable(root, 'placeholderImage'));
+    // A public registry that needs no credentials (Microsoft's container registry), with a tag.
+    expect(placeholder).toMatch(/^mcr\.microsoft\.com\/[a-z0-9/_.-]+:[\w.-]+$/);
+    // What the starts send is the real image: the module's `image` output (app setting TRAINER_IMAGE).
+    const imageOut = outputs(root).find((o) => o.name === 'image');
+    expect(imageOut?.value.text).toBe('image');
+    expect(variable(root, 'image')?.text).toContain("'${loginServer}/${imageRepository}:latest'");
+    const main = loadBicep('main.bicep').text;
+    expect(main).toMatch(/trainerImage: trainer\.outputs\.image\b/);
+    expect(main).toMatch(/output TRAINER_IMAGE string = trainer\.outputs\.image$/m);
+  });
+
+  it('grants the job identity AcrPull on the registry before the job is created (dependsOn)', () => {
+    const [registry] = resourcesOfType(root, 'Microsoft.ContainerRegistry/registries');
+    const pulls = resourcesOfType(root, 'Microsoft.Authorization/roleAssignments').filter((r) =>
+      /acrPullRoleId/.test(getPath(r.body, ['properties', 'roleDefinitionId'])?.text ?? ''),
+    );
+    expect(pulls).toHaveLength(1);
+    const pull = pulls[0]!;
+    expect(stringLiteral(variable(root, 'acrPullRoleId'))).toBe(ACR_PULL);
+    expect(text.split('\n').find((l) => l.includes(ACR_PULL))).toContain('// AcrPull');
+    expect(getPath(pull.body, ['scope'])?.text).toBe(registry!.symbol);
+    expect(getPath(pull.body, ['properties', 'principalId'])?.text).toBe('identityPrincipalId');
+    expect(stringLiteral(getPath(pull.body, ['properties', 'principalType']))).toBe('ServicePrincipal');
+    expect(pull.node.text).toMatch(/= if \(createContainerRegistry\)/);
+    // The job waits for it.
+    const dependsOn = arrayItems(getPath(job!.body, ['dependsOn'])).map((n) => n.text);
+    expect(dependsOn).toContain(pull.symbol);
+    // ...and for it only through dependsOn: nothing in the job references it otherwise.
+    expect(getPath(job!.body, ['properties'])!.text).not.toContain(pull.symbol);
+    // The principal is the identity the job runs as.
+    expect(loadBicep('main.bicep').text).toMatch(/identityPrincipalId: trainerIdentity\.outputs\.principalId/);
+    expect(getPath(job!.body, ['identity'])!.text).toContain('identityId');
+  });
+
   it('creates the container registry only when asked, without admin user', () => {
     const [registry] = resourcesOfType(root, 'Microsoft.ContainerRegistry/registries');
     expect(registry?.node.text).toMatch(/= if \(createContainerRegistry\)/);
@@ -76,10 +116,29 @@ describe('infra: trainer image (infra/trainer.Dockerfile)', () => {
     expect(dockerfile).toMatch(/^ARG CUDA_IMAGE=nvidia\/cuda:11\.\d+\.\d+-cudnn8-runtime-ubuntu\d\d\.\d\d$/m);
   });
 
-  it('installs Node 20 and @tensorflow/tfjs-node-gpu 4.22 in the image', () => {
-    expect(dockerfile).toMatch(/^ARG NODE_MAJOR=20$/m);
+  it('installs Node 22 and @tensorflow/tfjs-node-gpu 4.22 in the image', () => {
+    expect(dockerfile).toMatch(/^ARG NODE_MAJOR=22$/m);
     expect(dockerfile).toMatch(/^ARG TFJS_VERSION=4\.22\.\d+$/m);
     expect(dockerfile).toContain('@tensorflow/tfjs-node-gpu@${TFJS_VERSION}');
+  });
+
+  it('installs what the trainer\'s plots need: vega and vega-lite are production dependencies, and the image installs those', () => {
+    const pkg = JSON.parse(readRepoFile('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    // Every package src/ml/plots.ts loads (resolveModule('...')).
+    const plotModules = [...readRepoFile('src/ml/plots.ts').matchAll(/resolveModule\('([^']+)'\)/g)].map((m) => m[1]!);
+    expect(plotModules.sort()).toEqual(['vega', 'vega-lite']);
+    for (const name of plotModules) {
+      expect({ name, production: pkg.dependencies[name] !== undefined, dev: pkg.devDependencies[name] !== undefined }).toEqual({ name, production: true, dev: false });
+    }
+    // The stage whose node_modules the runtime image copies installs the production dependencies.
+    const stages = dockerfile.split(/^FROM /m).slice(1);
+    const runtime = stages.find((st) => /^\S+ AS runtime$/m.test(st))!;
+    const depsStage = /^COPY --from=(\w+)\b.*\/node_modules /m.exec(runtime)?.[1];
+    const deps = stages.find((st) => new RegExp(`^\\S+ AS ${depsStage}$`, 'm').test(st))!;
+    const install = deps.replace(/\\\n/g, ' ').match(/^RUN .*$/gm)!.find((l) => /\bnpm ci\b/.test(l))!;
+    expect(install).toMatch(/\bnpm ci --omit=dev\b/);
+    expect(install).not.toMatch(/--omit=(optional|peer)|--only=|--workspace/);
+    expect(deps).toMatch(/^COPY package\.json package-lock\.json \.\/$/m);
   });
 
   it('runs as a non-root user and starts the train-job command', () => {

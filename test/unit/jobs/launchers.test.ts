@@ -4,11 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../../src/config';
 import {
-  armJobExecutions,
   AzureJobLauncher,
   CONTAINER_APPS_API_VERSION,
-  ExecutionTemplate,
-  JobsApi,
+  containerAppsJobsApi,
   trainerProcessState,
   TRAINER_ENV_KEYS,
   azureTrainerEnv,
@@ -21,6 +19,8 @@ import {
 import { BlobStore } from '../../../src/storage/blobStore';
 import { arrayItems, getPath, loadBicep, objectEntries, resourcesOfType, stringLiteral } from '../infra/bicep';
 import { fakeArm, FakeArm, tokenCredential } from '../../helpers/arm';
+
+type ExecutionTemplateBody = ReturnType<typeof buildExecutionTemplate>;
 
 const TRAINER_ID = '11111111-2222-3333-4444-555555555555';
 const APP_ID = '99999999-8888-7777-6666-555555555555';
@@ -106,22 +106,6 @@ describe('Azure Container Apps job launcher', () => {
     expect(() => azureTrainerEnv(cs, cs.trainerJob!, 'r1')).toThrow(/managed identity.*AzureWebJobsStorage__blobServiceUri/);
   });
 
-  it('starts the job with beginStart(resourceGroup, jobName, { template }) and reports the execution', async () => {
-    const calls: { rg: string; job: string; template: ExecutionTemplate }[] = [];
-    const api: JobsApi = {
-      beginStart: async (rg, jobName, opts) => {
-        calls.push({ rg, job: jobName, template: opts.template });
-        return { pollUntilDone: async () => ({ name: 'triage-trainer-abc12', id: '/subscriptions/x/executions/triage-trainer-abc12' }) };
-      },
-    };
-    const l = new AzureJobLauncher(config, job, { api });
-    expect(await l.launch('run-7')).toEqual({ kind: 'azure', execution: 'triage-trainer-abc12' });
-    expect(calls).toEqual([{ rg: 'rg-triage', job: 'triage-trainer', template: buildExecutionTemplate(config, job, 'run-7') }]);
-
-    const failing = new AzureJobLauncher(config, job, { api: { beginStart: async () => Promise.reject(new Error('AuthorizationFailed')) } });
-    await expect(failing.launch('run-8')).rejects.toThrow(/could not start an execution of job triage-trainer in resource group rg-triage: AuthorizationFailed/);
-  });
-
   it('is chosen when a trainer job is configured, else the local launcher', () => {
     const store = BlobStore.fromConnection({ kind: 'connectionString', connectionString: 'UseDevelopmentStorage=true' });
     expect(launcherFor(config, store).kind).toBe('azure');
@@ -146,31 +130,51 @@ describe('local launcher', () => {
   });
 });
 
-describe('Azure launcher: checking a job execution (GET over HTTP)', () => {
+describe('Azure launcher over @azure/arm-appcontainers (against a local stand-in for Resource Manager)', () => {
   const config = loadConfig(azureSettings);
   const job = config.trainerJob!;
+  const jobPath = '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-triage/providers/Microsoft.App/jobs/triage-trainer';
   let arm: FakeArm;
+  let scopes: (string | string[])[];
+  let launcher: AzureJobLauncher;
   beforeEach(async () => {
     arm = await fakeArm();
+    scopes = [];
+    launcher = new AzureJobLauncher(config, job, { api: containerAppsJobsApi(job, arm.client(tokenCredential(scopes))) });
   });
   afterEach(async () => arm.close());
 
-  it('GETs the execution under the job with the Container Apps api-version and a Resource Manager token', async () => {
-    const scopes: (string | string[])[] = [];
-    arm.executions.set('triage-trainer-abc12', { status: 'Running' });
-    const api = armJobExecutions(job, tokenCredential(scopes), { endpoint: arm.endpoint });
-    expect(await api.get('triage-trainer-abc12')).toEqual({ name: 'triage-trainer-abc12', status: 'Running', startTime: '2026-11-30T02:00:00Z' });
-    expect(arm.requests).toEqual([
-      {
-        method: 'GET',
-        url: `/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-triage/providers/Microsoft.App/jobs/triage-trainer/executions/triage-trainer-abc12?api-version=${CONTAINER_APPS_API_VERSION}`,
-        authorization: 'Bearer arm-token-1',
-      },
-    ]);
-    expect(CONTAINER_APPS_API_VERSION).toBe('2025-07-01');
-    expect(scopes).toEqual(['https://management.azure.com/.default']);
-    // Unknown execution: undefined, not an error.
-    expect(await api.get('nope')).toBeUndefined();
+  it('starts an execution with the whole template and keeps its name from the start response', async () => {
+    arm.starts.push({ name: 'triage-trainer-abc12' });
+    expect(await launcher.launch('run-7')).toEqual({ kind: 'azure', execution: 'triage-trainer-abc12' });
+    expect(arm.requests[0]).toEqual({ method: 'POST', url: `${jobPath}/start?api-version=${CONTAINER_APPS_API_VERSION}`, authorization: 'Bearer arm-token-1' });
+    // The body is the execution template, with the real image (the job itself holds a placeholder).
+    expect(arm.startBodies).toEqual([buildExecutionTemplate(config, job, 'run-7')]);
+    expect((arm.startBodies[0] as ExecutionTemplateBody).containers[0]!.image).toBe('acr.azurecr.io/image-triage-trainer:latest');
+    expect(scopes[0]).toEqual(['https://management.azure.com/.default']);
+  });
+
+  it('does not wait on the start operation: a refused look at it leaves the started execution tracked by name', async () => {
+    // The default: the operation status answers 403, as for an identity holding a role on the job only.
+    arm.starts.push({ name: 'exec-9' });
+    expect(await launcher.launch('run-9')).toEqual({ kind: 'azure', execution: 'exec-9' });
+    const polls = arm.requests.filter((r) => r.url.includes('containerappOperationStatuses'));
+    // At most the client's own first look at the operation, never a loop until it completes.
+    expect(polls.length).toBeLessThanOrEqual(1);
+    // The execution is followed through the job-execution read instead.
+    arm.executions.set('exec-9', { status: 'Running' });
+    expect(await launcher.check('run-9', { kind: 'azure', execution: 'exec-9' })).toEqual({ state: 'running', detail: 'trainer job execution exec-9 of triage-trainer is Running' });
+    expect(arm.requests[arm.requests.length - 1]).toEqual({ method: 'GET', url: `${jobPath}/executions/exec-9?api-version=${CONTAINER_APPS_API_VERSION}`, authorization: 'Bearer arm-token-1' });
+
+    // An operation that is readable and still running is not waited for either.
+    arm.operationStatus = { httpStatus: 200, body: { status: 'InProgress' } };
+    arm.starts.push({ name: 'exec-10' });
+    expect(await launcher.launch('run-10')).toEqual({ kind: 'azure', execution: 'exec-10' });
+  });
+
+  it('fails the launch when the start itself is refused', async () => {
+    arm.starts.push({ httpStatus: 403, code: 'AuthorizationFailed', message: 'no start on this job' });
+    await expect(launcher.launch('run-8')).rejects.toThrow(/could not start an execution of job triage-trainer in resource group rg-triage: .*AuthorizationFailed.*no start on this job/);
   });
 
   it.each([
@@ -183,28 +187,28 @@ describe('Azure launcher: checking a job execution (GET over HTTP)', () => {
     ['Unknown', 'unknown'],
   ])('reads execution status %s as %s', async (status, state) => {
     arm.executions.set('exec-1', { status, endTime: '2026-11-30T02:10:00Z' });
-    const l = new AzureJobLauncher(config, job, { executions: armJobExecutions(job, tokenCredential(), { endpoint: arm.endpoint }) });
-    const r = await l.check('run-1', { kind: 'azure', execution: 'exec-1' });
+    const r = await launcher.check('run-1', { kind: 'azure', execution: 'exec-1' });
     expect(r.state).toBe(state);
-    expect(r.detail).toBe(`trainer job execution exec-1 of triage-trainer is ${status} (since 2026-11-30T02:10:00Z)`);
+    expect(r.detail).toBe(`trainer job execution exec-1 of triage-trainer is ${status} (since 2026-11-30T02:10:00.000Z)`);
+  });
+
+  it('reads an execution with its times, and nothing for one Resource Manager does not have', async () => {
+    arm.executions.set('triage-trainer-abc12', { status: 'Running' });
+    const api = containerAppsJobsApi(job, arm.client());
+    expect(await api.execution('triage-trainer-abc12')).toEqual({ name: 'triage-trainer-abc12', status: 'Running', startTime: '2026-11-30T02:00:00.000Z' });
+    expect(await api.execution('nope')).toBeUndefined();
+    expect(CONTAINER_APPS_API_VERSION).toBe('2025-07-01');
   });
 
   it('says unknown for an execution it has no name of, or that Resource Manager does not have', async () => {
-    const l = new AzureJobLauncher(config, job, { executions: armJobExecutions(job, tokenCredential(), { endpoint: arm.endpoint }) });
-    expect(await l.check('run-1', { kind: 'azure' })).toEqual({ state: 'unknown', detail: 'no job execution was recorded for it' });
+    expect(await launcher.check('run-1', { kind: 'azure' })).toEqual({ state: 'unknown', detail: 'no job execution was recorded for it' });
     expect(arm.requests).toHaveLength(0);
-    expect(await l.check('run-1', { kind: 'azure', execution: 'gone-1' })).toEqual({ state: 'unknown', detail: 'job triage-trainer has no execution gone-1 (any more)' });
+    expect(await launcher.check('run-1', { kind: 'azure', execution: 'gone-1' })).toEqual({ state: 'unknown', detail: 'job triage-trainer has no execution gone-1 (any more)' });
   });
 
-  it('throws with Resource Manager\'s error when the GET fails', async () => {
+  it('throws with Resource Manager\'s error when the read fails', async () => {
     arm.executions.set('exec-2', { httpStatus: 403, code: 'AuthorizationFailed', message: 'no read on executions' });
-    const api = armJobExecutions(job, tokenCredential(), { endpoint: arm.endpoint });
-    await expect(api.get('exec-2')).rejects.toThrow(/GET execution exec-2 of job triage-trainer: HTTP 403 AuthorizationFailed: no read on executions/);
-  });
-
-  it('never sends the token over plain http to another machine', () => {
-    expect(() => armJobExecutions(job, tokenCredential(), { endpoint: 'http://management.example.com' })).toThrow(/refusing to send a Resource Manager token/);
-    expect(() => armJobExecutions(job, tokenCredential())).not.toThrow();
+    await expect(containerAppsJobsApi(job, arm.client()).execution('exec-2')).rejects.toThrow(/GET execution exec-2 of job triage-trainer: HTTP 403 AuthorizationFailed: no read on executions/);
   });
 });
 
