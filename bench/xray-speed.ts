@@ -352,7 +352,9 @@ async function main(): Promise<void> {
   for (const n of notes) say(`note: ${n}`);
   const loadEnd = load();
   say(`load average at end: ${loadEnd}`);
-  const reproduce = `npm run bench:xray -- ${argv.join(' ')}`.trimEnd();
+  // The command as run, less where it wrote its results.
+  const shown = argv.filter((a, i) => a !== '--out' && argv[i - 1] !== '--out');
+  const reproduce = `npm run bench:xray -- ${shown.join(' ')}`.trimEnd();
   console.log(`\nreproduce: ${reproduce}`);
   if (o.out !== undefined) {
     fs.mkdirSync(path.dirname(o.out), { recursive: true });
