@@ -19,7 +19,9 @@ app.http('worklist', {
   methods: ['GET'],
   authLevel: 'function',
   handler: async (req: HttpRequest): Promise<HttpResponseInit> =>
-    toResponse(await handleWorklist({ page: req.query.get('page'), pageSize: req.query.get('pageSize') }, currentDeps())),
+    toResponse(
+      await handleWorklist({ page: req.query.get('page'), pageSize: req.query.get('pageSize'), reason: req.query.get('reason'), prefix: req.query.get('prefix') }, currentDeps()),
+    ),
 });
 
 app.http('predictions', {

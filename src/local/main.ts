@@ -8,6 +8,7 @@ import path from 'node:path';
 import { ConfigError, loadConfig, STORAGE_SETTING } from '../config';
 import { startAzurite, AzuriteHandle } from './azurite';
 import { EmbeddedRuntime } from './runtime';
+import { reviewPageUrl } from '../handlers/reviewPage';
 import { acquireDataLock, DataDirLockedError, DataLock } from './dataLock';
 import { DEV_STORAGE, mergedSettings, projectRoot, removeEndpoint, writeEndpoint } from './settings';
 
@@ -54,6 +55,9 @@ async function main(): Promise<void> {
     }
     console.log(`Functions: ${runtime.functions.map((f) => f.name).join(', ')}`);
     if (runtime.httpPort !== 0) console.log(`HTTP functions on http://127.0.0.1:${runtime.httpPort}/api/`);
+    if (runtime.httpPort !== 0) {
+      console.log(config.reviewAuth === 'off' ? 'Review page: off (TRIAGE_REVIEW_AUTH=off; local.settings.json sets local)' : `Review page: ${reviewPageUrl(runtime.httpPort)}`);
+    }
     console.log(`Watching uploads/. Upload with: npm run triage -- upload <file-or-folder>. Stop with Ctrl-C.`);
     let stopping = false;
     const shutdown = async (signal: string) => {

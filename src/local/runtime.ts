@@ -679,9 +679,13 @@ export function matchRoute(route: string, pathname: string): Record<string, stri
   const m = new RegExp(`^${re}/?$`).exec(rest);
   if (!m) return undefined;
   const params: Record<string, string> = {};
-  names.forEach((n, i) => {
-    const v = m[i + 1];
-    if (v !== undefined) params[n] = decodeURIComponent(v);
-  });
+  try {
+    names.forEach((n, i) => {
+      const v = m[i + 1];
+      if (v !== undefined) params[n] = decodeURIComponent(v);
+    });
+  } catch {
+    return undefined; // a malformed %-escape matches no route (the host answers 404 as well)
+  }
   return params;
 }

@@ -89,7 +89,7 @@ const HOSTILE_NAMES = [
   '%2E%2E%2Fmodels%2Fcurrent',
   '..%5Cmodels%5Ccurrent', // backslashes
   '%2Fmodels%2Fcurrent', // a leading slash
-  '..', // ("." resolves like any URL: /api/runs/. is /api/runs/)
+  // (A bare "." or ".." segment resolves as in any URL, before routing: /api/runs/. is /api/runs/.)
   'a%2F.%2Fb',
   'a%00b', // control characters
   'a%0Ab',
