@@ -131,12 +131,26 @@ function backendOption(v: string | undefined): BackendName | undefined {
   return v;
 }
 
+/** How often training progress is written when the output is not a terminal. */
+const NON_TTY_PROGRESS_MS = 10_000;
+
 /** One progress bar per epoch (loss, accuracy, images/s), then a summary line with the validation figures. */
 export function epochProgress(stream: NodeJS.WriteStream): { onBatch: (b: { epoch: number; batch: number; batches: number; loss: number; accuracy: number; imagesPerSecond: number }) => void; onEpoch: (s: EpochStats) => void } {
   let bar: cliProgress.SingleBar | undefined;
   let barEpoch = 0;
+  let lastLine = 0;
   return {
     onBatch(b) {
+      if (stream.isTTY !== true) {
+        // A log file or pipe: a line every 10 s, written here, since training may hold the event
+        // loop between batches so that a bar's timer would never fire.
+        const now = Date.now();
+        if (b.batch > 0 && now - lastLine >= NON_TTY_PROGRESS_MS) {
+          lastLine = now;
+          stream.write(`epoch ${b.epoch}: ${b.batch}/${b.batches} batches | loss ${b.loss.toFixed(4)} | acc ${b.accuracy.toFixed(4)} | ${b.imagesPerSecond.toFixed(0)} img/s\n`);
+        }
+        return;
+      }
       if (bar === undefined || barEpoch !== b.epoch) {
         bar = new cliProgress.SingleBar(
           {

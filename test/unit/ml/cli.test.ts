@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { registerMlCommands } from '../../../src/ml/cli';
+import { epochProgress, registerMlCommands } from '../../../src/ml/cli';
 import type { ModelCard } from '../../../src/ml/modelStore';
 
 function program(lines: string[]): Command {
@@ -55,5 +55,27 @@ describe('triage train / evaluate', () => {
     await expect(program([]).parseAsync(['train', '--data', '/no/such/folder', '--out', dir], { from: 'user' })).rejects.toThrow(/--data must be mnist, fashion-mnist, blob or a folder/);
     await expect(program([]).parseAsync(['train', '--data', 'mnist', '--elastic', '-3', '--out', dir], { from: 'user' })).rejects.toThrow(/--elastic must be a number from 0 to 100, got -3/);
     await expect(program([]).parseAsync(['train', '--data', 'mnist', '--weight-average', '1', '--out', dir], { from: 'user' })).rejects.toThrow(/--weight-average must be a number from 0 to 0.999999, got 1/);
+  });
+});
+
+describe('epochProgress', () => {
+  afterEach(() => jest.useRealTimers());
+
+  it('writes a progress line every 10 s when the output is not a terminal, without needing a timer to fire', () => {
+    jest.useFakeTimers({ now: 1_000_000, doNotFake: ['setTimeout', 'setInterval', 'setImmediate'] });
+    const written: string[] = [];
+    const stream = { isTTY: false, write: (s: string) => void written.push(s) } as unknown as NodeJS.WriteStream;
+    const p = epochProgress(stream);
+    const batch = (n: number) => p.onBatch({ epoch: 1, batch: n, batches: 100, loss: 0.5, accuracy: 0.75, imagesPerSecond: 42 });
+    batch(1);
+    expect(written).toEqual(['epoch 1: 1/100 batches | loss 0.5000 | acc 0.7500 | 42 img/s\n']);
+    jest.setSystemTime(1_000_000 + 9_000);
+    batch(2);
+    expect(written).toHaveLength(1);
+    jest.setSystemTime(1_000_000 + 10_500);
+    batch(3);
+    expect(written[1]).toBe('epoch 1: 3/100 batches | loss 0.5000 | acc 0.7500 | 42 img/s\n');
+    p.onEpoch({ epoch: 1, epochs: 2, loss: 0.4, accuracy: 0.8, imagesPerSecond: 40, seconds: 12 } as Parameters<typeof p.onEpoch>[0]);
+    expect(written[2]).toBe('epoch 1/2: loss 0.4000 acc 0.8000 | 40 img/s, 12.0 s\n');
   });
 });
