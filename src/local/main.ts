@@ -7,18 +7,23 @@
 import path from 'node:path';
 import { ConfigError, loadConfig, STORAGE_SETTING } from '../config';
 import { startAzurite, AzuriteHandle } from './azurite';
-import { EmbeddedRuntime } from './runtime';
+import { checkHttpPort, EmbeddedRuntime } from './runtime';
 import { DEV_STORAGE, mergedSettings, projectRoot, writeEndpoint } from './settings';
 
 async function main(): Promise<void> {
   const settings = mergedSettings();
   let azurite: AzuriteHandle | undefined;
   try {
-    if (settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE) {
+    // Every setting is checked, and the HTTP port tried, before Azurite starts: a configuration
+    // error is the only thing said, and nothing is left running.
+    const embedded = settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE;
+    await checkHttpPort(loadConfig(embedded ? { ...settings, [STORAGE_SETTING]: DEV_STORAGE } : settings).localHttpPort);
+    let azuriteLine: string | undefined;
+    if (embedded) {
       const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
       azurite = await startAzurite({ location: dataDir });
       settings[STORAGE_SETTING] = azurite.connectionString;
-      console.log(`Azurite (blob) on http://127.0.0.1:${azurite.port}, data in ${dataDir}`);
+      azuriteLine = `Azurite (blob) on http://127.0.0.1:${azurite.port}, data in ${dataDir}`;
     }
     const config = loadConfig(settings);
     const runtime = await EmbeddedRuntime.start({
@@ -38,6 +43,7 @@ async function main(): Promise<void> {
         started: new Date().toISOString(),
       });
     }
+    if (azuriteLine !== undefined) console.log(azuriteLine);
     console.log(`Functions: ${runtime.functions.map((f) => f.name).join(', ')}`);
     if (runtime.httpPort !== 0) console.log(`HTTP functions on http://127.0.0.1:${runtime.httpPort}/api/`);
     console.log(`Watching uploads/. Upload with: npm run triage -- upload <file-or-folder>. Stop with Ctrl-C.`);
