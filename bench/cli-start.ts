@@ -20,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startAzurite } from '../src/local/azurite';
 import { projectRoot } from '../src/local/settings';
+import { BlobStore } from '../src/storage/blobStore';
 
 interface Case {
   name: string;
@@ -101,6 +102,8 @@ async function main(): Promise<void> {
   const out = path.resolve(ROOT, argValue('--out', path.join('bench', 'results', 'cli-start.md')));
   const before = uptime();
   const azurite = await startAzurite({});
+  // The containers npm start creates, so that status has what it reads.
+  await BlobStore.fromConnection({ kind: 'connectionString', connectionString: azurite.connectionString }).ensureContainers();
   // The status commands talk to this Azurite; nothing else of the environment changes.
   const env = { ...process.env, AzureWebJobsStorage: azurite.connectionString };
   const cli = path.join('dist', 'src', 'cli', 'main.js');
