@@ -66,7 +66,10 @@ async function main(opts: DemoOptions): Promise<number> {
   let cleanup: (() => Promise<void>) | undefined;
   const dataDir = displayPath(path.resolve(projectRoot(), demoDataDir(settings.TRIAGE_LOCAL_DATA_DIR)));
   try {
-    if (settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE) {
+    const embedded = settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE;
+    // Settings are checked before Azurite starts: a configuration error is the only thing said.
+    loadConfig({ ...settings, ...(embedded ? { [STORAGE_SETTING]: DEV_STORAGE } : {}), TRIAGE_LOCAL_HTTP_PORT: '0' });
+    if (embedded) {
       // Its own Azurite and folder: npm start and the user's own batches keep theirs.
       azurite = await startAzurite({ location: path.resolve(dataDir) });
       settings[STORAGE_SETTING] = azurite.connectionString;
