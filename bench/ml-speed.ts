@@ -3,7 +3,7 @@
  *
  *   npm run build && node dist/bench/ml-speed.js [--batches 200] [--threads 2] [--engines torch,torch-1t,wasm,wasm-dp,wasm-mt,cpu]
  *
- * Model (DESIGN.md): conv 3x3x16 relu, maxpool 2, conv 3x3x32 relu, maxpool 2, dense 64 relu,
+ * Model (the speed peer of docs/architecture.md): conv 3x3x16 relu, maxpool 2, conv 3x3x32 relu, maxpool 2, dense 64 relu,
  * dense 10 softmax; Adam 1e-3; batch 64; Fashion-MNIST from /usr/share/datasets/fashion-mnist
  * (random data of the same shape when it is missing). Each engine runs in its own process, one
  * after the other (tfjs has one backend per process): warm-up batches, then `--batches` timed
@@ -26,6 +26,7 @@ import * as tf from '@tensorflow/tfjs';
 import { BackendName, initBackend } from '../src/ml/backend';
 import { readIdx } from '../src/ml/data/idx';
 import { DataParallelTrainer } from '../src/ml/kernels/dataParallel';
+import { findPython } from './python';
 
 const ENGINES = ['torch', 'torch-1t', 'wasm', 'wasm-dp', 'wasm-mt', 'cpu'] as const;
 type Engine = (typeof ENGINES)[number];
@@ -224,22 +225,11 @@ async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<En
   };
 }
 
-function findPython(o: Options): { python?: string; why?: string } {
-  const candidates = o.python ? [o.python] : ['python3', '/usr/bin/python3'];
-  const tried: string[] = [];
-  for (const py of candidates) {
-    const r = spawnSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
-    if (r.status === 0) return { python: py };
-    tried.push(`${py}: ${(r.error?.message ?? r.stderr.trim().split('\n').pop() ?? 'failed').slice(0, 120)}`);
-  }
-  return { why: `PyTorch not importable (${tried.join('; ')}); install python3-torch` };
-}
-
 function runChild(engine: Engine, o: Options, argv: string[]): EngineResult | string {
   let cmd: string;
   let args: string[];
   if (engine === 'torch' || engine === 'torch-1t') {
-    const { python, why } = findPython(o);
+    const { python, why } = findPython(o.python);
     if (python === undefined) return why ?? 'no python';
     cmd = python;
     args = [path.join(__dirname, '..', '..', 'bench', 'torch_peer.py'), '--batches', String(o.batches), '--warmup', String(o.warmup), '--threads', engine === 'torch' ? String(o.threads) : '1', '--infer-images', String(o.inferImages), '--infer-batch', String(o.inferBatch), '--data', o.data];

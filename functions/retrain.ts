@@ -1,7 +1,7 @@
 import { app, HttpRequest, HttpResponseInit, InvocationContext, Timer } from '@azure/functions';
 import { currentDeps } from '../src/composition';
 import { contextLog } from '../src/handlers/context';
-import { reviewerOf, toResponse } from '../src/handlers/http';
+import { jsonBody, refusal, reviewerOf, toResponse } from '../src/handlers/http';
 import { handleGetRun, handleListRuns, handleRetrain, handleRetrainHttp } from '../src/handlers/retrain';
 
 app.timer('retrain', {
@@ -16,7 +16,9 @@ app.http('retrainNow', {
   methods: ['POST'],
   authLevel: 'function',
   handler: async (req: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
-    return toResponse(await handleRetrainHttp(await req.text(), reviewerOf(req), currentDeps(), contextLog(context)));
+    const body = await jsonBody(req, { emptyOk: true });
+    if (!body.ok) return refusal(body);
+    return toResponse(await handleRetrainHttp(body.value === undefined ? '' : JSON.stringify(body.value), reviewerOf(req), currentDeps(), contextLog(context)));
   },
 });
 

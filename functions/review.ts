@@ -1,6 +1,6 @@
 import { app, HttpRequest, HttpResponseInit } from '@azure/functions';
 import { currentDeps } from '../src/composition';
-import { jsonBody, reviewerOf, toResponse } from '../src/handlers/http';
+import { jsonBody, refusal, reviewerOf, toResponse } from '../src/handlers/http';
 import { handleGetPrediction, handleLabel, handleWorklist } from '../src/handlers/review';
 
 app.http('labels', {
@@ -9,7 +9,7 @@ app.http('labels', {
   authLevel: 'function',
   handler: async (req: HttpRequest): Promise<HttpResponseInit> => {
     const body = await jsonBody(req);
-    if (!body.ok) return { status: 400, jsonBody: { error: body.error } };
+    if (!body.ok) return refusal(body);
     return toResponse(await handleLabel({ name: req.params.name ?? '', body: body.value, by: reviewerOf(req) }, currentDeps()));
   },
 });
@@ -19,7 +19,9 @@ app.http('worklist', {
   methods: ['GET'],
   authLevel: 'function',
   handler: async (req: HttpRequest): Promise<HttpResponseInit> =>
-    toResponse(await handleWorklist({ page: req.query.get('page'), pageSize: req.query.get('pageSize') }, currentDeps())),
+    toResponse(
+      await handleWorklist({ page: req.query.get('page'), pageSize: req.query.get('pageSize'), reason: req.query.get('reason'), prefix: req.query.get('prefix') }, currentDeps()),
+    ),
 });
 
 app.http('predictions', {

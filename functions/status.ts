@@ -1,10 +1,10 @@
 import { app, HttpResponseInit } from '@azure/functions';
 import { currentDeps } from '../src/composition';
-import { collectStatus } from '../src/handlers/status';
+import { cachedStatus } from '../src/handlers/status';
 
 app.http('status', {
   route: 'status',
   methods: ['GET'],
   authLevel: 'function',
-  handler: async (): Promise<HttpResponseInit> => ({ jsonBody: await collectStatus(currentDeps().store, currentDeps().config) }),
+  handler: async (): Promise<HttpResponseInit> => ({ jsonBody: await cachedStatus(currentDeps().store, currentDeps().config) }),
 });

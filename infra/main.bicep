@@ -85,6 +85,18 @@ param retrainMinNewLabels int = 100
 @description('NCRONTAB schedule of the sweep that scores images that waited for a model and re-drives uploads whose event was missed.')
 param sweepSchedule string = '0 */5 * * * *'
 
+// ---- the review page's sign-in (infra/README.md, "The review page") ----
+
+@description('Application (client) id of the Microsoft Entra app registration reviewers sign in with. Empty: no sign-in is configured and the review page answers nobody.')
+param reviewAuthClientId string = ''
+
+@description('Tenant of that app registration (default: the tenant of this deployment).')
+param reviewAuthTenantId string = tenant().tenantId
+
+@secure()
+@description('Client secret of that app registration (optional; without it the ID token flow is used).')
+param reviewAuthClientSecret string = ''
+
 // ---- function app ----
 
 @allowed([
@@ -256,6 +268,10 @@ module functionApp 'modules/functionapp.bicep' = {
     retrainSchedule: retrainSchedule
     retrainMinNewLabels: retrainMinNewLabels
     sweepSchedule: sweepSchedule
+    reviewAuth: empty(reviewAuthClientId) ? 'off' : 'app-service'
+    reviewAuthClientId: reviewAuthClientId
+    reviewAuthTenantId: reviewAuthTenantId
+    reviewAuthClientSecret: reviewAuthClientSecret
     trainerJobName: trainer.outputs.jobName
     trainerJobResourceGroup: rg.name
     trainerImage: trainer.outputs.image

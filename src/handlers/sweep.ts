@@ -7,7 +7,7 @@
  * Both handlers are idempotent, so a sweep that overlaps the event-driven path is harmless.
  */
 import type { Deps } from '../composition';
-import { CONTAINERS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../storage/layout';
+import { CONTAINERS, paths, uploadNameFromPreprocessed, uploadNameFromRecord } from '../storage/layout';
 import { handleInfer } from './infer';
 import { handlePreprocess } from './preprocess';
 import type { Log } from './types';
@@ -43,14 +43,15 @@ export async function handleSweep(deps: Deps, log: Log, opts: SweepOptions = {})
 
   const [preprocessed, rejected, predicted] = await Promise.all([
     nameSet(deps, CONTAINERS.preprocessed, uploadNameFromPreprocessed),
-    nameSet(deps, CONTAINERS.rejected, uploadNameFromRecord),
+    // Rejection record names (not upload names): a name that cannot carry its own has a hashed one.
+    nameSet(deps, CONTAINERS.rejected, (n) => n),
     nameSet(deps, CONTAINERS.predictions, uploadNameFromRecord),
   ]);
 
   const cutoff = deps.now().getTime() - graceMs;
   for await (const e of store.list(CONTAINERS.uploads)) {
     if (budget <= 0) break;
-    if (preprocessed.has(e.name) || rejected.has(e.name) || e.lastModified.getTime() > cutoff) continue;
+    if (preprocessed.has(e.name) || rejected.has(paths.rejected(e.name)) || e.lastModified.getTime() > cutoff) continue;
     budget--;
     try {
       const blob = await store.get(CONTAINERS.uploads, e.name);

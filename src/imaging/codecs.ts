@@ -127,3 +127,59 @@ export function decodeJpegLossless(data: Uint8Array, bitsAllocated: number, expe
   // The decoder sizes 16-bit output by bytes, not samples: keep exactly one sample per pixel component.
   return { width, height, bitsPerSample: dec.precision ?? bitsAllocated, components, samples: out.subarray(0, n) };
 }
+
+/** SOFn markers (start of frame), except DHT (C4), JPG (C8) and DAC (CC) in that range. */
+function isStartOfFrame(marker: number): boolean {
+  return marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+}
+
+function hasText(b: Uint8Array, at: number, text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (b[at + i] !== text.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * A copy of a 3-component JPEG code stream whose colour space libjpeg will read as `space`: DICOM's
+ * Photometric Interpretation says whether a frame is RGB or YCbCr, while libjpeg guesses from a JFIF
+ * marker (always YCbCr) or the component ids (1,2,3 YCbCr; 'R','G','B' RGB; anything else YCbCr).
+ * The ids are rewritten in the frame header and in every scan header, and for RGB the JFIF marker's
+ * identifier is defaced. An Adobe APP14 marker states the transform itself: such a stream, and any
+ * that is not a 3-component JPEG, is returned unchanged.
+ */
+export function jpegWithColourSpace(src: Uint8Array, space: 'rgb' | 'ycbcr'): Uint8Array {
+  if (src[0] !== 0xff || src[1] !== 0xd8) return src;
+  const ids = space === 'rgb' ? [0x52, 0x47, 0x42] : [1, 2, 3];
+  const b = new Uint8Array(src);
+  const newId = new Map<number, number>();
+  let p = 2;
+  while (p + 4 <= b.length) {
+    const marker = b[p + 1] ?? 0;
+    // Outside marker segments: entropy-coded bytes, stuffed 0xFF00, fill bytes, RSTn.
+    if (b[p] !== 0xff || marker === 0x00 || marker === 0xff || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) {
+      p++;
+      continue;
+    }
+    if (marker === 0xd9) break;
+    const seg = p + 4;
+    const len = ((b[p + 2] ?? 0) << 8) | (b[p + 3] ?? 0);
+    // libjpeg reads an APP14 as Adobe's only with its 12 bytes (identifier, version, flags, transform).
+    if (marker === 0xee && len >= 14 && hasText(b, seg, 'Adobe')) return src;
+    if (marker === 0xe0 && space === 'rgb' && hasText(b, seg, 'JFIF\0')) b[seg + 3] = 0x58; // 'JFIX': not a JFIF marker any more
+    if (isStartOfFrame(marker)) {
+      if (b[seg + 5] !== 3) return src;
+      for (let i = 0; i < 3; i++) {
+        newId.set(b[seg + 6 + 3 * i] ?? 0, ids[i] ?? 0);
+        b[seg + 6 + 3 * i] = ids[i] ?? 0;
+      }
+    }
+    if (marker === 0xda) {
+      const ns = b[seg] ?? 0;
+      for (let j = 0; j < ns; j++) {
+        const at = seg + 1 + 2 * j;
+        b[at] = newId.get(b[at] ?? 0) ?? b[at] ?? 0;
+      }
+    }
+    p = seg + len - 2;
+  }
+  return b;
+}

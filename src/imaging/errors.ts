@@ -9,6 +9,7 @@ export type RejectionCode =
   | 'too-many-pixels'
   | 'dicom-no-pixel-data'
   | 'dicom-unsupported-transfer-syntax'
+  | 'dicom-malformed'
   | 'decode-failed';
 
 /** Thrown for every permanent bad-input case: record it and do not retry. */

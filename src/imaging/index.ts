@@ -5,7 +5,7 @@
  * Pipeline
  *  1. Limits before parsing: 0 bytes -> `empty`; more than `maxInputBytes` -> `too-large`.
  *  2. Content sniffing from magic bytes (never the file name). Only PNG, JPEG, WebP, TIFF, GIF and
- *     DICOM Part 10 ('DICM' at offset 128) go on; BMP, SVG (detected as text, never rendered), AVIF/
+ *     DICOM Part 10 ('DICM' at offset 128, which wins over any magic number in the preamble) go on; BMP, SVG (detected as text, never rendered), AVIF/
  *     HEIF, PDF, ... are `unsupported-format`; anything else `not-an-image`.
  *  3. Header-only dimension check (sharp metadata(), DICOM Rows x Columns x Number of Frames)
  *     against `maxPixels` before any pixel buffer is allocated; sharp also gets `limitInputPixels`.
@@ -22,11 +22,16 @@
  *     - DICOM (dicom-parser + decoders, first frame only): Bits Stored / High Bit / Pixel
  *       Representation honoured (masking, sign extension), Modality LUT (Rescale Slope/Intercept),
  *       VOI LUT (Window Center/Width with LINEAR, LINEAR_EXACT or SIGMOID; without a window the
- *       0.5/99.5 percentiles), MONOCHROME1 inverted after windowing; colour (RGB) to luminance.
- *       Transfer syntaxes: implicit/explicit VR little endian, explicit VR big endian, deflated
- *       explicit VR LE, RLE Lossless (own decoder), JPEG baseline/extended 8-bit (libjpeg-turbo WASM),
- *       JPEG lossless 4.57/4.70 (jpeg-lossless-decoder-js), JPEG-LS 4.80/4.81 (CharLS WASM),
- *       JPEG 2000 4.90/4.91 (OpenJPEG WASM). Others -> `dicom-unsupported-transfer-syntax`.
+ *       0.5/99.5 percentiles; 1-bit data its full range), MONOCHROME1 inverted after windowing;
+ *       colour (RGB, YBR_FULL, YBR_FULL_422, PALETTE COLOR) to luminance; Bits Allocated 1 to 32 and
+ *       Float/Double Float Pixel Data. Transfer syntaxes: implicit/explicit VR little endian,
+ *       explicit VR big endian, deflated explicit VR LE, RLE Lossless (own decoder), JPEG
+ *       baseline/extended 8-bit (libjpeg-turbo WASM, colour space from the Photometric
+ *       Interpretation), JPEG lossless 4.57/4.70 (jpeg-lossless-decoder-js), JPEG-LS 4.80/4.81
+ *       (CharLS WASM), JPEG 2000 4.90/4.91 (OpenJPEG WASM), Deflated Image Frame Compression.
+ *       Others -> `dicom-unsupported-transfer-syntax`. A data set encoded with the other VR than
+ *       its transfer syntax says is read as encoded; malformed attribute values are read where
+ *       safe, each with a warning `malformed-attribute-<Keyword>`.
  *  5. Profile:
  *     - `mnist` (28x28): images over 384 px are first area-averaged to 384 on the long side; polarity from the border median vs the image tails (light background is
  *       inverted, so the digit is white on black); background subtracted; ink threshold
@@ -39,7 +44,8 @@
  *     xray: pixels differing from the border by > 0.1), `contrast` (mnist: ink peak over background;
  *     xray: p99 - p1), `warnings` (blank, near-constant, low-contrast, tiny-ink, large-ink, inverted,
  *     off-centre, upscaled, multi-page, multi-frame, auto-window, alpha-flattened-on-white|black,
- *     colour-converted-to-grey).
+ *     colour-converted-to-grey, implicit-vr-under-explicit-transfer-syntax and the reverse,
+ *     malformed-attribute-<Keyword>).
  *
  * Rejection codes (ImageRejection.code; every permanent bad-input case; any other error is a bug or
  * transient and may be retried):
@@ -49,11 +55,12 @@
  * | empty                             | 0 bytes                                                                  |
  * | too-large                         | more than maxInputBytes (checked first), or a deflated DICOM inflating past the pixel budget |
  * | not-an-image                      | no known image signature (text, random bytes, non-Part-10 DICOM)         |
- * | unsupported-format                | recognised but not accepted: BMP, SVG, AVIF/HEIF, JPEG 2000/XL files, PDF, ICO, PSD, PNM, QOI, BigTIFF; DICOM palette colour, float pixel data, odd Bits Allocated/Samples per Pixel |
- * | truncated                         | PNG/JPEG/GIF container cut short; DICOM element or fragment runs past the end |
+ * | unsupported-format                | recognised but not accepted: BMP, SVG, AVIF/HEIF, JPEG 2000/XL files, PDF, ICO, PSD, PNM, QOI, BigTIFF; DICOM compressed float pixel data, odd Bits Allocated/Samples per Pixel |
+ * | truncated                         | PNG/JPEG/GIF container cut short; DICOM meta information, element, fragment or first frame runs past the end |
  * | too-many-pixels                   | header declares more than maxPixels (DICOM: Rows x Columns x frames)     |
  * | dicom-no-pixel-data               | DICOM object without Pixel Data (7FE0,0010), e.g. a structured report    |
  * | dicom-unsupported-transfer-syntax | DICOM transfer syntax not decoded here (UID named in the message), or 12-bit JPEG |
+ * | dicom-malformed                   | DICOM data set the parser cannot read (its message included), or missing Transfer Syntax UID, Rows/Columns, palette tables |
  * | decode-failed                     | decoder error on data that passed the checks above                       |
  */
 import { ImageRejection } from './errors';

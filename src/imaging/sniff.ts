@@ -34,12 +34,14 @@ function looksLikeSvg(b: Buffer): boolean {
 }
 
 export function sniff(b: Buffer): Sniffed {
+  // DICOM first: PS3.10 lets the 128-byte preamble hold another format's header (TIFF, for dual-format
+  // files), so 'DICM' at offset 128 wins over any magic number at offset 0.
+  if (ascii(b, 128, 'DICM')) return { kind: 'decodable', format: 'dicom' };
   if (startsWith(b, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return { kind: 'decodable', format: 'png' };
   if (startsWith(b, [0xff, 0xd8, 0xff])) return { kind: 'decodable', format: 'jpeg' };
   if (ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP')) return { kind: 'decodable', format: 'webp' };
   if (startsWith(b, [0x49, 0x49, 0x2a, 0x00]) || startsWith(b, [0x4d, 0x4d, 0x00, 0x2a])) return { kind: 'decodable', format: 'tiff' };
   if (ascii(b, 0, 'GIF87a') || ascii(b, 0, 'GIF89a')) return { kind: 'decodable', format: 'gif' };
-  if (ascii(b, 128, 'DICM')) return { kind: 'decodable', format: 'dicom' };
 
   // Recognised, deliberately not decoded.
   if (ascii(b, 0, 'BM') && b.length >= 14) return { kind: 'unsupported', format: 'bmp' };

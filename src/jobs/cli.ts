@@ -59,6 +59,21 @@ export function describeStatus(s: RunStatus): string {
   return `${s.runId}  ${(s.state + outcome).padEnd(24)} ${s.candidateVersion ?? '-'}  ${s.requestedBy}  ${s.updatedAt}${progress}`;
 }
 
+/** The gate's figures of a finished run (its status summary): which gate judged, and the comparison. */
+export function describeSummary(m: Record<string, number | string | null>): string[] {
+  const fixed = (x: unknown) => (typeof x === 'number' ? x.toFixed(4) : '-');
+  if (m.gate === 'screening') {
+    return [
+      `gate: screening (${String(m.positiveClass)} positive): AUROC and sensitivity at each model's own threshold, no worse than the promoted model's`,
+      `held-out (${String(m.heldOutImages)} images, ${String(m.heldOutPositives)} ${String(m.positiveClass)}): AUROC ${fixed(m.candidateAuroc)} vs promoted ${fixed(m.promotedAuroc)}; sensitivity ${pct(m.candidateSensitivity)} vs ${pct(m.promotedSensitivity)} at thresholds ${fixed(m.candidateThreshold)} / ${fixed(m.promotedThreshold)}; negatives cleared (specificity) ${pct(m.candidateSpecificity)} vs ${pct(m.promotedSpecificity)}; accuracy ${pct(m.candidateAccuracy)} vs ${pct(m.promotedAccuracy)}`,
+    ];
+  }
+  return [
+    'gate: accuracy (held-out accuracy and selective error, no worse than the promoted model\'s)',
+    `held-out (${String(m.heldOutImages)} images): accuracy ${pct(m.candidateAccuracy)} vs promoted ${pct(m.promotedAccuracy)}; selective error ${pct(m.candidateSelectiveError)} vs ${pct(m.promotedSelectiveErrorAtSameCoverage)} at coverage ${pct(m.coverage)}`,
+  ];
+}
+
 /** Resolves the run id of `train-job`: --run, else RUN_ID, else undefined (plan one here). */
 export function trainJobRunId(opt: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const v = opt ?? env.RUN_ID;
@@ -157,10 +172,7 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
       if (st.progress && !isFinished(st.state)) print(`  now: ${st.progress.phase}${st.progress.epoch !== undefined ? ` epoch ${st.progress.epoch}/${st.progress.epochs ?? '?'}` : ''}`);
       if (trainer !== undefined) print(`  trainer: ${trainer.state}: ${trainer.detail}`);
       if (st.candidateVersion) print(`  candidate: ${st.candidateVersion}`);
-      if (st.summary) {
-        const m = st.summary;
-        print(`  held-out (${String(m.heldOutImages)} images): accuracy ${pct(m.candidateAccuracy)} vs promoted ${pct(m.promotedAccuracy)}; selective error ${pct(m.candidateSelectiveError)} vs ${pct(m.promotedSelectiveErrorAtSameCoverage)} at coverage ${pct(m.coverage)}`);
-      }
+      if (st.summary) for (const l of describeSummary(st.summary)) print(`  ${l}`);
       if (st.reason) print(`  ${st.state === 'failed' ? 'error' : 'reason'}: ${st.reason}`);
       const timings = report?.timings as Record<string, number> | undefined;
       if (timings) print(`  timings: ${Object.entries(timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${(v / 1000).toFixed(1)} s`).join(', ')}`);

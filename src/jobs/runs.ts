@@ -50,7 +50,7 @@ export interface RunStatus {
   candidateVersion?: string;
   /** What the trainer is doing (updated every epoch: a heartbeat). */
   progress?: { phase: string; epoch?: number; epochs?: number };
-  /** Succeeded runs: the gate's figures (held-out accuracy and selective error of both models). */
+  /** Succeeded runs: which gate judged (`gate`: accuracy or screening) and its figures for both models (accuracy and selective error, or AUROC, sensitivity and specificity at each threshold). */
   summary?: Record<string, number | string | null>;
   /** How many times a trainer started on this run. */
   attempts: number;

@@ -19,7 +19,7 @@ import type { Config } from '../config';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
 import type { Log } from '../handlers/types';
-import { buildManifest, listLabelBlobs, newLabels, promotedSnapshot, readLabelItems, readManifest, RunManifest } from './manifest';
+import { baseDataClasses, buildManifest, listLabelBlobs, newLabels, promotedSnapshot, readLabelItems, readManifest, RunManifest } from './manifest';
 import { RunStatus, createStatus, isFinished, markFailed, newRunId, readStatus, updateStatus, RunError } from './runs';
 import type { LaunchInfo, Launcher } from './launchers';
 import { reconcileRun } from './liveness';
@@ -130,7 +130,8 @@ export async function startRun(deps: StartRunDeps, opts: StartRunOptions): Promi
 
     const created = now();
     const runId = newRunId(created);
-    const manifest = buildManifest({ runId, createdAt: created, requestedBy: opts.requestedBy, force: opts.force === true, config, snapshot, items, skipped, newSinceBaseModel: fresh.length });
+    const baseClasses = await baseDataClasses(config.retrainBaseData);
+    const manifest = buildManifest({ runId, createdAt: created, requestedBy: opts.requestedBy, force: opts.force === true, config, snapshot, items, skipped, newSinceBaseModel: fresh.length, baseClasses });
     const w = await store.putJson(CONTAINERS.runs, paths.runManifest(runId), manifest, { ifNoneExists: true });
     if (!w.written) throw new RunError('conflict', `run ${runId} already has a manifest`);
     const status = await createStatus(store, { runId, createdAt: created.toISOString(), requestedBy: opts.requestedBy, launcher: { kind: opts.launcher.kind } });

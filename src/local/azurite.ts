@@ -62,8 +62,11 @@ export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHa
   } else {
     args.push('--inMemoryPersistence');
   }
-  const nodeArgs = opts.tuned === false ? [] : ['--require', azuritePreloadPath()];
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The parent watch always (Azurite ends when this process ends, however it ends), the CPU fixes unless untuned.
+  const nodeArgs = ['--require', path.join(__dirname, 'azuriteParentWatch.js'), ...(opts.tuned === false ? [] : ['--require', azuritePreloadPath()])];
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  // The channel is only there to close when this process ends: it must not keep this one running.
+  child.channel?.unref();
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => {
@@ -98,6 +101,8 @@ export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHa
     connectionString: devConnectionString(port),
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
+      // Azurite listens on its channel too: once it is closed, Azurite exits when it has shut down.
+      if (child.connected) child.disconnect();
       const t = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(t);

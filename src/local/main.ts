@@ -8,21 +8,36 @@ import path from 'node:path';
 import { ConfigError, loadConfig, STORAGE_SETTING } from '../config';
 import { startAzurite, AzuriteHandle } from './azurite';
 import { checkHttpPort, EmbeddedRuntime } from './runtime';
-import { DEV_STORAGE, mergedSettings, projectRoot, writeEndpoint } from './settings';
+import { reviewPageUrl } from '../handlers/reviewPage';
+import { acquireDataLock, DataDirLockedError, DataLock } from './dataLock';
+import { DEV_STORAGE, mergedSettings, projectRoot, removeEndpoint, writeEndpoint } from './settings';
 
 async function main(): Promise<void> {
   const settings = mergedSettings();
   let azurite: AzuriteHandle | undefined;
+  let lock: DataLock | undefined;
+  let endpointDir: string | undefined;
+  // Whatever ends this process (an error included; SIGKILL leaves a lock the next start takes over
+  // once its Azurite, which ends with this process, has exited).
+  const cleanUp = () => {
+    if (endpointDir !== undefined) removeEndpoint(endpointDir);
+    lock?.release();
+  };
+  process.once('exit', cleanUp);
   try {
-    // Every setting is checked, and the HTTP port tried, before Azurite starts: a configuration
-    // error is the only thing said, and nothing is left running.
+    // Every setting is checked, the data folder locked and the HTTP port tried before Azurite
+    // starts: a configuration error (or the runtime holding the folder) is the only thing said,
+    // and nothing is left running.
     const embedded = settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE;
-    await checkHttpPort(loadConfig(embedded ? { ...settings, [STORAGE_SETTING]: DEV_STORAGE } : settings).localHttpPort);
+    const checked = loadConfig(embedded ? { ...settings, [STORAGE_SETTING]: DEV_STORAGE } : settings);
+    const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
+    if (embedded) lock = await acquireDataLock(dataDir);
+    await checkHttpPort(checked.localHttpPort);
     let azuriteLine: string | undefined;
-    if (embedded) {
-      const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
+    if (embedded && lock !== undefined) {
       azurite = await startAzurite({ location: dataDir });
       settings[STORAGE_SETTING] = azurite.connectionString;
+      lock.update({ ...(azurite.pid !== undefined ? { azuritePid: azurite.pid } : {}), storage: azurite.blobEndpoint });
       azuriteLine = `Azurite (blob) on http://127.0.0.1:${azurite.port}, data in ${dataDir}`;
     }
     const config = loadConfig(settings);
@@ -36,6 +51,8 @@ async function main(): Promise<void> {
       },
     });
     if (azurite !== undefined) {
+      endpointDir = config.localDataDir;
+      lock?.update({ http: `http://127.0.0.1:${runtime.httpPort}/api/` });
       writeEndpoint(config.localDataDir, {
         connectionString: azurite.connectionString,
         httpPort: runtime.httpPort,
@@ -46,6 +63,9 @@ async function main(): Promise<void> {
     if (azuriteLine !== undefined) console.log(azuriteLine);
     console.log(`Functions: ${runtime.functions.map((f) => f.name).join(', ')}`);
     if (runtime.httpPort !== 0) console.log(`HTTP functions on http://127.0.0.1:${runtime.httpPort}/api/`);
+    if (runtime.httpPort !== 0) {
+      console.log(config.reviewAuth === 'off' ? 'Review page: off (TRIAGE_REVIEW_AUTH=off; local.settings.json sets local)' : `Review page: ${reviewPageUrl(runtime.httpPort)}`);
+    }
     console.log(`Watching uploads/. Upload with: npm run triage -- upload <file-or-folder>. Stop with Ctrl-C.`);
     let stopping = false;
     const shutdown = async (signal: string) => {
@@ -54,6 +74,7 @@ async function main(): Promise<void> {
       console.log(`${signal}: finishing running work...`);
       await runtime.stop();
       await azurite?.stop();
+      cleanUp();
       console.log('stopped');
       process.exit(0);
     };
@@ -61,6 +82,11 @@ async function main(): Promise<void> {
     process.on('SIGTERM', () => void shutdown('SIGTERM'));
   } catch (err) {
     await azurite?.stop();
+    cleanUp();
+    if (err instanceof DataDirLockedError) {
+      console.error(err.message);
+      process.exit(3);
+    }
     if (err instanceof ConfigError) {
       console.error(`Configuration error: ${err.message}`);
       process.exit(2);

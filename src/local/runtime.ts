@@ -19,6 +19,7 @@ import { buildDeps, Deps, runWithDeps } from '../composition';
 import { BlobData, BlobStore, isUnreachable } from '../storage/blobStore';
 import { HOST_CONTAINER, matchTriggerPath, paths } from '../storage/layout';
 import type { Log } from '../handlers/types';
+import { errorResponse } from '../handlers/http';
 import { loadFunctionApp, LoadedFunction } from './functionApp';
 
 export interface RuntimeOptions {
@@ -485,29 +486,53 @@ export class EmbeddedRuntime {
     this.httpPort = typeof addr === 'object' && addr !== null ? addr.port : port;
   }
 
+  /**
+   * Every request gets an answer and none can take the process down: a malformed request is the
+   * client's (4xx), a thrown error is ours (5xx), and nothing escapes this method.
+   */
   private async serveHttp(fns: LoadedFunction[], req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', `http://127.0.0.1:${this.httpPort}`);
+    try {
+      await this.dispatchHttp(fns, req, res);
+    } catch (err) {
+      this.stats.failures++;
+      this.log.error(`HTTP ${req.method ?? '?'} ${(req.url ?? '').slice(0, 200)}: ${String(err)}`);
+      const e = errorResponse(err);
+      answer(res, e.status, e.body, e.headers);
+    }
+  }
+
+  private async dispatchHttp(fns: LoadedFunction[], req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const target = parseTarget(req.url ?? '/');
+    if (!target.ok) return answer(res, target.status, { error: target.error });
+    const { url } = target;
     const method = (req.method ?? 'GET').toUpperCase();
     let matched: { fn: LoadedFunction; params: Record<string, string> } | undefined;
-    let wrongMethod = false;
+    const allowed = new Set<string>();
     for (const fn of fns) {
       if (fn.trigger.kind !== 'http') continue;
       const params = matchRoute(fn.trigger.route, url.pathname);
       if (params === undefined) continue;
       if (!fn.trigger.methods.includes(method)) {
-        wrongMethod = true;
+        for (const m of fn.trigger.methods) allowed.add(m);
         continue;
       }
       matched = { fn, params };
       break;
     }
     if (matched === undefined) {
-      res.writeHead(wrongMethod ? 405 : 404, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: wrongMethod ? `method ${method} not allowed` : `no function at ${url.pathname}` }));
+      if (allowed.size > 0) return answer(res, 405, { error: `method ${method} not allowed here; allowed: ${[...allowed].join(', ')}` }, { allow: [...allowed].join(', ') });
+      return answer(res, 404, { error: `no function at ${url.pathname.slice(0, 200)}` });
+    }
+    const declared = Number(req.headers['content-length'] ?? '0');
+    if (!Number.isFinite(declared) || declared > MAX_HTTP_BODY_BYTES) {
+      return answer(res, 413, { error: `The body may have at most ${MAX_HTTP_BODY_BYTES} bytes.` }, { connection: 'close' });
+    }
+    const bytes = await readBody(req, MAX_HTTP_BODY_BYTES);
+    if (bytes === undefined) {
+      answer(res, 413, { error: `The body may have at most ${MAX_HTTP_BODY_BYTES} bytes.` }, { connection: 'close' });
+      res.once('finish', () => req.destroy());
       return;
     }
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
     const headers: Record<string, string> = {};
     for (const [h, v] of Object.entries(req.headers)) if (v !== undefined) headers[h] = Array.isArray(v) ? v.join(', ') : v;
     const request = new HttpRequest({
@@ -516,7 +541,7 @@ export class EmbeddedRuntime {
       headers,
       query: Object.fromEntries(url.searchParams),
       params: matched.params,
-      body: { bytes: Buffer.concat(chunks) },
+      body: { bytes },
     });
     const fn = matched.fn;
     const context = new InvocationContext({
@@ -539,8 +564,8 @@ export class EmbeddedRuntime {
       } catch (err) {
         this.stats.failures++;
         this.log.error(`${fn.name}: ${String(err)}`);
-        res.writeHead(500, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: 'internal error' }));
+        const e = errorResponse(err);
+        answer(res, e.status, e.body, e.headers);
       }
     })();
     this.inFlight.add(work);
@@ -608,6 +633,61 @@ export async function checkHttpPort(port: number): Promise<void> {
   });
 }
 
+/** Bytes a request body may have in the embedded runtime (routes set lower limits: src/handlers/http.ts). */
+export const MAX_HTTP_BODY_BYTES = 1024 * 1024;
+/** Characters a request target may have (a 1,019-character name percent-encoded as UTF-8 fits). */
+export const MAX_HTTP_TARGET = 12 * 1024;
+
+/**
+ * The request target as a URL, or the 4xx that refuses it: too long (414), not a path, or a path
+ * whose percent-encoding does not decode (400; route values are decoded, so it could not bind).
+ */
+export function parseTarget(target: string): { ok: true; url: URL } | { ok: false; status: 400 | 414; error: string } {
+  if (target.length > MAX_HTTP_TARGET) return { ok: false, status: 414, error: `The request target has ${target.length} characters; at most ${MAX_HTTP_TARGET} are accepted.` };
+  if (!target.startsWith('/')) return { ok: false, status: 400, error: 'The request target must be a path (origin form, starting with "/").' };
+  let url: URL;
+  try {
+    url = new URL(`http://127.0.0.1${target}`);
+    decodeURIComponent(url.pathname);
+  } catch {
+    return { ok: false, status: 400, error: 'The request path has a malformed percent-encoding.' };
+  }
+  return { ok: true, url };
+}
+
+/** The request body, or undefined as soon as it passes `max` bytes (the rest is not kept). */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      if (over) return;
+      received += c.length;
+      if (received > max) {
+        over = true;
+        chunks.length = 0;
+        resolve(undefined);
+      } else chunks.push(c);
+    });
+    req.once('end', () => resolve(over ? undefined : Buffer.concat(chunks)));
+    req.once('error', reject);
+    req.once('close', () => {
+      if (!req.complete) reject(new Error('the client closed the connection before the body ended'));
+    });
+  });
+}
+
+/** Answers with a JSON body unless an answer was already started (then the connection is closed). */
+function answer(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
 /** Matches `/api/{route}`; route segments like `{name}` bind, a final `{*rest}` spans slashes. */
 export function matchRoute(route: string, pathname: string): Record<string, string> | undefined {
   const prefix = '/api/';
@@ -625,9 +705,13 @@ export function matchRoute(route: string, pathname: string): Record<string, stri
   const m = new RegExp(`^${re}/?$`).exec(rest);
   if (!m) return undefined;
   const params: Record<string, string> = {};
-  names.forEach((n, i) => {
-    const v = m[i + 1];
-    if (v !== undefined) params[n] = decodeURIComponent(v);
-  });
+  try {
+    names.forEach((n, i) => {
+      const v = m[i + 1];
+      if (v !== undefined) params[n] = decodeURIComponent(v);
+    });
+  } catch {
+    return undefined; // a malformed %-escape matches no route (the host answers 404 as well)
+  }
   return params;
 }

@@ -3,9 +3,10 @@
  * the environment does not set. When the storage setting says UseDevelopmentStorage=true, the
  * embedded Azurite's real endpoint (written by `npm start` to its data folder) is used.
  */
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Env, STORAGE_SETTING } from '../config';
+import { processAlive } from './dataLock';
 
 export const DEV_STORAGE = 'UseDevelopmentStorage=true';
 
@@ -60,13 +61,9 @@ export function readEndpoint(dataDir: string): RuntimeEndpoint | undefined {
   return JSON.parse(readFileSync(f, 'utf8')) as RuntimeEndpoint;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+/** Removes runtime.json (the runtime that wrote it is stopping). */
+export function removeEndpoint(dataDir: string): void {
+  rmSync(endpointFile(dataDir), { force: true });
 }
 
 /**
@@ -76,7 +73,7 @@ function alive(pid: number): boolean {
 export function resolveLocalStorage(settings: Env): Env {
   if (settings[STORAGE_SETTING] !== DEV_STORAGE) return settings;
   const ep = readEndpoint(settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
-  if (ep === undefined || !alive(ep.pid)) {
+  if (ep === undefined || !processAlive(ep.pid)) {
     throw new Error(
       `${STORAGE_SETTING} is ${DEV_STORAGE}, but no embedded runtime is running (start it with \`npm start\`), ` +
         `or set ${STORAGE_SETTING} to a connection string.`,

@@ -25,6 +25,7 @@ import { MODEL_DESCRIPTIONS, MODEL_NAMES, ModelName, buildModel, isModelName } f
 import { AugmentOptions, EpochStats, TrainResult, balancedClassWeights, train } from './train';
 import { EvaluationReport, evaluateModel } from './evaluate';
 import { writePlots } from './plots';
+import { TrainingDefaults, XRAY_DEFAULTS } from './defaults';
 import { ModelCard, cardFieldsFromReport, loadModel, loadModelFromDir, makeVersion, saveModel, saveModelToDir, selectiveUnreached } from './modelStore';
 
 /** What the ML backend selection reports (a subset of src/ml/backend.ts's BackendInfo). */
@@ -64,27 +65,8 @@ export async function initMlBackend(preferred?: BackendName, wasmThreads?: numbe
   return initBackend(preferred, () => {}, wasmThreads === undefined ? {} : { wasmThreads });
 }
 
-export interface TrainingDefaults {
-  epochs: number;
-  augment: AugmentOptions;
-  learningRateDecay: number;
-  patience: number;
-  /** Decay of the weights' moving average (0: none); see TrainOptions.weightAverage. */
-  weightAverage?: number;
-}
-
-/**
- * Training defaults of the screening CNN on radiographs (xray profile): light geometric and
- * photometric augmentation (no flips: a radiograph has a side), balanced class weights, a decaying
- * learning rate, early stopping on the patient-held-out validation loss.
- */
-export const XRAY_DEFAULTS: TrainingDefaults & { batchSize: number } = {
-  epochs: 16,
-  batchSize: 32,
-  augment: { shift: 8, rotate: 7, scale: 0.1, brightness: 0.08, contrast: 0.15 },
-  learningRateDecay: 0.88,
-  patience: 6,
-};
+export type { TrainingDefaults };
+export { XRAY_DEFAULTS };
 
 /** Training defaults per data set and architecture: what the accuracy bars were measured with. */
 export function trainingDefaults(data: string, model: string, profile: ProfileName = 'mnist'): TrainingDefaults {
@@ -468,7 +450,7 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
       const data = await loadDataSpec(o.data, deps, { limit, onProgress: loading.onProgress, folder: { ...folderOptions({ ...o, profile }, sized, testSplit) } });
       loading.stop();
       describeLoad(data.report, stderr);
-      const test = data.kind === 'folder' && o.split === 'all' ? data.train : data.test;
+      const test = data.kind === 'folder' && o.split === 'all' ? { ...data.train, source: `folder:${o.data}` } : data.test;
       if (card && card.classNames.join('\n') !== test.classNames.join('\n')) {
         throw new MlUsageError(`the model's classes (${card.classNames.join(', ')}) are not the data's (${test.classNames.join(', ')})`);
       }

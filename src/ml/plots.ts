@@ -223,12 +223,12 @@ export function rocSpec(s: NonNullable<EvaluationReport['screening']>): VegaLite
         },
       },
       {
-        data: { values: [{ fpr: 1 - s.test.specificity, tpr: s.test.sensitivity, label: `threshold ${s.threshold.toFixed(4)}: sensitivity ${pct(s.test.sensitivity)}, ${pct(s.test.specificity)} of negatives cleared` }] },
+        data: { values: [{ fpr: 1 - s.test.specificity, tpr: s.test.sensitivity, label: `p >= ${s.threshold.toFixed(4)}: sensitivity ${pct(s.test.sensitivity)}, negatives cleared ${pct(s.test.specificity)}` }] },
         mark: { type: 'point', filled: true, color: 'firebrick', size: 70 },
         encoding: {
           x: { field: 'fpr', type: 'quantitative' },
           y: { field: 'tpr', type: 'quantitative' },
-          shape: { field: 'label', type: 'nominal', title: 'operating point', legend: { orient: 'bottom-right', labelLimit: 400 } },
+          shape: { field: 'label', type: 'nominal', title: 'operating point', legend: { orient: 'bottom', direction: 'vertical', labelLimit: 500 } },
         },
       },
     ],

@@ -144,10 +144,10 @@ export class BlobStore {
     }
   }
 
-  async head(container: string, name: string): Promise<{ etag: string; metadata: Record<string, string>; size: number } | undefined> {
+  async head(container: string, name: string): Promise<{ etag: string; metadata: Record<string, string>; size: number; lastModified: Date | undefined } | undefined> {
     try {
       const p = await this.container(container).getBlobClient(name).getProperties();
-      return { etag: quoteEtag(p.etag), metadata: p.metadata ?? {}, size: p.contentLength ?? 0 };
+      return { etag: quoteEtag(p.etag), metadata: p.metadata ?? {}, size: p.contentLength ?? 0, lastModified: p.lastModified };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;

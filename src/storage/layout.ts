@@ -1,7 +1,9 @@
 /**
  * The storage layout: every container and every blob path the system uses is named here and
  * nowhere else. Triggers (functions/), handlers, the CLI, tests and the Bicep templates all read it.
+ * A path built here never leaves its container: a name that would is refused (InvalidNameError).
  */
+import { createHash } from 'node:crypto';
 
 export const CONTAINERS = {
   uploads: 'uploads',
@@ -34,46 +36,114 @@ export const TRIGGER_PATHS = {
   infer: `${CONTAINERS.preprocessed}/{name}.npy`,
 } as const;
 
-const MAX_BLOB_NAME = 1024;
-const SUFFIX_ROOM = 16;
+/** Azure's limit on a blob name, in characters. */
+export const MAX_BLOB_NAME = 1024;
+/** The longest suffix a record path adds to an upload name (`.json`). */
+const RECORD_SUFFIX = '.json';
+
+/**
+ * Rejection records of names that cannot carry a record of their own (too long, or a name no blob
+ * may have) live under this folder, named by the SHA-256 of the name; the record holds the name.
+ * No upload name may start with it (invalidUploadName), so it never collides with a real name.
+ */
+export const INVALID_NAMES_FOLDER = '~invalid-names/';
+
+/** A name the layout refused to turn into a blob path: it would leave its container or is not a blob name. */
+export class InvalidNameError extends Error {
+  readonly code = 'invalid-name';
+  constructor(
+    readonly blobName: string,
+    readonly reason: string,
+  ) {
+    super(`The name ${JSON.stringify(blobName.length > 200 ? `${blobName.slice(0, 200)}...` : blobName)} cannot be used: ${reason}.`);
+    this.name = 'InvalidNameError';
+  }
+}
+
+/**
+ * Why a string cannot be a blob name inside a container; undefined when it can. The storage SDK
+ * resolves "." and ".." segments of a blob URL (so `../models/x` would address another container)
+ * and Azure refuses names over 1,024 characters; a leading "/", a backslash or a control
+ * character has no place in a blob name either. A trailing "/" is allowed: prefixes end with one.
+ */
+export function invalidBlobName(name: string): string | undefined {
+  if (name.length === 0) return 'the name is empty';
+  if (name.length > MAX_BLOB_NAME) return `the name is longer than ${MAX_BLOB_NAME} characters`;
+  if (/[\u0000-\u001f\u007f\\]/.test(name)) return 'the name contains a control character or a backslash';
+  if (name.startsWith('/')) return 'the name starts with "/"';
+  if (name.split('/').some((seg) => seg === '.' || seg === '..')) return 'the name has a "." or ".." path segment';
+  return undefined;
+}
+
+/** The blob name, or an InvalidNameError: no path this module builds can leave its container. */
+function blob(name: string): string {
+  const why = invalidBlobName(name);
+  if (why !== undefined) throw new InvalidNameError(name, why);
+  return name;
+}
 
 /** Why an upload name cannot be used as-is; undefined when it can. */
 export function invalidUploadName(name: string): string | undefined {
   if (name.length === 0) return 'the name is empty';
-  if (name.length > MAX_BLOB_NAME - SUFFIX_ROOM) return `the name is longer than ${MAX_BLOB_NAME - SUFFIX_ROOM} characters`;
+  if (name.length + RECORD_SUFFIX.length > MAX_BLOB_NAME) {
+    return `the name is longer than ${MAX_BLOB_NAME - RECORD_SUFFIX.length} characters (its records, {name}${RECORD_SUFFIX}, must fit Azure's ${MAX_BLOB_NAME})`;
+  }
   if (/[\u0000-\u001f\u007f\\]/.test(name)) return 'the name contains a control character or a backslash';
   if (name.startsWith('/') || name.endsWith('/') || name.endsWith('.')) return 'the name starts with "/" or ends with "/" or "."';
   if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) return 'the name has an empty, "." or ".." path segment';
+  if (name.startsWith(INVALID_NAMES_FOLDER)) return `the folder ${INVALID_NAMES_FOLDER} is reserved`;
   return undefined;
+}
+
+/**
+ * A name that came from outside (an HTTP route, a command line) and must name an upload: the
+ * upload-name rule, so it can never address another container or a name no upload can have.
+ */
+export function checkUploadName(name: string): string {
+  const why = invalidUploadName(name);
+  if (why !== undefined) throw new InvalidNameError(name, why);
+  return name;
 }
 
 /** Blob names derived from an upload name. Upload names keep their virtual folders as they are. */
 export const paths = {
-  upload: (name: string) => name,
-  preprocessed: (name: string) => `${name}.npy`,
+  upload: (name: string) => blob(name),
+  preprocessed: (name: string) => blob(`${name}.npy`),
   /** The record versions before 2026-11-29 wrote beside the .npy; now the .npy's metadata holds it. */
-  legacyPreprocessedMeta: (name: string) => `${name}.json`,
-  prediction: (name: string) => `${name}.json`,
-  flagged: (name: string) => `${name}.json`,
-  rejected: (name: string) => `${name}.json`,
-  label: (name: string) => `${name}.json`,
-  modelDir: (version: string) => `${version}/`,
-  modelFile: (version: string, file: string) => `${version}/${file}`,
-  modelCard: (version: string) => `${version}/card.json`,
+  legacyPreprocessedMeta: (name: string) => blob(`${name}.json`),
+  prediction: (name: string) => blob(`${name}.json`),
+  flagged: (name: string) => blob(`${name}.json`),
+  /**
+   * `{name}.json`; for a name that cannot carry it (see INVALID_NAMES_FOLDER), a name derived from
+   * its hash, so every upload, even one with an unusable name, gets its rejection record.
+   */
+  rejected: (name: string) => (invalidBlobName(`${name}.json`) === undefined && !name.startsWith(INVALID_NAMES_FOLDER) ? `${name}.json` : byHash('', name)),
+  label: (name: string) => blob(`${name}.json`),
+  modelDir: (version: string) => blob(`${version}/`),
+  modelFile: (version: string, file: string) => blob(`${version}/${file}`),
+  modelCard: (version: string) => blob(`${version}/card.json`),
   currentModel: () => 'current.json',
-  runManifest: (runId: string) => `${runId}/manifest.json`,
-  runReport: (runId: string) => `${runId}/report.json`,
+  runManifest: (runId: string) => blob(`${runId}/manifest.json`),
+  runReport: (runId: string) => blob(`${runId}/report.json`),
   /** queued -> running -> succeeded | failed, with the outcome (see src/jobs/runs.ts). */
-  runStatus: (runId: string) => `${runId}/status.json`,
+  runStatus: (runId: string) => blob(`${runId}/status.json`),
   /** Plots and the trainer's output, beside the report. */
-  runFile: (runId: string, file: string) => `${runId}/${file}`,
+  runFile: (runId: string, file: string) => blob(`${runId}/${file}`),
   /** The blob whose lease serialises starting runs (one run starts at a time). */
   runLock: () => 'retrain.lock',
   /** The run started last: { runId, createdAt } (read and written under the lock's lease). */
   runActive: () => 'active.json',
-  receipts: (fn: string) => `triage-local-receipts/${fn}.json`,
-  poison: (fn: string, container: string, blob: string) => `triage-local-poison/${fn}/${container}/${blob}.json`,
+  receipts: (fn: string) => blob(`triage-local-receipts/${fn}.json`),
+  poison: (fn: string, container: string, name: string) => {
+    const own = `triage-local-poison/${fn}/${container}/${name}.json`;
+    return invalidBlobName(own) === undefined ? own : blob(byHash(`triage-local-poison/${fn}/${container}/`, name));
+  },
 } as const;
+
+/** `{prefix}~invalid-names/{sha256 of name}.json`: where a record of a name that cannot carry one goes. */
+function byHash(prefix: string, name: string): string {
+  return `${prefix}${INVALID_NAMES_FOLDER}${createHash('sha256').update(name, 'utf8').digest('hex')}.json`;
+}
 
 /** Inverse of the `.json` record paths: the upload name a record belongs to. */
 export function uploadNameFromRecord(blobName: string): string | undefined {

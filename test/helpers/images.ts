@@ -44,3 +44,33 @@ export async function badInputs(): Promise<{ name: string; data: Buffer; code: s
     { name: 'bad/drawing.svg', data: Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'), code: 'unsupported-format' },
   ];
 }
+
+/**
+ * A synthetic chest-radiograph-like image (8-bit grey, `size` square): a body, two darker lung
+ * fields and a bright mediastinum, with seeded noise; `opacity` adds a bright patch in one lung
+ * (what the screening tests call PNEUMONIA).
+ */
+export function radiographPixels(size: number, opts: { opacity: boolean; seed: number }): Buffer {
+  let s = opts.seed * 2654435761 + 1;
+  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const px = Buffer.alloc(size * size);
+  const side = rnd() < 0.5 ? 0.3 : 0.7;
+  const patch = { x: size * (side + (rnd() - 0.5) * 0.1), y: size * (0.45 + rnd() * 0.2), r: size * (0.1 + rnd() * 0.05) };
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const u = x / size;
+      const v = y / size;
+      let g = Math.abs(u - 0.5) < 0.42 && v > 0.08 ? 0.55 : 0.08;
+      const lung = (cx: number) => ((u - cx) / 0.16) ** 2 + ((v - 0.5) / 0.3) ** 2 < 1;
+      if (lung(0.3) || lung(0.7)) g = 0.25;
+      if (Math.abs(u - 0.5) < 0.06 && v > 0.15) g = 0.8;
+      if (opts.opacity && Math.hypot(x - patch.x, y - patch.y) < patch.r) g = 0.85;
+      px[y * size + x] = Math.max(0, Math.min(255, Math.round((g + (rnd() - 0.5) * 0.08) * 255)));
+    }
+  }
+  return px;
+}
+
+export async function radiographPng(size: number, opts: { opacity: boolean; seed: number }): Promise<Buffer> {
+  return sharp(radiographPixels(size, opts), { raw: { width: size, height: size, channels: 1 } }).png().toBuffer();
+}

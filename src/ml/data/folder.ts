@@ -134,7 +134,8 @@ export function compileGroupPattern(pattern: string): RegExp {
   return re;
 }
 
-async function listFiles(dir: string, rel = ''): Promise<string[]> {
+/** Files under dir (relative paths with /, sorted), skipping dot-files and dot-folders. */
+export async function listFiles(dir: string, rel = ''): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
     if (e.name.startsWith('.')) continue;
@@ -191,7 +192,8 @@ export async function loadImageFolder(dir: string, opts: FolderOptions = {}): Pr
   }
   const all = assemble(ok, classNames, `folder:${dir}`, groups);
   const split = splitByName(all, opts.testFraction ?? 0.2);
-  const report: LoadReport = { loaded: ok.length, skipped, preprocessing: { profile, version: PROFILE_VERSIONS[profile] }, cached: counts.cached, decoded: counts.decoded, ...(grouping ? { grouping } : {}) };
+  const cacheUse = opts.preprocess === undefined && opts.cacheDir !== undefined ? { cached: counts.cached, decoded: counts.decoded } : {};
+  const report: LoadReport = { loaded: ok.length, skipped, preprocessing: { profile, version: PROFILE_VERSIONS[profile] }, ...cacheUse, ...(grouping ? { grouping } : {}) };
   return { ...split, report };
 }
 

@@ -16,6 +16,8 @@
  * |                       |                           | Conv2D with the flipped filter                          |
  * | MaxPoolGrad           | generic loop              | generated SIMD loop (2x2/2, c % 4 == 0); else one JS    |
  * |                       |                           | pass over the heap                                      |
+ * | MaxPool               | XNNPACK                   | generated SIMD loop (2x2/2 unpadded, c % 4 == 0); else  |
+ * |                       |                           | the stock kernel                                        |
  * | BatchMatMul           | slow loop when transposed | one product, n % 4 == 0: generated SIMD loop (transposed|
  * |                       |                           | A read in place, transposed B transposed first); other  |
  * |                       |                           | single products: transpose, then the XNNPACK path       |
@@ -27,6 +29,12 @@
  * |                       |                           | else the stock kernel                                   |
  * | TriageReluGrad (the   | Step, Cast, Multiply      | one generated SIMD loop (reluGrad.ts overrides the Relu |
  * | Relu gradient)        |                           | gradient on wasm while registered)                      |
+ * | TriageBatchNormTrain, | tf.moments + tf.batchNorm | two passes each (sums, then the affine map): generated  |
+ * | TriageBatchNormTrain- | and their gradients (~15  | SIMD loops (c % 4 == 0), float32 partial sums per chunk |
+ * | Grad (models.ts       | full-size kernels, Tile)  | added in float64; else JS loops                         |
+ * | batchNormalization)   |                           |                                                         |
+ * | FusedBatchNorm (batch | plain loop                | the same SIMD affine pass (c % 4 == 0; per-channel      |
+ * | norm at inference)    |                           | operands); else the stock kernel                        |
  *
  * CPU time per peer CNN training step (batch 64), JS/XNNPACK paths -> SIMD kernels, measured A/B
  * in one process: Conv2DBackpropFilter 7.2 -> 1.8 ms (two calls), MaxPoolGrad 3.2 -> 0.6 ms (two
@@ -64,10 +72,11 @@ import { fusedConv2dConfig } from './fusedConv2d';
 import { castConfig, identityConfig } from './identity';
 import { conv2dBackpropFilterConfig } from './conv2dBackpropFilter';
 import { conv2dBackpropInputConfig } from './conv2dBackpropInput';
+import { maxPoolConfig } from './maxPool';
 import { maxPoolGradConfig } from './maxPoolGrad';
 import { overrideReluGradient, reluGradKernelConfig, restoreReluGradient } from './reluGrad';
 import { sumConfig } from './sum';
-import { batchNormTrainConfig, batchNormTrainGradConfig } from './batchNorm';
+import { batchNormTrainConfig, batchNormTrainGradConfig, fusedBatchNormConfig } from './batchNorm';
 
 export { makeConv2dWasm } from './conv2d';
 export { makeFusedConv2dWasm } from './fusedConv2d';
@@ -81,7 +90,7 @@ export { RELU_GRAD_KERNEL } from './reluGrad';
 export { makeSumWasm } from './sum';
 export { BN_TRAIN_KERNEL, BN_TRAIN_GRAD_KERNEL, batchNormTraining, batchNormKernelsActive } from './batchNorm';
 
-export const PROJECT_WASM_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum', 'Identity', 'Cast', 'Add', 'TriageReluGrad', 'TriageBatchNormTrain', 'TriageBatchNormTrainGrad'] as const;
+export const PROJECT_WASM_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum', 'Identity', 'Cast', 'Add', 'TriageReluGrad', 'TriageBatchNormTrain', 'TriageBatchNormTrainGrad', 'FusedBatchNorm', 'MaxPool'] as const;
 export type ProjectWasmKernel = (typeof PROJECT_WASM_KERNELS)[number];
 
 /** Marks a kernel function as ours and remembers what it replaced. */
@@ -145,6 +154,11 @@ export function registerWasmTrainingKernels(only: readonly ProjectWasmKernel[] =
         case 'FusedConv2D':
           if (replaced == null) throw new Error(`the wasm backend has no ${name} kernel to build on`);
           install(name === 'Conv2D' ? conv2dConfig(replaced.kernelFunc) : fusedConv2dConfig(replaced.kernelFunc), replaced);
+          break;
+        case 'FusedBatchNorm':
+        case 'MaxPool':
+          if (replaced == null) throw new Error(`the wasm backend has no ${name} kernel to build on`);
+          install(name === 'MaxPool' ? maxPoolConfig(replaced.kernelFunc) : fusedBatchNormConfig(replaced.kernelFunc), replaced);
           break;
         case 'Identity':
         case 'Cast':

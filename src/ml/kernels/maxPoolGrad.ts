@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { buildMaxPoolGrad2x2, simdRuntime } from './simdKernels';
-import { asWasm, f32, heapOffset, input, KernelArgs, Pad, shape4 } from './wasmUtil';
+import { asWasm, f32, heapOffset, input, KernelArgs, pool2dInfo } from './wasmUtil';
 
 
 export function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
@@ -22,14 +22,7 @@ export function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
   const dy = input(args.inputs, 'dy', 'MaxPoolGrad');
   const x = input(args.inputs, 'input', 'MaxPoolGrad');
   const attrs = args.attrs ?? {};
-  const info = tf.backend_util.computePool2DInfo(
-    shape4(x, 'MaxPoolGrad input'),
-    attrs.filterSize as number | [number, number],
-    attrs.strides as number | [number, number],
-    1,
-    attrs.pad as Pad,
-    attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
-  );
+  const info = pool2dInfo(x, attrs, 'MaxPoolGrad input');
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow } = info;
   const { strideHeight: sh, strideWidth: sw, effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
   const padTop = info.padInfo.top;

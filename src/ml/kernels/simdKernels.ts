@@ -151,6 +151,7 @@ export const DW_BLOCK: { rows: number; vecs: number } = { rows: 4, vecs: 2 };
 export function buildConv2dBackpropFilter(g: DwGeometry, block: { rows: number; vecs: number } = DW_BLOCK): FunctionBuilder[] {
   const { hp, wp, cin, oh, ow, kh, kw, cout } = g;
   if (cout % 4 !== 0) throw new Error('buildConv2dBackpropFilter needs cout % 4 == 0');
+  if (cin % block.rows === 0) return loopedConv2dBackpropFilter(g, block);
   const K = kh * kw * cin;
   const rowOffset = (r: number): number => {
     const c = r % cin;
@@ -168,6 +169,66 @@ export function buildConv2dBackpropFilter(g: DwGeometry, block: { rows: number; 
   }
   // dw accumulates over the images: x and dy advance, dw stays.
   return perImage(blocks, [hp * wp * cin * 4, oh * ow * cout * 4, 0]);
+}
+
+/**
+ * buildConv2dBackpropFilter when `rows` divides cin: every register block is `rows` consecutive
+ * channels of one filter tap, so one function (and one for a narrower last channel block) serves
+ * every block, called with the block's x, dy and dw addresses by loops over taps, channel groups
+ * and output-channel groups. A module of one function per block (K/rows x cout/(4 vecs): 4,608 for
+ * a 3x3x128->128 layer) is megabytes of code that V8 leaves to its baseline compiler and that
+ * misses the instruction cache: 2.1 GMAC/s on [32,8,8,128] -> 128 against ~17 for small layers.
+ * Looped, CPU ms per call (7 alternating rounds in one process, medians): [32,8,8,128] -> 128
+ * 138.1 -> 14.2 (21 GMAC/s), [32,16,16,64] -> 128 41.5 -> 31.6, the smaller layers unchanged.
+ */
+function loopedConv2dBackpropFilter(g: DwGeometry, block: { rows: number; vecs: number }): FunctionBuilder[] {
+  const { hp, wp, cin, oh, ow, kh, kw, cout } = g;
+  const rows = block.rows;
+  const vecsTotal = cout / 4;
+  const full = Math.floor(vecsTotal / block.vecs);
+  const rest = vecsTotal - full * block.vecs;
+  const fns: FunctionBuilder[] = [];
+  const main = new FunctionBuilder([I32, I32, I32, I32]);
+  fns.push(main);
+  const blockFn = (vecs: number): number => {
+    fns.push(dwBlock(g, rows, vecs, (r) => 4 * r, (r, v) => (r * cout + 4 * v) * 4, 0));
+    return fns.length - 1;
+  };
+  const fullFn = full > 0 ? blockFn(block.vecs) : -1;
+  const restFn = rest > 0 ? blockFn(rest) : -1;
+  const [X, DY, DW, N] = [0, 1, 2, 3];
+  const xp = main.local(I32);
+  const dwp = main.local(I32);
+  const yq = main.local(I32);
+  const dwq = main.local(I32);
+  const groups = main.local(I32);
+  const vgs = main.local(I32);
+  main.loop(() => {
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        main.get(X).i32(((i * wp + j) * cin) * 4).add().set(xp);
+        main.get(DW).i32((i * kw + j) * cin * cout * 4).add().set(dwp);
+        main.i32(cin / rows).set(groups);
+        main.loop(() => {
+          main.get(DY).set(yq).get(dwp).set(dwq);
+          if (full > 0) {
+            main.i32(full).set(vgs);
+            main.loop(() => {
+              main.get(xp).get(yq).get(dwq).call(fullFn);
+              main.inc(yq, 16 * block.vecs).inc(dwq, 16 * block.vecs);
+              main.inc(vgs, -1).get(vgs).brIf(0);
+            });
+          }
+          if (rest > 0) main.get(xp).get(yq).get(dwq).call(restFn);
+          main.inc(xp, 4 * rows).inc(dwp, rows * cout * 4);
+          main.inc(groups, -1).get(groups).brIf(0);
+        });
+      }
+    }
+    main.inc(X, hp * wp * cin * 4).inc(DY, oh * ow * cout * 4);
+    main.inc(N, -1).get(N).brIf(0);
+  });
+  return fns;
 }
 
 /** One register block of buildConv2dBackpropFilter for one image: (x, dy, dw). */
@@ -646,6 +707,134 @@ export function buildReluGrad(): FunctionBuilder {
     fn.get(xv).get(xv).f32x4Ne().get(xv).and().or();
     fn.f32x4Mul().store();
     fn.inc(p, 16).get(p).get(BYTES).ne().brIf(0);
+  });
+  return fn;
+}
+
+/** Widest channel count the batch-norm kernels below unroll a row over. */
+export const BN_MAX_CHANNELS = 1024;
+
+/** Rows per chunk of buildBnSums: about 16 KB of x per chunk (L1), at most 128 rows. */
+export function bnChunkRows(c: number): number {
+  return Math.max(4, Math.min(128, Math.floor(4096 / c)));
+}
+
+/**
+ * run(x, dy, k, out, chunks): per-channel sums over `chunks` chunks of bnChunkRows(c) rows of c
+ * values (c % 4 == 0), one partial per chunk, in float32 (the caller adds the partials in float64):
+ * with u = x - k (k a per-channel shift: a value near the mean keeps the sums of squares from
+ * cancelling), chunk j writes out[j, 0, :] = sum(a) and out[j, 1, :] = sum(a * u), where a = u
+ * (statistics: sum(x - k), sum((x - k)^2)) or, with `grad`, a = dy (the batch-norm gradient:
+ * sum(dy), sum(dy * (x - mean))). Without `grad` the dy argument is not read. One function per
+ * block of up to 4 channel vectors (8 accumulators) runs over a chunk's rows; `run` calls every
+ * block per chunk.
+ */
+export function buildBnSums(c: number, grad: boolean): FunctionBuilder[] {
+  if (c % 4 !== 0 || c <= 0 || c > BN_MAX_CHANNELS) throw new Error(`buildBnSums needs 0 < c <= ${BN_MAX_CHANNELS}, c % 4 == 0`);
+  const rows = bnChunkRows(c);
+  const blocks: FunctionBuilder[] = [];
+  for (let v0 = 0; v0 < c / 4; v0 += 4) {
+    const vecs = Math.min(4, c / 4 - v0);
+    const fn = new FunctionBuilder([I32, I32, I32, I32]);
+    const [X, DY, K, OUT] = [0, 1, 2, 3];
+    const left = fn.local(I32);
+    const k: number[] = [];
+    const s: number[] = [];
+    const s2: number[] = [];
+    for (let v = 0; v < vecs; v++) {
+      k.push(fn.local(V128));
+      s.push(fn.local(V128));
+      s2.push(fn.local(V128));
+    }
+    const u = fn.local(V128);
+    const a = fn.local(V128);
+    for (let v = 0; v < vecs; v++) {
+      fn.get(K).load(16 * (v0 + v)).set(k[v] as number);
+      fn.f32x4Const(0).set(s[v] as number);
+      fn.f32x4Const(0).set(s2[v] as number);
+    }
+    fn.i32(rows).set(left);
+    fn.loop(() => {
+      for (let v = 0; v < vecs; v++) {
+        fn.get(X).load(16 * (v0 + v)).get(k[v] as number).f32x4Sub().set(u);
+        if (grad) fn.get(DY).load(16 * (v0 + v)).set(a);
+        const av = grad ? a : u;
+        fn.get(s[v] as number).get(av).f32x4Add().set(s[v] as number);
+        fn.get(s2[v] as number).get(av).get(u).f32x4Mul().f32x4Add().set(s2[v] as number);
+      }
+      fn.inc(X, c * 4);
+      if (grad) fn.inc(DY, c * 4);
+      fn.inc(left, -1).get(left).brIf(0);
+    });
+    for (let v = 0; v < vecs; v++) {
+      fn.get(OUT).get(s[v] as number).store(16 * (v0 + v));
+      fn.get(OUT).get(s2[v] as number).store(4 * c + 16 * (v0 + v));
+    }
+    blocks.push(fn);
+  }
+  return perImage(blocks, [rows * c * 4, grad ? rows * c * 4 : 0, 0, 2 * c * 4]);
+}
+
+/**
+ * run(x, dy, coef, out, rows): out = p * x + q (+ r * dy with `grad`) per channel, for `rows` > 0
+ * rows of c values (c % 4 == 0), with coef = [p (c), q (c), r (c)]: the batch norm's
+ * y = scale * x + shift, and its dx = a * dy + b * x + d. Without `grad` dy is not read.
+ */
+export function buildBnApply(c: number, grad: boolean): FunctionBuilder {
+  if (c % 4 !== 0 || c <= 0 || c > BN_MAX_CHANNELS) throw new Error(`buildBnApply needs 0 < c <= ${BN_MAX_CHANNELS}, c % 4 == 0`);
+  const fn = new FunctionBuilder([I32, I32, I32, I32, I32]);
+  const [X, DY, COEF, OUT, N] = [0, 1, 2, 3, 4];
+  fn.loop(() => {
+    for (let v = 0; v < c / 4; v++) {
+      fn.get(OUT);
+      fn.get(X).load(16 * v).get(COEF).load(16 * v).f32x4Mul().get(COEF).load(4 * c + 16 * v).f32x4Add();
+      if (grad) fn.get(DY).load(16 * v).get(COEF).load(8 * c + 16 * v).f32x4Mul().f32x4Add();
+      fn.store(16 * v);
+    }
+    fn.inc(X, c * 4).inc(OUT, c * 4);
+    if (grad) fn.inc(DY, c * 4);
+    fn.inc(N, -1).get(N).brIf(0);
+  });
+  return fn;
+}
+
+/**
+ * run(x, y, n): 2x2 / stride 2 max pooling without padding, four channels at a time (c % 4 == 0):
+ * each output is the largest of its window's values that are greater than -Infinity, and
+ * -Infinity when there is none (NaN never wins), as tfjs's cpu backend computes it. The last
+ * row/column of an odd size is not read.
+ */
+export function buildMaxPool2x2(g: Pool2x2Geometry): FunctionBuilder {
+  const { h, w, c, oh, ow } = g;
+  if (c % 4 !== 0) throw new Error('buildMaxPool2x2 needs c % 4 == 0');
+  const fn = new FunctionBuilder([I32, I32, I32]);
+  const [X, Y, N] = [0, 1, 2];
+  const rowEnd = fn.local(I32);
+  const oy = fn.local(I32);
+  const v = fn.local(V128);
+  const m = fn.local(V128);
+  const offs = [0, c * 4, w * c * 4, (w + 1) * c * 4];
+  fn.loop(() => {
+    fn.i32(oh).set(oy);
+    fn.loop(() => {
+      fn.get(Y).i32(ow * c * 4).add().set(rowEnd);
+      fn.loop(() => {
+        for (let k = 0; k < c; k += 4) {
+          fn.f32x4Const(-Infinity).set(m);
+          for (const off of offs) {
+            fn.get(X).load(off + k * 4).set(v);
+            fn.get(v).get(m).get(v).get(m).f32x4Gt().bitselect().set(m);
+          }
+          fn.get(Y).get(m).store(k * 4);
+        }
+        fn.inc(X, 2 * c * 4).inc(Y, c * 4);
+        fn.get(Y).get(rowEnd).ne().brIf(0);
+      });
+      fn.inc(X, (2 * w - 2 * ow) * c * 4);
+      fn.inc(oy, -1).get(oy).brIf(0);
+    });
+    fn.inc(X, (h - 2 * oh) * w * c * 4);
+    fn.inc(N, -1).get(N).brIf(0);
   });
   return fn;
 }

@@ -56,6 +56,7 @@ const SIMD = {
   bitselect: 0x52,
   f32x4Sqrt: 0xe3,
   f32x4Add: 0xe4,
+  f32x4Sub: 0xe5,
   f32x4Mul: 0xe6,
   f32x4Div: 0xe7,
   f32x4Min: 0xe8,
@@ -173,6 +174,11 @@ export class FunctionBuilder {
 
   f32x4Add(): this {
     return this.simd(SIMD.f32x4Add);
+  }
+
+  /** a - b for [a, b] on the stack. */
+  f32x4Sub(): this {
+    return this.simd(SIMD.f32x4Sub);
   }
 
   f32x4Mul(): this {

@@ -102,3 +102,15 @@ export function conv2dInfo(xShape: [number, number, number, number], filterShape
     'channelsLast',
   );
 }
+
+/** Pool2D geometry (NHWC, dilation 1) from a pooling kernel's attributes. */
+export function pool2dInfo(x: TensorInfo, attrs: Record<string, unknown>, what: string): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computePool2DInfo(
+    shape4(x, what),
+    attrs.filterSize as number | [number, number],
+    attrs.strides as number | [number, number],
+    1,
+    attrs.pad as Pad,
+    attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
+  );
+}

@@ -9,6 +9,8 @@ import { loadMnistPackage } from '../../../src/ml/data/mnistPackage';
 import type { LabeledImages } from '../../../src/ml/data/dataset';
 import { isFinished, listRuns, readStatus, RunStatus } from '../../../src/jobs/runs';
 import { testConnectionString } from '../../helpers/azurite';
+import type { EmbeddedRuntime } from '../../../src/local/runtime';
+import { asJson } from '../../helpers/http';
 
 /** Settings of a tiny retraining setup: an MLP, two epochs, a small slice of the base data. */
 export function retrainConfig(extra: Record<string, string> = {}): Config {
@@ -85,4 +87,12 @@ export async function waitForRun(store: BlobStore, runId?: string, timeoutMs = 1
     if (Date.now() > deadline) throw new Error(`run ${runId ?? '(first)'} not finished after ${timeoutMs} ms: ${JSON.stringify(s ?? null)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** Calls the runtime's HTTP API: status and JSON body. */
+export function api(rt: EmbeddedRuntime) {
+  return async (p: string, init?: RequestInit): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const res = await fetch(`http://127.0.0.1:${rt.httpPort}/api/${p}`, asJson(init));
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
 }

@@ -21,7 +21,7 @@ import { startRun } from '../../../src/jobs/start';
 import type { RunReport } from '../../../src/jobs/trainer';
 import { freshStore, quietLog } from '../../helpers/azurite';
 import { saveTestModel } from '../../helpers/models';
-import { NEVER, digits, retrainConfig, waitForRun, writeLabeled } from './helpers';
+import { NEVER, api, digits, retrainConfig, waitForRun, writeLabeled } from './helpers';
 
 /** Held-out mnist digits as 112 px black-on-white PNG scans. */
 async function scans(n: number, offset: number): Promise<{ name: string; data: Buffer; label: string }[]> {
@@ -34,13 +34,6 @@ async function scans(n: number, offset: number): Promise<{ name: string; data: B
     out.push({ name: `ward 3/scan-${i}.png`, data, label: test.classNames[test.labels[i] ?? 0] ?? '' });
   }
   return out;
-}
-
-function api(rt: EmbeddedRuntime) {
-  return async (p: string, init?: RequestInit): Promise<{ status: number; body: Record<string, unknown> }> => {
-    const res = await fetch(`http://127.0.0.1:${rt.httpPort}/api/${p}`, init);
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  };
 }
 
 describe('scheduled retraining with a promotion gate', () => {

@@ -14,10 +14,11 @@ import { promote, rollback, readCurrent } from '../../../src/registry/registry';
 import { loadMnistPackage } from '../../../src/ml/data/mnistPackage';
 import { handleInfer, PredictionRecord } from '../../../src/handlers/infer';
 import { sha256 } from '../../../src/storage/blobStore';
-import type { LabelRecord, Worklist } from '../../../src/handlers/review';
+import { handleLabel, undoLabel, type LabelRecord, type Worklist } from '../../../src/handlers/review';
 import { freshStore, quietLog, testConnectionString } from '../../helpers/azurite';
 import { saveTestModel } from '../../helpers/models';
 import { badInputs } from '../../helpers/images';
+import { asJson } from '../../helpers/http';
 
 const settings = { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' };
 
@@ -51,7 +52,7 @@ describe('scoring and review on the embedded runtime', () => {
     store = await freshStore();
     rt = await EmbeddedRuntime.start({ config: config(), settings, log: quietLog });
     api = async (p, init) => {
-      const res = await fetch(`http://127.0.0.1:${rt.httpPort}/api/${p}`, init);
+      const res = await fetch(`http://127.0.0.1:${rt.httpPort}/api/${p}`, asJson(init));
       return { status: res.status, body: (await res.json()) as unknown };
     };
   });
@@ -161,17 +162,33 @@ describe('scoring and review on the embedded runtime', () => {
     expect(all.total).toBeGreaterThan(1);
     const priorities = all.items.map((i) => i.priority);
     expect(priorities).toEqual([...priorities].sort((x, y) => y - x));
+    // Each item carries what the reviewer decides on: the predicted class and its probability.
+    for (const item of all.items.slice(0, 5)) {
+      const p = await prediction(store, item.upload);
+      expect(item).toMatchObject({ topClass: p?.topClass, confidence: p?.confidence, modelVersion: p?.model.version, batch: item.upload.slice(0, item.upload.indexOf('/') + 1) });
+      expect(item.top?.[0]).toEqual({ class: p?.topClass, probability: p?.confidence });
+      expect(typeof item.uploadedAt).toBe('string');
+    }
+    const lowConf = (await api('worklist?pageSize=500&reason=low-confidence')).body as Worklist;
+    expect(lowConf.total).toBe(all.items.filter((i) => i.reasons.includes('low-confidence')).length);
+    expect(all.reasonCounts['low-confidence']).toBe(lowConf.total);
+    const first = all.items[0]?.upload ?? '';
+    const batch = first.slice(0, first.indexOf('/') + 1);
+    const byPrefix = (await api(`worklist?pageSize=500&prefix=${encodeURIComponent(batch)}`)).body as Worklist;
+    expect(byPrefix.items.map((i) => i.upload)).toEqual(all.items.filter((i) => i.upload.startsWith(batch)).map((i) => i.upload));
+    expect((await api('worklist?prefix=..%2Fx')).status).toBe(400);
+    expect((await api('worklist?reason=%3Cb%3E')).status).toBe(400);
     const page2 = (await api('worklist?page=2&pageSize=1')).body as Worklist;
     expect(page2.items[0]?.upload).toBe(all.items[1]?.upload);
     expect((await api('worklist?pageSize=0')).status).toBe(400);
 
-    const first = all.items[0];
-    if (first === undefined) throw new Error('empty worklist');
-    const labeled = await api(`labels/${encodeURIComponent(first.upload)}`, { method: 'POST', body: JSON.stringify({ class: '3' }), headers: { 'x-ms-client-principal-name': 'dr.who' } });
+    const top = all.items[0];
+    if (top === undefined) throw new Error('empty worklist');
+    const labeled = await api(`labels/${encodeURIComponent(top.upload)}`, { method: 'POST', body: JSON.stringify({ class: '3' }), headers: { 'x-ms-client-principal-name': 'dr.who' } });
     expect(labeled.status).toBe(201);
     const after = (await api('worklist?pageSize=500')).body as Worklist;
     expect(after.total).toBe(all.total - 1);
-    expect(after.items.map((i) => i.upload)).not.toContain(first.upload);
+    expect(after.items.map((i) => i.upload)).not.toContain(top.upload);
   });
 
   it('records labels with who and when, keeps the history on relabel, and answers every bad request with a clear 4xx', async () => {
@@ -216,6 +233,30 @@ describe('scoring and review on the embedded runtime', () => {
     expect(rejected.status).toBe(409);
     expect((rejected.body as { error: string }).error).toMatch(/rejected \(empty\)/);
     expect((await api(`labels/${encodeURIComponent(d.name)}`, { method: 'GET' })).status).toBe(405);
+  });
+
+  it('undoes only the latest label, only for its author: the one before comes back, or the image returns to the worklist', async () => {
+    const [d] = await testDigits(1, 300);
+    if (d === undefined) throw new Error('no digit');
+    await store.put(CONTAINERS.uploads, d.name, d.data);
+    await rt.waitForIdle();
+    const first = await handleLabel({ name: d.name, body: { class: '1' }, by: 'carol' }, rt.deps);
+    const second = await handleLabel({ name: d.name, body: { class: '2', note: 'look again', reviewer: 'mallory' }, by: 'dave', verified: true }, rt.deps);
+    if (first.status >= 400 || second.status >= 400) throw new Error('labels not written');
+    const at = (r: typeof second) => (r.body as LabelRecord).labeledAt;
+    expect((second.body as LabelRecord).labeledBy).toBe('dave'); // a verified reviewer is never the body's
+
+    expect((await undoLabel({ name: d.name, by: 'carol', labeledAt: at(second) }, rt.deps)).status).toBe(409);
+    expect((await undoLabel({ name: d.name, by: 'dave', labeledAt: at(first) }, rt.deps)).status).toBe(409);
+    const undone = await undoLabel({ name: d.name, by: 'dave', labeledAt: at(second) }, rt.deps);
+    expect(undone.status).toBe(200);
+    const restored = (await store.getJson<LabelRecord>(CONTAINERS.labels, paths.label(d.name)))?.value;
+    expect(restored).toMatchObject({ class: '1', labeledBy: 'carol', labeledAt: at(first), history: [] });
+    expect(restored?.note).toBeUndefined();
+
+    expect((await undoLabel({ name: d.name, by: 'carol', labeledAt: at(first) }, rt.deps)).status).toBe(200);
+    expect(await store.head(CONTAINERS.labels, paths.label(d.name))).toBeUndefined();
+    expect((await undoLabel({ name: d.name, by: 'carol', labeledAt: at(first) }, rt.deps)).status).toBe(404);
   });
 
   it('serves prediction records by upload name', async () => {

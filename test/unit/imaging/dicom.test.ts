@@ -1,8 +1,9 @@
 import sharp from 'sharp';
+import { deflateRawSync } from 'node:zlib';
 import { ImageRejection, preprocessImage, SUPPORTED_TRANSFER_SYNTAXES } from '../../../src/imaging';
-import { applyWindow } from '../../../src/imaging/dicom';
+import { applyWindow, decodeDicom } from '../../../src/imaging/dicom';
 import {
-  DicomElement, OPTS, PATIENT, TS, XRAY, centreOfMass, drawSeven, imageElements, j2kEncode, jpegLosslessEncode, jpegLsEncode, le16, ramp, rleEncode, writeDicom,
+  DicomElement, OPTS, PATIENT, TS, XRAY, centreOfMass, drawSeven, imageElements, j2kEncode, jpegLosslessEncode, jpegLsEncode, le16, ramp, rleEncode, withComponentIds, writeDicom,
 } from './fixtures';
 
 const W = 64;
@@ -33,6 +34,23 @@ function maxError(pixels: Float32Array, expected: (i: number) => number): number
   let err = 0;
   for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) err = Math.max(err, Math.abs(sampleAt(pixels, x, y) - expected(y * W + x)));
   return err;
+}
+
+/** Max |a - b| over two images of the same size. */
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let err = 0;
+  for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs((a[i] ?? 0) - (b[i] ?? 0)));
+  return err;
+}
+
+/** Bit-packed 1-bit pixels (PS3.5 8.1.1): first pixel in the least significant bit, frames not padded to bytes. */
+function packBits(bits: readonly number[]): Buffer {
+  const out = Buffer.alloc(Math.ceil(bits.length / 8));
+  bits.forEach((b, i) => {
+    if (b) out[i >> 3] = (out[i >> 3] ?? 0) | (1 << (i & 7));
+  });
+  return out;
 }
 
 const values12 = ramp(W, H, 4096); // 12-bit stored values 0..4095
@@ -277,5 +295,247 @@ describe('DICOM codecs are reused and freed', () => {
   it('rejections are ImageRejection instances', async () => {
     const bytes = writeDicom(TS.explicitLE, imageElements(attrs12));
     await expect(preprocessImage(bytes, NATIVE)).rejects.toBeInstanceOf(ImageRejection);
+  });
+});
+
+describe('DICOM conformance with reference readers', () => {
+  it.each([
+    ['TIFF (little endian)', [0x49, 0x49, 0x2a, 0x00, 0x08, 0x00, 0x00, 0x00]],
+    ['TIFF (big endian)', [0x4d, 0x4d, 0x00, 0x2a, 0x00, 0x00, 0x00, 0x08]],
+    ['PNG', [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]],
+    ['JPEG', [0xff, 0xd8, 0xff, 0xe0]],
+  ])('a preamble carrying a %s header: DICM at offset 128 wins', async (_name, magic) => {
+    const bytes = writeDicom(TS.explicitLE, imageElements(attrs12), { native: le16(values12) }, { preamble: Buffer.from(magic) });
+    const r = await preprocessImage(bytes, NATIVE);
+    expect(r.metadata.source.format).toBe('dicom');
+    expect(maxError(r.pixels, expected12)).toBeLessThan(1e-5);
+  });
+
+  /** A colourful 64x48 RGB pattern and its baseline JPEG (no chroma subsampling, quality 100). */
+  async function colourJpeg(): Promise<Buffer> {
+    const rgb = Buffer.alloc(W * H * 3);
+    for (let i = 0; i < W * H; i++) {
+      const x = i % W;
+      const y = Math.floor(i / W);
+      rgb[i * 3] = x * 4;
+      rgb[i * 3 + 1] = y * 5;
+      rgb[i * 3 + 2] = 255 - x * 2;
+    }
+    return sharp(rgb, { raw: { width: W, height: H, channels: 3 } }).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).toBuffer();
+  }
+
+  /** Luminance in [0, 1] of libvips' decode of a JPEG, without any colour transform of ours. */
+  async function lumaOf(jpeg: Buffer): Promise<Float32Array> {
+    const raw = await sharp(jpeg).raw().toBuffer();
+    const out = new Float32Array(W * H);
+    for (let i = 0; i < W * H; i++) out[i] = (0.299 * (raw[i * 3] ?? 0) + 0.587 * (raw[i * 3 + 1] ?? 0) + 0.114 * (raw[i * 3 + 2] ?? 0)) / 255;
+    return out;
+  }
+
+  it('baseline JPEG declared RGB (ids 0,1,2, no JFIF/Adobe marker) is not colour-transformed', async () => {
+    const jpeg = await colourJpeg();
+    const rgbIds = withComponentIds(jpeg, [0, 1, 2]);
+    // Reference: the same code stream with ids 'R','G','B', which libjpeg decodes without any transform.
+    const expected = await lumaOf(withComponentIds(jpeg, [0x52, 0x47, 0x42]));
+    const asYcbcr = await lumaOf(rgbIds); // what a decoder guessing YCbCr returns
+    expect(maxDiff(expected, asYcbcr)).toBeGreaterThan(0.1);
+    const bytes = writeDicom(TS.jpegBaseline, imageElements({ rows: H, cols: W, bitsAllocated: 8, samplesPerPixel: 3, photometric: 'RGB' }), { fragments: [rgbIds] });
+    const r = await decodeDicom(bytes, 1e6);
+    expect(maxDiff(r.image.data, expected)).toBeLessThanOrEqual(1 / 255 + 1e-5);
+  });
+
+  it('baseline JPEG declared YBR_FULL_422 with ids R,G,B is colour-transformed as YCbCr', async () => {
+    const jpeg = await colourJpeg();
+    const expected = await lumaOf(jpeg);
+    const bytes = writeDicom(TS.jpegBaseline, imageElements({ rows: H, cols: W, bitsAllocated: 8, samplesPerPixel: 3, photometric: 'YBR_FULL_422' }), { fragments: [withComponentIds(jpeg, [0x52, 0x47, 0x42])] });
+    const r = await decodeDicom(bytes, 1e6);
+    expect(maxDiff(r.image.data, expected)).toBeLessThanOrEqual(1 / 255 + 1e-5);
+  });
+
+  it.each([
+    ['native', TS.explicitLE, () => ({ native: le16(values12) })],
+    ['encapsulated (JPEG-LS)', TS.jpegLs, async () => ({ fragments: [await jpegLsEncode(le16(values12), W, H, 12)] })],
+  ])('an implicit-VR data set under an explicit-VR transfer syntax (%s) is read as implicit, with a warning', async (_name, ts, pixels) => {
+    const bytes = writeDicom(ts, imageElements(attrs12), await pixels(), { vr: 'implicit' });
+    const r = await preprocessImage(bytes, NATIVE);
+    expect(maxError(r.pixels, expected12)).toBeLessThan(1e-5);
+    expect(r.metadata.quality.warnings).toContain('implicit-vr-under-explicit-transfer-syntax');
+    expect(r.metadata.dicom).toMatchObject({ transferSyntax: ts, modality: 'CT', bitsStored: 12 });
+  });
+
+  it('an explicit-VR data set under Implicit VR Little Endian is read as explicit, with a warning', async () => {
+    const bytes = writeDicom(TS.implicitLE, imageElements(attrs12), { native: le16(values12) }, { vr: 'explicit' });
+    const r = await preprocessImage(bytes, NATIVE);
+    expect(maxError(r.pixels, expected12)).toBeLessThan(1e-5);
+    expect(r.metadata.quality.warnings).toContain('explicit-vr-under-implicit-transfer-syntax');
+  });
+
+  it('uncompressed YBR_FULL_422: pairs of pixels stored Y1 Y2 Cb Cr decode to their Y', async () => {
+    const n = W * H;
+    const y = ramp(W, H, 256);
+    const bytes: number[] = [];
+    for (let k = 0; k < n / 2; k++) bytes.push(y[2 * k] ?? 0, y[2 * k + 1] ?? 0, (40 + k) % 256, (200 + 3 * k) % 256);
+    const dcm = writeDicom(TS.explicitLE, imageElements({ rows: H, cols: W, bitsAllocated: 8, samplesPerPixel: 3, photometric: 'YBR_FULL_422' }), { native: Buffer.from(bytes), vr: 'OB' });
+    const r = await preprocessImage(dcm, NATIVE);
+    expect(maxError(r.pixels, (i) => (y[i] ?? 0) / 255)).toBeLessThan(1e-5);
+    expect(r.metadata.quality.warnings).toContain('colour-converted-to-grey');
+    // Half the bytes of a full-resolution frame: one byte short is truncated.
+    await expect(preprocessImage(Buffer.from(dcm.subarray(0, dcm.length - 2)), NATIVE)).rejects.toMatchObject({ code: 'truncated' });
+  });
+
+  it('Bits Allocated 1: the first of two bit-packed 13x7 frames decodes to its 0/1 pixels', async () => {
+    const rows = 7;
+    const cols = 13;
+    const n = rows * cols; // 91 bits: frame 1 starts inside a byte
+    const frame0 = Array.from({ length: n }, (_, i) => ((i * 7) % 5 === 0 || i % 11 === 3 ? 1 : 0));
+    const frame1 = frame0.map((b) => 1 - b);
+    const attrs = { rows, cols, bitsAllocated: 1, frames: 2, extra: [] as DicomElement[] };
+    for (const [ts, vr] of [[TS.explicitLE, 'OW'], [TS.implicitLE, 'OW'], [TS.explicitBE, 'OB']] as const) {
+      const r = await decodeDicom(writeDicom(ts, imageElements(attrs), { native: packBits([...frame0, ...frame1]), vr }), 1e6);
+      expect(Array.from(r.image.data)).toEqual(frame0);
+      expect(r.source).toMatchObject({ bitsPerSample: 1, pages: 2 });
+    }
+    const inverted = await decodeDicom(writeDicom(TS.explicitLE, imageElements({ ...attrs, photometric: 'MONOCHROME1' }), { native: packBits([...frame0, ...frame1]) }), 1e6);
+    expect(Array.from(inverted.image.data)).toEqual(frame1);
+  });
+
+  it('Bits Allocated 1: a sparse mask keeps its few set pixels white (no percentile window)', async () => {
+    const bits = new Array<number>(W * H).fill(0);
+    for (const i of [5, 700, 2000]) bits[i] = 1;
+    const r = await preprocessImage(writeDicom(TS.explicitLE, imageElements({ rows: H, cols: W, bitsAllocated: 1 }), { native: packBits(bits) }), NATIVE);
+    expect(maxError(r.pixels, (i) => bits[i] ?? 0)).toBe(0);
+    expect(r.metadata.quality.warnings).not.toContain('auto-window');
+  });
+
+  it('8-bit samples in an OW element of a big endian file are read pairwise swapped, as written', async () => {
+    const rows = 3;
+    const cols = 5; // 15 bytes: the frame ends inside a swapped pair
+    const v = Array.from({ length: rows * cols }, (_, i) => 10 + i * 16);
+    const padded = Buffer.from([...v, 0]);
+    const extra: DicomElement[] = [[0x0028, 0x1050, 'DS', '127.5'], [0x0028, 0x1051, 'DS', '256']];
+    const le = await decodeDicom(writeDicom(TS.explicitLE, imageElements({ rows, cols, bitsAllocated: 8, extra }), { native: padded, vr: 'OW' }), 1e6);
+    const be = await decodeDicom(writeDicom(TS.explicitBE, imageElements({ rows, cols, bitsAllocated: 8, extra }), { native: padded, vr: 'OW' }), 1e6);
+    const expected = v.map((x) => linearWindow(x, 127.5, 256));
+    expect(maxDiff(le.image.data, expected)).toBeLessThan(1e-6);
+    expect(maxDiff(be.image.data, expected)).toBeLessThan(1e-6);
+  });
+
+  it('a Number of Frames that is not a number: frame 0 is decoded, with a warning naming the attribute', async () => {
+    const n = W * H;
+    const twoFrames = le16([...values12, ...new Array<number>(n).fill(0)]);
+    const withFrames = (frames: string): DicomElement[] => [...imageElements(attrs12), [0x0028, 0x0008, 'IS', frames]];
+    for (const bad of ['abc', '', '0']) {
+      const r = await preprocessImage(writeDicom(TS.explicitLE, withFrames(bad), { native: twoFrames }), NATIVE);
+      expect(maxError(r.pixels, expected12)).toBeLessThan(1e-5);
+      expect(r.metadata.quality.warnings).toContain('malformed-attribute-NumberOfFrames');
+      expect(r.metadata.source.pages).toBeUndefined();
+    }
+    const decimal = await preprocessImage(writeDicom(TS.explicitLE, withFrames('2.0'), { native: twoFrames }), NATIVE);
+    expect(maxError(decimal.pixels, expected12)).toBeLessThan(1e-5);
+    expect(decimal.metadata.source.pages).toBe(2);
+    expect(decimal.metadata.quality.warnings).toEqual(expect.arrayContaining(['malformed-attribute-NumberOfFrames', 'multi-frame']));
+  });
+
+  it('an unreadable Number of Frames over two JPEG frames without offset table: frame 0 found by its markers', async () => {
+    const v8 = ramp(W, H, 256);
+    const frame0 = await sharp(Buffer.from(v8), { raw: { width: W, height: H, channels: 1 } }).jpeg({ quality: 95 }).toBuffer();
+    const frame1 = await sharp(Buffer.alloc(W * H, 200), { raw: { width: W, height: H, channels: 1 } }).jpeg({ quality: 95 }).toBuffer();
+    const reference = await sharp(frame0).toColourspace('b-w').raw().toBuffer();
+    const els: DicomElement[] = [...imageElements({ rows: H, cols: W, bitsAllocated: 8, extra: [[0x0028, 0x1050, 'DS', '128'], [0x0028, 0x1051, 'DS', '256']] }), [0x0028, 0x0008, 'IS', 'two']];
+    const r = await preprocessImage(writeDicom(TS.jpegBaseline, els, { fragments: [frame0, frame1] }), NATIVE);
+    expect(maxError(r.pixels, (i) => linearWindow(reference[i] ?? 0, 128, 256))).toBeLessThanOrEqual(1 / 255 + 1e-5);
+    expect(r.metadata.quality.warnings).toContain('malformed-attribute-NumberOfFrames');
+  });
+
+  it('other malformed values are read where safe, each with a warning naming the attribute', async () => {
+    // A window that is not a number is ignored (percentile window); "40abc" is read as 40.
+    const badWindow = await preprocessImage(writeDicom(TS.explicitLE, imageElements({ ...attrs12, extra: [[0x0028, 0x1050, 'DS', 'centre'], [0x0028, 0x1051, 'DS', '3000']] }), { native: le16(values12) }), NATIVE);
+    expect(badWindow.metadata.quality.warnings).toEqual(expect.arrayContaining(['malformed-attribute-WindowCenter', 'auto-window']));
+    const sorted = [...values12].sort((a, b) => a - b);
+    const [lo, hi] = [0.005, 0.995].map((q) => sorted[Math.round(q * (sorted.length - 1))] ?? 0) as [number, number];
+    expect(maxError(badWindow.pixels, (i) => Math.min(1, Math.max(0, ((values12[i] ?? 0) - lo) / (hi - lo))))).toBeLessThan(1e-5);
+    const lenient = await preprocessImage(writeDicom(TS.explicitLE, imageElements({ ...attrs12, extra: [[0x0028, 0x1050, 'DS', `${WC}abc`], [0x0028, 0x1051, 'DS', String(WW)]] }), { native: le16(values12) }), NATIVE);
+    expect(maxError(lenient.pixels, expected12)).toBeLessThan(1e-5);
+    expect(lenient.metadata.quality.warnings).toContain('malformed-attribute-WindowCenter');
+    // Bits Stored beyond Bits Allocated: all 16 bits are read; High Bit past the word: Bits Stored - 1.
+    const values16 = ramp(W, H, 65536, 0).map((v) => (v * 17) % 65536);
+    const wide = await preprocessImage(writeDicom(TS.explicitLE, imageElements({ rows: H, cols: W, bitsAllocated: 16, bitsStored: 20, highBit: 19, extra: [[0x0028, 0x1050, 'DS', '32768'], [0x0028, 0x1051, 'DS', '65536']] }), { native: le16(values16) }), NATIVE);
+    expect(maxError(wide.pixels, (i) => linearWindow(values16[i] ?? 0, 32768, 65536))).toBeLessThan(1e-5);
+    expect(wide.metadata.quality.warnings).toEqual(expect.arrayContaining(['malformed-attribute-BitsStored', 'malformed-attribute-HighBit']));
+  });
+});
+
+describe('DICOM pixel data that reference readers also decode', () => {
+  const luma = (r: number, g: number, b: number): number => 0.299 * r + 0.587 * g + 0.114 * b;
+
+  it('PALETTE COLOR: stored values through the red/green/blue tables (first mapped value, clamping), as luminance', async () => {
+    const stored = Array.from({ length: W * H }, (_, i) => (i * 7) % 64); // 0..63, the table maps 20..51
+    const red = Array.from({ length: 32 }, (_, k) => k * 2000);
+    const green = red.map((r) => 65535 - r);
+    const blue = red.map((_, k) => (k * 997) % 65536);
+    const descriptor = [32, 20, 16];
+    const extra: DicomElement[] = [
+      [0x0028, 0x1101, 'US', descriptor], [0x0028, 0x1102, 'US', descriptor], [0x0028, 0x1103, 'US', descriptor],
+      [0x0028, 0x1201, 'OW', le16(red)], [0x0028, 0x1202, 'OW', le16(green)], [0x0028, 0x1203, 'OW', le16(blue)],
+    ];
+    const expected = stored.map((v) => {
+      const k = Math.min(31, Math.max(0, v - 20));
+      return luma(red[k] ?? 0, green[k] ?? 0, blue[k] ?? 0) / 65535;
+    });
+    for (const ts of [TS.explicitLE, TS.explicitBE, TS.rle]) {
+      const pixels = ts === TS.rle ? { fragments: [rleEncode(stored, W * H, 1, 1)] } : { native: Buffer.from(stored), vr: 'OB' as const };
+      const r = await decodeDicom(writeDicom(ts, imageElements({ rows: H, cols: W, bitsAllocated: 8, photometric: 'PALETTE COLOR', extra }), pixels), 1e6);
+      expect(maxDiff(r.image.data, expected)).toBeLessThan(1e-6);
+      expect(r.warnings).toContain('colour-converted-to-grey');
+    }
+  });
+
+  it('PALETTE COLOR with segmented tables: discrete, linear and indirect segments', async () => {
+    // Red: discrete 100,200,300; linear to 700 in 4 steps; indirect: the first segment again.
+    const red = [0, 3, 100, 200, 300, 1, 4, 700, 2, 1, 0, 0];
+    const redTable = [100, 200, 300, 400, 500, 600, 700, 100, 200, 300];
+    const green = [0, 1, 5000, 1, 9, 5000]; // constant 5000
+    const blue = [0, 2, 0, 900, 1, 8, 8100]; // 0, 900, then +900 a step
+    const blueTable = [0, 900, 1800, 2700, 3600, 4500, 5400, 6300, 7200, 8100];
+    const descriptor = [10, 0, 16];
+    const extra: DicomElement[] = [
+      [0x0028, 0x1101, 'US', descriptor], [0x0028, 0x1102, 'US', descriptor], [0x0028, 0x1103, 'US', descriptor],
+      [0x0028, 0x1221, 'OW', le16(red)], [0x0028, 0x1222, 'OW', le16(green)], [0x0028, 0x1223, 'OW', le16(blue)],
+    ];
+    const stored = Array.from({ length: W * H }, (_, i) => i % 10);
+    const r = await decodeDicom(writeDicom(TS.explicitLE, imageElements({ rows: H, cols: W, bitsAllocated: 8, photometric: 'PALETTE COLOR', extra }), { native: Buffer.from(stored), vr: 'OB' }), 1e6);
+    expect(maxDiff(r.image.data, stored.map((k) => luma(redTable[k] ?? 0, 5000, blueTable[k] ?? 0) / 65535))).toBeLessThan(1e-6);
+  });
+
+  it('Bits Allocated 1 in RLE (one segment of the packed frame) and in Deflated Image Frame Compression', async () => {
+    const rows = 7;
+    const cols = 13;
+    const frame0 = Array.from({ length: rows * cols }, (_, i) => ((i * 5) % 7 < 3 ? 1 : 0));
+    const frame1 = frame0.map((b) => 1 - b);
+    const els = imageElements({ rows, cols, bitsAllocated: 1, frames: 2 });
+    const rle = writeDicom(TS.rle, els, { fragments: [rleEncode(packBits(frame0), Math.ceil((rows * cols) / 8), 1, 1), rleEncode(packBits(frame1), Math.ceil((rows * cols) / 8), 1, 1)] });
+    expect(Array.from((await decodeDicom(rle, 1e6)).image.data)).toEqual(frame0);
+    const deflated = writeDicom(TS.deflatedFrames, els, { fragments: [deflateRawSync(packBits(frame0)), deflateRawSync(packBits(frame1))] });
+    expect(Array.from((await decodeDicom(deflated, 1e6)).image.data)).toEqual(frame0);
+  });
+
+  it('Deflated Image Frame Compression of 16-bit frames decodes exactly; a frame that inflates short is decode-failed', async () => {
+    const r = await preprocessImage(writeDicom(TS.deflatedFrames, imageElements(attrs12), { fragments: [deflateRawSync(le16(values12))] }), NATIVE);
+    expect(maxError(r.pixels, expected12)).toBeLessThan(1e-5);
+    const short = writeDicom(TS.deflatedFrames, imageElements(attrs12), { fragments: [deflateRawSync(le16(values12.slice(1)))] });
+    await expect(preprocessImage(short, NATIVE)).rejects.toMatchObject({ code: 'decode-failed' });
+  });
+
+  it.each([
+    ['Float Pixel Data', 0x0008, 'OF', 4],
+    ['Double Float Pixel Data', 0x0009, 'OD', 8],
+  ] as const)('%s: values through the window (NaN read as 0)', async (_name, elem, vr, size) => {
+    const values = Array.from({ length: W * H }, (_, i) => (i % 97) * 0.25 - 3.5);
+    values[7] = NaN;
+    const data = Buffer.alloc(W * H * size);
+    values.forEach((v, i) => (size === 4 ? data.writeFloatLE(v, i * 4) : data.writeDoubleLE(v, i * 8)));
+    const els: DicomElement[] = [...imageElements({ rows: H, cols: W, bitsAllocated: size * 8, extra: [[0x0028, 0x1050, 'DS', '5'], [0x0028, 0x1051, 'DS', '20']] }), [0x7fe0, elem, vr, data]];
+    const r = await preprocessImage(writeDicom(TS.explicitLE, els), NATIVE);
+    expect(maxError(r.pixels, (i) => linearWindow(Number.isNaN(values[i]) ? 0 : Math.fround(values[i] ?? 0), 5, 20))).toBeLessThan(1e-5);
   });
 });

@@ -89,6 +89,7 @@ export const TS = {
   deflatedLE: '1.2.840.10008.1.2.1.99',
   explicitBE: '1.2.840.10008.1.2.2',
   rle: '1.2.840.10008.1.2.5',
+  deflatedFrames: '1.2.840.10008.1.2.8.1',
   jpegBaseline: '1.2.840.10008.1.2.4.50',
   jpegLossless: '1.2.840.10008.1.2.4.57',
   jpegLosslessSV1: '1.2.840.10008.1.2.4.70',
@@ -107,7 +108,11 @@ export type DicomElement = [number, number, string, Value];
 const LONG_VRS = new Set(['OB', 'OW', 'OF', 'OD', 'OL', 'SQ', 'UT', 'UN', 'UC', 'UR']);
 
 function encodeValue(vr: string, v: Value, le: boolean): Buffer {
-  if (Buffer.isBuffer(v)) return v.length % 2 ? Buffer.concat([v, Buffer.from([0])]) : v;
+  if (Buffer.isBuffer(v)) {
+    const even = v.length % 2 ? Buffer.concat([v, Buffer.from([0])]) : Buffer.from(v);
+    // OW values are given little endian, like native pixel data.
+    return !le && vr === 'OW' ? even.swap16() : even;
+  }
   if (vr === 'US' || vr === 'SS' || vr === 'UL' || vr === 'SL' || vr === 'FL' || vr === 'FD') {
     const vals = Array.isArray(v) ? v : [Number(v)];
     const size = vr === 'US' || vr === 'SS' ? 2 : vr === 'FD' ? 8 : 4;
@@ -168,12 +173,19 @@ function encapsulate(fragments: Buffer[], offsets: number[] = []): Buffer {
   return Buffer.concat([item(bot), ...fragments.map(item), delim]);
 }
 
+export interface WriteOptions {
+  /** The 128-byte preamble (default zeros); shorter is zero-padded. */
+  preamble?: Buffer;
+  /** Encode the data set with this VR encoding whatever the transfer syntax says (a known writer defect). */
+  vr?: 'explicit' | 'implicit';
+}
+
 /**
  * Writes a DICOM Part 10 file: 128-byte preamble, 'DICM', the file meta group (explicit VR LE), then
  * `elements` and the pixel data in the given transfer syntax. 16-bit native pixel data is given
  * little endian and swapped for big endian.
  */
-export function writeDicom(ts: string, elements: DicomElement[], pixels?: PixelPayload): Buffer {
+export function writeDicom(ts: string, elements: DicomElement[], pixels?: PixelPayload, options: WriteOptions = {}): Buffer {
   const meta = [
     encodeElement(0x0002, 0x0001, 'OB', Buffer.from([0, 1]), true, true),
     encodeElement(0x0002, 0x0002, 'UI', encodeValue('UI', '1.2.840.10008.5.1.4.1.1.7', true), true, true),
@@ -183,7 +195,7 @@ export function writeDicom(ts: string, elements: DicomElement[], pixels?: PixelP
   ];
   const metaBody = Buffer.concat(meta);
   const groupLen = encodeElement(0x0002, 0x0000, 'UL', encodeValue('UL', metaBody.length, true), true, true);
-  const explicit = ts !== TS.implicitLE;
+  const explicit = options.vr === undefined ? ts !== TS.implicitLE : options.vr === 'explicit';
   const le = ts !== TS.explicitBE;
   const sorted = [...elements].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   const body: Buffer[] = sorted.map(([g, e, vr, v]) => encodeElement(g, e, vr, encodeValue(vr, v, le), explicit, le));
@@ -202,7 +214,9 @@ export function writeDicom(ts: string, elements: DicomElement[], pixels?: PixelP
   }
   let dataset = Buffer.concat(body);
   if (ts === TS.deflatedLE) dataset = deflateRawSync(dataset);
-  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'latin1'), groupLen, metaBody, dataset]);
+  const preamble = Buffer.alloc(128);
+  options.preamble?.copy(preamble, 0, 0, 128);
+  return Buffer.concat([preamble, Buffer.from('DICM', 'latin1'), groupLen, metaBody, dataset]);
 }
 
 export interface ImageAttrs {
@@ -390,4 +404,30 @@ export function ramp(w: number, h: number, range: number, offset = 0): number[] 
   const out: number[] = [];
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) out.push(((x * 7 + y * 13) % range) + offset);
   return out;
+}
+
+/**
+ * A baseline JPEG with its frame's three component ids set to `ids` (in the frame header and the
+ * scan headers) and its JFIF marker removed: how some writers store RGB (ids 0,1,2, no marker).
+ */
+export function withComponentIds(jpeg: Buffer, ids: readonly [number, number, number]): Buffer {
+  const parts: Buffer[] = [jpeg.subarray(0, 2)];
+  const renamed = new Map<number, number>();
+  let p = 2;
+  for (;;) {
+    const marker = jpeg[p + 1] ?? 0;
+    const end = p + 2 + jpeg.readUInt16BE(p + 2);
+    const seg = Buffer.from(jpeg.subarray(p, end));
+    if (marker === 0xc0 || marker === 0xc2) {
+      for (let i = 0; i < 3; i++) {
+        renamed.set(seg[10 + 3 * i] ?? 0, ids[i] ?? 0);
+        seg[10 + 3 * i] = ids[i] ?? 0;
+      }
+    }
+    if (marker === 0xda) for (let j = 0; j < (seg[4] ?? 0); j++) seg[5 + 2 * j] = renamed.get(seg[5 + 2 * j] ?? 0) ?? 0;
+    if (marker !== 0xe0) parts.push(seg);
+    p = end;
+    if (marker === 0xda) break; // one scan (baseline): the entropy-coded data and EOI follow
+  }
+  return Buffer.concat([...parts, jpeg.subarray(p)]);
 }

@@ -163,6 +163,32 @@ describe('bad input is rejected with a code, never a crash', () => {
     await expectCode(enc.subarray(0, enc.length - 200), 'truncated');
   });
 
+  it('a truncated DICOM file whose preamble carries a TIFF header is truncated, not a TIFF error', async () => {
+    const values = new Array<number>(64 * 64).fill(100);
+    const dcm = writeDicom(TS.explicitLE, imageElements({ rows: 64, cols: 64, bitsAllocated: 16 }), { native: le16(values) }, { preamble: Buffer.from([0x49, 0x49, 0x2a, 0x00, 0x08, 0x00, 0x00, 0x00]) });
+    await expectCode(dcm.subarray(0, dcm.length - 1000), 'truncated');
+    await expectCode(dcm.subarray(0, 200), 'truncated'); // inside the file meta information
+    const metaEnd = 144 + dcm.readUInt32LE(140); // after (0002,0000) File Meta Information Group Length and the group
+    await expectCode(dcm.subarray(0, metaEnd), 'truncated'); // right after it
+  });
+
+  it('a DICOM data set without preamble and DICM marker is not-an-image', async () => {
+    const dcm = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }), { native: Buffer.alloc(64), vr: 'OB' });
+    await expectCode(dcm.subarray(132), 'not-an-image');
+  });
+
+  it('a DICOM data set the parser cannot read is dicom-malformed, with the parser\'s message', async () => {
+    const junkSequence = writeDicom(TS.explicitLE, [...imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }), [0x0008, 0x1140, 'SQ', Buffer.from([1, 2, 3, 4, 5, 6, 7, 8])]], { native: Buffer.alloc(64), vr: 'OB' });
+    const r = await expectCode(junkSequence, 'dicom-malformed');
+    expect(r.message).toMatch(/^DICOM data set could not be parsed: dicomParser\.\S+: .*item/);
+    const noSyntax = await expectCode(writeDicom('', imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }), { native: Buffer.alloc(64), vr: 'OB' }), 'dicom-malformed');
+    expect(noSyntax.message).toContain('Transfer Syntax UID (0002,0010)');
+    const paletteWithoutTable = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 8, photometric: 'PALETTE COLOR' }), { native: Buffer.alloc(64), vr: 'OB' });
+    expect((await expectCode(paletteWithoutTable, 'dicom-malformed')).message).toContain('Lookup Table');
+    const noRows = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }).filter(([g, e]) => !(g === 0x0028 && e === 0x0010)), { native: Buffer.alloc(64), vr: 'OB' });
+    expect((await expectCode(noRows, 'dicom-malformed')).message).toContain('Rows/Columns');
+  });
+
   it('DICOM without pixel data is dicom-no-pixel-data', async () => {
     const sr = writeDicom(TS.explicitLE, [[0x0008, 0x0060, 'CS', 'SR'], [0x0010, 0x0010, 'PN', 'Doe^John']]);
     const r = await expectCode(sr, 'dicom-no-pixel-data');
@@ -191,10 +217,12 @@ describe('bad input is rejected with a code, never a crash', () => {
   });
 
   it('unsupported DICOM pixel layouts are unsupported-format', async () => {
-    const palette = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 8, photometric: 'PALETTE COLOR' }), { native: Buffer.alloc(64), vr: 'OB' });
-    await expectCode(palette, 'unsupported-format');
-    const oneBit = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 1 }), { native: Buffer.alloc(8), vr: 'OB' });
-    await expectCode(oneBit, 'unsupported-format');
+    const oneBitColour = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 1, samplesPerPixel: 3, photometric: 'RGB' }), { native: Buffer.alloc(24), vr: 'OB' });
+    await expectCode(oneBitColour, 'unsupported-format');
+    const oneBitJpeg = writeDicom(TS.jpegBaseline, imageElements({ rows: 8, cols: 8, bitsAllocated: 1 }), { fragments: [Buffer.from([0xff, 0xd8, 0xff, 0xd9])] });
+    await expectCode(oneBitJpeg, 'unsupported-format');
+    const twelveBits = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 12 }), { native: Buffer.alloc(96), vr: 'OB' });
+    await expectCode(twelveBits, 'unsupported-format');
   });
 
   it('invalid options are a programming error (TypeError), not a rejection', async () => {

@@ -30,7 +30,7 @@ describe('buildModel', () => {
     expect(a[0]).not.toEqual(c[0]);
   });
 
-  it('builds the peer CNN of DESIGN.md', () => {
+  it('builds the speed-benchmark peer CNN', () => {
     const m = buildModel('peer');
     const summary = m.layers.map((l) => l.getClassName());
     expect(summary).toEqual(['Conv2D', 'MaxPooling2D', 'Conv2D', 'MaxPooling2D', 'Flatten', 'Dense', 'Dense']);

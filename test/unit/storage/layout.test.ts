@@ -1,4 +1,4 @@
-import { CONTAINERS, invalidUploadName, matchTriggerPath, paths, TRIGGER_PATHS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../../../src/storage/layout';
+import { CONTAINERS, INVALID_NAMES_FOLDER, InvalidNameError, invalidUploadName, matchTriggerPath, MAX_BLOB_NAME, paths, TRIGGER_PATHS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../../../src/storage/layout';
 
 const NAMES = ['digit.png', 'batch 7/scan one.dcm', 'Zürich/Bäckerei/ß.png', '患者/画像 1.jpg', 'a/b/c/d.tiff', 'x.npy', 'y.json'];
 
@@ -32,5 +32,37 @@ describe('storage layout', () => {
     ['trailing.', 'ends with'],
   ])('refuses the upload name %j', (name, why) => {
     expect(invalidUploadName(name)).toContain(why);
+  });
+
+  it('accepts upload names up to the length whose records still fit Azure\'s 1,024 characters', () => {
+    const longest = 'x'.repeat(MAX_BLOB_NAME - '.json'.length);
+    expect(invalidUploadName(longest)).toBeUndefined();
+    for (const p of [paths.preprocessed(longest), paths.prediction(longest), paths.flagged(longest), paths.rejected(longest), paths.label(longest)]) expect(p.length).toBeLessThanOrEqual(MAX_BLOB_NAME);
+    expect(invalidUploadName(`${longest}x`)).toContain('longer than 1019');
+  });
+
+  it.each(['../models/current', 'a/../../models/current', './x', '/etc/passwd', 'a\\..\\b', 'nul\u0000', 'x'.repeat(1025)].map((n) => [n.length > 40 ? `${n.length} characters` : JSON.stringify(n), n]))(
+    'refuses to build a path from %s (it could leave its container or is no blob name)',
+    (_label, name) => {
+      for (const build of [paths.preprocessed, paths.prediction, paths.flagged, paths.label, paths.upload, paths.modelCard, paths.runStatus]) {
+        expect(() => build(name)).toThrow(InvalidNameError);
+      }
+    },
+  );
+
+  it('gives a name that cannot carry a record of its own a rejection record under the reserved folder', () => {
+    for (const name of ['x'.repeat(1020), 'x'.repeat(1024), '../models/current', `${INVALID_NAMES_FOLDER}abc`]) {
+      const p = paths.rejected(name);
+      expect(p).toMatch(new RegExp(`^${INVALID_NAMES_FOLDER}[0-9a-f]{64}\\.json$`));
+      expect(paths.rejected(name)).toBe(p); // the same every time: a retry finds its own record
+    }
+    expect(paths.rejected('x'.repeat(1020))).not.toBe(paths.rejected('x'.repeat(1021)));
+    expect(invalidUploadName(`${INVALID_NAMES_FOLDER}abc`)).toContain('reserved');
+  });
+
+  it('keeps poison records of overlong names inside their folder', () => {
+    const p = paths.poison('preprocess', 'uploads', 'x'.repeat(1024));
+    expect(p.length).toBeLessThanOrEqual(MAX_BLOB_NAME);
+    expect(p.startsWith('triage-local-poison/preprocess/uploads/')).toBe(true);
   });
 });

@@ -70,6 +70,9 @@ const convCases: ConvCase[] = [
   { x: [2, 10, 10, 8], w: [3, 3, 8, 8], stride: [2, 1], pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
   { x: [2, 9, 9, 3], w: [3, 3, 3, 8], stride: 2, pad: 'same' }, // kw*cin = 9: the reduction loops
   { x: [1, 3, 3, 4], w: [3, 3, 4, 4], stride: 1, pad: 'valid' }, // one output position
+  // Conv2DBackpropFilter with cin % 4 == 0: one block function looped over taps and channel groups
+  { x: [1, 3, 4, 128], w: [3, 3, 128, 128], stride: 1, pad: 'same' }, // the screening CNN's last block (K = 1152, cout = 128)
+  { x: [2, 7, 6, 8], w: [3, 3, 8, 12], stride: [2, 1], pad: 'same' }, // cout 12: blocks of 8 + 4 channels
 ];
 
 describe.each(convCases)('conv2d x=$x w=$w stride=$stride pad=$pad', ({ x, w, stride, pad }) => {
@@ -169,6 +172,18 @@ describe.each(poolCases)('maxPool x=$x size=$size stride=$stride pad=$pad', ({ x
       return tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, size, stride, pad).sum())(xt);
     });
     expect(err).toBe(0);
+  });
+});
+
+describe('maxPool (the SIMD kernel, c % 4 == 0) with -Infinity and NaN in the input', () => {
+  it.each([[2, 6, 8, 4] as const, [3, 7, 9, 8] as const])('x=%j: NaN never wins, an all -Infinity/NaN window gives -Infinity, as cpu', async (...x) => {
+    const specials = [-Infinity, NaN, 0, 1, 2];
+    const xs = randomArray(sizeOf(x), 17, 0, 5).map((v) => specials[Math.floor(v)] as number);
+    const run = (): tf.Tensor => tf.maxPool(tf.tensor4d(xs, [...x]), 2, 2, 'valid');
+    const [expected] = await onBackend('cpu', run);
+    const [actual] = await onBackend('wasm', run);
+    expect(expected?.some((v) => v === -Infinity)).toBe(true);
+    expect(Array.from(actual ?? [])).toEqual(Array.from(expected ?? []));
   });
 });
 

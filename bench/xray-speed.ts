@@ -1,0 +1,381 @@
+/**
+ * Training and inference speed of the screening CNN ('screen', src/ml/models.ts) on real
+ * radiographs: tfjs on the wasm backend (one thread, the project's kernels) against PyTorch
+ * (bench/torch_screen.py, the same architecture, batch and optimiser) in one run.
+ *
+ *   npm run bench:xray -- <folder with one subfolder per class> [--images 320] [--size 128]
+ *     [--batches 20] [--warmup 3] [--infer-batches 32,64,256] [--rounds 3] [--threads 2]
+ *     [--epochs 15] [--engines wasm,torch[,torch-1t]] [--python /usr/bin/python3]
+ *     [--out bench/results/xray-speed.md | --no-write]
+ *
+ * The parent decodes `--images` radiographs (spread over the classes, in name order) with sharp
+ * to size x size grey, the way the xray profile prepares an upload (greyscale, resized to the
+ * model's input, scaled to [0, 1]), writes them to a temporary file, and runs each engine in its
+ * own process, alternating the order every round: `--batches` timed training steps of batch 32
+ * (Adam 1e-3) after `--warmup`, then inference over all the images at each batch size of
+ * `--infer-batches`. Each engine's figure is its median over the rounds; inference compares each
+ * engine's best batch size. The bars: training >= 0.8x PyTorch on 2 threads, inference >= 1.5x.
+ * torch-1t (PyTorch on one thread) is for contrast: on a busy machine, PyTorch's two OpenMP
+ * threads wait for each other and can be slower than one.
+ * The estimate of wall time to train 5,216 images x E epochs is decoding (at the measured rate)
+ * plus E epochs at the measured wasm training speed; validation passes are not included.
+ * Results go to bench/results/xray-speed.md (date, load, figures) unless --no-write.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/ml/backend';
+import { buildModel } from '../src/ml/models';
+import { findPython } from './python';
+
+const BATCH = 32;
+const ENGINES = ['wasm', 'torch', 'torch-1t'] as const;
+type Engine = (typeof ENGINES)[number];
+
+interface Options {
+  folder: string;
+  images: number;
+  size: number;
+  batches: number;
+  warmup: number;
+  inferBatches: number[];
+  rounds: number;
+  threads: number;
+  epochs: number;
+  python: string | undefined;
+  out: string | undefined;
+  engines: Engine[];
+  engine?: Engine;
+  input?: string;
+}
+
+interface InferFigure {
+  batch: number;
+  imagesPerSec: number;
+  imagesPerCpuSec: number;
+}
+
+interface EngineResult {
+  engine: Engine;
+  detail: string;
+  trainImagesPerSec: number;
+  trainImagesPerCpuSec: number;
+  finalLoss: number;
+  infer: InferFigure[];
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = {
+    folder: '',
+    images: 320,
+    size: 128,
+    batches: 20,
+    warmup: 3,
+    inferBatches: [32, 64, 256],
+    rounds: 3,
+    threads: 2,
+    epochs: 15,
+    python: process.env.TRIAGE_PYTHON,
+    out: path.join(__dirname, '..', '..', 'bench', 'results', 'xray-speed.md'),
+    engines: ['wasm', 'torch'],
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const key = argv[i] as string;
+    const value = argv[i + 1];
+    const int = (): number => {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n <= 0) throw new Error(`${key} expects a positive integer, got ${value}`);
+      i++;
+      return n;
+    };
+    switch (key) {
+      case '--images': o.images = int(); break;
+      case '--size': o.size = int(); break;
+      case '--batches': o.batches = int(); break;
+      case '--warmup': o.warmup = int(); break;
+      case '--rounds': o.rounds = int(); break;
+      case '--threads': o.threads = int(); break;
+      case '--epochs': o.epochs = int(); break;
+      case '--infer-batches':
+        o.inferBatches = String(value).split(',').map((v) => {
+          const n = Number(v);
+          if (!Number.isInteger(n) || n <= 0) throw new Error(`--infer-batches expects positive integers, got ${value}`);
+          return n;
+        });
+        i++;
+        break;
+      case '--python': o.python = String(value); i++; break;
+      case '--out': o.out = String(value); i++; break;
+      case '--no-write': o.out = undefined; break;
+      case '--engines': {
+        const list = String(value).split(',');
+        for (const e of list) if (!(ENGINES as readonly string[]).includes(e)) throw new Error(`unknown engine ${e}; expected ${ENGINES.join(', ')}`);
+        o.engines = list as Engine[];
+        i++;
+        break;
+      }
+      case '--engine': o.engine = value as Engine; i++; break;
+      case '--input': o.input = String(value); i++; break;
+      default:
+        if (key.startsWith('--') || o.folder !== '') throw new Error(`unknown option ${key}`);
+        o.folder = key;
+    }
+  }
+  return o;
+}
+
+/** The decoded images: n x size x size uint8, labels, class names. */
+interface Decoded {
+  pixels: Uint8Array;
+  labels: Uint8Array;
+  classNames: string[];
+  n: number;
+  decodeSeconds: number;
+}
+
+const IMAGE_EXT = /\.(jpe?g|png|webp|tiff?|gif|bmp)$/i;
+
+async function decodeFolder(folder: string, wanted: number, size: number): Promise<Decoded> {
+  const classNames = fs.readdirSync(folder, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  if (classNames.length < 2) throw new Error(`${folder}: expected one subfolder per class (at least two), found ${classNames.length}`);
+  const lists = classNames.map((c) => fs.readdirSync(path.join(folder, c)).filter((f) => IMAGE_EXT.test(f)).sort().map((f) => path.join(folder, c, f)));
+  // Round-robin over the classes, so that every class is there whatever the count.
+  const files: { file: string; label: number }[] = [];
+  for (let i = 0; files.length < wanted && lists.some((l) => i < l.length); i++) {
+    lists.forEach((l, label) => {
+      const file = l[i];
+      if (file !== undefined && files.length < wanted) files.push({ file, label });
+    });
+  }
+  if (files.length < BATCH) throw new Error(`${folder}: ${files.length} images, need at least ${BATCH}`);
+  const pixels = new Uint8Array(files.length * size * size);
+  const labels = new Uint8Array(files.length);
+  const t0 = performance.now();
+  for (const [i, { file, label }] of files.entries()) {
+    const raw = await sharp(file).greyscale().resize(size, size, { fit: 'fill' }).raw().toBuffer();
+    if (raw.length !== size * size) throw new Error(`${file}: decoded to ${raw.length} bytes, expected ${size * size}`);
+    pixels.set(raw, i * size * size);
+    labels[i] = label;
+  }
+  return { pixels, labels, classNames, n: files.length, decodeSeconds: (performance.now() - t0) / 1000 };
+}
+
+function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+/** Child mode: the wasm engine on the decoded file; one JSON line on stdout. */
+async function runWasm(o: Options): Promise<EngineResult> {
+  const info = await initBackend('wasm');
+  const meta = JSON.parse(fs.readFileSync(`${o.input}.json`, 'utf8')) as { n: number; size: number; classNames: string[] };
+  const { n, size, classNames } = meta;
+  const pixels = new Uint8Array(fs.readFileSync(`${o.input}.images`));
+  const labels = new Uint8Array(fs.readFileSync(`${o.input}.labels`));
+  const px = size * size;
+  const floats = (start: number, count: number): Float32Array => {
+    const out = new Float32Array(count * px);
+    for (let i = 0; i < count * px; i++) out[i] = (pixels[start * px + i] as number) / 255;
+    return out;
+  };
+  const model = buildModel('screen', { inputShape: [size, size, 1], classNames });
+  const step = async (i: number): Promise<number> => {
+    const s = (i * BATCH) % Math.max(1, n - BATCH + 1);
+    const x = tf.tensor4d(floats(s, BATCH), [BATCH, size, size, 1]);
+    const y = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from(labels.subarray(s, s + BATCH)), 'int32'), classNames.length).toFloat());
+    const out = await model.trainOnBatch(x, y);
+    tf.dispose([x, y]);
+    return Array.isArray(out) ? (out[0] as number) : out;
+  };
+  for (let i = 0; i < o.warmup; i++) await step(i);
+  let loss = NaN;
+  const c0 = cpuSeconds();
+  const t0 = performance.now();
+  for (let i = 0; i < o.batches; i++) loss = await step(o.warmup + i);
+  const trainS = (performance.now() - t0) / 1000;
+  const trainCpu = cpuSeconds() - c0;
+
+  const infer: InferFigure[] = [];
+  for (const bs of o.inferBatches) {
+    const run = (s: number): void => {
+      const count = Math.min(bs, n - s);
+      const x = tf.tensor4d(floats(s, count), [count, size, size, 1]);
+      const p = tf.tidy(() => model.predict(x, { batchSize: bs }) as tf.Tensor);
+      p.dataSync();
+      tf.dispose([x, p]);
+    };
+    run(0);
+    const c1 = cpuSeconds();
+    const t1 = performance.now();
+    for (let s = 0; s < n; s += bs) run(s);
+    infer.push({ batch: bs, imagesPerSec: n / ((performance.now() - t1) / 1000), imagesPerCpuSec: n / (cpuSeconds() - c1) });
+  }
+  return {
+    engine: 'wasm',
+    detail: `tfjs ${tf.version.tfjs} ${info.name}, ${info.simd === true ? 'SIMD' : 'no SIMD'}, ${info.threads ?? 1} thread, project kernels`,
+    trainImagesPerSec: (o.batches * BATCH) / trainS,
+    trainImagesPerCpuSec: (o.batches * BATCH) / trainCpu,
+    finalLoss: loss,
+    infer,
+  };
+}
+
+function runChild(engine: Engine, o: Options, input: string, classes: number): EngineResult | string {
+  let cmd: string;
+  let args: string[];
+  const common = ['--batches', String(o.batches), '--warmup', String(o.warmup), '--infer-batches', o.inferBatches.join(',')];
+  if (engine === 'torch' || engine === 'torch-1t') {
+    const { python, why } = findPython(o.python);
+    if (python === undefined) return why ?? 'no python';
+    cmd = python;
+    let script = path.join(__dirname, '..', '..', 'bench', 'torch_screen.py');
+    if (!fs.existsSync(script)) script = path.join(__dirname, 'torch_screen.py');
+    args = [script, '--images', `${input}.images`, '--labels', `${input}.labels`, '--size', String(o.size), '--classes', String(classes), '--batch-size', String(BATCH), '--threads', engine === 'torch' ? String(o.threads) : '1', ...common];
+  } else {
+    cmd = process.execPath;
+    args = [__filename, '--engine', engine, '--input', input, ...common];
+  }
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (r.status !== 0 || line === undefined) return `${engine} failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+  return { ...(JSON.parse(line) as EngineResult), engine };
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+function fmt(v: number): string {
+  return v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1);
+}
+
+function minutes(seconds: number): string {
+  return seconds >= 3600 ? `${(seconds / 3600).toFixed(1)} h` : `${(seconds / 60).toFixed(1)} min`;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const o = parseArgs(argv);
+  if (o.engine !== undefined) {
+    if (o.engine !== 'wasm' || o.input === undefined) throw new Error('--engine expects wasm, with --input');
+    process.stdout.write(JSON.stringify(await runWasm(o)) + '\n');
+    return;
+  }
+  if (o.folder === '') throw new Error('usage: npm run bench:xray -- <folder with one subfolder per class> [options]');
+  const load = (): string => os.loadavg().map((l) => l.toFixed(2)).join(', ');
+  const started = new Date();
+  const loadStart = load();
+  const lines: string[] = [];
+  const say = (s: string): void => {
+    console.log(s);
+    lines.push(s);
+  };
+  const data = await decodeFolder(o.folder, o.images, o.size);
+  const decodeRate = data.n / data.decodeSeconds;
+  say(`screening CNN ('screen'): ${o.size}x${o.size}x1, batch ${BATCH}, Adam 1e-3; ${data.n} radiographs from ${o.folder} (${data.classNames.join(', ')}), decoded with sharp at ${fmt(decodeRate)} img/s`);
+  say(`${o.batches} timed training steps after ${o.warmup} warm-up; inference over the ${data.n} images at batch ${o.inferBatches.join(', ')}; ${o.rounds} rounds, engines alternating; medians over rounds`);
+  say(`machine: ${os.cpus().length} logical cores, load average ${loadStart} at start`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xray-speed-'));
+  const input = path.join(dir, 'data');
+  fs.writeFileSync(`${input}.images`, data.pixels);
+  fs.writeFileSync(`${input}.labels`, data.labels);
+  fs.writeFileSync(`${input}.json`, JSON.stringify({ n: data.n, size: o.size, classNames: data.classNames }));
+  const results = new Map<Engine, EngineResult[]>();
+  const notes: string[] = [];
+  try {
+    for (let round = 0; round < o.rounds; round++) {
+      const order = round % 2 === 0 ? [...o.engines] : [...o.engines].reverse();
+      for (const engine of order) {
+        const r = runChild(engine, o, input, data.classNames.length);
+        if (typeof r === 'string') {
+          notes.push(`round ${round + 1}: ${r}`);
+          continue;
+        }
+        results.set(engine, [...(results.get(engine) ?? []), r]);
+        const inf = r.infer.map((f) => `${f.batch}: ${fmt(f.imagesPerSec)}`).join(', ');
+        console.log(`  round ${round + 1} ${engine.padEnd(8)} train ${fmt(r.trainImagesPerSec).padStart(6)} img/s (${fmt(r.trainImagesPerCpuSec)} per CPU-s)  infer img/s by batch ${inf}  loss ${r.finalLoss.toFixed(3)}  ${r.detail}`);
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  interface Summary { train: number; trainCpu: number; infer: Map<number, number>; inferCpu: Map<number, number>; best: number; bestBatch: number; detail: string }
+  const summary = new Map<Engine, Summary>();
+  for (const [engine, rs] of results) {
+    const infer = new Map<number, number>();
+    const inferCpu = new Map<number, number>();
+    for (const bs of o.inferBatches) {
+      infer.set(bs, median(rs.flatMap((r) => r.infer.filter((f) => f.batch === bs).map((f) => f.imagesPerSec))));
+      inferCpu.set(bs, median(rs.flatMap((r) => r.infer.filter((f) => f.batch === bs).map((f) => f.imagesPerCpuSec))));
+    }
+    let bestBatch = o.inferBatches[0] as number;
+    for (const bs of o.inferBatches) if ((infer.get(bs) ?? 0) > (infer.get(bestBatch) ?? 0)) bestBatch = bs;
+    summary.set(engine, {
+      train: median(rs.map((r) => r.trainImagesPerSec)),
+      trainCpu: median(rs.map((r) => r.trainImagesPerCpuSec)),
+      infer,
+      inferCpu,
+      best: infer.get(bestBatch) ?? 0,
+      bestBatch,
+      detail: rs[0]?.detail ?? '',
+    });
+  }
+  say('');
+  say('| engine | training img/s (per CPU-s) | ' + o.inferBatches.map((b) => `inference img/s, batch ${b}`).join(' | ') + ' |');
+  say('|---|---|' + o.inferBatches.map(() => '---').join('|') + '|');
+  for (const [engine, s] of summary) {
+    say(`| ${engine}: ${s.detail} | ${fmt(s.train)} (${fmt(s.trainCpu)}) | ` + o.inferBatches.map((b) => `${fmt(s.infer.get(b) ?? NaN)} (${fmt(s.inferCpu.get(b) ?? NaN)})`).join(' | ') + ' |');
+  }
+  const wasm = summary.get('wasm');
+  say('');
+  for (const peer of ['torch', 'torch-1t'] as const) {
+    const torch = summary.get(peer);
+    if (wasm === undefined || torch === undefined) continue;
+    const tr = wasm.train / torch.train;
+    const inf = wasm.best / torch.best;
+    const bars = peer === 'torch' ? [` (bar >= 0.8: ${tr >= 0.8 ? 'met' : 'NOT met'})`, ` (bar >= 1.5: ${inf >= 1.5 ? 'met' : 'NOT met'})`] : ['', ''];
+    say(`ratios wasm / ${torch.detail}: training ${tr.toFixed(2)}${bars[0]}; inference, best batch of each (wasm ${wasm.bestBatch}, PyTorch ${torch.bestBatch}), ${inf.toFixed(2)}${bars[1]}`);
+    say(`  per CPU-second (less sensitive to other load): training ${(wasm.trainCpu / torch.trainCpu).toFixed(2)}, inference ${(Math.max(...wasm.inferCpu.values()) / Math.max(...torch.inferCpu.values())).toFixed(2)}`);
+  }
+  if (wasm === undefined || ![...summary.keys()].some((e) => e !== 'wasm')) say('no ratio: an engine did not run (see the notes)');
+  if (wasm !== undefined) {
+    const total = 5216;
+    const decode = total / decodeRate;
+    const est = [1, 5, 10, o.epochs].filter((e, i, a) => a.indexOf(e) === i).sort((a, b) => a - b);
+    say(`estimated wall time to train ${total.toLocaleString('en-US')} images on wasm at ${fmt(wasm.train)} img/s, decoding included (${minutes(decode)}), validation excluded: ` + est.map((e) => `${e} epoch${e === 1 ? '' : 's'} ${minutes(decode + (total * e) / wasm.train)}`).join(', '));
+  }
+  for (const n of notes) say(`note: ${n}`);
+  const loadEnd = load();
+  say(`load average at end: ${loadEnd}`);
+  // The command as run, less where it wrote its results.
+  const shown = argv.filter((a, i) => a !== '--out' && argv[i - 1] !== '--out');
+  const reproduce = `npm run bench:xray -- ${shown.join(' ')}`.trimEnd();
+  console.log(`\nreproduce: ${reproduce}`);
+  if (o.out !== undefined) {
+    fs.mkdirSync(path.dirname(o.out), { recursive: true });
+    const md = [
+      '# Screening CNN speed: tfjs wasm against PyTorch',
+      '',
+      `Written by \`${reproduce}\` on ${started.toISOString()}; load average (1, 5, 15 min) ${loadStart} at the start, ${loadEnd} at the end, on ${os.cpus().length} logical cores.`,
+      '',
+      '```',
+      ...lines.filter((l) => !l.startsWith('|') && l !== ''),
+      '```',
+      '',
+      ...lines.filter((l) => l.startsWith('|')),
+      '',
+    ].join('\n');
+    fs.writeFileSync(o.out, md);
+    console.log(`written to ${o.out}`);
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
