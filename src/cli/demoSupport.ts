@@ -1,5 +1,5 @@
 /** What both demos (digits, X-rays) share: a local storage account to run on and the wait for every upload's record. */
-import { STORAGE_SETTING } from '../config';
+import { loadConfig, STORAGE_SETTING } from '../config';
 import type { Config, Env } from '../config';
 import { startAzurite, AzuriteHandle } from '../local/azurite';
 import { EmbeddedRuntime } from '../local/runtime';
@@ -17,6 +17,8 @@ import type { RejectionRecord } from '../handlers/preprocess';
  */
 export async function connectLocalStorage(settings: Env, dataDir: string): Promise<AzuriteHandle | undefined> {
   if (settings[STORAGE_SETTING] !== undefined && settings[STORAGE_SETTING] !== DEV_STORAGE) return undefined;
+  // Settings are checked before Azurite starts: a configuration error is the only thing said.
+  loadConfig({ ...settings, [STORAGE_SETTING]: DEV_STORAGE, TRIAGE_LOCAL_HTTP_PORT: settings.TRIAGE_LOCAL_HTTP_PORT ?? '0' });
   const running = readEndpoint(dataDir);
   let alive = false;
   if (running !== undefined) {

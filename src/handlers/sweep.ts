@@ -84,6 +84,7 @@ export async function handleSweep(deps: Deps, log: Log, opts: SweepOptions = {})
   } else {
     for (const name of preprocessed) if (!predicted.has(name)) report.stillWaiting++;
   }
-  log.info(`sweep: ${report.uploadsRedriven} uploads re-driven, ${report.imagesScored} images scored, ${report.stillWaiting} waiting, ${report.errors} errors`);
+  // Every 30 seconds by default: a line only when the sweep did something (the report says the rest).
+  if (report.uploadsRedriven + report.imagesScored + report.errors > 0) log.info(`sweep: ${report.uploadsRedriven} uploads re-driven, ${report.imagesScored} images scored, ${report.stillWaiting} waiting, ${report.errors} errors`);
   return report;
 }

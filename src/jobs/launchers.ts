@@ -313,7 +313,8 @@ export interface TrainerCommand {
   args: string[];
 }
 
-const TS_BOOT = `
+/** Node code that makes require() compile .ts files in memory (the typescript package's path in TRIAGE_TS_COMPILER). */
+export const TS_TRANSPILE_HOOK = `
 const ts = require(process.env.TRIAGE_TS_COMPILER);
 const fs = require('node:fs');
 require.extensions['.ts'] = function (module, filename) {
@@ -323,6 +324,9 @@ require.extensions['.ts'] = function (module, filename) {
   });
   module._compile(out.outputText, filename);
 };
+`;
+
+const TS_BOOT = `${TS_TRANSPILE_HOOK}
 const args = JSON.parse(process.env.TRIAGE_TS_ARGS);
 require(process.env.TRIAGE_TS_MAIN).run(['node', 'triage', ...args]).then((code) => process.exit(code), (err) => { console.error(err); process.exit(1); });
 `;

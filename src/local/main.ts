@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { ConfigError, loadConfig, STORAGE_SETTING } from '../config';
 import { startAzurite, AzuriteHandle } from './azurite';
-import { EmbeddedRuntime } from './runtime';
+import { checkHttpPort, EmbeddedRuntime } from './runtime';
 import { reviewPageUrl } from '../handlers/reviewPage';
 import { acquireDataLock, DataDirLockedError, DataLock } from './dataLock';
 import { DEV_STORAGE, mergedSettings, projectRoot, removeEndpoint, writeEndpoint } from './settings';
@@ -25,13 +25,20 @@ async function main(): Promise<void> {
   };
   process.once('exit', cleanUp);
   try {
-    if (settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE) {
-      const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
-      lock = await acquireDataLock(dataDir);
+    // Every setting is checked, the data folder locked and the HTTP port tried before Azurite
+    // starts: a configuration error (or the runtime holding the folder) is the only thing said,
+    // and nothing is left running.
+    const embedded = settings[STORAGE_SETTING] === undefined || settings[STORAGE_SETTING] === DEV_STORAGE;
+    const checked = loadConfig(embedded ? { ...settings, [STORAGE_SETTING]: DEV_STORAGE } : settings);
+    const dataDir = path.resolve(projectRoot(), settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite');
+    if (embedded) lock = await acquireDataLock(dataDir);
+    await checkHttpPort(checked.localHttpPort);
+    let azuriteLine: string | undefined;
+    if (embedded && lock !== undefined) {
       azurite = await startAzurite({ location: dataDir });
       settings[STORAGE_SETTING] = azurite.connectionString;
       lock.update({ ...(azurite.pid !== undefined ? { azuritePid: azurite.pid } : {}), storage: azurite.blobEndpoint });
-      console.log(`Azurite (blob) on http://127.0.0.1:${azurite.port}, data in ${dataDir}`);
+      azuriteLine = `Azurite (blob) on http://127.0.0.1:${azurite.port}, data in ${dataDir}`;
     }
     const config = loadConfig(settings);
     const runtime = await EmbeddedRuntime.start({
@@ -53,6 +60,7 @@ async function main(): Promise<void> {
         started: new Date().toISOString(),
       });
     }
+    if (azuriteLine !== undefined) console.log(azuriteLine);
     console.log(`Functions: ${runtime.functions.map((f) => f.name).join(', ')}`);
     if (runtime.httpPort !== 0) console.log(`HTTP functions on http://127.0.0.1:${runtime.httpPort}/api/`);
     if (runtime.httpPort !== 0) {

@@ -14,7 +14,7 @@ import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { Cron } from 'croner';
 import { HttpRequest, HttpResponse, InvocationContext } from '@azure/functions';
-import type { Config, Env } from '../config';
+import { ConfigError, type Config, type Env } from '../config';
 import { buildDeps, Deps, runWithDeps } from '../composition';
 import { BlobData, BlobStore, isUnreachable } from '../storage/blobStore';
 import { HOST_CONTAINER, matchTriggerPath, paths } from '../storage/layout';
@@ -55,6 +55,7 @@ interface Attempts {
   notBefore: number;
 }
 
+const HTTP_PORT_SETTING = 'TRIAGE_LOCAL_HTTP_PORT';
 const RECEIPT_FLUSH_MS = 5000;
 /** Bytes of written blobs held for delivery at most (beyond it, work items download as scanned ones do). */
 const MAX_HELD_BYTES = 64 * 2 ** 20;
@@ -134,10 +135,15 @@ export class EmbeddedRuntime {
   /** Creates the containers, loads receipts, and starts every trigger. */
   static async start(opts: RuntimeOptions): Promise<EmbeddedRuntime> {
     const rt = new EmbeddedRuntime(opts);
-    await rt.store.ensureContainers([HOST_CONTAINER]);
-    await rt.loadReceipts();
-    rt.startTimers();
-    await rt.startHttp(opts.config.localHttpPort);
+    try {
+      await rt.store.ensureContainers([HOST_CONTAINER]);
+      await rt.loadReceipts();
+      rt.startTimers();
+      await rt.startHttp(opts.config.localHttpPort);
+    } catch (err) {
+      await rt.stop();
+      throw err;
+    }
     rt.scheduleScan(0);
     rt.flushTimer = setInterval(() => void rt.flushReceipts(), RECEIPT_FLUSH_MS);
     rt.log.info(`embedded runtime ${rt.deps.instanceId}: ${rt.functions.map((f) => `${f.name} (${f.trigger.kind})`).join(', ')}`);
@@ -473,7 +479,7 @@ export class EmbeddedRuntime {
       void this.serveHttp(httpFns, req, res);
     });
     await new Promise<void>((resolve, reject) => {
-      this.server?.once('error', reject);
+      this.server?.once('error', (err) => reject(portError(port, err)));
       this.server?.listen(port, '127.0.0.1', () => resolve());
     });
     const addr = this.server.address();
@@ -605,6 +611,26 @@ export class EmbeddedRuntime {
     await this.flushReceipts();
     await closing;
   }
+}
+
+/**
+ * A port the HTTP functions cannot listen on is a configuration error (naming the setting and the
+ * port), not a stack trace; other listen errors pass through.
+ */
+export function portError(port: number, err: Error & { code?: string }): Error {
+  if (err.code === 'EADDRINUSE') return new ConfigError(HTTP_PORT_SETTING, String(port), `a free port: ${port} is in use by another program (stop it, or set ${HTTP_PORT_SETTING} to another port, or 0 for any free port)`);
+  if (err.code === 'EACCES') return new ConfigError(HTTP_PORT_SETTING, String(port), `a port this user may listen on: ${port} needs privileges (use a port above 1023, or 0 for any free port)`);
+  return err;
+}
+
+/** Resolves when `port` can be listened on (127.0.0.1); rejects with portError's ConfigError if not. Port 0 always can. */
+export async function checkHttpPort(port: number): Promise<void> {
+  if (port === 0) return;
+  const probe = http.createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', (err) => reject(portError(port, err)));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
+  });
 }
 
 /** Bytes a request body may have in the embedded runtime (routes set lower limits: src/handlers/http.ts). */

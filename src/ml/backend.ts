@@ -145,6 +145,16 @@ async function select(preferred: BackendName | undefined, log: (msg: string) => 
 }
 
 /**
+ * Silences tfjs's own console notes, the "Hi, looks like you are running TensorFlow.js in Node.js"
+ * banner (printed on the first use of its cpu backend) among them: for code that picks its
+ * backend on purpose and says which one it picked. tfjs's PROD flag gates only those notes (in
+ * tfjs 4.22: its warn and log helpers and two platform notes), nothing that computes.
+ */
+export function quietTfjsNotes(): void {
+  tf.env().set('PROD', true);
+}
+
+/**
  * Chooses and initialises the tfjs backend (see the file comment for the order) and returns what
  * was chosen. Idempotent: later calls return the same info; forcing a different backend after the
  * choice is an error.
@@ -153,6 +163,7 @@ export async function initBackend(preferred?: BackendName, log: (msg: string) =>
   if (preferred !== undefined && !BACKEND_NAMES.includes(preferred)) {
     throw new Error(`unknown ML backend '${String(preferred)}'; expected one of ${BACKEND_NAMES.join(', ')}`);
   }
+  quietTfjsNotes();
   if (pending === undefined) {
     const started = select(preferred, log, opts).then((info) => {
       chosen = info;

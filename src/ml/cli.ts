@@ -26,7 +26,7 @@ import { AugmentOptions, EpochStats, TrainResult, balancedClassWeights, train } 
 import { EvaluationReport, evaluateModel } from './evaluate';
 import { writePlots } from './plots';
 import { TrainingDefaults, XRAY_DEFAULTS } from './defaults';
-import { ModelCard, cardFieldsFromReport, loadModel, loadModelFromDir, makeVersion, saveModel, saveModelToDir } from './modelStore';
+import { ModelCard, cardFieldsFromReport, loadModel, loadModelFromDir, makeVersion, saveModel, saveModelToDir, selectiveUnreached } from './modelStore';
 
 /** What the ML backend selection reports (a subset of src/ml/backend.ts's BackendInfo). */
 export type MlBackendInfo = Pick<BackendInfo, 'name' | 'tfjsVersion'> & { detail?: string };
@@ -196,7 +196,7 @@ export function describeReport(r: EvaluationReport): string[] {
     const s = r.selective;
     lines.push(
       s.threshold === null
-        ? `selective: no confidence threshold reaches ${pct(s.targetError)} error on validation data: review everything`
+        ? `selective: ${selectiveUnreached(r)}`
         : `selective (target error ${pct(s.targetError)}, threshold ${s.threshold.toFixed(6)} from validation): test coverage ${pct(s.test.coverage)}, error among accepted ${pct(s.test.risk)} (${s.test.errors}/${s.test.accepted})`,
     );
   }

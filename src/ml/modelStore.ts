@@ -67,7 +67,13 @@ export interface ModelCard {
   /** Chosen on validation data, in calibrated-confidence space. */
   thresholds: {
     /** Auto-accept a prediction when calibrated confidence >= threshold (null: review everything). */
-    selective?: { targetError: number; threshold: number | null; validationCoverage: number };
+    selective?: {
+      targetError: number;
+      threshold: number | null;
+      validationCoverage: number;
+      /** Present when no threshold reaches the target error on validation data: says so, and what follows. */
+      unreached?: string;
+    };
     /** Two-class models: flag for review when calibrated p(positive) >= threshold. */
     screening?: {
       positiveClass: string;
@@ -102,12 +108,29 @@ export function cardFieldsFromReport(r: EvaluationReport): Pick<ModelCard, 'metr
     },
     temperature: r.calibration.temperature,
     thresholds: {
-      ...(r.selective ? { selective: { targetError: r.selective.targetError, threshold: r.selective.threshold, validationCoverage: r.selective.coverage } } : {}),
+      ...(r.selective
+        ? {
+            selective: {
+              targetError: r.selective.targetError,
+              threshold: r.selective.threshold,
+              validationCoverage: r.selective.coverage,
+              ...(r.selective.threshold === null ? { unreached: selectiveUnreached(r) } : {}),
+            },
+          }
+        : {}),
       ...(r.screening
         ? { screening: screeningCardFields(r.screening) }
         : {}),
     },
   };
+}
+
+/** What a card and the output say when no confidence threshold reaches the target error on validation data. */
+export function selectiveUnreached(r: Pick<EvaluationReport, 'selective' | 'screening'>): string {
+  const target = `${(100 * (r.selective?.targetError ?? 0)).toFixed(2)}%`;
+  return `no confidence threshold reaches the target error of ${target} on validation data: ${
+    r.screening ? "not this model's review rule (the screening threshold is)" : 'every prediction is flagged for review'
+  }`;
 }
 
 function screeningCardFields(s: NonNullable<EvaluationReport['screening']>): NonNullable<ModelCard['thresholds']['screening']> {

@@ -54,17 +54,29 @@ export function riskCoverageSpec(r: Pick<EvaluationReport, 'riskCoverage' | 'aur
       },
     },
   ];
-  if (r.selective && r.selective.threshold !== null) {
+  if (r.selective) {
+    const s = r.selective;
+    const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+    const legend = { orient: 'bottom', direction: 'vertical', labelLimit: 480, title: null };
     layers.push({
-      data: { values: [{ coverage: r.selective.test.coverage, risk: r.selective.test.risk }] },
-      mark: { type: 'point', filled: true, color: 'firebrick', size: 60 },
-      encoding: { x: { field: 'coverage', type: 'quantitative' }, y: { field: 'risk', type: 'quantitative' } },
+      data: { values: [{ risk: s.targetError, label: s.threshold === null ? `target error ${pct(s.targetError)}: no threshold reaches it on validation data` : `target error ${pct(s.targetError)} (threshold chosen on validation data)` }] },
+      mark: { type: 'rule', color: 'firebrick' },
+      encoding: {
+        y: { field: 'risk', type: 'quantitative' },
+        strokeDash: { field: 'label', type: 'nominal', scale: { range: [[4, 4]] }, legend },
+      },
     });
-    layers.push({
-      data: { values: [{ risk: r.selective.targetError }] },
-      mark: { type: 'rule', strokeDash: [4, 4], color: 'firebrick' },
-      encoding: { y: { field: 'risk', type: 'quantitative' } },
-    });
+    if (s.threshold !== null) {
+      layers.push({
+        data: { values: [{ coverage: s.test.coverage, risk: s.test.risk, label: `operating point on the test data: threshold ${s.threshold.toFixed(4)}, coverage ${pct(s.test.coverage)}, error ${pct(s.test.risk)}` }] },
+        mark: { type: 'point', filled: true, color: 'firebrick', size: 60 },
+        encoding: {
+          x: { field: 'coverage', type: 'quantitative' },
+          y: { field: 'risk', type: 'quantitative' },
+          shape: { field: 'label', type: 'nominal', legend },
+        },
+      });
+    }
   }
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
@@ -77,29 +89,62 @@ export function riskCoverageSpec(r: Pick<EvaluationReport, 'riskCoverage' | 'aur
 
 export function reliabilitySpec(r: Pick<EvaluationReport, 'calibration'>): VegaLiteSpec {
   const c = r.calibration;
+  // Each bin's count bar: the left half of the bin for "before", the right half for "after".
   const rows = [
-    ...c.reliabilityBefore.map((b) => ({ ...b, mid: (b.lower + b.upper) / 2, series: `before (ECE ${c.eceBefore.toFixed(4)})` })),
-    ...c.reliabilityAfter.map((b) => ({ ...b, mid: (b.lower + b.upper) / 2, series: `after T=${c.temperature.toFixed(3)} (ECE ${c.eceAfter.toFixed(4)})` })),
-  ].filter((b) => b.count > 0);
+    ...c.reliabilityBefore.map((b) => ({ ...b, x0: b.lower, x1: (b.lower + b.upper) / 2, series: `before (ECE ${c.eceBefore.toFixed(4)})` })),
+    ...c.reliabilityAfter.map((b) => ({ ...b, x0: (b.lower + b.upper) / 2, x1: b.upper, series: `after T=${c.temperature.toFixed(3)} (ECE ${c.eceAfter.toFixed(4)})` })),
+  ]
+    .filter((b) => b.count > 0)
+    .map((b) => ({ ...b, mid: (b.x0 + b.x1) / 2 }));
+  const color = { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', direction: 'vertical', labelLimit: 400 } };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: 'Reliability diagram',
-    width: 300,
-    height: 300,
-    layer: [
+    title: 'Reliability diagram (below: images per confidence bin)',
+    data: { values: rows },
+    vconcat: [
       {
-        data: { values: [{ x: 0, y: 0 }, { x: 1, y: 1 }] },
-        mark: { type: 'line', strokeDash: [4, 4], color: 'gray' },
-        encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative' } },
+        width: 360,
+        height: 300,
+        layer: [
+          {
+            data: { values: [{ x: 0, y: 0 }, { x: 1, y: 1 }] },
+            mark: { type: 'line', strokeDash: [4, 4], color: 'gray' },
+            encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative' } },
+          },
+          {
+            mark: { type: 'line', point: true },
+            encoding: {
+              x: { field: 'confidence', type: 'quantitative', scale: { domain: [0, 1] }, title: 'mean confidence' },
+              y: { field: 'accuracy', type: 'quantitative', scale: { domain: [0, 1] }, title: 'accuracy' },
+              color,
+            },
+          },
+        ],
       },
       {
-        data: { values: rows },
-        mark: { type: 'line', point: true },
-        encoding: {
-          x: { field: 'confidence', type: 'quantitative', scale: { domain: [0, 1] }, title: 'mean confidence' },
-          y: { field: 'accuracy', type: 'quantitative', scale: { domain: [0, 1] }, title: 'accuracy' },
-          color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', direction: 'vertical', labelLimit: 400 } },
-        },
+        // How many images each point stands for: a point of 3 images says little.
+        width: 360,
+        height: 90,
+        layer: [
+          {
+            mark: { type: 'rect', opacity: 0.6 },
+            encoding: {
+              x: { field: 'x0', type: 'quantitative', scale: { domain: [0, 1] }, title: 'confidence bin' },
+              x2: { field: 'x1' },
+              y: { field: 'count', type: 'quantitative', scale: { type: 'symlog' }, title: 'images' },
+              color,
+            },
+          },
+          {
+            mark: { type: 'text', dy: -5, fontSize: 7 },
+            encoding: {
+              x: { field: 'mid', type: 'quantitative' },
+              y: { field: 'count', type: 'quantitative' },
+              text: { field: 'count', type: 'quantitative' },
+              color,
+            },
+          },
+        ],
       },
     ],
   };

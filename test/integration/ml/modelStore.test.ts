@@ -3,6 +3,7 @@ import { freshStore } from '../../helpers/azurite';
 import { BlobStore } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
 import { buildModel } from '../../../src/ml/models';
+import { quietTfjsNotes } from '../../../src/ml/backend';
 import { ModelCard, currentVersion, loadModel, readCard, saveModel } from '../../../src/ml/modelStore';
 import { encodeNpy } from '../../../src/imaging/npy';
 import { loadBlobDataset } from '../../../src/ml/data/blob';
@@ -26,6 +27,7 @@ function card(version: string): ModelCard {
 describe('model store on Blob Storage', () => {
   let store: BlobStore;
   beforeAll(async () => {
+    quietTfjsNotes();
     await tf.setBackend('cpu');
     store = await freshStore();
   });

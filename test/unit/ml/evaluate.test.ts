@@ -1,4 +1,6 @@
 import { classificationMetrics, evaluateProbabilities, positiveClassIndex } from '../../../src/ml/evaluate';
+import { cardFieldsFromReport } from '../../../src/ml/modelStore';
+import { describeReport } from '../../../src/ml/cli';
 
 describe('classification metrics', () => {
   it('computes accuracy, per-class precision/recall and the confusion matrix by hand', () => {
@@ -55,5 +57,30 @@ describe('evaluateProbabilities', () => {
     expect(positiveClassIndex(['normal', 'Abnormal'])).toBe(1);
     expect(positiveClassIndex(['a', 'b', 'c'])).toBeUndefined();
     expect(() => positiveClassIndex(['a', 'b'], 'z')).toThrow(/not one of/);
+  });
+});
+
+describe('a selective threshold that cannot reach its target on validation', () => {
+  // Three classes, so no screening rule: the most confident validation prediction is already wrong.
+  const probs = [0.1, 0.8, 0.1, 0.7, 0.2, 0.1, 0.2, 0.2, 0.6, 0.3, 0.4, 0.3];
+  const labels = [0, 1, 0, 1];
+  const report = evaluateProbabilities({ probs, labels, source: 't' }, ['a', 'b', 'c'], { probs, labels }, { targetSelectiveError: 0.005 });
+
+  it('says so in the model card and in the printed report', () => {
+    expect(report.selective?.threshold).toBeNull();
+    const card = cardFieldsFromReport(report);
+    expect(card.thresholds.selective).toEqual({
+      targetError: 0.005,
+      threshold: null,
+      validationCoverage: 0,
+      unreached: 'no confidence threshold reaches the target error of 0.50% on validation data: every prediction is flagged for review',
+    });
+    expect(describeReport(report)).toContain(`selective: ${card.thresholds.selective?.unreached}`);
+  });
+
+  it('leaves the card without the note when the target is reached', () => {
+    const reached = evaluateProbabilities({ probs, labels, source: 't' }, ['a', 'b', 'c'], { probs, labels }, { targetSelectiveError: 0.8 });
+    expect(reached.selective?.threshold).not.toBeNull();
+    expect(cardFieldsFromReport(reached).thresholds.selective).not.toHaveProperty('unreached');
   });
 });

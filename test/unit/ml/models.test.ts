@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { buildModel, MODEL_NAMES, reseedDropout } from '../../../src/ml/models';
+import { quietTfjsNotes } from '../../../src/ml/backend';
 
 beforeAll(async () => {
+  quietTfjsNotes();
   await tf.setBackend('cpu');
 });
 

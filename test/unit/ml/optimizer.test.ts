@@ -3,12 +3,14 @@ import '@tensorflow/tfjs-backend-wasm';
 import { FusedAdam, ADAM_UPDATE_KERNEL } from '../../../src/ml/optimizer';
 import { setSimdKernelsEnabled, simdRuntime } from '../../../src/ml/kernels/simdKernels';
 import { randomArray, relError } from './kernels/compare';
+import { quietTfjsNotes } from '../../../src/ml/backend';
 
 /**
  * Trains the same tiny model (a dense layer and a bias under a non-linear loss) for a few steps
  * with an optimizer and returns the final variables, the optimizer's state and the kernels run.
  */
 async function run(backend: 'cpu' | 'wasm', make: (lr: number) => tf.Optimizer): Promise<{ vars: Float32Array[]; state: Float32Array[]; kernels: string[] }> {
+  quietTfjsNotes();
   if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} did not initialise`);
   const w = tf.variable(tf.tensor2d(randomArray(12 * 5, 1), [12, 5]));
   const b = tf.variable(tf.tensor1d(randomArray(5, 2)));
