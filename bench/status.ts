@@ -13,7 +13,7 @@ import { EmbeddedRuntime } from '../src/local/runtime';
 import { loadFunctionApp } from '../src/local/functionApp';
 import { BlobStore } from '../src/storage/blobStore';
 import { CONTAINERS, paths } from '../src/storage/layout';
-import { collectStatus } from '../src/handlers/status';
+import { collectStatus } from '../src/storage/records/status';
 import { mapLimit } from '../src/util/mapLimit';
 
 function arg(name: string, dflt: number): number {

@@ -8,15 +8,17 @@ import { Command, CommanderError } from 'commander';
 import cliProgress from 'cli-progress';
 import { ConfigError, loadConfig, loadImagingConfig } from '../config';
 import { BlobStore } from '../storage/blobStore';
-import { collectStatus } from '../handlers/status';
+import { collectStatus } from '../storage/records/status';
 import { mergedSettings, resolveLocalStorage } from '../local/settings';
 import { planUpload, uploadAll, UsageError } from './upload';
 import { writeSamples } from './samples';
 import os from 'node:os';
 import { buildDeps, Deps } from '../composition';
 import { handleLabel, handleWorklist } from '../handlers/review';
+import { handleInfer } from '../handlers/infer';
+import { handlePreprocess } from '../handlers/preprocess';
 import { handleSweep } from '../handlers/sweep';
-import { consoleLog } from '../handlers/types';
+import { consoleLog } from '../util/log';
 import { listVersions, promote, readCurrent, RegistryError, rollback } from '../registry/registry';
 import { registerMlCommands } from '../ml/cli';
 import { registerRetrainCommands } from '../jobs/cli';
@@ -153,7 +155,7 @@ export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
     .description('Score images that waited for a model and re-drive uploads that have no record (what the sweep timer does).')
     .option('--grace <seconds>', 'leave uploads younger than this to their own event', '120')
     .action(async (opts: { grace: string }) => {
-      const r = await handleSweep(lazyDeps(), consoleLog, { graceMs: Number(opts.grace) * 1000 });
+      const r = await handleSweep({ preprocess: handlePreprocess, infer: handleInfer }, lazyDeps(), consoleLog, { graceMs: Number(opts.grace) * 1000 });
       console.log(JSON.stringify(r));
       if (r.errors > 0) process.exitCode = 1;
     });

@@ -15,7 +15,7 @@ import type { Command } from 'commander';
 import type { Deps } from '../composition';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
-import { consoleLog, Log } from '../handlers/types';
+import { consoleLog, Log } from '../util/log';
 import { handleRetrain } from '../handlers/retrain';
 import { Launcher, launcherFor, TrainerState } from './launchers';
 import { startRun } from './start';

@@ -27,7 +27,7 @@ import type { Config, Env, TrainerJobConfig } from '../config';
 import { STORAGE_SETTING } from '../config';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
-import type { Log } from '../handlers/types';
+import type { Log } from '../util/log';
 import { isFinished, LaunchRecord, markFailed, readStatus } from './runs';
 
 export interface LaunchInfo {

@@ -23,8 +23,8 @@
 import type { Config } from '../config';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
-import { SOURCE_SHA_KEY } from '../storage/records';
-import type { Log } from '../handlers/types';
+import { SOURCE_SHA_KEY } from '../storage/records/write';
+import type { Log } from '../util/log';
 import { decodeNpy } from '../imaging/npy';
 import { PROFILE_VERSIONS } from '../imaging/profiles';
 import { BackendInfo, initBackend } from '../ml/backend';

@@ -18,7 +18,7 @@ import { ConfigError, type Config, type Env } from '../config';
 import { buildDeps, Deps, runWithDeps } from '../composition';
 import { BlobData, BlobStore, isUnreachable } from '../storage/blobStore';
 import { HOST_CONTAINER, matchTriggerPath, paths } from '../storage/layout';
-import type { Log } from '../handlers/types';
+import type { Log } from '../util/log';
 import { errorResponse } from '../handlers/http';
 import { loadFunctionApp, LoadedFunction } from './functionApp';
 

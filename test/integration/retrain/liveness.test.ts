@@ -13,7 +13,7 @@ import { Command } from 'commander';
 import { loadConfig } from '../../../src/config';
 import { buildDeps, Deps } from '../../../src/composition';
 import { handleGetRun, handleRetrain } from '../../../src/handlers/retrain';
-import type { Log } from '../../../src/handlers/types';
+import type { Log } from '../../../src/util/log';
 import { registerRetrainCommands } from '../../../src/jobs/cli';
 import { AzureJobLauncher, containerAppsJobsApi, ExecutionTemplate, JobsApi, Launcher, LocalLauncher } from '../../../src/jobs/launchers';
 import { readStatus, updateStatus } from '../../../src/jobs/runs';

@@ -1,4 +1,4 @@
-/** What every handler gets besides its input: a logger. Handlers never touch `process.env`. */
+/** The logger every layer is handed (handlers, jobs, the model cache): handlers never touch `process.env` or the console. */
 export interface Log {
   info(message: string, ...rest: unknown[]): void;
   warn(message: string, ...rest: unknown[]): void;
