@@ -102,7 +102,7 @@ export function azureTrainerEnv(config: Config, job: TrainerJobConfig, runId: st
     TRIAGE_PROFILE: config.profile,
     TRIAGE_XRAY_SIZE: String(config.xraySize),
     RUN_ID: runId,
-  } as Record<(typeof TRAINER_ENV_KEYS)[number], string>;
+  };
 }
 
 /** The local trainer's environment: this process's storage connection and settings, plus RUN_ID. */

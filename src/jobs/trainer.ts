@@ -159,7 +159,7 @@ function pack(parts: { images: LabeledImages | undefined; loaded: Loaded[] }, cl
 
 /** Trains, judges and (maybe) promotes the candidate of a queued run. Returns the final status. */
 export async function runTrainJob(runId: string, deps: TrainerDeps, opts: TrainerOptions = {}): Promise<RunStatus> {
-  const { store, config, log } = deps;
+  const { store, log } = deps;
   const now = deps.now ?? (() => new Date());
   const t0 = performance.now();
   const timings: Record<string, number> = {};

@@ -553,7 +553,7 @@ export class EmbeddedRuntime {
       try {
         this.stats.invocations++;
         const result = await runWithDeps(this.deps, () => Promise.resolve(fn.callback(request, context)));
-        const response = result instanceof HttpResponse ? result : new HttpResponse((result ?? {}) as ConstructorParameters<typeof HttpResponse>[0]);
+        const response = result instanceof HttpResponse ? result : new HttpResponse((result ?? {}));
         const body = Buffer.from(await response.arrayBuffer());
         const outHeaders: Record<string, string> = {};
         response.headers.forEach((v, h) => {

@@ -176,7 +176,7 @@ function snapshot(store: BlobStore, prefix: string, maxAgeMs: number): Promise<S
     // A failed refresh behind a served snapshot is retried by the next request, not thrown at nobody.
     s.refreshing.catch(() => undefined);
   }
-  return s.current !== undefined ? Promise.resolve(s.current) : (s.refreshing as Promise<Snapshot>);
+  return s.current !== undefined ? Promise.resolve(s.current) : (s.refreshing);
 }
 
 /** Starts the listing of the whole worklist if this instance has none yet (the page calls it as it loads). */

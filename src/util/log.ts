@@ -1,8 +1,8 @@
 /** The logger every layer is handed (handlers, jobs, the model cache): handlers never touch `process.env` or the console. */
 export interface Log {
-  info(message: string, ...rest: unknown[]): void;
-  warn(message: string, ...rest: unknown[]): void;
-  error(message: string, ...rest: unknown[]): void;
+  info: (message: string, ...rest: unknown[]) => void;
+  warn: (message: string, ...rest: unknown[]) => void;
+  error: (message: string, ...rest: unknown[]) => void;
 }
 
 export const consoleLog: Log = {
