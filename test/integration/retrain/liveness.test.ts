@@ -14,7 +14,7 @@ import { loadConfig } from '../../../src/config';
 import { buildDeps, Deps } from '../../../src/composition';
 import { handleGetRun, handleRetrain } from '../../../src/handlers/retrain';
 import type { Log } from '../../../src/util/log';
-import { registerRetrainCommands } from '../../../src/jobs/cli';
+import { registerRetrainCommands } from '../../../src/cli/commands/retrain';
 import { AzureJobLauncher, containerAppsJobsApi, ExecutionTemplate, JobsApi, Launcher, LocalLauncher } from '../../../src/jobs/launchers';
 import { readStatus, updateStatus } from '../../../src/jobs/runs';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
