@@ -31,7 +31,7 @@ param location string
 @description('Resource group name; empty = rg-{environmentName}.')
 param resourceGroupName string = ''
 
-@description('Optional: principal (object id) given Storage Blob Data Contributor for uploads; azd passes the signed-in user.')
+@description('Optional: principal (object id) given Storage Blob Data Contributor on each pipeline container (not the host\'s or the deployment package\'s); azd passes the signed-in user.')
 param principalId string = ''
 
 @allowed([
@@ -292,6 +292,9 @@ module roles 'modules/roles.bicep' = {
     trainerPrincipalId: trainerIdentity.outputs.principalId
     eventGridPrincipalId: storage.outputs.systemTopicPrincipalId
     deadLetterContainerName: storage.outputs.deadLetterContainerName
+    pipelineContainerNames: storage.outputs.containerNames
+    hostContainerNames: storage.outputs.hostContainerNames
+    deploymentContainerName: storage.outputs.deploymentContainerName
     operatorPrincipalId: principalId
     operatorPrincipalType: principalType
   }

@@ -43,6 +43,14 @@ var appContainers = [
   deadLetterContainerName
 ]
 
+// The Functions host's own containers (HOST_CONTAINER in src/storage/layout.ts, and the key store of
+// AzureWebJobsSecretStorageType=blob). Created here so that the function identity needs a role on
+// these two containers only (modules/roles.bicep), never the right to create containers.
+var hostContainers = [
+  'azure-webjobs-hosts'
+  'azure-webjobs-secrets'
+]
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
   location: location
@@ -86,6 +94,16 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
   for containerName in appContainers: {
+    parent: blobService
+    name: containerName
+    properties: {
+      publicAccess: 'None'
+    }
+  }
+]
+
+resource hostContainerResources 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for containerName in hostContainers: {
     parent: blobService
     name: containerName
     properties: {
@@ -165,4 +183,6 @@ output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output systemTopicName string = systemTopic.name
 output systemTopicPrincipalId string = systemTopic.identity.principalId
 output containerNames array = appContainers
+output hostContainerNames array = hostContainers
+output deploymentContainerName string = deploymentContainer.name
 output deadLetterContainerName string = deadLetterContainerName
