@@ -116,12 +116,10 @@ resource containerEnvironment 'Microsoft.App/managedEnvironments@2025-01-01' = {
   location: location
   tags: tags
   properties: {
+    // Logs go through Azure Monitor (the diagnostic setting below), so neither the deployment nor
+    // the environment ever holds the workspace's shared key.
     appLogsConfiguration: {
-      destination: 'log-analytics'
-      logAnalyticsConfiguration: {
-        customerId: workspace.properties.customerId
-        sharedKey: workspace.listKeys().primarySharedKey
-      }
+      destination: 'azure-monitor'
     }
     // A GPU profile can be added to an existing environment in most regions; changing the type of
     // this one (the job is pinned to it by name) may need the environment recreated
@@ -137,6 +135,27 @@ resource containerEnvironment 'Microsoft.App/managedEnvironments@2025-01-01' = {
       }
     ]
     zoneRedundant: false
+  }
+}
+
+// The environment's console and system logs (the trainer's output among them) in the workspace's
+// ContainerAppConsoleLogs and ContainerAppSystemLogs tables.
+resource environmentLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'logs-to-log-analytics'
+  scope: containerEnvironment
+  properties: {
+    workspaceId: workspace.id
+    logAnalyticsDestinationType: 'Dedicated'
+    logs: [
+      {
+        category: 'ContainerAppConsoleLogs'
+        enabled: true
+      }
+      {
+        category: 'ContainerAppSystemLogs'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { arrayItems, getPath, INFRA, loadBicep, objectEntries, outputs, params, readRepoFile, resourcesOfType, stringLiteral, variable } from './bicep';
+import { allBicepFiles, arrayItems, getPath, INFRA, loadBicep, objectEntries, outputs, params, readRepoFile, resourcesOfType, stringLiteral, variable } from './bicep';
 
 const GPU_PROFILES = ['Consumption-GPU-NC8as-T4', 'Consumption-GPU-NC24-A100'];
 /** AcrPull, from Microsoft's "Azure built-in roles" reference. */
@@ -28,6 +28,19 @@ describe('infra: trainer job on serverless GPU', () => {
     const gpu = profiles.find((p) => p.get('name')?.text === 'gpuProfileName');
     expect(gpu?.get('workloadProfileType')?.text).toBe('gpuProfileType');
     expect(profiles.some((p) => stringLiteral(p.get('workloadProfileType')) === 'Consumption')).toBe(true);
+  });
+
+  it('sends its logs to Log Analytics through Azure Monitor, without the workspace\'s shared key', () => {
+    expect(stringLiteral(getPath(env!.body, ['properties', 'appLogsConfiguration', 'destination']))).toBe('azure-monitor');
+    expect(getPath(env!.body, ['properties', 'appLogsConfiguration', 'logAnalyticsConfiguration'])).toBeUndefined();
+    const [diag] = resourcesOfType(root, 'Microsoft.Insights/diagnosticSettings');
+    expect(getPath(diag!.body, ['scope'])?.text).toBe(env!.symbol);
+    const [workspace] = resourcesOfType(root, 'Microsoft.OperationalInsights/workspaces');
+    expect(getPath(diag!.body, ['properties', 'workspaceId'])?.text).toBe(`${workspace!.symbol}.id`);
+    const categories = arrayItems(getPath(diag!.body, ['properties', 'logs'])).map((l) => [stringLiteral(getPath(l, ['category'])), getPath(l, ['enabled'])?.text]);
+    expect(categories).toEqual([['ContainerAppConsoleLogs', 'true'], ['ContainerAppSystemLogs', 'true']]);
+    // No shared key of any workspace is read anywhere in the templates.
+    for (const rel of allBicepFiles()) expect({ rel, text: loadBicep(rel).text }).not.toEqual({ rel, text: expect.stringMatching(/\bsharedKey\s*:|primarySharedKey|secondarySharedKey|\bworkspace\w*\.listKeys\(/) as string });
   });
 
   it('has a Manual-trigger job pinned to the GPU profile', () => {
