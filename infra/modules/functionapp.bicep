@@ -18,6 +18,9 @@ param storageQueueEndpoint string
 param deploymentContainerName string
 param applicationInsightsConnectionString string
 
+@description('Subnet (delegated to Microsoft.App/environments) the app is integrated with; empty: none (storage is public).')
+param virtualNetworkSubnetId string = ''
+
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 
@@ -126,6 +129,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Outbound through the network when storage admits only its subnets (main.bicep, storageNetworkAccess).
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     // Flex Consumption rejects siteConfig.ftpsState (ARM 400, extended code 51021); FTP and SCM
     // basic credentials are turned off by the policies below. TLS 1.2 is what it takes here.
     siteConfig: {

@@ -27,6 +27,20 @@ param softDeleteRetentionDays int = 14
 @maxValue(3650)
 param deadLetterRetentionDays int = 30
 
+@description('public: the account answers any network (every request still needs Entra ID). firewall or private: it denies every network but allowedSubnetIds, allowedIpRanges and Azure\'s trusted services (Event Grid dead-lettering); private adds private endpoints (main.bicep).')
+@allowed([
+  'public'
+  'firewall'
+  'private'
+])
+param networkAccess string = 'public'
+
+@description('Subnets (with the Microsoft.Storage service endpoint) the firewall admits: the function app\'s and the trainer\'s.')
+param allowedSubnetIds array = []
+
+@description('Public IP addresses or CIDR ranges the firewall admits (an operator\'s machine).')
+param allowedIpRanges array = []
+
 // Where Event Grid writes the events it could not deliver (CONTAINERS.deadLetter; infra/eventgrid.bicep).
 var deadLetterContainerName = 'deadletter'
 
@@ -51,6 +65,28 @@ var hostContainers = [
   'azure-webjobs-secrets'
 ]
 
+var virtualNetworkRules = [
+  for id in allowedSubnetIds: {
+    id: id
+    action: 'Allow'
+  }
+]
+var ipRules = [
+  for range in allowedIpRanges: {
+    value: range
+    action: 'Allow'
+  }
+]
+// Deny by default. AzureServices lets the trusted Microsoft services through, Event Grid among them:
+// the system topic dead-letters into the deadletter container with its managed identity. BlobCreated
+// events are published by the storage service itself, which the firewall does not filter.
+var firewall = {
+  defaultAction: 'Deny'
+  bypass: 'AzureServices'
+  virtualNetworkRules: virtualNetworkRules
+  ipRules: ipRules
+}
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
   location: location
@@ -67,11 +103,15 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
+    // Enabled in every mode: with the firewall, the public endpoint still serves the trusted services
+    // and allowedIpRanges; the app and the trainer come through their subnets or private endpoints.
     publicNetworkAccess: 'Enabled'
-    networkAcls: {
-      defaultAction: 'Allow'
-      bypass: 'AzureServices'
-    }
+    networkAcls: networkAccess == 'public'
+      ? {
+          defaultAction: 'Allow'
+          bypass: 'AzureServices'
+        }
+      : firewall
   }
 }
 

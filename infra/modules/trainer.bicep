@@ -51,6 +51,9 @@ param replicaTimeoutSeconds int = 14400
 param replicaRetryLimit int = 0
 
 param storageBlobEndpoint string
+
+@description('Subnet (delegated to Microsoft.App/environments, /27 or larger) the environment runs in; empty: Azure-managed network (storage is public). Changing it recreates the environment.')
+param infrastructureSubnetId string = ''
 param triageProfile string
 param triageXraySize int
 
@@ -121,6 +124,13 @@ resource containerEnvironment 'Microsoft.App/managedEnvironments@2025-01-01' = {
     appLogsConfiguration: {
       destination: 'azure-monitor'
     }
+    // In the deployment's network when storage admits only its subnets; no ingress either way (a job).
+    vnetConfiguration: empty(infrastructureSubnetId)
+      ? null
+      : {
+          infrastructureSubnetId: infrastructureSubnetId
+          internal: false
+        }
     // A GPU profile can be added to an existing environment in most regions; changing the type of
     // this one (the job is pinned to it by name) may need the environment recreated
     // (infra/README.md, "GPU profile and quota").
