@@ -1,13 +1,20 @@
 /**
  * Training and inference speed of the peer CNN, tfjs against PyTorch on the same machine in one run.
  *
- *   npm run build && node dist/bench/ml-speed.js [--batches 200] [--threads 2] [--engines torch,torch-1t,wasm,wasm-dp,wasm-mt,cpu]
+ *   npm run bench:speed -- [--batches 200] [--threads 2] [--engines torch,torch-1t,wasm,wasm-dp,wasm-mt,cpu]
+ *     [--train-batches 32,64,256] [--infer-batches 64,256,1000] [--rounds 1]
+ *     [--out bench/results/ml-speed.md | --no-write] [--note <text>]
  *
  * Model (the speed peer of docs/architecture.md): conv 3x3x16 relu, maxpool 2, conv 3x3x32 relu, maxpool 2, dense 64 relu,
  * dense 10 softmax; Adam 1e-3; batch 64; Fashion-MNIST from /usr/share/datasets/fashion-mnist
  * (random data of the same shape when it is missing). Each engine runs in its own process, one
  * after the other (tfjs has one backend per process): warm-up batches, then `--batches` timed
- * training steps, then inference over the 10k test images in batches of 1000.
+ * training steps of batch 64, and as many images at each other size of `--train-batches` (a fresh
+ * model each), then inference with the batch-64 model over the 10k test images at each size of
+ * `--infer-batches`. Every engine runs every batch size, and engines are compared at each one's
+ * best inference batch (PyTorch is several times slower at 1,000 than at 256, tfjs is not);
+ * training is compared at batch 64 for every engine (the batch size changes the optimisation),
+ * with each engine's best training batch and the best-vs-best ratio beside it.
  *   torch    bench/torch_peer.py, torch.set_num_threads(--threads): the peer the bars refer to
  *   torch-1t the same on 1 thread (on a busy machine PyTorch's 2 threads can be far slower than 1)
  *   wasm     tfjs-backend-wasm SIMD + the project kernels (src/ml/kernels), 1 thread (the default backend)
@@ -16,7 +23,8 @@
  *   wasm-mt  wasm with the threaded SIMD build on --threads XNNPACK threads
  *   cpu      tfjs pure-JS backend, a few batches only (contrast)
  * Timings on a shared machine are noisy: read the ratios (measured minutes apart in one run), and
- * rerun with --rounds 2 to alternate the engines.
+ * rerun with --rounds 2 to alternate the engines. Results (best of rounds) go to
+ * bench/results/ml-speed.md with the date and load unless --no-write; --note adds a sentence there.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -27,6 +35,7 @@ import { BackendName, initBackend } from '../src/ml/backend';
 import { readIdx } from '../src/ml/data/idx';
 import { DataParallelTrainer } from '../src/ml/kernels/dataParallel';
 import { findPython } from './python';
+import { BatchFigure, best, bestVsBest, combineRounds, finishRun, fmt, parseBatches, startRun, stepsAt, sweepTable } from './sweep';
 
 const ENGINES = ['torch', 'torch-1t', 'wasm', 'wasm-dp', 'wasm-mt', 'cpu'] as const;
 type Engine = (typeof ENGINES)[number];
@@ -36,12 +45,15 @@ interface Options {
   cpuBatches: number;
   warmup: number;
   inferImages: number;
-  inferBatch: number;
+  trainBatches: number[];
+  inferBatches: number[];
   threads: number;
   data: string;
   engines: Engine[];
   rounds: number;
   python: string | undefined;
+  out: string | undefined;
+  note: string | undefined;
 }
 
 interface EngineResult {
@@ -50,11 +62,9 @@ interface EngineResult {
   version?: string;
   threads?: number;
   data: string;
-  trainImagesPerSec: number;
-  inferImagesPerSec: number;
-  /** Images per CPU-second of the whole process (all threads): less sensitive to other load. */
-  trainImagesPerCpuSec?: number;
-  inferImagesPerCpuSec?: number;
+  /** Training at each batch size, batch 64 first. */
+  train: BatchFigure[];
+  infer: BatchFigure[];
   trainBatches: number;
   inferImages: number;
   finalLoss: number;
@@ -69,12 +79,15 @@ function parseArgs(argv: string[]): Options & { engine?: Engine } {
     cpuBatches: 3,
     warmup: 10,
     inferImages: 10000,
-    inferBatch: 1000,
+    trainBatches: [32, 64, 256],
+    inferBatches: [64, 256, 1000],
     threads: 2,
     data: '/usr/share/datasets/fashion-mnist',
     engines: ['torch', 'torch-1t', 'wasm', 'wasm-dp', 'wasm-mt', 'cpu'],
     rounds: 1,
     python: process.env.TRIAGE_PYTHON,
+    out: path.join(__dirname, '..', '..', 'bench', 'results', 'ml-speed.md'),
+    note: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i];
@@ -94,6 +107,11 @@ function parseArgs(argv: string[]): Options & { engine?: Engine } {
       case '--rounds': o.rounds = int(); break;
       case '--data': o.data = String(value); i++; break;
       case '--python': o.python = String(value); i++; break;
+      case '--train-batches': o.trainBatches = parseBatches(String(key), value); i++; break;
+      case '--infer-batches': o.inferBatches = parseBatches(String(key), value); i++; break;
+      case '--out': o.out = String(value); i++; break;
+      case '--no-write': o.out = undefined; break;
+      case '--note': o.note = String(value); i++; break;
       case '--engines': {
         const list = String(value).split(',');
         for (const e of list) if (!(ENGINES as readonly string[]).includes(e)) throw new Error(`unknown engine ${e}; expected ${ENGINES.join(', ')}`);
@@ -160,7 +178,9 @@ async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<En
   const batches = engine === 'cpu' ? o.cpuBatches : o.batches;
   const warmup = engine === 'cpu' ? 1 : o.warmup;
   const inferImages = engine === 'cpu' ? Math.min(o.inferImages, 1000) : o.inferImages;
-  const { train, test, data } = await loadData(o.data, (warmup + batches) * BATCH, inferImages);
+  const trainSizes = [BATCH, ...o.trainBatches.filter((b, i, all) => b !== BATCH && all.indexOf(b) === i)];
+  const trainNeeded = Math.max(...trainSizes.map((bs) => (warmup + stepsAt(bs, BATCH, batches)) * bs));
+  const { train, test, data } = await loadData(o.data, trainNeeded, inferImages);
   const order = Array.from({ length: train.n }, (_, i) => i);
   let seed = 7;
   for (let i = order.length - 1; i > 0; i--) {
@@ -168,59 +188,72 @@ async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<En
     const j = seed % (i + 1);
     [order[i], order[j]] = [order[j] as number, order[i] as number];
   }
-  const model = peerModel();
-  const trainer = engine === 'wasm-dp' ? await DataParallelTrainer.create(model, { workers: Math.max(1, o.threads - 1) }) : undefined;
-  const step = async (i: number): Promise<number> => {
-    const { x, y } = batchTensors(train, order, i * BATCH, BATCH);
-    const loss = trainer !== undefined ? await trainer.trainOnBatch(x, y) : ((await model.trainOnBatch(x, y)) as number);
-    tf.dispose([x, y]);
-    return loss;
-  };
-  for (let i = 0; i < warmup; i++) await step(i);
-  let loss = NaN;
   const cpuSeconds = (): number => {
     const u = process.cpuUsage();
     return (u.user + u.system) / 1e6;
   };
-  const c0 = cpuSeconds();
-  const t0 = performance.now();
-  for (let i = 0; i < batches; i++) loss = await step(warmup + i);
-  const trainS = (performance.now() - t0) / 1000;
-  const trainCpu = cpuSeconds() - c0;
-  await trainer?.dispose();
+  /** A fresh model trained at batch `bs`: warm-up, then as many images as `batches` steps of batch 64. */
+  const trainAt = async (bs: number): Promise<{ model: tf.Sequential; figure: BatchFigure; loss: number }> => {
+    const model = peerModel();
+    const trainer = engine === 'wasm-dp' ? await DataParallelTrainer.create(model, { workers: Math.max(1, o.threads - 1) }) : undefined;
+    const step = async (i: number): Promise<number> => {
+      const { x, y } = batchTensors(train, order, i * bs, bs);
+      const loss = trainer !== undefined ? await trainer.trainOnBatch(x, y) : ((await model.trainOnBatch(x, y)) as number);
+      tf.dispose([x, y]);
+      return loss;
+    };
+    for (let i = 0; i < warmup; i++) await step(i);
+    let loss = NaN;
+    const steps = stepsAt(bs, BATCH, batches);
+    const c0 = cpuSeconds();
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) loss = await step(warmup + i);
+    const figure = { batch: bs, imagesPerSec: (steps * bs) / ((performance.now() - t0) / 1000), imagesPerCpuSec: (steps * bs) / (cpuSeconds() - c0) };
+    await trainer?.dispose();
+    return { model, figure, loss };
+  };
+  const ref = await trainAt(BATCH);
+  const model = ref.model;
+  const trainFigures = [ref.figure];
+  for (const bs of trainSizes.slice(1)) {
+    const other = await trainAt(bs);
+    other.model.dispose();
+    trainFigures.push(other.figure);
+  }
 
   const n = Math.min(inferImages, test.n);
   const testIdx = Array.from({ length: n }, (_, i) => i);
-  const bs = Math.min(o.inferBatch, n);
-  tf.tidy(() => {
-    const { x } = batchTensors(test, testIdx, 0, bs);
-    (model.predict(x, { batchSize: bs }) as tf.Tensor).dataSync();
-  });
+  const inferFigures: BatchFigure[] = [];
   let correct = 0;
-  const c1 = cpuSeconds();
-  const t1 = performance.now();
-  for (let s = 0; s < n; s += bs) {
-    const size = Math.min(bs, n - s);
-    const { x, y } = batchTensors(test, testIdx, s, size);
-    const pred = tf.tidy(() => (model.predict(x, { batchSize: bs }) as tf.Tensor).argMax(1));
-    const p = pred.dataSync();
-    for (let k = 0; k < size; k++) if (p[k] === test.y[s + k]) correct++;
-    tf.dispose([x, y, pred]);
+  for (const inferBatch of o.inferBatches) {
+    const bs = Math.min(inferBatch, n);
+    tf.tidy(() => {
+      const { x } = batchTensors(test, testIdx, 0, bs);
+      (model.predict(x, { batchSize: bs }) as tf.Tensor).dataSync();
+    });
+    correct = 0;
+    const c1 = cpuSeconds();
+    const t1 = performance.now();
+    for (let s = 0; s < n; s += bs) {
+      const size = Math.min(bs, n - s);
+      const { x, y } = batchTensors(test, testIdx, s, size);
+      const pred = tf.tidy(() => (model.predict(x, { batchSize: bs }) as tf.Tensor).argMax(1));
+      const p = pred.dataSync();
+      for (let k = 0; k < size; k++) if (p[k] === test.y[s + k]) correct++;
+      tf.dispose([x, y, pred]);
+    }
+    inferFigures.push({ batch: inferBatch, imagesPerSec: n / ((performance.now() - t1) / 1000), imagesPerCpuSec: n / (cpuSeconds() - c1) });
   }
-  const inferS = (performance.now() - t1) / 1000;
-  const inferCpu = cpuSeconds() - c1;
   return {
     engine,
-    detail: `${info.name}: ${info.detail}${trainer !== undefined ? `; training split over ${Math.max(1, o.threads - 1) + 1} threads` : ''}`,
+    detail: `${info.name}: ${info.detail}${engine === 'wasm-dp' ? `; training split over ${Math.max(1, o.threads - 1) + 1} threads` : ''}`,
     threads: info.threads ?? 1,
     data,
-    trainImagesPerSec: (batches * BATCH) / trainS,
-    inferImagesPerSec: n / inferS,
-    trainImagesPerCpuSec: (batches * BATCH) / trainCpu,
-    inferImagesPerCpuSec: n / inferCpu,
+    train: trainFigures,
+    infer: inferFigures,
     trainBatches: batches,
     inferImages: n,
-    finalLoss: loss,
+    finalLoss: ref.loss,
     testAccuracy: correct / n,
   };
 }
@@ -232,7 +265,7 @@ function runChild(engine: Engine, o: Options, argv: string[]): EngineResult | st
     const { python, why } = findPython(o.python);
     if (python === undefined) return why ?? 'no python';
     cmd = python;
-    args = [path.join(__dirname, '..', '..', 'bench', 'torch_peer.py'), '--batches', String(o.batches), '--warmup', String(o.warmup), '--threads', engine === 'torch' ? String(o.threads) : '1', '--infer-images', String(o.inferImages), '--infer-batch', String(o.inferBatch), '--data', o.data];
+    args = [path.join(__dirname, '..', '..', 'bench', 'torch_peer.py'), '--batches', String(o.batches), '--warmup', String(o.warmup), '--threads', engine === 'torch' ? String(o.threads) : '1', '--infer-images', String(o.inferImages), '--train-batches', o.trainBatches.join(','), '--infer-batches', o.inferBatches.join(','), '--data', o.data];
     if (!fs.existsSync(args[0] as string)) args[0] = path.join(__dirname, 'torch_peer.py');
   } else {
     cmd = process.execPath;
@@ -244,10 +277,6 @@ function runChild(engine: Engine, o: Options, argv: string[]): EngineResult | st
   return { ...(JSON.parse(line) as EngineResult), engine };
 }
 
-function fmt(n: number): string {
-  return n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1);
-}
-
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const o = parseArgs(argv);
@@ -256,12 +285,14 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(await runTfjs(o.engine, o)) + '\n');
     return;
   }
+  const { started, loadStart, lines, say } = startRun();
   const dataNote = fs.existsSync(path.join(o.data, 'train-images-idx3-ubyte.gz')) ? `Fashion-MNIST (${o.data})` : `random data (Fashion-MNIST not found in ${o.data}; install dataset-fashion-mnist)`;
-  console.log(`peer CNN, batch ${BATCH}, Adam 1e-3; ${o.batches} timed training batches after ${o.warmup} warm-up (cpu: ${o.cpuBatches}); inference over ${o.inferImages} test images in batches of ${o.inferBatch}; data: ${dataNote}`);
-  const load = (): string => os.loadavg().map((l) => l.toFixed(1)).join(' ');
-  console.log(`machine: ${os.cpus().length} logical cores, load average ${load()} at start (other work on the machine slows multi-threaded engines most)`);
+  const trainSizes = [BATCH, ...o.trainBatches.filter((b, i, all) => b !== BATCH && all.indexOf(b) === i)];
+  say(`peer CNN, Adam 1e-3; training: ${o.batches} timed steps of batch ${BATCH} after ${o.warmup} warm-up (cpu: ${o.cpuBatches}), and as many images at batch ${trainSizes.slice(1).join(', ') || '(no other)'} (a fresh model each); inference over ${o.inferImages} test images (cpu: 1,000) at batch ${o.inferBatches.join(', ')}; data: ${dataNote}`);
+  say(`machine: ${os.cpus().length} logical cores, load average ${loadStart} at start (other work on the machine slows multi-threaded engines most)`);
   const results = new Map<Engine, EngineResult[]>();
   const notes: string[] = [];
+  const byBatch = (figs: BatchFigure[]): string => figs.map((f) => `${f.batch}: ${fmt(f.imagesPerSec)}`).join(', ');
   for (let round = 0; round < Math.max(1, o.rounds); round++) {
     for (const engine of o.engines) {
       const r = runChild(engine, o, argv);
@@ -270,44 +301,47 @@ async function main(): Promise<void> {
         continue;
       }
       results.set(engine, [...(results.get(engine) ?? []), r]);
-      const perCpu = r.trainImagesPerCpuSec === undefined || r.inferImagesPerCpuSec === undefined ? '' : ` (per CPU-s: ${fmt(r.trainImagesPerCpuSec)} / ${fmt(r.inferImagesPerCpuSec)})`;
-      console.log(`  ${engine.padEnd(8)} train ${fmt(r.trainImagesPerSec).padStart(7)} img/s   infer ${fmt(r.inferImagesPerSec).padStart(7)} img/s${perCpu}   loss ${r.finalLoss.toFixed(3)}  test acc ${(100 * r.testAccuracy).toFixed(1)}%   ${r.detail ?? `torch ${r.version} (${r.threads} threads)`}`);
+      console.log(`  ${engine.padEnd(8)} train img/s by batch ${byBatch(r.train)}   infer img/s by batch ${byBatch(r.infer)}   loss ${r.finalLoss.toFixed(3)}  test acc ${(100 * r.testAccuracy).toFixed(1)}%   ${r.detail ?? `torch ${r.version} (${r.threads} threads)`}`);
     }
   }
-  type Metric = 'trainImagesPerSec' | 'inferImagesPerSec' | 'trainImagesPerCpuSec' | 'inferImagesPerCpuSec';
-  const best = (e: Engine, k: Metric): number | undefined => {
-    const rs = results.get(e);
-    const vs = (rs ?? []).map((r) => r[k]).filter((v): v is number => v !== undefined);
-    return vs.length === 0 ? undefined : Math.max(...vs);
-  };
-  console.log('\nbest of rounds (images/s):');
+  // Best of rounds, per engine and batch size.
+  const summary = new Map<Engine, { train: BatchFigure[]; infer: BatchFigure[]; detail: string }>();
   for (const e of o.engines) {
-    const tr = best(e, 'trainImagesPerSec');
-    const inf = best(e, 'inferImagesPerSec');
-    if (tr !== undefined && inf !== undefined) console.log(`  ${e.padEnd(8)} train ${fmt(tr).padStart(7)}   infer ${fmt(inf).padStart(7)}`);
+    const rs = results.get(e);
+    if (rs === undefined) continue;
+    const max = (vs: number[]): number => Math.max(...vs);
+    summary.set(e, { train: combineRounds(rs.map((r) => r.train), max), infer: combineRounds(rs.map((r) => r.infer), max), detail: rs[0]?.detail ?? `PyTorch ${rs[0]?.version ?? ''}, ${rs[0]?.threads ?? '?'} threads` });
   }
-  const peers = (['torch', 'torch-1t'] as const).filter((p) => results.has(p));
-  if (peers.length === 0) console.log('\nno PyTorch figures in this run: absolute numbers only');
+  say('engines:');
+  for (const [engine, s] of summary) say(`  ${engine.padEnd(8)} ${s.detail}`);
+  const rows = (k: 'train' | 'infer') => [...summary].map(([engine, s]) => ({ engine, figures: s[k] }));
+  const tables = [sweepTable(`training${o.rounds > 1 ? ', best of rounds' : ''}`, trainSizes, rows('train'), BATCH), sweepTable(`inference${o.rounds > 1 ? ', best of rounds' : ''}`, o.inferBatches, rows('infer'))];
+  for (const t of tables) console.log(['', ...t].join('\n'));
+  const peers = (['torch', 'torch-1t'] as const).filter((p) => summary.has(p));
+  if (peers.length === 0) say('no PyTorch figures in this run: absolute numbers only');
+  const atRef = (figs: BatchFigure[]): BatchFigure | undefined => figs.find((f) => f.batch === BATCH);
   for (const peer of peers) {
     const threads = peer === 'torch' ? o.threads : 1;
-    for (const [label, train, infer] of [
-      ['images/s', 'trainImagesPerSec', 'inferImagesPerSec'],
-      ['images per CPU-second (robust to other load, blind to idle cores)', 'trainImagesPerCpuSec', 'inferImagesPerCpuSec'],
-    ] as const) {
-      const pt = best(peer, train);
-      const pi = best(peer, infer);
-      if (pt === undefined || pi === undefined) continue;
-      console.log(`\nratios vs PyTorch on ${threads} thread${threads === 1 ? '' : 's'}, ${label}${peer === 'torch' && label === 'images/s' ? ' [the bars: training >= 0.5, inference >= 1.0]' : ''}:`);
-      for (const e of o.engines.filter((x) => x !== peer)) {
-        const tr = best(e, train);
-        const inf = best(e, infer);
-        if (tr !== undefined && inf !== undefined) console.log(`  ${e.padEnd(8)} training ${(tr / pt).toFixed(2)}   inference ${(inf / pi).toFixed(2)}`);
-      }
+    const p = summary.get(peer);
+    if (p === undefined) continue;
+    say('');
+    say(`ratios vs PyTorch on ${threads} thread${threads === 1 ? '' : 's'}${peer === 'torch' ? ' [the bars: training >= 0.5, inference >= 1.0]' : ''}: inference at each engine's best batch; training at batch ${BATCH} for both (the batch size changes the optimisation: every engine trains at the same one), then at each one's best batch`);
+    for (const [e, s] of summary) {
+      if (e === peer) continue;
+      const inf = bestVsBest({ name: e, figures: s.infer }, { name: peer, figures: p.infer });
+      const trBest = bestVsBest({ name: e, figures: s.train }, { name: peer, figures: p.train });
+      const [mt, pt] = [atRef(s.train), atRef(p.train)];
+      const bestCpu = (figs: BatchFigure[]): number => Math.max(...figs.map((f) => f.imagesPerCpuSec));
+      if (inf === undefined || trBest === undefined || mt === undefined || pt === undefined) continue;
+      say(`  ${e.padEnd(8)} inference ${inf.text}`);
+      say(`  ${''.padEnd(8)} training ${(mt.imagesPerSec / pt.imagesPerSec).toFixed(2)} at batch ${BATCH}; best vs best ${trBest.text}`);
+      say(`  ${''.padEnd(8)} per CPU-second (robust to other load, blind to idle cores): training ${(mt.imagesPerCpuSec / pt.imagesPerCpuSec).toFixed(2)} at batch ${BATCH}, inference ${(bestCpu(s.infer) / bestCpu(p.infer)).toFixed(2)} best vs best`);
     }
+    const pb = best(p.infer);
+    const worst = p.infer.reduce((a, b) => (b.imagesPerSec < a.imagesPerSec ? b : a), p.infer[0] ?? { batch: 0, imagesPerSec: NaN, imagesPerCpuSec: NaN });
+    if (pb !== undefined && pb.batch !== worst.batch) say(`  ${peer}'s inference varies ${(pb.imagesPerSec / worst.imagesPerSec).toFixed(1)}x with the batch size (${fmt(pb.imagesPerSec)} img/s at ${pb.batch}, ${fmt(worst.imagesPerSec)} at ${worst.batch}): a ratio at one fixed batch would say more about the batch than the engines`);
   }
-  for (const n of notes) console.log(`note: ${n}`);
-  console.log(`load average at end: ${load()}`);
-  console.log(`\nreproduce: npm run build && node dist/bench/ml-speed.js ${argv.join(' ')}`.trimEnd());
+  finishRun(say, { npmScript: 'bench:speed', argv, title: 'Peer CNN speed: tfjs engines against PyTorch, batch sizes swept', out: o.out, note: o.note, started, loadStart, notes, lines, tables });
 }
 
 main().catch((e: unknown) => {

@@ -4,17 +4,21 @@
  * (bench/torch_screen.py, the same architecture, batch and optimiser) in one run.
  *
  *   npm run bench:xray -- <folder with one subfolder per class> [--images 320] [--size 128]
- *     [--batches 20] [--warmup 3] [--infer-batches 32,64,256] [--rounds 3] [--threads 2]
- *     [--epochs 15] [--engines wasm,torch[,torch-1t]] [--python /usr/bin/python3]
- *     [--out bench/results/xray-speed.md | --no-write]
+ *     [--batches 20] [--warmup 3] [--train-batches 16,32,64] [--infer-batches 16,32,64,256]
+ *     [--rounds 3] [--threads 2] [--epochs 15] [--engines wasm,torch[,torch-1t]]
+ *     [--python /usr/bin/python3] [--out bench/results/xray-speed.md | --no-write] [--note <text>]
  *
  * The parent decodes `--images` radiographs (spread over the classes, in name order) with sharp
  * to size x size grey, the way the xray profile prepares an upload (greyscale, resized to the
  * model's input, scaled to [0, 1]), writes them to a temporary file, and runs each engine in its
  * own process, alternating the order every round: `--batches` timed training steps of batch 32
- * (Adam 1e-3) after `--warmup`, then inference over all the images at each batch size of
- * `--infer-batches`. Each engine's figure is its median over the rounds; inference compares each
- * engine's best batch size. The bars: training >= 0.8x PyTorch on 2 threads, inference >= 1.5x.
+ * (Adam 1e-3) after `--warmup`, and as many images at each other size of `--train-batches` (a
+ * fresh model each), then inference with the batch-32 model over all the images at each batch size
+ * of `--infer-batches`. Each engine's figure is its median over the rounds. Inference compares each
+ * engine's best batch size; training compares both engines at batch 32 (the batch size changes the
+ * optimisation, so the project trains every engine at the same one), and notes each engine's best
+ * batch and the best-vs-best ratio beside it. The bars: training >= 0.8x PyTorch on 2 threads,
+ * inference >= 1.5x.
  * torch-1t (PyTorch on one thread) is for contrast: on a busy machine, PyTorch's two OpenMP
  * threads wait for each other and can be slower than one.
  * The estimate of wall time to train 5,216 images x E epochs is decoding (at the measured rate)
@@ -30,6 +34,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/ml/backend';
 import { buildModel } from '../src/ml/models';
 import { findPython } from './python';
+import { BatchFigure, bestVsBest, combineRounds, finishRun, fmt, median, parseBatches, startRun, stepsAt, sweepTable } from './sweep';
 
 const BATCH = 32;
 const ENGINES = ['wasm', 'torch', 'torch-1t'] as const;
@@ -41,30 +46,26 @@ interface Options {
   size: number;
   batches: number;
   warmup: number;
+  trainBatches: number[];
   inferBatches: number[];
   rounds: number;
   threads: number;
   epochs: number;
   python: string | undefined;
   out: string | undefined;
+  note: string | undefined;
   engines: Engine[];
   engine?: Engine;
   input?: string;
 }
 
-interface InferFigure {
-  batch: number;
-  imagesPerSec: number;
-  imagesPerCpuSec: number;
-}
-
 interface EngineResult {
   engine: Engine;
   detail: string;
-  trainImagesPerSec: number;
-  trainImagesPerCpuSec: number;
+  /** Training at each batch size, batch 32 first. */
+  train: BatchFigure[];
   finalLoss: number;
-  infer: InferFigure[];
+  infer: BatchFigure[];
 }
 
 function parseArgs(argv: string[]): Options {
@@ -74,12 +75,14 @@ function parseArgs(argv: string[]): Options {
     size: 128,
     batches: 20,
     warmup: 3,
-    inferBatches: [32, 64, 256],
+    trainBatches: [16, 32, 64],
+    inferBatches: [16, 32, 64, 256],
     rounds: 3,
     threads: 2,
     epochs: 15,
     python: process.env.TRIAGE_PYTHON,
     out: path.join(__dirname, '..', '..', 'bench', 'results', 'xray-speed.md'),
+    note: undefined,
     engines: ['wasm', 'torch'],
   };
   for (let i = 0; i < argv.length; i++) {
@@ -99,14 +102,9 @@ function parseArgs(argv: string[]): Options {
       case '--rounds': o.rounds = int(); break;
       case '--threads': o.threads = int(); break;
       case '--epochs': o.epochs = int(); break;
-      case '--infer-batches':
-        o.inferBatches = String(value).split(',').map((v) => {
-          const n = Number(v);
-          if (!Number.isInteger(n) || n <= 0) throw new Error(`--infer-batches expects positive integers, got ${value}`);
-          return n;
-        });
-        i++;
-        break;
+      case '--train-batches': o.trainBatches = parseBatches(key, value); i++; break;
+      case '--infer-batches': o.inferBatches = parseBatches(key, value); i++; break;
+      case '--note': o.note = String(value); i++; break;
       case '--python': o.python = String(value); i++; break;
       case '--out': o.out = String(value); i++; break;
       case '--no-write': o.out = undefined; break;
@@ -181,24 +179,38 @@ async function runWasm(o: Options): Promise<EngineResult> {
     for (let i = 0; i < count * px; i++) out[i] = (pixels[start * px + i] as number) / 255;
     return out;
   };
-  const model = buildModel('screen', { inputShape: [size, size, 1], classNames });
-  const step = async (i: number): Promise<number> => {
-    const s = (i * BATCH) % Math.max(1, n - BATCH + 1);
-    const x = tf.tensor4d(floats(s, BATCH), [BATCH, size, size, 1]);
-    const y = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from(labels.subarray(s, s + BATCH)), 'int32'), classNames.length).toFloat());
-    const out = await model.trainOnBatch(x, y);
-    tf.dispose([x, y]);
-    return Array.isArray(out) ? (out[0] as number) : out;
+  /** A fresh model trained at batch `bs`: warm-up, then as many images as --batches steps of batch 32. */
+  const trainAt = async (bs: number): Promise<{ model: tf.LayersModel; figure: BatchFigure; loss: number }> => {
+    const model = buildModel('screen', { inputShape: [size, size, 1], classNames });
+    const step = async (i: number): Promise<number> => {
+      const s = (i * bs) % Math.max(1, n - bs + 1);
+      const count = Math.min(bs, n - s);
+      const x = tf.tensor4d(floats(s, count), [count, size, size, 1]);
+      const y = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from(labels.subarray(s, s + count)), 'int32'), classNames.length).toFloat());
+      const out = await model.trainOnBatch(x, y);
+      tf.dispose([x, y]);
+      return Array.isArray(out) ? (out[0] as number) : out;
+    };
+    for (let i = 0; i < o.warmup; i++) await step(i);
+    let loss = NaN;
+    const steps = stepsAt(bs, BATCH, o.batches);
+    const c0 = cpuSeconds();
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) loss = await step(o.warmup + i);
+    const images = steps * bs;
+    return { model, figure: { batch: bs, imagesPerSec: images / ((performance.now() - t0) / 1000), imagesPerCpuSec: images / (cpuSeconds() - c0) }, loss };
   };
-  for (let i = 0; i < o.warmup; i++) await step(i);
-  let loss = NaN;
-  const c0 = cpuSeconds();
-  const t0 = performance.now();
-  for (let i = 0; i < o.batches; i++) loss = await step(o.warmup + i);
-  const trainS = (performance.now() - t0) / 1000;
-  const trainCpu = cpuSeconds() - c0;
+  const ref = await trainAt(BATCH);
+  const model = ref.model;
+  const train = [ref.figure];
+  for (const bs of o.trainBatches) {
+    if (train.some((f) => f.batch === bs)) continue;
+    const other = await trainAt(bs);
+    other.model.dispose();
+    train.push(other.figure);
+  }
 
-  const infer: InferFigure[] = [];
+  const infer: BatchFigure[] = [];
   for (const bs of o.inferBatches) {
     const run = (s: number): void => {
       const count = Math.min(bs, n - s);
@@ -216,9 +228,8 @@ async function runWasm(o: Options): Promise<EngineResult> {
   return {
     engine: 'wasm',
     detail: `tfjs ${tf.version.tfjs} ${info.name}, ${info.simd === true ? 'SIMD' : 'no SIMD'}, ${info.threads ?? 1} thread, project kernels`,
-    trainImagesPerSec: (o.batches * BATCH) / trainS,
-    trainImagesPerCpuSec: (o.batches * BATCH) / trainCpu,
-    finalLoss: loss,
+    train,
+    finalLoss: ref.loss,
     infer,
   };
 }
@@ -226,7 +237,7 @@ async function runWasm(o: Options): Promise<EngineResult> {
 function runChild(engine: Engine, o: Options, input: string, classes: number): EngineResult | string {
   let cmd: string;
   let args: string[];
-  const common = ['--batches', String(o.batches), '--warmup', String(o.warmup), '--infer-batches', o.inferBatches.join(',')];
+  const common = ['--batches', String(o.batches), '--warmup', String(o.warmup), '--train-batches', o.trainBatches.join(','), '--infer-batches', o.inferBatches.join(',')];
   if (engine === 'torch' || engine === 'torch-1t') {
     const { python, why } = findPython(o.python);
     if (python === undefined) return why ?? 'no python';
@@ -244,16 +255,6 @@ function runChild(engine: Engine, o: Options, input: string, classes: number): E
   return { ...(JSON.parse(line) as EngineResult), engine };
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
-
-function fmt(v: number): string {
-  return v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1);
-}
-
 function minutes(seconds: number): string {
   return seconds >= 3600 ? `${(seconds / 3600).toFixed(1)} h` : `${(seconds / 60).toFixed(1)} min`;
 }
@@ -267,18 +268,11 @@ async function main(): Promise<void> {
     return;
   }
   if (o.folder === '') throw new Error('usage: npm run bench:xray -- <folder with one subfolder per class> [options]');
-  const load = (): string => os.loadavg().map((l) => l.toFixed(2)).join(', ');
-  const started = new Date();
-  const loadStart = load();
-  const lines: string[] = [];
-  const say = (s: string): void => {
-    console.log(s);
-    lines.push(s);
-  };
+  const { started, loadStart, lines, say } = startRun();
   const data = await decodeFolder(o.folder, o.images, o.size);
   const decodeRate = data.n / data.decodeSeconds;
   say(`screening CNN ('screen'): ${o.size}x${o.size}x1, batch ${BATCH}, Adam 1e-3; ${data.n} radiographs from ${o.folder} (${data.classNames.join(', ')}), decoded with sharp at ${fmt(decodeRate)} img/s`);
-  say(`${o.batches} timed training steps after ${o.warmup} warm-up; inference over the ${data.n} images at batch ${o.inferBatches.join(', ')}; ${o.rounds} rounds, engines alternating; medians over rounds`);
+  say(`training: ${o.batches} timed steps of batch ${BATCH} after ${o.warmup} warm-up, and as many images at batch ${o.trainBatches.filter((b) => b !== BATCH).join(', ') || '(no other)'} (a fresh model each); inference over the ${data.n} images at batch ${o.inferBatches.join(', ')}; ${o.rounds} rounds, engines alternating; medians over rounds`);
   say(`machine: ${os.cpus().length} logical cores, load average ${loadStart} at start`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xray-speed-'));
   const input = path.join(dir, 'data');
@@ -297,82 +291,47 @@ async function main(): Promise<void> {
           continue;
         }
         results.set(engine, [...(results.get(engine) ?? []), r]);
-        const inf = r.infer.map((f) => `${f.batch}: ${fmt(f.imagesPerSec)}`).join(', ');
-        console.log(`  round ${round + 1} ${engine.padEnd(8)} train ${fmt(r.trainImagesPerSec).padStart(6)} img/s (${fmt(r.trainImagesPerCpuSec)} per CPU-s)  infer img/s by batch ${inf}  loss ${r.finalLoss.toFixed(3)}  ${r.detail}`);
+        const byBatch = (figs: BatchFigure[]) => figs.map((f) => `${f.batch}: ${fmt(f.imagesPerSec)}`).join(', ');
+        console.log(`  round ${round + 1} ${engine.padEnd(8)} train img/s by batch ${byBatch(r.train)}  infer img/s by batch ${byBatch(r.infer)}  loss ${r.finalLoss.toFixed(3)}  ${r.detail}`);
       }
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  interface Summary { train: number; trainCpu: number; infer: Map<number, number>; inferCpu: Map<number, number>; best: number; bestBatch: number; detail: string }
+  interface Summary { train: BatchFigure[]; infer: BatchFigure[]; detail: string }
   const summary = new Map<Engine, Summary>();
   for (const [engine, rs] of results) {
-    const infer = new Map<number, number>();
-    const inferCpu = new Map<number, number>();
-    for (const bs of o.inferBatches) {
-      infer.set(bs, median(rs.flatMap((r) => r.infer.filter((f) => f.batch === bs).map((f) => f.imagesPerSec))));
-      inferCpu.set(bs, median(rs.flatMap((r) => r.infer.filter((f) => f.batch === bs).map((f) => f.imagesPerCpuSec))));
-    }
-    let bestBatch = o.inferBatches[0] as number;
-    for (const bs of o.inferBatches) if ((infer.get(bs) ?? 0) > (infer.get(bestBatch) ?? 0)) bestBatch = bs;
-    summary.set(engine, {
-      train: median(rs.map((r) => r.trainImagesPerSec)),
-      trainCpu: median(rs.map((r) => r.trainImagesPerCpuSec)),
-      infer,
-      inferCpu,
-      best: infer.get(bestBatch) ?? 0,
-      bestBatch,
-      detail: rs[0]?.detail ?? '',
-    });
+    summary.set(engine, { train: combineRounds(rs.map((r) => r.train), median), infer: combineRounds(rs.map((r) => r.infer), median), detail: rs[0]?.detail ?? '' });
   }
-  say('');
-  say('| engine | training img/s (per CPU-s) | ' + o.inferBatches.map((b) => `inference img/s, batch ${b}`).join(' | ') + ' |');
-  say('|---|---|' + o.inferBatches.map(() => '---').join('|') + '|');
-  for (const [engine, s] of summary) {
-    say(`| ${engine}: ${s.detail} | ${fmt(s.train)} (${fmt(s.trainCpu)}) | ` + o.inferBatches.map((b) => `${fmt(s.infer.get(b) ?? NaN)} (${fmt(s.inferCpu.get(b) ?? NaN)})`).join(' | ') + ' |');
-  }
+  const rows = (k: 'train' | 'infer') => [...summary].map(([engine, s]) => ({ engine: `${engine}: ${s.detail}`, figures: s[k] }));
+  const tables = [sweepTable('training', [BATCH, ...o.trainBatches], rows('train'), BATCH), sweepTable('inference', o.inferBatches, rows('infer'))];
+  for (const t of tables) console.log(['', ...t].join('\n'));
   const wasm = summary.get('wasm');
   say('');
   for (const peer of ['torch', 'torch-1t'] as const) {
     const torch = summary.get(peer);
     if (wasm === undefined || torch === undefined) continue;
-    const tr = wasm.train / torch.train;
-    const inf = wasm.best / torch.best;
-    const bars = peer === 'torch' ? [` (bar >= 0.8: ${tr >= 0.8 ? 'met' : 'NOT met'})`, ` (bar >= 1.5: ${inf >= 1.5 ? 'met' : 'NOT met'})`] : ['', ''];
-    say(`ratios wasm / ${torch.detail}: training ${tr.toFixed(2)}${bars[0]}; inference, best batch of each (wasm ${wasm.bestBatch}, PyTorch ${torch.bestBatch}), ${inf.toFixed(2)}${bars[1]}`);
-    say(`  per CPU-second (less sensitive to other load): training ${(wasm.trainCpu / torch.trainCpu).toFixed(2)}, inference ${(Math.max(...wasm.inferCpu.values()) / Math.max(...torch.inferCpu.values())).toFixed(2)}`);
+    const at = (figs: BatchFigure[]) => figs.find((f) => f.batch === BATCH);
+    const [wt, pt] = [at(wasm.train), at(torch.train)];
+    if (wt === undefined || pt === undefined) continue;
+    const tr = wt.imagesPerSec / pt.imagesPerSec;
+    const inf = bestVsBest({ name: 'wasm', figures: wasm.infer }, { name: 'PyTorch', figures: torch.infer });
+    const trBest = bestVsBest({ name: 'wasm', figures: wasm.train }, { name: 'PyTorch', figures: torch.train });
+    const bars = peer === 'torch' ? [` (bar >= 0.8: ${tr >= 0.8 ? 'met' : 'NOT met'})`, ` (bar >= 1.5: ${(inf?.ratio ?? 0) >= 1.5 ? 'met' : 'NOT met'})`] : ['', ''];
+    say(`ratios wasm / ${torch.detail}: inference, best batch of each, ${inf?.text ?? '-'}${bars[1]}`);
+    say(`  training at batch ${BATCH} for both (the batch size changes the optimisation: the same for every engine), ${tr.toFixed(2)}${bars[0]}; best batch of each, ${trBest?.text ?? '-'}`);
+    const cpuBest = (figs: BatchFigure[]) => Math.max(...figs.map((f) => f.imagesPerCpuSec));
+    say(`  per CPU-second (less sensitive to other load): training at batch ${BATCH} ${(wt.imagesPerCpuSec / pt.imagesPerCpuSec).toFixed(2)}, inference best vs best ${(cpuBest(wasm.infer) / cpuBest(torch.infer)).toFixed(2)}`);
   }
   if (wasm === undefined || ![...summary.keys()].some((e) => e !== 'wasm')) say('no ratio: an engine did not run (see the notes)');
-  if (wasm !== undefined) {
+  const wasmTrain = wasm?.train.find((f) => f.batch === BATCH)?.imagesPerSec;
+  if (wasmTrain !== undefined) {
     const total = 5216;
     const decode = total / decodeRate;
     const est = [1, 5, 10, o.epochs].filter((e, i, a) => a.indexOf(e) === i).sort((a, b) => a - b);
-    say(`estimated wall time to train ${total.toLocaleString('en-US')} images on wasm at ${fmt(wasm.train)} img/s, decoding included (${minutes(decode)}), validation excluded: ` + est.map((e) => `${e} epoch${e === 1 ? '' : 's'} ${minutes(decode + (total * e) / wasm.train)}`).join(', '));
+    say(`estimated wall time to train ${total.toLocaleString('en-US')} images on wasm at batch ${BATCH}, ${fmt(wasmTrain)} img/s, decoding included (${minutes(decode)}), validation excluded: ` + est.map((e) => `${e} epoch${e === 1 ? '' : 's'} ${minutes(decode + (total * e) / wasmTrain)}`).join(', '));
   }
-  for (const n of notes) say(`note: ${n}`);
-  const loadEnd = load();
-  say(`load average at end: ${loadEnd}`);
-  // The command as run, less where it wrote its results.
-  const shown = argv.filter((a, i) => a !== '--out' && argv[i - 1] !== '--out');
-  const reproduce = `npm run bench:xray -- ${shown.join(' ')}`.trimEnd();
-  console.log(`\nreproduce: ${reproduce}`);
-  if (o.out !== undefined) {
-    fs.mkdirSync(path.dirname(o.out), { recursive: true });
-    const md = [
-      '# Screening CNN speed: tfjs wasm against PyTorch',
-      '',
-      `Written by \`${reproduce}\` on ${started.toISOString()}; load average (1, 5, 15 min) ${loadStart} at the start, ${loadEnd} at the end, on ${os.cpus().length} logical cores.`,
-      '',
-      '```',
-      ...lines.filter((l) => !l.startsWith('|') && l !== ''),
-      '```',
-      '',
-      ...lines.filter((l) => l.startsWith('|')),
-      '',
-    ].join('\n');
-    fs.writeFileSync(o.out, md);
-    console.log(`written to ${o.out}`);
-  }
+  finishRun(say, { npmScript: 'bench:xray', argv, title: 'Screening CNN speed: tfjs wasm against PyTorch, batch sizes swept', out: o.out, note: o.note, started, loadStart, notes, lines, tables });
 }
 
 main().catch((e: unknown) => {

@@ -8,9 +8,10 @@
  * for a listing. Labels written or undone through this instance (handleLabel, undoLabel) count at
  * once; new flags and labels written elsewhere (another instance, the CLI in another process)
  * show once a listing that started after them is done. Only the page
- * asked for is read in full: its prediction records (classes, probabilities) and upload times,
+ * asked for is read in full: its prediction records (classes, probabilities, the review rule) and upload times,
  * kept per instance while the flagged record's ETag stays the same.
  */
+import type { PredictionRecord } from '../storage/records/prediction';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
 import { mapLimit } from '../util/mapLimit';
@@ -45,6 +46,14 @@ export interface WorklistItem {
   confidence?: number;
   /** The classes by probability, most probable first (at most three). */
   top?: ClassProbability[];
+  /**
+   * Screening models: the positive (abnormal) class, its probability and the threshold it is
+   * flagged at (probability >= threshold). Absent for other models and for records written before
+   * prediction records named their threshold.
+   */
+  screening?: { positiveClass: string; probability: number; threshold: number };
+  /** Other models: the selective confidence threshold a prediction below is flagged at (null: every prediction is). */
+  confidenceThreshold?: number | null;
   modelVersion?: string;
   /** SHA-256 of the upload the record belongs to (image URLs carry it, so a re-upload is not served from a cache). */
   sha256?: string;
@@ -87,6 +96,8 @@ interface FlagBody {
   probabilities?: Record<string, number>;
   topClass?: string;
   confidence?: number;
+  /** Absent in records written before the review rule was recorded. */
+  threshold?: PredictionRecord['threshold'];
   time?: string;
 }
 
@@ -216,6 +227,8 @@ async function readItem(store: BlobStore, f: FlagEntry): Promise<WorklistItem> {
     store.head(CONTAINERS.uploads, paths.upload(f.upload)).catch(() => undefined),
   ]);
   const b = body?.value;
+  const t = b?.threshold;
+  const positive = t?.kind === 'screening' ? b?.probabilities?.[t.positiveClass] : undefined;
   return {
     upload: f.upload,
     priority: f.priority,
@@ -224,6 +237,8 @@ async function readItem(store: BlobStore, f: FlagEntry): Promise<WorklistItem> {
     ...(b?.topClass !== undefined ? { topClass: b.topClass } : {}),
     ...(b?.confidence !== undefined ? { confidence: b.confidence } : {}),
     ...(b?.probabilities !== undefined ? { top: topClasses(b.probabilities) } : {}),
+    ...(t?.kind === 'screening' && positive !== undefined ? { screening: { positiveClass: t.positiveClass, probability: positive, threshold: t.value } } : {}),
+    ...(t?.kind === 'confidence' ? { confidenceThreshold: t.value } : {}),
     ...(b?.model?.version !== undefined ? { modelVersion: b.model.version } : {}),
     ...(b?.source?.sha256 !== undefined ? { sha256: b.source.sha256 } : {}),
     ...(b?.time !== undefined ? { scoredAt: b.time } : {}),

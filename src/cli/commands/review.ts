@@ -32,10 +32,20 @@ export function registerReviewCommands(program: Command, ctx: CommandContext): v
       const w = r.body as Worklist;
       if (opts.json === true) return void console.log(JSON.stringify(w, null, 2));
       console.log(`${w.total} images waiting for review (page ${w.page}, ${w.pageSize} per page)`);
-      console.log(`${'priority'.padEnd(9)}${'predicted'.padEnd(22)}${'reasons'.padEnd(30)}upload`);
+      const pct = (p: number) => `${(p * 100).toFixed(1)}%`;
+      console.log(`${'priority'.padEnd(9)}${'predicted'.padEnd(22)}${'flag rule'.padEnd(34)}${'reasons'.padEnd(30)}upload`);
       for (const i of w.items) {
-        const predicted = i.topClass === undefined ? '-' : `${i.topClass} ${((i.confidence ?? 0) * 100).toFixed(1)}%`;
-        console.log(`${i.priority.toFixed(3).padEnd(9)}${predicted.padEnd(22)}${i.reasons.join(',').padEnd(30)}${i.upload}`);
+        const predicted = i.topClass === undefined ? '-' : `${i.topClass} ${pct(i.confidence ?? 0)}`;
+        // Screening: the positive class's probability and the threshold it is flagged at; else the confidence one.
+        const rule =
+          i.screening !== undefined
+            ? `${i.screening.positiveClass} ${pct(i.screening.probability)} (flag >= ${pct(i.screening.threshold)})`
+            : i.confidenceThreshold === undefined
+              ? '-'
+              : i.confidenceThreshold === null
+                ? 'all (no threshold)'
+                : `confidence < ${pct(i.confidenceThreshold)}`;
+        console.log(`${i.priority.toFixed(3).padEnd(9)}${predicted.padEnd(22)}${rule.padEnd(34)}${i.reasons.join(',').padEnd(30)}${i.upload}`);
       }
     });
 }

@@ -1,5 +1,14 @@
 /** The prediction record: what infer wrote for an image (predictions/{name}.json, and flagged/{name}.json when a reviewer must look). */
-import type { ReviewDecision } from '../../triage/policy';
+/** Why a prediction goes to a reviewer (src/triage/policy.ts decides). */
+export type ReviewReason = 'low-confidence' | 'abnormal' | 'image-quality';
+
+/** The review decision a prediction record carries. */
+export interface ReviewDecision {
+  flagged: boolean;
+  reasons: ReviewReason[];
+  /** Larger is more urgent: [2, 3) abnormal, [1, 2) other flagged, [0, 1) not flagged. */
+  priority: number;
+}
 
 export interface PredictionRecord {
   upload: string;

@@ -10,23 +10,7 @@ import { freshStore, testConnectionString } from '../../helpers/azurite';
 import { digitPng } from '../../helpers/images';
 import { handlePreprocess } from '../../../src/handlers/preprocess';
 import { silentLog } from '../../../src/util/log';
-
-function capture(): { out: string[]; err: string[]; restore: () => void } {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-  const error = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-  const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  return {
-    out,
-    err,
-    restore: () => {
-      log.mockRestore();
-      error.mockRestore();
-      stderr.mockRestore();
-    },
-  };
-}
+import { capture } from '../../helpers/console';
 
 describe('triage CLI', () => {
   let dir: string;

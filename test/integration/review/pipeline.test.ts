@@ -169,6 +169,10 @@ describe('scoring and review on the embedded runtime', () => {
       const p = await prediction(store, item.upload);
       expect(item).toMatchObject({ topClass: p?.topClass, confidence: p?.confidence, modelVersion: p?.model.version, batch: item.upload.slice(0, item.upload.indexOf('/') + 1) });
       expect(item.top?.[0]).toEqual({ class: p?.topClass, probability: p?.confidence });
+      // Not a screening model: the confidence threshold the flag applied, no positive class.
+      expect(p?.threshold.kind).toBe('confidence');
+      expect(item.confidenceThreshold).toBe(p?.threshold.value);
+      expect(item.screening).toBeUndefined();
       expect(typeof item.uploadedAt).toBe('string');
     }
     const lowConf = (await api('worklist?pageSize=500&reason=low-confidence')).body as Worklist;

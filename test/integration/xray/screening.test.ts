@@ -23,7 +23,10 @@ import { ModelCard, saveModel } from '../../../src/ml/modelStore';
 import { PROFILE_VERSIONS } from '../../../src/imaging/profiles';
 import { DicomPatient, identifyingValues, madeUpPatient, radiographToDicom } from '../../../src/imaging/toDicom';
 import { scanForValues } from '../../../src/cli/demoXray';
+import { buildProgram } from '../../../src/cli/main';
+import { readWorklist, type Worklist } from '../../../src/triage/worklist';
 import { freshStore, quietLog, testConnectionString } from '../../helpers/azurite';
+import { capture } from '../../helpers/console';
 
 const FIXTURES = join(__dirname, '..', '..', 'fixtures', 'chest-xray');
 const SIZE = 32;
@@ -155,6 +158,53 @@ describe('chest X-ray screening on the embedded runtime', () => {
     }
     expect(flagged).toBeGreaterThan(0);
     expect(flagged).toBeLessThan(uploads.length);
+  });
+
+  it('shows on every worklist item what the reviewer decides on, in the HTTP worklist, the CLI and its --json', async () => {
+    const threshold = card.thresholds.screening?.threshold ?? NaN;
+    const res = await fetch(`http://127.0.0.1:${rt.httpPort}/api/worklist?pageSize=500`);
+    expect(res.status).toBe(200);
+    const http = (await res.json()) as Worklist;
+    expect(http.items.length).toBeGreaterThan(0);
+    for (const item of http.items) {
+      const p = (await store.getJson<PredictionRecord>(CONTAINERS.predictions, paths.prediction(item.upload)))?.value;
+      if (p === undefined) throw new Error(`no prediction for ${item.upload}`);
+      expect(item).toMatchObject({ topClass: p.topClass, confidence: p.confidence, screening: { positiveClass: 'PNEUMONIA', probability: p.probabilities.PNEUMONIA, threshold } });
+      expect(item.confidenceThreshold).toBeUndefined();
+    }
+
+    const cli = async (args: string[]): Promise<string[]> => {
+      const c = capture();
+      try {
+        await buildProgram(() => rt.deps).parseAsync(['node', 'triage', 'worklist', '--page-size', '500', ...args]);
+      } finally {
+        c.restore();
+      }
+      return c.out;
+    };
+    const json = JSON.parse((await cli(['--json'])).join('\n')) as Worklist;
+    expect(json.items).toEqual(http.items);
+    const lines = await cli([]);
+    const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
+    for (const item of http.items) {
+      const line = lines.find((l) => l.endsWith(item.upload));
+      expect(line).toContain(`${item.topClass ?? '?'} ${pct(item.confidence ?? NaN)}`);
+      expect(line).toContain(`PNEUMONIA ${pct(item.screening?.probability ?? NaN)} (flag >= ${pct(threshold)})`);
+    }
+
+    // A record written before records named their threshold still lists, without the screening figures.
+    const [first] = http.items;
+    if (first === undefined) throw new Error('empty worklist');
+    const flag = await store.getJson<Record<string, unknown>>(CONTAINERS.flagged, paths.flagged(first.upload));
+    const head = await store.head(CONTAINERS.flagged, paths.flagged(first.upload));
+    if (flag === undefined || head === undefined) throw new Error('no flag');
+    const older = { ...flag.value };
+    delete older.threshold;
+    await store.putJson(CONTAINERS.flagged, paths.flagged(first.upload), older, { metadata: head.metadata });
+    const fromOlder = (await readWorklist(store, { page: 1, pageSize: 500 }, { maxAgeMs: 0 })).items.find((i) => i.upload === first.upload);
+    expect(fromOlder).toMatchObject({ topClass: first.topClass, confidence: first.confidence });
+    expect(fromOlder?.screening).toBeUndefined();
+    await store.putJson(CONTAINERS.flagged, paths.flagged(first.upload), flag.value, { metadata: head.metadata });
   });
 
   it('lets no patient attribute of the DICOM files reach a record, a blob name or blob metadata', async () => {
