@@ -37,8 +37,8 @@ import { buildDeps } from '../src/composition';
 import { buildProgram } from '../src/cli/main';
 import type { UploadJob, UploaderMessage } from './uploader';
 import { PROFILE_VERSIONS } from '../src/imaging/profiles';
-import type { PredictionRecord } from '../src/handlers/infer';
-import { readPreprocessedRecord } from '../src/handlers/preprocess';
+import type { PredictionRecord } from '../src/storage/records/prediction';
+import { readPreprocessedRecord } from '../src/storage/records/preprocessed';
 
 function arg(name: string, dflt: number, min = 1): number {
   const i = process.argv.indexOf(`--${name}`);

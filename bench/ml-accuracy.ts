@@ -19,7 +19,7 @@ import { loadFashionMnist } from '../src/ml/data/fashionMnist';
 import { TrainTestSplit, count } from '../src/ml/data/dataset';
 import { train } from '../src/ml/train';
 import { evaluateModel, EvaluationReport } from '../src/ml/evaluate';
-import { initMlBackend, trainingDefaults } from '../src/ml/cli';
+import { initMlBackend, trainingDefaults } from '../src/ml/workflow';
 
 const RUNS = ['mnist-cnn', 'mnist-mlp', 'fashion-cnn'] as const;
 type Run = (typeof RUNS)[number];

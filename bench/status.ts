@@ -13,7 +13,7 @@ import { EmbeddedRuntime } from '../src/local/runtime';
 import { loadFunctionApp } from '../src/local/functionApp';
 import { BlobStore } from '../src/storage/blobStore';
 import { CONTAINERS, paths } from '../src/storage/layout';
-import { collectStatus } from '../src/handlers/status';
+import { collectStatus } from '../src/storage/records/status';
 import { mapLimit } from '../src/util/mapLimit';
 
 function arg(name: string, dflt: number): number {
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < calls; i++) repeat.push((await timed(get)).ms);
     const last = await get();
     console.log(`GET /api/status, first call               ${(first.ms / 1000).toFixed(2)} s   uploads ${String(first.value.uploads)}`);
-    console.log(`GET /api/status, next ${calls} calls          median ${median(repeat).toFixed(1)} ms, max ${Math.max(...repeat).toFixed(1)} ms   (answer's ageSeconds ${String(last.ageSeconds ?? 'n/a')})`);
+    console.log(`GET /api/status, next ${calls} calls          median ${median(repeat).toFixed(1)} ms, max ${Math.max(...repeat).toFixed(1)} ms   (answer's ageSeconds ${typeof last.ageSeconds === 'number' ? last.ageSeconds : 'n/a'})`);
   } finally {
     await rt?.stop();
     await azurite.stop();

@@ -1,6 +1,6 @@
 import { app, HttpResponseInit } from '@azure/functions';
 import { currentDeps } from '../src/composition';
-import { cachedStatus } from '../src/handlers/status';
+import { cachedStatus } from '../src/storage/records/status';
 
 app.http('status', {
   route: 'status',

@@ -90,8 +90,8 @@ function lock() {
     } catch (e) {
       if (e.code !== 'EEXIST') throw e;
     }
-    let holder = NaN;
-    let age = 0;
+    let holder;
+    let age;
     try {
       holder = Number(fs.readFileSync(LOCK, 'utf8'));
       age = Date.now() - fs.statSync(LOCK).mtimeMs;

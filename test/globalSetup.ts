@@ -5,7 +5,6 @@
 import { startAzurite, AzuriteHandle } from '../src/local/azurite';
 
 declare global {
-  // eslint-disable-next-line no-var
   var __TRIAGE_AZURITES__: AzuriteHandle[] | undefined;
 }
 

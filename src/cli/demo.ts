@@ -11,7 +11,7 @@
  *      unflagged, throughput, training speed and backend, wall time, and where the records are.
  *   6. Removes the run's uploads and records unless --keep (the promoted model stays).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import fs, { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
@@ -24,8 +24,7 @@ import { reviewPageUrl } from '../handlers/reviewPage';
 import { readCard, type ModelCard } from '../ml/modelStore';
 import { readCurrent, promote } from '../registry/registry';
 import { BlobStore } from '../storage/blobStore';
-import type { PredictionRecord } from '../handlers/infer';
-import type { RejectionRecord } from '../handlers/preprocess';
+import type { PredictionRecord } from '../storage/records/prediction';
 import { connectLocalStorage, pct, startFunctionApp, stopLocal, waitForRecords } from './demoSupport';
 import { demoDataDir, displayPath, removeDemoRun } from './demoData';
 import { writeSamples } from './samples';
@@ -42,7 +41,6 @@ interface DemoOptions {
 }
 
 function brokenFiles(dir: string): void {
-  const fs = require('node:fs') as typeof import('node:fs');
   const bad = path.join(dir, 'broken');
   fs.mkdirSync(bad, { recursive: true });
   fs.writeFileSync(path.join(bad, 'empty.png'), Buffer.alloc(0));
@@ -122,7 +120,7 @@ async function main(opts: DemoOptions): Promise<number> {
 
     // 5. Summary.
     const preds = [...done.entries()].filter(([, v]) => v.kind === 'prediction') as [string, { kind: 'prediction'; rec: PredictionRecord }][];
-    const rejs = [...done.values()].filter((v) => v.kind === 'rejection').map((v) => v.rec as RejectionRecord);
+    const rejs = [...done.values()].filter((v) => v.kind === 'rejection').map((v) => v.rec);
     let correct = 0;
     let flagged = 0;
     let unflagged = 0;

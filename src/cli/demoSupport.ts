@@ -3,12 +3,12 @@ import { loadConfig, STORAGE_SETTING } from '../config';
 import type { Config, Env } from '../config';
 import { startAzurite, AzuriteHandle } from '../local/azurite';
 import { EmbeddedRuntime } from '../local/runtime';
-import { consoleLog } from '../handlers/types';
+import { consoleLog } from '../util/log';
 import { DEV_STORAGE, readEndpoint } from '../local/settings';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
-import type { PredictionRecord } from '../handlers/infer';
-import type { RejectionRecord } from '../handlers/preprocess';
+import type { PredictionRecord } from '../storage/records/prediction';
+import type { RejectionRecord } from '../storage/records/rejection';
 
 /**
  * Points `settings` at local storage when they name none (or the development storage): the

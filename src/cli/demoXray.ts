@@ -29,7 +29,7 @@ import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS } from '../storage/layout';
 import type { ModelCard } from '../ml/modelStore';
 import { auroc } from '../ml/calibration';
-import { DEFAULT_GROUP_PATTERN, compileGroupPattern, groupKey, listFiles } from '../ml/data/folder';
+import { compileGroupPattern, groupKey, listFiles } from '../ml/data/folder';
 import { isTestName } from '../ml/data/split';
 import { sortClassNames } from '../ml/data/dataset';
 import { DicomPatient, identifyingValues, madeUpPatient, radiographToDicom } from '../imaging/toDicom';

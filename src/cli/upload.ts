@@ -3,6 +3,7 @@ import { createReadStream, statSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS } from '../storage/layout';
+import { UsageError } from './common';
 
 export interface UploadItem {
   file: string;
@@ -21,7 +22,6 @@ const CONTENT_TYPES: Record<string, string> = {
   '.dcm': 'application/dicom',
 };
 
-export class UsageError extends Error {}
 
 /** Files under `target` (a file or a folder, recursively) with the blob names they get. */
 export function planUpload(target: string, prefix = ''): UploadItem[] {

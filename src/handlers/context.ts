@@ -1,6 +1,6 @@
 /** Glue between the Functions programming model and the pure handlers. */
 import type { InvocationContext } from '@azure/functions';
-import type { Log } from './types';
+import type { Log } from '../util/log';
 
 export function contextLog(context: InvocationContext): Log {
   return {

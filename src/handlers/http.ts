@@ -3,9 +3,11 @@
  * checked, Result out, reviewer identity from the platform, and the answer any thrown error gets.
  */
 import type { HttpRequest, HttpResponseInit } from '@azure/functions';
-import type { Result } from './review';
 import { isUnreachable } from '../storage/blobStore';
 import { checkUploadName, InvalidNameError } from '../storage/layout';
+
+/** A handler's answer with an HTTP status: the review handlers return it, and the CLI prints it. */
+export type Result<T> = { status: 200 | 201; body: T } | { status: 400 | 404 | 409 | 422; body: { error: string; [k: string]: unknown } };
 
 /** Default body limit of a JSON route (labels, retrain): a label with a 2,000-character note is ~2.5 KiB. */
 export const MAX_JSON_BODY_BYTES = 64 * 1024;

@@ -6,13 +6,15 @@
  */
 import type { Deps } from '../composition';
 import { decodeNpy } from '../imaging';
-import { readPreprocessedRecord, scoringInfoFromMetadata } from './preprocess';
 import { ShapeMismatch } from '../registry/modelCache';
 import { CONTAINERS, paths } from '../storage/layout';
-import { recordSource, TransientError, writeRecord } from '../storage/records';
-import { decideReview, ReviewDecision, ReviewThresholds } from '../triage/policy';
+import type { PredictionRecord } from '../storage/records/prediction';
+import { readPreprocessedRecord, scoringInfoFromMetadata } from '../storage/records/preprocessed';
+import { recordSource, writeRecord } from '../storage/records/write';
+import { decideReview, ReviewThresholds } from '../triage/policy';
 import type { ModelCard } from '../ml/modelStore';
-import type { Log } from './types';
+import { TransientError } from '../util/errors';
+import type { Log } from '../util/log';
 
 export interface InferInput {
   /** Upload name (the `{name}` of preprocessed/{name}.npy). */
@@ -21,29 +23,6 @@ export interface InferInput {
   data: Buffer;
   /** The .npy blob's metadata, when the trigger delivered it. */
   metadata?: Record<string, string>;
-}
-
-export interface PredictionRecord {
-  upload: string;
-  source: { sha256: string };
-  model: { version: string; architecture: string; createdAt: string };
-  backend: { name: string; tfjsVersion: string };
-  preprocessing: { profile: string; version: string };
-  classNames: string[];
-  /** Calibrated probabilities by class name. */
-  probabilities: Record<string, number>;
-  topClass: string;
-  confidence: number;
-  review: ReviewDecision;
-  /**
-   * The rule the review decision applied, from the model card: a screening model's positive class
-   * and threshold (flagged when its probability is at or above it), or the selective confidence
-   * threshold (null: every prediction is reviewed).
-   */
-  threshold: { kind: 'screening'; positiveClass: string; value: number } | { kind: 'confidence'; value: number | null };
-  timings: { loadMs: number; predictMs: number; batchSize: number; totalMs: number };
-  time: string;
-  instance: string;
 }
 
 export type InferResult =

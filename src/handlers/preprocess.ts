@@ -8,12 +8,13 @@
  * retries. The upload itself is never modified.
  */
 import type { Deps } from '../composition';
-import type { BlobStore } from '../storage/blobStore';
-import { ImageRejection, preprocessImage, encodeNpy, ImageMetadata, RejectionCode, sizeRejection } from '../imaging';
+import { ImageRejection, preprocessImage, encodeNpy, ImageMetadata, sizeRejection } from '../imaging';
 import { sha256 } from '../storage/blobStore';
 import { CONTAINERS, invalidUploadName, paths } from '../storage/layout';
-import { recordSource, removeStaleRecord, SOURCE_SHA_KEY, TransientError, writeJsonRecord, writeRecord, WriteOutcome } from '../storage/records';
-import type { Log } from './types';
+import { asciiJson, npyMetadata, RECORD_KEY, SourceInfo, StoredPreprocessedRecord } from '../storage/records/preprocessed';
+import type { RejectionRecord, RejectionRecordCode } from '../storage/records/rejection';
+import { recordSource, removeStaleRecord, writeJsonRecord, writeRecord, WriteOutcome } from '../storage/records/write';
+import type { Log } from '../util/log';
 
 export interface PreprocessInput {
   /** Upload name (the `{name}` of uploads/{name}); may contain virtual folders. */
@@ -25,36 +26,6 @@ export interface PreprocessInput {
    * when known. The size limit is checked on it (and on the bytes) before any decoding starts.
    */
   declaredBytes?: number;
-}
-
-export interface SourceInfo {
-  sha256: string;
-  bytes: number;
-}
-
-export interface PreprocessedRecord {
-  upload: string;
-  source: SourceInfo & ImageMetadata['source'];
-  profile: ImageMetadata['profile'];
-  shape: ImageMetadata['shape'];
-  dicom?: ImageMetadata['dicom'];
-  quality: ImageMetadata['quality'];
-  pixels: string;
-  time: string;
-  instance: string;
-}
-
-export type RejectionRecordCode = RejectionCode | 'invalid-name';
-
-export interface RejectionRecord {
-  upload: string;
-  code: RejectionRecordCode;
-  message: string;
-  detail?: Record<string, string | number>;
-  source: SourceInfo;
-  profile: string;
-  time: string;
-  instance: string;
 }
 
 export type PreprocessResult =
@@ -162,49 +133,4 @@ async function reject(
   }
   log.warn(`preprocess: ${name} rejected (${code}): ${message}`);
   return { status: 'rejected', outcome, code, sha256: source.sha256 };
-}
-
-/** The record as stored: the upload name and pixel path are the blob's own name. */
-type StoredPreprocessedRecord = Omit<PreprocessedRecord, 'upload' | 'pixels'>;
-
-/** Blob metadata key of preprocessed/{name}.npy holding the record as JSON. */
-export const RECORD_KEY = 'record';
-
-/** JSON with every character outside printable ASCII escaped: blob metadata values are HTTP header values. */
-function asciiJson(value: unknown): string {
-  // Spaces too: header canonicalisation may fold runs of them.
-  return JSON.stringify(value).replace(/[^\x21-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-/**
- * The preprocessing record of an upload, from preprocessed/{name}.npy's metadata (one HEAD), or
- * from the preprocessed/{name}.json that versions before 2026-11-29 wrote beside the pixels.
- * Undefined when the upload has no preprocessed image; throws when the image has no record.
- */
-export async function readPreprocessedRecord(store: BlobStore, name: string): Promise<PreprocessedRecord | undefined> {
-  const pixels = `${CONTAINERS.preprocessed}/${paths.preprocessed(name)}`;
-  const head = await store.head(CONTAINERS.preprocessed, paths.preprocessed(name));
-  if (head === undefined) return undefined;
-  const stored = head.metadata[RECORD_KEY];
-  if (stored !== undefined) return { upload: name, ...(JSON.parse(stored) as StoredPreprocessedRecord), pixels };
-  const legacy = await store.getJson<PreprocessedRecord>(CONTAINERS.preprocessed, paths.legacyPreprocessedMeta(name));
-  if (legacy === undefined) throw new TransientError(`${pixels} has no preprocessing record (metadata "${RECORD_KEY}" or ${paths.legacyPreprocessedMeta(name)})`);
-  return legacy.value;
-}
-
-/** Blob metadata of preprocessed/{name}.npy (ASCII header values). */
-export function npyMetadata(meta: ImageMetadata): Record<string, string> {
-  const flags = [...(meta.quality.blank ? ['blank'] : []), ...(meta.quality.nearConstant ? ['near-constant'] : []), ...meta.quality.warnings];
-  // Never empty: the service drops metadata with empty values.
-  return { profile: meta.profile.name, profileversion: meta.profile.version, qualityflags: flags.length === 0 ? 'none' : [...new Set(flags)].join(',') };
-}
-
-/** What scoring needs from preprocessing, read back from the .npy blob's metadata (undefined if incomplete). */
-export function scoringInfoFromMetadata(md: Record<string, string> | undefined): { sha256: string; profile: { name: string; version: string }; quality: { blank: boolean; nearConstant: boolean; warnings: string[] } } | undefined {
-  if (md === undefined) return undefined;
-  const sha = md[SOURCE_SHA_KEY];
-  const { profile, profileversion, qualityflags } = md;
-  if (sha === undefined || profile === undefined || profileversion === undefined || qualityflags === undefined) return undefined;
-  const flags = qualityflags.split(',').filter((f) => f !== '' && f !== 'none');
-  return { sha256: sha, profile: { name: profile, version: profileversion }, quality: { blank: flags.includes('blank'), nearConstant: flags.includes('near-constant'), warnings: flags } };
 }

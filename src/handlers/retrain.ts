@@ -4,7 +4,7 @@
  * involves; the trainer itself runs elsewhere (GPU Container Apps job, or a local child process).
  */
 import type { Deps } from '../composition';
-import type { Log } from './types';
+import type { Log } from '../util/log';
 import { Launcher, launcherFor } from '../jobs/launchers';
 import { StartRunResult, startRun } from '../jobs/start';
 import { reconcileRun } from '../jobs/liveness';

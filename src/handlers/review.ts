@@ -3,28 +3,12 @@
  * They return plain results with an HTTP status, so the HTTP functions and the CLI share them.
  */
 import type { Deps } from '../composition';
+import type { Result } from './http';
 import { findCard, readCurrent } from '../registry/registry';
-import { readPreprocessedRecord } from './preprocess';
 import { CONTAINERS, invalidUploadName, paths } from '../storage/layout';
+import { LabelEntry, LabelRecord, readLabelRecord } from '../storage/records/label';
+import { readPreprocessedRecord } from '../storage/records/preprocessed';
 import { noteLabeled, readWorklist, Worklist } from '../triage/worklist';
-
-export type Result<T> = { status: 200 | 201; body: T } | { status: 400 | 404 | 409 | 422; body: { error: string; [k: string]: unknown } };
-
-export interface LabelEntry {
-  class: string;
-  labeledBy: string;
-  labeledAt: string;
-  note?: string;
-}
-
-export interface LabelRecord extends LabelEntry {
-  upload: string;
-  source: { sha256: string };
-  /** What the model said when the reviewer labeled it, if it had been scored. */
-  prediction?: { modelVersion: string; topClass: string; confidence: number };
-  /** Earlier labels of this image, newest first. */
-  history: LabelEntry[];
-}
 
 /** What a prediction record holds that the review loop reads. */
 export interface PredictionSummary {
@@ -50,21 +34,6 @@ const MAX_NOTE = 2000;
 function refuseName(name: string): Result<never> | undefined {
   const bad = invalidUploadName(name);
   return bad === undefined ? undefined : { status: 400, body: { error: `Not an image name: ${bad}.` } };
-}
-
-/** The current label record; 'unreadable' when the blob is not a label record (not JSON, or no object). */
-async function readLabel(deps: Deps, name: string): Promise<{ value: LabelRecord; etag: string } | undefined | 'unreadable'> {
-  let r: { value: unknown; etag: string } | undefined;
-  try {
-    r = await deps.store.getJson<unknown>(CONTAINERS.labels, paths.label(name));
-  } catch (err) {
-    if (err instanceof SyntaxError) return 'unreadable';
-    throw err;
-  }
-  if (r === undefined) return undefined;
-  const v = r.value as Partial<LabelRecord> | null;
-  if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof v.class !== 'string' || (v.history !== undefined && !Array.isArray(v.history))) return 'unreadable';
-  return { value: { ...(v as LabelRecord), history: v.history ?? [] }, etag: r.etag };
 }
 
 export async function handleLabel(req: LabelRequest, deps: Deps): Promise<Result<LabelRecord>> {
@@ -109,7 +78,7 @@ export async function handleLabel(req: LabelRequest, deps: Deps): Promise<Result
     ...(typeof body.note === 'string' ? { note: body.note } : {}),
   };
   for (let attempt = 0; attempt < 5; attempt++) {
-    const existing = await readLabel(deps, req.name);
+    const existing = await readLabelRecord(store, req.name);
     if (existing === 'unreadable') {
       return { status: 409, body: { error: `The label record of ${req.name} (${CONTAINERS.labels}/${paths.label(req.name)}) is not a label record (not JSON, or not an object with "class"); fix or remove it first.` } };
     }
@@ -147,7 +116,7 @@ export async function undoLabel(req: UndoRequest, deps: Deps): Promise<Result<{ 
   const { store } = deps;
   const refused = refuseName(req.name);
   if (refused !== undefined) return refused;
-  const existing = await readLabel(deps, req.name);
+  const existing = await readLabelRecord(store, req.name);
   if (existing === undefined) return { status: 404, body: { error: `Image ${req.name} has no label to undo.` } };
   if (existing === 'unreadable') return { status: 409, body: { error: `The label record of ${req.name} is not a label record (not JSON, or not an object with "class"); nothing was undone.` } };
   const cur = existing.value;

@@ -23,10 +23,10 @@ import { renderNpy, renderUpload } from '../imaging/render';
 import { findCard, readCurrent } from '../registry/registry';
 import { listRuns } from '../jobs/runs';
 import { CONTAINERS, invalidUploadName, paths } from '../storage/layout';
-import type { PredictionRecord } from './infer';
-import { readPreprocessedRecord } from './preprocess';
-import type { LabelRecord } from './review';
-import { collectStatus } from './status';
+import type { LabelRecord } from '../storage/records/label';
+import type { PredictionRecord } from '../storage/records/prediction';
+import { readPreprocessedRecord } from '../storage/records/preprocessed';
+import { collectStatus } from '../storage/records/status';
 import { warmWorklist } from '../triage/worklist';
 import { jsonBody } from './http';
 

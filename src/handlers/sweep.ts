@@ -4,13 +4,18 @@
  *    never arrived, or a blob that went to the poison queue for a transient reason) are run
  *    through preprocess again;
  *  - preprocessed images without a prediction (they waited for a first model) are scored.
- * Both handlers are idempotent, so a sweep that overlaps the event-driven path is harmless.
+ * Both handlers are idempotent, so a sweep that overlaps the event-driven path is harmless. They
+ * are handed in (`SweepSteps`): a handler never imports another one.
  */
 import type { Deps } from '../composition';
 import { CONTAINERS, paths, uploadNameFromPreprocessed, uploadNameFromRecord } from '../storage/layout';
-import { handleInfer } from './infer';
-import { handlePreprocess } from './preprocess';
-import type { Log } from './types';
+import type { Log } from '../util/log';
+
+/** The two handlers a sweep re-drives: handlePreprocess and handleInfer. */
+export interface SweepSteps {
+  preprocess(input: { name: string; data: Buffer }, deps: Deps, log: Log): Promise<{ status: string }>;
+  infer(input: { name: string; data: Buffer; metadata?: Record<string, string> }, deps: Deps, log: Log): Promise<{ status: string }>;
+}
 
 export interface SweepOptions {
   /** Uploads younger than this are left to their own event. Default 2 minutes. */
@@ -35,7 +40,7 @@ async function nameSet(deps: Deps, container: string, map: (n: string) => string
   return out;
 }
 
-export async function handleSweep(deps: Deps, log: Log, opts: SweepOptions = {}): Promise<SweepReport> {
+export async function handleSweep(steps: SweepSteps, deps: Deps, log: Log, opts: SweepOptions = {}): Promise<SweepReport> {
   const graceMs = opts.graceMs ?? 120_000;
   let budget = opts.maxItems ?? 2000;
   const report: SweepReport = { uploadsRedriven: 0, imagesScored: 0, stillWaiting: 0, errors: 0 };
@@ -56,7 +61,7 @@ export async function handleSweep(deps: Deps, log: Log, opts: SweepOptions = {})
     try {
       const blob = await store.get(CONTAINERS.uploads, e.name);
       if (blob === undefined) continue;
-      const r = await handlePreprocess({ name: e.name, data: blob.data }, deps, log);
+      const r = await steps.preprocess({ name: e.name, data: blob.data }, deps, log);
       if (r.status === 'preprocessed') preprocessed.add(e.name);
       report.uploadsRedriven++;
     } catch (err) {
@@ -73,7 +78,7 @@ export async function handleSweep(deps: Deps, log: Log, opts: SweepOptions = {})
       try {
         const npy = await store.get(CONTAINERS.preprocessed, `${name}.npy`);
         if (npy === undefined) continue;
-        const r = await handleInfer({ name, data: npy.data, metadata: npy.metadata }, deps, log);
+        const r = await steps.infer({ name, data: npy.data, metadata: npy.metadata }, deps, log);
         if (r.status === 'scored' || r.status === 'already-done') report.imagesScored++;
         else report.stillWaiting++;
       } catch (err) {

@@ -59,7 +59,7 @@ export interface DicomDecoded {
 }
 
 function thrownText(e: unknown): string {
-  if (e && typeof e === 'object' && 'exception' in e) return describeThrown((e as { exception: unknown }).exception);
+  if (e && typeof e === 'object' && 'exception' in e) return describeThrown((e).exception);
   return describeThrown(e);
 }
 

@@ -110,7 +110,7 @@ function readChunks(bytes: Buffer, maxPixels: number, reduceTo: ReduceTo | undef
 function inflateExactly(data: Buffer, expected: number): Buffer | undefined {
   try {
     // `info` gives the engine, whose bytesWritten is the input consumed up to the end of the stream.
-    const r = zlib.inflateSync(data, { info: true, maxOutputLength: expected } as zlib.ZlibOptions) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+    const r = zlib.inflateSync(data, { info: true, maxOutputLength: expected }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
     return r.buffer.length === expected && r.engine.bytesWritten === data.length ? r.buffer : undefined;
   } catch {
     return undefined; // corrupt stream, bad Adler-32, too much data: sharp says what is wrong

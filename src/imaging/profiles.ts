@@ -154,7 +154,7 @@ export function mnistProfile(input: Gray): ProfileOutput {
   const mad = new UnitHistogram(absDev).quantile(0.5) * 2;
   const sigma = 1.4826 * mad;
   // Ink peak: the 5th largest difference (one hot pixel cannot set it; 12 real ink pixels can).
-  let peak = 0;
+  let peak: number;
   {
     const top = new Float32Array(5).fill(-Infinity); // ascending
     for (let i = 0; i < n; i++) {

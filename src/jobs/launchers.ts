@@ -27,7 +27,7 @@ import type { Config, Env, TrainerJobConfig } from '../config';
 import { STORAGE_SETTING } from '../config';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
-import type { Log } from '../handlers/types';
+import type { Log } from '../util/log';
 import { isFinished, LaunchRecord, markFailed, readStatus } from './runs';
 
 export interface LaunchInfo {
@@ -102,7 +102,7 @@ export function azureTrainerEnv(config: Config, job: TrainerJobConfig, runId: st
     TRIAGE_PROFILE: config.profile,
     TRIAGE_XRAY_SIZE: String(config.xraySize),
     RUN_ID: runId,
-  } as Record<(typeof TRAINER_ENV_KEYS)[number], string>;
+  };
 }
 
 /** The local trainer's environment: this process's storage connection and settings, plus RUN_ID. */

@@ -11,7 +11,7 @@
  * last, and by GET /api/runs/{id} and `triage runs show` for the run shown.
  */
 import type { BlobStore } from '../storage/blobStore';
-import type { Log } from '../handlers/types';
+import type { Log } from '../util/log';
 import type { Launcher, TrainerState } from './launchers';
 import { isFinished, markFailed, readStatus, RunStatus } from './runs';
 

@@ -143,7 +143,8 @@ export interface Snapshot {
 export async function readManifest(store: BlobStore, runId: string): Promise<RunManifest | undefined> {
   const m = await store.getJson<RunManifest>(CONTAINERS.runs, paths.runManifest(checkRunId(runId)));
   if (m === undefined) return undefined;
-  if (m.value.schema !== MANIFEST_SCHEMA) throw new RunError('bad-manifest', `runs/${paths.runManifest(runId)} has schema ${String(m.value.schema)}, expected ${MANIFEST_SCHEMA}`);
+  const schema: unknown = m.value.schema;
+  if (schema !== MANIFEST_SCHEMA) throw new RunError('bad-manifest', `runs/${paths.runManifest(runId)} has schema ${String(schema)}, expected ${MANIFEST_SCHEMA}`);
   return m.value;
 }
 
@@ -151,7 +152,7 @@ export async function readManifest(store: BlobStore, runId: string): Promise<Run
 export async function promotedSnapshot(store: BlobStore): Promise<Snapshot> {
   const cur = await readCurrent(store);
   if (cur === undefined) return { current: undefined, items: new Map(), since: undefined };
-  const card = (await findCard(store, cur.value.version)) as RetrainCard | undefined;
+  const card: RetrainCard | undefined = await findCard(store, cur.value.version);
   const current = { version: cur.value.version, etag: cur.etag, card };
   const runId = card?.run?.id;
   const manifest = runId === undefined ? undefined : await readManifest(store, runId).catch(() => undefined);

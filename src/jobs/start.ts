@@ -18,7 +18,7 @@
 import type { Config } from '../config';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
-import type { Log } from '../handlers/types';
+import type { Log } from '../util/log';
 import { baseDataClasses, buildManifest, listLabelBlobs, newLabels, promotedSnapshot, readLabelItems, readManifest, RunManifest } from './manifest';
 import { RunStatus, createStatus, isFinished, markFailed, newRunId, readStatus, updateStatus, RunError } from './runs';
 import type { LaunchInfo, Launcher } from './launchers';

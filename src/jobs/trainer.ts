@@ -23,8 +23,8 @@
 import type { Config } from '../config';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
-import { SOURCE_SHA_KEY } from '../storage/records';
-import type { Log } from '../handlers/types';
+import { SOURCE_SHA_KEY } from '../storage/records/write';
+import type { Log } from '../util/log';
 import { decodeNpy } from '../imaging/npy';
 import { PROFILE_VERSIONS } from '../imaging/profiles';
 import { BackendInfo, initBackend } from '../ml/backend';
@@ -159,7 +159,7 @@ function pack(parts: { images: LabeledImages | undefined; loaded: Loaded[] }, cl
 
 /** Trains, judges and (maybe) promotes the candidate of a queued run. Returns the final status. */
 export async function runTrainJob(runId: string, deps: TrainerDeps, opts: TrainerOptions = {}): Promise<RunStatus> {
-  const { store, config, log } = deps;
+  const { store, log } = deps;
   const now = deps.now ?? (() => new Date());
   const t0 = performance.now();
   const timings: Record<string, number> = {};

@@ -273,7 +273,6 @@ function installLokiInPlaceRemoval(Loki, distinct) {
  * @param {string} modulePath resolved path of uri-templates, before its users load it
  */
 function installUriTemplateCache(modulePath) {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const original = require(modulePath);
   if (original[PLANNED] === true) return;
   const MAX = 1000;
@@ -368,7 +367,7 @@ function installIntoAzurite(mainPath) {
   installLokiInPlaceRemoval(Loki, (coll) => coll.name === '$EXTENTS_COLLECTION$');
   installUriTemplateCache(fromAzurite.resolve('uri-templates'));
   installHeadKeepAlive(require('node:http'));
-  let dispatch = false;
+  let dispatch;
   try {
     dispatch = installDispatchMatchCache(fromAzurite('./generated/utils/utils.js'));
   } catch {

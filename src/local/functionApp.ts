@@ -44,23 +44,28 @@ export function defaultFunctionsDir(): string {
   return path.resolve(__dirname, '..', '..', 'functions');
 }
 
+/** A binding property as text (`dflt` when absent). */
+function text(v: unknown, dflt: string): string {
+  return v === undefined || v === null ? dflt : typeof v === 'string' ? v : JSON.stringify(v);
+}
+
 function toTrigger(fn: string, b: CoreBindingInfo): Trigger {
   const type = b.type.toLowerCase();
   if (type === 'blobtrigger') {
-    const p = String(b.path ?? '');
+    const p = text(b.path, '');
     if (b.source !== 'EventGrid') {
       throw new UnsupportedFunctionError(`Function "${fn}": blob triggers must use source 'EventGrid' (Flex Consumption supports no other); got ${JSON.stringify(b.source)}.`);
     }
     const container = p.split('/')[0] ?? '';
     if (container === '' || !p.includes('/')) throw new UnsupportedFunctionError(`Function "${fn}": blob trigger path ${JSON.stringify(p)} must be container/pattern.`);
-    return { kind: 'blob', path: p, container, connection: String(b.connection ?? 'AzureWebJobsStorage') };
+    return { kind: 'blob', path: p, container, connection: text(b.connection, 'AzureWebJobsStorage') };
   }
   if (type === 'timertrigger') {
-    return { kind: 'timer', schedule: String(b.schedule ?? ''), runOnStartup: b.runOnStartup === true };
+    return { kind: 'timer', schedule: text(b.schedule, ''), runOnStartup: b.runOnStartup === true };
   }
   if (type === 'httptrigger') {
     const methods = Array.isArray(b.methods) ? (b.methods as unknown[]).map((m) => String(m).toUpperCase()) : ['GET', 'POST'];
-    return { kind: 'http', route: String(b.route ?? fn), methods, authLevel: String(b.authLevel ?? 'anonymous') };
+    return { kind: 'http', route: text(b.route, fn), methods, authLevel: text(b.authLevel, 'anonymous') };
   }
   throw new UnsupportedFunctionError(`Function "${fn}" uses a ${b.type} trigger, which the embedded runtime does not run. Supported: blobTrigger (EventGrid), timerTrigger, httpTrigger.`);
 }
@@ -98,6 +103,7 @@ export function loadFunctionApp(dir: string = defaultFunctionsDir()): LoadedFunc
   const files = readdirSync(dir)
     .filter((f) => path.extname(f) === ext && !f.endsWith('.d.ts') && !f.endsWith('.map'))
     .sort();
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- the registration files, found by listing the folder
   for (const f of files) require(path.join(dir, f));
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const core = require(CORE_MODULE) as typeof import('./functionsCore');

@@ -18,7 +18,7 @@ import { ConfigError, type Config, type Env } from '../config';
 import { buildDeps, Deps, runWithDeps } from '../composition';
 import { BlobData, BlobStore, isUnreachable } from '../storage/blobStore';
 import { HOST_CONTAINER, matchTriggerPath, paths } from '../storage/layout';
-import type { Log } from '../handlers/types';
+import type { Log } from '../util/log';
 import { errorResponse } from '../handlers/http';
 import { loadFunctionApp, LoadedFunction } from './functionApp';
 
@@ -553,7 +553,7 @@ export class EmbeddedRuntime {
       try {
         this.stats.invocations++;
         const result = await runWithDeps(this.deps, () => Promise.resolve(fn.callback(request, context)));
-        const response = result instanceof HttpResponse ? result : new HttpResponse((result ?? {}) as ConstructorParameters<typeof HttpResponse>[0]);
+        const response = result instanceof HttpResponse ? result : new HttpResponse((result ?? {}));
         const body = Buffer.from(await response.arrayBuffer());
         const outHeaders: Record<string, string> = {};
         response.headers.forEach((v, h) => {

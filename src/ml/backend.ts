@@ -82,7 +82,7 @@ async function tryWasm(opts: BackendOptions): Promise<BackendInfo> {
   let wasm: { setWasmPaths(prefix: string): void; getThreadsCount(): number };
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    wasm = require('@tensorflow/tfjs-backend-wasm');
+    wasm = require('@tensorflow/tfjs-backend-wasm') as typeof wasm;
   } catch (e) {
     throw new BackendUnavailable(`@tensorflow/tfjs-backend-wasm: ${errorText(e)}`);
   }
@@ -126,7 +126,7 @@ async function select(preferred: BackendName | undefined, log: (msg: string) => 
     try {
       return await attempts[preferred]();
     } catch (e) {
-      throw new Error(`ML backend '${preferred}' (forced by TRIAGE_BACKEND) cannot be used: ${errorText(e)}`);
+      throw new Error(`ML backend '${preferred}' (forced by TRIAGE_BACKEND) cannot be used: ${errorText(e)}`, { cause: e });
     }
   }
   const skipped: string[] = [];

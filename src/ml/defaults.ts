@@ -1,5 +1,5 @@
 /**
- * Training defaults shared by `triage train` (src/ml/cli.ts) and the retraining runs
+ * Training defaults shared by `triage train` (src/cli/commands/train.ts) and the retraining runs
  * (src/jobs/manifest.ts). Free of TensorFlow.js, so planning a run does not load it.
  */
 import type { AugmentOptions } from './train';

@@ -43,7 +43,7 @@ export async function predictProbabilities(model: tf.LayersModel, data: LabeledI
       y.dispose();
       throw new Error(`the model outputs ${values.length / (end - start)} classes per image; the data has ${classes}`);
     }
-    out.set(values as Float32Array, start * classes);
+    out.set(values, start * classes);
     x.dispose();
     y.dispose();
   }

@@ -219,7 +219,7 @@ function handlerFor(sink: FileSink): tf.io.IOHandler {
           }
         }
         const all = Buffer.concat(buffers);
-        return [specs, all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer];
+        return [specs, all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength)];
       });
     },
   };

@@ -85,7 +85,7 @@ function adamUpdateWasm(args: KernelArgs): tf.TensorInfo[] {
 
 function ensureKernel(): void {
   if (tf.getKernel(ADAM_UPDATE_KERNEL, 'wasm') == null) {
-    tf.registerKernel({ kernelName: ADAM_UPDATE_KERNEL, backendName: 'wasm', kernelFunc: adamUpdateWasm as unknown as tf.KernelFunc });
+    tf.registerKernel({ kernelName: ADAM_UPDATE_KERNEL, backendName: 'wasm', kernelFunc: adamUpdateWasm });
   }
 }
 
@@ -125,11 +125,11 @@ export class FusedAdam extends tf.AdamOptimizer {
       if (grad.dtype !== 'float32' || value.dtype !== 'float32') throw new Error(`FusedAdam: ${name} is ${value.dtype} with a ${grad.dtype} gradient; expected float32`);
       const m = (state.accumulatedFirstMoment[i] as { variable: tf.Variable }).variable;
       const v = (state.accumulatedSecondMoment[i] as { variable: tf.Variable }).variable;
-      const [w2, m2, v2] = tf.engine().runKernel(ADAM_UPDATE_KERNEL, { value, m, v, g: grad }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      const [w2, m2, v2] = tf.engine().runKernel<tf.Tensor[]>(ADAM_UPDATE_KERNEL, { value, m, v, g: grad }, attrs as unknown as tf.NamedAttrMap);
       value.assign(w2 as tf.Tensor);
       m.assign(m2 as tf.Tensor);
       v.assign(v2 as tf.Tensor);
-      tf.dispose([w2 as tf.Tensor, m2 as tf.Tensor, v2 as tf.Tensor]);
+      tf.dispose([w2, m2, v2]);
     });
     tf.tidy(() => {
       state.accBeta1.assign(tf.mul(state.accBeta1, this.beta1));

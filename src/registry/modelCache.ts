@@ -10,7 +10,7 @@ import { CONTAINERS, paths } from '../storage/layout';
 import type { ModelCard } from '../ml/modelStore';
 import { applyTemperature } from '../ml/calibration';
 import type { BackendInfo } from '../ml/backend';
-import type { Log } from '../handlers/types';
+import type { Log } from '../util/log';
 
 export interface ScoredImage {
   /** Calibrated class probabilities (temperature from the model card). */

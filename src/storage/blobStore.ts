@@ -261,6 +261,6 @@ export class BlobStore {
 async function streamToBuffer(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
   if (stream === undefined) return Buffer.alloc(0);
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk));
   return Buffer.concat(chunks);
 }

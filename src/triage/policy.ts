@@ -11,7 +11,7 @@
  * Priority orders the worklist: abnormal first (most probable first), then least confident.
  */
 
-export type ReviewReason = 'low-confidence' | 'abnormal' | 'image-quality';
+import type { ReviewDecision, ReviewReason } from '../storage/records/prediction';
 
 export interface ReviewThresholds {
   /**
@@ -31,13 +31,6 @@ export interface QualitySignals {
 
 /** Preprocessing warnings that mean the image itself is doubtful. */
 export const QUALITY_PROBLEMS: ReadonlySet<string> = new Set(['blank', 'near-constant', 'low-contrast', 'tiny-ink', 'large-ink']);
-
-export interface ReviewDecision {
-  flagged: boolean;
-  reasons: ReviewReason[];
-  /** Larger is more urgent: [2, 3) abnormal, [1, 2) other flagged, [0, 1) not flagged. */
-  priority: number;
-}
 
 export function decideReview(probs: ArrayLike<number>, thresholds: ReviewThresholds, quality: QualitySignals | undefined): ReviewDecision {
   let top = 0;

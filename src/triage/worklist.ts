@@ -11,7 +11,7 @@
  * asked for is read in full: its prediction records (classes, probabilities, the review rule) and upload times,
  * kept per instance while the flagged record's ETag stays the same.
  */
-import type { PredictionRecord } from '../handlers/infer';
+import type { PredictionRecord } from '../storage/records/prediction';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths, uploadNameFromRecord } from '../storage/layout';
 import { mapLimit } from '../util/mapLimit';
@@ -187,7 +187,7 @@ function snapshot(store: BlobStore, prefix: string, maxAgeMs: number): Promise<S
     // A failed refresh behind a served snapshot is retried by the next request, not thrown at nobody.
     s.refreshing.catch(() => undefined);
   }
-  return s.current !== undefined ? Promise.resolve(s.current) : (s.refreshing as Promise<Snapshot>);
+  return s.current !== undefined ? Promise.resolve(s.current) : (s.refreshing);
 }
 
 /** Starts the listing of the whole worklist if this instance has none yet (the page calls it as it loads). */

@@ -39,7 +39,6 @@ export async function fakeArm(subscriptionId = '00000000-1111-2222-3333-44444444
   const executions = new Map<string, FakeExecution>();
   const requests: FakeArm['requests'] = [];
   const state = { starts: [] as FakeStart[], startBodies: [] as unknown[], operationStatus: { httpStatus: 403, body: { error: { code: 'AuthorizationFailed', message: 'no read on the operation' } } } as FakeArm['operationStatus'] };
-  let port = 0;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -75,7 +74,7 @@ export async function fakeArm(subscriptionId = '00000000-1111-2222-3333-44444444
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as AddressInfo).port;
+  const port = (server.address() as AddressInfo).port;
   const endpoint = `http://127.0.0.1:${port}`;
   return {
     endpoint,

@@ -3,7 +3,7 @@
  * Files in one worker run one after another; `freshStore()` empties the account first.
  */
 import { BlobStore } from '../../src/storage/blobStore';
-import type { Log } from '../../src/handlers/types';
+import type { Log } from '../../src/util/log';
 
 /** Tests keep the console for failures: only errors are printed. */
 export const quietLog: Log = { info() {}, warn() {}, error: (m: string) => console.error(m) };

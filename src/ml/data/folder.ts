@@ -128,7 +128,7 @@ export function compileGroupPattern(pattern: string): RegExp {
   try {
     re = new RegExp(pattern);
   } catch (e) {
-    throw new Error(`group pattern ${JSON.stringify(pattern)} is not a regular expression: ${e instanceof Error ? e.message : String(e)}`);
+    throw new Error(`group pattern ${JSON.stringify(pattern)} is not a regular expression: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
   if (!/\((?!\?)/.test(pattern)) throw new Error(`group pattern ${JSON.stringify(pattern)} has no capturing group: its first group must be the patient key`);
   return re;

@@ -67,7 +67,7 @@ export function makeBatchMatMulWasm(original: tf.KernelFunc) {
     const b2 = transposeB ? transposed(b, backend) : b;
     const out = original({
       inputs: { a: a2, b: b2 },
-      backend: backend as unknown as tf.KernelBackend,
+      backend: backend,
       attrs: { ...attrs, transposeA: false, transposeB: false },
     }) as tf.TensorInfo;
     if (a2 !== a) dispose(backend, a2);
@@ -82,6 +82,6 @@ export function batchMatMulConfig(original: tf.KernelFunc): tf.KernelConfig {
   return {
     kernelName: 'BatchMatMul',
     backendName: 'wasm',
-    kernelFunc: makeBatchMatMulWasm(original) as unknown as tf.KernelFunc,
+    kernelFunc: makeBatchMatMulWasm(original),
   };
 }

@@ -250,11 +250,11 @@ export function makeFusedBatchNormWasm(original: tf.KernelFunc) {
 }
 
 export function fusedBatchNormConfig(original: tf.KernelFunc): tf.KernelConfig {
-  return { kernelName: 'FusedBatchNorm', backendName: 'wasm', kernelFunc: makeFusedBatchNormWasm(original) as unknown as tf.KernelFunc };
+  return { kernelName: 'FusedBatchNorm', backendName: 'wasm', kernelFunc: makeFusedBatchNormWasm(original) };
 }
 
-export const batchNormTrainConfig: tf.KernelConfig = { kernelName: BN_TRAIN_KERNEL, backendName: 'wasm', kernelFunc: bnTrainWasm as unknown as tf.KernelFunc };
-export const batchNormTrainGradConfig: tf.KernelConfig = { kernelName: BN_TRAIN_GRAD_KERNEL, backendName: 'wasm', kernelFunc: bnTrainGradWasm as unknown as tf.KernelFunc };
+export const batchNormTrainConfig: tf.KernelConfig = { kernelName: BN_TRAIN_KERNEL, backendName: 'wasm', kernelFunc: bnTrainWasm };
+export const batchNormTrainGradConfig: tf.KernelConfig = { kernelName: BN_TRAIN_GRAD_KERNEL, backendName: 'wasm', kernelFunc: bnTrainGradWasm };
 
 /** Whether batchNormTraining can run here: the wasm backend with the kernels registered. */
 export function batchNormKernelsActive(): boolean {
@@ -269,14 +269,14 @@ export function batchNormKernelsActive(): boolean {
 export function batchNormTraining(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
   let stats: tf.Tensor[] = [];
   const forward = (xi: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
-    const [y, mean, variance] = tf.engine().runKernel(BN_TRAIN_KERNEL, { x: xi, scale: g, offset: b }, { varianceEpsilon: epsilon }) as tf.Tensor[];
+    const [y, mean, variance] = tf.engine().runKernel<tf.Tensor[]>(BN_TRAIN_KERNEL, { x: xi, scale: g, offset: b }, { varianceEpsilon: epsilon });
     save([xi, g, mean as tf.Tensor, variance as tf.Tensor]);
     stats = [tf.keep((mean as tf.Tensor).clone()), tf.keep((variance as tf.Tensor).clone())];
     return {
       value: y as tf.Tensor,
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const [sx, sg, sm, sv] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-        const grads = tf.engine().runKernel(BN_TRAIN_GRAD_KERNEL, { dy: dy as tf.Tensor, x: sx, scale: sg, mean: sm, variance: sv }, { varianceEpsilon: epsilon }) as tf.Tensor[];
+        const grads = tf.engine().runKernel<tf.Tensor[]>(BN_TRAIN_GRAD_KERNEL, { dy: dy as tf.Tensor, x: sx, scale: sg, mean: sm, variance: sv }, { varianceEpsilon: epsilon });
         return grads;
       },
     };

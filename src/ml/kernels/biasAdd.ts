@@ -43,5 +43,5 @@ export function makeBiasAddWasm(original: tf.KernelFunc) {
 }
 
 export function biasAddConfig(original: tf.KernelFunc): tf.KernelConfig {
-  return { kernelName: 'Add', backendName: 'wasm', kernelFunc: makeBiasAddWasm(original) as unknown as tf.KernelFunc };
+  return { kernelName: 'Add', backendName: 'wasm', kernelFunc: makeBiasAddWasm(original) };
 }

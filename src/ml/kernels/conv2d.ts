@@ -61,5 +61,5 @@ export function makeConv2dWasm(original: tf.KernelFunc) {
 }
 
 export function conv2dConfig(original: tf.KernelFunc): tf.KernelConfig {
-  return { kernelName: 'Conv2D', backendName: 'wasm', kernelFunc: makeConv2dWasm(original) as unknown as tf.KernelFunc };
+  return { kernelName: 'Conv2D', backendName: 'wasm', kernelFunc: makeConv2dWasm(original) };
 }

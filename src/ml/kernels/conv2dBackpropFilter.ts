@@ -184,5 +184,5 @@ export function im2colTransposed(xs: Float32Array, cols: Float32Array, g: Geomet
 export const conv2dBackpropFilterConfig: tf.KernelConfig = {
   kernelName: 'Conv2DBackpropFilter',
   backendName: 'wasm',
-  kernelFunc: conv2dBackpropFilterWasm as unknown as tf.KernelFunc,
+  kernelFunc: conv2dBackpropFilterWasm,
 };

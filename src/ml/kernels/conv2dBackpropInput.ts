@@ -167,6 +167,6 @@ export function conv2dBackpropInputConfig(original: tf.KernelFunc | undefined): 
   return {
     kernelName: 'Conv2DBackpropInput',
     backendName: 'wasm',
-    kernelFunc: makeConv2dBackpropInputWasm(original) as unknown as tf.KernelFunc,
+    kernelFunc: makeConv2dBackpropInputWasm(original),
   };
 }

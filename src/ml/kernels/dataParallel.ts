@@ -177,7 +177,7 @@ export class DataParallelTrainer {
     const mine = tf.tidy(() => {
       const xa = x.slice(0, own);
       const ya = y.slice(0, own);
-      const { value, grads } = tf.variableGrads(() => tf.metrics.categoricalCrossentropy(ya, this.model.apply(xa, { training: true }) as tf.Tensor).mean() as tf.Scalar, vars);
+      const { value, grads } = tf.variableGrads(() => tf.metrics.categoricalCrossentropy(ya, this.model.apply(xa, { training: true }) as tf.Tensor).mean<tf.Scalar>(), vars);
       return { loss: value, grads: vars.map((v) => grads[v.name] as tf.Tensor) };
     });
     const others = await Promise.all(replies);
@@ -200,7 +200,7 @@ export class DataParallelTrainer {
     vars.forEach((v, k) => {
       named[v.name] = summed[k] as tf.Tensor;
     });
-    (this.model.optimizer as tf.Optimizer).applyGradients(named);
+    (this.model.optimizer).applyGradients(named);
     tf.dispose(summed);
     return loss / n;
   }

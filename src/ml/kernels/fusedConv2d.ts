@@ -43,5 +43,5 @@ export function makeFusedConv2dWasm(original: tf.KernelFunc) {
 }
 
 export function fusedConv2dConfig(original: tf.KernelFunc): tf.KernelConfig {
-  return { kernelName: 'FusedConv2D', backendName: 'wasm', kernelFunc: makeFusedConv2dWasm(original) as unknown as tf.KernelFunc };
+  return { kernelName: 'FusedConv2D', backendName: 'wasm', kernelFunc: makeFusedConv2dWasm(original) };
 }

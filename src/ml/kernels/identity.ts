@@ -43,9 +43,9 @@ export function makeCastWasm(original: tf.KernelFunc) {
 }
 
 export function identityConfig(original: tf.KernelFunc): tf.KernelConfig {
-  return { kernelName: 'Identity', backendName: 'wasm', kernelFunc: makeIdentityWasm(original) as unknown as tf.KernelFunc };
+  return { kernelName: 'Identity', backendName: 'wasm', kernelFunc: makeIdentityWasm(original) };
 }
 
 export function castConfig(original: tf.KernelFunc): tf.KernelConfig {
-  return { kernelName: 'Cast', backendName: 'wasm', kernelFunc: makeCastWasm(original) as unknown as tf.KernelFunc };
+  return { kernelName: 'Cast', backendName: 'wasm', kernelFunc: makeCastWasm(original) };
 }

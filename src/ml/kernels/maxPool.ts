@@ -31,5 +31,5 @@ export function makeMaxPoolWasm(original: tf.KernelFunc) {
 }
 
 export function maxPoolConfig(original: tf.KernelFunc): tf.KernelConfig {
-  return { kernelName: 'MaxPool', backendName: 'wasm', kernelFunc: makeMaxPoolWasm(original) as unknown as tf.KernelFunc };
+  return { kernelName: 'MaxPool', backendName: 'wasm', kernelFunc: makeMaxPoolWasm(original) };
 }

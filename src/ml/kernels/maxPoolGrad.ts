@@ -141,5 +141,5 @@ function pool2x2(xs: Float32Array, dys: Float32Array, dx: Float32Array, n: numbe
 export const maxPoolGradConfig: tf.KernelConfig = {
   kernelName: 'MaxPoolGrad',
   backendName: 'wasm',
-  kernelFunc: maxPoolGradWasm as unknown as tf.KernelFunc,
+  kernelFunc: maxPoolGradWasm,
 };

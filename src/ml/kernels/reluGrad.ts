@@ -40,7 +40,7 @@ function reluGradWasm(args: KernelArgs): tf.TensorInfo {
 export const reluGradKernelConfig: tf.KernelConfig = {
   kernelName: RELU_GRAD_KERNEL,
   backendName: 'wasm',
-  kernelFunc: reluGradWasm as unknown as tf.KernelFunc,
+  kernelFunc: reluGradWasm,
 };
 
 function useKernel(dy: tf.Tensor, x: tf.Tensor): boolean {
@@ -48,7 +48,7 @@ function useKernel(dy: tf.Tensor, x: tf.Tensor): boolean {
 }
 
 function reluGrad(dy: tf.Tensor, x: tf.Tensor, tfjs: tf.GradConfig): tf.Tensor {
-  if (useKernel(dy, x)) return tf.engine().runKernel(RELU_GRAD_KERNEL, { dy, x }) as tf.Tensor;
+  if (useKernel(dy, x)) return tf.engine().runKernel<tf.Tensor>(RELU_GRAD_KERNEL, { dy, x });
   const grads = tfjs.gradFunc(dy, [x], {});
   return (grads.x as () => tf.Tensor)();
 }

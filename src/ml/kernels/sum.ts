@@ -68,5 +68,5 @@ export function makeSumWasm(original: tf.KernelFunc) {
 }
 
 export function sumConfig(original: tf.KernelFunc): tf.KernelConfig {
-  return { kernelName: 'Sum', backendName: 'wasm', kernelFunc: makeSumWasm(original) as unknown as tf.KernelFunc };
+  return { kernelName: 'Sum', backendName: 'wasm', kernelFunc: makeSumWasm(original) };
 }

@@ -60,7 +60,7 @@ export function runKernel(
 ): TensorInfo {
   const k = tf.getKernel(name, 'wasm');
   if (k == null) throw new Error(`kernel ${name} is not registered for wasm`);
-  const out = k.kernelFunc({ inputs: inputs as tf.NamedTensorInfoMap, attrs: attrs as tf.NamedAttrMap, backend: backend as tf.KernelBackend });
+  const out = k.kernelFunc({ inputs: inputs, attrs: attrs as tf.NamedAttrMap, backend: backend as tf.KernelBackend });
   if (Array.isArray(out)) {
     const first = out[0];
     if (first == null) throw new Error(`kernel ${name} returned no output`);

@@ -9,7 +9,7 @@ import { CONTAINERS } from '../../../src/storage/layout';
 import { freshStore, testConnectionString } from '../../helpers/azurite';
 import { digitPng } from '../../helpers/images';
 import { handlePreprocess } from '../../../src/handlers/preprocess';
-import { silentLog } from '../../../src/handlers/types';
+import { silentLog } from '../../../src/util/log';
 import { capture } from '../../helpers/console';
 
 describe('triage CLI', () => {

@@ -13,8 +13,8 @@ import { loadFunctionApp } from '../../../src/local/functionApp';
 import { BlobStore } from '../../../src/storage/blobStore';
 import { CONTAINERS, HOST_CONTAINER, paths } from '../../../src/storage/layout';
 import { MAX_JSON_BODY_BYTES } from '../../../src/handlers/http';
-import { SOURCE_SHA_KEY } from '../../../src/storage/records';
-import { RECORD_KEY } from '../../../src/handlers/preprocess';
+import { SOURCE_SHA_KEY } from '../../../src/storage/records/write';
+import { RECORD_KEY } from '../../../src/storage/records/preprocessed';
 import { freshStore, quietLog, testConnectionString } from '../../helpers/azurite';
 
 const settings = { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' };

@@ -8,7 +8,7 @@ import { loadConfig } from '../../../src/config';
 import { buildDeps, runWithDeps } from '../../../src/composition';
 import { loadFunctionApp } from '../../../src/local/functionApp';
 import { EmbeddedRuntime } from '../../../src/local/runtime';
-import type { RejectionRecord } from '../../../src/handlers/preprocess';
+import type { RejectionRecord } from '../../../src/storage/records/rejection';
 import { BlobStore } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
 import { freshStore, quietLog, testConnectionString } from '../../helpers/azurite';

@@ -7,7 +7,7 @@ import { BlobStore } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
 import { encodeNpy } from '../../../src/imaging/npy';
 import { loadMnistPackage } from '../../../src/ml/data/mnistPackage';
-import { registerMlCommands } from '../../../src/ml/cli';
+import { registerMlCommands } from '../../../src/cli/commands/train';
 import { loadModel } from '../../../src/ml/modelStore';
 
 describe('triage train --data blob --store / triage evaluate --version', () => {

@@ -2,8 +2,8 @@
 import { loadConfig, Config } from '../../../src/config';
 import { BlobStore, sha256 } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
-import { SOURCE_SHA_KEY } from '../../../src/storage/records';
-import { RECORD_KEY } from '../../../src/handlers/preprocess';
+import { SOURCE_SHA_KEY } from '../../../src/storage/records/write';
+import { RECORD_KEY } from '../../../src/storage/records/preprocessed';
 import { encodeNpy } from '../../../src/imaging/npy';
 import { loadMnistPackage } from '../../../src/ml/data/mnistPackage';
 import type { LabeledImages } from '../../../src/ml/data/dataset';

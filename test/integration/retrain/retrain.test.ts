@@ -13,7 +13,7 @@ import { EmbeddedRuntime } from '../../../src/local/runtime';
 import type { BlobStore } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
 import { listVersions, promote, readCurrent } from '../../../src/registry/registry';
-import type { PredictionRecord } from '../../../src/handlers/infer';
+import type { PredictionRecord } from '../../../src/storage/records/prediction';
 import { listRuns, readStatus } from '../../../src/jobs/runs';
 import { isHeldOut, readManifest } from '../../../src/jobs/manifest';
 import { LocalLauncher } from '../../../src/jobs/launchers';

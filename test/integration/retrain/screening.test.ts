@@ -16,7 +16,7 @@ import type { BlobStore } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
 import { findCard, promote, readCurrent } from '../../../src/registry/registry';
 import { readManifest } from '../../../src/jobs/manifest';
-import { describeSummary } from '../../../src/jobs/cli';
+import { describeSummary } from '../../../src/cli/commands/retrain';
 import type { RunReport } from '../../../src/jobs/trainer';
 import type { ScreeningGateDecision } from '../../../src/jobs/gate';
 import { freshStore, quietLog } from '../../helpers/azurite';

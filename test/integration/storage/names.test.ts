@@ -5,12 +5,16 @@
  */
 import { buildDeps } from '../../../src/composition';
 import { loadConfig } from '../../../src/config';
-import { handlePreprocess, RejectionRecord } from '../../../src/handlers/preprocess';
-import { collectStatus } from '../../../src/handlers/status';
+import { handlePreprocess } from '../../../src/handlers/preprocess';
+import type { RejectionRecord } from '../../../src/storage/records/rejection';
+import { collectStatus } from '../../../src/storage/records/status';
+import { handleInfer } from '../../../src/handlers/infer';
 import { handleSweep } from '../../../src/handlers/sweep';
 import { CONTAINERS, INVALID_NAMES_FOLDER, MAX_BLOB_NAME, paths } from '../../../src/storage/layout';
 import { freshStore, quietLog, testConnectionString } from '../../helpers/azurite';
 import { digitPng } from '../../helpers/images';
+
+const steps = { preprocess: handlePreprocess, infer: handleInfer };
 
 describe('names at Azure\'s length limit', () => {
   it('rejects a 1,020-character upload name with invalid-name in a record whose name fits, and counts it as done', async () => {
@@ -38,7 +42,7 @@ describe('names at Azure\'s length limit', () => {
     expect(await handlePreprocess({ name: tooLong, data: png }, deps, quietLog)).toMatchObject({ status: 'already-done' });
     const status = await collectStatus(store);
     expect(status).toMatchObject({ uploads: 2, rejected: 1, preprocessed: 1, pendingPreprocess: 0, rejectionsByCode: { 'invalid-name': 1 } });
-    const sweep = await handleSweep(deps, quietLog, { graceMs: 0 });
+    const sweep = await handleSweep(steps, deps, quietLog, { graceMs: 0 });
     expect(sweep.uploadsRedriven).toBe(0);
     deps.models.dispose();
   });

@@ -6,7 +6,7 @@ import diagnostics from 'node:diagnostics_channel';
 import type { ClientRequest } from 'node:http';
 import { BlobStore } from '../../../src/storage/blobStore';
 import { CONTAINERS } from '../../../src/storage/layout';
-import { cachedStatus, collectStatus } from '../../../src/handlers/status';
+import { cachedStatus, collectStatus } from '../../../src/storage/records/status';
 import { freshStore, testConnectionString } from '../../helpers/azurite';
 
 describe('status snapshot', () => {

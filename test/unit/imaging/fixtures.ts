@@ -119,12 +119,12 @@ function encodeValue(vr: string, v: Value, le: boolean): Buffer {
     const b = Buffer.alloc(vals.length * size);
     vals.forEach((x, i) => {
       const o = i * size;
-      if (vr === 'US') le ? b.writeUInt16LE(x, o) : b.writeUInt16BE(x, o);
-      else if (vr === 'SS') le ? b.writeInt16LE(x, o) : b.writeInt16BE(x, o);
-      else if (vr === 'UL') le ? b.writeUInt32LE(x, o) : b.writeUInt32BE(x, o);
-      else if (vr === 'SL') le ? b.writeInt32LE(x, o) : b.writeInt32BE(x, o);
-      else if (vr === 'FL') le ? b.writeFloatLE(x, o) : b.writeFloatBE(x, o);
-      else le ? b.writeDoubleLE(x, o) : b.writeDoubleBE(x, o);
+      if (vr === 'US') void (le ? b.writeUInt16LE(x, o) : b.writeUInt16BE(x, o));
+      else if (vr === 'SS') void (le ? b.writeInt16LE(x, o) : b.writeInt16BE(x, o));
+      else if (vr === 'UL') void (le ? b.writeUInt32LE(x, o) : b.writeUInt32BE(x, o));
+      else if (vr === 'SL') void (le ? b.writeInt32LE(x, o) : b.writeInt32BE(x, o));
+      else if (vr === 'FL') void (le ? b.writeFloatLE(x, o) : b.writeFloatBE(x, o));
+      else void (le ? b.writeDoubleLE(x, o) : b.writeDoubleBE(x, o));
     });
     return b;
   }
@@ -139,7 +139,7 @@ function encodeElement(group: number, elem: number, vr: string, value: Buffer, e
   const u16 = (x: number): void => void (le ? head.push(x & 0xff, x >> 8) : head.push(x >> 8, x & 0xff));
   const u32 = (x: number): void => {
     const b = Buffer.alloc(4);
-    le ? b.writeUInt32LE(x >>> 0) : b.writeUInt32BE(x >>> 0);
+    void (le ? b.writeUInt32LE(x >>> 0) : b.writeUInt32BE(x >>> 0));
     head.push(...b);
   };
   u16(group);

@@ -250,7 +250,7 @@ describe('bad input is rejected with a code, never a crash', () => {
           const r = await preprocessImage(b, OPTS);
           expect(r.pixels).toHaveLength(784);
         } catch (e) {
-          if (!(e instanceof ImageRejection)) throw new Error(`non-rejection error for a mutated ${src.subarray(0, 4).toString('hex')}: ${String(e)}`);
+          if (!(e instanceof ImageRejection)) throw new Error(`non-rejection error for a mutated ${src.subarray(0, 4).toString('hex')}: ${String(e)}`, { cause: e });
         }
       }
     }

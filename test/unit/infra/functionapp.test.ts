@@ -5,7 +5,7 @@ import { descendants, findProperties, getPath, loadBicep, readRepoFile, objectEn
 describe('infra: function app', () => {
   const { root } = loadBicep('modules/functionapp.bicep');
   const settingsNode = variable(root, 'appSettings');
-  const settings = settingsNode ? objectEntries(settingsNode) : new Map();
+  const settings = settingsNode ? objectEntries(settingsNode) : new Map<string, never>();
   const [site] = resourcesOfType(root, 'Microsoft.Web/sites');
   const [plan] = resourcesOfType(root, 'Microsoft.Web/serverfarms');
 

@@ -6,7 +6,7 @@ import { loadConfig } from '../../../src/config';
 import { baseDataClasses, buildManifest, candidateClasses, isHeldOut, newLabels, positiveClassOf, Snapshot, ManifestItem, trainingPlan } from '../../../src/jobs/manifest';
 import type { ModelCard } from '../../../src/ml/modelStore';
 import { XRAY_DEFAULTS } from '../../../src/ml/defaults';
-import { trainJobRunId } from '../../../src/jobs/cli';
+import { trainJobRunId } from '../../../src/cli/commands/retrain';
 import { checkRunId, newRunId } from '../../../src/jobs/runs';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { epochProgress, registerMlCommands } from '../../../src/ml/cli';
+import { epochProgress, registerMlCommands } from '../../../src/cli/commands/train';
 import type { ModelCard } from '../../../src/ml/modelStore';
 
 function program(lines: string[]): Command {

@@ -1,6 +1,6 @@
 import { classificationMetrics, evaluateProbabilities, positiveClassIndex } from '../../../src/ml/evaluate';
 import { cardFieldsFromReport } from '../../../src/ml/modelStore';
-import { describeReport } from '../../../src/ml/cli';
+import { describeReport } from '../../../src/cli/commands/train';
 
 describe('classification metrics', () => {
   it('computes accuracy, per-class precision/recall and the confusion matrix by hand', () => {

@@ -21,7 +21,7 @@ async function run(backend: 'cpu' | 'wasm', make: (lr: number) => tf.Optimizer):
   for (let step = 0; step < 6; step++) {
     if (step === 3) (opt as unknown as { learningRate: number }).learningRate = 0.01; // as train() decays it
     const prof = await tf.profile(() => {
-      opt.minimize(() => tf.mean(tf.square(tf.sub(tf.tanh(tf.add(tf.matMul(x, w), b)), y))) as tf.Scalar, false, [w, b]);
+      opt.minimize(() => tf.mean<tf.Scalar>(tf.square(tf.sub(tf.tanh(tf.add(tf.matMul(x, w), b)), y))), false, [w, b]);
     });
     prof.kernelNames.forEach((k) => kernels.add(k));
   }

@@ -7,7 +7,7 @@ import { evaluateModel } from '../../../src/ml/evaluate';
 
 beforeAll(async () => {
   // The stock wasm backend trains dense layers fast (the tests here use the MLP only).
-  require('@tensorflow/tfjs-backend-wasm');
+  await import('@tensorflow/tfjs-backend-wasm');
   await tf.setBackend('wasm');
 });
 

@@ -88,7 +88,7 @@ describe('batchNormTraining', () => {
     const b = tf.zeros([8]);
     const profile = await tf.profile(() => {
       const [dx] = tf.grads((p: tf.Tensor) => batchNormTraining(p, g, b, EPS).y.square().sum())([x]);
-      return dx as tf.Tensor;
+      return dx;
     });
     const names = profile.kernels.map((k) => k.name);
     expect(names).toContain(BN_TRAIN_KERNEL);
@@ -204,9 +204,9 @@ describe('a model with batchNormalization layers, saved', () => {
     if (artifacts === undefined) throw new Error('nothing saved');
     const loaded = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
     expect(loaded.layers[1]?.getClassName()).toBe('BatchNormalization');
-    const expected = await onBackend('wasm', () => model.predict(x) as tf.Tensor);
+    const expected = await onBackend('wasm', () => model.predict(x));
     for (const backend of ['wasm', 'cpu'] as const) {
-      const [p] = await onBackend(backend, () => loaded.predict(x) as tf.Tensor);
+      const [p] = await onBackend(backend, () => loaded.predict(x));
       expect(relError(p as Float32Array, expected[0] as Float32Array)).toBeLessThan(TOL);
     }
     await tf.setBackend('wasm');

@@ -105,7 +105,7 @@ describe('FusedConv2D', () => {
       return replaced.kernelFunc(args);
     };
     tf.unregisterKernel('FusedConv2D', 'wasm');
-    tf.registerKernel({ ...project, kernelFunc: makeFusedConv2dWasm(counted) as unknown as tf.KernelFunc });
+    tf.registerKernel({ ...project, kernelFunc: makeFusedConv2dWasm(counted) });
   });
 
   afterAll(() => {

@@ -103,8 +103,8 @@ describe('Conv2DBackpropFilter / Conv2DBackpropInput kernels called directly', (
     const fs = randomArray(sizeOf(filterShape), 6);
     const attrs = { strides: [2, 2], pad: 'same', dataFormat: 'NHWC', dimRoundingMode: undefined };
     const { err } = await compareBackends(() => [
-      tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor4d(xs, [...x]), dy: tf.tensor4d(dys, [...dyShape]) }, { ...attrs, filterShape } as unknown as tf.NamedAttrMap) as tf.Tensor,
-      tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor4d(dys, [...dyShape]), filter: tf.tensor4d(fs, filterShape) }, { ...attrs, inputShape: [...x] } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      tf.engine().runKernel<tf.Tensor>('Conv2DBackpropFilter', { x: tf.tensor4d(xs, [...x]), dy: tf.tensor4d(dys, [...dyShape]) }, { ...attrs, filterShape } as unknown as tf.NamedAttrMap),
+      tf.engine().runKernel<tf.Tensor>('Conv2DBackpropInput', { dy: tf.tensor4d(dys, [...dyShape]), filter: tf.tensor4d(fs, filterShape) }, { ...attrs, inputShape: [...x] } as unknown as tf.NamedAttrMap),
     ]);
     expect(err).toBeLessThan(TOL);
   });
@@ -122,7 +122,7 @@ describe('Conv2DBackpropFilter / Conv2DBackpropInput kernels called directly', (
       tf.engine().runKernel(
         'Conv2DBackpropFilter',
         { x: tf.zeros([1, 2, 5, 5]), dy: tf.zeros([1, 2, 3, 3]) },
-        { strides: 1, pad: 'valid', dataFormat: 'NCHW', filterShape: [3, 3, 2, 2] } as unknown as tf.NamedAttrMap,
+        { strides: 1, pad: 'valid', dataFormat: 'NCHW', filterShape: [3, 3, 2, 2] },
       ),
     ).toThrow(/NHWC/);
   });
@@ -195,7 +195,7 @@ describe('maxPool gradient with -Infinity and NaN in the input', () => {
     const { err, reference } = await compareBackends(() => {
       const xt = tf.tensor4d(xs, [...x]);
       const dy = tf.tensor4d(dys, [x[0], x[1] / 2, x[2] / 2, x[3]]);
-      return tf.engine().runKernel('MaxPoolGrad', { dy, input: xt, output: tf.maxPool(xt, 2, 2, 'valid') }, { filterSize: 2, strides: 2, pad: 'valid' } as unknown as tf.NamedAttrMap) as tf.Tensor;
+      return tf.engine().runKernel<tf.Tensor>('MaxPoolGrad', { dy, input: xt, output: tf.maxPool(xt, 2, 2, 'valid') }, { filterSize: 2, strides: 2, pad: 'valid' });
     });
     expect(reference[0]?.some((v) => v !== 0)).toBe(true);
     expect(err).toBe(0);
@@ -349,7 +349,7 @@ describe('the peer CNN', () => {
           tf.maxPool(tf.relu(tf.conv2d(input, w, 1, 'valid').add(b)) as tf.Tensor4D, 2, 2, 'valid');
         const h = block(block(x, v.w1, v.b1), v.w2, v.b2);
         const d = tf.relu(tf.matMul(h.reshape([batch, 800]), v.w3).add(v.b3));
-        return tf.losses.softmaxCrossEntropy(y, tf.matMul(d, v.w4).add(v.b4)) as tf.Scalar;
+        return tf.losses.softmaxCrossEntropy<tf.Tensor, tf.Scalar>(y, tf.matMul(d, v.w4).add(v.b4));
       });
       const out = [value, ...Object.values(v).map((t) => grads[t.name] as tf.Tensor)];
       Object.values(v).forEach((t) => t.dispose());

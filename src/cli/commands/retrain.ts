@@ -10,17 +10,17 @@
  *   triage runs show <id> [--json]         status, outcome and the report's figures; a run still
  *                                          queued or running is checked with its launcher first
  */
-import os from 'node:os';
 import type { Command } from 'commander';
-import type { Deps } from '../composition';
-import type { BlobStore } from '../storage/blobStore';
-import { CONTAINERS, paths } from '../storage/layout';
-import { consoleLog, Log } from '../handlers/types';
-import { handleRetrain } from '../handlers/retrain';
-import { Launcher, launcherFor, TrainerState } from './launchers';
-import { startRun } from './start';
-import { reconcileRun } from './liveness';
-import { checkRunId, isFinished, listRuns, readStatus, RunStatus } from './runs';
+import type { Deps } from '../../composition';
+import type { BlobStore } from '../../storage/blobStore';
+import { CONTAINERS, paths } from '../../storage/layout';
+import { consoleLog, Log } from '../../util/log';
+import { handleRetrain } from '../../handlers/retrain';
+import { Launcher, launcherFor, TrainerState } from '../../jobs/launchers';
+import { startRun } from '../../jobs/start';
+import { reconcileRun } from '../../jobs/liveness';
+import { checkRunId, isFinished, listRuns, readStatus, RunStatus } from '../../jobs/runs';
+import { UsageError, whoami } from '../common';
 
 export interface RetrainCommandDeps {
   getStore: () => BlobStore;
@@ -32,21 +32,6 @@ export interface RetrainCommandDeps {
   launcher?: (deps: Deps) => Launcher;
   /** Environment to read RUN_ID from. Default process.env. */
   env?: NodeJS.ProcessEnv;
-}
-
-class RetrainUsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
-
-function whoami(): string {
-  try {
-    return os.userInfo().username;
-  } catch {
-    return 'cli';
-  }
 }
 
 function pct(x: unknown): string {
@@ -96,8 +81,8 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
       const launcher = pickLauncher(d);
       const r = await handleRetrain({ requestedBy: `cli:${whoami()}`, force: o.force === true }, d, log, { launcher });
       if (!r.started) {
-        if (r.reason === 'too-few-new-labels') throw new RetrainUsageError(`${r.message}; use --force to train anyway`);
-        throw new RetrainUsageError(r.message);
+        if (r.reason === 'too-few-new-labels') throw new UsageError(`${r.message}; use --force to train anyway`);
+        throw new UsageError(r.message);
       }
       print(`Started run ${r.runId} (${r.launch.kind}${r.launch.execution ? ` execution ${r.launch.execution}` : ''}): ${r.manifest.labels.total} labels (${r.manifest.labels.newSinceBaseModel} new), base data ${r.manifest.baseData.description}.`);
       if (r.launch.done !== undefined && o.wait) {
@@ -122,12 +107,12 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
       if (runId === undefined) {
         const self: Launcher = { kind: 'self', launch: async () => ({ kind: 'self' }) };
         const r = await startRun(d, { requestedBy: `job:${whoami()}`, force: true, launcher: self, log });
-        if (!r.started) throw new RetrainUsageError(`no run id given (--run or RUN_ID) and no run could be planned: ${r.message}`);
+        if (!r.started) throw new UsageError(`no run id given (--run or RUN_ID) and no run could be planned: ${r.message}`);
         runId = r.runId;
         print(`Planned run ${runId}: ${r.manifest.labels.total} labels, base data ${r.manifest.baseData.description}.`);
       }
       // Loaded here: only the trainer pays for TensorFlow.js.
-      const { runTrainJob } = await import('./trainer');
+      const { runTrainJob } = await import('../../jobs/trainer');
       const s = await runTrainJob(runId, { config: d.config, store: d.store, log, now: d.now }, { plots: o.plots });
       print(describeStatus(s));
       if (s.reason !== undefined) print(`  ${s.reason}`);
@@ -141,7 +126,7 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
     .option('--json', 'print JSON')
     .action(async (o: { limit: string; json?: boolean }) => {
       const n = Number(o.limit);
-      if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new RetrainUsageError(`--limit must be an integer from 1 to 10000, got ${o.limit}`);
+      if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new UsageError(`--limit must be an integer from 1 to 10000, got ${o.limit}`);
       const list = await listRuns(deps.getStore(), { limit: n });
       if (o.json === true) return void print(JSON.stringify(list, null, 2));
       if (list.length === 0) return void print('No runs yet (start one: triage retrain).');
@@ -155,7 +140,7 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
     .action(async (id: string, o: { json?: boolean }) => {
       const store = deps.getStore();
       const s = await readStatus(store, checkRunId(id));
-      if (s === undefined) throw new RetrainUsageError(`there is no run ${JSON.stringify(id)} (see triage runs list)`);
+      if (s === undefined) throw new UsageError(`there is no run ${JSON.stringify(id)} (see triage runs list)`);
       // A run still queued or running: is its trainer alive? (A dead one is marked failed here.)
       let st = s.value;
       let trainer: TrainerState | undefined;

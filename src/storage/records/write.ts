@@ -5,19 +5,13 @@
  * never duplicates or tears a record: creation is `If-None-Match: *`, replacement is
  * `If-Match: <etag>` of the record it replaces.
  */
-import { BlobStore, isNotFound } from './blobStore';
+import { BlobStore, isNotFound } from '../blobStore';
+import { TransientError } from '../../util/errors';
 
 export const SOURCE_SHA_KEY = 'sourcesha256';
 
 /** 'superseded': not written, the input it was derived from has changed since (see `stillCurrent`). */
 export type WriteOutcome = 'written' | 'replaced' | 'same' | 'superseded';
-
-export class TransientError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'TransientError';
-  }
-}
 
 export interface RecordWrite {
   container: string;

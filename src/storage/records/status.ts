@@ -1,7 +1,7 @@
 /** Counts per container and the work still pending: what `triage status` and GET /api/status show. */
-import { BlobEntry, BlobStore, isNotFound } from '../storage/blobStore';
-import { ALL_CONTAINERS, CONTAINERS, paths, uploadNameFromPreprocessed, uploadNameFromRecord } from '../storage/layout';
-import { InstanceImaging, findCard, incompatibility, readCurrent } from '../registry/registry';
+import { BlobEntry, BlobStore, isNotFound } from '../blobStore';
+import { ALL_CONTAINERS, CONTAINERS, paths, uploadNameFromPreprocessed, uploadNameFromRecord } from '../layout';
+import { InstanceImaging, findCard, incompatibility, readCurrent } from '../../registry/registry';
 
 export interface StatusReport {
   containers: Record<string, number>;

@@ -8,28 +8,24 @@
  * into the report folder; train also writes model.json, weights.bin and card.json.
  */
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import * as tf from '@tensorflow/tfjs';
-import type { BlobStore } from '../storage/blobStore';
-import { BackendInfo, BackendName, initBackend } from './backend';
-import { PROFILE_VERSIONS } from '../imaging/profiles';
-import { LabeledImages, TrainTestSplit, count, manifestHash, slice, splitValidation } from './data/dataset';
-import { loadMnistPackage } from './data/mnistPackage';
-import { loadFashionMnist } from './data/fashionMnist';
-import { DEFAULT_GROUP_PATTERN, FolderOptions, LoadReport, ProfileName, loadImageFolder } from './data/folder';
-import { loadBlobDataset } from './data/blob';
-import { MODEL_DESCRIPTIONS, MODEL_NAMES, ModelName, buildModel, isModelName } from './models';
-import { AugmentOptions, EpochStats, TrainResult, balancedClassWeights, train } from './train';
-import { EvaluationReport, evaluateModel } from './evaluate';
-import { writePlots } from './plots';
-import { TrainingDefaults, XRAY_DEFAULTS } from './defaults';
-import { ModelCard, cardFieldsFromReport, loadModel, loadModelFromDir, makeVersion, saveModel, saveModelToDir, selectiveUnreached } from './modelStore';
-
-/** What the ML backend selection reports (a subset of src/ml/backend.ts's BackendInfo). */
-export type MlBackendInfo = Pick<BackendInfo, 'name' | 'tfjsVersion'> & { detail?: string };
+import type { BlobStore } from '../../storage/blobStore';
+import type { BackendName } from '../../ml/backend';
+import { PROFILE_VERSIONS } from '../../imaging/profiles';
+import { LabeledImages, count, slice, splitValidation } from '../../ml/data/dataset';
+import { loadMnistPackage } from '../../ml/data/mnistPackage';
+import { loadFashionMnist } from '../../ml/data/fashionMnist';
+import { DEFAULT_GROUP_PATTERN, FolderOptions, LoadReport, ProfileName, loadImageFolder } from '../../ml/data/folder';
+import { loadBlobDataset } from '../../ml/data/blob';
+import { MODEL_DESCRIPTIONS, MODEL_NAMES, buildModel, isModelName } from '../../ml/models';
+import { AugmentOptions, EpochStats, TrainResult, balancedClassWeights, train } from '../../ml/train';
+import { EvaluationReport, evaluateModel } from '../../ml/evaluate';
+import { XRAY_DEFAULTS } from '../../ml/defaults';
+import { LoadedData, MlBackendInfo, initMlBackend, makeCard, trainingDefaults, writeReport } from '../../ml/workflow';
+import { UsageError } from '../common';
+import { loadModel, loadModelFromDir, makeVersion, saveModel, saveModelToDir, selectiveUnreached } from '../../ml/modelStore';
 
 export interface MlCommandDeps {
   /** Opens the storage account; called only by commands that need it (--data blob, --store, --version). */
@@ -53,36 +49,6 @@ export interface ImagingSettings {
 
 const DEFAULT_IMAGING: ImagingSettings = { profile: 'mnist', xraySize: 128, maxInputBytes: 64 * 1024 * 1024, maxPixels: 50_000_000 };
 
-export class MlUsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
-
-/** Backend selection: src/ml/backend.ts (tensorflow if its binding loads, else wasm with the project kernels, else cpu). */
-export async function initMlBackend(preferred?: BackendName, wasmThreads?: number): Promise<MlBackendInfo> {
-  return initBackend(preferred, () => {}, wasmThreads === undefined ? {} : { wasmThreads });
-}
-
-export type { TrainingDefaults };
-export { XRAY_DEFAULTS };
-
-/** Training defaults per data set and architecture: what the accuracy bars were measured with. */
-export function trainingDefaults(data: string, model: string, profile: ProfileName = 'mnist'): TrainingDefaults {
-  if (profile === 'xray' || model === 'screen') return XRAY_DEFAULTS;
-  if (data === 'mnist' && model === 'mlp') return { epochs: 60, augment: { shift: 2 }, learningRateDecay: 0.95, patience: 12 };
-  if (data === 'mnist') return { epochs: 60, augment: { shift: 2, rotate: 10, scale: 0.1, elastic: 20 }, learningRateDecay: 0.95, patience: 0 };
-  if (data === 'fashion-mnist') return { epochs: 25, augment: { shift: 1, flip: true }, learningRateDecay: 0.9, patience: 6 };
-  return { epochs: 20, augment: { shift: 2 }, learningRateDecay: 0.9, patience: 5 };
-}
-
-export interface LoadedData extends TrainTestSplit {
-  kind: 'mnist' | 'fashion-mnist' | 'blob' | 'folder';
-  preprocessing: { profile: string; version: string };
-  /** A folder's load report (skipped files, cache use, the patient rule). */
-  report?: LoadReport;
-}
 
 /** Resolves --data: mnist, fashion-mnist, blob, or a folder with one subfolder per class. */
 export async function loadDataSpec(
@@ -104,7 +70,7 @@ export async function loadDataSpec(
     const r = await loadImageFolder(spec, { onProgress: opts.onProgress, ...opts.folder });
     d = { kind: 'folder', train: r.train, test: r.test, preprocessing: r.report.preprocessing, report: r.report };
   } else {
-    throw new MlUsageError(`--data must be mnist, fashion-mnist, blob or a folder with one subfolder per class; ${JSON.stringify(spec)} is none of these`);
+    throw new UsageError(`--data must be mnist, fashion-mnist, blob or a folder with one subfolder per class; ${JSON.stringify(spec)} is none of these`);
   }
   if (opts.limit !== undefined) {
     d.train = slice(d.train, 0, opts.limit, d.train.source);
@@ -115,19 +81,19 @@ export async function loadDataSpec(
 
 function intOption(name: string, v: string, min: number, max: number): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new MlUsageError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
   return n;
 }
 
 function numOption(name: string, v: string, min: number, max: number): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max) throw new MlUsageError(`${name} must be a number from ${min} to ${max}, got ${v}`);
+  if (!Number.isFinite(n) || n < min || n > max) throw new UsageError(`${name} must be a number from ${min} to ${max}, got ${v}`);
   return n;
 }
 
 function backendOption(v: string | undefined): BackendName | undefined {
   if (v === undefined) return undefined;
-  if (v !== 'tensorflow' && v !== 'wasm' && v !== 'cpu') throw new MlUsageError(`--backend must be tensorflow, wasm or cpu, got ${v}`);
+  if (v !== 'tensorflow' && v !== 'wasm' && v !== 'cpu') throw new UsageError(`--backend must be tensorflow, wasm or cpu, got ${v}`);
   return v;
 }
 
@@ -174,16 +140,6 @@ export function epochProgress(stream: NodeJS.WriteStream): { onBatch: (b: { epoc
       stream.write(`epoch ${s.epoch}/${s.epochs}: loss ${s.loss.toFixed(4)} acc ${s.accuracy.toFixed(4)}${val} | ${s.imagesPerSecond.toFixed(0)} img/s, ${s.seconds.toFixed(1)} s\n`);
     },
   };
-}
-
-/** Writes metrics.json and the plots into dir. */
-export async function writeReport(dir: string, report: EvaluationReport, extra: Record<string, unknown> = {}, plots = true): Promise<string[]> {
-  await mkdir(dir, { recursive: true });
-  const metricsPath = join(dir, 'metrics.json');
-  await writeFile(metricsPath, JSON.stringify({ ...extra, ...report }, null, 2) + '\n');
-  const files = [metricsPath];
-  if (plots) files.push(...Object.values(await writePlots(dir, report)));
-  return files;
 }
 
 export function describeReport(r: EvaluationReport): string[] {
@@ -269,7 +225,7 @@ interface EvaluateCliOptions extends FolderCliOptions {
 
 function profileOption(v: string | undefined, fallback: ProfileName): ProfileName {
   if (v === undefined) return fallback;
-  if (v !== 'mnist' && v !== 'xray') throw new MlUsageError(`--profile must be mnist or xray, got ${v}`);
+  if (v !== 'mnist' && v !== 'xray') throw new UsageError(`--profile must be mnist or xray, got ${v}`);
   return v;
 }
 
@@ -363,8 +319,8 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
       const settings = imaging();
       const profile = profileOption(o.profile, settings.profile);
       const modelName = o.model ?? (profile === 'xray' ? 'screen' : 'cnn');
-      if (!isModelName(modelName)) throw new MlUsageError(`--model must be one of ${MODEL_NAMES.join(', ')}, got ${modelName}`);
-      if (o.out === undefined && o.store !== true) throw new MlUsageError('say where the model goes: --out <dir>, --store, or both');
+      if (!isModelName(modelName)) throw new UsageError(`--model must be one of ${MODEL_NAMES.join(', ')}, got ${modelName}`);
+      if (o.out === undefined && o.store !== true) throw new UsageError('say where the model goes: --out <dir>, --store, or both');
       const xray = profile === 'xray';
       const defaults = trainingDefaults(o.data, modelName, profile);
       const epochs = o.epochs === undefined ? defaults.epochs : intOption('--epochs', o.epochs, 1, 10_000);
@@ -384,7 +340,7 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
         contrast: o.contrast === undefined ? (defaults.augment.contrast ?? 0) : numOption('--contrast', o.contrast, 0, 1),
       };
       const classWeightMode = o.classWeights ?? (xray ? 'balanced' : 'none');
-      if (classWeightMode !== 'balanced' && classWeightMode !== 'none') throw new MlUsageError(`--class-weights must be balanced or none, got ${classWeightMode}`);
+      if (classWeightMode !== 'balanced' && classWeightMode !== 'none') throw new UsageError(`--class-weights must be balanced or none, got ${classWeightMode}`);
       const learningRateDecay = o.lrDecay === undefined ? defaults.learningRateDecay : numOption('--lr-decay', o.lrDecay, 0.01, 1);
       const weightAverage = o.weightAverage === undefined ? (defaults.weightAverage ?? 0) : numOption('--weight-average', o.weightAverage, 0, 0.999999);
       const limit = o.limit === undefined ? undefined : intOption('--limit', o.limit, 10, 10_000_000);
@@ -401,7 +357,7 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
       const grouped = data.train.groups !== undefined ? ` (by patient: ${new Set(data.train.groups).size} patients)` : '';
       stderr.write(`data: ${count(data.train)} training images${grouped}, ${Math.round(validationSplit * 100)}% held out for validation, ${count(data.test)} test images, classes ${data.train.classNames.join(', ')}\n`);
       const positiveClass = o.positiveClass;
-      if (positiveClass !== undefined && !data.train.classNames.includes(positiveClass)) throw new MlUsageError(`--positive-class ${positiveClass} is not one of the classes ${data.train.classNames.join(', ')}`);
+      if (positiveClass !== undefined && !data.train.classNames.includes(positiveClass)) throw new UsageError(`--positive-class ${positiveClass} is not one of the classes ${data.train.classNames.join(', ')}`);
 
       const model = buildModel(modelName, { inputShape: data.train.shape, classNames: data.train.classNames, seed: modelSeed });
       const classWeights = classWeightMode === 'balanced' ? balancedClassWeights(data.train.labels, data.train.classNames.length) : undefined;
@@ -446,8 +402,8 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
     .option('--target-sensitivity <fraction>', 'two-class models without a card threshold: target sensitivity', '0.99')
     .option('--no-plots', 'skip the SVG plots')
     .action(async (o: EvaluateCliOptions) => {
-      if ((o.modelDir === undefined) === (o.version === undefined)) throw new MlUsageError('give exactly one of --model-dir <dir> and --version <version|current>');
-      if (o.split !== 'all' && o.split !== 'test') throw new MlUsageError(`--split must be all or test, got ${String(o.split)}`);
+      if ((o.modelDir === undefined) === (o.version === undefined)) throw new UsageError('give exactly one of --model-dir <dir> and --version <version|current>');
+      if (o.split !== 'all' && o.split !== 'test') throw new UsageError(`--split must be all or test, got ${String(o.split)}`);
       const limit = o.limit === undefined ? undefined : intOption('--limit', o.limit, 10, 10_000_000);
       const backend = await pickBackend(backendOption(o.backend), o.threads === undefined ? undefined : intOption('--threads', o.threads, 1, 8));
       stderr.write(`backend: ${backend.name} (tfjs ${backend.tfjsVersion})\n`);
@@ -466,7 +422,7 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
       describeLoad(data.report, stderr);
       const test = data.kind === 'folder' && o.split === 'all' ? { ...data.train, source: `folder:${o.data}` } : data.test;
       if (card && card.classNames.join('\n') !== test.classNames.join('\n')) {
-        throw new MlUsageError(`the model's classes (${card.classNames.join(', ')}) are not the data's (${test.classNames.join(', ')})`);
+        throw new UsageError(`the model's classes (${card.classNames.join(', ')}) are not the data's (${test.classNames.join(', ')})`);
       }
       const screening = card?.thresholds.screening;
       let validation: LabeledImages | undefined;
@@ -493,44 +449,4 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
     });
 
   return program;
-}
-
-export function makeCard(a: {
-  version: string;
-  architecture: string;
-  backend: MlBackendInfo;
-  data: LoadedData;
-  result: TrainResult;
-  modelSeed: number;
-  report: EvaluationReport;
-}): ModelCard {
-  const { result, data } = a;
-  return {
-    version: a.version,
-    createdAt: new Date().toISOString(),
-    architecture: a.architecture,
-    backend: { name: a.backend.name, tfjsVersion: a.backend.tfjsVersion, ...(a.backend.detail ? { detail: a.backend.detail } : {}) },
-    data: {
-      source: data.train.source,
-      manifestHash: manifestHash(data.train),
-      trainImages: count(result.trainPart),
-      validationImages: result.validation ? count(result.validation) : 0,
-      testImages: count(data.test),
-      testSource: data.test.source,
-      ...(data.report?.grouping ? { grouping: { ...data.report.grouping, validationGroups: new Set(result.validation?.groups ?? []).size } } : {}),
-      ...(data.report ? { skipped: data.report.skipped.length } : {}),
-    },
-    preprocessing: data.preprocessing,
-    classNames: [...data.train.classNames],
-    inputShape: data.train.shape,
-    training: {
-      ...result.options,
-      modelSeed: a.modelSeed,
-      epochsRun: result.history.length,
-      bestEpoch: result.bestEpoch,
-      imagesPerSecond: result.imagesPerSecond,
-      history: result.history.map((h) => ({ epoch: h.epoch, loss: h.loss, accuracy: h.accuracy, valLoss: h.valLoss, valAccuracy: h.valAccuracy, seconds: h.seconds })),
-    },
-    ...cardFieldsFromReport(a.report),
-  };
 }
