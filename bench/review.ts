@@ -163,8 +163,13 @@ async function main(): Promise<void> {
       if (think > 0) await new Promise((r) => setTimeout(r, think));
       await page.keyboard.press(keys[i % 2] ?? 'n');
       if (i === count - 1) {
-        // The last X-ray: what comes next is the synthetic backlog, which has no image to show.
-        await page.waitForFunction(`document.getElementById('message').textContent.startsWith(${JSON.stringify(`Labeled ${before} as`)})`, { timeout: 60_000 });
+        // The last X-ray: what comes next is the synthetic backlog, which has no image to show (the
+        // page says so, which may replace its "Labeled" message): wait for the label blob instead.
+        const deadline = Date.now() + 60_000;
+        while ((await store.head(CONTAINERS.labels, paths.label(before))) === undefined) {
+          if (Date.now() > deadline) throw new Error(`label ${i + 1}: no label blob for ${before} within 60 s`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
         break;
       }
       await page.waitForFunction(`(() => { const s = document.getElementById('viewer').dataset.shownCase; return s !== ${JSON.stringify(before)} && s !== undefined; })()`, { timeout: 60_000 });

@@ -31,7 +31,7 @@ param location string
 @description('Resource group name; empty = rg-{environmentName}.')
 param resourceGroupName string = ''
 
-@description('Optional: principal (object id) given Storage Blob Data Contributor for uploads; azd passes the signed-in user.')
+@description('Optional: principal (object id) given Storage Blob Data Contributor on each pipeline container (not the host\'s or the deployment package\'s); azd passes the signed-in user.')
 param principalId string = ''
 
 @allowed([
@@ -97,6 +97,19 @@ param reviewAuthTenantId string = tenant().tenantId
 @description('Client secret of that app registration (optional; without it the ID token flow is used).')
 param reviewAuthClientSecret string = ''
 
+// ---- network exposure of the storage account (infra/README.md, "Network exposure") ----
+
+@description('public: storage answers any network, every request needing Entra ID (default; azd up from anywhere). firewall: storage denies every network but the function app\'s and the trainer\'s subnets of a new virtual network, Azure\'s trusted services (Event Grid dead-lettering) and storageAllowedIpRanges. private: as firewall, and the app and the trainer reach storage through private endpoints.')
+@allowed([
+  'public'
+  'firewall'
+  'private'
+])
+param storageNetworkAccess string = 'public'
+
+@description('Public IP addresses or CIDR ranges, comma-separated without spaces, admitted through the storage firewall (the operator\'s machine, for uploads and the CLI); ignored when storageNetworkAccess is public.')
+param storageAllowedIpRanges string = ''
+
 // ---- function app ----
 
 @allowed([
@@ -160,6 +173,7 @@ var gpuProfilesByRegion = {
 }
 var gpuProfileInRegion = gpuProfilesByRegion[location][gpuProfileType]
 
+var storageIsRestricted = storageNetworkAccess != 'public'
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -207,6 +221,16 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
+module network 'modules/network.bicep' = if (storageIsRestricted) {
+  name: 'network'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'vnet-${resourceToken}'
+  }
+}
+
 module storage 'modules/storage.bicep' = {
   name: 'storage'
   scope: rg
@@ -217,6 +241,21 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     systemTopicName: 'evgt-${storageAccountName}'
     softDeleteRetentionDays: softDeleteRetentionDays
+    networkAccess: storageNetworkAccess
+    allowedSubnetIds: storageIsRestricted ? [network.outputs.appSubnetId, network.outputs.trainerSubnetId] : []
+    allowedIpRanges: storageIsRestricted && !empty(storageAllowedIpRanges) ? split(storageAllowedIpRanges, ',') : []
+  }
+}
+
+module storagePrivateEndpoints 'modules/storagePrivateEndpoints.bicep' = if (storageNetworkAccess == 'private') {
+  name: 'storage-private-endpoints'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    storageAccountName: storage.outputs.name
+    vnetId: storageIsRestricted ? network.outputs.id : ''
+    subnetId: storageIsRestricted ? network.outputs.privateEndpointSubnetId : ''
   }
 }
 
@@ -238,6 +277,7 @@ module trainer 'modules/trainer.bicep' = {
     trainerImage: trainerImage
     replicaTimeoutSeconds: trainerReplicaTimeoutSeconds
     storageBlobEndpoint: storage.outputs.blobEndpoint
+    infrastructureSubnetId: storageIsRestricted ? network.outputs.trainerSubnetId : ''
     triageProfile: triageProfile
     triageXraySize: triageXraySize
   }
@@ -256,6 +296,7 @@ module functionApp 'modules/functionapp.bicep' = {
     storageBlobEndpoint: storage.outputs.blobEndpoint
     storageQueueEndpoint: storage.outputs.queueEndpoint
     deploymentContainerName: deploymentContainerName
+    virtualNetworkSubnetId: storageIsRestricted ? network.outputs.appSubnetId : ''
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
@@ -292,6 +333,9 @@ module roles 'modules/roles.bicep' = {
     trainerPrincipalId: trainerIdentity.outputs.principalId
     eventGridPrincipalId: storage.outputs.systemTopicPrincipalId
     deadLetterContainerName: storage.outputs.deadLetterContainerName
+    pipelineContainerNames: storage.outputs.containerNames
+    hostContainerNames: storage.outputs.hostContainerNames
+    deploymentContainerName: storage.outputs.deploymentContainerName
     operatorPrincipalId: principalId
     operatorPrincipalType: principalType
   }
@@ -304,6 +348,7 @@ output AZURE_SUBSCRIPTION_ID string = subscription().subscriptionId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output STORAGE_NETWORK_ACCESS string = storageNetworkAccess
 output FUNCTION_APP_NAME string = functionApp.outputs.name
 output FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}'
 output FUNCTION_IDENTITY_CLIENT_ID string = functionIdentity.outputs.clientId

@@ -6,18 +6,31 @@
 # the image (never zipped from elsewhere): tfjs-node-gpu's libtensorflow symlinks survive.
 #
 # Build context (infra/hooks/postdeploy.sh assembles it): package.json, package-lock.json,
-# tsconfig.json, src/, functions/. From the repository root by hand:
+# tsconfig.json, src/, functions/, infra/trainer/. From the repository root by hand:
 #   docker build -f infra/trainer.Dockerfile -t image-triage-trainer .
 #   az acr build -r <registry> -t image-triage-trainer:latest -f infra/trainer.Dockerfile .
+#
+# Reproducible inputs: the base image is pinned by digest (CUDA_IMAGE; the build refuses a
+# reference without one), and every npm package comes from a lockfile with `npm ci`: the
+# repository's for the TypeScript build, infra/trainer/package-lock.json (written by
+# infra/trainer/lock.sh: the same production versions plus @tensorflow/tfjs-node-gpu) for the
+# runtime. Moving to a newer base: `docker buildx imagetools inspect nvidia/cuda:<tag>` prints the
+# tag's current digest; set it here (or pass --build-arg CUDA_IMAGE=nvidia/cuda:<tag>@sha256:<digest>).
 
-ARG CUDA_IMAGE=nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04
+# nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04 as published when this digest was recorded.
+ARG CUDA_IMAGE=nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04@sha256:85fb7ac694079fff1061a0140fd5b5a641997880e12112d92589c3bbb1e8b7ca
 ARG NODE_MAJOR=22
-ARG TFJS_VERSION=4.22.0
 
 # ---- base: CUDA runtime + Node.js 22 (NodeSource apt repository) ------------------------------
 FROM ${CUDA_IMAGE} AS base
+ARG CUDA_IMAGE
 ARG NODE_MAJOR
 ENV DEBIAN_FRONTEND=noninteractive
+# A tag alone can be moved to other bytes; only a digest names one image.
+RUN case "$CUDA_IMAGE" in \
+      *@sha256:????????????????????????????????????????????????????????????????) ;; \
+      *) echo "CUDA_IMAGE must be pinned by digest (<image>:<tag>@sha256:<64 hex>), got: $CUDA_IMAGE" >&2; exit 1 ;; \
+    esac
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
  && mkdir -p /etc/apt/keyrings \
@@ -41,20 +54,20 @@ COPY src ./src
 COPY functions ./functions
 RUN npx tsc -p tsconfig.json
 
-# ---- deps: production node_modules + tfjs-node-gpu (its install script fetches libtensorflow-gpu).
+# ---- deps: production node_modules + tfjs-node-gpu, all from infra/trainer/package-lock.json.
 # The production dependencies include vega and vega-lite, which the trainer's plots need.
 # tfjs-node-gpu's binding is N-API (napi-v3..v8 in its package.json), so it loads on Node 22.
 FROM base AS deps
-ARG TFJS_VERSION
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json ./
-# --ignore-scripts skips the CPU @tensorflow/tfjs-node download (not used on the GPU image);
-# sharp ships its prebuilt libvips as a platform package and needs no script.
+COPY infra/trainer/package.json infra/trainer/package-lock.json ./
+# --ignore-scripts skips every install script (the CPU @tensorflow/tfjs-node download among them:
+# not used on the GPU image; sharp ships its prebuilt libvips as a platform package and needs none);
+# then only tfjs-node-gpu's runs, fetching libtensorflow for CUDA.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
- && npm install --no-save --omit=dev --no-audit --no-fund "@tensorflow/tfjs-node-gpu@${TFJS_VERSION}" \
+ && npm rebuild @tensorflow/tfjs-node-gpu \
  && npm cache clean --force
 
 # ---- runtime ---------------------------------------------------------------------------------

@@ -83,6 +83,12 @@ try {
     $path = Join-Path $root $item
     if (Test-Path $path) { Copy-Item -Path $path -Destination $context -Recurse -ErrorAction Stop }
   }
+  # ...and the trainer's own lockfile (the runtime dependencies with the GPU binding).
+  $trainerDeps = Join-Path (Join-Path $context 'infra') 'trainer'
+  New-Item -ItemType Directory -Path $trainerDeps -Force -ErrorAction Stop | Out-Null
+  foreach ($file in 'package.json', 'package-lock.json') {
+    Copy-Item -Path (Join-Path (Join-Path $infra 'trainer') $file) -Destination $trainerDeps -ErrorAction Stop
+  }
   Copy-Item -Path (Join-Path $infra 'trainer.Dockerfile') -Destination (Join-Path $context 'Dockerfile') -ErrorAction Stop
 
   Write-Host "postdeploy: building ${repository}:latest in $env:AZURE_CONTAINER_REGISTRY_NAME with ACR Tasks (takes a while) ..."

@@ -82,6 +82,9 @@ trap 'rm -rf "$context"' EXIT INT TERM
 for item in package.json package-lock.json tsconfig.json src functions; do
   if [ -e "$root/$item" ]; then cp -R "$root/$item" "$context/"; fi
 done
+# ...and the trainer's own lockfile (the runtime dependencies with the GPU binding).
+mkdir -p "$context/infra/trainer"
+cp "$infra/trainer/package.json" "$infra/trainer/package-lock.json" "$context/infra/trainer/"
 cp "$infra/trainer.Dockerfile" "$context/Dockerfile"
 
 echo "postdeploy: building $repository:latest in $AZURE_CONTAINER_REGISTRY_NAME with ACR Tasks (takes a while) ..."

@@ -18,6 +18,9 @@ param storageQueueEndpoint string
 param deploymentContainerName string
 param applicationInsightsConnectionString string
 
+@description('Subnet (delegated to Microsoft.App/environments) the app is integrated with; empty: none (storage is public).')
+param virtualNetworkSubnetId string = ''
+
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 
@@ -126,8 +129,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
-    // Flex Consumption rejects siteConfig.ftpsState (ARM 400, extended code 51021) and has no FTP
-    // endpoint to disable; TLS 1.2 is what it takes here.
+    // Outbound through the network when storage admits only its subnets (main.bicep, storageNetworkAccess).
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
+    // Flex Consumption rejects siteConfig.ftpsState (ARM 400, extended code 51021); FTP and SCM
+    // basic credentials are turned off by the policies below. TLS 1.2 is what it takes here.
     siteConfig: {
       minTlsVersion: '1.2'
     }
@@ -157,6 +162,22 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   resource settings 'config' = {
     name: 'appsettings'
     properties: appSettings
+  }
+
+  // No user name and password publishing (basic authentication) on the FTP or the SCM (Kudu)
+  // endpoint: azd and the Azure CLI deploy with an Entra token, which these policies leave alone.
+  resource ftpBasicAuth 'basicPublishingCredentialsPolicies' = {
+    name: 'ftp'
+    properties: {
+      allow: false
+    }
+  }
+
+  resource scmBasicAuth 'basicPublishingCredentialsPolicies' = {
+    name: 'scm'
+    properties: {
+      allow: false
+    }
   }
 
   // Sign-in for the review page. Anonymous requests still reach the app (Event Grid's webhook and

@@ -27,6 +27,20 @@ param softDeleteRetentionDays int = 14
 @maxValue(3650)
 param deadLetterRetentionDays int = 30
 
+@description('public: the account answers any network (every request still needs Entra ID). firewall or private: it denies every network but allowedSubnetIds, allowedIpRanges and Azure\'s trusted services (Event Grid dead-lettering); private adds private endpoints (main.bicep).')
+@allowed([
+  'public'
+  'firewall'
+  'private'
+])
+param networkAccess string = 'public'
+
+@description('Subnets (with the Microsoft.Storage service endpoint) the firewall admits: the function app\'s and the trainer\'s.')
+param allowedSubnetIds array = []
+
+@description('Public IP addresses or CIDR ranges the firewall admits (an operator\'s machine).')
+param allowedIpRanges array = []
+
 // Where Event Grid writes the events it could not deliver (CONTAINERS.deadLetter; infra/eventgrid.bicep).
 var deadLetterContainerName = 'deadletter'
 
@@ -42,6 +56,36 @@ var appContainers = [
   'runs'
   deadLetterContainerName
 ]
+
+// The Functions host's own containers (HOST_CONTAINER in src/storage/layout.ts, and the key store of
+// AzureWebJobsSecretStorageType=blob). Created here so that the function identity needs a role on
+// these two containers only (modules/roles.bicep), never the right to create containers.
+var hostContainers = [
+  'azure-webjobs-hosts'
+  'azure-webjobs-secrets'
+]
+
+var virtualNetworkRules = [
+  for id in allowedSubnetIds: {
+    id: id
+    action: 'Allow'
+  }
+]
+var ipRules = [
+  for range in allowedIpRanges: {
+    value: range
+    action: 'Allow'
+  }
+]
+// Deny by default. AzureServices lets the trusted Microsoft services through, Event Grid among them:
+// the system topic dead-letters into the deadletter container with its managed identity. BlobCreated
+// events are published by the storage service itself, which the firewall does not filter.
+var firewall = {
+  defaultAction: 'Deny'
+  bypass: 'AzureServices'
+  virtualNetworkRules: virtualNetworkRules
+  ipRules: ipRules
+}
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -59,11 +103,15 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
+    // Enabled in every mode: with the firewall, the public endpoint still serves the trusted services
+    // and allowedIpRanges; the app and the trainer come through their subnets or private endpoints.
     publicNetworkAccess: 'Enabled'
-    networkAcls: {
-      defaultAction: 'Allow'
-      bypass: 'AzureServices'
-    }
+    networkAcls: networkAccess == 'public'
+      ? {
+          defaultAction: 'Allow'
+          bypass: 'AzureServices'
+        }
+      : firewall
   }
 }
 
@@ -86,6 +134,16 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
   for containerName in appContainers: {
+    parent: blobService
+    name: containerName
+    properties: {
+      publicAccess: 'None'
+    }
+  }
+]
+
+resource hostContainerResources 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for containerName in hostContainers: {
     parent: blobService
     name: containerName
     properties: {
@@ -165,4 +223,6 @@ output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output systemTopicName string = systemTopic.name
 output systemTopicPrincipalId string = systemTopic.identity.principalId
 output containerNames array = appContainers
+output hostContainerNames array = hostContainers
+output deploymentContainerName string = deploymentContainer.name
 output deadLetterContainerName string = deadLetterContainerName

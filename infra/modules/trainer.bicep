@@ -51,6 +51,9 @@ param replicaTimeoutSeconds int = 14400
 param replicaRetryLimit int = 0
 
 param storageBlobEndpoint string
+
+@description('Subnet (delegated to Microsoft.App/environments, /27 or larger) the environment runs in; empty: Azure-managed network (storage is public). Changing it recreates the environment.')
+param infrastructureSubnetId string = ''
 param triageProfile string
 param triageXraySize int
 
@@ -116,13 +119,18 @@ resource containerEnvironment 'Microsoft.App/managedEnvironments@2025-01-01' = {
   location: location
   tags: tags
   properties: {
+    // Logs go through Azure Monitor (the diagnostic setting below), so neither the deployment nor
+    // the environment ever holds the workspace's shared key.
     appLogsConfiguration: {
-      destination: 'log-analytics'
-      logAnalyticsConfiguration: {
-        customerId: workspace.properties.customerId
-        sharedKey: workspace.listKeys().primarySharedKey
-      }
+      destination: 'azure-monitor'
     }
+    // In the deployment's network when storage admits only its subnets; no ingress either way (a job).
+    vnetConfiguration: empty(infrastructureSubnetId)
+      ? null
+      : {
+          infrastructureSubnetId: infrastructureSubnetId
+          internal: false
+        }
     // A GPU profile can be added to an existing environment in most regions; changing the type of
     // this one (the job is pinned to it by name) may need the environment recreated
     // (infra/README.md, "GPU profile and quota").
@@ -137,6 +145,27 @@ resource containerEnvironment 'Microsoft.App/managedEnvironments@2025-01-01' = {
       }
     ]
     zoneRedundant: false
+  }
+}
+
+// The environment's console and system logs (the trainer's output among them) in the workspace's
+// ContainerAppConsoleLogs and ContainerAppSystemLogs tables.
+resource environmentLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'logs-to-log-analytics'
+  scope: containerEnvironment
+  properties: {
+    workspaceId: workspace.id
+    logAnalyticsDestinationType: 'Dedicated'
+    logs: [
+      {
+        category: 'ContainerAppConsoleLogs'
+        enabled: true
+      }
+      {
+        category: 'ContainerAppSystemLogs'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -1,4 +1,4 @@
-import { loadBicep, readRepoFile, resourcesOfType, stringLiteral, variable } from './bicep';
+import { arrayItems, loadBicep, readRepoFile, resourcesOfType, stringLiteral, variable } from './bicep';
 
 /** The deployment guide says what the templates do. */
 describe('infra/README.md holds to the templates', () => {
@@ -45,6 +45,22 @@ describe('infra/README.md holds to the templates', () => {
     expect(readRepoFile('.funcignore').split('\n').map((l) => l.trim())).toContain('node_modules');
     expect(readRepoFile('azure.yaml')).not.toMatch(/^\s*remoteBuild:\s*false/m);
     expect(section(guide, '## Deploy')).toMatch(/built remotely, on Linux x64/);
+  });
+
+  it('lists each identity\'s containers as roles.bicep grants them, and the storage network modes', () => {
+    const roles = loadBicep('modules/roles.bicep').root;
+    const list = (name: string) => arrayItems(variable(roles, name)).map((n) => stringLiteral(n)!);
+    const table = section(guide, '## Roles and network exposure');
+    const row = (identity: string, role: string) => table.split('\n').find((l) => l.startsWith(`| ${identity} | ${role}`)) ?? '';
+    const cells = (line: string) => [...line.matchAll(/`([a-z-]+)`/g)].map((m) => m[1]!);
+    expect(cells(row('function app', 'Storage Blob Data Reader')).sort()).toEqual(list('functionReadContainers').sort());
+    expect(cells(row('function app', 'Storage Blob Data Contributor')).sort()).toEqual(list('functionWriteContainers').sort());
+    expect(cells(row('trainer job', 'Storage Blob Data Reader')).sort()).toEqual([...list('trainerReadContainers'), ...list('trainerWriteContainers')].sort());
+    expect(cells(row('function app', 'Storage Blob Data Owner')).sort()).toEqual(
+      arrayItems(variable(loadBicep('modules/storage.bicep').root, 'hostContainers')).map((n) => stringLiteral(n)!).sort(),
+    );
+    for (const mode of ['public', 'firewall', 'private']) expect(table).toContain(`- \`${mode}\``);
+    expect(readme).toMatch(/"Roles\s+and network exposure"/);
   });
 
   it('walks the deployment on Linux, macOS and Windows', () => {

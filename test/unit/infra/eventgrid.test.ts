@@ -126,7 +126,16 @@ describe('infra: the post-deploy step runs stage 2 without a manual step', () =>
   it('the build context the hook assembles has what the Dockerfile copies', () => {
     const dockerfile = fs.readFileSync(path.join(INFRA, 'trainer.Dockerfile'), 'utf8');
     const copied = [...dockerfile.matchAll(/^COPY (?!--from)(?:--chown=\S+ )?(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
-    for (const item of copied) expect(hook).toMatch(new RegExp(`for item in [^;]*\\b${item.replace('.', '\\.')}\\b`));
-    expect(fs.existsSync(path.join(REPO_ROOT, 'package.json'))).toBe(true);
+    for (const item of copied) {
+      expect(fs.existsSync(path.join(REPO_ROOT, item))).toBe(true);
+      if (item.startsWith('infra/trainer/')) {
+        // Copied to the same path in the context (the Dockerfile also builds from the repository root).
+        const file = item.slice('infra/trainer/'.length);
+        expect(hook).toMatch(new RegExp(`^cp [^\\n]*"\\$infra/trainer/${file.replace('.', '\\.')}"[^\\n]* "\\$context/infra/trainer/"$`, 'm'));
+      } else {
+        expect(hook).toMatch(new RegExp(`for item in [^;]*\\b${item.replace('.', '\\.')}\\b`));
+      }
+    }
+    expect(copied).toEqual(expect.arrayContaining(['infra/trainer/package.json', 'infra/trainer/package-lock.json']));
   });
 });

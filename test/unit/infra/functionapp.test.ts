@@ -1,5 +1,5 @@
 import { REQUIRED_IN_AZURE, SETTINGS, STORAGE_SETTING } from '../../../src/config';
-import { findProperties, getPath, loadBicep, readRepoFile, objectEntries, params, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
+import { descendants, findProperties, getPath, loadBicep, readRepoFile, objectEntries, params, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
 
 
 describe('infra: function app', () => {
@@ -78,6 +78,19 @@ describe('infra: function app', () => {
     expect(stringLiteral(getPath(siteConfig!, ['minTlsVersion']))).toBe('1.2');
     // Not in any other form either (a variable spread into siteConfig, another site resource).
     expect(loadBicep('modules/functionapp.bicep').text).not.toMatch(/^\s*ftpsState\s*:/m);
+  });
+
+  it('turns basic (user name and password) publishing credentials off for FTP and SCM', () => {
+    const policies = resourcesOfType(root, 'basicPublishingCredentialsPolicies').concat(
+      resourcesOfType(root, 'Microsoft.Web/sites/basicPublishingCredentialsPolicies'),
+    );
+    const byName = new Map(policies.map((p) => [stringLiteral(getPath(p.body, ['name'])), getPath(p.body, ['properties', 'allow'])?.text]));
+    expect(Object.fromEntries(byName)).toEqual({ ftp: 'false', scm: 'false' });
+    // Both belong to the site (nested in it), unconditionally.
+    for (const p of policies) {
+      expect(descendants(site!.node)).toContain(p.node);
+      expect(p.node.text).not.toMatch(/=\s*if\s*\(/);
+    }
   });
 
   it('is a Node 22 Flex app deploying from blob storage with its user-assigned identity', () => {

@@ -45,5 +45,9 @@ describe('infra: post-deploy hooks on Linux, macOS and Windows', () => {
     const contextOf = (s: string) => /(?:for item in|foreach \(\$item in) ([^;)\n]+)/.exec(s)?.[1]?.replace(/['",]/g, ' ').split(/\s+/).filter((x) => x !== '').sort();
     expect(contextOf(sh)).toEqual(['functions', 'package-lock.json', 'package.json', 'src', 'tsconfig.json']);
     expect(contextOf(ps1)).toEqual(contextOf(sh));
+    // ...plus the trainer's lockfile, where the Dockerfile reads it (infra/trainer/).
+    expect(sh).toMatch(/^cp "\$infra\/trainer\/package\.json" "\$infra\/trainer\/package-lock\.json" "\$context\/infra\/trainer\/"$/m);
+    expect(ps1).toMatch(/foreach \(\$file in 'package\.json', 'package-lock\.json'\)[\s\S]*?Join-Path \$infra 'trainer'/);
+    expect(ps1).toMatch(/\$trainerDeps = Join-Path \(Join-Path \$context 'infra'\) 'trainer'/);
   });
 });
