@@ -19,7 +19,7 @@
  *   torch-1t the same on 1 thread (on a busy machine PyTorch's 2 threads can be far slower than 1)
  *   wasm     tfjs-backend-wasm SIMD + the project kernels (src/ml/kernels), 1 thread (the default backend)
  *   wasm-dp  wasm with data-parallel steps: the batch split with --threads - 1 worker threads
- *            (src/ml/kernels/dataParallel.ts); inference as wasm
+ *            (bench/dataParallel.ts); inference as wasm
  *   wasm-mt  wasm with the threaded SIMD build on --threads XNNPACK threads
  *   cpu      tfjs pure-JS backend, a few batches only (contrast)
  * Timings on a shared machine are noisy: read the ratios (measured minutes apart in one run), and
@@ -33,7 +33,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { BackendName, initBackend } from '../src/ml/backend';
 import { readIdx } from '../src/ml/data/idx';
-import { DataParallelTrainer } from '../src/ml/kernels/dataParallel';
+import { DataParallelTrainer } from './dataParallel';
 import { findPython } from './python';
 import { BatchFigure, best, bestVsBest, combineRounds, finishRun, fmt, parseBatches, startRun, stepsAt, sweepTable } from './sweep';
 

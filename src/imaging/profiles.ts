@@ -131,46 +131,13 @@ export function mnistProfile(input: Gray): ProfileOutput {
   const n = w * h;
   const stride = sampleStride(n);
   const warnings: string[] = [];
-
-  // Polarity: ink is the tail farther from the background (border median).
-  const hist = new UnitHistogram(data, stride);
-  const border = borderMedian(img);
-  const lo = hist.quantile(0.001);
-  const hi = hist.quantile(0.999);
-  const invert = border - lo > hi - border;
-  const bg = invert ? 1 - border : border;
+  const { invert, bg } = polarity(img, stride);
   const std = stdDev(data, stride);
-
   // Signed difference from the background, ink positive.
   const diff = new Float32Array(n);
   for (let i = 0; i < n; i++) diff[i] = (invert ? 1 - (data[i] ?? 0) : data[i] ?? 0) - bg;
-  // Noise level (MAD of the difference) and ink peak, from a histogram over [-1, 1].
-  const mapped = new Float32Array(Math.ceil(n / stride));
-  for (let i = 0, k = 0; i < n; i += stride, k++) mapped[k] = ((diff[i] ?? 0) + 1) / 2;
-  const dh = new UnitHistogram(mapped);
-  const med = dh.quantile(0.5) * 2 - 1;
-  const absDev = new Float32Array(mapped.length);
-  for (let i = 0; i < mapped.length; i++) absDev[i] = Math.abs((mapped[i] ?? 0) * 2 - 1 - med) / 2;
-  const mad = new UnitHistogram(absDev).quantile(0.5) * 2;
-  const sigma = 1.4826 * mad;
-  // Ink peak: the 5th largest difference (one hot pixel cannot set it; 12 real ink pixels can).
-  let peak: number;
-  {
-    const top = new Float32Array(5).fill(-Infinity); // ascending
-    for (let i = 0; i < n; i++) {
-      const v = diff[i] ?? 0;
-      if (v <= (top[0] ?? 0)) continue;
-      let k = 0;
-      while (k + 1 < top.length && v > (top[k + 1] ?? 0)) {
-        top[k] = top[k + 1] ?? 0;
-        k++;
-      }
-      top[k] = v;
-    }
-    peak = Math.max(0, n >= top.length ? top[0] ?? 0 : Math.max(...diff));
-  }
-  const threshold = Math.max(4 * sigma, 0.25 * peak, 0.02);
-
+  const peak = inkPeak(diff);
+  const threshold = Math.max(4 * noiseSigma(diff, stride), 0.25 * peak, 0.02);
   const mask = new Uint8Array(n);
   let any = false;
   for (let i = 0; i < n; i++) {
@@ -180,81 +147,150 @@ export function mnistProfile(input: Gray): ProfileOutput {
     }
   }
   const blankSignal = peak < 0.05 || !any;
-  const pixels = new Float32Array(SIZE * SIZE);
-  let inkFraction = 0;
-  let inkLevel = peak;
-  if (!blankSignal) {
-    // Drop specks: keep components of at least 2% of the largest one's area.
-    const { labels, areas } = components(mask, w, h);
-    const largest = Math.max(...areas);
-    const minArea = largest >= 50 ? Math.max(2, 0.02 * largest) : 1;
-    let x0 = w;
-    let y0 = h;
-    let x1 = -1;
-    let y1 = -1;
-    let ink = 0;
-    const inkValues = new Float32Array(n);
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        const l = labels[y * w + x] ?? 0;
-        if (l === 0 || (areas[l] ?? 0) < minArea) continue;
-        inkValues[ink++] = diff[y * w + x] ?? 0;
-        if (x < x0) x0 = x;
-        if (x > x1) x1 = x;
-        if (y < y0) y0 = y;
-        if (y > y1) y1 = y;
-      }
-    }
-    inkFraction = ink / n;
-    // Crop with a one-pixel margin (antialiased edges), stretch ink to [0, 1] with a soft floor.
-    x0 = Math.max(0, x0 - 1);
-    y0 = Math.max(0, y0 - 1);
-    x1 = Math.min(w - 1, x1 + 1);
-    y1 = Math.min(h - 1, y1 + 1);
-    const cw = x1 - x0 + 1;
-    const ch = y1 - y0 + 1;
-    // Ink level: 90th percentile of the kept ink (specks excluded) is stretched to 1.
-    const kept = inkValues.subarray(0, ink).sort();
-    inkLevel = kept[Math.floor(0.9 * (kept.length - 1))] ?? peak;
-    const floor = threshold / 2;
-    const span = Math.max(1e-6, inkLevel - floor);
-    const crop = new Float32Array(cw * ch);
-    for (let y = 0; y < ch; y++) {
-      for (let x = 0; x < cw; x++) {
-        const v = ((diff[(y0 + y) * w + x0 + x] ?? 0) - floor) / span;
-        crop[y * cw + x] = v <= 0 ? 0 : v >= 1 ? 1 : v;
-      }
-    }
-    const nw = cw >= ch ? FIT : Math.max(1, Math.round((FIT * cw) / ch));
-    const nh = ch >= cw ? FIT : Math.max(1, Math.round((FIT * ch) / cw));
-    const digit = resample({ width: cw, height: ch, data: crop }, { x: 0, y: 0, w: cw, h: ch }, nw, nh);
-    let s = 0;
-    let sx = 0;
-    let sy = 0;
-    for (let y = 0; y < nh; y++) {
-      for (let x = 0; x < nw; x++) {
-        const v = digit[y * nw + x] ?? 0;
-        s += v;
-        sx += v * (x + 0.5);
-        sy += v * (y + 0.5);
-      }
-    }
-    const cx = s > 0 ? sx / s : nw / 2;
-    const cy = s > 0 ? sy / s : nh / 2;
-    const wantX = Math.round(SIZE / 2 - cx);
-    const wantY = Math.round(SIZE / 2 - cy);
-    const ox = Math.min(SIZE - nw, Math.max(0, wantX));
-    const oy = Math.min(SIZE - nh, Math.max(0, wantY));
-    if (ox !== wantX || oy !== wantY) warnings.push('off-centre');
-    for (let y = 0; y < nh; y++) {
-      for (let x = 0; x < nw; x++) pixels[(oy + y) * SIZE + ox + x] = Math.min(1, Math.max(0, digit[y * nw + x] ?? 0));
-    }
-  }
-  const contrast = Math.max(0, inkLevel);
+  const digit = blankSignal ? undefined : placeDigit({ diff, mask, w, h, threshold, peak }, warnings);
+  const pixels = digit?.pixels ?? new Float32Array(SIZE * SIZE);
+  const inkFraction = digit?.inkFraction ?? 0;
+  const contrast = Math.max(0, digit?.inkLevel ?? peak);
   const quality = qualityOf({ blank: blankSignal, std, contrast, inkFraction, tinyInk: 0.002, warnings });
   if (!quality.blank && inkFraction > 0.5) quality.warnings.push('large-ink');
   if (invert) quality.warnings.push('inverted');
   return { pixels, shape: [SIZE, SIZE, 1], quality };
+}
+
+/** Polarity: ink is the tail farther from the background (border median); bg is the background level with ink made positive. */
+function polarity(img: Gray, stride: number): { invert: boolean; bg: number } {
+  const hist = new UnitHistogram(img.data, stride);
+  const border = borderMedian(img);
+  const lo = hist.quantile(0.001);
+  const hi = hist.quantile(0.999);
+  const invert = border - lo > hi - border;
+  return { invert, bg: invert ? 1 - border : border };
+}
+
+/** Noise level of the ink difference: 1.4826 x its MAD, from a histogram over [-1, 1] (every `stride`-th pixel). */
+function noiseSigma(diff: Float32Array, stride: number): number {
+  const n = diff.length;
+  const mapped = new Float32Array(Math.ceil(n / stride));
+  for (let i = 0, k = 0; i < n; i += stride, k++) mapped[k] = ((diff[i] ?? 0) + 1) / 2;
+  const dh = new UnitHistogram(mapped);
+  const med = dh.quantile(0.5) * 2 - 1;
+  const absDev = new Float32Array(mapped.length);
+  for (let i = 0; i < mapped.length; i++) absDev[i] = Math.abs((mapped[i] ?? 0) * 2 - 1 - med) / 2;
+  const mad = new UnitHistogram(absDev).quantile(0.5) * 2;
+  return 1.4826 * mad;
+}
+
+/** Ink peak: the 5th largest difference (one hot pixel cannot set it; 12 real ink pixels can), at least 0. */
+function inkPeak(diff: Float32Array): number {
+  const n = diff.length;
+  const top = new Float32Array(5).fill(-Infinity); // ascending
+  for (let i = 0; i < n; i++) {
+    const v = diff[i] ?? 0;
+    if (v <= (top[0] ?? 0)) continue;
+    let k = 0;
+    while (k + 1 < top.length && v > (top[k + 1] ?? 0)) {
+      top[k] = top[k + 1] ?? 0;
+      k++;
+    }
+    top[k] = v;
+  }
+  return Math.max(0, n >= top.length ? top[0] ?? 0 : Math.max(...diff));
+}
+
+interface InkField {
+  /** Ink-positive difference from the background, w x h. */
+  diff: Float32Array;
+  /** 1 where diff exceeds the threshold. */
+  mask: Uint8Array;
+  w: number;
+  h: number;
+  threshold: number;
+  peak: number;
+}
+
+/** The ink without specks (components of at least 2% of the largest one's area): its bounding box and values. */
+function keptInk(f: InkField): { box: { x0: number; y0: number; x1: number; y1: number }; values: Float32Array } {
+  const { w, h, diff } = f;
+  const { labels, areas } = components(f.mask, w, h);
+  const largest = Math.max(...areas);
+  const minArea = largest >= 50 ? Math.max(2, 0.02 * largest) : 1;
+  let x0 = w;
+  let y0 = h;
+  let x1 = -1;
+  let y1 = -1;
+  let ink = 0;
+  const inkValues = new Float32Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const l = labels[y * w + x] ?? 0;
+      if (l === 0 || (areas[l] ?? 0) < minArea) continue;
+      inkValues[ink++] = diff[y * w + x] ?? 0;
+      if (x < x0) x0 = x;
+      if (x > x1) x1 = x;
+      if (y < y0) y0 = y;
+      if (y > y1) y1 = y;
+    }
+  }
+  return { box: { x0, y0, x1, y1 }, values: inkValues.subarray(0, ink) };
+}
+
+/**
+ * The kept ink cropped with a one-pixel margin (antialiased edges), stretched to [0, 1] (its 90th
+ * percentile to 1, a soft floor at half the threshold), fitted into FIT x FIT and placed in the
+ * SIZE x SIZE field by its centre of mass ('off-centre' in `warnings` when the field's edge stops it).
+ */
+function placeDigit(f: InkField, warnings: string[]): { pixels: Float32Array; inkFraction: number; inkLevel: number } {
+  const { w, h, diff } = f;
+  const { box, values } = keptInk(f);
+  const inkFraction = values.length / (w * h);
+  const x0 = Math.max(0, box.x0 - 1);
+  const y0 = Math.max(0, box.y0 - 1);
+  const x1 = Math.min(w - 1, box.x1 + 1);
+  const y1 = Math.min(h - 1, box.y1 + 1);
+  const cw = x1 - x0 + 1;
+  const ch = y1 - y0 + 1;
+  const kept = values.sort();
+  const inkLevel = kept[Math.floor(0.9 * (kept.length - 1))] ?? f.peak;
+  const floor = f.threshold / 2;
+  const span = Math.max(1e-6, inkLevel - floor);
+  const crop = new Float32Array(cw * ch);
+  for (let y = 0; y < ch; y++) {
+    for (let x = 0; x < cw; x++) {
+      const v = ((diff[(y0 + y) * w + x0 + x] ?? 0) - floor) / span;
+      crop[y * cw + x] = v <= 0 ? 0 : v >= 1 ? 1 : v;
+    }
+  }
+  const nw = cw >= ch ? FIT : Math.max(1, Math.round((FIT * cw) / ch));
+  const nh = ch >= cw ? FIT : Math.max(1, Math.round((FIT * ch) / cw));
+  const digit = resample({ width: cw, height: ch, data: crop }, { x: 0, y: 0, w: cw, h: ch }, nw, nh);
+  return { pixels: centredByMass(digit, nw, nh, warnings), inkFraction, inkLevel };
+}
+
+/** An nw x nh digit placed in the SIZE x SIZE field with its centre of mass at the centre, as far as the field allows. */
+function centredByMass(digit: Float32Array, nw: number, nh: number, warnings: string[]): Float32Array {
+  let s = 0;
+  let sx = 0;
+  let sy = 0;
+  for (let y = 0; y < nh; y++) {
+    for (let x = 0; x < nw; x++) {
+      const v = digit[y * nw + x] ?? 0;
+      s += v;
+      sx += v * (x + 0.5);
+      sy += v * (y + 0.5);
+    }
+  }
+  const cx = s > 0 ? sx / s : nw / 2;
+  const cy = s > 0 ? sy / s : nh / 2;
+  const wantX = Math.round(SIZE / 2 - cx);
+  const wantY = Math.round(SIZE / 2 - cy);
+  const ox = Math.min(SIZE - nw, Math.max(0, wantX));
+  const oy = Math.min(SIZE - nh, Math.max(0, wantY));
+  if (ox !== wantX || oy !== wantY) warnings.push('off-centre');
+  const pixels = new Float32Array(SIZE * SIZE);
+  for (let y = 0; y < nh; y++) {
+    for (let x = 0; x < nw; x++) pixels[(oy + y) * SIZE + ox + x] = Math.min(1, Math.max(0, digit[y * nw + x] ?? 0));
+  }
+  return pixels;
 }
 
 /**

@@ -7,9 +7,8 @@
  *    image (the job itself is created with a placeholder), the resources and every environment
  *    variable the trainer reads (trainerEnv), not only RUN_ID.
  *  - LocalLauncher: runs the same trainer as a child process of this one: `node dist/src/cli/main.js
- *    train-job --run <id>` when this code runs compiled; when it runs from the TypeScript sources
- *    (ts-jest, scripts), node loads src/cli/main.ts through an in-memory `typescript.transpileModule`
- *    hook, so no build is needed. The child's output is kept as runs/{runId}/trainer.log, and a
+ *    train-job --run <id>`, also when this code runs from the TypeScript sources (tests: see
+ *    src/util/compiled.ts). The child's output is kept as runs/{runId}/trainer.log, and a
  *    child that exits without finishing its run (crash, kill, out of memory) marks the run failed.
  *
  * Both can also say whether the trainer of a run they started still runs (check): the Azure one
@@ -28,6 +27,7 @@ import { STORAGE_SETTING } from '../config';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
 import type { Log } from '../util/log';
+import { compiledPath } from '../util/compiled';
 import { isFinished, LaunchRecord, markFailed, readStatus } from './runs';
 
 export interface LaunchInfo {
@@ -313,44 +313,19 @@ export interface TrainerCommand {
   args: string[];
 }
 
-/** Node code that makes require() compile .ts files in memory (the typescript package's path in TRIAGE_TS_COMPILER). */
-export const TS_TRANSPILE_HOOK = `
-const ts = require(process.env.TRIAGE_TS_COMPILER);
-const fs = require('node:fs');
-require.extensions['.ts'] = function (module, filename) {
-  const out = ts.transpileModule(fs.readFileSync(filename, 'utf8'), {
-    fileName: filename,
-    compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true, resolveJsonModule: true, inlineSourceMap: true },
-  });
-  module._compile(out.outputText, filename);
-};
-`;
-
-const TS_BOOT = `${TS_TRANSPILE_HOOK}
-const args = JSON.parse(process.env.TRIAGE_TS_ARGS);
-require(process.env.TRIAGE_TS_MAIN).run(['node', 'triage', ...args]).then((code) => process.exit(code), (err) => { console.error(err); process.exit(1); });
-`;
-
 /**
  * `triage train-job --run <id>` for the child: the compiled CLI beside this file when running
- * from dist/, else the TypeScript CLI through the transpile hook (needs the typescript package,
- * a dev dependency, which is there whenever the sources run).
+ * from dist/; from the TypeScript sources (tests), the same CLI under dist/ (compiledPath).
  */
 export function trainerCommand(runId: string, here: string = __filename): TrainerCommand & { env: Env } {
   const args = ['train-job', '--run', runId];
-  const cliDir = path.resolve(path.dirname(here), '..', 'cli');
-  if (here.endsWith('.js')) return { command: process.execPath, args: [path.join(cliDir, 'main.js'), ...args], env: {} };
-  let compiler: string;
+  const cliMain = path.resolve(path.dirname(here), '..', 'cli', 'main.js');
+  if (here.endsWith('.js')) return { command: process.execPath, args: [cliMain, ...args], env: {} };
   try {
-    compiler = require.resolve('typescript');
-  } catch {
-    throw new LaunchError('the local launcher runs from TypeScript sources but the typescript package is not installed: build first (npm run build) and run dist/');
+    return { command: process.execPath, args: [compiledPath(cliMain), ...args], env: {} };
+  } catch (err) {
+    throw new LaunchError(`the local trainer runs the compiled CLI: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
-  return {
-    command: process.execPath,
-    args: ['-e', TS_BOOT],
-    env: { TRIAGE_TS_COMPILER: compiler, TRIAGE_TS_MAIN: path.join(cliDir, 'main.ts'), TRIAGE_TS_ARGS: JSON.stringify(args) },
-  };
 }
 
 export interface LocalLauncherOptions {

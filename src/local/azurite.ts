@@ -26,6 +26,8 @@ export interface AzuriteOptions {
    * False runs Azurite exactly as published, e.g. to compare against.
    */
   tuned?: boolean;
+  /** Environment variables added to Azurite's process (e.g. NODE_OPTIONS). */
+  env?: Record<string, string>;
 }
 
 export interface AzuriteHandle {
@@ -64,7 +66,7 @@ export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHa
   }
   // The parent watch always (Azurite ends when this process ends, however it ends), the CPU fixes unless untuned.
   const nodeArgs = ['--require', path.join(__dirname, 'azuriteParentWatch.js'), ...(opts.tuned === false ? [] : ['--require', azuritePreloadPath()])];
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], ...(opts.env !== undefined ? { env: { ...process.env, ...opts.env } } : {}) });
   // The channel is only there to close when this process ends: it must not keep this one running.
   child.channel?.unref();
   const port = await new Promise<number>((resolve, reject) => {

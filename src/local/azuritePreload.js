@@ -31,6 +31,11 @@
  *     bench, one per image). Only the length header is added; status, headers and (absent)
  *     body are Azurite's.
  *
+ * They rely on the internals of the exact versions package.json pins. At start, every function
+ * they touch is checked against the source they were written for (EXPECTED_SHAPE); if any
+ * differs, nothing is installed and Azurite runs as published, with one line on stderr.
+ * The upstream problems behind 1 and 4: docs/upstream/.
+ *
  * Exports the installers for the tests; installs itself only in an Azurite process.
  */
 const Module = require('node:module');
@@ -355,34 +360,133 @@ function installHeadKeepAlive(http) {
 }
 
 /**
- * Installs all of them, resolving modules the way the Azurite script at `mainPath` resolves them.
- * What depends on Azurite's internal file layout is skipped, with a warning, when it has moved.
- * @param {string} mainPath
+ * What the patches rely on, as the pinned packages have it (package.json pins azurite, and lokijs
+ * and uri-templates through overrides): a fingerprint (sha-256 of the source text, 16 hex digits)
+ * of every function they wrap, re-implement part of or count on, and for Node's own code just a
+ * function. A package upgrade that changes any of them makes the preload step aside (stock Azurite)
+ * until the patches are checked against the new code and these fingerprints renewed.
  */
-function installIntoAzurite(mainPath) {
+const EXPECTED_SHAPE = {
+  'lokijs Resultset.prototype.find': 'b603c4432bd988b2',
+  'lokijs Collection.prototype.removeBatchByPositions': '15064cdbcc8f0f63',
+  'lokijs Collection.prototype.calculateRange': 'd90a97625c717169',
+  'lokijs Collection.prototype.adaptiveBinaryIndexRemove': '90f0194acb876a62',
+  'lokijs Collection.prototype.adaptiveBinaryIndexInsert': 'e9954a6c8d7d618d',
+  'lokijs Collection.prototype.adaptiveBinaryIndexUpdate': 'fddcd7912d5355cb',
+  'lokijs Collection.prototype.startTransaction': 'b79e34e49d234c76',
+  'lokijs Collection.prototype.ensureId': 'b197599325cf395b',
+  'lokijs Collection.prototype.commit': '36ce2d14b540ff55',
+  'lokijs Collection.prototype.getUniqueIndex': '9965d306ddf24356',
+  'uri-templates (the module)': '2e3871fe1af60e3e',
+  'azurite generated/utils/utils.js isURITemplateMatch': '3dcaf2bde4b164a2',
+  'node http ServerResponse.prototype.writeHead': 'function',
+  'node http ServerResponse.prototype.hasHeader': 'function',
+  'node http ServerResponse.prototype.setHeader': 'function',
+};
+
+/**
+ * sha-256 of a function's source text, 16 hex digits.
+ * @param {Function} f
+ */
+function fingerprint(f) {
+  return require('node:crypto').createHash('sha256').update(Function.prototype.toString.call(f)).digest('hex').slice(0, 16);
+}
+
+/**
+ * The internals the patches touch, loaded the way Azurite's script loads them (undefined where
+ * a module or a member is missing), by the names of EXPECTED_SHAPE.
+ * @param {(id: string) => any} fromAzurite require() as seen from Azurite's main script
+ * @returns {Record<string, unknown>}
+ */
+function azuriteInternals(fromAzurite) {
+  /** @param {() => unknown} get */
+  const attempt = (get) => {
+    try {
+      return get();
+    } catch {
+      return undefined;
+    }
+  };
+  const Loki = attempt(() => fromAzurite('lokijs'));
+  const coll = /** @type {any} */ (Loki)?.Collection?.prototype;
+  const res = /** @type {any} */ (Loki)?.Resultset?.prototype;
+  const utils = attempt(() => fromAzurite('./generated/utils/utils.js'));
+  const response = require('node:http').ServerResponse.prototype;
+  return {
+    'lokijs Resultset.prototype.find': res?.find,
+    ...Object.fromEntries(['removeBatchByPositions', 'calculateRange', 'adaptiveBinaryIndexRemove', 'adaptiveBinaryIndexInsert', 'adaptiveBinaryIndexUpdate', 'startTransaction', 'ensureId', 'commit', 'getUniqueIndex'].map((k) => [`lokijs Collection.prototype.${k}`, coll?.[k]])),
+    'uri-templates (the module)': attempt(() => fromAzurite('uri-templates')),
+    'azurite generated/utils/utils.js isURITemplateMatch': /** @type {any} */ (utils)?.isURITemplateMatch,
+    'node http ServerResponse.prototype.writeHead': response.writeHead,
+    'node http ServerResponse.prototype.hasHeader': response.hasHeader,
+    'node http ServerResponse.prototype.setHeader': response.setHeader,
+  };
+}
+
+/**
+ * Where `found` differs from `expected`: one line per internal that is missing, not a function,
+ * or whose source is not the one the patches were written against.
+ * @param {Record<string, unknown>} found
+ * @param {Record<string, string>} [expected]
+ * @returns {string[]}
+ */
+function shapeProblems(found, expected = EXPECTED_SHAPE) {
+  /** @type {string[]} */
+  const problems = [];
+  for (const [name, want] of Object.entries(expected)) {
+    const f = found[name];
+    if (typeof f !== 'function') problems.push(`${name} is ${f === undefined ? 'missing' : `a ${typeof f}, not a function`}`);
+    else if (want !== 'function' && fingerprint(f) !== want) problems.push(`${name} changed (source ${fingerprint(f)}, the patches know ${want})`);
+  }
+  return problems;
+}
+
+/**
+ * Installs all of them, resolving modules the way the Azurite script at `mainPath` resolves them,
+ * after checking that every internal they touch is the one they were written against
+ * (EXPECTED_SHAPE). When one is not, none is installed and Azurite runs as published: one line
+ * on stderr says what differs. Returns whether the patches are installed.
+ * @param {string} mainPath
+ * @param {Record<string, string>} [expected]
+ * @param {(line: string) => void} [warn]
+ */
+function installIntoAzurite(mainPath, expected = EXPECTED_SHAPE, warn = (line) => process.stderr.write(`${line}\n`)) {
   const fromAzurite = Module.createRequire(mainPath);
+  const problems = shapeProblems(azuriteInternals(fromAzurite), expected);
+  if (problems.length > 0) {
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+    warn(`image-triage azurite preload: not installed, Azurite runs as published: ${problems[0]}${more}`);
+    return false;
+  }
   const Loki = fromAzurite('lokijs');
   installLokiQueryPlanner(Loki);
   // Extents are keyed by uuids (common/persistence/*ExtentStore.js), their only index.
   installLokiInPlaceRemoval(Loki, (coll) => coll.name === '$EXTENTS_COLLECTION$');
   installUriTemplateCache(fromAzurite.resolve('uri-templates'));
   installHeadKeepAlive(require('node:http'));
-  let dispatch;
-  try {
-    dispatch = installDispatchMatchCache(fromAzurite('./generated/utils/utils.js'));
-  } catch {
-    dispatch = false;
-  }
-  if (!dispatch) process.stderr.write('image-triage azurite preload: generated/utils/utils.js#isURITemplateMatch not found; dispatch answers not cached\n');
+  installDispatchMatchCache(fromAzurite('./generated/utils/utils.js'));
+  return true;
 }
 
 /** Printed once installed, so whoever started Azurite can tell (startAzurite's onLine). */
 const PRELOAD_MARKER = 'image-triage azurite preload: active';
 
-module.exports = { installLokiQueryPlanner, installLokiInPlaceRemoval, installUriTemplateCache, installDispatchMatchCache, installHeadKeepAlive, installIntoAzurite, planQuery, cachedPlan, PRELOAD_MARKER };
+module.exports = {
+  installLokiQueryPlanner,
+  installLokiInPlaceRemoval,
+  installUriTemplateCache,
+  installDispatchMatchCache,
+  installHeadKeepAlive,
+  installIntoAzurite,
+  planQuery,
+  cachedPlan,
+  azuriteInternals,
+  shapeProblems,
+  EXPECTED_SHAPE,
+  PRELOAD_MARKER,
+};
 
 const main = process.argv[1];
 if (main !== undefined && /[\\/]azurite[\\/]dist[\\/]src[\\/]blob[\\/]main\.js$/.test(main)) {
-  installIntoAzurite(main);
-  process.stdout.write(`${PRELOAD_MARKER}\n`);
+  if (installIntoAzurite(main)) process.stdout.write(`${PRELOAD_MARKER}\n`);
 }

@@ -298,17 +298,12 @@ function getLearningRate(model: tf.LayersModel): number {
   return typeof lr === 'number' ? lr : NaN;
 }
 
-/**
- * Trains a compiled model (see buildModel/compileModel) on `data`. The model must output
- * `data.classNames.length` classes.
- */
-export async function train(model: tf.LayersModel, data: LabeledImages, opts: TrainOptions = {}): Promise<TrainResult> {
+/** The options of a run with their defaults, checked against the data and the model. */
+type Settings = TrainResult['options'];
+
+function settingsOf(model: tf.LayersModel, data: LabeledImages, opts: TrainOptions): Settings {
   const epochs = opts.epochs ?? 10;
   const batchSize = opts.batchSize ?? 64;
-  const seed = opts.seed ?? 1;
-  const patience = opts.patience ?? 3;
-  const augment = opts.augment ?? {};
-  const decay = opts.learningRateDecay ?? 1;
   const averageDecay = opts.weightAverage ?? 0;
   const classWeights = opts.classWeights === undefined ? undefined : [...opts.classWeights];
   if (classWeights !== undefined && (classWeights.length !== data.classNames.length || classWeights.some((w) => !(w >= 0 && Number.isFinite(w))))) {
@@ -318,111 +313,130 @@ export async function train(model: tf.LayersModel, data: LabeledImages, opts: Tr
   const validationSplit = opts.validation ? 0 : (opts.validationSplit ?? 0.1);
   if (!(epochs >= 1) || !(batchSize >= 1)) throw new RangeError('epochs and batchSize must be at least 1');
   if (model.optimizer === undefined) throw new Error('the model is not compiled: call compileModel() first');
+  return {
+    epochs,
+    batchSize,
+    validationSplit,
+    patience: opts.patience ?? 3,
+    seed: opts.seed ?? 1,
+    augment: opts.augment ?? {},
+    learningRateDecay: opts.learningRateDecay ?? 1,
+    weightAverage: averageDecay,
+    ...(classWeights ? { classWeights } : {}),
+  };
+}
 
-  let trainPart = data;
-  let validation = opts.validation;
-  if (validation === undefined && validationSplit > 0) {
-    const s = splitValidation(data, validationSplit, seed);
-    trainPart = s.train;
-    validation = s.validation;
-  }
+/** One-hot targets of a batch's labels, scaled by their class weights when there are any. */
+function batchTargets(labels: Int32Array, classes: number, classWeights: readonly number[] | undefined): tf.Tensor {
+  return tf.tidy(() => {
+    const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), classes).toFloat();
+    if (classWeights === undefined) return oneHot;
+    const w = Float32Array.from(labels, (l) => classWeights[l] as number);
+    return tf.mul(oneHot, tf.tensor2d(w, [labels.length, 1]));
+  });
+}
+
+/** What one epoch's training steps share: the model, the data trained on, the settings and the running state. */
+interface Loop {
+  model: tf.LayersModel;
+  trainPart: LabeledImages;
+  s: Settings;
+  rnd: () => number;
+  /** Steps taken so far (the dropout seed of the next one). */
+  step: number;
+  batchImages: Float32Array;
+  batchLabels: Int32Array;
+  average: WeightAverage | undefined;
+  onBatch: TrainOptions['onBatch'];
+}
+
+/** One epoch of training steps over a seeded shuffle; its stats without validation. */
+async function trainEpoch(loop: Loop, epoch: number, learningRate: number): Promise<EpochStats> {
+  const { model, trainPart, s, batchImages, batchLabels } = loop;
   const n = count(trainPart);
-  if (n === 0) throw new Error(`${data.source}: no images to train on`);
   const size = imageSize(trainPart);
-  const classes = trainPart.classNames.length;
-  const rnd = mulberry32(seed ^ 0x5bd1e995);
+  const order = permutation(n, s.seed * 1009 + epoch);
+  const batches = Math.ceil(n / s.batchSize);
+  let lossSum = 0;
+  let accSum = 0;
+  let seen = 0;
+  const t0 = performance.now();
+  for (let b = 0; b < batches; b++) {
+    const start = b * s.batchSize;
+    const m = Math.min(s.batchSize, n - start);
+    for (let k = 0; k < m; k++) {
+      const i = order[start + k] as number;
+      batchImages.set(trainPart.images.subarray(i * size, (i + 1) * size), k * size);
+      batchLabels[k] = trainPart.labels[i] as number;
+    }
+    augmentBatch(batchImages, m, trainPart.shape, s.augment, loop.rnd);
+    reseedDropout(model, s.seed, loop.step++);
+    const x = tf.tensor4d(batchImages.subarray(0, m * size), [m, ...trainPart.shape]);
+    const y = batchTargets(batchLabels.subarray(0, m), trainPart.classNames.length, s.classWeights);
+    let out: number | number[];
+    try {
+      out = await model.trainOnBatch(x, y);
+    } finally {
+      x.dispose();
+      y.dispose();
+    }
+    loop.average?.update();
+    const [loss, acc] = Array.isArray(out) ? out : [out, NaN];
+    lossSum += (loss ?? NaN) * m;
+    accSum += (acc ?? NaN) * m;
+    seen += m;
+    loop.onBatch?.({ epoch, batch: b + 1, batches, loss: lossSum / seen, accuracy: accSum / seen, imagesPerSecond: seen / Math.max(1e-9, (performance.now() - t0) / 1000) });
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { epoch, epochs: s.epochs, loss: lossSum / seen, accuracy: accSum / seen, images: seen, seconds, imagesPerSecond: seen / Math.max(1e-9, seconds), learningRate };
+}
 
+/** Loss (unweighted, temperature 1) and accuracy of `probs` against the validation labels. */
+function validationFigures(probs: Float32Array, validation: LabeledImages, classes: number): { valLoss: number; valAccuracy: number } {
+  const { predicted } = topPrediction(probs, classes);
+  let ok = 0;
+  for (let i = 0; i < predicted.length; i++) if (predicted[i] === validation.labels[i]) ok++;
+  return { valLoss: nllAtTemperature(probs, validation.labels, classes, 1), valAccuracy: ok / Math.max(1, predicted.length) };
+}
+
+/**
+ * Trains a compiled model (see buildModel/compileModel) on `data`. The model must output
+ * `data.classNames.length` classes.
+ */
+export async function train(model: tf.LayersModel, data: LabeledImages, opts: TrainOptions = {}): Promise<TrainResult> {
+  const s = settingsOf(model, data, opts);
+  const split = opts.validation === undefined && s.validationSplit > 0 ? splitValidation(data, s.validationSplit, s.seed) : { train: data, validation: opts.validation };
+  const trainPart = split.train;
+  const validation = split.validation;
+  if (count(trainPart) === 0) throw new Error(`${data.source}: no images to train on`);
+  const size = imageSize(trainPart);
   const history: EpochStats[] = [];
   let best = { loss: Infinity, epoch: 0, weights: undefined as tf.Tensor[] | undefined };
   let stoppedEarly = false;
-  let step = 0;
   let lr = getLearningRate(model);
-  const batchImages = new Float32Array(batchSize * size);
-  const batchLabels = new Int32Array(batchSize);
-  const average = averageDecay > 0 ? new WeightAverage(model, averageDecay) : undefined;
+  const average = s.weightAverage > 0 ? new WeightAverage(model, s.weightAverage) : undefined;
+  const loop: Loop = { model, trainPart, s, rnd: mulberry32(s.seed ^ 0x5bd1e995), step: 0, batchImages: new Float32Array(s.batchSize * size), batchLabels: new Int32Array(s.batchSize), average, onBatch: opts.onBatch };
   /** The weights validation and the result use: the average when there is one. */
   const evaluated = <T>(f: () => Promise<T>): Promise<T> => (average ? average.withAverage(f) : f());
 
   try {
-    for (let epoch = 1; epoch <= epochs; epoch++) {
-      const order = permutation(n, seed * 1009 + epoch);
-      const batches = Math.ceil(n / batchSize);
-      let lossSum = 0;
-      let accSum = 0;
-      let seen = 0;
-      const t0 = performance.now();
-      for (let b = 0; b < batches; b++) {
-        const start = b * batchSize;
-        const m = Math.min(batchSize, n - start);
-        for (let k = 0; k < m; k++) {
-          const i = order[start + k] as number;
-          batchImages.set(trainPart.images.subarray(i * size, (i + 1) * size), k * size);
-          batchLabels[k] = trainPart.labels[i] as number;
-        }
-        augmentBatch(batchImages, m, trainPart.shape, augment, rnd);
-        reseedDropout(model, seed, step++);
-        const x = tf.tensor4d(batchImages.subarray(0, m * size), [m, ...trainPart.shape]);
-        const y = tf.tidy(() => {
-          const oneHot = tf.oneHot(tf.tensor1d(batchLabels.subarray(0, m), 'int32'), classes).toFloat();
-          if (classWeights === undefined) return oneHot;
-          const w = Float32Array.from(batchLabels.subarray(0, m), (l) => classWeights[l] as number);
-          return tf.mul(oneHot, tf.tensor2d(w, [m, 1]));
-        });
-        let out: number | number[];
-        try {
-          out = await model.trainOnBatch(x, y);
-        } finally {
-          x.dispose();
-          y.dispose();
-        }
-        average?.update();
-        const [loss, acc] = Array.isArray(out) ? out : [out, NaN];
-        lossSum += (loss ?? NaN) * m;
-        accSum += (acc ?? NaN) * m;
-        seen += m;
-        opts.onBatch?.({
-          epoch,
-          batch: b + 1,
-          batches,
-          loss: lossSum / seen,
-          accuracy: accSum / seen,
-          imagesPerSecond: seen / Math.max(1e-9, (performance.now() - t0) / 1000),
-        });
-      }
-      const seconds = (performance.now() - t0) / 1000;
-      const stats: EpochStats = {
-        epoch,
-        epochs,
-        loss: lossSum / seen,
-        accuracy: accSum / seen,
-        images: seen,
-        seconds,
-        imagesPerSecond: seen / Math.max(1e-9, seconds),
-        learningRate: lr,
-      };
-      if (validation !== undefined) {
-        const v = validation;
-        const probs = await evaluated(() => predictProbabilities(model, v));
-        stats.valLoss = nllAtTemperature(probs, validation.labels, classes, 1);
-        const { predicted } = topPrediction(probs, classes);
-        let ok = 0;
-        for (let i = 0; i < predicted.length; i++) if (predicted[i] === validation.labels[i]) ok++;
-        stats.valAccuracy = ok / Math.max(1, predicted.length);
-      }
+    for (let epoch = 1; epoch <= s.epochs; epoch++) {
+      const stats = await trainEpoch(loop, epoch, lr);
+      if (validation !== undefined) Object.assign(stats, validationFigures(await evaluated(() => predictProbabilities(model, validation)), validation, trainPart.classNames.length));
       history.push(stats);
       await opts.onEpoch?.(stats);
 
-      if (validation !== undefined && patience > 0) {
+      if (validation !== undefined && s.patience > 0) {
         if ((stats.valLoss as number) < best.loss) {
           best.weights?.forEach((t) => t.dispose());
           best = { loss: stats.valLoss as number, epoch, weights: await evaluated(async () => model.getWeights().map((w) => w.clone())) };
-        } else if (epoch - best.epoch >= patience) {
-          stoppedEarly = epoch < epochs;
+        } else if (epoch - best.epoch >= s.patience) {
+          stoppedEarly = epoch < s.epochs;
           break;
         }
       }
-      if (decay !== 1 && Number.isFinite(lr)) {
-        lr *= decay;
+      if (s.learningRateDecay !== 1 && Number.isFinite(lr)) {
+        lr *= s.learningRateDecay;
         setLearningRate(model, lr);
       }
     }
@@ -441,6 +455,6 @@ export async function train(model: tf.LayersModel, data: LabeledImages, opts: Tr
     trainPart,
     validation,
     imagesPerSecond: totalImages / Math.max(1e-9, totalSeconds),
-    options: { epochs, batchSize, validationSplit, patience, seed, augment, learningRateDecay: decay, weightAverage: averageDecay, ...(classWeights ? { classWeights } : {}) },
+    options: s,
   };
 }

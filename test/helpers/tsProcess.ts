@@ -1,15 +1,10 @@
 /**
- * Runs a TypeScript entry point of src/ in a child node process, as `node dist/...` would run the
- * compiled one, without a build: the child compiles each .ts module in memory as it loads.
+ * Runs an entry point of src/ in a child node process as `node dist/...` runs it: its compiled
+ * JavaScript under dist/ (src/util/compiled.ts), which jest's global setup brings up to date
+ * with the sources before any test runs.
  */
 import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { TS_TRANSPILE_HOOK } from '../../src/jobs/launchers';
-
-const BOOT = `${TS_TRANSPILE_HOOK}
-process.argv.splice(1, 0, process.env.TRIAGE_TS_MAIN);
-require(process.env.TRIAGE_TS_MAIN);
-`;
+import { compiledPath } from '../../src/util/compiled';
 
 export interface ProcessResult {
   code: number | null;
@@ -18,12 +13,11 @@ export interface ProcessResult {
   stderr: string;
 }
 
-/** Runs `file` (a path under the repository) with `args` and `env` added to this process's environment; resolves when it exits. */
+/** Runs `file` (a path under the repository, e.g. src/local/main.ts) compiled, with `args` and `env` added to this process's environment; resolves when it exits. */
 export function runTs(file: string, args: string[], env: Record<string, string>): Promise<ProcessResult> {
-  const main = path.resolve(__dirname, '..', '..', file);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', BOOT, '--', ...args], {
-      env: { ...process.env, ...env, TRIAGE_TS_COMPILER: require.resolve('typescript'), TRIAGE_TS_MAIN: main },
+    const child = spawn(process.execPath, [compiledPath(file), ...args], {
+      env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -6,6 +6,9 @@
 import diagnostics from 'node:diagnostics_channel';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { AzuriteHandle, PRELOAD_MARKER, startAzurite } from '../../../src/local/azurite';
 import { BlobStore } from '../../../src/storage/blobStore';
 
@@ -149,5 +152,33 @@ describe('Azurite preload', () => {
     }
     expect(await afterMissingHead(tuned)).toEqual([['0', true], ['0', true], ['0', true]]);
     expect(await afterMissingHead(plain)).toEqual([[undefined, false], [undefined, false], [undefined, false]]);
+  });
+
+  it('steps aside when an internal it patches changed: Azurite as published, one line saying so', async () => {
+    // What an upgrade that rewrote LokiJS's find looks like to the check: the same behaviour, other source text.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'triage-azurite-changed-'));
+    const changed = path.join(dir, 'changedFind.js');
+    writeFileSync(
+      changed,
+      `const Loki = require('node:module').createRequire(process.argv[1])('lokijs');
+const original = Loki.Resultset.prototype.find;
+Loki.Resultset.prototype.find = function find(query, firstOnly) { return original.call(this, query, firstOnly); };
+`,
+    );
+    const lines: string[] = [];
+    // NODE_OPTIONS' --require runs before the command line's, so before the preload.
+    const stock = await startAzurite({ onLine: (l) => lines.push(l), env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${changed}`.trim() } });
+    try {
+      expect(lines).not.toContain(PRELOAD_MARKER);
+      expect(lines.filter((l) => l.includes('preload'))).toEqual([expect.stringMatching(/^image-triage azurite preload: not installed, Azurite runs as published: lokijs Resultset\.prototype\.find changed/)]);
+      const store = storeOf(stock);
+      await store.container('stock').createIfNotExists();
+      await store.put('stock', 'a/b.png', 'bytes', { metadata: { n: '1' } });
+      expect((await store.get('stock', 'a/b.png'))?.data.toString()).toBe('bytes');
+      expect(await store.head('stock', 'a/none.png')).toBeUndefined();
+    } finally {
+      await stock.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

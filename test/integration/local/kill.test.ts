@@ -12,18 +12,8 @@ import { devConnectionString } from '../../../src/local/azurite';
 import { LockHolder, lockFile, processAlive } from '../../../src/local/dataLock';
 import { BlobStore } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
+import { compiledPath } from '../../../src/util/compiled';
 import { digitPng } from '../../helpers/images';
-
-// Runs the TypeScript entry point as it is (the same transpile-on-require as the local trainer's).
-const BOOT = `
-const ts = require(process.env.TRIAGE_TS_COMPILER);
-const fs = require('node:fs');
-require.extensions['.ts'] = function (module, filename) {
-  const out = ts.transpileModule(fs.readFileSync(filename, 'utf8'), { fileName: filename, compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true, resolveJsonModule: true } });
-  module._compile(out.outputText, filename);
-};
-require(process.env.TRIAGE_TS_MAIN);
-`;
 
 interface Started {
   child: ChildProcess;
@@ -32,11 +22,10 @@ interface Started {
 }
 
 function startRuntime(dataDir: string): Started {
-  const child = spawn(process.execPath, ['-e', BOOT], {
+  // The compiled entry point, as `npm start` runs it (jest's global setup builds dist/ from the sources).
+  const child = spawn(process.execPath, [compiledPath('src/local/main.ts')], {
     env: {
       ...process.env,
-      TRIAGE_TS_COMPILER: require.resolve('typescript'),
-      TRIAGE_TS_MAIN: path.resolve(__dirname, '../../../src/local/main.ts'),
       AzureWebJobsStorage: 'UseDevelopmentStorage=true',
       TRIAGE_LOCAL_DATA_DIR: dataDir,
       TRIAGE_LOCAL_HTTP_PORT: '0',

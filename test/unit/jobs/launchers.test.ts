@@ -17,6 +17,7 @@ import {
   LocalLauncher,
 } from '../../../src/jobs/launchers';
 import { BlobStore } from '../../../src/storage/blobStore';
+import { compiledPath } from '../../../src/util/compiled';
 import { arrayItems, getPath, loadBicep, objectEntries, resourcesOfType, stringLiteral } from '../infra/bicep';
 import { fakeArm, FakeArm, tokenCredential } from '../../helpers/arm';
 
@@ -119,14 +120,23 @@ describe('local launcher', () => {
     expect(localTrainerEnv(c, 'r9')).toEqual({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', TRIAGE_BACKEND: 'cpu', TRIAGE_PROFILE: 'mnist', TRIAGE_XRAY_SIZE: '128', RUN_ID: 'r9' });
   });
 
-  it('runs the compiled CLI from dist/, or the TypeScript CLI through a transpile hook from the sources', () => {
+  it('runs the compiled CLI: beside it from dist/, under dist/ from the sources', () => {
     const js = trainerCommand('r1', '/app/dist/src/jobs/launchers.js');
     expect(js.args).toEqual([path.join('/app/dist/src/cli/main.js'), 'train-job', '--run', 'r1']);
     expect(js.command).toBe(process.execPath);
     const ts = trainerCommand('r1', path.join(__dirname, '../../../src/jobs/launchers.ts'));
-    expect(ts.args[0]).toBe('-e');
-    expect(ts.env.TRIAGE_TS_MAIN).toBe(path.resolve(__dirname, '../../../src/cli/main.ts'));
-    expect(JSON.parse(ts.env.TRIAGE_TS_ARGS ?? '[]')).toEqual(['train-job', '--run', 'r1']);
+    expect(ts.command).toBe(process.execPath);
+    expect(ts.args).toEqual([path.resolve(__dirname, '../../../dist/src/cli/main.js'), 'train-job', '--run', 'r1']);
+    expect(fs.existsSync(ts.args[0] as string)).toBe(true);
+  });
+
+  it('says to build first when the sources have no compiled CLI', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'triage-nodist-'));
+    try {
+      expect(() => compiledPath('src/cli/main.ts', root)).toThrow(/dist\/src\/cli\/main\.js does not exist: build first \(npm run build\)/);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 

@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { azuritePreloadPath } from '../../../src/local/azurite';
-import { cachedPlan, installDispatchMatchCache, installHeadKeepAlive, installLokiInPlaceRemoval, installLokiQueryPlanner, planQuery } from '../../../src/local/azuritePreload';
+import { cachedPlan, installDispatchMatchCache, installHeadKeepAlive, installLokiInPlaceRemoval, installLokiQueryPlanner, planQuery, shapeProblems } from '../../../src/local/azuritePreload';
 
 const preloadPath = azuritePreloadPath();
 const azuriteDir = path.dirname(require.resolve('azurite/package.json'));
@@ -351,5 +351,50 @@ describe('HEAD keep-alive', () => {
       uninstall();
     }
     expect((await heads(['/missing', '/missing'])).map((h) => h[1])).toEqual([undefined, undefined]);
+  });
+});
+
+describe('shape check of the internals the patches touch', () => {
+  const main = path.join(azuriteDir, 'dist', 'src', 'blob', 'main.js');
+  /** Runs `body` in a fresh node process with the preload's exports as `p` and Azurite's main script as `main`; returns what it prints, parsed. */
+  function inChild(body: string): any {
+    const script = `const p = require(${JSON.stringify(preloadPath)}); const main = ${JSON.stringify(main)}; const Module = require('node:module'); ${body}`;
+    return JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }));
+  }
+
+  it('finds every one as the patches were written against in the pinned packages, which package.json pins exactly', () => {
+    const r = inChild(`process.stdout.write(JSON.stringify({ problems: p.shapeProblems(p.azuriteInternals(Module.createRequire(main))), names: Object.keys(p.EXPECTED_SHAPE) }))`);
+    expect(r.problems).toEqual([]);
+    expect(r.names.length).toBeGreaterThan(10);
+    const pkg = require('../../../package.json');
+    const fromAzurite = (name: string): string => require(require.resolve(`${name}/package.json`, { paths: [azuriteDir] })).version;
+    expect(pkg.dependencies.azurite).toBe(require('azurite/package.json').version);
+    expect(pkg.overrides).toEqual({ lokijs: fromAzurite('lokijs'), 'uri-templates': fromAzurite('uri-templates') });
+  });
+
+  it('installs nothing when one differs: Azurite as published, and one line that says what differs', () => {
+    const run = (expected: string) =>
+      inChild(`
+        const http = require('node:http');
+        const fromAzurite = Module.createRequire(main);
+        const Loki = fromAzurite('lokijs');
+        const before = { find: Loki.Resultset.prototype.find, remove: Loki.Collection.prototype.removeBatchByPositions, writeHead: http.ServerResponse.prototype.writeHead, match: fromAzurite('./generated/utils/utils.js').isURITemplateMatch };
+        const warnings = [];
+        const installed = p.installIntoAzurite(main, ${expected}, (l) => warnings.push(l));
+        const same = before.find === Loki.Resultset.prototype.find && before.remove === Loki.Collection.prototype.removeBatchByPositions && before.writeHead === http.ServerResponse.prototype.writeHead && before.match === fromAzurite('./generated/utils/utils.js').isURITemplateMatch;
+        process.stdout.write(JSON.stringify({ installed, warnings, untouched: same }));`);
+    const wrong = run(`{ ...p.EXPECTED_SHAPE, 'lokijs Resultset.prototype.find': '0123456789abcdef' }`);
+    expect(wrong.installed).toBe(false);
+    expect(wrong.untouched).toBe(true);
+    expect(wrong.warnings).toHaveLength(1);
+    expect(wrong.warnings[0]).toMatch(/^image-triage azurite preload: not installed, Azurite runs as published: lokijs Resultset\.prototype\.find changed \(source [0-9a-f]{16}, the patches know 0123456789abcdef\)$/);
+    // The same process with the true shape installs everything: the check is what decides.
+    const right = run('p.EXPECTED_SHAPE');
+    expect(right).toEqual({ installed: true, warnings: [], untouched: false });
+  });
+
+  it('names a missing internal, one that is not a function, and one whose source changed', () => {
+    const problems = shapeProblems({ a: undefined, b: 42, c: () => 1, d: () => 2 }, { a: 'function', b: 'function', c: '0000000000000000', d: 'function' });
+    expect(problems).toEqual(['a is missing', 'b is a number, not a function', expect.stringMatching(/^c changed \(source [0-9a-f]{16}, the patches know 0000000000000000\)$/)]);
   });
 });

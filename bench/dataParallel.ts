@@ -1,6 +1,8 @@
 /**
- * Data-parallel training steps on worker threads: the way the tfjs wasm backend (one thread in
- * Node) uses the other cores.
+ * Data-parallel training steps on worker threads: a way for the tfjs wasm backend (one thread in
+ * Node) to use the other cores. A benchmark, not a training option: on the default screening
+ * model (batch 32, two cores) a split step is slower than a single-thread one, because each half
+ * costs nearly the CPU of the whole step (bench/data-parallel.ts, bench/results/data-parallel.md).
  *
  * Each step splits the batch: the main thread computes the gradients of its share while each
  * worker (its own tfjs + wasm backend + project kernels, a replica of the model) computes the
@@ -9,18 +11,25 @@
  * batch, up to float rounding. Weights go to the workers each step (the peer CNN: 57k floats).
  *
  * Limits: the loss is categorical cross-entropy on softmax outputs (what every model of this
- * project compiles with); state that is not a trainable weight (e.g. batch-norm moving averages)
- * is only updated from the main thread's share.
+ * project compiles with); batch norm normalises each share by its own statistics, and state that
+ * is not a trainable weight (e.g. batch-norm moving averages) is only updated from the main
+ * thread's share. Workers load the compiled modules under dist/ (src/util/compiled.ts).
  */
-import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
+import { compiledPath } from '../src/util/compiled';
 
 export interface DataParallelOptions {
   /** Extra worker threads (default 1: two cores in all). */
   workers?: number;
   /** Backend the workers initialise (default wasm). */
   backend?: 'wasm' | 'cpu';
+  /**
+   * Build each replica with the project's buildModel(name, options) instead of from the model's
+   * topology: the replica then has the project's training layers (fast batch norm, linear conv),
+   * which a topology deserialises as the stock ones.
+   */
+  build?: { name: string; options: Record<string, unknown> };
 }
 
 interface StepRequest {
@@ -38,23 +47,16 @@ interface StepReply {
   error?: string;
 }
 
-/** The worker's program (plain JS: it must run from compiled dist/ and from ts-jest alike). */
+/** The worker's program (plain JS, loading the project's compiled modules). */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const fs = require('node:fs');
-if (workerData.backendModule.endsWith('.ts')) {
-  // Running from TypeScript sources (tests): compile project modules on the fly.
-  const ts = require(workerData.typescript);
-  require.extensions['.ts'] = (m, file) => m._compile(ts.transpileModule(fs.readFileSync(file, 'utf8'), {
-    compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-    fileName: file,
-  }).outputText, file);
-}
 const tf = require(workerData.tfjs);
 const { initBackend } = require(workerData.backendModule);
 (async () => {
   await initBackend(workerData.backend);
-  const model = await tf.models.modelFromJSON({ modelTopology: workerData.topology });
+  const model = workerData.build
+    ? require(workerData.modelsModule).buildModel(workerData.build.name, workerData.build.options)
+    : await tf.models.modelFromJSON({ modelTopology: workerData.topology });
   const vars = model.trainableWeights.map((w) => w.read());
   parentPort.on('message', (m) => {
     try {
@@ -94,17 +96,12 @@ class Replica {
     });
   }
 
-  static async start(topology: unknown, backend: string): Promise<Replica> {
-    const backendModule = require.resolve(path.join(__dirname, '..', 'backend'));
-    let typescript = '';
-    try {
-      typescript = require.resolve('typescript');
-    } catch {
-      // only needed when running from .ts sources
-    }
+  static async start(topology: unknown, backend: string, build: DataParallelOptions['build']): Promise<Replica> {
+    const backendModule = compiledPath('src/ml/backend');
+    const modelsModule = compiledPath('src/ml/models');
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { topology, backend, backendModule, tfjs: require.resolve('@tensorflow/tfjs'), typescript },
+      workerData: { topology, backend, backendModule, modelsModule, build, tfjs: require.resolve('@tensorflow/tfjs') },
     });
     const replica = new Replica(worker);
     const first = await replica.next();
@@ -146,7 +143,7 @@ export class DataParallelTrainer {
     if (!Number.isInteger(workers) || workers < 0 || workers > 16) throw new RangeError(`workers must be an integer from 0 to 16, got ${workers}`);
     if (model.optimizer == null) throw new Error('DataParallelTrainer needs a compiled model (it applies gradients with the model optimizer)');
     const topology = model.toJSON(null, false);
-    const replicas = await Promise.all(Array.from({ length: workers }, () => Replica.start(topology, opts.backend ?? 'wasm')));
+    const replicas = await Promise.all(Array.from({ length: workers }, () => Replica.start(topology, opts.backend ?? 'wasm', opts.build)));
     return new DataParallelTrainer(model, replicas);
   }
 

@@ -1,11 +1,11 @@
 /**
- * Data-parallel steps (src/ml/kernels/dataParallel.ts): a step split across the main thread and a
+ * Data-parallel steps (bench/dataParallel.ts): a step split across the main thread and a
  * worker equals the single-thread step on the whole batch (same weights afterwards).
  */
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../../../../src/ml/backend';
-import { DataParallelTrainer } from '../../../../src/ml/kernels/dataParallel';
-import { randomArray } from './compare';
+import { initBackend } from '../../../src/ml/backend';
+import { DataParallelTrainer } from '../../../bench/dataParallel';
+import { randomArray } from '../ml/kernels/compare';
 
 function peer(seed: number): tf.LayersModel {
   const init = (s: number): ReturnType<typeof tf.initializers.glorotUniform> => tf.initializers.glorotUniform({ seed: seed + s });
