@@ -53,7 +53,7 @@ function median(xs: number[]): number {
 /** A batch of random radiograph-sized images, two classes alternating. */
 function batchOf(o: Options, seed: number): { x: tf.Tensor4D; y: tf.Tensor2D } {
   return tf.tidy(() => {
-    const x = tf.randomUniform([o.batch, o.size, o.size, 1], 0, 1, 'float32', seed) as tf.Tensor4D;
+    const x = tf.randomUniform<tf.Rank.R4>([o.batch, o.size, o.size, 1], 0, 1, 'float32', seed);
     const labels = tf.tensor1d(Array.from({ length: o.batch }, (_, i) => i % 2), 'int32');
     return { x, y: tf.oneHot(labels, 2).toFloat() as tf.Tensor2D };
   });
@@ -76,7 +76,7 @@ function shardGradientCosine(model: tf.LayersModel, x: tf.Tensor4D, y: tf.Tensor
   return tf.tidy(() => {
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
     const grads = (xa: tf.Tensor, ya: tf.Tensor): tf.Tensor[] => {
-      const { grads: g } = tf.variableGrads(() => tf.metrics.categoricalCrossentropy(ya, model.apply(xa, { training: true }) as tf.Tensor).mean() as tf.Scalar, vars);
+      const { grads: g } = tf.variableGrads(() => tf.metrics.categoricalCrossentropy(ya, model.apply(xa, { training: true }) as tf.Tensor).mean<tf.Scalar>(), vars);
       return vars.map((v) => (g[v.name] as tf.Tensor).flatten());
     };
     const whole = tf.concat(grads(x, y));
