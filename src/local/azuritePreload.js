@@ -31,6 +31,18 @@
  *     bench, one per image). Only the length header is added; status, headers and (absent)
  *     body are Azurite's.
  *
+ * And one change of when Azurite answers (not of what it stores or answers):
+ *
+ *  5. Acknowledge only what is saved. Azurite keeps blob and extent metadata in LokiJS databases
+ *     held in memory and saved to disk every 5 s (autosave); a blob's bytes are on disk when
+ *     Azurite answers, its metadata only after the next save. A killed Azurite (SIGKILL, out of
+ *     memory) forgot every upload it had acknowledged since the last save: 325 of 506 in one run.
+ *     Here the answer to a request that may change something (any method but GET, HEAD and
+ *     OPTIONS) is held until every persisted database has been saved with that change in it:
+ *     saves that the held answers wait for are grouped (LokiJS runs one save at a time and one
+ *     more for everything that arrived meanwhile), so a busy Azurite saves back to back rather
+ *     than once per request. In-memory Azurite (no saved database) answers as before.
+ *
  * Exports the installers for the tests; installs itself only in an Azurite process.
  */
 const Module = require('node:module');
@@ -356,6 +368,85 @@ function installHeadKeepAlive(http) {
 }
 
 /**
+ * Holds the answers of requests that may change something until the change is saved (see 5.
+ * above). LokiJS databases with autosave (what Azurite persists) register themselves when autosave
+ * is enabled. Returns a function that undoes it.
+ * @param {any} Loki the lokijs module
+ * @param {typeof import('node:http')} http
+ */
+function installDurableAcks(Loki, http) {
+  const lokiProto = Loki.prototype;
+  if (lokiProto.autosaveEnable[PLANNED] === true) return () => {};
+  /** @type {Set<any>} */
+  const persisted = new Set();
+  /** The save running for a database (it holds everything changed before it started). @type {WeakMap<any, Promise<void>>} */
+  const running = new WeakMap();
+  const originalEnable = lokiProto.autosaveEnable;
+  const originalSave = lokiProto.saveDatabaseInternal;
+  /** @this {any} @param {any[]} args */
+  function autosaveEnable(...args) {
+    persisted.add(this);
+    return originalEnable.apply(this, args);
+  }
+  /** @this {any} @param {(err?: unknown) => void} [callback] */
+  function saveDatabaseInternal(callback) {
+    /** @type {() => void} */
+    let done = () => {};
+    const p = new Promise((/** @type {(v: void) => void} */ r) => (done = r));
+    running.set(this, p);
+    const self = this;
+    return originalSave.call(this, (/** @type {unknown} */ err) => {
+      if (running.get(self) === p) running.delete(self);
+      done();
+      if (typeof callback === 'function') callback(err);
+      else if (err) throw err;
+    });
+  }
+  Object.defineProperty(autosaveEnable, PLANNED, { value: true });
+  lokiProto.autosaveEnable = autosaveEnable;
+  lokiProto.saveDatabaseInternal = saveDatabaseInternal;
+
+  /**
+   * Resolves once everything this database holds now is on disk: a save that starts after now
+   * when it has unsaved changes, else the save running (it started after the last change).
+   * @param {any} db
+   * @returns {Promise<void>}
+   */
+  function saved(db) {
+    if (db.autosaveDirty()) {
+      return new Promise((resolve) =>
+        db.saveDatabase((/** @type {unknown} */ err) => {
+          if (err) process.stderr.write(`image-triage azurite preload: saving ${db.filename} failed: ${String(err)}\n`);
+          resolve();
+        }),
+      );
+    }
+    return running.get(db) ?? Promise.resolve();
+  }
+
+  const proto = http.ServerResponse.prototype;
+  const originalEnd = proto.end;
+  const HELD = Symbol('held until saved');
+  /**
+   * @this {any}
+   * @param {any[]} args
+   */
+  function end(...args) {
+    const method = this.req?.method;
+    if (persisted.size === 0 || this[HELD] === true || method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return originalEnd.apply(this, /** @type {any} */ (args));
+    this[HELD] = true;
+    void Promise.all([...persisted].map(saved)).then(() => originalEnd.apply(this, /** @type {any} */ (args)));
+    return this;
+  }
+  proto.end = /** @type {any} */ (end);
+  return () => {
+    lokiProto.autosaveEnable = originalEnable;
+    lokiProto.saveDatabaseInternal = originalSave;
+    proto.end = originalEnd;
+  };
+}
+
+/**
  * Installs all of them, resolving modules the way the Azurite script at `mainPath` resolves them.
  * What depends on Azurite's internal file layout is skipped, with a warning, when it has moved.
  * @param {string} mainPath
@@ -368,6 +459,7 @@ function installIntoAzurite(mainPath) {
   installLokiInPlaceRemoval(Loki, (coll) => coll.name === '$EXTENTS_COLLECTION$');
   installUriTemplateCache(fromAzurite.resolve('uri-templates'));
   installHeadKeepAlive(require('node:http'));
+  installDurableAcks(Loki, require('node:http'));
   let dispatch = false;
   try {
     dispatch = installDispatchMatchCache(fromAzurite('./generated/utils/utils.js'));
@@ -380,7 +472,7 @@ function installIntoAzurite(mainPath) {
 /** Printed once installed, so whoever started Azurite can tell (startAzurite's onLine). */
 const PRELOAD_MARKER = 'image-triage azurite preload: active';
 
-module.exports = { installLokiQueryPlanner, installLokiInPlaceRemoval, installUriTemplateCache, installDispatchMatchCache, installHeadKeepAlive, installIntoAzurite, planQuery, cachedPlan, PRELOAD_MARKER };
+module.exports = { installLokiQueryPlanner, installLokiInPlaceRemoval, installUriTemplateCache, installDispatchMatchCache, installHeadKeepAlive, installDurableAcks, installIntoAzurite, planQuery, cachedPlan, PRELOAD_MARKER };
 
 const main = process.argv[1];
 if (main !== undefined && /[\\/]azurite[\\/]dist[\\/]src[\\/]blob[\\/]main\.js$/.test(main)) {
