@@ -61,6 +61,8 @@ async function oneRun(files: { name: string; data: Buffer }[], killShare: number
   const azurite = await superviseAzurite({ location: dir, tuned }, { onRestart: (e) => restarts.push(e) });
   const store = BlobStore.fromConnection({ kind: 'connectionString', connectionString: azurite.connectionString });
   await store.ensureContainers();
+  // Past Azurite's autosave interval (5 s): the peer would otherwise lose the containers themselves.
+  await new Promise((r) => setTimeout(r, 6000));
   const config = loadConfig({ AzureWebJobsStorage: azurite.connectionString, TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_LOCAL_CONCURRENCY: '4' });
   const rt = await EmbeddedRuntime.start({ config, settings: { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' }, log: { info() {}, warn() {}, error() {} } });
   try {

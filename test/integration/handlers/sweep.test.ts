@@ -14,7 +14,7 @@ describe('sweep log', () => {
     const lines: string[] = [];
     const log: Log = { info: (m) => void lines.push(m), warn: (m) => void lines.push(m), error: (m) => void lines.push(m) };
     try {
-      expect(await handleSweep(deps, log, { graceMs: 0 })).toEqual({ uploadsRedriven: 0, imagesScored: 0, stillWaiting: 0, errors: 0 });
+      expect(await handleSweep(deps, log, { graceMs: 0 })).toEqual({ uploadsRedriven: 0, uploadsClaimed: 0, imagesScored: 0, stillWaiting: 0, errors: 0 });
       expect(lines).toEqual([]);
 
       // An upload whose event never came: the sweep preprocesses it (no model yet, so it then waits).
