@@ -13,33 +13,20 @@
  *
  * Appends this run (date, machine, `uptime` before and after) to the results file, newest first.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import sharp from 'sharp';
 import { loadConfig } from '../src/config';
 import { superviseAzurite } from '../src/local/azurite';
 import { EmbeddedRuntime } from '../src/local/runtime';
 import { projectRoot } from '../src/local/settings';
-import { loadMnistPackage } from '../src/ml/data/mnistPackage';
+import { argValue, digitPngs, machine, uptime, writeResults } from './support';
 import { BlobStore, isUnreachable } from '../src/storage/blobStore';
 import { CONTAINERS, paths } from '../src/storage/layout';
 
 const ROOT = projectRoot();
 
-function argValue(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && process.argv[i + 1] !== undefined ? (process.argv[i + 1] as string) : fallback;
-}
 
-function uptime(): string {
-  try {
-    return execFileSync('uptime', { encoding: 'utf8' }).trim();
-  } catch {
-    return `load average: ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`;
-  }
-}
 
 interface RunResult {
   azurite: 'project (acknowledges what is saved)' | 'as published (peer)';
@@ -129,14 +116,7 @@ async function main(): Promise<void> {
   const count = Number(argValue('--count', '600'));
   const out = path.resolve(ROOT, argValue('--out', path.join('bench', 'results', 'azurite-kill.md')));
   const before = uptime();
-  const digits = loadMnistPackage().test;
-  const files: { name: string; data: Buffer }[] = [];
-  for (let i = 0; i < count; i++) {
-    const k = i % digits.labels.length;
-    const raw = Buffer.alloc(784);
-    for (let j = 0; j < 784; j++) raw[j] = Math.round((digits.images[k * 784 + j] ?? 0) * 255);
-    files.push({ name: `kill/${String(i).padStart(5, '0')}.png`, data: await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer() });
-  }
+  const files = await digitPngs(count, 'kill');
   const shares = [0.3, 0.45, 0.6, 0.35, 0.5];
   const results: RunResult[] = [];
   for (let r = 0; r < Math.max(runs, peerRuns); r++) {
@@ -149,14 +129,13 @@ async function main(): Promise<void> {
     }
   }
   const after = uptime();
-  const cpu = os.cpus();
   const row = (x: RunResult) =>
     `| ${x.azurite} | ${x.count} | ${x.killedAfter} | ${x.acknowledged} | ${x.refused} | ${x.lostUploads} | ${x.withoutRecord} | ${Math.round(x.restartMs)} | ${x.ackPerSecond.toFixed(0)} | ${x.seconds.toFixed(0)} |`;
   const total = (tuned: boolean, k: 'lostUploads' | 'withoutRecord') => results.filter((x) => x.azurite.startsWith('project') === tuned).reduce((s, x) => s + x[k], 0);
   const section = [
     `## ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
     '',
-    `Machine: ${cpu.length} x ${cpu[0]?.model.trim() ?? 'unknown CPU'}, Node ${process.version}, ${os.platform()} ${os.release()}.`,
+    `Machine: ${machine()}.`,
     `Load (uptime) before: \`${before}\`; after: \`${after}\`.`,
     `\`npm run bench:azurite-kill -- --runs ${runs} --peer-runs ${peerRuns} --count ${count}\`: per run a fresh data folder, ${count} digit PNGs from 8 lanes, SIGKILL of Azurite once the share of the batch in "killed after" was acknowledged, the supervisor's restart, the rest of the batch, then the runtime idle.`,
     '',
@@ -168,12 +147,7 @@ async function main(): Promise<void> {
     '',
   ].join('\n');
   console.log(section);
-  const title = '# Azurite killed mid-batch';
-  const header = `${title}\n\nWritten by \`npm run bench:azurite-kill\` (bench/azurite-kill.ts); newest run first.\n\n`;
-  const previous = existsSync(out) ? readFileSync(out, 'utf8').replace(/^# Azurite killed mid-batch[\s\S]*?(?=^## )/m, '') : '';
-  mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, header + section + '\n' + previous);
-  console.log(`written to ${path.relative(ROOT, out)}`);
+  writeResults(out, 'Azurite killed mid-batch', 'bench:azurite-kill', section, ROOT);
 }
 
 main().then(

@@ -9,11 +9,7 @@
  *
  *   --count 1000 --runs 1 --out bench/results/two-runtimes.md
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import sharp from 'sharp';
 import type { InvocationContext } from '@azure/functions';
 import { loadConfig } from '../src/config';
 import { asBuffer, boundName, contextLog } from '../src/handlers/context';
@@ -23,7 +19,7 @@ import { startAzurite } from '../src/local/azurite';
 import { loadFunctionApp, LoadedFunction } from '../src/local/functionApp';
 import { EmbeddedRuntime } from '../src/local/runtime';
 import { projectRoot } from '../src/local/settings';
-import { loadMnistPackage } from '../src/ml/data/mnistPackage';
+import { argValue, digitPngs, machine, uptime, writeResults } from './support';
 import { BlobStore } from '../src/storage/blobStore';
 import { CONTAINERS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../src/storage/layout';
 import { mapLimit } from '../src/util/mapLimit';
@@ -31,18 +27,7 @@ import { currentDeps } from '../src/composition';
 
 const ROOT = projectRoot();
 
-function argValue(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && process.argv[i + 1] !== undefined ? (process.argv[i + 1] as string) : fallback;
-}
 
-function uptime(): string {
-  try {
-    return execFileSync('uptime', { encoding: 'utf8' }).trim();
-  } catch {
-    return `load average: ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`;
-  }
-}
 
 interface Result {
   claims: boolean;
@@ -118,14 +103,7 @@ async function main(): Promise<void> {
   const runs = Number(argValue('--runs', '1'));
   const out = path.resolve(ROOT, argValue('--out', path.join('bench', 'results', 'two-runtimes.md')));
   const before = uptime();
-  const digits = loadMnistPackage().test;
-  const files: { name: string; data: Buffer }[] = [];
-  for (let i = 0; i < count; i++) {
-    const k = i % digits.labels.length;
-    const raw = Buffer.alloc(784);
-    for (let j = 0; j < 784; j++) raw[j] = Math.round((digits.images[k * 784 + j] ?? 0) * 255);
-    files.push({ name: `two/${String(i).padStart(5, '0')}.png`, data: await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer() });
-  }
+  const files = await digitPngs(count, 'two');
   const results: Result[] = [];
   for (let r = 0; r < runs; r++) {
     for (const claims of [true, false]) {
@@ -135,11 +113,10 @@ async function main(): Promise<void> {
     }
   }
   const after = uptime();
-  const cpu = os.cpus();
   const section = [
     `## ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
     '',
-    `Machine: ${cpu.length} x ${cpu[0]?.model.trim() ?? 'unknown CPU'}, Node ${process.version}, ${os.platform()} ${os.release()}.`,
+    `Machine: ${machine()}.`,
     `Load (uptime) before: \`${before}\`; after: \`${after}\`.`,
     `\`npm run bench:two-runtimes -- --count ${count} --runs ${runs}\`: two embedded runtimes (concurrency 4 each, sweep every 10 s) on one in-memory Azurite, ${count} digit PNGs uploaded from 16 lanes while both run.`,
     '',
@@ -149,12 +126,7 @@ async function main(): Promise<void> {
     '',
   ].join('\n');
   console.log(section);
-  const title = '# Two runtimes on one account';
-  const header = `${title}\n\nWritten by \`npm run bench:two-runtimes\` (bench/two-runtimes.ts); newest run first.\n\n`;
-  const previous = existsSync(out) ? readFileSync(out, 'utf8').replace(/^# Two runtimes on one account[\s\S]*?(?=^## )/m, '') : '';
-  mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, header + section + '\n' + previous);
-  console.log(`written to ${path.relative(ROOT, out)}`);
+  writeResults(out, 'Two runtimes on one account', 'bench:two-runtimes', section, ROOT);
 }
 
 main().then(
