@@ -121,9 +121,10 @@ export interface SupervisorEvents {
 }
 
 /**
- * Azurite that is started again when it dies unexpectedly (killed, out of memory), on the same
- * port and data folder, so the connection string and everything that holds it stay valid. The
- * handle's `pid` is the current child's. Only stop() ends it for good.
+ * Azurite that is started again when it dies unexpectedly (killed by a signal, out of memory, a
+ * non-zero exit code; not when it shuts down cleanly), on the same port and data folder, so the
+ * connection string and everything that holds it stay valid. The handle's `pid` is the current
+ * child's. Only stop() ends it for good.
  */
 export async function superviseAzurite(opts: AzuriteOptions = {}, events: SupervisorEvents = {}): Promise<AzuriteHandle> {
   let current = await startAzurite(opts);
@@ -131,7 +132,8 @@ export async function superviseAzurite(opts: AzuriteOptions = {}, events: Superv
   let stopping = false;
   const watch = (a: AzuriteHandle): void => {
     void a.exited.then(async ({ code, signal }) => {
-      if (stopping) return;
+      // A clean exit is Azurite's own shutdown (Ctrl-C in a terminal reaches it too): not restarted.
+      if (stopping || (signal === null && code === 0)) return;
       const down = performance.now();
       const exit = signal !== null ? `signal ${signal}` : `code ${String(code)}`;
       for (let attempt = 0; !stopping; attempt++) {
