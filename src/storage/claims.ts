@@ -33,9 +33,18 @@ export interface ClaimOptions {
   timeoutMs?: number;
 }
 
-/** Claims this process wrote and could not remove after a failure: it may take them over at once. */
+/**
+ * Tokens of claims this process may have written and let go of without removing them (the work
+ * failed and the removal did not get through, or the claim's write got no answer): it may take
+ * them over at once, rather than after the timeout.
+ */
 const abandonedHere = new Map<string, string>();
 const MAX_ABANDONED = 10_000;
+
+function forget(blob: string, token: string): void {
+  if (abandonedHere.size >= MAX_ABANDONED) abandonedHere.clear();
+  abandonedHere.set(blob, token);
+}
 
 function claimBlob(t: ClaimTarget): string {
   return paths.claim(t.fn, t.container, t.name);
@@ -49,37 +58,43 @@ export async function liveClaim(store: BlobStore, t: ClaimTarget, opts: ClaimOpt
   const h = await store.head(HOST_CONTAINER, claimBlob(t));
   if (h === undefined || h.metadata.etag !== t.etag) return undefined;
   const ageMs = opts.now().getTime() - (h.lastModified?.getTime() ?? 0);
-  if (ageMs >= (opts.timeoutMs ?? CLAIM_TIMEOUT_MS) || abandonedHere.get(claimBlob(t)) === h.etag) return undefined;
+  if (ageMs >= (opts.timeoutMs ?? CLAIM_TIMEOUT_MS) || abandonedHere.get(claimBlob(t)) === h.metadata.token) return undefined;
   return { by: h.metadata.instance ?? 'unknown', ageMs };
 }
 
 /** Claims the version for this instance (`held` with the claim's ETag), or says who holds it. */
-async function acquire(store: BlobStore, t: ClaimTarget, opts: ClaimOptions): Promise<{ held: true; claimEtag: string } | { held: false; by: string; ageMs: number }> {
+async function acquire(store: BlobStore, t: ClaimTarget, opts: ClaimOptions): Promise<{ held: true; claimEtag: string; token: string } | { held: false; by: string; ageMs: number }> {
   const blob = claimBlob(t);
   // The token tells this attempt's own claim (a write that succeeded but whose answer was lost,
   // then retried by the storage client, finds it) from another run's.
   const token = randomUUID();
   const metadata = { etag: t.etag, instance: opts.instanceId, token };
   const body = JSON.stringify({ function: t.fn, blob: `${t.container}/${t.name}`, etag: t.etag, instance: opts.instanceId, at: opts.now().toISOString() });
-  for (let race = 0; race < 3; race++) {
-    const created = await store.put(HOST_CONTAINER, blob, body, { contentType: 'application/json', metadata, ifNoneExists: true }).catch(async (err: unknown) => {
-      // The host container is the Functions host's (and the embedded runtime's); a bare account may lack it.
-      if (!isNotFound(err)) throw err;
-      await store.container(HOST_CONTAINER).createIfNotExists();
-      return store.put(HOST_CONTAINER, blob, body, { contentType: 'application/json', metadata, ifNoneExists: true });
-    });
-    if (created.written) return { held: true, claimEtag: created.etag };
-    const h = await store.head(HOST_CONTAINER, blob);
-    if (h === undefined) continue; // removed in between: create it again
-    if (h.metadata.token === token) return { held: true, claimEtag: h.etag };
-    const ageMs = opts.now().getTime() - (h.lastModified?.getTime() ?? 0);
-    const live = h.metadata.etag === t.etag && ageMs < (opts.timeoutMs ?? CLAIM_TIMEOUT_MS) && abandonedHere.get(blob) !== h.etag;
-    if (live) return { held: false, by: h.metadata.instance ?? 'unknown', ageMs };
-    const taken = await store.put(HOST_CONTAINER, blob, body, { contentType: 'application/json', metadata, ifMatch: h.etag });
-    if (taken.written) {
-      abandonedHere.delete(blob);
-      return { held: true, claimEtag: taken.etag };
+  try {
+    for (let race = 0; race < 3; race++) {
+      const created = await store.put(HOST_CONTAINER, blob, body, { contentType: 'application/json', metadata, ifNoneExists: true }).catch(async (err: unknown) => {
+        // The host container is the Functions host's (and the embedded runtime's); a bare account may lack it.
+        if (!isNotFound(err)) throw err;
+        await store.container(HOST_CONTAINER).createIfNotExists();
+        return store.put(HOST_CONTAINER, blob, body, { contentType: 'application/json', metadata, ifNoneExists: true });
+      });
+      if (created.written) return { held: true, claimEtag: created.etag, token };
+      const h = await store.head(HOST_CONTAINER, blob);
+      if (h === undefined) continue; // removed in between: create it again
+      if (h.metadata.token === token) return { held: true, claimEtag: h.etag, token };
+      const ageMs = opts.now().getTime() - (h.lastModified?.getTime() ?? 0);
+      const live = h.metadata.etag === t.etag && ageMs < (opts.timeoutMs ?? CLAIM_TIMEOUT_MS) && abandonedHere.get(blob) !== h.metadata.token;
+      if (live) return { held: false, by: h.metadata.instance ?? 'unknown', ageMs };
+      const taken = await store.put(HOST_CONTAINER, blob, body, { contentType: 'application/json', metadata, ifMatch: h.etag });
+      if (taken.written) {
+        abandonedHere.delete(blob);
+        return { held: true, claimEtag: taken.etag, token };
+      }
     }
+  } catch (err) {
+    // The claim may have been written without an answer coming back: it is this process's to take over.
+    forget(blob, token);
+    throw err;
   }
   // Others kept taking it over: one of them holds it.
   return { held: false, by: 'another instance', ageMs: 0 };
@@ -98,12 +113,9 @@ export async function withClaim<T>(store: BlobStore, t: ClaimTarget, opts: Claim
   } catch (err) {
     const blob = claimBlob(t);
     const removed = await store.deleteIfMatch(HOST_CONTAINER, blob, c.claimEtag).catch(() => false);
-    if (!removed) {
-      // Storage unreachable (or the claim was taken over meanwhile): if it stays, this process
-      // may take it over at once when it retries, rather than after the timeout.
-      if (abandonedHere.size >= MAX_ABANDONED) abandonedHere.clear();
-      abandonedHere.set(blob, c.claimEtag);
-    }
+    // Storage unreachable (or the claim was taken over meanwhile): if it stays, this process may
+    // take it over at once when it retries.
+    if (!removed) forget(blob, c.token);
     throw err;
   }
   return { done: true, value };
