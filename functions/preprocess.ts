@@ -1,8 +1,8 @@
 import { app, InvocationContext } from '@azure/functions';
 import { currentDeps } from '../src/composition';
 import { STORAGE_SETTING } from '../src/config';
-import { asBuffer, boundName, contextLog, declaredBlobSize } from '../src/handlers/context';
-import { handlePreprocess } from '../src/handlers/preprocess';
+import { asBuffer, blobEtag, boundName, contextLog, declaredBlobSize } from '../src/handlers/context';
+import { preprocessOnce } from '../src/handlers/preprocess';
 import { TRIGGER_PATHS } from '../src/storage/layout';
 
 app.storageBlob('preprocess', {
@@ -14,6 +14,7 @@ app.storageBlob('preprocess', {
   // declare is checked before any decoding.
   handler: async (blob: unknown, context: InvocationContext): Promise<void> => {
     const declaredBytes = declaredBlobSize(context);
-    await handlePreprocess({ name: boundName(context), data: asBuffer(blob), ...(declaredBytes !== undefined ? { declaredBytes } : {}) }, currentDeps(), contextLog(context));
+    // Claimed first (keyed by name and ETag): an event that reaches two instances runs once.
+    await preprocessOnce({ name: boundName(context), data: asBuffer(blob), ...(declaredBytes !== undefined ? { declaredBytes } : {}) }, blobEtag(context), currentDeps(), contextLog(context));
   },
 });

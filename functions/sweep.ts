@@ -2,12 +2,12 @@ import { app, InvocationContext, Timer } from '@azure/functions';
 import { currentDeps } from '../src/composition';
 import { contextLog } from '../src/handlers/context';
 import { handleInfer } from '../src/handlers/infer';
-import { handlePreprocess } from '../src/handlers/preprocess';
+import { preprocessOnce } from '../src/handlers/preprocess';
 import { handleSweep } from '../src/handlers/sweep';
 
 app.timer('sweep', {
   schedule: '%SWEEP_SCHEDULE%',
   handler: async (_timer: Timer, context: InvocationContext): Promise<void> => {
-    await handleSweep({ preprocess: handlePreprocess, infer: handleInfer }, currentDeps(), contextLog(context));
+    await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, currentDeps(), contextLog(context));
   },
 });

@@ -46,3 +46,11 @@ export function declaredBlobSize(context: InvocationContext): number | undefined
   const n = (props as Record<string, unknown>).contentLength;
   return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : undefined;
 }
+
+/** The triggering blob's ETag as its properties give it (`eTag`); undefined when absent. */
+export function blobEtag(context: InvocationContext): string | undefined {
+  const props = context.triggerMetadata?.properties;
+  if (typeof props !== 'object' || props === null) return undefined;
+  const e = (props as Record<string, unknown>).eTag ?? (props as Record<string, unknown>).etag;
+  return typeof e === 'string' && e !== '' ? e : undefined;
+}

@@ -15,6 +15,7 @@ import { asciiJson, npyMetadata, RECORD_KEY, SourceInfo, StoredPreprocessedRecor
 import type { RejectionRecord, RejectionRecordCode } from '../storage/records/rejection';
 import { recordSource, removeStaleRecord, writeJsonRecord, writeRecord, WriteOutcome } from '../storage/records/write';
 import type { Log } from '../util/log';
+import { withClaim } from '../storage/claims';
 
 export interface PreprocessInput {
   /** Upload name (the `{name}` of uploads/{name}); may contain virtual folders. */
@@ -99,6 +100,21 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
   if (rejected !== undefined) await removeStaleRecord(store, CONTAINERS.rejected, paths.rejected(input.name), sha);
   log.info(`preprocess: ${input.name} -> preprocessed (${meta.source.format} ${meta.source.width}x${meta.source.height}, ${outcome})`);
   return { status: 'preprocessed', outcome, sha256: sha };
+}
+
+/**
+ * handlePreprocess under a claim on the upload's version (src/storage/claims.ts): whoever is told
+ * about it (the trigger on any instance, the sweep), it is processed once per account. Without an
+ * ETag (the trigger gave none) it simply runs.
+ */
+export async function preprocessOnce(input: PreprocessInput, etag: string | undefined, deps: Deps, log: Log, claimTimeoutMs?: number): Promise<PreprocessResult | { status: 'claimed-elsewhere'; by: string }> {
+  if (etag === undefined) return handlePreprocess(input, deps, log);
+  const target = { fn: 'preprocess', container: CONTAINERS.uploads, name: input.name, etag };
+  const opts = { instanceId: deps.instanceId, now: deps.now, ...(claimTimeoutMs !== undefined ? { timeoutMs: claimTimeoutMs } : {}) };
+  const r = await withClaim(deps.store, target, opts, () => handlePreprocess(input, deps, log));
+  if (r.done) return r.value;
+  log.info(`preprocess skipped: ${input.name} (${etag}) is claimed by ${r.by} (${Math.round(r.ageMs / 1000)} s ago)`);
+  return { status: 'claimed-elsewhere', by: r.by };
 }
 
 async function reject(

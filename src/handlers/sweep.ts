@@ -4,16 +4,18 @@
  *    never arrived, or a blob that went to the poison queue for a transient reason) are run
  *    through preprocess again;
  *  - preprocessed images without a prediction (they waited for a first model) are scored.
- * Both handlers are idempotent, so a sweep that overlaps the event-driven path is harmless. They
- * are handed in (`SweepSteps`): a handler never imports another one.
+ * Both handlers are idempotent, and an upload is re-driven only when no run holds a live claim on
+ * it (src/storage/claims.ts), so a sweep that overlaps the event-driven path repeats no work. The
+ * handlers are handed in (`SweepSteps`): a handler never imports another one.
  */
 import type { Deps } from '../composition';
 import { CONTAINERS, paths, uploadNameFromPreprocessed, uploadNameFromRecord } from '../storage/layout';
+import { liveClaim } from '../storage/claims';
 import type { Log } from '../util/log';
 
-/** The two handlers a sweep re-drives: handlePreprocess and handleInfer. */
+/** The two steps a sweep re-drives: preprocessOnce (preprocess under a claim) and handleInfer. */
 export interface SweepSteps {
-  preprocess(input: { name: string; data: Buffer }, deps: Deps, log: Log): Promise<{ status: string }>;
+  preprocess(input: { name: string; data: Buffer }, etag: string | undefined, deps: Deps, log: Log, claimTimeoutMs?: number): Promise<{ status: string }>;
   infer(input: { name: string; data: Buffer; metadata?: Record<string, string> }, deps: Deps, log: Log): Promise<{ status: string }>;
 }
 
@@ -22,10 +24,14 @@ export interface SweepOptions {
   graceMs?: number;
   /** At most this many items per sweep (the timer has a time limit). Default 2000. */
   maxItems?: number;
+  /** A claim older than this was abandoned (its run died): the upload is re-driven. Default CLAIM_TIMEOUT_MS. */
+  claimTimeoutMs?: number;
 }
 
 export interface SweepReport {
   uploadsRedriven: number;
+  /** Uploads without a record that another run (a trigger, another instance) has claimed and is working on. */
+  uploadsClaimed: number;
   imagesScored: number;
   stillWaiting: number;
   errors: number;
@@ -43,7 +49,7 @@ async function nameSet(deps: Deps, container: string, map: (n: string) => string
 export async function handleSweep(steps: SweepSteps, deps: Deps, log: Log, opts: SweepOptions = {}): Promise<SweepReport> {
   const graceMs = opts.graceMs ?? 120_000;
   let budget = opts.maxItems ?? 2000;
-  const report: SweepReport = { uploadsRedriven: 0, imagesScored: 0, stillWaiting: 0, errors: 0 };
+  const report: SweepReport = { uploadsRedriven: 0, uploadsClaimed: 0, imagesScored: 0, stillWaiting: 0, errors: 0 };
   const { store } = deps;
 
   const [preprocessed, rejected, predicted] = await Promise.all([
@@ -59,9 +65,20 @@ export async function handleSweep(steps: SweepSteps, deps: Deps, log: Log, opts:
     if (preprocessed.has(e.name) || rejected.has(paths.rejected(e.name)) || e.lastModified.getTime() > cutoff) continue;
     budget--;
     try {
+      // Only what nobody is working on: a live claim on this version means a run is under way.
+      const claim = { fn: 'preprocess', container: CONTAINERS.uploads, name: e.name, etag: e.etag };
+      const claimOpts = { instanceId: deps.instanceId, now: deps.now, ...(opts.claimTimeoutMs !== undefined ? { timeoutMs: opts.claimTimeoutMs } : {}) };
+      if ((await liveClaim(store, claim, claimOpts)) !== undefined) {
+        report.uploadsClaimed++;
+        continue;
+      }
       const blob = await store.get(CONTAINERS.uploads, e.name);
       if (blob === undefined) continue;
-      const r = await steps.preprocess({ name: e.name, data: blob.data }, deps, log);
+      const r = await steps.preprocess({ name: e.name, data: blob.data }, blob.etag, deps, log, opts.claimTimeoutMs);
+      if (r.status === 'claimed-elsewhere') {
+        report.uploadsClaimed++;
+        continue;
+      }
       if (r.status === 'preprocessed') preprocessed.add(e.name);
       report.uploadsRedriven++;
     } catch (err) {

@@ -36,6 +36,8 @@ export interface AzuriteHandle {
   pid: number | undefined;
   blobEndpoint: string;
   connectionString: string;
+  /** Resolves when the Azurite child exits, however it exits (stop() included). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stop(): Promise<void>;
 }
 
@@ -92,15 +94,16 @@ export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHa
       reject(new Error(`Azurite exited with code ${String(code)} before listening. Output:\n${out}`));
     });
   });
-  const exited = new Promise<void>((resolve) => {
-    if (child.exitCode !== null) resolve();
-    else child.once('exit', () => resolve());
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+    else child.once('exit', (code, signal) => resolve({ code, signal }));
   });
   return {
     port,
     pid: child.pid,
     blobEndpoint: `http://127.0.0.1:${port}/${DEV_ACCOUNT}`,
     connectionString: devConnectionString(port),
+    exited,
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
       // Azurite listens on its channel too: once it is closed, Azurite exits when it has shut down.
@@ -108,6 +111,69 @@ export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHa
       const t = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(t);
+    },
+  };
+}
+
+export interface SupervisorEvents {
+  /** Azurite died without being asked to and was started again (one line's worth). */
+  onRestart?: (e: { oldPid: number | undefined; pid: number | undefined; exit: string; downMs: number }) => void;
+  /** A restart failed; the supervisor tries again after `retryInMs`. */
+  onRestartFailed?: (err: unknown, retryInMs: number) => void;
+}
+
+/**
+ * Azurite that is started again when it dies unexpectedly (killed by a signal, out of memory, a
+ * non-zero exit code; not when it shuts down cleanly), on the same port and data folder, so the
+ * connection string and everything that holds it stay valid. The handle's `pid` is the current
+ * child's. Only stop() ends it for good.
+ */
+export async function superviseAzurite(opts: AzuriteOptions = {}, events: SupervisorEvents = {}): Promise<AzuriteHandle> {
+  let current = await startAzurite(opts);
+  const port = current.port;
+  let stopping = false;
+  const watch = (a: AzuriteHandle): void => {
+    void a.exited.then(async ({ code, signal }) => {
+      // A clean exit is Azurite's own shutdown (Ctrl-C in a terminal reaches it too): not restarted.
+      if (stopping || (signal === null && code === 0)) return;
+      const down = performance.now();
+      const exit = signal !== null ? `signal ${signal}` : `code ${String(code)}`;
+      for (let attempt = 0; !stopping; attempt++) {
+        try {
+          const next = await startAzurite({ ...opts, port });
+          if (stopping) {
+            await next.stop();
+            return;
+          }
+          current = next;
+          events.onRestart?.({ oldPid: a.pid, pid: next.pid, exit, downMs: Math.round(performance.now() - down) });
+          watch(next);
+          return;
+        } catch (err) {
+          const wait = Math.min(500 * 2 ** attempt, 10_000);
+          events.onRestartFailed?.(err, wait);
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      }
+    });
+  };
+  watch(current);
+  let stoppedWith: (v: { code: number | null; signal: NodeJS.Signals | null }) => void = () => {};
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    stoppedWith = resolve;
+  });
+  return {
+    port,
+    get pid() {
+      return current.pid;
+    },
+    blobEndpoint: current.blobEndpoint,
+    connectionString: current.connectionString,
+    exited,
+    async stop() {
+      stopping = true;
+      await current.stop();
+      stoppedWith(await current.exited);
     },
   };
 }

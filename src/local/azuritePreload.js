@@ -31,6 +31,18 @@
  *     bench, one per image). Only the length header is added; status, headers and (absent)
  *     body are Azurite's.
  *
+ * And one change of when Azurite answers (not of what it stores or answers):
+ *
+ *  5. Acknowledge only what is saved. Azurite keeps blob and extent metadata in LokiJS databases
+ *     held in memory and saved to disk every 5 s (autosave); a blob's bytes are on disk when
+ *     Azurite answers, its metadata only after the next save. A killed Azurite (SIGKILL, out of
+ *     memory) forgot every upload it had acknowledged since the last save: 325 of 506 in one run.
+ *     Here the answer to a request that may change something (any method but GET, HEAD and
+ *     OPTIONS) is held until every persisted database has been saved with that change in it:
+ *     saves that the held answers wait for are grouped (LokiJS runs one save at a time and one
+ *     more for everything that arrived meanwhile), so a busy Azurite saves back to back rather
+ *     than once per request. In-memory Azurite (no saved database) answers as before.
+ *
  * They rely on the internals of the exact versions package.json pins. At start, every function
  * they touch is checked against the source they were written for (EXPECTED_SHAPE); if any
  * differs, nothing is installed and Azurite runs as published, with one line on stderr.
@@ -360,6 +372,86 @@ function installHeadKeepAlive(http) {
 }
 
 /**
+ * Holds the answers of requests that may change something until the change is saved (see 5.
+ * above). LokiJS databases with autosave (what Azurite persists) register themselves when autosave
+ * is enabled. Returns a function that undoes it.
+ * @param {any} Loki the lokijs module
+ * @param {typeof import('node:http')} http
+ */
+function installDurableAcks(Loki, http) {
+  const lokiProto = Loki.prototype;
+  if (lokiProto.autosaveEnable[PLANNED] === true) return () => {};
+  /** @type {Set<any>} */
+  const persisted = new Set();
+  /** The save running for a database (it holds everything changed before it started). @type {WeakMap<any, Promise<void>>} */
+  const running = new WeakMap();
+  const originalEnable = lokiProto.autosaveEnable;
+  const originalSave = lokiProto.saveDatabaseInternal;
+  /** @this {any} @param {any[]} args */
+  function autosaveEnable(...args) {
+    persisted.add(this);
+    return originalEnable.apply(this, args);
+  }
+  /** @this {any} @param {(err?: unknown) => void} [callback] */
+  function saveDatabaseInternal(callback) {
+    /** @type {() => void} */
+    let done = () => {};
+    const p = new Promise((/** @type {(v: void) => void} */ r) => (done = r));
+    running.set(this, p);
+    const self = this;
+    return originalSave.call(this, (/** @type {unknown} */ err) => {
+      if (running.get(self) === p) running.delete(self);
+      done();
+      if (typeof callback === 'function') callback(err);
+      else if (err) throw err;
+    });
+  }
+  Object.defineProperty(autosaveEnable, PLANNED, { value: true });
+  lokiProto.autosaveEnable = autosaveEnable;
+  lokiProto.saveDatabaseInternal = saveDatabaseInternal;
+
+  /**
+   * Resolves once everything this database holds now is on disk: a save that starts after now
+   * when it has unsaved changes, else the save running (it started after the last change).
+   * @param {any} db
+   * @returns {Promise<void>}
+   */
+  function saved(db) {
+    if (db.autosaveDirty()) {
+      return new Promise((resolve) =>
+        db.saveDatabase((/** @type {unknown} */ err) => {
+          if (err) process.stderr.write(`image-triage azurite preload: saving ${db.filename} failed: ${String(err)}\n`);
+          resolve();
+        }),
+      );
+    }
+    return running.get(db) ?? Promise.resolve();
+  }
+
+  const proto = http.ServerResponse.prototype;
+  const originalEnd = proto.end;
+  const HELD = Symbol('held until saved');
+  /**
+   * @this {any}
+   * @param {any[]} args
+   */
+  function end(...args) {
+    const method = this.req?.method;
+    if (persisted.size === 0 || this[HELD] === true || method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return originalEnd.apply(this, /** @type {any} */ (args));
+    this[HELD] = true;
+    void Promise.all([...persisted].map(saved)).then(() => originalEnd.apply(this, /** @type {any} */ (args)));
+    return this;
+  }
+  proto.end = /** @type {any} */ (end);
+  return () => {
+    lokiProto.autosaveEnable = originalEnable;
+    lokiProto.saveDatabaseInternal = originalSave;
+    proto.end = originalEnd;
+  };
+}
+
+
+/**
  * What the patches rely on, as the pinned packages have it (package.json pins azurite, and lokijs
  * and uri-templates through overrides): a fingerprint (sha-256 of the source text, 16 hex digits)
  * of every function they wrap, re-implement part of or count on, and for Node's own code just a
@@ -379,9 +471,14 @@ const EXPECTED_SHAPE = {
   'lokijs Collection.prototype.getUniqueIndex': '9965d306ddf24356',
   'uri-templates (the module)': '2e3871fe1af60e3e',
   'azurite generated/utils/utils.js isURITemplateMatch': '3dcaf2bde4b164a2',
+  'lokijs Loki.prototype.autosaveEnable': 'c47c06c0fd087ba9',
+  'lokijs Loki.prototype.saveDatabaseInternal': 'a50ed6d371aeba68',
+  'lokijs Loki.prototype.saveDatabase': 'b53551291792f0d3',
+  'lokijs Loki.prototype.autosaveDirty': '88c0b41e99d46abf',
   'node http ServerResponse.prototype.writeHead': 'function',
   'node http ServerResponse.prototype.hasHeader': 'function',
   'node http ServerResponse.prototype.setHeader': 'function',
+  'node http ServerResponse.prototype.end': 'function',
 };
 
 /**
@@ -420,6 +517,8 @@ function azuriteInternals(fromAzurite) {
     'node http ServerResponse.prototype.writeHead': response.writeHead,
     'node http ServerResponse.prototype.hasHeader': response.hasHeader,
     'node http ServerResponse.prototype.setHeader': response.setHeader,
+    'node http ServerResponse.prototype.end': response.end,
+    ...Object.fromEntries(['autosaveEnable', 'saveDatabaseInternal', 'saveDatabase', 'autosaveDirty'].map((k) => [`lokijs Loki.prototype.${k}`, /** @type {any} */ (Loki)?.prototype?.[k]])),
   };
 }
 
@@ -465,6 +564,7 @@ function installIntoAzurite(mainPath, expected = EXPECTED_SHAPE, warn = (line) =
   installUriTemplateCache(fromAzurite.resolve('uri-templates'));
   installHeadKeepAlive(require('node:http'));
   installDispatchMatchCache(fromAzurite('./generated/utils/utils.js'));
+  installDurableAcks(Loki, require('node:http'));
   return true;
 }
 
@@ -477,6 +577,7 @@ module.exports = {
   installUriTemplateCache,
   installDispatchMatchCache,
   installHeadKeepAlive,
+  installDurableAcks,
   installIntoAzurite,
   planQuery,
   cachedPlan,

@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { ConfigError, loadConfig, STORAGE_SETTING } from '../config';
-import { startAzurite, AzuriteHandle } from './azurite';
+import { superviseAzurite, AzuriteHandle } from './azurite';
 import { checkHttpPort, EmbeddedRuntime } from './runtime';
 import { reviewPageUrl } from '../handlers/reviewPage';
 import { acquireDataLock, DataDirLockedError, DataLock } from './dataLock';
@@ -35,7 +35,17 @@ async function main(): Promise<void> {
     await checkHttpPort(checked.localHttpPort);
     let azuriteLine: string | undefined;
     if (embedded && lock !== undefined) {
-      azurite = await startAzurite({ location: dataDir });
+      // Restarted on the same port and data when it dies (the connection string stays valid).
+      azurite = await superviseAzurite(
+        { location: dataDir },
+        {
+          onRestart: (e) => {
+            console.warn(`${new Date().toISOString()} WARN Azurite PID ${String(e.oldPid)} exited unexpectedly (${e.exit}); restarted as PID ${String(e.pid)} on the same port and data folder after ${e.downMs} ms`);
+            if (e.pid !== undefined) lock?.update({ azuritePid: e.pid });
+          },
+          onRestartFailed: (err, retryInMs) => console.error(`${new Date().toISOString()} ERROR Azurite could not be restarted (trying again in ${retryInMs} ms): ${String(err).split('\n')[0] ?? ''}`),
+        },
+      );
       settings[STORAGE_SETTING] = azurite.connectionString;
       lock.update({ ...(azurite.pid !== undefined ? { azuritePid: azurite.pid } : {}), storage: azurite.blobEndpoint });
       azuriteLine = `Azurite (blob) on http://127.0.0.1:${azurite.port}, data in ${dataDir}`;

@@ -390,7 +390,9 @@ export class EmbeddedRuntime {
     } catch (err) {
       this.stats.failures++;
       if (isUnreachable(err)) {
-        // Not an attempt: the blob is picked up again once storage is back.
+        // Not an attempt: the blob is picked up again once storage is back (by a scan of every
+        // container: what this runtime wrote itself is otherwise listed only now and then).
+        this.fullScanWanted = true;
         this.log.warn(`${item.fn.name} ${item.container}/${item.blob}: storage unreachable, will retry`);
         return;
       }
@@ -563,7 +565,8 @@ export class EmbeddedRuntime {
         res.end(body);
       } catch (err) {
         this.stats.failures++;
-        this.log.error(`${fn.name}: ${String(err)}`);
+        if (isUnreachable(err)) this.log.warn(`${fn.name}: ${String(err)}`);
+        else this.log.error(`${fn.name}: ${String(err)}`);
         const e = errorResponse(err);
         answer(res, e.status, e.body, e.headers);
       }

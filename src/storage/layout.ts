@@ -134,6 +134,8 @@ export const paths = {
   /** The run started last: { runId, createdAt } (read and written under the lock's lease). */
   runActive: () => 'active.json',
   receipts: (fn: string) => blob(`triage-local-receipts/${fn}.json`),
+  /** Work on a triggering blob claimed by an instance (src/storage/claims.ts); by hash, so every name fits. */
+  claim: (fn: string, container: string, name: string) => blob(byHash(`triage-claims/${fn}/`, `${container}/${name}`)),
   poison: (fn: string, container: string, name: string) => {
     const own = `triage-local-poison/${fn}/${container}/${name}.json`;
     return invalidBlobName(own) === undefined ? own : blob(byHash(`triage-local-poison/${fn}/${container}/`, name));

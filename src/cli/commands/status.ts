@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { collectStatus } from '../../storage/records/status';
 import { handleInfer } from '../../handlers/infer';
-import { handlePreprocess } from '../../handlers/preprocess';
+import { preprocessOnce } from '../../handlers/preprocess';
 import { handleSweep } from '../../handlers/sweep';
 import { consoleLog } from '../../util/log';
 import type { CommandContext } from '../common';
@@ -34,7 +34,7 @@ export function registerSweepCommand(program: Command, ctx: CommandContext): voi
     .description('Score images that waited for a model and re-drive uploads that have no record (what the sweep timer does).')
     .option('--grace <seconds>', 'leave uploads younger than this to their own event', '120')
     .action(async (opts: { grace: string }) => {
-      const r = await handleSweep({ preprocess: handlePreprocess, infer: handleInfer }, ctx.getDeps(), consoleLog, { graceMs: Number(opts.grace) * 1000 });
+      const r = await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, ctx.getDeps(), consoleLog, { graceMs: Number(opts.grace) * 1000 });
       console.log(JSON.stringify(r));
       if (r.errors > 0) process.exitCode = 1;
     });

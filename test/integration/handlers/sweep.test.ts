@@ -1,7 +1,7 @@
 /** The sweep timer runs every 30 seconds by default: it logs a line only when it did something. */
 import { buildDeps } from '../../../src/composition';
 import { loadConfig } from '../../../src/config';
-import { handlePreprocess } from '../../../src/handlers/preprocess';
+import { preprocessOnce } from '../../../src/handlers/preprocess';
 import { handleInfer } from '../../../src/handlers/infer';
 import { handleSweep } from '../../../src/handlers/sweep';
 import type { Log } from '../../../src/util/log';
@@ -9,7 +9,7 @@ import { CONTAINERS } from '../../../src/storage/layout';
 import { freshStore, testConnectionString } from '../../helpers/azurite';
 import { digitPng } from '../../helpers/images';
 
-const steps = { preprocess: handlePreprocess, infer: handleInfer };
+const steps = { preprocess: preprocessOnce, infer: handleInfer };
 
 describe('sweep log', () => {
   it('is silent when there was nothing to do, and says what it did when it did something', async () => {
@@ -18,7 +18,7 @@ describe('sweep log', () => {
     const lines: string[] = [];
     const log: Log = { info: (m) => void lines.push(m), warn: (m) => void lines.push(m), error: (m) => void lines.push(m) };
     try {
-      expect(await handleSweep(steps, deps, log, { graceMs: 0 })).toEqual({ uploadsRedriven: 0, imagesScored: 0, stillWaiting: 0, errors: 0 });
+      expect(await handleSweep(steps, deps, log, { graceMs: 0 })).toEqual({ uploadsRedriven: 0, uploadsClaimed: 0, imagesScored: 0, stillWaiting: 0, errors: 0 });
       expect(lines).toEqual([]);
 
       // An upload whose event never came: the sweep preprocesses it (no model yet, so it then waits).

@@ -5,7 +5,7 @@
  */
 import { buildDeps } from '../../../src/composition';
 import { loadConfig } from '../../../src/config';
-import { handlePreprocess } from '../../../src/handlers/preprocess';
+import { handlePreprocess, preprocessOnce } from '../../../src/handlers/preprocess';
 import type { RejectionRecord } from '../../../src/storage/records/rejection';
 import { collectStatus } from '../../../src/storage/records/status';
 import { handleInfer } from '../../../src/handlers/infer';
@@ -14,7 +14,7 @@ import { CONTAINERS, INVALID_NAMES_FOLDER, MAX_BLOB_NAME, paths } from '../../..
 import { freshStore, quietLog, testConnectionString } from '../../helpers/azurite';
 import { digitPng } from '../../helpers/images';
 
-const steps = { preprocess: handlePreprocess, infer: handleInfer };
+const steps = { preprocess: preprocessOnce, infer: handleInfer };
 
 describe('names at Azure\'s length limit', () => {
   it('rejects a 1,020-character upload name with invalid-name in a record whose name fits, and counts it as done', async () => {

@@ -1,0 +1,107 @@
+/**
+ * Two embedded runtimes on one storage account: both are told about every upload (each scans
+ * uploads/), but work is claimed before it is done, so each upload is preprocessed once; and the
+ * sweep re-drives only uploads nobody holds a live claim on (an abandoned claim is re-driven).
+ */
+import { buildDeps } from '../../../src/composition';
+import { Config, loadConfig } from '../../../src/config';
+import { handleSweep } from '../../../src/handlers/sweep';
+import type { Log } from '../../../src/util/log';
+import { EmbeddedRuntime } from '../../../src/local/runtime';
+import { BlobStore, sha256 } from '../../../src/storage/blobStore';
+import { withClaim } from '../../../src/storage/claims';
+import { CONTAINERS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../../../src/storage/layout';
+import { handleInfer } from '../../../src/handlers/infer';
+import { preprocessOnce } from '../../../src/handlers/preprocess';
+import { readPreprocessedRecord } from '../../../src/storage/records/preprocessed';
+import { freshStore, testConnectionString } from '../../helpers/azurite';
+import { digitPng } from '../../helpers/images';
+
+const settings = { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' };
+
+function configFor(extra: Record<string, string> = {}): Config {
+  return loadConfig({ AzureWebJobsStorage: testConnectionString(), TRIAGE_LOCAL_POLL_MS: '50', TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_LOCAL_CONCURRENCY: '4', ...extra });
+}
+
+/** Lines of a runtime's log, and how many preprocess runs (handler executions) they record. */
+function countingLog(): { log: Log; runs: () => number; skips: () => number } {
+  const lines: string[] = [];
+  const log: Log = { info: (m) => void lines.push(m), warn: (m) => void lines.push(m), error: (m) => void lines.push(m) };
+  return {
+    log,
+    // Every handlePreprocess run logs one line "preprocess: <name> -> ..." (or "... rejected", "... already rejected").
+    runs: () => lines.filter((l) => l.startsWith('[preprocess] preprocess: ')).length,
+    skips: () => lines.filter((l) => l.startsWith('[preprocess] preprocess skipped: ')).length,
+  };
+}
+
+async function terminalRecords(store: BlobStore): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  const add = (name: string | undefined, kind: string) => {
+    if (name !== undefined) out.set(name, [...(out.get(name) ?? []), kind]);
+  };
+  for await (const e of store.list(CONTAINERS.preprocessed)) add(uploadNameFromPreprocessed(e.name), 'preprocessed');
+  for await (const e of store.list(CONTAINERS.rejected)) add(uploadNameFromRecord(e.name), 'rejected');
+  return out;
+}
+
+describe('two runtimes on one account', () => {
+  let store: BlobStore;
+  beforeEach(async () => {
+    store = await freshStore();
+  });
+
+  it('preprocess each upload exactly once, with exactly one terminal record each', async () => {
+    const N = 60;
+    const la = countingLog();
+    const lb = countingLog();
+    const a = await EmbeddedRuntime.start({ config: configFor(), settings, instanceId: 'A', log: la.log });
+    const b = await EmbeddedRuntime.start({ config: configFor(), settings, instanceId: 'B', log: lb.log });
+    try {
+      const files = new Map<string, Buffer>();
+      for (let i = 0; i < N; i++) files.set(`two/${i}.png`, await digitPng(28 + (i % 3) * 16, { seed: i }));
+      await Promise.all([...files].map(([name, data]) => store.put(CONTAINERS.uploads, name, data)));
+      await Promise.all([a.waitForIdle(), b.waitForIdle()]);
+
+      const records = await terminalRecords(store);
+      expect(records.size).toBe(N);
+      for (const [name, kinds] of records) expect({ name, kinds }).toEqual({ name, kinds: ['preprocessed'] });
+      for (const [name, data] of files) expect((await readPreprocessedRecord(store, name))?.source.sha256).toBe(sha256(data));
+      // Each upload was run once, by one of them; the other found it claimed.
+      expect(la.runs() + lb.runs()).toBe(N);
+      expect(la.runs() + lb.runs() + la.skips() + lb.skips()).toBeGreaterThan(N);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('sweep: leaves an upload with a live claim alone and re-drives it once the claim is abandoned', async () => {
+    const deps = buildDeps(configFor(), { instanceId: 'sweeper' });
+    const quiet: Log = { info() {}, warn() {}, error: (m) => console.error(m) };
+    try {
+      const put = await store.put(CONTAINERS.uploads, 'claimed/a.png', await digitPng(28));
+      if (!put.written) throw new Error('upload not written');
+      // Another instance is working on it: its claim is live while its work runs.
+      let finish: () => void = () => {};
+      const working = new Promise<void>((r) => (finish = r));
+      let claimedNow: () => void = () => {};
+      const claimed = new Promise<void>((r) => (claimedNow = r));
+      const other = withClaim(store, { fn: 'preprocess', container: CONTAINERS.uploads, name: 'claimed/a.png', etag: put.etag }, { instanceId: 'other', now: () => new Date() }, async () => {
+        claimedNow();
+        await working;
+        throw new Error('the other instance died');
+      });
+      await claimed;
+      expect(await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, deps, quiet, { graceMs: 0 })).toMatchObject({ uploadsRedriven: 0, uploadsClaimed: 1, errors: 0 });
+      expect(await store.head(CONTAINERS.preprocessed, 'claimed/a.png.npy')).toBeUndefined();
+      // Still claimed, but older than the timeout: abandoned, so the sweep re-drives it.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, deps, quiet, { graceMs: 0, claimTimeoutMs: 1000 })).toMatchObject({ uploadsRedriven: 1, uploadsClaimed: 0, errors: 0 });
+      expect(await store.head(CONTAINERS.preprocessed, 'claimed/a.png.npy')).toBeDefined();
+      finish();
+      await expect(other).rejects.toThrow('the other instance died');
+    } finally {
+      deps.models.dispose();
+    }
+  });
+});
