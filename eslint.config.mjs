@@ -59,7 +59,11 @@ function layerBlocks() {
           });
         }
         const ignores = (unit.without ?? []).map((sub) => `${unit.dir}/${sub}/**`);
-        blocks.push({ files, ...(ignores.length > 0 ? { ignores } : {}), rules: { 'no-restricted-imports': ['error', { patterns }] } });
+        blocks.push({
+          files,
+          ...(ignores.length > 0 ? { ignores } : {}),
+          rules: { 'no-restricted-imports': ['error', { patterns }] },
+        });
       }
     }
   });
@@ -77,7 +81,10 @@ export default tseslint.config(
     },
     rules: {
       // `_`-prefixed names are deliberately unused (dropped fields of a rest destructuring, fixed signatures).
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true },
+      ],
       // An async function without await is how an interface that wants a Promise is met here.
       '@typescript-eslint/require-await': 'off',
       // Name and setting checks refuse control characters on purpose.
@@ -104,7 +111,19 @@ export default tseslint.config(
     plugins: { '@typescript-eslint': tseslint.plugin },
     languageOptions: {
       sourceType: 'commonjs',
-      globals: { require: 'readonly', module: 'writable', process: 'readonly', console: 'readonly', Buffer: 'readonly', __dirname: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly' },
+      globals: {
+        require: 'readonly',
+        module: 'writable',
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        __dirname: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        URL: 'readonly',
+      },
     },
   },
   { files: ['**/*.mjs'], languageOptions: { sourceType: 'module' } },

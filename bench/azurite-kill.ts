@@ -26,8 +26,6 @@ import { CONTAINERS, paths } from '../src/storage/layout';
 
 const ROOT = projectRoot();
 
-
-
 interface RunResult {
   azurite: 'project (acknowledges what is saved)' | 'as published (peer)';
   count: number;
@@ -50,8 +48,16 @@ async function oneRun(files: { name: string; data: Buffer }[], killShare: number
   await store.ensureContainers();
   // Past Azurite's autosave interval (5 s): the peer would otherwise lose the containers themselves.
   await new Promise((r) => setTimeout(r, 6000));
-  const config = loadConfig({ AzureWebJobsStorage: azurite.connectionString, TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_LOCAL_CONCURRENCY: '4' });
-  const rt = await EmbeddedRuntime.start({ config, settings: { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' }, log: { info() {}, warn() {}, error() {} } });
+  const config = loadConfig({
+    AzureWebJobsStorage: azurite.connectionString,
+    TRIAGE_LOCAL_HTTP_PORT: '0',
+    TRIAGE_LOCAL_CONCURRENCY: '4',
+  });
+  const rt = await EmbeddedRuntime.start({
+    config,
+    settings: { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' },
+    log: { info() {}, warn() {}, error() {} },
+  });
   try {
     const acknowledged = new Set<string>();
     let refused = 0;
@@ -131,7 +137,8 @@ async function main(): Promise<void> {
   const after = uptime();
   const row = (x: RunResult) =>
     `| ${x.azurite} | ${x.count} | ${x.killedAfter} | ${x.acknowledged} | ${x.refused} | ${x.lostUploads} | ${x.withoutRecord} | ${Math.round(x.restartMs)} | ${x.ackPerSecond.toFixed(0)} | ${x.seconds.toFixed(0)} |`;
-  const total = (tuned: boolean, k: 'lostUploads' | 'withoutRecord') => results.filter((x) => x.azurite.startsWith('project') === tuned).reduce((s, x) => s + x[k], 0);
+  const total = (tuned: boolean, k: 'lostUploads' | 'withoutRecord') =>
+    results.filter((x) => x.azurite.startsWith('project') === tuned).reduce((s, x) => s + x[k], 0);
   const section = [
     `## ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
     '',

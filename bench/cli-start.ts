@@ -92,18 +92,25 @@ function uptime(): string {
   try {
     return execFileSync('uptime', { encoding: 'utf8' }).trim();
   } catch {
-    return `load average: ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`;
+    return `load average: ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(', ')}`;
   }
 }
 
 async function main(): Promise<void> {
   const runs = Number(argValue('--runs', '5'));
-  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${argValue('--runs', '')}`);
+  if (!Number.isInteger(runs) || runs < 1)
+    throw new Error(`--runs must be a positive integer, got ${argValue('--runs', '')}`);
   const out = path.resolve(ROOT, argValue('--out', path.join('bench', 'results', 'cli-start.md')));
   const before = uptime();
   const azurite = await startAzurite({});
   // The containers npm start creates, so that status has what it reads.
-  await BlobStore.fromConnection({ kind: 'connectionString', connectionString: azurite.connectionString }).ensureContainers();
+  await BlobStore.fromConnection({
+    kind: 'connectionString',
+    connectionString: azurite.connectionString,
+  }).ensureContainers();
   // The status commands talk to this Azurite; nothing else of the environment changes.
   const env = { ...process.env, AzureWebJobsStorage: azurite.connectionString };
   const cli = path.join('dist', 'src', 'cli', 'main.js');
@@ -113,8 +120,16 @@ async function main(): Promise<void> {
     { name: 'node dist/src/cli/main.js --help (peer)', cmd: process.execPath, args: [cli, '--help'] },
     { name: 'npm run triage -- status', cmd: NPM, args: ['run', 'triage', '--', 'status'], bar: 3 },
     { name: 'node dist/src/cli/main.js status (peer)', cmd: process.execPath, args: [cli, 'status'] },
-    { name: 'node scripts/run.js --check (launcher check alone)', cmd: process.execPath, args: [path.join('scripts', 'run.js'), '--check'] },
-    { name: 'tsc -b --dry (TypeScript up-to-date check, alternative)', cmd: process.execPath, args: [tsc, '-b', 'tsconfig.json', '--dry'] },
+    {
+      name: 'node scripts/run.js --check (launcher check alone)',
+      cmd: process.execPath,
+      args: [path.join('scripts', 'run.js'), '--check'],
+    },
+    {
+      name: 'tsc -b --dry (TypeScript up-to-date check, alternative)',
+      cmd: process.execPath,
+      args: [tsc, '-b', 'tsconfig.json', '--dry'],
+    },
   ];
   const results: Array<{ c: Case; m: Measured }> = [];
   try {
@@ -167,7 +182,9 @@ async function main(): Promise<void> {
   console.log(section);
 
   const header = '# CLI start-up times\n\nWritten by `npm run bench:cli` (bench/cli-start.ts); newest run first.\n\n';
-  const previous = existsSync(out) ? readFileSync(out, 'utf8').replace(/^# CLI start-up times[\s\S]*?(?=^## )/m, '') : '';
+  const previous = existsSync(out)
+    ? readFileSync(out, 'utf8').replace(/^# CLI start-up times[\s\S]*?(?=^## )/m, '')
+    : '';
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, header + section + (previous.startsWith('## ') ? '\n' + previous : ''));
   console.log(`written to ${path.relative(ROOT, out)}`);
@@ -175,6 +192,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+  console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
   process.exit(1);
 });

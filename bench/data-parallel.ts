@@ -33,7 +33,10 @@ function parseArgs(argv: string[]): Options {
   for (let i = 0; i < argv.length; i += 2) {
     const key = (argv[i] ?? '').replace(/^--/, '');
     const value = Number(argv[i + 1]);
-    if (!(key in o) || !Number.isInteger(value) || value < (key === 'workers' ? 0 : 1)) throw new Error(`usage: data-parallel [--rounds N] [--steps N] [--batch N] [--size N] [--workers N]; got ${argv[i]} ${argv[i + 1]}`);
+    if (!(key in o) || !Number.isInteger(value) || value < (key === 'workers' ? 0 : 1))
+      throw new Error(
+        `usage: data-parallel [--rounds N] [--steps N] [--batch N] [--size N] [--workers N]; got ${argv[i]} ${argv[i + 1]}`,
+      );
     o[key as keyof Options] = value;
   }
   return o;
@@ -54,12 +57,18 @@ function median(xs: number[]): number {
 function batchOf(o: Options, seed: number): { x: tf.Tensor4D; y: tf.Tensor2D } {
   return tf.tidy(() => {
     const x = tf.randomUniform<tf.Rank.R4>([o.batch, o.size, o.size, 1], 0, 1, 'float32', seed);
-    const labels = tf.tensor1d(Array.from({ length: o.batch }, (_, i) => i % 2), 'int32');
+    const labels = tf.tensor1d(
+      Array.from({ length: o.batch }, (_, i) => i % 2),
+      'int32',
+    );
     return { x, y: tf.oneHot(labels, 2).toFloat() as tf.Tensor2D };
   });
 }
 
-async function timed(steps: number, step: () => Promise<unknown>): Promise<{ stepsPerSecond: number; cpuPerStep: number }> {
+async function timed(
+  steps: number,
+  step: () => Promise<unknown>,
+): Promise<{ stepsPerSecond: number; cpuPerStep: number }> {
   const c0 = cpuSeconds();
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) await step();
@@ -76,7 +85,11 @@ function shardGradientCosine(model: tf.LayersModel, x: tf.Tensor4D, y: tf.Tensor
   return tf.tidy(() => {
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
     const grads = (xa: tf.Tensor, ya: tf.Tensor): tf.Tensor[] => {
-      const { grads: g } = tf.variableGrads(() => tf.metrics.categoricalCrossentropy(ya, model.apply(xa, { training: true }) as tf.Tensor).mean<tf.Scalar>(), vars);
+      const { grads: g } = tf.variableGrads(
+        () =>
+          tf.metrics.categoricalCrossentropy(ya, model.apply(xa, { training: true }) as tf.Tensor).mean<tf.Scalar>(),
+        vars,
+      );
       return vars.map((v) => (g[v.name] as tf.Tensor).flatten());
     };
     const whole = tf.concat(grads(x, y));
@@ -101,7 +114,10 @@ async function main(): Promise<void> {
   const build: BuildOptions = { inputShape: [o.size, o.size, 1], classNames: ['normal', 'abnormal'], seed: 42 };
   const single = buildModel('screen', build);
   const alone = await DataParallelTrainer.create(buildModel('screen', build), { workers: 0 });
-  const split = await DataParallelTrainer.create(buildModel('screen', build), { workers: o.workers, build: { name: 'screen', options: { ...build } } });
+  const split = await DataParallelTrainer.create(buildModel('screen', build), {
+    workers: o.workers,
+    build: { name: 'screen', options: { ...build } },
+  });
   const started = new Date().toISOString();
   const loadBefore = execSync('uptime').toString().trim();
   const rows: string[] = [];
@@ -155,7 +171,9 @@ async function main(): Promise<void> {
       '',
       `The \`screen\` model at ${o.size}x${o.size}, batch ${o.batch}, ${o.steps} steps of each per round, the order rotating: single-thread steps (model.trainOnBatch, what training runs), the split step on the main thread alone (0 workers: the cost of the split code path), and the split step with ${o.workers} worker thread${o.workers === 1 ? '' : 's'}. CPU is the whole process's (every thread) per step.`,
       '',
-      '| round | single steps/s | split, 0 workers, steps/s | split, ' + o.workers + ' worker(s), steps/s | ratio split / single | single CPU s/step | split 0 CPU s/step | split CPU s/step |',
+      '| round | single steps/s | split, 0 workers, steps/s | split, ' +
+        o.workers +
+        ' worker(s), steps/s | ratio split / single | single CPU s/step | split 0 CPU s/step | split CPU s/step |',
       '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows,
       '',

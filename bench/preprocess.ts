@@ -60,7 +60,10 @@ function dicomExplicitLE(rows: number, cols: number, pixels: Int16Array): Buffer
     b.writeUInt16LE(x);
     return b;
   };
-  const metaBody = Buffer.concat([el(0x0002, 0x0001, 'OB', Buffer.from([0, 1])), el(0x0002, 0x0010, 'UI', s('1.2.840.10008.1.2.1', '\0'))]);
+  const metaBody = Buffer.concat([
+    el(0x0002, 0x0001, 'OB', Buffer.from([0, 1])),
+    el(0x0002, 0x0010, 'UI', s('1.2.840.10008.1.2.1', '\0')),
+  ]);
   const gl = Buffer.alloc(4);
   gl.writeUInt32LE(metaBody.length);
   return Buffer.concat([
@@ -90,12 +93,20 @@ async function inputs(c: CaseName): Promise<{ ours: Buffer; peer: Buffer; opts: 
   const base = { xraySize: 224, maxInputBytes: 64 * 1024 * 1024, maxPixels: 50_000_000 };
   if (c === 'png28-mnist' || c === 'png1024-mnist' || c === 'png1024-xray') {
     const n = c === 'png28-mnist' ? 28 : 1024;
-    const png = await sharp(Buffer.from(drawing(n)), { raw: { width: n, height: n, channels: 1 } }).png().toBuffer();
+    const png = await sharp(Buffer.from(drawing(n)), { raw: { width: n, height: n, channels: 1 } })
+      .png()
+      .toBuffer();
     return { ours: png, peer: png, opts: { ...base, profile: c.endsWith('mnist') ? 'mnist' : 'xray' } };
   }
   const n = 2048;
   const v = ctValues(n);
-  const png16 = await sharp(Uint16Array.from(v, (x) => x & 0xffff), { raw: { width: n, height: n, channels: 1 } }).toColourspace('grey16').png({ compressionLevel: 1 }).toBuffer();
+  const png16 = await sharp(
+    Uint16Array.from(v, (x) => x & 0xffff),
+    { raw: { width: n, height: n, channels: 1 } },
+  )
+    .toColourspace('grey16')
+    .png({ compressionLevel: 1 })
+    .toBuffer();
   return { ours: dicomExplicitLE(n, n, v), peer: png16, opts: { ...base, profile: 'xray' } };
 }
 
@@ -112,7 +123,10 @@ async function child(c: CaseName, side: 'ours' | 'peer'): Promise<void> {
     elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
   }
   const bytes = side === 'ours' ? ours.length : peer.length;
-  process.stdout.write(JSON.stringify({ perSecond: count / elapsed, count, peakRssMB: process.resourceUsage().maxRSS / 1024, bytes }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ perSecond: count / elapsed, count, peakRssMB: process.resourceUsage().maxRSS / 1024, bytes }) +
+      '\n',
+  );
 }
 
 interface Sample {
@@ -123,16 +137,26 @@ interface Sample {
 }
 
 function measure(c: CaseName, side: 'ours' | 'peer'): Sample {
-  const r = spawnSync(process.execPath, [__filename, '--child', c, side], { encoding: 'utf8', env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '4' } });
+  const r = spawnSync(process.execPath, [__filename, '--child', c, side], {
+    encoding: 'utf8',
+    env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '4' },
+  });
   if (r.status !== 0) throw new Error(`bench child ${c}/${side} failed: ${r.stderr}`);
   const line = r.stdout.trim().split('\n').pop() ?? '';
   return JSON.parse(line) as Sample;
 }
 
 function main(): void {
-  console.log('command: npm run build && node dist/bench/preprocess.js' + (process.env.BENCH_SECONDS ? ` (BENCH_SECONDS=${SECONDS})` : ''));
-  console.log(`node ${process.version}, sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}, ${SECONDS}s per run, best of 2 alternating runs\n`);
-  const rows: string[][] = [['case', 'input', 'ours img/s', 'peer img/s', 'ours time / peer time', 'ours peak RSS', 'peer peak RSS']];
+  console.log(
+    'command: npm run build && node dist/bench/preprocess.js' +
+      (process.env.BENCH_SECONDS ? ` (BENCH_SECONDS=${SECONDS})` : ''),
+  );
+  console.log(
+    `node ${process.version}, sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}, ${SECONDS}s per run, best of 2 alternating runs\n`,
+  );
+  const rows: string[][] = [
+    ['case', 'input', 'ours img/s', 'peer img/s', 'ours time / peer time', 'ours peak RSS', 'peer peak RSS'],
+  ];
   for (const c of CASES) {
     let best: Record<'ours' | 'peer', Sample | undefined> = { ours: undefined, peer: undefined };
     for (let round = 0; round < 2; round++) {
@@ -144,11 +168,21 @@ function main(): void {
     }
     const o = best.ours as Sample;
     const p = best.peer as Sample;
-    rows.push([c, `${(o.bytes / 1024).toFixed(0)} KiB${c.startsWith('dicom') ? ` (peer: 16-bit PNG ${(p.bytes / 1024).toFixed(0)} KiB)` : ''}`, o.perSecond.toFixed(1), p.perSecond.toFixed(1), (p.perSecond / o.perSecond).toFixed(2) + 'x', `${o.peakRssMB.toFixed(0)} MB`, `${p.peakRssMB.toFixed(0)} MB`]);
+    rows.push([
+      c,
+      `${(o.bytes / 1024).toFixed(0)} KiB${c.startsWith('dicom') ? ` (peer: 16-bit PNG ${(p.bytes / 1024).toFixed(0)} KiB)` : ''}`,
+      o.perSecond.toFixed(1),
+      p.perSecond.toFixed(1),
+      (p.perSecond / o.perSecond).toFixed(2) + 'x',
+      `${o.peakRssMB.toFixed(0)} MB`,
+      `${p.peakRssMB.toFixed(0)} MB`,
+    ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   for (const r of rows) console.log(r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  '));
-  console.log('\nratio > 1: preprocessing one image takes that many times as long as sharp decoding the same bytes to raw pixels.');
+  console.log(
+    '\nratio > 1: preprocessing one image takes that many times as long as sharp decoding the same bytes to raw pixels.',
+  );
 }
 
 if (process.argv[2] === '--child') {

@@ -81,7 +81,10 @@ async function main(): Promise<void> {
   const loadBefore = os.loadavg();
   const source = imagesDir !== undefined ? imagesFrom(imagesDir) : fixtureRadiographs();
   // An even spread over the folder (its class subfolders come one after the other).
-  const picked = Array.from({ length: count }, (_, i) => source[Math.floor((i * source.length) / count) % source.length]);
+  const picked = Array.from(
+    { length: count },
+    (_, i) => source[Math.floor((i * source.length) / count) % source.length],
+  );
   if (picked.length === 0 || picked[0] === undefined) throw new Error('no images');
 
   const azurite = await startAzurite({});
@@ -95,7 +98,11 @@ async function main(): Promise<void> {
     TRIAGE_REVIEW_AUTH: 'local',
     TRIAGE_LOCAL_REVIEWER: 'bench',
   });
-  const rt = await EmbeddedRuntime.start({ config, settings: { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' }, log: quiet });
+  const rt = await EmbeddedRuntime.start({
+    config,
+    settings: { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' },
+    log: quiet,
+  });
   const store = rt.deps.store;
   const browser = await launchChromium();
   try {
@@ -103,7 +110,9 @@ async function main(): Promise<void> {
     await promote(store, 'bench-screening', { by: 'bench', reason: 'bench:review' });
 
     // Neutral names: the data set's file names tell the class.
-    const names = picked.map((img, i) => `ward-7/study-${String(i).padStart(3, '0')}${path.extname(img?.name ?? '.jpeg')}`);
+    const names = picked.map(
+      (img, i) => `ward-7/study-${String(i).padStart(3, '0')}${path.extname(img?.name ?? '.jpeg')}`,
+    );
     await mapLimit(names, 8, (n, i) => store.put(CONTAINERS.uploads, n, picked[i]?.data ?? Buffer.alloc(0)));
     await rt.waitForIdle(600_000);
     const first = names[0] ?? '';
@@ -113,7 +122,12 @@ async function main(): Promise<void> {
     // Background: flagged records that are less urgent than any X-ray (priority 1.0), written directly.
     const t0 = performance.now();
     const bg = Array.from({ length: background }, (_, i) => `backlog/${String(i).padStart(5, '0')}.png`);
-    await mapLimit(bg, 16, (n) => store.put(CONTAINERS.flagged, paths.flagged(n), record.data, { contentType: 'application/json', metadata: { priority: '1.000000', reasons: 'low-confidence', modelversion: 'bench-screening' } }));
+    await mapLimit(bg, 16, (n) =>
+      store.put(CONTAINERS.flagged, paths.flagged(n), record.data, {
+        contentType: 'application/json',
+        metadata: { priority: '1.000000', reasons: 'low-confidence', modelversion: 'bench-screening' },
+      }),
+    );
     const bgSeconds = (performance.now() - t0) / 1000;
 
     const api = async (q: string) => {
@@ -126,16 +140,25 @@ async function main(): Promise<void> {
     worklist.push({ what: `page 1 of ${cold.total} (listing snapshot taken)`, ms: coldMs });
     const warm: number[] = [];
     for (let i = 0; i < 5; i++) warm.push((await timed(() => api('page=1&pageSize=25')))[0]);
-    worklist.push({ what: 'page 1 again (snapshot reused), median of 5', ms: [...warm].sort((a, b) => a - b)[2] ?? NaN });
+    worklist.push({
+      what: 'page 1 again (snapshot reused), median of 5',
+      ms: [...warm].sort((a, b) => a - b)[2] ?? NaN,
+    });
     const freshFor = Math.max(WORKLIST_SNAPSHOT_MS, LISTING_SHARE * coldMs);
     if (freshFor < 120_000) {
       await new Promise((r) => setTimeout(r, freshFor + 100));
-      worklist.push({ what: `page 1 with the snapshot stale (served while a new listing runs)`, ms: (await timed(() => api('page=1&pageSize=25')))[0] });
+      worklist.push({
+        what: `page 1 with the snapshot stale (served while a new listing runs)`,
+        ms: (await timed(() => api('page=1&pageSize=25')))[0],
+      });
     }
     const deep = Math.max(1, Math.floor(cold.total / 25));
     worklist.push({ what: `page ${deep} (the last)`, ms: (await timed(() => api(`page=${deep}&pageSize=25`)))[0] });
     worklist.push({ what: 'reason=abnormal', ms: (await timed(() => api('page=1&pageSize=25&reason=abnormal')))[0] });
-    worklist.push({ what: 'prefix=ward-7/ (its own listing)', ms: (await timed(() => api('page=1&pageSize=25&prefix=ward-7%2F')))[0] });
+    worklist.push({
+      what: 'prefix=ward-7/ (its own listing)',
+      ms: (await timed(() => api('page=1&pageSize=25&prefix=ward-7%2F')))[0],
+    });
 
     // The reviewer: open the page, then one key per image.
     const page = await browser.newPage();
@@ -172,8 +195,13 @@ async function main(): Promise<void> {
         }
         break;
       }
-      await page.waitForFunction(`(() => { const s = document.getElementById('viewer').dataset.shownCase; return s !== ${JSON.stringify(before)} && s !== undefined; })()`, { timeout: 60_000 });
-      const ms = (await page.evaluate(`(() => { const b = window.__bench; const k = b.keys[b.keys.length - 1]; const s = b.shown[b.shown.length - 1]; return s === undefined || s[0] < k ? null : s[0] - k; })()`)) as number | null;
+      await page.waitForFunction(
+        `(() => { const s = document.getElementById('viewer').dataset.shownCase; return s !== ${JSON.stringify(before)} && s !== undefined; })()`,
+        { timeout: 60_000 },
+      );
+      const ms = (await page.evaluate(
+        `(() => { const b = window.__bench; const k = b.keys[b.keys.length - 1]; const s = b.shown[b.shown.length - 1]; return s === undefined || s[0] < k ? null : s[0] - k; })()`,
+      )) as number | null;
       if (ms === null) throw new Error(`label ${i + 1}: no image was drawn after the key press`);
       latencies.push(ms);
       if (i === 1 && shots !== undefined) await page.screenshot({ path: path.join(shots, 'viewer.png') });
@@ -185,7 +213,9 @@ async function main(): Promise<void> {
     const loadAfter = os.loadavg();
     const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     const uptime = execSync('uptime').toString().trim();
-    const shown = process.argv.slice(2).map((a, i, all) => (all[i - 1] === '--images' || all[i - 1] === '--screenshots' ? '<folder>' : a));
+    const shown = process.argv
+      .slice(2)
+      .map((a, i, all) => (all[i - 1] === '--images' || all[i - 1] === '--screenshots' ? '<folder>' : a));
     const cmd = `npm run bench:review${shown.length > 0 ? ' -- ' + shown.join(' ') : ''}`;
     const lines = [
       `## Run of ${date}`,
@@ -213,10 +243,21 @@ async function main(): Promise<void> {
       `Each instance keeps a listing snapshot (src/triage/worklist.ts): used as is for ${WORKLIST_SNAPSHOT_MS / 1000} s or ${LISTING_SHARE} times as long as its listing took, then still served while a new listing runs; labels written through the instance count at once. The first request of an instance waits for the listing.`,
       '',
     ];
-    const outFile = path.resolve(__dirname, '..', ...(path.basename(path.resolve(__dirname, '..')) === 'dist' ? ['..'] : []), 'docs', 'benchmarks', 'review.md');
+    const outFile = path.resolve(
+      __dirname,
+      '..',
+      ...(path.basename(path.resolve(__dirname, '..')) === 'dist' ? ['..'] : []),
+      'docs',
+      'benchmarks',
+      'review.md',
+    );
     mkdirSync(path.dirname(outFile), { recursive: true });
     // Newest run first; the five latest runs are kept.
-    const earlier = existsSync(outFile) ? readFileSync(outFile, 'utf8').split(/^(?=## Run of )/m).slice(1, 5) : [];
+    const earlier = existsSync(outFile)
+      ? readFileSync(outFile, 'utf8')
+          .split(/^(?=## Run of )/m)
+          .slice(1, 5)
+      : [];
     writeFileSync(outFile, [HEADER, lines.join('\n'), ...earlier].join('\n'));
     console.log(lines.join('\n'));
     console.log(`written to ${outFile}`);
@@ -233,6 +274,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+  console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
   process.exit(1);
 });

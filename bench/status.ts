@@ -52,18 +52,25 @@ async function main(): Promise<void> {
         writes.push([CONTAINERS.rejected, paths.rejected(name)]);
         continue;
       }
-      writes.push([CONTAINERS.preprocessed, paths.preprocessed(name)], [CONTAINERS.predictions, paths.prediction(name)]);
+      writes.push(
+        [CONTAINERS.preprocessed, paths.preprocessed(name)],
+        [CONTAINERS.predictions, paths.prediction(name)],
+      );
       if (i % 5 === 1) writes.push([CONTAINERS.flagged, paths.flagged(name)]);
       if (i % 6 === 2) writes.push([CONTAINERS.labels, paths.label(name)]);
     }
     const t0 = performance.now();
-    await mapLimit(writes, 16, ([c, n]) => store.put(c, n, '{}', c === CONTAINERS.rejected ? { metadata: { code: 'truncated' } } : {}));
+    await mapLimit(writes, 16, ([c, n]) =>
+      store.put(c, n, '{}', c === CONTAINERS.rejected ? { metadata: { code: 'truncated' } } : {}),
+    );
     console.log(`filled ${writes.length} blobs in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
     const exact = [];
     for (let i = 0; i < 3; i++) exact.push((await timed(() => collectStatus(store))).ms);
     const check = await collectStatus(store);
-    console.log(`collectStatus (triage status, exact)      median of 3: ${(median(exact) / 1000).toFixed(2)} s   [${exact.map((m) => (m / 1000).toFixed(2)).join(', ')}]  uploads ${check.uploads}, pending ${check.pendingPreprocess}`);
+    console.log(
+      `collectStatus (triage status, exact)      median of 3: ${(median(exact) / 1000).toFixed(2)} s   [${exact.map((m) => (m / 1000).toFixed(2)).join(', ')}]  uploads ${check.uploads}, pending ${check.pendingPreprocess}`,
+    );
 
     rt = await EmbeddedRuntime.start({
       config: loadConfig({ AzureWebJobsStorage: azurite.connectionString, TRIAGE_LOCAL_HTTP_PORT: '0' }),
@@ -80,8 +87,12 @@ async function main(): Promise<void> {
     const repeat = [];
     for (let i = 0; i < calls; i++) repeat.push((await timed(get)).ms);
     const last = await get();
-    console.log(`GET /api/status, first call               ${(first.ms / 1000).toFixed(2)} s   uploads ${String(first.value.uploads)}`);
-    console.log(`GET /api/status, next ${calls} calls          median ${median(repeat).toFixed(1)} ms, max ${Math.max(...repeat).toFixed(1)} ms   (answer's ageSeconds ${typeof last.ageSeconds === 'number' ? last.ageSeconds : 'n/a'})`);
+    console.log(
+      `GET /api/status, first call               ${(first.ms / 1000).toFixed(2)} s   uploads ${String(first.value.uploads)}`,
+    );
+    console.log(
+      `GET /api/status, next ${calls} calls          median ${median(repeat).toFixed(1)} ms, max ${Math.max(...repeat).toFixed(1)} ms   (answer's ageSeconds ${typeof last.ageSeconds === 'number' ? last.ageSeconds : 'n/a'})`,
+    );
   } finally {
     await rt?.stop();
     await azurite.stop();
@@ -89,6 +100,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+  console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
   process.exit(1);
 });

@@ -16,7 +16,10 @@ export function uptime(): string {
   try {
     return execFileSync('uptime', { encoding: 'utf8' }).trim();
   } catch {
-    return `load average: ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`;
+    return `load average: ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(', ')}`;
   }
 }
 
@@ -33,7 +36,12 @@ export async function digitPngs(count: number, prefix: string): Promise<{ name: 
     const k = i % digits.labels.length;
     const raw = Buffer.alloc(784);
     for (let j = 0; j < 784; j++) raw[j] = Math.round((digits.images[k * 784 + j] ?? 0) * 255);
-    files.push({ name: `${prefix}/${String(i).padStart(5, '0')}.png`, data: await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer() });
+    files.push({
+      name: `${prefix}/${String(i).padStart(5, '0')}.png`,
+      data: await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } })
+        .png()
+        .toBuffer(),
+    });
   }
   return files;
 }

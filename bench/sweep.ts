@@ -18,7 +18,8 @@ export interface BatchFigure {
 /** A comma-separated list of positive integers (`--infer-batches 64,256,1000`). */
 export function parseBatches(option: string, value: string | undefined): number[] {
   const list = String(value).split(',').map(Number);
-  if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error(`${option} expects positive integers separated by commas, got ${value}`);
+  if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n <= 0))
+    throw new Error(`${option} expects positive integers separated by commas, got ${value}`);
   return list;
 }
 
@@ -38,7 +39,11 @@ export function combineRounds(rounds: BatchFigure[][], how: (values: number[]) =
   const batches = [...new Set(rounds.flatMap((r) => r.map((f) => f.batch)))];
   return batches.map((batch) => {
     const at = rounds.flatMap((r) => r.filter((f) => f.batch === batch));
-    return { batch, imagesPerSec: how(at.map((f) => f.imagesPerSec)), imagesPerCpuSec: how(at.map((f) => f.imagesPerCpuSec)) };
+    return {
+      batch,
+      imagesPerSec: how(at.map((f) => f.imagesPerSec)),
+      imagesPerCpuSec: how(at.map((f) => f.imagesPerCpuSec)),
+    };
   });
 }
 
@@ -57,9 +62,19 @@ export function fmt(v: number): string {
  * Markdown rows: one per engine, one column per batch size (ascending), "img/s (per CPU-s)"; each
  * engine's best in bold; `compared` marks the batch size engines are compared at, if only one is.
  */
-export function sweepTable(what: string, batchSizes: number[], rows: { engine: string; figures: BatchFigure[] }[], compared?: number): string[] {
+export function sweepTable(
+  what: string,
+  batchSizes: number[],
+  rows: { engine: string; figures: BatchFigure[] }[],
+  compared?: number,
+): string[] {
   const batches = [...new Set(batchSizes)].sort((a, b) => a - b);
-  const out = [`| ${what}, img/s (per CPU-s) | ` + batches.map((b) => `batch ${b}${b === compared ? ' (compared)' : ''}`).join(' | ') + ' | best batch |', '|---|' + batches.map(() => '---').join('|') + '|---|'];
+  const out = [
+    `| ${what}, img/s (per CPU-s) | ` +
+      batches.map((b) => `batch ${b}${b === compared ? ' (compared)' : ''}`).join(' | ') +
+      ' | best batch |',
+    '|---|' + batches.map(() => '---').join('|') + '|---|',
+  ];
   for (const r of rows) {
     const top = best(r.figures);
     const cells = batches.map((b) => {
@@ -74,12 +89,18 @@ export function sweepTable(what: string, batchSizes: number[], rows: { engine: s
 }
 
 /** "2.41 (wasm 256: 30.3 img/s, PyTorch 32: 10.5)": the ratio of each engine's best, and where each is. */
-export function bestVsBest(mine: { name: string; figures: BatchFigure[] }, peer: { name: string; figures: BatchFigure[] }): { ratio: number; text: string } | undefined {
+export function bestVsBest(
+  mine: { name: string; figures: BatchFigure[] },
+  peer: { name: string; figures: BatchFigure[] },
+): { ratio: number; text: string } | undefined {
   const a = best(mine.figures);
   const b = best(peer.figures);
   if (a === undefined || b === undefined) return undefined;
   const ratio = a.imagesPerSec / b.imagesPerSec;
-  return { ratio, text: `${ratio.toFixed(2)} (${mine.name} at batch ${a.batch}: ${fmt(a.imagesPerSec)} img/s, ${peer.name} at batch ${b.batch}: ${fmt(b.imagesPerSec)})` };
+  return {
+    ratio,
+    text: `${ratio.toFixed(2)} (${mine.name} at batch ${a.batch}: ${fmt(a.imagesPerSec)} img/s, ${peer.name} at batch ${b.batch}: ${fmt(b.imagesPerSec)})`,
+  };
 }
 
 /** The command as run, less where it wrote its results (--out) and the note about the machine (--note). */
@@ -90,14 +111,29 @@ export function reproduceCommand(npmScript: string, argv: string[]): string {
 }
 
 export function loadAverage(): string {
-  return os.loadavg().map((l) => l.toFixed(2)).join(', ');
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(', ');
 }
 
 /**
  * Writes a bench's results file: the command, date, cores and load average at start and end, an
  * optional note, the bench's printed lines (in a code block) and its markdown tables.
  */
-export function writeResults(out: string, o: { title: string; command: string; started: Date; loadStart: string; loadEnd: string; note?: string; lines: string[]; tables: string[][] }): void {
+export function writeResults(
+  out: string,
+  o: {
+    title: string;
+    command: string;
+    started: Date;
+    loadStart: string;
+    loadEnd: string;
+    note?: string;
+    lines: string[];
+    tables: string[][];
+  },
+): void {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const md = [
     `# ${o.title}`,
@@ -131,13 +167,36 @@ export function startRun(): { started: Date; loadStart: string; lines: string[];
  * The end of a bench run: its notes, the load at the end, the command that reproduces it, and
  * the results file (`out`, unless undefined).
  */
-export function finishRun(say: (line: string) => void, o: { npmScript: string; argv: string[]; title: string; out: string | undefined; note: string | undefined; started: Date; loadStart: string; notes: string[]; lines: string[]; tables: string[][] }): void {
+export function finishRun(
+  say: (line: string) => void,
+  o: {
+    npmScript: string;
+    argv: string[];
+    title: string;
+    out: string | undefined;
+    note: string | undefined;
+    started: Date;
+    loadStart: string;
+    notes: string[];
+    lines: string[];
+    tables: string[][];
+  },
+): void {
   for (const n of o.notes) say(`note: ${n}`);
   const loadEnd = loadAverage();
   say(`load average at end: ${loadEnd}`);
   const command = reproduceCommand(o.npmScript, o.argv);
   console.log(`\nreproduce: ${command}`);
   if (o.out === undefined) return;
-  writeResults(o.out, { title: o.title, command, started: o.started, loadStart: o.loadStart, loadEnd, ...(o.note !== undefined ? { note: o.note } : {}), lines: o.lines, tables: o.tables });
+  writeResults(o.out, {
+    title: o.title,
+    command,
+    started: o.started,
+    loadStart: o.loadStart,
+    loadEnd,
+    ...(o.note !== undefined ? { note: o.note } : {}),
+    lines: o.lines,
+    tables: o.tables,
+  });
   console.log(`written to ${o.out}`);
 }

@@ -27,8 +27,6 @@ import { currentDeps } from '../src/composition';
 
 const ROOT = projectRoot();
 
-
-
 interface Result {
   claims: boolean;
   uploads: number;
@@ -59,8 +57,16 @@ async function oneRun(files: { name: string; data: Buffer }[], claims: boolean):
   const store = BlobStore.fromConnection({ kind: 'connectionString', connectionString: azurite.connectionString });
   await store.ensureContainers();
   const lines: string[] = [];
-  const log: Log = { info: (m) => void lines.push(m), warn: (m) => void lines.push(m), error: (m) => void lines.push(m) };
-  const config = loadConfig({ AzureWebJobsStorage: azurite.connectionString, TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_LOCAL_CONCURRENCY: '4' });
+  const log: Log = {
+    info: (m) => void lines.push(m),
+    warn: (m) => void lines.push(m),
+    error: (m) => void lines.push(m),
+  };
+  const config = loadConfig({
+    AzureWebJobsStorage: azurite.connectionString,
+    TRIAGE_LOCAL_HTTP_PORT: '0',
+    TRIAGE_LOCAL_CONCURRENCY: '4',
+  });
   const settings = { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '*/10 * * * * *' };
   const fns = claims ? loadFunctionApp() : withoutClaims(loadFunctionApp());
   const started = performance.now();
@@ -122,7 +128,10 @@ async function main(): Promise<void> {
     '',
     '| preprocess trigger | uploads | preprocess runs | runs / uploads | skipped (claimed elsewhere) | one terminal record each | uploads with 0 or 2+ records | wall (s) |',
     '|---|---|---|---|---|---|---|---|',
-    ...results.map((x) => `| ${x.claims ? 'claims first (this code)' : 'no claim (peer)'} | ${x.uploads} | ${x.runs} | ${(x.runs / x.uploads).toFixed(3)} | ${x.skipped} | ${x.recordsOk ? 'yes' : 'no'} | ${x.wrong} | ${x.seconds.toFixed(0)} |`),
+    ...results.map(
+      (x) =>
+        `| ${x.claims ? 'claims first (this code)' : 'no claim (peer)'} | ${x.uploads} | ${x.runs} | ${(x.runs / x.uploads).toFixed(3)} | ${x.skipped} | ${x.recordsOk ? 'yes' : 'no'} | ${x.wrong} | ${x.seconds.toFixed(0)} |`,
+    ),
     '',
   ].join('\n');
   console.log(section);

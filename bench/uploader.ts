@@ -35,7 +35,12 @@ process.once('message', (job: UploadJob) => {
     try {
       await mapLimit(job.files, job.concurrency, async (f) => {
         const data = Buffer.from(f.data.buffer, f.data.byteOffset, f.data.byteLength);
-        await store.put(job.container, f.name, data, job.contentType !== undefined ? { contentType: job.contentType } : {});
+        await store.put(
+          job.container,
+          f.name,
+          data,
+          job.contentType !== undefined ? { contentType: job.contentType } : {},
+        );
         batch.push([f.name, Date.now()]);
       });
       clearInterval(flush);

@@ -34,7 +34,18 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/ml/backend';
 import { buildModel } from '../src/ml/models';
 import { findPython } from './python';
-import { BatchFigure, bestVsBest, combineRounds, finishRun, fmt, median, parseBatches, startRun, stepsAt, sweepTable } from './sweep';
+import {
+  BatchFigure,
+  bestVsBest,
+  combineRounds,
+  finishRun,
+  fmt,
+  median,
+  parseBatches,
+  startRun,
+  stepsAt,
+  sweepTable,
+} from './sweep';
 
 const BATCH = 32;
 const ENGINES = ['wasm', 'torch', 'torch-1t'] as const;
@@ -95,28 +106,67 @@ function parseArgs(argv: string[]): Options {
       return n;
     };
     switch (key) {
-      case '--images': o.images = int(); break;
-      case '--size': o.size = int(); break;
-      case '--batches': o.batches = int(); break;
-      case '--warmup': o.warmup = int(); break;
-      case '--rounds': o.rounds = int(); break;
-      case '--threads': o.threads = int(); break;
-      case '--epochs': o.epochs = int(); break;
-      case '--train-batches': o.trainBatches = parseBatches(key, value); i++; break;
-      case '--infer-batches': o.inferBatches = parseBatches(key, value); i++; break;
-      case '--note': o.note = String(value); i++; break;
-      case '--python': o.python = String(value); i++; break;
-      case '--out': o.out = String(value); i++; break;
-      case '--no-write': o.out = undefined; break;
+      case '--images':
+        o.images = int();
+        break;
+      case '--size':
+        o.size = int();
+        break;
+      case '--batches':
+        o.batches = int();
+        break;
+      case '--warmup':
+        o.warmup = int();
+        break;
+      case '--rounds':
+        o.rounds = int();
+        break;
+      case '--threads':
+        o.threads = int();
+        break;
+      case '--epochs':
+        o.epochs = int();
+        break;
+      case '--train-batches':
+        o.trainBatches = parseBatches(key, value);
+        i++;
+        break;
+      case '--infer-batches':
+        o.inferBatches = parseBatches(key, value);
+        i++;
+        break;
+      case '--note':
+        o.note = String(value);
+        i++;
+        break;
+      case '--python':
+        o.python = String(value);
+        i++;
+        break;
+      case '--out':
+        o.out = String(value);
+        i++;
+        break;
+      case '--no-write':
+        o.out = undefined;
+        break;
       case '--engines': {
         const list = String(value).split(',');
-        for (const e of list) if (!(ENGINES as readonly string[]).includes(e)) throw new Error(`unknown engine ${e}; expected ${ENGINES.join(', ')}`);
+        for (const e of list)
+          if (!(ENGINES as readonly string[]).includes(e))
+            throw new Error(`unknown engine ${e}; expected ${ENGINES.join(', ')}`);
         o.engines = list as Engine[];
         i++;
         break;
       }
-      case '--engine': o.engine = value as Engine; i++; break;
-      case '--input': o.input = String(value); i++; break;
+      case '--engine':
+        o.engine = value as Engine;
+        i++;
+        break;
+      case '--input':
+        o.input = String(value);
+        i++;
+        break;
       default:
         if (key.startsWith('--') || o.folder !== '') throw new Error(`unknown option ${key}`);
         o.folder = key;
@@ -137,9 +187,20 @@ interface Decoded {
 const IMAGE_EXT = /\.(jpe?g|png|webp|tiff?|gif|bmp)$/i;
 
 async function decodeFolder(folder: string, wanted: number, size: number): Promise<Decoded> {
-  const classNames = fs.readdirSync(folder, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
-  if (classNames.length < 2) throw new Error(`${folder}: expected one subfolder per class (at least two), found ${classNames.length}`);
-  const lists = classNames.map((c) => fs.readdirSync(path.join(folder, c)).filter((f) => IMAGE_EXT.test(f)).sort().map((f) => path.join(folder, c, f)));
+  const classNames = fs
+    .readdirSync(folder, { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+    .sort();
+  if (classNames.length < 2)
+    throw new Error(`${folder}: expected one subfolder per class (at least two), found ${classNames.length}`);
+  const lists = classNames.map((c) =>
+    fs
+      .readdirSync(path.join(folder, c))
+      .filter((f) => IMAGE_EXT.test(f))
+      .sort()
+      .map((f) => path.join(folder, c, f)),
+  );
   // Round-robin over the classes, so that every class is there whatever the count.
   const files: { file: string; label: number }[] = [];
   for (let i = 0; files.length < wanted && lists.some((l) => i < l.length); i++) {
@@ -169,7 +230,11 @@ function cpuSeconds(): number {
 /** Child mode: the wasm engine on the decoded file; one JSON line on stdout. */
 async function runWasm(o: Options): Promise<EngineResult> {
   const info = await initBackend('wasm');
-  const meta = JSON.parse(fs.readFileSync(`${o.input}.json`, 'utf8')) as { n: number; size: number; classNames: string[] };
+  const meta = JSON.parse(fs.readFileSync(`${o.input}.json`, 'utf8')) as {
+    n: number;
+    size: number;
+    classNames: string[];
+  };
   const { n, size, classNames } = meta;
   const pixels = new Uint8Array(fs.readFileSync(`${o.input}.images`));
   const labels = new Uint8Array(fs.readFileSync(`${o.input}.labels`));
@@ -186,7 +251,9 @@ async function runWasm(o: Options): Promise<EngineResult> {
       const s = (i * bs) % Math.max(1, n - bs + 1);
       const count = Math.min(bs, n - s);
       const x = tf.tensor4d(floats(s, count), [count, size, size, 1]);
-      const y = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from(labels.subarray(s, s + count)), 'int32'), classNames.length).toFloat());
+      const y = tf.tidy(() =>
+        tf.oneHot(tf.tensor1d(Array.from(labels.subarray(s, s + count)), 'int32'), classNames.length).toFloat(),
+      );
       const out = await model.trainOnBatch(x, y);
       tf.dispose([x, y]);
       return Array.isArray(out) ? (out[0] as number) : out;
@@ -198,7 +265,15 @@ async function runWasm(o: Options): Promise<EngineResult> {
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) loss = await step(o.warmup + i);
     const images = steps * bs;
-    return { model, figure: { batch: bs, imagesPerSec: images / ((performance.now() - t0) / 1000), imagesPerCpuSec: images / (cpuSeconds() - c0) }, loss };
+    return {
+      model,
+      figure: {
+        batch: bs,
+        imagesPerSec: images / ((performance.now() - t0) / 1000),
+        imagesPerCpuSec: images / (cpuSeconds() - c0),
+      },
+      loss,
+    };
   };
   const ref = await trainAt(BATCH);
   const model = ref.model;
@@ -223,7 +298,11 @@ async function runWasm(o: Options): Promise<EngineResult> {
     const c1 = cpuSeconds();
     const t1 = performance.now();
     for (let s = 0; s < n; s += bs) run(s);
-    infer.push({ batch: bs, imagesPerSec: n / ((performance.now() - t1) / 1000), imagesPerCpuSec: n / (cpuSeconds() - c1) });
+    infer.push({
+      batch: bs,
+      imagesPerSec: n / ((performance.now() - t1) / 1000),
+      imagesPerCpuSec: n / (cpuSeconds() - c1),
+    });
   }
   return {
     engine: 'wasm',
@@ -237,21 +316,50 @@ async function runWasm(o: Options): Promise<EngineResult> {
 function runChild(engine: Engine, o: Options, input: string, classes: number): EngineResult | string {
   let cmd: string;
   let args: string[];
-  const common = ['--batches', String(o.batches), '--warmup', String(o.warmup), '--train-batches', o.trainBatches.join(','), '--infer-batches', o.inferBatches.join(',')];
+  const common = [
+    '--batches',
+    String(o.batches),
+    '--warmup',
+    String(o.warmup),
+    '--train-batches',
+    o.trainBatches.join(','),
+    '--infer-batches',
+    o.inferBatches.join(','),
+  ];
   if (engine === 'torch' || engine === 'torch-1t') {
     const { python, why } = findPython(o.python);
     if (python === undefined) return why ?? 'no python';
     cmd = python;
     let script = path.join(__dirname, '..', '..', 'bench', 'torch_screen.py');
     if (!fs.existsSync(script)) script = path.join(__dirname, 'torch_screen.py');
-    args = [script, '--images', `${input}.images`, '--labels', `${input}.labels`, '--size', String(o.size), '--classes', String(classes), '--batch-size', String(BATCH), '--threads', engine === 'torch' ? String(o.threads) : '1', ...common];
+    args = [
+      script,
+      '--images',
+      `${input}.images`,
+      '--labels',
+      `${input}.labels`,
+      '--size',
+      String(o.size),
+      '--classes',
+      String(classes),
+      '--batch-size',
+      String(BATCH),
+      '--threads',
+      engine === 'torch' ? String(o.threads) : '1',
+      ...common,
+    ];
   } else {
     cmd = process.execPath;
     args = [__filename, '--engine', engine, '--input', input, ...common];
   }
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-  if (r.status !== 0 || line === undefined) return `${engine} failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+  const line = r.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .pop();
+  if (r.status !== 0 || line === undefined)
+    return `${engine} failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
   return { ...(JSON.parse(line) as EngineResult), engine };
 }
 
@@ -271,8 +379,12 @@ async function main(): Promise<void> {
   const { started, loadStart, lines, say } = startRun();
   const data = await decodeFolder(o.folder, o.images, o.size);
   const decodeRate = data.n / data.decodeSeconds;
-  say(`screening CNN ('screen'): ${o.size}x${o.size}x1, batch ${BATCH}, Adam 1e-3; ${data.n} radiographs from ${o.folder} (${data.classNames.join(', ')}), decoded with sharp at ${fmt(decodeRate)} img/s`);
-  say(`training: ${o.batches} timed steps of batch ${BATCH} after ${o.warmup} warm-up, and as many images at batch ${o.trainBatches.filter((b) => b !== BATCH).join(', ') || '(no other)'} (a fresh model each); inference over the ${data.n} images at batch ${o.inferBatches.join(', ')}; ${o.rounds} rounds, engines alternating; medians over rounds`);
+  say(
+    `screening CNN ('screen'): ${o.size}x${o.size}x1, batch ${BATCH}, Adam 1e-3; ${data.n} radiographs from ${o.folder} (${data.classNames.join(', ')}), decoded with sharp at ${fmt(decodeRate)} img/s`,
+  );
+  say(
+    `training: ${o.batches} timed steps of batch ${BATCH} after ${o.warmup} warm-up, and as many images at batch ${o.trainBatches.filter((b) => b !== BATCH).join(', ') || '(no other)'} (a fresh model each); inference over the ${data.n} images at batch ${o.inferBatches.join(', ')}; ${o.rounds} rounds, engines alternating; medians over rounds`,
+  );
   say(`machine: ${os.cpus().length} logical cores, load average ${loadStart} at start`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xray-speed-'));
   const input = path.join(dir, 'data');
@@ -292,19 +404,39 @@ async function main(): Promise<void> {
         }
         results.set(engine, [...(results.get(engine) ?? []), r]);
         const byBatch = (figs: BatchFigure[]) => figs.map((f) => `${f.batch}: ${fmt(f.imagesPerSec)}`).join(', ');
-        console.log(`  round ${round + 1} ${engine.padEnd(8)} train img/s by batch ${byBatch(r.train)}  infer img/s by batch ${byBatch(r.infer)}  loss ${r.finalLoss.toFixed(3)}  ${r.detail}`);
+        console.log(
+          `  round ${round + 1} ${engine.padEnd(8)} train img/s by batch ${byBatch(r.train)}  infer img/s by batch ${byBatch(r.infer)}  loss ${r.finalLoss.toFixed(3)}  ${r.detail}`,
+        );
       }
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  interface Summary { train: BatchFigure[]; infer: BatchFigure[]; detail: string }
+  interface Summary {
+    train: BatchFigure[];
+    infer: BatchFigure[];
+    detail: string;
+  }
   const summary = new Map<Engine, Summary>();
   for (const [engine, rs] of results) {
-    summary.set(engine, { train: combineRounds(rs.map((r) => r.train), median), infer: combineRounds(rs.map((r) => r.infer), median), detail: rs[0]?.detail ?? '' });
+    summary.set(engine, {
+      train: combineRounds(
+        rs.map((r) => r.train),
+        median,
+      ),
+      infer: combineRounds(
+        rs.map((r) => r.infer),
+        median,
+      ),
+      detail: rs[0]?.detail ?? '',
+    });
   }
-  const rows = (k: 'train' | 'infer') => [...summary].map(([engine, s]) => ({ engine: `${engine}: ${s.detail}`, figures: s[k] }));
-  const tables = [sweepTable('training', [BATCH, ...o.trainBatches], rows('train'), BATCH), sweepTable('inference', o.inferBatches, rows('infer'))];
+  const rows = (k: 'train' | 'infer') =>
+    [...summary].map(([engine, s]) => ({ engine: `${engine}: ${s.detail}`, figures: s[k] }));
+  const tables = [
+    sweepTable('training', [BATCH, ...o.trainBatches], rows('train'), BATCH),
+    sweepTable('inference', o.inferBatches, rows('infer')),
+  ];
   for (const t of tables) console.log(['', ...t].join('\n'));
   const wasm = summary.get('wasm');
   say('');
@@ -317,21 +449,46 @@ async function main(): Promise<void> {
     const tr = wt.imagesPerSec / pt.imagesPerSec;
     const inf = bestVsBest({ name: 'wasm', figures: wasm.infer }, { name: 'PyTorch', figures: torch.infer });
     const trBest = bestVsBest({ name: 'wasm', figures: wasm.train }, { name: 'PyTorch', figures: torch.train });
-    const bars = peer === 'torch' ? [` (bar >= 0.8: ${tr >= 0.8 ? 'met' : 'NOT met'})`, ` (bar >= 1.5: ${(inf?.ratio ?? 0) >= 1.5 ? 'met' : 'NOT met'})`] : ['', ''];
+    const bars =
+      peer === 'torch'
+        ? [
+            ` (bar >= 0.8: ${tr >= 0.8 ? 'met' : 'NOT met'})`,
+            ` (bar >= 1.5: ${(inf?.ratio ?? 0) >= 1.5 ? 'met' : 'NOT met'})`,
+          ]
+        : ['', ''];
     say(`ratios wasm / ${torch.detail}: inference, best batch of each, ${inf?.text ?? '-'}${bars[1]}`);
-    say(`  training at batch ${BATCH} for both (the batch size changes the optimisation: the same for every engine), ${tr.toFixed(2)}${bars[0]}; best batch of each, ${trBest?.text ?? '-'}`);
+    say(
+      `  training at batch ${BATCH} for both (the batch size changes the optimisation: the same for every engine), ${tr.toFixed(2)}${bars[0]}; best batch of each, ${trBest?.text ?? '-'}`,
+    );
     const cpuBest = (figs: BatchFigure[]) => Math.max(...figs.map((f) => f.imagesPerCpuSec));
-    say(`  per CPU-second (less sensitive to other load): training at batch ${BATCH} ${(wt.imagesPerCpuSec / pt.imagesPerCpuSec).toFixed(2)}, inference best vs best ${(cpuBest(wasm.infer) / cpuBest(torch.infer)).toFixed(2)}`);
+    say(
+      `  per CPU-second (less sensitive to other load): training at batch ${BATCH} ${(wt.imagesPerCpuSec / pt.imagesPerCpuSec).toFixed(2)}, inference best vs best ${(cpuBest(wasm.infer) / cpuBest(torch.infer)).toFixed(2)}`,
+    );
   }
-  if (wasm === undefined || ![...summary.keys()].some((e) => e !== 'wasm')) say('no ratio: an engine did not run (see the notes)');
+  if (wasm === undefined || ![...summary.keys()].some((e) => e !== 'wasm'))
+    say('no ratio: an engine did not run (see the notes)');
   const wasmTrain = wasm?.train.find((f) => f.batch === BATCH)?.imagesPerSec;
   if (wasmTrain !== undefined) {
     const total = 5216;
     const decode = total / decodeRate;
     const est = [1, 5, 10, o.epochs].filter((e, i, a) => a.indexOf(e) === i).sort((a, b) => a - b);
-    say(`estimated wall time to train ${total.toLocaleString('en-US')} images on wasm at batch ${BATCH}, ${fmt(wasmTrain)} img/s, decoding included (${minutes(decode)}), validation excluded: ` + est.map((e) => `${e} epoch${e === 1 ? '' : 's'} ${minutes(decode + (total * e) / wasmTrain)}`).join(', '));
+    say(
+      `estimated wall time to train ${total.toLocaleString('en-US')} images on wasm at batch ${BATCH}, ${fmt(wasmTrain)} img/s, decoding included (${minutes(decode)}), validation excluded: ` +
+        est.map((e) => `${e} epoch${e === 1 ? '' : 's'} ${minutes(decode + (total * e) / wasmTrain)}`).join(', '),
+    );
   }
-  finishRun(say, { npmScript: 'bench:xray', argv, title: 'Screening CNN speed: tfjs wasm against PyTorch, batch sizes swept', out: o.out, note: o.note, started, loadStart, notes, lines, tables });
+  finishRun(say, {
+    npmScript: 'bench:xray',
+    argv,
+    title: 'Screening CNN speed: tfjs wasm against PyTorch, batch sizes swept',
+    out: o.out,
+    note: o.note,
+    started,
+    loadStart,
+    notes,
+    lines,
+    tables,
+  });
 }
 
 main().catch((e: unknown) => {

@@ -10,6 +10,10 @@ app.storageBlob('infer', {
   connection: STORAGE_SETTING,
   source: 'EventGrid',
   handler: async (blob: unknown, context: InvocationContext): Promise<void> => {
-    await handleInfer({ name: boundName(context), data: asBuffer(blob), metadata: blobMetadata(context) }, currentDeps(), contextLog(context));
+    await handleInfer(
+      { name: boundName(context), data: asBuffer(blob), metadata: blobMetadata(context) },
+      currentDeps(),
+      contextLog(context),
+    );
   },
 });

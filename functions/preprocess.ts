@@ -15,6 +15,11 @@ app.storageBlob('preprocess', {
   handler: async (blob: unknown, context: InvocationContext): Promise<void> => {
     const declaredBytes = declaredBlobSize(context);
     // Claimed first (keyed by name and ETag): an event that reaches two instances runs once.
-    await preprocessOnce({ name: boundName(context), data: asBuffer(blob), ...(declaredBytes !== undefined ? { declaredBytes } : {}) }, blobEtag(context), currentDeps(), contextLog(context));
+    await preprocessOnce(
+      { name: boundName(context), data: asBuffer(blob), ...(declaredBytes !== undefined ? { declaredBytes } : {}) },
+      blobEtag(context),
+      currentDeps(),
+      contextLog(context),
+    );
   },
 });

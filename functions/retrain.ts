@@ -18,7 +18,14 @@ app.http('retrainNow', {
   handler: async (req: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
     const body = await jsonBody(req, { emptyOk: true });
     if (!body.ok) return refusal(body);
-    return toResponse(await handleRetrainHttp(body.value === undefined ? '' : JSON.stringify(body.value), reviewerOf(req), currentDeps(), contextLog(context)));
+    return toResponse(
+      await handleRetrainHttp(
+        body.value === undefined ? '' : JSON.stringify(body.value),
+        reviewerOf(req),
+        currentDeps(),
+        contextLog(context),
+      ),
+    );
   },
 });
 

@@ -10,7 +10,9 @@ app.http('labels', {
   handler: async (req: HttpRequest): Promise<HttpResponseInit> => {
     const body = await jsonBody(req);
     if (!body.ok) return refusal(body);
-    return toResponse(await handleLabel({ name: req.params.name ?? '', body: body.value, by: reviewerOf(req) }, currentDeps()));
+    return toResponse(
+      await handleLabel({ name: req.params.name ?? '', body: body.value, by: reviewerOf(req) }, currentDeps()),
+    );
   },
 });
 
@@ -20,7 +22,15 @@ app.http('worklist', {
   authLevel: 'function',
   handler: async (req: HttpRequest): Promise<HttpResponseInit> =>
     toResponse(
-      await handleWorklist({ page: req.query.get('page'), pageSize: req.query.get('pageSize'), reason: req.query.get('reason'), prefix: req.query.get('prefix') }, currentDeps()),
+      await handleWorklist(
+        {
+          page: req.query.get('page'),
+          pageSize: req.query.get('pageSize'),
+          reason: req.query.get('reason'),
+          prefix: req.query.get('prefix'),
+        },
+        currentDeps(),
+      ),
     ),
 });
 
@@ -28,5 +38,6 @@ app.http('predictions', {
   route: 'predictions/{*name}',
   methods: ['GET'],
   authLevel: 'function',
-  handler: async (req: HttpRequest): Promise<HttpResponseInit> => toResponse(await handleGetPrediction(req.params.name ?? '', currentDeps())),
+  handler: async (req: HttpRequest): Promise<HttpResponseInit> =>
+    toResponse(await handleGetPrediction(req.params.name ?? '', currentDeps())),
 });

@@ -41,7 +41,8 @@ app.http('reviewMe', {
   route: 'review/me',
   methods: ['GET'],
   authLevel: 'anonymous',
-  handler: (req: HttpRequest) => pageRead(req, async (deps, reviewer) => asPage({ status: 200, body: { reviewer, auth: deps.config.reviewAuth } })),
+  handler: (req: HttpRequest) =>
+    pageRead(req, async (deps, reviewer) => asPage({ status: 200, body: { reviewer, auth: deps.config.reviewAuth } })),
 });
 
 app.http('reviewWorklist', {
@@ -50,7 +51,17 @@ app.http('reviewWorklist', {
   authLevel: 'anonymous',
   handler: (req: HttpRequest) =>
     pageRead(req, async (deps) =>
-      asPage(await handleWorklist({ page: req.query.get('page'), pageSize: req.query.get('pageSize'), reason: req.query.get('reason'), prefix: req.query.get('prefix') }, deps)),
+      asPage(
+        await handleWorklist(
+          {
+            page: req.query.get('page'),
+            pageSize: req.query.get('pageSize'),
+            reason: req.query.get('reason'),
+            prefix: req.query.get('prefix'),
+          },
+          deps,
+        ),
+      ),
     ),
 });
 
@@ -58,8 +69,7 @@ app.http('reviewCase', {
   route: 'review/cases/{*name}',
   methods: ['GET'],
   authLevel: 'anonymous',
-  handler: (req: HttpRequest) =>
-    pageRead(req, (deps) => withName(req, (name) => caseDetail(name, deps))),
+  handler: (req: HttpRequest) => pageRead(req, (deps) => withName(req, (name) => caseDetail(name, deps))),
 });
 
 app.http('reviewImage', {
@@ -75,7 +85,9 @@ app.http('reviewLabel', {
   methods: ['POST'],
   authLevel: 'anonymous',
   handler: (req: HttpRequest) =>
-    pageWrite(req, (body, reviewer, deps) => withName(req, async (name) => asPage(await handleLabel({ name, body, by: reviewer.name, verified: true }, deps)))),
+    pageWrite(req, (body, reviewer, deps) =>
+      withName(req, async (name) => asPage(await handleLabel({ name, body, by: reviewer.name, verified: true }, deps))),
+    ),
 });
 
 app.http('reviewUndo', {
@@ -85,7 +97,8 @@ app.http('reviewUndo', {
   handler: (req: HttpRequest) =>
     pageWrite(req, (body, reviewer, deps) =>
       withName(req, async (name) => {
-        if (typeof body.labeledAt !== 'string') return asPage({ status: 400, body: { error: 'The body needs "labeledAt": the time of the label to undo.' } });
+        if (typeof body.labeledAt !== 'string')
+          return asPage({ status: 400, body: { error: 'The body needs "labeledAt": the time of the label to undo.' } });
         return asPage(await undoLabel({ name, by: reviewer.name, labeledAt: body.labeledAt }, deps));
       }),
     ),
@@ -103,5 +116,7 @@ app.http('reviewRetrain', {
   methods: ['POST'],
   authLevel: 'anonymous',
   handler: (req: HttpRequest, context: InvocationContext) =>
-    pageWrite(req, async (body, reviewer, deps) => asPage(await handleRetrainHttp(JSON.stringify(body), reviewer.name, deps, contextLog(context)))),
+    pageWrite(req, async (body, reviewer, deps) =>
+      asPage(await handleRetrainHttp(JSON.stringify(body), reviewer.name, deps, contextLog(context))),
+    ),
 });

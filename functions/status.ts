@@ -6,5 +6,7 @@ app.http('status', {
   route: 'status',
   methods: ['GET'],
   authLevel: 'function',
-  handler: async (): Promise<HttpResponseInit> => ({ jsonBody: await cachedStatus(currentDeps().store, currentDeps().config) }),
+  handler: async (): Promise<HttpResponseInit> => ({
+    jsonBody: await cachedStatus(currentDeps().store, currentDeps().config),
+  }),
 });

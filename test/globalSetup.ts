@@ -14,7 +14,8 @@ declare global {
 }
 
 export default async function globalSetup(): Promise<void> {
-  if (ensureBuilt() !== 0) throw new Error('the sources do not compile (see above); the tests run the compiled code in child processes');
+  if (ensureBuilt() !== 0)
+    throw new Error('the sources do not compile (see above); the tests run the compiled code in child processes');
   const workers = 2;
   const handles = await Promise.all(Array.from({ length: workers }, () => startAzurite({})));
   globalThis.__TRIAGE_AZURITES__ = handles;

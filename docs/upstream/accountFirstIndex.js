@@ -21,8 +21,11 @@ const sizes = (process.argv[2] ?? '1000,5000,10000').split(',').map(Number);
 
 function lokiAlone(n) {
   const db = new Loki('repro.db', { persistenceMethod: 'memory' });
-  const coll = db.addCollection('$BLOBS_COLLECTION$', { indices: ['accountName', 'containerName', 'name', 'snapshot'] });
-  for (let i = 0; i < n; i++) coll.insert({ accountName: 'devstoreaccount1', containerName: 'c', name: `blob-${i}`, snapshot: '' });
+  const coll = db.addCollection('$BLOBS_COLLECTION$', {
+    indices: ['accountName', 'containerName', 'name', 'snapshot'],
+  });
+  for (let i = 0; i < n; i++)
+    coll.insert({ accountName: 'devstoreaccount1', containerName: 'c', name: `blob-${i}`, snapshot: '' });
   const time = (query) => {
     const t = performance.now();
     for (let k = 0; k < 200; k++) coll.findOne(query(`blob-${(k * 7919) % n}`));
@@ -39,7 +42,11 @@ async function azuriteHeads(azurite) {
   let have = 0;
   for (const n of sizes) {
     for (; have < n; have += 50) {
-      await Promise.all(Array.from({ length: Math.min(50, n - have) }, (_, j) => container.getBlockBlobClient(`blob-${have + j}`).upload('x', 1)));
+      await Promise.all(
+        Array.from({ length: Math.min(50, n - have) }, (_, j) =>
+          container.getBlockBlobClient(`blob-${have + j}`).upload('x', 1),
+        ),
+      );
     }
     const times = [];
     for (let k = 0; k < 60; k++) {
@@ -53,7 +60,9 @@ async function azuriteHeads(azurite) {
 }
 
 async function main() {
-  console.log(`azurite ${require('azurite/package.json').version}, lokijs ${require(require.resolve('lokijs/package.json', { paths: [path.dirname(require.resolve('azurite/package.json'))] })).version}, node ${process.version}`);
+  console.log(
+    `azurite ${require('azurite/package.json').version}, lokijs ${require(require.resolve('lokijs/package.json', { paths: [path.dirname(require.resolve('azurite/package.json'))] })).version}, node ${process.version}`,
+  );
   console.log('LokiJS alone:');
   for (const n of sizes) console.log(`  ${lokiAlone(n)}`);
   console.log('Azurite as published:');

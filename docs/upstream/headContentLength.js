@@ -17,7 +17,14 @@ function twoHeads(port, blobPath) {
     new Promise((resolve, reject) => {
       const req = http.request({ host: '127.0.0.1', port, path: blobPath, method: 'HEAD', agent }, (res) => {
         res.resume();
-        res.on('end', () => resolve({ status: res.statusCode, contentLength: res.headers['content-length'], transferEncoding: res.headers['transfer-encoding'], reusedSocket: req.reusedSocket }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode,
+            contentLength: res.headers['content-length'],
+            transferEncoding: res.headers['transfer-encoding'],
+            reusedSocket: req.reusedSocket,
+          }),
+        );
       });
       req.on('error', reject);
       req.end();

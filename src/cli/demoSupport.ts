@@ -18,7 +18,11 @@ import type { RejectionRecord } from '../storage/records/rejection';
 export async function connectLocalStorage(settings: Env, dataDir: string): Promise<AzuriteHandle | undefined> {
   if (settings[STORAGE_SETTING] !== undefined && settings[STORAGE_SETTING] !== DEV_STORAGE) return undefined;
   // Settings are checked before Azurite starts: a configuration error is the only thing said.
-  loadConfig({ ...settings, [STORAGE_SETTING]: DEV_STORAGE, TRIAGE_LOCAL_HTTP_PORT: settings.TRIAGE_LOCAL_HTTP_PORT ?? '0' });
+  loadConfig({
+    ...settings,
+    [STORAGE_SETTING]: DEV_STORAGE,
+    TRIAGE_LOCAL_HTTP_PORT: settings.TRIAGE_LOCAL_HTTP_PORT ?? '0',
+  });
   const running = readEndpoint(dataDir);
   let alive = false;
   if (running !== undefined) {
@@ -44,25 +48,38 @@ export async function connectLocalStorage(settings: Env, dataDir: string): Promi
 export function startFunctionApp(config: Config, settings: Env): Promise<EmbeddedRuntime> {
   return EmbeddedRuntime.start({
     config,
-    settings: { ...settings, SWEEP_SCHEDULE: settings.SWEEP_SCHEDULE ?? '*/30 * * * * *', RETRAIN_SCHEDULE: settings.RETRAIN_SCHEDULE ?? '0 0 2 * * *' },
+    settings: {
+      ...settings,
+      SWEEP_SCHEDULE: settings.SWEEP_SCHEDULE ?? '*/30 * * * * *',
+      RETRAIN_SCHEDULE: settings.RETRAIN_SCHEDULE ?? '0 0 2 * * *',
+    },
     log: { info() {}, warn: consoleLog.warn, error: consoleLog.error },
   });
 }
 
 /** Stops what a demo started: the function app (after running work), its model cache, Azurite. */
-export async function stopLocal(runtime: EmbeddedRuntime | undefined, azurite: AzuriteHandle | undefined): Promise<void> {
+export async function stopLocal(
+  runtime: EmbeddedRuntime | undefined,
+  azurite: AzuriteHandle | undefined,
+): Promise<void> {
   await runtime?.stop();
   runtime?.deps.models.dispose();
   await azurite?.stop();
 }
 
-export type TerminalRecord = { kind: 'prediction'; rec: PredictionRecord } | { kind: 'rejection'; rec: RejectionRecord };
+export type TerminalRecord =
+  { kind: 'prediction'; rec: PredictionRecord } | { kind: 'rejection'; rec: RejectionRecord };
 
 /**
  * Waits until every upload in `names` (all under `prefix`) has its terminal record, a prediction
  * or a rejection, printing progress every 2 s; throws after `timeoutSeconds`.
  */
-export async function waitForRecords(store: BlobStore, names: readonly string[], prefix: string, timeoutSeconds: number): Promise<Map<string, TerminalRecord>> {
+export async function waitForRecords(
+  store: BlobStore,
+  names: readonly string[],
+  prefix: string,
+  timeoutSeconds: number,
+): Promise<Map<string, TerminalRecord>> {
   const deadline = Date.now() + timeoutSeconds * 1000;
   const done = new Map<string, TerminalRecord>();
   let lastPrint = 0;
@@ -86,7 +103,8 @@ export async function waitForRecords(store: BlobStore, names: readonly string[],
       lastPrint = Date.now();
     }
     if (done.size >= names.length) break;
-    if (Date.now() > deadline) throw new Error(`only ${done.size} of ${names.length} uploads got a record within ${timeoutSeconds} s`);
+    if (Date.now() > deadline)
+      throw new Error(`only ${done.size} of ${names.length} uploads got a record within ${timeoutSeconds} s`);
     await new Promise((r) => setTimeout(r, 250));
   }
   return done;

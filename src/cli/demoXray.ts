@@ -14,7 +14,16 @@
  *      training speed and backend; and checks that no patient attribute reached any record.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
@@ -129,7 +138,11 @@ export function valueFinder(values: readonly string[]): (text: string) => string
  * runs of 32 characters or more (the SHA-256 of the upload, ETags) are masked first: by chance
  * they contain any given 8-digit date about once in a hundred demo runs.
  */
-export async function scanForValues(store: BlobStore, containers: readonly string[], values: readonly string[]): Promise<{ blobs: number; bytes: number; leaks: Leak[] }> {
+export async function scanForValues(
+  store: BlobStore,
+  containers: readonly string[],
+  values: readonly string[],
+): Promise<{ blobs: number; bytes: number; leaks: Leak[] }> {
   const find = valueFinder(values);
   const search = (text: string) => find(text.replace(/[0-9a-f]{32,}/gi, (h) => '#'.repeat(h.length)));
   const leaks: Leak[] = [];
@@ -140,7 +153,11 @@ export async function scanForValues(store: BlobStore, containers: readonly strin
       blobs++;
       const inName = search(e.name);
       if (inName !== undefined) leaks.push({ container, blob: e.name, where: 'name', value: inName });
-      const inMeta = search(Object.entries(e.metadata).map(([key, v]) => `${key}=${v}`).join('\n'));
+      const inMeta = search(
+        Object.entries(e.metadata)
+          .map(([key, v]) => `${key}=${v}`)
+          .join('\n'),
+      );
       if (inMeta !== undefined) leaks.push({ container, blob: e.name, where: 'metadata', value: inMeta });
       const body = await store.get(container, e.name);
       if (body === undefined) continue;
@@ -163,26 +180,37 @@ function defaultPositiveClass(classes: readonly string[]): string | undefined {
 }
 
 /** Why the promoted model cannot serve this run (undefined: it can): it must be a screening model this demo trained on the same folder, classes, split and input size. */
-function notReusable(card: ModelCard, o: { config: Config; folder: string; classes: string[]; positiveClass: string; group: string; heldOut: number }): string | undefined {
+function notReusable(
+  card: ModelCard,
+  o: { config: Config; folder: string; classes: string[]; positiveClass: string; group: string; heldOut: number },
+): string | undefined {
   const shape = incompatibility(card, o.config);
   if (shape !== undefined) return shape;
   if (card.thresholds.screening?.positiveClass !== o.positiveClass) return `it does not screen for ${o.positiveClass}`;
-  if (card.data.source !== `folder:${o.folder}:train`) return `it was trained on ${card.data.source}, not on this folder's training split`;
+  if (card.data.source !== `folder:${o.folder}:train`)
+    return `it was trained on ${card.data.source}, not on this folder's training split`;
   if (card.classNames.join('\n') !== o.classes.join('\n')) return `its classes are ${card.classNames.join(', ')}`;
   const pattern = o.group === 'none' ? undefined : compileGroupPattern(o.group).source;
   if (card.data.grouping?.pattern !== pattern) return 'its patient rule differs';
-  if (card.data.testImages !== o.heldOut) return `it held out ${card.data.testImages ?? 0} images, this split holds out ${o.heldOut}`;
+  if (card.data.testImages !== o.heldOut)
+    return `it held out ${card.data.testImages ?? 0} images, this split holds out ${o.heldOut}`;
   return undefined;
 }
 
 export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
   const folder = path.resolve(opts.folder);
-  if (!statSync(folder, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--xray ${opts.folder}: no such folder`);
+  if (!statSync(folder, { throwIfNoEntry: false })?.isDirectory())
+    throw new Error(`--xray ${opts.folder}: no such folder`);
   const classes = classFolders(folder);
-  if (classes.length !== 2) throw new Error(`--xray ${opts.folder} needs two class subfolders (e.g. NORMAL and PNEUMONIA); found ${classes.length}: ${classes.join(', ')}`);
+  if (classes.length !== 2)
+    throw new Error(
+      `--xray ${opts.folder} needs two class subfolders (e.g. NORMAL and PNEUMONIA); found ${classes.length}: ${classes.join(', ')}`,
+    );
   const positiveClass = opts.positiveClass ?? defaultPositiveClass(classes);
   if (positiveClass === undefined || !classes.includes(positiveClass)) {
-    throw new Error(`the positive class ${positiveClass ?? '(none named PNEUMONIA or abnormal)'} is not one of the class folders ${classes.join(', ')}: say --positive-class`);
+    throw new Error(
+      `the positive class ${positiveClass ?? '(none named PNEUMONIA or abnormal)'} is not one of the class folders ${classes.join(', ')}: say --positive-class`,
+    );
   }
   const negatives = classes.filter((c) => c !== positiveClass).join('/');
   const allHeldOut = await heldOutFiles(folder, opts.testSplit, opts.group);
@@ -200,7 +228,9 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
     const deps = buildDeps(config, { instanceId: 'demo-xray' });
     const store = deps.store;
     await store.ensureContainers();
-    console.log(`Folder ${folder}: classes ${classes.join(', ')}, positive ${positiveClass}; ${allHeldOut.length} images of ${new Set(allHeldOut.map((f) => f.patient)).size} patients held out (--test-split ${opts.testSplit}, patient rule ${opts.group === 'none' ? 'none' : `/${opts.group}/`}); xray profile at ${config.xraySize}x${config.xraySize}.`);
+    console.log(
+      `Folder ${folder}: classes ${classes.join(', ')}, positive ${positiveClass}; ${allHeldOut.length} images of ${new Set(allHeldOut.map((f) => f.patient)).size} patients held out (--test-split ${opts.testSplit}, patient rule ${opts.group === 'none' ? 'none' : `/${opts.group}/`}); xray profile at ${config.xraySize}x${config.xraySize}.`,
+    );
 
     // 2. A screening model.
     const current = await readCurrent(store);
@@ -210,7 +240,14 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
     else if (opts.retrain) why = '--retrain';
     else if (currentCard === undefined) why = `the promoted model ${current.value.version} has no card`;
     else {
-      const misfit = notReusable(currentCard, { config, folder, classes, positiveClass, group: opts.group, heldOut: allHeldOut.length });
+      const misfit = notReusable(currentCard, {
+        config,
+        folder,
+        classes,
+        positiveClass,
+        group: opts.group,
+        heldOut: allHeldOut.length,
+      });
       if (misfit !== undefined) why = `the promoted model ${current.value.version} does not fit: ${misfit}`;
     }
     let trainSeconds: number | undefined;
@@ -221,13 +258,35 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
     } else {
       version = `demo-xray-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
       console.log(`\nTraining a screening model (${why}).`);
-      const argv = ['node', 'triage', 'train', '--data', folder, '--profile', 'xray', '--positive-class', positiveClass, '--test-split', String(opts.testSplit), '--group', opts.group, '--store', '--version', version, '--no-plots'];
+      const argv = [
+        'node',
+        'triage',
+        'train',
+        '--data',
+        folder,
+        '--profile',
+        'xray',
+        '--positive-class',
+        positiveClass,
+        '--test-split',
+        String(opts.testSplit),
+        '--group',
+        opts.group,
+        '--store',
+        '--version',
+        version,
+        '--no-plots',
+      ];
       if (opts.epochs !== undefined) argv.push('--epochs', String(opts.epochs));
       console.log(`  triage ${argv.slice(2).join(' ')}`);
       const t0 = Date.now();
       await buildProgram(() => deps).parseAsync(argv);
       trainSeconds = (Date.now() - t0) / 1000;
-      await promote(store, version, { by: 'demo', reason: `screening model trained by npm run demo -- --xray on ${folder}`, instance: config });
+      await promote(store, version, {
+        by: 'demo',
+        reason: `screening model trained by npm run demo -- --xray on ${folder}`,
+        instance: config,
+      });
       console.log(`Promoted ${version}.`);
     }
     const card = await findCard(store, version);
@@ -258,7 +317,10 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
         const patient = patients.get(f.patient) ?? madeUpPatient();
         patients.set(f.patient, patient);
         rel = `${f.name.replace(/\.[^./]*$/, '')}.dcm`;
-        writeFileSync(path.join(work, rel), await radiographToDicom(readFileSync(path.join(folder, f.name)), { photometric, bitsStored, patient }));
+        writeFileSync(
+          path.join(work, rel),
+          await radiographToDicom(readFileSync(path.join(folder, f.name)), { photometric, bitsStored, patient }),
+        );
         formats.set(prefix + rel, `DICOM ${photometric} ${bitsStored}-bit`);
       } else {
         copyFileSync(path.join(folder, f.name), path.join(work, rel));
@@ -270,8 +332,18 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
     const items = planUpload(work, prefix);
     const mix = new Map<string, number>();
     for (const fmt of formats.values()) mix.set(fmt, (mix.get(fmt) ?? 0) + 1);
-    console.log(`\nUploading ${items.length} held-out radiographs under uploads/${prefix} (${[...mix].map(([k, n]) => `${n} ${k}`).join(', ')}; ${patients.size} made-up patients in the DICOM files, converted in ${convertSeconds.toFixed(1)} s)`);
-    const bar = new cliProgress.SingleBar({ format: 'upload [{bar}] {value}/{total} files', noTTYOutput: true, notTTYSchedule: 2000, stream: process.stderr }, cliProgress.Presets.shades_classic);
+    console.log(
+      `\nUploading ${items.length} held-out radiographs under uploads/${prefix} (${[...mix].map(([k, n]) => `${n} ${k}`).join(', ')}; ${patients.size} made-up patients in the DICOM files, converted in ${convertSeconds.toFixed(1)} s)`,
+    );
+    const bar = new cliProgress.SingleBar(
+      {
+        format: 'upload [{bar}] {value}/{total} files',
+        noTTYOutput: true,
+        notTTYSchedule: 2000,
+        stream: process.stderr,
+      },
+      cliProgress.Presets.shades_classic,
+    );
     bar.start(items.length, 0);
     const started = Date.now();
     const up = await uploadAll(store, items, { concurrency: 16, onProgress: (p) => bar.update(p.done + p.failed) });
@@ -321,27 +393,51 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
       return s.length === 0 ? NaN : (s[Math.floor((s.length - 1) / 2)] ?? NaN);
     };
     const values = [...new Set([...patients.values()].flatMap(identifyingValues))];
-    const scan = await scanForValues(store, [CONTAINERS.predictions, CONTAINERS.flagged, CONTAINERS.rejected, CONTAINERS.preprocessed], values);
+    const scan = await scanForValues(
+      store,
+      [CONTAINERS.predictions, CONTAINERS.flagged, CONTAINERS.rejected, CONTAINERS.preprocessed],
+      values,
+    );
     const a = auroc(scores, positive);
     const tr = card.training;
     console.log('\n=== image-triage X-ray demo ===');
-    console.log(`model                 ${version} (${card.architecture}, input ${card.inputShape.join('x')}, ${card.preprocessing.profile} v${card.preprocessing.version})`);
-    console.log(`training              ${tr ? `${tr.imagesPerSecond.toFixed(0)} images/s on ${card.backend.name} (tfjs ${card.backend.tfjsVersion}), ${tr.epochsRun} epochs (kept ${tr.bestEpoch}), ${card.data.trainImages} training + ${card.data.validationImages} validation images` : `no training record (backend ${card.backend.name})`}${trainSeconds !== undefined ? `; ${trainSeconds.toFixed(0)} s with preprocessing and evaluation` : '; reused'}`);
-    console.log(`threshold             p(${positiveClass}) >= ${threshold === undefined ? '(none: not a screening card)' : threshold.toFixed(6)} is flagged (chosen on the patient-held-out validation for ${pct(card.thresholds.screening?.targetSensitivity ?? 0, 1)} sensitivity)`);
+    console.log(
+      `model                 ${version} (${card.architecture}, input ${card.inputShape.join('x')}, ${card.preprocessing.profile} v${card.preprocessing.version})`,
+    );
+    console.log(
+      `training              ${tr ? `${tr.imagesPerSecond.toFixed(0)} images/s on ${card.backend.name} (tfjs ${card.backend.tfjsVersion}), ${tr.epochsRun} epochs (kept ${tr.bestEpoch}), ${card.data.trainImages} training + ${card.data.validationImages} validation images` : `no training record (backend ${card.backend.name})`}${trainSeconds !== undefined ? `; ${trainSeconds.toFixed(0)} s with preprocessing and evaluation` : '; reused'}`,
+    );
+    console.log(
+      `threshold             p(${positiveClass}) >= ${threshold === undefined ? '(none: not a screening card)' : threshold.toFixed(6)} is flagged (chosen on the patient-held-out validation for ${pct(card.thresholds.screening?.targetSensitivity ?? 0, 1)} sensitivity)`,
+    );
     console.log(`uploads               ${names.length} (${[...mix].map(([k, n]) => `${n} ${k}`).join(', ')})`);
     console.log(`scored                ${scored} (${pos} ${positiveClass}, ${neg} ${negatives})`);
     console.log(`rejected              ${rejections.length}`);
     for (const r of rejections.slice(0, 10)) console.log(`  ${r}`);
     console.log(`AUROC                 ${Number.isNaN(a) ? '- (needs both classes)' : a.toFixed(4)}`);
-    console.log(`sensitivity           ${pct(posFlagged, pos)} (${posFlagged}/${pos} ${positiveClass} flagged for review)`);
-    console.log(`specificity           ${pct(negCleared, neg)} (${negCleared}/${neg} ${negatives} cleared without review)`);
+    console.log(
+      `sensitivity           ${pct(posFlagged, pos)} (${posFlagged}/${pos} ${positiveClass} flagged for review)`,
+    );
+    console.log(
+      `specificity           ${pct(negCleared, neg)} (${negCleared}/${neg} ${negatives} cleared without review)`,
+    );
     console.log(`flagged for review    ${pct(flagged, scored)} (${flagged}/${scored})`);
-    console.log(`throughput            ${(names.length / seconds).toFixed(1)} uploads/s (${seconds.toFixed(1)} s from first upload to last record; uploading ${uploadSeconds.toFixed(1)} s)`);
-    console.log(`timings               infer per image: median ${median(totalMs).toFixed(1)} ms, forward pass ${median(predictMs).toFixed(1)} ms`);
-    console.log(`patient attributes    ${scan.leaks.length === 0 ? 'none' : `${scan.leaks.length} FOUND`} of the ${values.length} made-up values in the names, metadata or bodies of ${scan.blobs} blobs (${(scan.bytes / 1e6).toFixed(1)} MB) of predictions/, flagged/, rejected/, preprocessed/`);
+    console.log(
+      `throughput            ${(names.length / seconds).toFixed(1)} uploads/s (${seconds.toFixed(1)} s from first upload to last record; uploading ${uploadSeconds.toFixed(1)} s)`,
+    );
+    console.log(
+      `timings               infer per image: median ${median(totalMs).toFixed(1)} ms, forward pass ${median(predictMs).toFixed(1)} ms`,
+    );
+    console.log(
+      `patient attributes    ${scan.leaks.length === 0 ? 'none' : `${scan.leaks.length} FOUND`} of the ${values.length} made-up values in the names, metadata or bodies of ${scan.blobs} blobs (${(scan.bytes / 1e6).toFixed(1)} MB) of predictions/, flagged/, rejected/, preprocessed/`,
+    );
     for (const l of scan.leaks.slice(0, 10)) console.log(`  ${l.container}/${l.blob} (${l.where}): ${l.value}`);
-    console.log(`records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${dataDir})`);
-    console.log(`see them with          TRIAGE_LOCAL_DATA_DIR=${XRAY_DEMO_DATA_DIR} TRIAGE_PROFILE=xray npm start   then   TRIAGE_LOCAL_DATA_DIR=${XRAY_DEMO_DATA_DIR} npm run triage -- worklist`);
+    console.log(
+      `records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${dataDir})`,
+    );
+    console.log(
+      `see them with          TRIAGE_LOCAL_DATA_DIR=${XRAY_DEMO_DATA_DIR} TRIAGE_PROFILE=xray npm start   then   TRIAGE_LOCAL_DATA_DIR=${XRAY_DEMO_DATA_DIR} npm run triage -- worklist`,
+    );
     if (done.size !== names.length) return 1;
     if (scan.leaks.length > 0) {
       console.error('patient attributes reached records: see above');

@@ -25,7 +25,9 @@ export function depsFromSettings(): Deps {
 export function buildProgram(getDeps: () => Deps = depsFromSettings): Command {
   let deps: Deps | undefined;
   const ctx: CommandContext = { getDeps: () => (deps ??= getDeps()), getStore: () => ctx.getDeps().store };
-  const program = new Command('triage').description('Image triage pipeline: upload images, see what happened to them.').exitOverride();
+  const program = new Command('triage')
+    .description('Image triage pipeline: upload images, see what happened to them.')
+    .exitOverride();
   // The order is the order of `triage --help`.
   registerUploadCommand(program, ctx);
   registerStatusCommand(program, ctx);

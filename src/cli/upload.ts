@@ -22,7 +22,6 @@ const CONTENT_TYPES: Record<string, string> = {
   '.dcm': 'application/dicom',
 };
 
-
 /** Files under `target` (a file or a folder, recursively) with the blob names they get. */
 export function planUpload(target: string, prefix = ''): UploadItem[] {
   let st;
@@ -81,7 +80,9 @@ export async function uploadAll(
       try {
         const client = container.getBlockBlobClient(item.name);
         await client.uploadStream(createReadStream(item.file), 4 * 1024 * 1024, 4, {
-          blobHTTPHeaders: { blobContentType: CONTENT_TYPES[path.extname(item.file).toLowerCase()] ?? 'application/octet-stream' },
+          blobHTTPHeaders: {
+            blobContentType: CONTENT_TYPES[path.extname(item.file).toLowerCase()] ?? 'application/octet-stream',
+          },
         });
         progress.done++;
         progress.bytes += item.bytes;

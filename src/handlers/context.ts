@@ -14,7 +14,9 @@ export function contextLog(context: InvocationContext): Log {
 export function boundName(context: InvocationContext): string {
   const name = context.triggerMetadata?.name;
   if (typeof name !== 'string' || name === '') {
-    throw new Error(`${context.functionName}: the trigger bound no {name} (trigger metadata: ${JSON.stringify(context.triggerMetadata ?? {})})`);
+    throw new Error(
+      `${context.functionName}: the trigger bound no {name} (trigger metadata: ${JSON.stringify(context.triggerMetadata ?? {})})`,
+    );
   }
   return name;
 }
@@ -32,7 +34,8 @@ export function blobMetadata(context: InvocationContext): Record<string, string>
   const md = context.triggerMetadata?.metadata;
   if (typeof md !== 'object' || md === null) return undefined;
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(md as Record<string, unknown>)) if (typeof v === 'string') out[k.toLowerCase()] = v;
+  for (const [k, v] of Object.entries(md as Record<string, unknown>))
+    if (typeof v === 'string') out[k.toLowerCase()] = v;
   return out;
 }
 

@@ -7,7 +7,8 @@ import { isUnreachable } from '../storage/blobStore';
 import { checkUploadName, InvalidNameError } from '../storage/layout';
 
 /** A handler's answer with an HTTP status: the review handlers return it, and the CLI prints it. */
-export type Result<T> = { status: 200 | 201; body: T } | { status: 400 | 404 | 409 | 422; body: { error: string; [k: string]: unknown } };
+export type Result<T> =
+  { status: 200 | 201; body: T } | { status: 400 | 404 | 409 | 422; body: { error: string; [k: string]: unknown } };
 
 /** Default body limit of a JSON route (labels, retrain): a label with a 2,000-character note is ~2.5 KiB. */
 export const MAX_JSON_BODY_BYTES = 64 * 1024;
@@ -36,20 +37,32 @@ export function isJsonContentType(contentType: string | null): boolean {
 export async function jsonBody(req: HttpRequest, opts: BodyOptions = {}): Promise<BodyResult<unknown>> {
   const max = opts.maxBytes ?? MAX_JSON_BODY_BYTES;
   const declared = Number(req.headers.get('content-length') ?? '0');
-  if (Number.isFinite(declared) && declared > max) return { ok: false, status: 413, error: `The body has ${declared} bytes; this route accepts at most ${max}.` };
+  if (Number.isFinite(declared) && declared > max)
+    return { ok: false, status: 413, error: `The body has ${declared} bytes; this route accepts at most ${max}.` };
   const bytes = Buffer.from(await req.arrayBuffer());
-  if (bytes.length > max) return { ok: false, status: 413, error: `The body has more than ${max} bytes; this route accepts at most ${max}.` };
+  if (bytes.length > max)
+    return { ok: false, status: 413, error: `The body has more than ${max} bytes; this route accepts at most ${max}.` };
   const text = bytes.toString('utf8');
   if (text.trim() === '') {
-    return opts.emptyOk === true ? { ok: true, value: undefined } : { ok: false, status: 400, error: 'The request has no body; send JSON such as {"class": "7"}.' };
+    return opts.emptyOk === true
+      ? { ok: true, value: undefined }
+      : { ok: false, status: 400, error: 'The request has no body; send JSON such as {"class": "7"}.' };
   }
   if (!isJsonContentType(req.headers.get('content-type'))) {
-    return { ok: false, status: 415, error: `The body must be sent as application/json (got ${JSON.stringify(req.headers.get('content-type') ?? 'no content type')}).` };
+    return {
+      ok: false,
+      status: 415,
+      error: `The body must be sent as application/json (got ${JSON.stringify(req.headers.get('content-type') ?? 'no content type')}).`,
+    };
   }
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
   } catch (err) {
-    return { ok: false, status: 400, error: `The body is not valid JSON: ${err instanceof Error ? err.message : String(err)}` };
+    return {
+      ok: false,
+      status: 400,
+      error: `The body is not valid JSON: ${err instanceof Error ? err.message : String(err)}`,
+    };
   }
 }
 
@@ -63,7 +76,10 @@ export function refusal(r: { status: number; error: string }): HttpResponseInit 
  * rule: a name that could address another container (`../models/current`), or that no upload can
  * have, is refused with 400 before any storage call.
  */
-export function routeName(req: Pick<HttpRequest, 'params'>, param = 'name'): { ok: true; name: string } | { ok: false; status: 400; error: string } {
+export function routeName(
+  req: Pick<HttpRequest, 'params'>,
+  param = 'name',
+): { ok: true; name: string } | { ok: false; status: 400; error: string } {
   try {
     return { ok: true, name: checkUploadName(req.params[param] ?? '') };
   } catch (err) {
@@ -89,9 +105,19 @@ export const RETRY_AFTER_SECONDS = 5;
  * The answer to an error an HTTP function threw: a name the layout refused is the client's (400),
  * unreachable storage is temporary (503 with Retry-After), anything else is ours (500, no detail).
  */
-export function errorResponse(err: unknown): { status: number; headers: Record<string, string>; body: { error: string } } {
+export function errorResponse(err: unknown): {
+  status: number;
+  headers: Record<string, string>;
+  body: { error: string };
+} {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (err instanceof InvalidNameError) return { status: 400, headers, body: { error: `Not an image name: ${err.reason}.` } };
-  if (isUnreachable(err)) return { status: 503, headers: { ...headers, 'retry-after': String(RETRY_AFTER_SECONDS) }, body: { error: 'Storage is unreachable; try again shortly.' } };
+  if (err instanceof InvalidNameError)
+    return { status: 400, headers, body: { error: `Not an image name: ${err.reason}.` } };
+  if (isUnreachable(err))
+    return {
+      status: 503,
+      headers: { ...headers, 'retry-after': String(RETRY_AFTER_SECONDS) },
+      body: { error: 'Storage is unreachable; try again shortly.' },
+    };
   return { status: 500, headers, body: { error: 'internal error' } };
 }

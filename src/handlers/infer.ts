@@ -74,7 +74,9 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
   try {
     pixels = decodeNpy(input.data).data;
   } catch (err) {
-    throw new TransientError(`preprocessed/${paths.preprocessed(input.name)} is unreadable: ${String(err)}`, { cause: err });
+    throw new TransientError(`preprocessed/${paths.preprocessed(input.name)} is unreadable: ${String(err)}`, {
+      cause: err,
+    });
   }
   let scored;
   try {
@@ -101,28 +103,54 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
     review,
     threshold:
       rule.abnormal !== undefined
-        ? { kind: 'screening', positiveClass: model.card.classNames[rule.abnormal.classIndex] ?? String(rule.abnormal.classIndex), value: rule.abnormal.threshold }
+        ? {
+            kind: 'screening',
+            positiveClass: model.card.classNames[rule.abnormal.classIndex] ?? String(rule.abnormal.classIndex),
+            value: rule.abnormal.threshold,
+          }
         : { kind: 'confidence', value: rule.confidence ?? null },
-    timings: { loadMs: round(loadMs, 3), predictMs: round(scored.predictMs, 3), batchSize: scored.batchSize, totalMs: 0 },
+    timings: {
+      loadMs: round(loadMs, 3),
+      predictMs: round(scored.predictMs, 3),
+      batchSize: scored.batchSize,
+      totalMs: 0,
+    },
     time: deps.now().toISOString(),
     instance: deps.instanceId,
   };
   record.timings.totalMs = round(performance.now() - started, 3);
   const body = JSON.stringify(record, null, 2) + '\n';
-  const reviewMeta = { priority: review.priority.toFixed(6), reasons: review.reasons.join(','), modelversion: model.version };
+  const reviewMeta = {
+    priority: review.priority.toFixed(6),
+    reasons: review.reasons.join(','),
+    modelversion: model.version,
+  };
   // Flag first: a prediction record that says "flagged" always has its worklist entry.
   // Records of other source bytes are replaced only while the .npy still holds ours: a re-upload's
   // newer image may have been scored already by another invocation.
-  const stillCurrent = async () => (await recordSource(store, CONTAINERS.preprocessed, paths.preprocessed(input.name)))?.sha === sha;
+  const stillCurrent = async () =>
+    (await recordSource(store, CONTAINERS.preprocessed, paths.preprocessed(input.name)))?.sha === sha;
   const write = (container: string, blob: string) =>
-    writeRecord(store, { container, blob, body, sourceSha256: sha, contentType: 'application/json', metadata: reviewMeta, identityKeys: ['modelversion'], stillCurrent });
-  if (review.flagged && (await write(CONTAINERS.flagged, paths.flagged(input.name))) === 'superseded') return { status: 'superseded' };
+    writeRecord(store, {
+      container,
+      blob,
+      body,
+      sourceSha256: sha,
+      contentType: 'application/json',
+      metadata: reviewMeta,
+      identityKeys: ['modelversion'],
+      stillCurrent,
+    });
+  if (review.flagged && (await write(CONTAINERS.flagged, paths.flagged(input.name))) === 'superseded')
+    return { status: 'superseded' };
   const outcome = await write(CONTAINERS.predictions, paths.prediction(input.name));
   if (outcome === 'superseded') return { status: 'superseded' };
   if (outcome === 'same') return { status: 'already-done', modelVersion: model.version };
   // A first prediction ('written') has no earlier flag; a re-score that needs no review drops its flag.
   if (!review.flagged && outcome === 'replaced') await removeFlag(deps, input.name);
-  log.info(`infer: ${input.name} -> ${record.topClass} (${record.confidence}) ${review.flagged ? `flagged: ${review.reasons.join(', ')}` : ''}`);
+  log.info(
+    `infer: ${input.name} -> ${record.topClass} (${record.confidence}) ${review.flagged ? `flagged: ${review.reasons.join(', ')}` : ''}`,
+  );
   return { status: 'scored', flagged: review.flagged, modelVersion: model.version };
 }
 
@@ -136,4 +164,3 @@ function round(v: number, digits = 6): number {
   const f = 10 ** digits;
   return Math.round(v * f) / f;
 }
-

@@ -11,7 +11,13 @@ import type { Deps } from '../composition';
 import { ImageRejection, preprocessImage, encodeNpy, ImageMetadata, sizeRejection } from '../imaging';
 import { sha256 } from '../storage/blobStore';
 import { CONTAINERS, invalidUploadName, paths } from '../storage/layout';
-import { asciiJson, npyMetadata, RECORD_KEY, SourceInfo, StoredPreprocessedRecord } from '../storage/records/preprocessed';
+import {
+  asciiJson,
+  npyMetadata,
+  RECORD_KEY,
+  SourceInfo,
+  StoredPreprocessedRecord,
+} from '../storage/records/preprocessed';
 import type { RejectionRecord, RejectionRecordCode } from '../storage/records/rejection';
 import { recordSource, removeStaleRecord, writeJsonRecord, writeRecord, WriteOutcome } from '../storage/records/write';
 import type { Log } from '../util/log';
@@ -48,11 +54,19 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
   // The larger of the declared and the delivered size: neither may pass the limit.
   const tooLarge = sizeRejection(Math.max(input.declaredBytes ?? 0, input.data.length), config.maxUploadBytes);
   // Refused before decoding (a bad name, too many bytes), or being decoded while the lookup runs.
-  const work: { refused: { code: RejectionRecordCode; message: string; detail?: Record<string, string | number> } } | { decoding: Promise<Decoded> } =
+  const work:
+    | { refused: { code: RejectionRecordCode; message: string; detail?: Record<string, string | number> } }
+    | { decoding: Promise<Decoded> } =
     badName !== undefined
       ? { refused: { code: 'invalid-name', message: `The upload name cannot be used: ${badName}.` } }
       : tooLarge !== undefined
-        ? { refused: { code: tooLarge.code, message: tooLarge.message, ...(tooLarge.detail !== undefined ? { detail: tooLarge.detail } : {}) } }
+        ? {
+            refused: {
+              code: tooLarge.code,
+              message: tooLarge.message,
+              ...(tooLarge.detail !== undefined ? { detail: tooLarge.detail } : {}),
+            },
+          }
         : {
             decoding: preprocessImage(input.data, {
               profile: config.profile,
@@ -69,10 +83,12 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
     log.info(`preprocess: ${input.name} already rejected for sha256 ${sha.slice(0, 12)}`);
     return { status: 'already-done', sha256: sha };
   }
-  if ('refused' in work) return reject(input.name, source, work.refused.code, work.refused.message, work.refused.detail, deps, log);
+  if ('refused' in work)
+    return reject(input.name, source, work.refused.code, work.refused.message, work.refused.detail, deps, log);
   const result = await work.decoding;
   if (!result.ok) {
-    if (result.err instanceof ImageRejection) return reject(input.name, source, result.err.code, result.err.message, result.err.detail, deps, log);
+    if (result.err instanceof ImageRejection)
+      return reject(input.name, source, result.err.code, result.err.message, result.err.detail, deps, log);
     throw result.err;
   }
   const pixels: Float32Array = result.out.pixels;
@@ -98,7 +114,9 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
   });
   // A changed re-upload that used to be rejected is not rejected any more.
   if (rejected !== undefined) await removeStaleRecord(store, CONTAINERS.rejected, paths.rejected(input.name), sha);
-  log.info(`preprocess: ${input.name} -> preprocessed (${meta.source.format} ${meta.source.width}x${meta.source.height}, ${outcome})`);
+  log.info(
+    `preprocess: ${input.name} -> preprocessed (${meta.source.format} ${meta.source.width}x${meta.source.height}, ${outcome})`,
+  );
   return { status: 'preprocessed', outcome, sha256: sha };
 }
 
@@ -107,10 +125,20 @@ export async function handlePreprocess(input: PreprocessInput, deps: Deps, log: 
  * about it (the trigger on any instance, the sweep), it is processed once per account. Without an
  * ETag (the trigger gave none) it simply runs.
  */
-export async function preprocessOnce(input: PreprocessInput, etag: string | undefined, deps: Deps, log: Log, claimTimeoutMs?: number): Promise<PreprocessResult | { status: 'claimed-elsewhere'; by: string }> {
+export async function preprocessOnce(
+  input: PreprocessInput,
+  etag: string | undefined,
+  deps: Deps,
+  log: Log,
+  claimTimeoutMs?: number,
+): Promise<PreprocessResult | { status: 'claimed-elsewhere'; by: string }> {
   if (etag === undefined) return handlePreprocess(input, deps, log);
   const target = { fn: 'preprocess', container: CONTAINERS.uploads, name: input.name, etag };
-  const opts = { instanceId: deps.instanceId, now: deps.now, ...(claimTimeoutMs !== undefined ? { timeoutMs: claimTimeoutMs } : {}) };
+  const opts = {
+    instanceId: deps.instanceId,
+    now: deps.now,
+    ...(claimTimeoutMs !== undefined ? { timeoutMs: claimTimeoutMs } : {}),
+  };
   const r = await withClaim(deps.store, target, opts, () => handlePreprocess(input, deps, log));
   if (r.done) return r.value;
   log.info(`preprocess skipped: ${input.name} (${etag}) is claimed by ${r.by} (${Math.round(r.ageMs / 1000)} s ago)`);
@@ -138,7 +166,9 @@ async function reject(
     instance: deps.instanceId,
   };
   // The code travels as blob metadata too, so status can count rejections from a listing.
-  const outcome = await writeJsonRecord(store, CONTAINERS.rejected, paths.rejected(name), record, source.sha256, { code });
+  const outcome = await writeJsonRecord(store, CONTAINERS.rejected, paths.rejected(name), record, source.sha256, {
+    code,
+  });
   // A changed re-upload that is now bad supersedes what the older bytes produced. (A name that
   // cannot be used never had other records: names do not change, and they may not fit a path.)
   if (code !== 'invalid-name' && (await store.head(CONTAINERS.preprocessed, paths.preprocessed(name))) !== undefined) {

@@ -60,7 +60,8 @@ const SECURITY_HEADERS: Record<string, string> = {
   'referrer-policy': 'no-referrer',
   'x-frame-options': 'DENY',
 };
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 function json(status: number, body: unknown): PageResponse {
   return { status, jsonBody: body, headers: { ...SECURITY_HEADERS, 'cache-control': 'no-store' } };
@@ -70,19 +71,34 @@ function json(status: number, body: unknown): PageResponse {
  * The reviewer of a request, or the response that refuses it. `offered` is the name the page
  * sends (used only with TRIAGE_REVIEW_AUTH=local).
  */
-export function reviewerOfRequest(headers: HeaderSource, config: Pick<Config, 'reviewAuth' | 'localReviewer'>, offered?: string): Reviewer {
+export function reviewerOfRequest(
+  headers: HeaderSource,
+  config: Pick<Config, 'reviewAuth' | 'localReviewer'>,
+  offered?: string,
+): Reviewer {
   const mode = config.reviewAuth;
   if (mode === 'off') {
-    return { ok: false, response: json(403, { error: 'The review page is off here (TRIAGE_REVIEW_AUTH=off): set it to app-service behind App Service Authentication, or to local on one machine.' }) };
+    return {
+      ok: false,
+      response: json(403, {
+        error:
+          'The review page is off here (TRIAGE_REVIEW_AUTH=off): set it to app-service behind App Service Authentication, or to local on one machine.',
+      }),
+    };
   }
   if (mode === 'app-service') {
     const name = headers.get('x-ms-client-principal-name');
-    if (name === null || name.trim() === '') return { ok: false, response: json(401, { error: 'Sign in first.', login: LOGIN_PATH }) };
+    if (name === null || name.trim() === '')
+      return { ok: false, response: json(401, { error: 'Sign in first.', login: LOGIN_PATH }) };
     return { ok: true, name: name.trim(), verified: true };
   }
   const fromPage = offered?.trim();
   if (fromPage !== undefined && fromPage !== '') {
-    if (!validReviewerName(fromPage)) return { ok: false, response: json(400, { error: 'The reviewer name must be 1 to 100 characters without control characters.' }) };
+    if (!validReviewerName(fromPage))
+      return {
+        ok: false,
+        response: json(400, { error: 'The reviewer name must be 1 to 100 characters without control characters.' }),
+      };
     return { ok: true, name: fromPage, verified: false };
   }
   return { ok: true, name: config.localReviewer ?? 'local-reviewer', verified: false };
@@ -90,17 +106,24 @@ export function reviewerOfRequest(headers: HeaderSource, config: Pick<Config, 'r
 
 /** Writes must carry WRITE_HEADER; undefined when this one does. */
 export function refuseCrossSite(headers: HeaderSource): PageResponse | undefined {
-  return headers.get(WRITE_HEADER) === '1' ? undefined : json(403, { error: `Writes from the review page carry the header ${WRITE_HEADER}: 1.` });
+  return headers.get(WRITE_HEADER) === '1'
+    ? undefined
+    : json(403, { error: `Writes from the review page carry the header ${WRITE_HEADER}: 1.` });
 }
 
 /** The image name from a `{*name}` route, or the 400 that refuses it. */
 export function checkName(name: string): { ok: true; name: string } | { ok: false; response: PageResponse } {
   const bad = invalidUploadName(name);
-  return bad === undefined ? { ok: true, name } : { ok: false, response: json(400, { error: `Not an image name: ${bad}.` }) };
+  return bad === undefined
+    ? { ok: true, name }
+    : { ok: false, response: json(400, { error: `Not an image name: ${bad}.` }) };
 }
 
 /** Runs `fn` with the route's `{*name}` when it is an image name, else answers 400. */
-export async function withName(req: { params: Record<string, string> }, fn: (name: string) => Promise<PageResponse>): Promise<PageResponse> {
+export async function withName(
+  req: { params: Record<string, string> },
+  fn: (name: string) => Promise<PageResponse>,
+): Promise<PageResponse> {
   const n = checkName(req.params.name ?? '');
   return n.ok ? fn(n.name) : n.response;
 }
@@ -142,12 +165,21 @@ export function servePage(headers: HeaderSource, deps: Deps): PageResponse {
     return { status: 302, headers: { ...SECURITY_HEADERS, location: LOGIN_PATH, 'cache-control': 'no-store' } };
   }
   if (deps.config.reviewAuth === 'off') {
-    return { status: 403, headers: { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' }, body: 'The review page is off here (TRIAGE_REVIEW_AUTH=off).\n' };
+    return {
+      status: 403,
+      headers: { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' },
+      body: 'The review page is off here (TRIAGE_REVIEW_AUTH=off).\n',
+    };
   }
   warmWorklist(deps.store); // the page asks for it next
   return {
     status: 200,
-    headers: { ...SECURITY_HEADERS, 'content-type': 'text/html; charset=utf-8', 'content-security-policy': CSP, 'cache-control': 'no-cache' },
+    headers: {
+      ...SECURITY_HEADERS,
+      'content-type': 'text/html; charset=utf-8',
+      'content-security-policy': CSP,
+      'cache-control': 'no-cache',
+    },
     body: readWeb('index.html'),
   };
 }
@@ -155,7 +187,11 @@ export function servePage(headers: HeaderSource, deps: Deps): PageResponse {
 export function serveAsset(file: string): PageResponse {
   const type = Object.prototype.hasOwnProperty.call(ASSETS, file) ? ASSETS[file] : undefined;
   if (type === undefined) return json(404, { error: 'No such asset.' });
-  return { status: 200, headers: { ...SECURITY_HEADERS, 'content-type': type, 'cache-control': 'no-cache' }, body: readWeb(file) };
+  return {
+    status: 200,
+    headers: { ...SECURITY_HEADERS, 'content-type': type, 'cache-control': 'no-cache' },
+    body: readWeb(file),
+  };
 }
 
 // ---------- what the page reads ----------
@@ -174,7 +210,16 @@ export interface CaseDetail {
   upload: string;
   sha256: string;
   prediction: PredictionRecord | null;
-  preprocessing: { profile: string; profileVersion: string; format: string; width: number; height: number; bytes: number; quality: { warnings: string[]; blank: boolean; nearConstant: boolean }; dicom?: Record<string, unknown> };
+  preprocessing: {
+    profile: string;
+    profileVersion: string;
+    format: string;
+    width: number;
+    height: number;
+    bytes: number;
+    quality: { warnings: string[]; blank: boolean; nearConstant: boolean };
+    dicom?: Record<string, unknown>;
+  };
   classNames: string[];
   keys: Record<string, string>;
   /** Screening models: the class whose probability raises the "abnormal" flag. */
@@ -235,9 +280,15 @@ export async function renderImage(name: string, view: string | null, deps: Deps)
   const upload = await store.get(CONTAINERS.uploads, paths.upload(name));
   if (upload === undefined) return json(404, { error: `There is no upload named ${JSON.stringify(name)}.` });
   try {
-    return png(await renderUpload(upload.data, ORIGINAL_MAX_SIDE, { maxInputBytes: config.maxUploadBytes, maxPixels: config.maxPixels }));
+    return png(
+      await renderUpload(upload.data, ORIGINAL_MAX_SIDE, {
+        maxInputBytes: config.maxUploadBytes,
+        maxPixels: config.maxPixels,
+      }),
+    );
   } catch (err) {
-    if (err instanceof ImageRejection) return json(422, { error: `The upload cannot be shown (${err.code}): ${err.message}` });
+    if (err instanceof ImageRejection)
+      return json(422, { error: `The upload cannot be shown (${err.code}): ${err.message}` });
     throw err;
   }
 }
@@ -247,7 +298,11 @@ const HEADLINE = ['accuracy', 'selectiveRisk', 'selectiveCoverage', 'eceCalibrat
 
 export async function statusPanel(deps: Deps): Promise<PageResponse> {
   const { store } = deps;
-  const [status, current, runs] = await Promise.all([collectStatus(store), readCurrent(store), listRuns(store, { limit: 5 })]);
+  const [status, current, runs] = await Promise.all([
+    collectStatus(store),
+    readCurrent(store),
+    listRuns(store, { limit: 5 }),
+  ]);
   const card = current === undefined ? undefined : await findCard(store, current.value.version);
   const metrics: Record<string, number | string | null> = {};
   for (const k of HEADLINE) if (card?.metrics[k] !== undefined) metrics[k] = card.metrics[k] ?? null;
@@ -266,18 +321,32 @@ export async function statusPanel(deps: Deps): Promise<PageResponse> {
             metrics,
             screening: card.thresholds.screening ?? null,
           },
-    runs: runs.map((r) => ({ runId: r.runId, state: r.state, createdAt: r.createdAt, requestedBy: r.requestedBy, outcome: r.outcome ?? null, reason: r.reason ?? r.error ?? null })),
+    runs: runs.map((r) => ({
+      runId: r.runId,
+      state: r.state,
+      createdAt: r.createdAt,
+      requestedBy: r.requestedBy,
+      outcome: r.outcome ?? null,
+      reason: r.reason ?? r.error ?? null,
+    })),
   });
 }
 
 // ---------- the HTTP glue the registrations in functions/reviewPage.ts use ----------
 
 export function toHttp(r: PageResponse): HttpResponseInit {
-  return { status: r.status, ...(r.headers !== undefined ? { headers: r.headers } : {}), ...(r.jsonBody !== undefined ? { jsonBody: r.jsonBody } : { body: r.body }) };
+  return {
+    status: r.status,
+    ...(r.headers !== undefined ? { headers: r.headers } : {}),
+    ...(r.jsonBody !== undefined ? { jsonBody: r.jsonBody } : { body: r.body }),
+  };
 }
 
 /** A read: answered only for a reviewer (see reviewerOfRequest). */
-export async function pageRead(req: HttpRequest, fn: (deps: Deps, reviewer: string) => Promise<PageResponse>): Promise<HttpResponseInit> {
+export async function pageRead(
+  req: HttpRequest,
+  fn: (deps: Deps, reviewer: string) => Promise<PageResponse>,
+): Promise<HttpResponseInit> {
   const deps = currentDeps();
   const who = reviewerOfRequest(req.headers, deps.config, req.headers.get('x-triage-reviewer') ?? undefined);
   if (!who.ok) return toHttp(who.response);
@@ -285,14 +354,22 @@ export async function pageRead(req: HttpRequest, fn: (deps: Deps, reviewer: stri
 }
 
 /** A write: a JSON body, the page's write header, and the reviewer (the principal in Azure, never a name the body offers). */
-export async function pageWrite(req: HttpRequest, fn: (body: Record<string, unknown>, reviewer: { name: string; verified: boolean }, deps: Deps) => Promise<PageResponse>): Promise<HttpResponseInit> {
+export async function pageWrite(
+  req: HttpRequest,
+  fn: (
+    body: Record<string, unknown>,
+    reviewer: { name: string; verified: boolean },
+    deps: Deps,
+  ) => Promise<PageResponse>,
+): Promise<HttpResponseInit> {
   const deps = currentDeps();
   const refused = refuseCrossSite(req.headers);
   if (refused !== undefined) return toHttp(refused);
   const parsed = await jsonBody(req);
   if (!parsed.ok) return toHttp(json(parsed.status, { error: parsed.error }));
   const body = parsed.value;
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return toHttp(json(400, { error: 'The body must be a JSON object.' }));
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    return toHttp(json(400, { error: 'The body must be a JSON object.' }));
   const fields = body as Record<string, unknown>;
   const offered = typeof fields.reviewer === 'string' ? fields.reviewer : undefined;
   const who = reviewerOfRequest(req.headers, deps.config, offered);

@@ -15,8 +15,18 @@ import type { Log } from '../util/log';
 
 /** The two steps a sweep re-drives: preprocessOnce (preprocess under a claim) and handleInfer. */
 export interface SweepSteps {
-  preprocess(input: { name: string; data: Buffer }, etag: string | undefined, deps: Deps, log: Log, claimTimeoutMs?: number): Promise<{ status: string }>;
-  infer(input: { name: string; data: Buffer; metadata?: Record<string, string> }, deps: Deps, log: Log): Promise<{ status: string }>;
+  preprocess(
+    input: { name: string; data: Buffer },
+    etag: string | undefined,
+    deps: Deps,
+    log: Log,
+    claimTimeoutMs?: number,
+  ): Promise<{ status: string }>;
+  infer(
+    input: { name: string; data: Buffer; metadata?: Record<string, string> },
+    deps: Deps,
+    log: Log,
+  ): Promise<{ status: string }>;
 }
 
 export interface SweepOptions {
@@ -46,7 +56,12 @@ async function nameSet(deps: Deps, container: string, map: (n: string) => string
   return out;
 }
 
-export async function handleSweep(steps: SweepSteps, deps: Deps, log: Log, opts: SweepOptions = {}): Promise<SweepReport> {
+export async function handleSweep(
+  steps: SweepSteps,
+  deps: Deps,
+  log: Log,
+  opts: SweepOptions = {},
+): Promise<SweepReport> {
   const graceMs = opts.graceMs ?? 120_000;
   let budget = opts.maxItems ?? 2000;
   const report: SweepReport = { uploadsRedriven: 0, uploadsClaimed: 0, imagesScored: 0, stillWaiting: 0, errors: 0 };
@@ -67,7 +82,11 @@ export async function handleSweep(steps: SweepSteps, deps: Deps, log: Log, opts:
     try {
       // Only what nobody is working on: a live claim on this version means a run is under way.
       const claim = { fn: 'preprocess', container: CONTAINERS.uploads, name: e.name, etag: e.etag };
-      const claimOpts = { instanceId: deps.instanceId, now: deps.now, ...(opts.claimTimeoutMs !== undefined ? { timeoutMs: opts.claimTimeoutMs } : {}) };
+      const claimOpts = {
+        instanceId: deps.instanceId,
+        now: deps.now,
+        ...(opts.claimTimeoutMs !== undefined ? { timeoutMs: opts.claimTimeoutMs } : {}),
+      };
       if ((await liveClaim(store, claim, claimOpts)) !== undefined) {
         report.uploadsClaimed++;
         continue;
@@ -107,6 +126,9 @@ export async function handleSweep(steps: SweepSteps, deps: Deps, log: Log, opts:
     for (const name of preprocessed) if (!predicted.has(name)) report.stillWaiting++;
   }
   // Every 30 seconds by default: a line only when the sweep did something (the report says the rest).
-  if (report.uploadsRedriven + report.imagesScored + report.errors > 0) log.info(`sweep: ${report.uploadsRedriven} uploads re-driven, ${report.imagesScored} images scored, ${report.stillWaiting} waiting, ${report.errors} errors`);
+  if (report.uploadsRedriven + report.imagesScored + report.errors > 0)
+    log.info(
+      `sweep: ${report.uploadsRedriven} uploads re-driven, ${report.imagesScored} images scored, ${report.stillWaiting} waiting, ${report.errors} errors`,
+    );
   return report;
 }

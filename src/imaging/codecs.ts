@@ -56,7 +56,13 @@ function loadModule(specifier: string): Promise<WasmModule> {
   return m;
 }
 
-async function runWasmDecoder(specifier: string, ctor: keyof WasmModule, data: Uint8Array, bits: number, signed: boolean): Promise<DecodedFrame> {
+async function runWasmDecoder(
+  specifier: string,
+  ctor: keyof WasmModule,
+  data: Uint8Array,
+  bits: number,
+  signed: boolean,
+): Promise<DecodedFrame> {
   const mod = await loadModule(specifier);
   const Ctor = mod[ctor];
   if (!Ctor) throw new Error(`${specifier} has no ${ctor}`);
@@ -75,13 +81,14 @@ async function runWasmDecoder(specifier: string, ctor: keyof WasmModule, data: U
     if (!(width > 0 && height > 0 && componentCount > 0)) throw new CodecError(`${ctor} failed: no image decoded`);
     const bytesPerSample = bitsPerSample > 8 ? 2 : 1;
     const expected = width * height * componentCount * bytesPerSample;
-    if (decoded.length < expected) throw new CodecError(`${ctor} failed: decoded ${decoded.length} bytes, expected ${expected}`);
+    if (decoded.length < expected)
+      throw new CodecError(`${ctor} failed: decoded ${decoded.length} bytes, expected ${expected}`);
     // Copy out of the WASM heap before the instance is deleted.
     const copy = new Uint8Array(expected);
     copy.set(decoded.subarray(0, expected));
     let samples: DecodedFrame['samples'];
     if (bytesPerSample === 1) samples = copy;
-    else samples = info.isSigned ?? signed ? new Int16Array(copy.buffer) : new Uint16Array(copy.buffer);
+    else samples = (info.isSigned ?? signed) ? new Int16Array(copy.buffer) : new Uint16Array(copy.buffer);
     return { width, height, bitsPerSample, components: componentCount, samples };
   } finally {
     dec.delete();
@@ -104,7 +111,18 @@ export function decodeJpeg2000(data: Uint8Array, bits: number, signed: boolean):
 }
 
 interface LosslessDecoderCtor {
-  new (): { decode(buffer: ArrayBuffer, offset: number, length: number, numBytes?: number): Uint8Array | Uint16Array | Int16Array; xDim?: number; yDim?: number; numComp?: number; precision?: number };
+  new (): {
+    decode(
+      buffer: ArrayBuffer,
+      offset: number,
+      length: number,
+      numBytes?: number,
+    ): Uint8Array | Uint16Array | Int16Array;
+    xDim?: number;
+    yDim?: number;
+    numComp?: number;
+    precision?: number;
+  };
 }
 
 /** JPEG lossless, process 14 (1.2.840.10008.1.2.4.57/.70) via jpeg-lossless-decoder-js (pure JS). */
@@ -123,7 +141,8 @@ export function decodeJpegLossless(data: Uint8Array, bitsAllocated: number, expe
   const height = dec.yDim ?? 0;
   const components = dec.numComp || 1;
   const n = width * height * components;
-  if (!(width > 0 && height > 0) || width * height !== expectedPixels || out.length < n) throw new CodecError('JPEG lossless decode failed: frame size does not match Rows x Columns');
+  if (!(width > 0 && height > 0) || width * height !== expectedPixels || out.length < n)
+    throw new CodecError('JPEG lossless decode failed: frame size does not match Rows x Columns');
   // The decoder sizes 16-bit output by bytes, not samples: keep exactly one sample per pixel component.
   return { width, height, bitsPerSample: dec.precision ?? bitsAllocated, components, samples: out.subarray(0, n) };
 }

@@ -11,13 +11,22 @@
 import * as dicomParser from 'dicom-parser';
 import { endianness } from 'node:os';
 import { inflateRawSync } from 'node:zlib';
-import { CodecError, DecodedFrame, decodeJpeg2000, decodeJpegBaseline, decodeJpegLossless, decodeJpegLs, jpegWithColourSpace } from './codecs';
+import {
+  CodecError,
+  DecodedFrame,
+  decodeJpeg2000,
+  decodeJpegBaseline,
+  decodeJpegLossless,
+  decodeJpegLs,
+  jpegWithColourSpace,
+} from './codecs';
 import { ImageRejection, describeThrown } from './errors';
 import { Gray } from './gray';
 import { paletteLuminance } from './palette';
 import { RleError, decodeRleFrame } from './rle';
 
-type Codec = 'native' | 'native-be' | 'rle' | 'deflate-frame' | 'jpeg-baseline' | 'jpeg-lossless' | 'jpeg-ls' | 'jpeg2000';
+type Codec =
+  'native' | 'native-be' | 'rle' | 'deflate-frame' | 'jpeg-baseline' | 'jpeg-lossless' | 'jpeg-ls' | 'jpeg2000';
 
 /** Transfer syntaxes this module decodes. */
 export const SUPPORTED_TRANSFER_SYNTAXES: Readonly<Record<string, { name: string; codec: Codec }>> = {
@@ -54,24 +63,34 @@ const KNOWN_UNSUPPORTED: Readonly<Record<string, string>> = {
 export interface DicomDecoded {
   image: Gray;
   source: { format: string; width: number; height: number; bitsPerSample?: number; channels?: number; pages?: number };
-  dicom: { modality?: string; photometricInterpretation?: string; transferSyntax: string; transferSyntaxName?: string; bitsStored?: number; pixelRepresentation?: number };
+  dicom: {
+    modality?: string;
+    photometricInterpretation?: string;
+    transferSyntax: string;
+    transferSyntaxName?: string;
+    bitsStored?: number;
+    pixelRepresentation?: number;
+  };
   warnings: string[];
 }
 
 function thrownText(e: unknown): string {
-  if (e && typeof e === 'object' && 'exception' in e) return describeThrown((e).exception);
+  if (e && typeof e === 'object' && 'exception' in e) return describeThrown(e.exception);
   return describeThrown(e);
 }
 
 /** dicom-parser's messages for an element, item or fragment that runs past the end of the bytes. */
-const OVERREAD = /past end|overread|buffer overrun|eof encountered|cannot be greater than or equal to|invalid value for parameter 'maxP ?osition'/i;
+const OVERREAD =
+  /past end|overread|buffer overrun|eof encountered|cannot be greater than or equal to|invalid value for parameter 'maxP ?osition'/i;
 
 const IMPLICIT_VR_LE = '1.2.840.10008.1.2';
 const DEFLATED_LE = '1.2.840.10008.1.2.1.99';
 const EXPLICIT_VR_BE = '1.2.840.10008.1.2.2';
 
 /** Value representations of PS3.5 6.2: the two bytes after the tag of an explicit-VR element. */
-const VRS: ReadonlySet<string> = new Set('AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(' '));
+const VRS: ReadonlySet<string> = new Set(
+  'AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(' '),
+);
 
 interface Parsed {
   ds: dicomParser.DataSet;
@@ -92,9 +111,15 @@ function parse(bytes: Buffer, maxInflatedBytes: number): Parsed {
 }
 
 /** dicom-parser's DataSet class: exported at run time, typed as an interface only. */
-const DataSetClass = (dicomParser as unknown as {
-  DataSet: new (parser: dicomParser.ByteArrayParser, byteArray: dicomParser.ByteArray, elements: Record<string, dicomParser.Element>) => dicomParser.DataSet;
-}).DataSet;
+const DataSetClass = (
+  dicomParser as unknown as {
+    DataSet: new (
+      parser: dicomParser.ByteArrayParser,
+      byteArray: dicomParser.ByteArray,
+      elements: Record<string, dicomParser.Element>,
+    ) => dicomParser.DataSet;
+  }
+).DataSet;
 
 /**
  * Reads the file meta information, inflates a deflated data set, and parses the data set as it is
@@ -104,8 +129,12 @@ const DataSetClass = (dicomParser as unknown as {
 function parseDataSet(arr: Uint8Array, maxInflatedBytes: number): Parsed {
   const { elements, end: start } = readFileMeta(arr);
   const tsElement = elements['x00020010'];
-  const ts = tsElement && tsElement.length > 0 ? dicomParser.readFixedString(arr, tsElement.dataOffset, tsElement.length).trim() : '';
-  if (ts === '') throw new ImageRejection('dicom-malformed', 'DICOM file meta information has no Transfer Syntax UID (0002,0010)');
+  const ts =
+    tsElement && tsElement.length > 0
+      ? dicomParser.readFixedString(arr, tsElement.dataOffset, tsElement.length).trim()
+      : '';
+  if (ts === '')
+    throw new ImageRejection('dicom-malformed', 'DICOM file meta information has no Transfer Syntax UID (0002,0010)');
   const full = ts === DEFLATED_LE ? inflateDataSet(arr, start, maxInflatedBytes) : arr;
   const declaredExplicit = ts !== IMPLICIT_VR_LE;
   const explicit = encodedExplicit(full, start) ?? declaredExplicit;
@@ -120,9 +149,16 @@ function parseDataSet(arr: Uint8Array, maxInflatedBytes: number): Parsed {
   const pixelData = ds.elements['x7fe00010'];
   if (!explicit && pixelData?.hadUndefinedLength && !pixelData.encapsulatedPixelData) {
     // The implicit-VR reader does not look for fragments: read them as the explicit-VR reader would.
-    dicomParser.findEndOfEncapsulatedElement(new dicomParser.ByteStream(parser, full, pixelData.dataOffset), pixelData, ds.warnings);
+    dicomParser.findEndOfEncapsulatedElement(
+      new dicomParser.ByteStream(parser, full, pixelData.dataOffset),
+      pixelData,
+      ds.warnings,
+    );
   }
-  return { ds, warnings: [explicit ? 'explicit-vr-under-implicit-transfer-syntax' : 'implicit-vr-under-explicit-transfer-syntax'] };
+  return {
+    ds,
+    warnings: [explicit ? 'explicit-vr-under-implicit-transfer-syntax' : 'implicit-vr-under-explicit-transfer-syntax'],
+  };
 }
 
 /**
@@ -138,7 +174,8 @@ function readFileMeta(arr: Uint8Array): { elements: Record<string, dicomParser.E
     el.parser = le;
     elements[el.tag] = el;
   }
-  if (stream.position > arr.length) throw new ImageRejection('truncated', 'DICOM file ends inside its file meta information');
+  if (stream.position > arr.length)
+    throw new ImageRejection('truncated', 'DICOM file ends inside its file meta information');
   return { elements, end: stream.position };
 }
 
@@ -156,9 +193,14 @@ function inflateDataSet(arr: Uint8Array, position: number, maxInflatedBytes: num
   } catch (e) {
     const msg = describeThrown(e);
     if (/maxOutputLength|Cannot create a Buffer larger/i.test(msg)) {
-      throw new ImageRejection('too-large', `deflated DICOM inflates beyond ${maxInflatedBytes} bytes`, { maxInflatedBytes });
+      throw new ImageRejection('too-large', `deflated DICOM inflates beyond ${maxInflatedBytes} bytes`, {
+        maxInflatedBytes,
+      });
     }
-    throw new ImageRejection(/unexpected end/i.test(msg) ? 'truncated' : 'dicom-malformed', `deflated DICOM data set could not be inflated: ${msg}`);
+    throw new ImageRejection(
+      /unexpected end/i.test(msg) ? 'truncated' : 'dicom-malformed',
+      `deflated DICOM data set could not be inflated: ${msg}`,
+    );
   }
   const full = new Uint8Array(position + inflated.length);
   full.set(arr.subarray(0, position), 0);
@@ -244,7 +286,8 @@ function readLayout(ds: dicomParser.DataSet, warnings: string[]): Layout {
   const bitsAllocated = ds.uint16('x00280100') ?? 0;
   const bitsStored = ds.uint16('x00280101') ?? bitsAllocated;
   const pixelRepresentation = ds.uint16('x00280103');
-  if (pixelRepresentation !== undefined && pixelRepresentation !== 0 && pixelRepresentation !== 1) malformed(warnings, 'PixelRepresentation');
+  if (pixelRepresentation !== undefined && pixelRepresentation !== 0 && pixelRepresentation !== 1)
+    malformed(warnings, 'PixelRepresentation');
   let planar = ds.uint16('x00280006') ?? 0;
   if (planar !== 0 && planar !== 1) {
     malformed(warnings, 'PlanarConfiguration');
@@ -273,10 +316,20 @@ function readLayout(ds: dicomParser.DataSet, warnings: string[]): Layout {
 function validateLayout(L: Layout, codec: Codec, maxPixels: number, warnings: string[]): void {
   const { spp, bitsAllocated } = L;
   validateDimensions(L, maxPixels);
-  if (spp !== 1 && spp !== 3) throw new ImageRejection('unsupported-format', `DICOM Samples per Pixel ${spp} not supported`, { samplesPerPixel: spp });
-  if (![1, 8, 16, 32].includes(bitsAllocated)) throw new ImageRejection('unsupported-format', `DICOM Bits Allocated ${bitsAllocated} not supported`, { bitsAllocated });
+  if (spp !== 1 && spp !== 3)
+    throw new ImageRejection('unsupported-format', `DICOM Samples per Pixel ${spp} not supported`, {
+      samplesPerPixel: spp,
+    });
+  if (![1, 8, 16, 32].includes(bitsAllocated))
+    throw new ImageRejection('unsupported-format', `DICOM Bits Allocated ${bitsAllocated} not supported`, {
+      bitsAllocated,
+    });
   if (bitsAllocated === 1 && (spp !== 1 || codec === 'jpeg-baseline')) {
-    throw new ImageRejection('unsupported-format', `DICOM Bits Allocated 1 is not supported with ${spp} Samples per Pixel${codec === 'jpeg-baseline' ? ' or JPEG baseline' : ''}`, { bitsAllocated });
+    throw new ImageRejection(
+      'unsupported-format',
+      `DICOM Bits Allocated 1 is not supported with ${spp} Samples per Pixel${codec === 'jpeg-baseline' ? ' or JPEG baseline' : ''}`,
+      { bitsAllocated },
+    );
   }
   if (L.bitsStored < 1 || L.bitsStored > bitsAllocated) {
     malformed(warnings, 'BitsStored');
@@ -287,14 +340,23 @@ function validateLayout(L: Layout, codec: Codec, maxPixels: number, warnings: st
     L.highBit = L.bitsStored - 1;
   }
   if (L.photometric === 'PALETTE COLOR' && spp !== 1) {
-    throw new ImageRejection('dicom-malformed', `DICOM Photometric Interpretation PALETTE COLOR with ${spp} Samples per Pixel`, { photometricInterpretation: L.photometric });
+    throw new ImageRejection(
+      'dicom-malformed',
+      `DICOM Photometric Interpretation PALETTE COLOR with ${spp} Samples per Pixel`,
+      { photometricInterpretation: L.photometric },
+    );
   }
 }
 
 function validateDimensions({ rows, cols, frames }: Layout, maxPixels: number): void {
-  if (rows <= 0 || cols <= 0) throw new ImageRejection('dicom-malformed', 'DICOM Pixel Data without valid Rows/Columns', { rows, cols });
+  if (rows <= 0 || cols <= 0)
+    throw new ImageRejection('dicom-malformed', 'DICOM Pixel Data without valid Rows/Columns', { rows, cols });
   if (rows * cols * frames > maxPixels) {
-    throw new ImageRejection('too-many-pixels', `DICOM declares ${cols}x${rows}x${frames} frames = ${rows * cols * frames} pixels, limit ${maxPixels}`, { width: cols, height: rows, frames, maxPixels });
+    throw new ImageRejection(
+      'too-many-pixels',
+      `DICOM declares ${cols}x${rows}x${frames} frames = ${rows * cols * frames} pixels, limit ${maxPixels}`,
+      { width: cols, height: rows, frames, maxPixels },
+    );
   }
 }
 
@@ -308,21 +370,33 @@ function describe(ds: dicomParser.DataSet, ts: string, tsInfo: { name: string } 
     ...(modality ? { modality } : {}),
     ...(photometric ? { photometricInterpretation: photometric } : {}),
     transferSyntax: ts,
-    ...(tsInfo ? { transferSyntaxName: tsInfo.name } : KNOWN_UNSUPPORTED[ts] ? { transferSyntaxName: KNOWN_UNSUPPORTED[ts] } : {}),
+    ...(tsInfo
+      ? { transferSyntaxName: tsInfo.name }
+      : KNOWN_UNSUPPORTED[ts]
+        ? { transferSyntaxName: KNOWN_UNSUPPORTED[ts] }
+        : {}),
     ...(bitsStored !== undefined ? { bitsStored } : {}),
     ...(pixelRepresentation !== undefined ? { pixelRepresentation } : {}),
   };
 }
 
 /** The Pixel Data element (or Float / Double Float Pixel Data: bytes per value), or the rejection that says why there is none. */
-function pixelDataElement(ds: dicomParser.DataSet, ts: string, modality: string | undefined): { el: dicomParser.Element; float?: 4 | 8 } {
+function pixelDataElement(
+  ds: dicomParser.DataSet,
+  ts: string,
+  modality: string | undefined,
+): { el: dicomParser.Element; float?: 4 | 8 } {
   const pixelEl = ds.elements['x7fe00010'];
   if (!pixelEl || (pixelEl.length === 0 && !pixelEl.encapsulatedPixelData)) {
     const float = ds.elements['x7fe00008'];
     const double = ds.elements['x7fe00009'];
     if (float && float.length > 0) return { el: float, float: 4 };
     if (double && double.length > 0) return { el: double, float: 8 };
-    throw new ImageRejection('dicom-no-pixel-data', `DICOM object has no Pixel Data (7FE0,0010)${modality ? ` (modality ${modality})` : ''}`, { transferSyntax: ts });
+    throw new ImageRejection(
+      'dicom-no-pixel-data',
+      `DICOM object has no Pixel Data (7FE0,0010)${modality ? ` (modality ${modality})` : ''}`,
+      { transferSyntax: ts },
+    );
   }
   return { el: pixelEl };
 }
@@ -336,20 +410,31 @@ export async function decodeDicom(bytes: Buffer, maxPixels: number): Promise<Dic
   const { el: pixelEl, float } = pixelDataElement(ds, ts, dicom.modality);
   if (!tsInfo) {
     const name = KNOWN_UNSUPPORTED[ts];
-    throw new ImageRejection('dicom-unsupported-transfer-syntax', `DICOM transfer syntax ${ts || '(missing)'}${name ? ` (${name})` : ''} is not supported`, { transferSyntax: ts });
+    throw new ImageRejection(
+      'dicom-unsupported-transfer-syntax',
+      `DICOM transfer syntax ${ts || '(missing)'}${name ? ` (${name})` : ''} is not supported`,
+      { transferSyntax: ts },
+    );
   }
   const L = readLayout(ds, warnings);
   const native = tsInfo.codec === 'native' || tsInfo.codec === 'native-be';
   if (float) {
     validateDimensions(L, maxPixels);
     if (L.frames > 1) warnings.push('multi-frame');
-    const data = voiToGrey(ds, floatFrame(ds, pixelEl, L, float, native ? tsInfo.codec === 'native' : undefined), L, warnings);
+    const data = voiToGrey(
+      ds,
+      floatFrame(ds, pixelEl, L, float, native ? tsInfo.codec === 'native' : undefined),
+      L,
+      warnings,
+    );
     return decoded(L, data, float * 8, dicom, warnings);
   }
   validateLayout(L, tsInfo.codec, maxPixels, warnings);
   if (L.frames > 1) warnings.push('multi-frame');
 
-  const frame = native ? nativeFrame(ds, pixelEl, L, tsInfo.codec === 'native') : await encapsulatedFrameSamples(ds, pixelEl, L, ts, tsInfo);
+  const frame = native
+    ? nativeFrame(ds, pixelEl, L, tsInfo.codec === 'native')
+    : await encapsulatedFrameSamples(ds, pixelEl, L, ts, tsInfo);
   let data: Float32Array;
   if (L.spp === 3) {
     data = colourToGrey(frame, L, tsInfo.codec);
@@ -363,23 +448,49 @@ export async function decodeDicom(bytes: Buffer, maxPixels: number): Promise<Dic
   return decoded(L, data, L.bitsStored, dicom, warnings);
 }
 
-function decoded({ rows, cols, frames, spp }: Layout, data: Float32Array, bitsPerSample: number, dicom: DicomDecoded['dicom'], warnings: string[]): DicomDecoded {
+function decoded(
+  { rows, cols, frames, spp }: Layout,
+  data: Float32Array,
+  bitsPerSample: number,
+  dicom: DicomDecoded['dicom'],
+  warnings: string[],
+): DicomDecoded {
   return {
     image: { width: cols, height: rows, data },
-    source: { format: 'dicom', width: cols, height: rows, bitsPerSample, channels: spp, ...(frames > 1 ? { pages: frames } : {}) },
+    source: {
+      format: 'dicom',
+      width: cols,
+      height: rows,
+      bitsPerSample,
+      channels: spp,
+      ...(frames > 1 ? { pages: frames } : {}),
+    },
     dicom,
     warnings,
   };
 }
 
 /** Frame 0 of Float (FL) or Double Float (FD) Pixel Data, native only, as 32-bit floats. */
-function floatFrame(ds: dicomParser.DataSet, el: dicomParser.Element, L: Layout, bytesPerValue: 4 | 8, fileLE: boolean | undefined): Float32Array {
-  if (fileLE === undefined || L.spp !== 1) throw new ImageRejection('unsupported-format', 'DICOM Float/Double Float Pixel Data is supported uncompressed, one sample per pixel');
+function floatFrame(
+  ds: dicomParser.DataSet,
+  el: dicomParser.Element,
+  L: Layout,
+  bytesPerValue: 4 | 8,
+  fileLE: boolean | undefined,
+): Float32Array {
+  if (fileLE === undefined || L.spp !== 1)
+    throw new ImageRejection(
+      'unsupported-format',
+      'DICOM Float/Double Float Pixel Data is supported uncompressed, one sample per pixel',
+    );
   const n = L.rows * L.cols;
   const arr = ds.byteArray;
   const available = Math.min(el.length, arr.length - el.dataOffset);
   if (available < n * bytesPerValue) {
-    throw new ImageRejection(el.dataOffset + el.length > arr.length ? 'truncated' : 'decode-failed', `DICOM Float Pixel Data holds ${Math.max(0, available)} bytes, expected ${n * bytesPerValue}`);
+    throw new ImageRejection(
+      el.dataOffset + el.length > arr.length ? 'truncated' : 'decode-failed',
+      `DICOM Float Pixel Data holds ${Math.max(0, available)} bytes, expected ${n * bytesPerValue}`,
+    );
   }
   const view = new DataView(arr.buffer, arr.byteOffset + el.dataOffset, n * bytesPerValue);
   const out = new Float32Array(n);
@@ -402,17 +513,31 @@ function nativeFrameBytes(L: Layout): number {
 
 /** Frame 0 of native Pixel Data, after checking that the element holds it. */
 function nativeFrame(ds: dicomParser.DataSet, pixelEl: dicomParser.Element, L: Layout, fileLE: boolean): Frame {
-  if (pixelEl.encapsulatedPixelData) throw new ImageRejection('decode-failed', 'encapsulated Pixel Data in a native transfer syntax');
+  if (pixelEl.encapsulatedPixelData)
+    throw new ImageRejection('decode-failed', 'encapsulated Pixel Data in a native transfer syntax');
   const arr = ds.byteArray;
   const n = L.rows * L.cols;
   const frameBytes = nativeFrameBytes(L);
   const totalBytes = L.bitsAllocated === 1 ? Math.ceil((n * L.frames) / 8) : frameBytes * L.frames;
   const available = arr.length - pixelEl.dataOffset;
   if (pixelEl.dataOffset + pixelEl.length > arr.length || available < frameBytes) {
-    throw new ImageRejection('truncated', `DICOM Pixel Data holds ${Math.max(0, Math.min(available, pixelEl.length))} bytes, expected ${totalBytes}`, { expected: totalBytes, available: Math.max(0, available) });
+    throw new ImageRejection(
+      'truncated',
+      `DICOM Pixel Data holds ${Math.max(0, Math.min(available, pixelEl.length))} bytes, expected ${totalBytes}`,
+      { expected: totalBytes, available: Math.max(0, available) },
+    );
   }
-  if (pixelEl.length < frameBytes) throw new ImageRejection('decode-failed', `DICOM Pixel Data length ${pixelEl.length} is smaller than one frame (${frameBytes})`);
-  return samplesOfNativeFrame(new Uint8Array(arr.buffer, arr.byteOffset + pixelEl.dataOffset, Math.min(pixelEl.length, available)), L, fileLE, pixelEl.vr === 'OW');
+  if (pixelEl.length < frameBytes)
+    throw new ImageRejection(
+      'decode-failed',
+      `DICOM Pixel Data length ${pixelEl.length} is smaller than one frame (${frameBytes})`,
+    );
+  return samplesOfNativeFrame(
+    new Uint8Array(arr.buffer, arr.byteOffset + pixelEl.dataOffset, Math.min(pixelEl.length, available)),
+    L,
+    fileLE,
+    pixelEl.vr === 'OW',
+  );
 }
 
 /**
@@ -436,7 +561,12 @@ function samplesOfNativeFrame(bytes: Uint8Array, L: Layout, fileLE: boolean, ow:
     if (bpp === 2) copy.swap16();
     else copy.swap32();
   }
-  const out = bpp === 1 ? new Uint8Array(copy.buffer, copy.byteOffset, frameBytes) : bpp === 2 ? new Uint16Array(copy.buffer, copy.byteOffset, frameBytes / 2) : new Uint32Array(copy.buffer, copy.byteOffset, frameBytes / 4);
+  const out =
+    bpp === 1
+      ? new Uint8Array(copy.buffer, copy.byteOffset, frameBytes)
+      : bpp === 2
+        ? new Uint16Array(copy.buffer, copy.byteOffset, frameBytes / 2)
+        : new Uint32Array(copy.buffer, copy.byteOffset, frameBytes / 4);
   let samples: ArrayLike<number> = out;
   if (L.spp === 3 && L.photometric === 'YBR_FULL_422') samples = expandYbr422(out, n);
   else if (L.spp === 3 && L.planar === 1) samples = interleave(out, n);
@@ -466,7 +596,13 @@ function expandYbr422(values: ArrayLike<number>, n: number): Float64Array {
 }
 
 /** Frame 0 of encapsulated Pixel Data, decoded by the transfer syntax's codec. */
-async function encapsulatedFrameSamples(ds: dicomParser.DataSet, pixelEl: dicomParser.Element, L: Layout, ts: string, tsInfo: { name: string; codec: Codec }): Promise<Frame> {
+async function encapsulatedFrameSamples(
+  ds: dicomParser.DataSet,
+  pixelEl: dicomParser.Element,
+  L: Layout,
+  ts: string,
+  tsInfo: { name: string; codec: Codec },
+): Promise<Frame> {
   const { rows, cols, spp, bitsAllocated, bitsStored, signed } = L;
   const n = rows * cols;
   const frame = encapsulatedFrame(ds, pixelEl, L.frames, L.framesKnown, tsInfo.codec);
@@ -475,14 +611,24 @@ async function encapsulatedFrameSamples(ds: dicomParser.DataSet, pixelEl: dicomP
     switch (tsInfo.codec) {
       case 'rle':
         // 1-bit frames are one segment of the bit-packed frame's bytes.
-        if (bitsAllocated === 1) return { samples: unpackBits(decodeRleFrame(frame, 1, Math.ceil(n / 8), 1, 8), 0, n), shift: 0 };
+        if (bitsAllocated === 1)
+          return { samples: unpackBits(decodeRleFrame(frame, 1, Math.ceil(n / 8), 1, 8), 0, n), shift: 0 };
         return { samples: decodeRleFrame(frame, rows, cols, spp, bitsAllocated), shift: L.highBit + 1 - bitsStored };
       case 'deflate-frame':
         return samplesOfNativeFrame(inflateFrame(frame, nativeFrameBytes(L)), L, true, false);
       case 'jpeg-baseline':
-        if (bitsStored > 8) throw new ImageRejection('dicom-unsupported-transfer-syntax', `DICOM transfer syntax ${ts} with ${bitsStored}-bit samples (12-bit JPEG) is not supported`, { transferSyntax: ts, bitsStored });
+        if (bitsStored > 8)
+          throw new ImageRejection(
+            'dicom-unsupported-transfer-syntax',
+            `DICOM transfer syntax ${ts} with ${bitsStored}-bit samples (12-bit JPEG) is not supported`,
+            { transferSyntax: ts, bitsStored },
+          );
         // The DICOM Photometric Interpretation, not the decoder's guess, says whether the frame is YCbCr.
-        decoded = await decodeJpegBaseline(spp === 3 && L.photometric !== undefined ? jpegWithColourSpace(frame, L.photometric === 'RGB' ? 'rgb' : 'ycbcr') : frame);
+        decoded = await decodeJpegBaseline(
+          spp === 3 && L.photometric !== undefined
+            ? jpegWithColourSpace(frame, L.photometric === 'RGB' ? 'rgb' : 'ycbcr')
+            : frame,
+        );
         break;
       case 'jpeg-lossless':
         decoded = decodeJpegLossless(frame, bitsAllocated, n);
@@ -498,7 +644,10 @@ async function encapsulatedFrameSamples(ds: dicomParser.DataSet, pixelEl: dicomP
     }
   } catch (e) {
     if (e instanceof ImageRejection) throw e;
-    if (e instanceof CodecError || e instanceof RleError) throw new ImageRejection('decode-failed', `DICOM ${tsInfo.name} frame could not be decoded: ${e.message}`, { transferSyntax: ts });
+    if (e instanceof CodecError || e instanceof RleError)
+      throw new ImageRejection('decode-failed', `DICOM ${tsInfo.name} frame could not be decoded: ${e.message}`, {
+        transferSyntax: ts,
+      });
     throw e;
   }
   return { samples: decodedSamples(decoded, L, ts), shift: 0 };
@@ -521,7 +670,11 @@ function decodedSamples(decoded: DecodedFrame, L: Layout, ts: string): ArrayLike
   const { rows, cols, spp } = L;
   const n = rows * cols;
   if (decoded.width !== cols || decoded.height !== rows) {
-    throw new ImageRejection('decode-failed', `decoded frame is ${decoded.width}x${decoded.height}, DICOM says ${cols}x${rows}`, { transferSyntax: ts });
+    throw new ImageRejection(
+      'decode-failed',
+      `decoded frame is ${decoded.width}x${decoded.height}, DICOM says ${cols}x${rows}`,
+      { transferSyntax: ts },
+    );
   }
   if (decoded.components === 3 && spp === 1) {
     // libjpeg-turbo returns 3 equal channels for grey JPEG: keep the first.
@@ -531,7 +684,9 @@ function decodedSamples(decoded: DecodedFrame, L: Layout, ts: string): ArrayLike
     return g;
   }
   if (decoded.components !== spp) {
-    throw new ImageRejection('decode-failed', `decoded frame has ${decoded.components} components, DICOM says ${spp}`, { transferSyntax: ts });
+    throw new ImageRejection('decode-failed', `decoded frame has ${decoded.components} components, DICOM says ${spp}`, {
+      transferSyntax: ts,
+    });
   }
   return decoded.samples;
 }
@@ -561,7 +716,9 @@ function colourToGrey({ samples, shift }: Frame, L: Layout, codec: Codec): Float
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const r = storedValue(samples[i * 3] ?? 0);
-    out[i] = ybr ? r * scale : luminance(r, storedValue(samples[i * 3 + 1] ?? 0), storedValue(samples[i * 3 + 2] ?? 0)) * scale;
+    out[i] = ybr
+      ? r * scale
+      : luminance(r, storedValue(samples[i * 3 + 1] ?? 0), storedValue(samples[i * 3 + 2] ?? 0)) * scale;
   }
   return out;
 }
@@ -577,7 +734,12 @@ function paletteToGrey(ds: dicomParser.DataSet, { samples, shift }: Frame, L: La
 }
 
 /** Grey: Modality LUT (rescale), then voiToGrey (1-bit data: its full range unless windowed). */
-function monochromeToGrey(ds: dicomParser.DataSet, { samples, shift }: Frame, L: Layout, warnings: string[]): Float32Array {
+function monochromeToGrey(
+  ds: dicomParser.DataSet,
+  { samples, shift }: Frame,
+  L: Layout,
+  warnings: string[],
+): Float32Array {
   const n = L.rows * L.cols;
   const out = new Float32Array(n);
   const slope = decimal(ds, 'x00281053', 'RescaleSlope', warnings) ?? 1;
@@ -598,11 +760,23 @@ function monochromeToGrey(ds: dicomParser.DataSet, { samples, shift }: Frame, L:
   }
 
   // A bit mask's two values are black and white, however few pixels are set.
-  return voiToGrey(ds, out, L, warnings, L.bitsStored === 1 ? [Math.min(intercept, slope + intercept), Math.max(intercept, slope + intercept)] : undefined);
+  return voiToGrey(
+    ds,
+    out,
+    L,
+    warnings,
+    L.bitsStored === 1 ? [Math.min(intercept, slope + intercept), Math.max(intercept, slope + intercept)] : undefined,
+  );
 }
 
 /** VOI LUT (window; else `fullRange` if given, else robust percentiles), then MONOCHROME1 inversion, in place. */
-function voiToGrey(ds: dicomParser.DataSet, out: Float32Array, L: Layout, warnings: string[], fullRange?: readonly [number, number]): Float32Array {
+function voiToGrey(
+  ds: dicomParser.DataSet,
+  out: Float32Array,
+  L: Layout,
+  warnings: string[],
+  fullRange?: readonly [number, number],
+): Float32Array {
   const n = out.length;
   const wc = decimal(ds, 'x00281050', 'WindowCenter', warnings);
   const ww = decimal(ds, 'x00281051', 'WindowWidth', warnings);
@@ -666,19 +840,32 @@ function interleave(planes: ArrayLike<number>, n: number): Float64Array {
  * Basic Offset Table, one frame owns all fragments, n frames in n fragments own one each, and JPEG
  * frames are found by their markers (also when Number of Frames was unreadable).
  */
-function encapsulatedFrame(ds: dicomParser.DataSet, el: dicomParser.Element, frames: number, framesKnown: boolean, codec: Codec): Uint8Array {
-  if (!el.encapsulatedPixelData) throw new ImageRejection('decode-failed', 'compressed transfer syntax but Pixel Data is not encapsulated');
+function encapsulatedFrame(
+  ds: dicomParser.DataSet,
+  el: dicomParser.Element,
+  frames: number,
+  framesKnown: boolean,
+  codec: Codec,
+): Uint8Array {
+  if (!el.encapsulatedPixelData)
+    throw new ImageRejection('decode-failed', 'compressed transfer syntax but Pixel Data is not encapsulated');
   const frags = el.fragments ?? [];
   const len = ds.byteArray.length;
   if (frags.length === 0) throw new ImageRejection('truncated', 'encapsulated Pixel Data has no fragments');
   for (const f of frags) {
-    if (f.position + f.length > len) throw new ImageRejection('truncated', `encapsulated Pixel Data fragment runs past the end of the file (${f.position + f.length} > ${len})`);
+    if (f.position + f.length > len)
+      throw new ImageRejection(
+        'truncated',
+        `encapsulated Pixel Data fragment runs past the end of the file (${f.position + f.length} > ${len})`,
+      );
   }
   const jpeg = codec === 'jpeg-baseline' || codec === 'jpeg-lossless';
   try {
     let frame: Uint8Array;
-    if (el.basicOffsetTable && el.basicOffsetTable.length > 0) frame = dicomParser.readEncapsulatedImageFrame(ds, el, 0);
-    else if (frames === 1 && (framesKnown || !jpeg || frags.length === 1)) frame = dicomParser.readEncapsulatedPixelDataFromFragments(ds, el, 0, frags.length);
+    if (el.basicOffsetTable && el.basicOffsetTable.length > 0)
+      frame = dicomParser.readEncapsulatedImageFrame(ds, el, 0);
+    else if (frames === 1 && (framesKnown || !jpeg || frags.length === 1))
+      frame = dicomParser.readEncapsulatedPixelDataFromFragments(ds, el, 0, frags.length);
     else if (frags.length === frames) frame = dicomParser.readEncapsulatedPixelDataFromFragments(ds, el, 0, 1);
     else if (jpeg) {
       frame = dicomParser.readEncapsulatedImageFrame(ds, el, 0, dicomParser.createJPEGBasicOffsetTable(ds, el));

@@ -53,9 +53,15 @@ function taps(inSize: number, outSize: number): Taps {
 }
 
 /** Resamples the region (x, y, w, h) of `src` to outW x outH (antialiased). */
-export function resample(src: Gray, region: { x: number; y: number; w: number; h: number }, outW: number, outH: number): Float32Array {
+export function resample(
+  src: Gray,
+  region: { x: number; y: number; w: number; h: number },
+  outW: number,
+  outH: number,
+): Float32Array {
   const { x: rx, y: ry, w: rw, h: rh } = region;
-  if (rx === 0 && ry === 0 && rw === src.width && rh === src.height && outW === rw && outH === rh) return src.data.slice();
+  if (rx === 0 && ry === 0 && rw === src.width && rh === src.height && outW === rw && outH === rh)
+    return src.data.slice();
   const tx = taps(rw, outW);
   const ty = taps(rh, outH);
   const sw = src.width;

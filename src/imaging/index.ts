@@ -89,7 +89,14 @@ export interface ImageMetadata {
   profile: { name: 'mnist' | 'xray'; version: string };
   source: { format: string; width: number; height: number; bitsPerSample?: number; channels?: number; pages?: number };
   /** Only non-identifying attributes; never patient data. */
-  dicom?: { modality?: string; photometricInterpretation?: string; transferSyntax: string; transferSyntaxName?: string; bitsStored?: number; pixelRepresentation?: number };
+  dicom?: {
+    modality?: string;
+    photometricInterpretation?: string;
+    transferSyntax: string;
+    transferSyntaxName?: string;
+    bitsStored?: number;
+    pixelRepresentation?: number;
+  };
   quality: { blank: boolean; nearConstant: boolean; inkFraction: number; contrast: number; warnings: string[] };
   shape: [number, number, 1];
 }
@@ -101,9 +108,12 @@ export interface PreprocessResult {
 }
 
 function checkOptions(opts: PreprocessOptions): void {
-  if (opts.profile !== 'mnist' && opts.profile !== 'xray') throw new TypeError(`preprocessImage: unknown profile ${String(opts.profile)}`);
-  if (!Number.isInteger(opts.xraySize) || opts.xraySize < 1 || opts.xraySize > 8192) throw new TypeError(`preprocessImage: xraySize must be an integer in 1..8192, got ${opts.xraySize}`);
-  if (!(opts.maxInputBytes > 0)) throw new TypeError(`preprocessImage: maxInputBytes must be positive, got ${opts.maxInputBytes}`);
+  if (opts.profile !== 'mnist' && opts.profile !== 'xray')
+    throw new TypeError(`preprocessImage: unknown profile ${String(opts.profile)}`);
+  if (!Number.isInteger(opts.xraySize) || opts.xraySize < 1 || opts.xraySize > 8192)
+    throw new TypeError(`preprocessImage: xraySize must be an integer in 1..8192, got ${opts.xraySize}`);
+  if (!(opts.maxInputBytes > 0))
+    throw new TypeError(`preprocessImage: maxInputBytes must be positive, got ${opts.maxInputBytes}`);
   if (!(opts.maxPixels > 0)) throw new TypeError(`preprocessImage: maxPixels must be positive, got ${opts.maxPixels}`);
 }
 
@@ -112,7 +122,9 @@ function checkOptions(opts: PreprocessOptions): void {
  * for a size known before the bytes are read (a blob's properties).
  */
 export function sizeRejection(bytes: number, maxInputBytes: number): ImageRejection | undefined {
-  return bytes > maxInputBytes ? new ImageRejection('too-large', `upload is ${bytes} bytes, limit ${maxInputBytes}`, { bytes, maxInputBytes }) : undefined;
+  return bytes > maxInputBytes
+    ? new ImageRejection('too-large', `upload is ${bytes} bytes, limit ${maxInputBytes}`, { bytes, maxInputBytes })
+    : undefined;
 }
 
 /**
@@ -125,8 +137,12 @@ export async function preprocessImage(bytes: Buffer, opts: PreprocessOptions): P
   const tooLarge = sizeRejection(bytes.length, opts.maxInputBytes);
   if (tooLarge !== undefined) throw tooLarge;
   const sniffed = sniff(bytes);
-  if (sniffed.kind === 'unknown') throw new ImageRejection('not-an-image', 'content does not start with any known image signature');
-  if (sniffed.kind === 'unsupported') throw new ImageRejection('unsupported-format', `${sniffed.format} files are not accepted`, { format: sniffed.format });
+  if (sniffed.kind === 'unknown')
+    throw new ImageRejection('not-an-image', 'content does not start with any known image signature');
+  if (sniffed.kind === 'unsupported')
+    throw new ImageRejection('unsupported-format', `${sniffed.format} files are not accepted`, {
+      format: sniffed.format,
+    });
 
   let image: Gray;
   let source: ImageMetadata['source'];
@@ -137,7 +153,10 @@ export async function preprocessImage(bytes: Buffer, opts: PreprocessOptions): P
     ({ image, source, dicom, warnings: decodeWarnings } = d);
   } else {
     // Let libvips do the large reduction while decoding: to the working size (mnist) or the letterbox (xray).
-    const reduceTo = opts.profile === 'mnist' ? (w: number, h: number) => fitInside(w, h, MNIST_WORKING_SIDE) : (w: number, h: number) => fitInside(w, h, opts.xraySize);
+    const reduceTo =
+      opts.profile === 'mnist'
+        ? (w: number, h: number) => fitInside(w, h, MNIST_WORKING_SIDE)
+        : (w: number, h: number) => fitInside(w, h, opts.xraySize);
     const r = await decodeRaster(bytes, sniffed.format, opts.maxPixels, reduceTo);
     ({ image, source, warnings: decodeWarnings } = r);
   }

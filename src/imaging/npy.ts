@@ -9,7 +9,8 @@ const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 function checkShape(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) {
-    if (!Number.isSafeInteger(d) || d < 0) throw new RangeError(`npy: invalid dimension ${d} in shape [${shape.join(', ')}]`);
+    if (!Number.isSafeInteger(d) || d < 0)
+      throw new RangeError(`npy: invalid dimension ${d} in shape [${shape.join(', ')}]`);
     n *= d;
   }
   return n;
@@ -18,7 +19,8 @@ function checkShape(shape: readonly number[]): number {
 /** Serialises `data` as a .npy v1.0 file with dtype '<f4', C order, the given shape. */
 export function encodeNpy(data: Float32Array, shape: readonly number[]): Buffer {
   const n = checkShape(shape);
-  if (n !== data.length) throw new RangeError(`npy: shape [${shape.join(', ')}] holds ${n} values, data has ${data.length}`);
+  if (n !== data.length)
+    throw new RangeError(`npy: shape [${shape.join(', ')}] holds ${n} values, data has ${data.length}`);
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   let header = `{'descr': '<f4', 'fortran_order': False, 'shape': ${shapeText}, }`;
   // magic(6) + version(2) + header length(2) + header, padded with spaces and ending in '\n', a multiple of 64.
@@ -61,17 +63,22 @@ export function decodeNpy(buf: Buffer): { data: Float32Array; shape: number[] } 
   const descr = /'descr'\s*:\s*'([^']*)'/.exec(header)?.[1];
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) throw new Error(`npy: malformed header ${JSON.stringify(header)}`);
+  if (descr === undefined || fortran === undefined || shapeText === undefined)
+    throw new Error(`npy: malformed header ${JSON.stringify(header)}`);
   if (descr !== '<f4') throw new Error(`npy: dtype ${descr} not supported (only '<f4')`);
   if (fortran !== 'False') throw new Error('npy: Fortran order not supported');
-  const parts = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const parts = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   const shape = parts.map((s) => {
     if (!/^\d+$/.test(s)) throw new Error(`npy: malformed shape (${shapeText})`);
     return Number(s);
   });
   const n = checkShape(shape);
   const offset = start + headerLen;
-  if (buf.length - offset !== n * 4) throw new Error(`npy: expected ${n * 4} data bytes for shape (${shape.join(', ')}), found ${buf.length - offset}`);
+  if (buf.length - offset !== n * 4)
+    throw new Error(`npy: expected ${n * 4} data bytes for shape (${shape.join(', ')}), found ${buf.length - offset}`);
   const data = new Float32Array(n);
   if (endianness() === 'LE') {
     new Uint8Array(data.buffer).set(buf.subarray(offset, offset + n * 4));

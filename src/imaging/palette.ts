@@ -18,7 +18,8 @@ function tableWords(ds: dicomParser.DataSet, tag: string, bytesPerWord: 1 | 2): 
   if (!el) return [];
   const count = Math.floor(el.length / bytesPerWord);
   const out = new Array<number>(count);
-  for (let i = 0; i < count; i++) out[i] = bytesPerWord === 1 ? (ds.byteArray[el.dataOffset + i] ?? 0) : (ds.uint16(tag, i) ?? 0);
+  for (let i = 0; i < count; i++)
+    out[i] = bytesPerWord === 1 ? (ds.byteArray[el.dataOffset + i] ?? 0) : (ds.uint16(tag, i) ?? 0);
   return out;
 }
 
@@ -26,7 +27,13 @@ function tableWords(ds: dicomParser.DataSet, tag: string, bytesPerWord: 1 | 2): 
  * Expands segmented LUT data (PS3.3 C.7.9.2). An indirect segment copies `limit` segments from
  * elsewhere (`previous`: the entry before them); it may not point at another indirect segment.
  */
-function expandSegments(data: readonly number[], start: number, limit: number, previous: number | undefined, depth: number): number[] {
+function expandSegments(
+  data: readonly number[],
+  start: number,
+  limit: number,
+  previous: number | undefined,
+  depth: number,
+): number[] {
   const lut: number[] = [];
   const nested = limit !== Infinity;
   let p = start;
@@ -48,7 +55,10 @@ function expandSegments(data: readonly number[], start: number, limit: number, p
       if (nested) throw new Error('an indirect segment points at another indirect segment');
       // Where the segments to repeat start: a 32-bit value, low half first. The standard calls it a byte
       // offset; reference readers (and the writers they were tested with) index table words with it.
-      const offset = depth === 8 ? ((data[p + 3] ?? 0) << 24) + ((data[p + 2] ?? 0) << 16) + ((data[p + 1] ?? 0) << 8) + (data[p] ?? 0) : ((data[p + 1] ?? 0) << 16) + (data[p] ?? 0);
+      const offset =
+        depth === 8
+          ? ((data[p + 3] ?? 0) << 24) + ((data[p + 2] ?? 0) << 16) + ((data[p + 1] ?? 0) << 8) + (data[p] ?? 0)
+          : ((data[p + 1] ?? 0) << 16) + (data[p] ?? 0);
       p += depth === 8 ? 4 : 2;
       lut.push(...expandSegments(data, offset, length, lut[lut.length - 1] ?? previous, depth));
     } else {
@@ -65,18 +75,32 @@ function expandSegments(data: readonly number[], start: number, limit: number, p
 export function paletteLuminance(ds: dicomParser.DataSet, signed: boolean): (stored: number) => number {
   const [red] = CHANNELS;
   const entries = ds.uint16(red.descriptor, 0);
-  if (entries === undefined) throw new ImageRejection('dicom-malformed', 'DICOM PALETTE COLOR without a Red Palette Color Lookup Table Descriptor (0028,1101)');
+  if (entries === undefined)
+    throw new ImageRejection(
+      'dicom-malformed',
+      'DICOM PALETTE COLOR without a Red Palette Color Lookup Table Descriptor (0028,1101)',
+    );
   const count = entries === 0 ? 65536 : entries;
   const firstMapped = (signed ? ds.int16(red.descriptor, 1) : ds.uint16(red.descriptor, 1)) ?? 0;
   const nominalDepth = ds.uint16(red.descriptor, 2) ?? 16;
   const tables = CHANNELS.map((c) => {
     const whole = ds.elements[c.data];
     if (whole) return tableWords(ds, c.data, whole.length >= count * 2 ? 2 : 1);
-    if (!ds.elements[c.segmented]) throw new ImageRejection('dicom-malformed', 'DICOM PALETTE COLOR without Palette Color Lookup Table Data');
+    if (!ds.elements[c.segmented])
+      throw new ImageRejection('dicom-malformed', 'DICOM PALETTE COLOR without Palette Color Lookup Table Data');
     try {
-      return expandSegments(tableWords(ds, c.segmented, nominalDepth === 8 ? 1 : 2), 0, Infinity, undefined, nominalDepth);
+      return expandSegments(
+        tableWords(ds, c.segmented, nominalDepth === 8 ? 1 : 2),
+        0,
+        Infinity,
+        undefined,
+        nominalDepth,
+      );
     } catch (e) {
-      throw new ImageRejection('dicom-malformed', `DICOM segmented Palette Color Lookup Table Data could not be expanded: ${(e as Error).message}`);
+      throw new ImageRejection(
+        'dicom-malformed',
+        `DICOM segmented Palette Color Lookup Table Data could not be expanded: ${(e as Error).message}`,
+      );
     }
   });
   const scale = 1 / (2 ** (nominalDepth === 8 ? 8 : 16) - 1);
@@ -84,6 +108,7 @@ export function paletteLuminance(ds: dicomParser.DataSet, signed: boolean): (sto
   if (n === 0) throw new ImageRejection('dicom-malformed', 'DICOM Palette Color Lookup Table Data is empty');
   const [r = [], g = [], b = []] = tables;
   const grey = new Float32Array(n);
-  for (let i = 0; i < n; i++) grey[i] = Math.min(1, (0.299 * (r[i] ?? 0) + 0.587 * (g[i] ?? 0) + 0.114 * (b[i] ?? 0)) * scale);
+  for (let i = 0; i < n; i++)
+    grey[i] = Math.min(1, (0.299 * (r[i] ?? 0) + 0.587 * (g[i] ?? 0) + 0.114 * (b[i] ?? 0)) * scale);
   return (stored: number): number => grey[Math.min(n - 1, Math.max(0, stored - firstMapped))] ?? 0;
 }

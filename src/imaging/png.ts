@@ -44,7 +44,13 @@ const MAX_SIDE = 10_000_000;
 const HARMLESS: Partial<Record<string, { once: boolean; ok: (data: Buffer, beforeIdat: boolean) => boolean }>> = {
   pHYs: { once: true, ok: (d, beforeIdat) => beforeIdat && d.length === 9 && (d[8] === 0 || d[8] === 1) },
   tIME: { once: true, ok: (d) => d.length === 7 },
-  tEXt: { once: false, ok: (d) => { const nul = d.indexOf(0); return nul >= 1 && nul <= 79; } },
+  tEXt: {
+    once: false,
+    ok: (d) => {
+      const nul = d.indexOf(0);
+      return nul >= 1 && nul <= 79;
+    },
+  },
 };
 
 interface Header {
@@ -67,14 +73,23 @@ function readHeader(d: Buffer): Header | undefined {
 }
 
 /** Concatenated IDAT data of a regular chunk stream, or undefined for anything irregular or not plainly harmless. */
-function readChunks(bytes: Buffer, maxPixels: number, reduceTo: ReduceTo | undefined): { header: Header; idat: Buffer } | undefined {
+function readChunks(
+  bytes: Buffer,
+  maxPixels: number,
+  reduceTo: ReduceTo | undefined,
+): { header: Header; idat: Buffer } | undefined {
   // zlib.crc32 arrived in Node 20.15; without it, sharp.
-  if (typeof zlib.crc32 !== 'function' || bytes.length < SIGNATURE.length || !bytes.subarray(0, SIGNATURE.length).equals(SIGNATURE)) return undefined;
+  if (
+    typeof zlib.crc32 !== 'function' ||
+    bytes.length < SIGNATURE.length ||
+    !bytes.subarray(0, SIGNATURE.length).equals(SIGNATURE)
+  )
+    return undefined;
   let header: Header | undefined;
   const idat: Buffer[] = [];
   let idatState: 'before' | 'in' | 'after' = 'before';
   const seen = new Set<string>();
-  for (let p = SIGNATURE.length; ; ) {
+  for (let p = SIGNATURE.length; ;) {
     if (p + 12 > bytes.length) return undefined;
     const len = bytes.readUInt32BE(p);
     const end = p + 12 + len;
@@ -95,7 +110,9 @@ function readChunks(bytes: Buffer, maxPixels: number, reduceTo: ReduceTo | undef
       idatState = 'in';
       idat.push(data);
     } else if (type === 'IEND') {
-      return len === 0 && end === bytes.length && idat.length > 0 ? { header, idat: idat.length === 1 ? (idat[0] as Buffer) : Buffer.concat(idat) } : undefined;
+      return len === 0 && end === bytes.length && idat.length > 0
+        ? { header, idat: idat.length === 1 ? (idat[0] as Buffer) : Buffer.concat(idat) }
+        : undefined;
     } else {
       const rule = HARMLESS[type];
       if (!rule || !rule.ok(data, idatState === 'before') || (rule.once && seen.has(type))) return undefined;
@@ -110,7 +127,10 @@ function readChunks(bytes: Buffer, maxPixels: number, reduceTo: ReduceTo | undef
 function inflateExactly(data: Buffer, expected: number): Buffer | undefined {
   try {
     // `info` gives the engine, whose bytesWritten is the input consumed up to the end of the stream.
-    const r = zlib.inflateSync(data, { info: true, maxOutputLength: expected }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+    const r = zlib.inflateSync(data, { info: true, maxOutputLength: expected }) as unknown as {
+      buffer: Buffer;
+      engine: { bytesWritten: number };
+    };
     return r.buffer.length === expected && r.engine.bytesWritten === data.length ? r.buffer : undefined;
   } catch {
     return undefined; // corrupt stream, bad Adler-32, too much data: sharp says what is wrong
@@ -139,7 +159,8 @@ function unfilter(d: Buffer, height: number, rowBytes: number, bpp: number): boo
         for (let i = 0; i < rowBytes; i++) d[row + i] = (d[row + i] ?? 0) + (up[u + i] ?? 0);
         break;
       case 3:
-        for (let i = 0; i < rowBytes; i++) d[row + i] = (d[row + i] ?? 0) + (((i >= bpp ? (d[row + i - bpp] ?? 0) : 0) + (up[u + i] ?? 0)) >> 1);
+        for (let i = 0; i < rowBytes; i++)
+          d[row + i] = (d[row + i] ?? 0) + (((i >= bpp ? (d[row + i - bpp] ?? 0) : 0) + (up[u + i] ?? 0)) >> 1);
         break;
       case 4:
         for (let i = 0; i < rowBytes; i++) {

@@ -27,7 +27,10 @@ export const MNIST_WORKING_SIDE = 384;
 export function fitInside(w: number, h: number, side: number): { width: number; height: number } | undefined {
   const scale = Math.min(side / w, side / h);
   if (scale >= 1) return undefined;
-  return { width: Math.min(side, Math.max(1, Math.round(w * scale))), height: Math.min(side, Math.max(1, Math.round(h * scale))) };
+  return {
+    width: Math.min(side, Math.max(1, Math.round(w * scale))),
+    height: Math.min(side, Math.max(1, Math.round(h * scale))),
+  };
 }
 
 function sampleStride(n: number): number {
@@ -56,7 +59,11 @@ function round4(x: number): number {
 function shrinkTo(img: Gray, side: number): Gray {
   const fit = fitInside(img.width, img.height, side);
   if (!fit) return img;
-  return { width: fit.width, height: fit.height, data: resample(img, { x: 0, y: 0, w: img.width, h: img.height }, fit.width, fit.height) };
+  return {
+    width: fit.width,
+    height: fit.height,
+    data: resample(img, { x: 0, y: 0, w: img.width, h: img.height }, fit.width, fit.height),
+  };
 }
 
 /**
@@ -135,7 +142,7 @@ export function mnistProfile(input: Gray): ProfileOutput {
   const std = stdDev(data, stride);
   // Signed difference from the background, ink positive.
   const diff = new Float32Array(n);
-  for (let i = 0; i < n; i++) diff[i] = (invert ? 1 - (data[i] ?? 0) : data[i] ?? 0) - bg;
+  for (let i = 0; i < n; i++) diff[i] = (invert ? 1 - (data[i] ?? 0) : (data[i] ?? 0)) - bg;
   const peak = inkPeak(diff);
   const threshold = Math.max(4 * noiseSigma(diff, stride), 0.25 * peak, 0.02);
   const mask = new Uint8Array(n);
@@ -194,7 +201,7 @@ function inkPeak(diff: Float32Array): number {
     }
     top[k] = v;
   }
-  return Math.max(0, n >= top.length ? top[0] ?? 0 : Math.max(...diff));
+  return Math.max(0, n >= top.length ? (top[0] ?? 0) : Math.max(...diff));
 }
 
 interface InkField {
@@ -332,7 +339,14 @@ export function xrayProfile(img: Gray, size: number): ProfileOutput {
   return { pixels, shape: [size, size, 1], quality };
 }
 
-function qualityOf(q: { blank: boolean; std: number; contrast: number; inkFraction: number; tinyInk: number; warnings: string[] }): Quality {
+function qualityOf(q: {
+  blank: boolean;
+  std: number;
+  contrast: number;
+  inkFraction: number;
+  tinyInk: number;
+  warnings: string[];
+}): Quality {
   const warnings = [...q.warnings];
   const nearConstant = q.blank || q.std < 0.02;
   if (q.blank) warnings.push('blank');

@@ -18,9 +18,16 @@ export interface DecodedRaster {
   warnings: string[];
 }
 
-const SHARP_FORMAT: Record<Exclude<DecodableFormat, 'dicom'>, string> = { png: 'png', jpeg: 'jpeg', webp: 'webp', tiff: 'tiff', gif: 'gif' };
+const SHARP_FORMAT: Record<Exclude<DecodableFormat, 'dicom'>, string> = {
+  png: 'png',
+  jpeg: 'jpeg',
+  webp: 'webp',
+  tiff: 'tiff',
+  gif: 'gif',
+};
 
-const TRUNCATION_MESSAGES = /premature end|truncated|unexpected end|end of (file|data|stream)|not enough data|short read|out of data/i;
+const TRUNCATION_MESSAGES =
+  /premature end|truncated|unexpected end|end of (file|data|stream)|not enough data|short read|out of data/i;
 
 let pngFastPath = true;
 
@@ -59,7 +66,10 @@ function flattenAlpha(px: ArrayLike<number>, n: number, c: number, max: number, 
     const g = grey ? r : (px[i * c + 1] ?? 0);
     const b = grey ? r : (px[i * c + 2] ?? 0);
     const a = (px[i * c + c - 1] ?? 0) / max;
-    const l = r === g && g === b ? r / max : encode(0.2126 * (toLinear[r] ?? 0) + 0.7152 * (toLinear[g] ?? 0) + 0.0722 * (toLinear[b] ?? 0));
+    const l =
+      r === g && g === b
+        ? r / max
+        : encode(0.2126 * (toLinear[r] ?? 0) + 0.7152 * (toLinear[g] ?? 0) + 0.0722 * (toLinear[b] ?? 0));
     lum[i] = l;
     alpha[i] = a;
     if (a >= 0.5) {
@@ -83,13 +93,20 @@ function fromPlainPng(png: PlainPng): DecodedRaster {
   const max = bitDepth === 16 ? 65535 : 255;
   const warnings: string[] = [];
   const hasAlpha = channels === 2 || channels === 4;
-  const data = hasAlpha ? flattenAlpha(samples, width * height, channels, max, warnings) : firstChannel(samples, width * height, channels, max);
-  return { image: { width, height, data }, source: { format: 'png', width, height, bitsPerSample: bitDepth, channels }, warnings };
+  const data = hasAlpha
+    ? flattenAlpha(samples, width * height, channels, max, warnings)
+    : firstChannel(samples, width * height, channels, max);
+  return {
+    image: { width, height, data },
+    source: { format: 'png', width, height, bitsPerSample: bitDepth, channels },
+    warnings,
+  };
 }
 
 function rejectDecode(format: string, bytes: Buffer, e: unknown): ImageRejection {
   const msg = describeThrown(e);
-  if (/pixel limit/i.test(msg)) return new ImageRejection('too-many-pixels', `${format} image exceeds the pixel limit: ${msg}`);
+  if (/pixel limit/i.test(msg))
+    return new ImageRejection('too-many-pixels', `${format} image exceeds the pixel limit: ${msg}`);
   if (format !== 'dicom' && (looksTruncated(bytes, format as DecodableFormat) || TRUNCATION_MESSAGES.test(msg))) {
     return new ImageRejection('truncated', `${format} data is truncated: ${msg}`, { format });
   }
@@ -111,11 +128,18 @@ export async function decodeRaster(
 ): Promise<DecodedRaster> {
   if (format === 'png') {
     // A PNG must end with IEND after whole chunks; libpng alone accepts a file cut after the last IDAT.
-    if (looksTruncated(bytes, 'png')) throw new ImageRejection('truncated', 'png data is truncated (chunk cut short or IEND missing)', { format });
+    if (looksTruncated(bytes, 'png'))
+      throw new ImageRejection('truncated', 'png data is truncated (chunk cut short or IEND missing)', { format });
     const plain = pngFastPath ? decodePlainPng(bytes, maxPixels, reduceTo) : undefined;
     if (plain) return fromPlainPng(plain);
   }
-  const sharpOpts: SharpOptions = { limitInputPixels: maxPixels, failOn: 'truncated', pages: 1, page: 0, sequentialRead: true };
+  const sharpOpts: SharpOptions = {
+    limitInputPixels: maxPixels,
+    failOn: 'truncated',
+    pages: 1,
+    page: 0,
+    sequentialRead: true,
+  };
   let meta: Metadata;
   try {
     // Header only; our own check below names the declared size. Decoding itself keeps sharp's limit.
@@ -124,13 +148,22 @@ export async function decodeRaster(
     throw rejectDecode(format, bytes, e);
   }
   if (meta.format !== SHARP_FORMAT[format] && !(format === 'tiff' && meta.format === 'tiff')) {
-    throw new ImageRejection('unsupported-format', `content sniffed as ${format} but decoder saw ${String(meta.format)}`, { format, decoder: String(meta.format) });
+    throw new ImageRejection(
+      'unsupported-format',
+      `content sniffed as ${format} but decoder saw ${String(meta.format)}`,
+      { format, decoder: String(meta.format) },
+    );
   }
   const width = meta.width ?? 0;
   const height = meta.pageHeight ?? meta.height ?? 0;
-  if (width <= 0 || height <= 0) throw new ImageRejection('decode-failed', `${format} header declares no dimensions`, { format });
+  if (width <= 0 || height <= 0)
+    throw new ImageRejection('decode-failed', `${format} header declares no dimensions`, { format });
   if (width * height > maxPixels) {
-    throw new ImageRejection('too-many-pixels', `${format} declares ${width}x${height} = ${width * height} pixels, limit ${maxPixels}`, { width, height, maxPixels });
+    throw new ImageRejection(
+      'too-many-pixels',
+      `${format} declares ${width}x${height} = ${width * height} pixels, limit ${maxPixels}`,
+      { width, height, maxPixels },
+    );
   }
   const depth = meta.depth ?? 'uchar';
   const wide = depth === 'ushort' || depth === 'short';
@@ -150,7 +183,10 @@ export async function decodeRaster(
     }
     if (!hasAlpha) {
       if (exotic) {
-        const { data, info } = await base.toColourspace('b-w').raw({ depth: 'float' }).toBuffer({ resolveWithObject: true });
+        const { data, info } = await base
+          .toColourspace('b-w')
+          .raw({ depth: 'float' })
+          .toBuffer({ resolveWithObject: true });
         const f = new Float32Array(data.buffer, data.byteOffset, info.width * info.height);
         let max = 0;
         for (const v of f) if (v > max) max = v;
@@ -159,12 +195,26 @@ export async function decodeRaster(
         for (let i = 0; i < f.length; i++) out[i] = Math.min(1, Math.max(0, (f[i] ?? 0) * scale));
         image = { width: info.width, height: info.height, data: out };
       } else if (wide) {
-        const { data, info } = await base.toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+        const { data, info } = await base
+          .toColourspace('grey16')
+          .raw({ depth: 'ushort' })
+          .toBuffer({ resolveWithObject: true });
         const u = new Uint16Array(data.buffer, data.byteOffset, info.width * info.height * info.channels);
-        image = { width: info.width, height: info.height, data: firstChannel(u, info.width * info.height, info.channels, 65535) };
+        image = {
+          width: info.width,
+          height: info.height,
+          data: firstChannel(u, info.width * info.height, info.channels, 65535),
+        };
       } else {
-        const { data, info } = await base.toColourspace('b-w').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-        image = { width: info.width, height: info.height, data: firstChannel(data, info.width * info.height, info.channels, 255) };
+        const { data, info } = await base
+          .toColourspace('b-w')
+          .raw({ depth: 'uchar' })
+          .toBuffer({ resolveWithObject: true });
+        image = {
+          width: info.width,
+          height: info.height,
+          data: firstChannel(data, info.width * info.height, info.channels, 255),
+        };
       }
     } else {
       const { data, info } = await base
@@ -183,7 +233,14 @@ export async function decodeRaster(
   }
   return {
     image,
-    source: { format, width, height, bitsPerSample, channels: meta.channels, ...(meta.pages !== undefined ? { pages: meta.pages } : {}) },
+    source: {
+      format,
+      width,
+      height,
+      bitsPerSample,
+      channels: meta.channels,
+      ...(meta.pages !== undefined ? { pages: meta.pages } : {}),
+    },
     warnings,
   };
 }

@@ -17,18 +17,25 @@ export function decodeRleFrame(
   const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   const nSeg = dv.getUint32(0, true);
   const bytesPerSample = bitsAllocated / 8;
-  if (!Number.isInteger(bytesPerSample) || bytesPerSample < 1 || bytesPerSample > 4) throw new RleError(`RLE with BitsAllocated ${bitsAllocated} not supported`);
+  if (!Number.isInteger(bytesPerSample) || bytesPerSample < 1 || bytesPerSample > 4)
+    throw new RleError(`RLE with BitsAllocated ${bitsAllocated} not supported`);
   const expectedSeg = samplesPerPixel * bytesPerSample;
   if (nSeg !== expectedSeg || nSeg > 15) throw new RleError(`RLE frame has ${nSeg} segments, expected ${expectedSeg}`);
   const n = rows * cols;
   const offsets: number[] = [];
   for (let k = 0; k < nSeg; k++) offsets.push(dv.getUint32(4 + 4 * k, true));
   const plane = new Uint8Array(n);
-  const out = bytesPerSample === 1 ? new Uint8Array(n * samplesPerPixel) : bytesPerSample === 2 ? new Uint16Array(n * samplesPerPixel) : new Uint32Array(n * samplesPerPixel);
+  const out =
+    bytesPerSample === 1
+      ? new Uint8Array(n * samplesPerPixel)
+      : bytesPerSample === 2
+        ? new Uint16Array(n * samplesPerPixel)
+        : new Uint32Array(n * samplesPerPixel);
   for (let k = 0; k < nSeg; k++) {
     const start = offsets[k] ?? 0;
     const end = k + 1 < nSeg ? (offsets[k + 1] ?? frame.length) : frame.length;
-    if (start < 64 || start > frame.length || end < start) throw new RleError(`RLE segment ${k} offset ${start} out of range`);
+    if (start < 64 || start > frame.length || end < start)
+      throw new RleError(`RLE segment ${k} offset ${start} out of range`);
     const got = unpackBits(frame, start, Math.min(end, frame.length), plane);
     if (got < n) throw new RleError(`RLE segment ${k} decoded ${got} of ${n} bytes (truncated?)`);
     const sample = Math.floor(k / bytesPerSample);

@@ -7,9 +7,7 @@
 export type DecodableFormat = 'png' | 'jpeg' | 'webp' | 'tiff' | 'gif' | 'dicom';
 
 export type Sniffed =
-  | { kind: 'decodable'; format: DecodableFormat }
-  | { kind: 'unsupported'; format: string }
-  | { kind: 'unknown' };
+  { kind: 'decodable'; format: DecodableFormat } | { kind: 'unsupported'; format: string } | { kind: 'unknown' };
 
 function startsWith(b: Buffer, bytes: readonly number[], at = 0): boolean {
   if (b.length < at + bytes.length) return false;
@@ -40,18 +38,22 @@ export function sniff(b: Buffer): Sniffed {
   if (startsWith(b, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return { kind: 'decodable', format: 'png' };
   if (startsWith(b, [0xff, 0xd8, 0xff])) return { kind: 'decodable', format: 'jpeg' };
   if (ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP')) return { kind: 'decodable', format: 'webp' };
-  if (startsWith(b, [0x49, 0x49, 0x2a, 0x00]) || startsWith(b, [0x4d, 0x4d, 0x00, 0x2a])) return { kind: 'decodable', format: 'tiff' };
+  if (startsWith(b, [0x49, 0x49, 0x2a, 0x00]) || startsWith(b, [0x4d, 0x4d, 0x00, 0x2a]))
+    return { kind: 'decodable', format: 'tiff' };
   if (ascii(b, 0, 'GIF87a') || ascii(b, 0, 'GIF89a')) return { kind: 'decodable', format: 'gif' };
 
   // Recognised, deliberately not decoded.
   if (ascii(b, 0, 'BM') && b.length >= 14) return { kind: 'unsupported', format: 'bmp' };
-  if (startsWith(b, [0x49, 0x49, 0x2b, 0x00]) || startsWith(b, [0x4d, 0x4d, 0x00, 0x2b])) return { kind: 'unsupported', format: 'bigtiff' };
+  if (startsWith(b, [0x49, 0x49, 0x2b, 0x00]) || startsWith(b, [0x4d, 0x4d, 0x00, 0x2b]))
+    return { kind: 'unsupported', format: 'bigtiff' };
   if (ascii(b, 4, 'ftyp')) {
     const brand = b.toString('latin1', 8, 12);
     return { kind: 'unsupported', format: /avi[fs]/.test(brand) ? 'avif' : 'heif' };
   }
-  if (startsWith(b, [0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20]) || startsWith(b, [0xff, 0x4f, 0xff, 0x51])) return { kind: 'unsupported', format: 'jpeg2000' };
-  if (startsWith(b, [0xff, 0x0a]) || startsWith(b, [0x00, 0x00, 0x00, 0x0c, 0x4a, 0x58, 0x4c, 0x20])) return { kind: 'unsupported', format: 'jpegxl' };
+  if (startsWith(b, [0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20]) || startsWith(b, [0xff, 0x4f, 0xff, 0x51]))
+    return { kind: 'unsupported', format: 'jpeg2000' };
+  if (startsWith(b, [0xff, 0x0a]) || startsWith(b, [0x00, 0x00, 0x00, 0x0c, 0x4a, 0x58, 0x4c, 0x20]))
+    return { kind: 'unsupported', format: 'jpegxl' };
   if (ascii(b, 0, '%PDF')) return { kind: 'unsupported', format: 'pdf' };
   if (ascii(b, 0, '8BPS')) return { kind: 'unsupported', format: 'psd' };
   if (startsWith(b, [0x00, 0x00, 0x01, 0x00]) && b.length >= 6) return { kind: 'unsupported', format: 'ico' };

@@ -59,7 +59,17 @@ export function storedRange(bits: number): { low: number; span: number } {
 /** The file attributes that identify the patient or the study: what must never reach a record (name components of 6 characters or more, too). */
 export function identifyingValues(p: DicomPatient): string[] {
   const parts = p.name.split('^').filter((s) => s.length >= 6);
-  return [...new Set([p.name, ...parts, p.patientId, p.birthDate, p.accessionNumber, p.institutionName, p.referringPhysicianName])];
+  return [
+    ...new Set([
+      p.name,
+      ...parts,
+      p.patientId,
+      p.birthDate,
+      p.accessionNumber,
+      p.institutionName,
+      p.referringPhysicianName,
+    ]),
+  ];
 }
 
 const FAMILY = ['Lindqvist', 'Okonkwo', 'Marchetti', 'Haraldsen', 'Villanueva', 'Takahashi', 'Brennan', 'Kowalczyk'];
@@ -71,7 +81,10 @@ const GIVEN = ['Ada', 'Bruno', 'Chiara', 'Dmitri', 'Elif', 'Farah', 'Goran', 'Ha
  */
 export function madeUpPatient(random: () => number = () => randomBytes(4).readUInt32BE(0) / 2 ** 32): DicomPatient {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
-  const hex = (n: number) => Array.from({ length: n }, () => Math.floor(random() * 16).toString(16)).join('').toUpperCase();
+  const hex = (n: number) =>
+    Array.from({ length: n }, () => Math.floor(random() * 16).toString(16))
+      .join('')
+      .toUpperCase();
   const date = (fromYear: number, years: number) => {
     const y = fromYear + Math.floor(random() * years);
     const m = 1 + Math.floor(random() * 12);
@@ -93,9 +106,11 @@ export function madeUpPatient(random: () => number = () => randomBytes(4).readUI
 /** Writes a grey image (values in [0, 1]) as a DICOM file with the given photometric interpretation and bit depth. */
 export function grayToDicom(image: Gray, opts: ToDicomOptions): Buffer {
   const bits = opts.bitsStored ?? 12;
-  if (!Number.isInteger(bits) || bits < 8 || bits > 16) throw new TypeError(`grayToDicom: bitsStored must be an integer from 8 to 16, got ${bits}`);
+  if (!Number.isInteger(bits) || bits < 8 || bits > 16)
+    throw new TypeError(`grayToDicom: bitsStored must be an integer from 8 to 16, got ${bits}`);
   const { width, height, data } = image;
-  if (data.length !== width * height) throw new TypeError(`grayToDicom: ${width}x${height} image has ${data.length} values`);
+  if (data.length !== width * height)
+    throw new TypeError(`grayToDicom: ${width}x${height} image has ${data.length} values`);
   const { low, span } = storedRange(bits);
   const inverse = opts.photometric === 'MONOCHROME1';
   const words = new Uint16Array(width * height);
@@ -165,7 +180,11 @@ export function grayToDicom(image: Gray, opts: ToDicomOptions): Buffer {
  */
 export async function radiographToDicom(bytes: Buffer, opts: ToDicomOptions): Promise<Buffer> {
   const s = sniff(bytes);
-  if (s.kind !== 'decodable' || s.format === 'dicom') throw new ImageRejection(s.kind === 'unknown' ? 'not-an-image' : 'unsupported-format', 'radiographToDicom takes PNG, JPEG, WebP, TIFF or GIF bytes');
+  if (s.kind !== 'decodable' || s.format === 'dicom')
+    throw new ImageRejection(
+      s.kind === 'unknown' ? 'not-an-image' : 'unsupported-format',
+      'radiographToDicom takes PNG, JPEG, WebP, TIFF or GIF bytes',
+    );
   const { image } = await decodeRaster(bytes, s.format, opts.maxPixels ?? 50_000_000);
   return grayToDicom(image, opts);
 }

@@ -50,7 +50,8 @@ export function scoreHeldOut(
 ): HeldOutScores {
   const classes = modelClasses.length;
   const n = truth.length;
-  if (probs.length !== n * classes) throw new Error(`${probs.length} probabilities do not make ${n} images x ${classes} classes`);
+  if (probs.length !== n * classes)
+    throw new Error(`${probs.length} probabilities do not make ${n} images x ${classes} classes`);
   const calibrated = applyTemperature(probs, classes, temperature > 0 ? temperature : 1);
   const { predicted, confidence } = topPrediction(calibrated, classes);
   const correct = new Uint8Array(n);
@@ -61,12 +62,25 @@ export function scoreHeldOut(
       right++;
     }
   }
-  return { ...(version !== undefined ? { version } : {}), n, accuracy: n === 0 ? 0 : right / n, selective: { threshold, ...selectiveAt(confidence, correct, threshold) }, confidence, correct };
+  return {
+    ...(version !== undefined ? { version } : {}),
+    n,
+    accuracy: n === 0 ? 0 : right / n,
+    selective: { threshold, ...selectiveAt(confidence, correct, threshold) },
+    confidence,
+    correct,
+  };
 }
 
 /** Error rate among the `accepted` most confident images (ties broken by held-out order). */
-export function riskOfMostConfident(confidence: ArrayLike<number>, correct: ArrayLike<number>, accepted: number): { accepted: number; errors: number; risk: number } {
-  const order = Array.from({ length: confidence.length }, (_, i) => i).sort((a, b) => (confidence[b] as number) - (confidence[a] as number) || a - b);
+export function riskOfMostConfident(
+  confidence: ArrayLike<number>,
+  correct: ArrayLike<number>,
+  accepted: number,
+): { accepted: number; errors: number; risk: number } {
+  const order = Array.from({ length: confidence.length }, (_, i) => i).sort(
+    (a, b) => (confidence[b] as number) - (confidence[a] as number) || a - b,
+  );
   const k = Math.max(0, Math.min(accepted, order.length));
   let errors = 0;
   for (let j = 0; j < k; j++) if ((correct[order[j] as number] as number) === 0) errors++;
@@ -92,7 +106,11 @@ export interface AccuracyGateDecision {
 const EPS = 1e-12;
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
-export function decide(candidate: HeldOutScores, promoted: HeldOutScores | undefined, margin: number): AccuracyGateDecision {
+export function decide(
+  candidate: HeldOutScores,
+  promoted: HeldOutScores | undefined,
+  margin: number,
+): AccuracyGateDecision {
   checkMargin(margin);
   const sel = candidate.selective;
   if (promoted === undefined) {
@@ -105,7 +123,8 @@ export function decide(candidate: HeldOutScores, promoted: HeldOutScores | undef
       selectiveError: { coverage: sel.coverage, candidate: sel.risk, promotedAtSameCoverage: null, ok: true },
     };
   }
-  if (promoted.n !== candidate.n) throw new Error(`the models were scored on different held-out sets (${candidate.n} vs ${promoted.n} images)`);
+  if (promoted.n !== candidate.n)
+    throw new Error(`the models were scored on different held-out sets (${candidate.n} vs ${promoted.n} images)`);
   const old = riskOfMostConfident(promoted.confidence, promoted.correct, sel.accepted);
   const accOk = candidate.accuracy >= promoted.accuracy - margin - EPS;
   const selOk = sel.risk <= old.risk + margin + EPS;
@@ -118,7 +137,10 @@ export function decide(candidate: HeldOutScores, promoted: HeldOutScores | undef
   return {
     kind: 'accuracy',
     promote: failures.length === 0,
-    reason: failures.length === 0 ? `no worse than ${promoted.version ?? 'the promoted model'} (margin ${margin}): ${accText}; ${selText}` : `worse than ${promoted.version ?? 'the promoted model'}: ${failures.join('; ')}`,
+    reason:
+      failures.length === 0
+        ? `no worse than ${promoted.version ?? 'the promoted model'} (margin ${margin}): ${accText}; ${selText}`
+        : `worse than ${promoted.version ?? 'the promoted model'}: ${failures.join('; ')}`,
     margin,
     accuracy: { candidate: candidate.accuracy, promoted: promoted.accuracy, ok: accOk },
     selectiveError: { coverage: sel.coverage, candidate: sel.risk, promotedAtSameCoverage: old.risk, ok: selOk },
@@ -161,7 +183,8 @@ export function scoreScreening(
 ): ScreeningScores {
   const classes = modelClasses.length;
   const n = truth.length;
-  if (probs.length !== n * classes) throw new Error(`${probs.length} probabilities do not make ${n} images x ${classes} classes`);
+  if (probs.length !== n * classes)
+    throw new Error(`${probs.length} probabilities do not make ${n} images x ${classes} classes`);
   const pos = Uint8Array.from(truth, (t) => (t === o.positiveClass ? 1 : 0));
   const positives = pos.reduce((a, b) => a + b, 0);
   const base = {
@@ -178,7 +201,13 @@ export function scoreScreening(
   const scores = Float64Array.from({ length: n }, (_, i) => calibrated[i * classes + k] as number);
   const area = auroc(scores, pos);
   const at = o.threshold === null ? undefined : screeningAt(scores, pos, o.threshold);
-  return { ...base, threshold: o.threshold, auroc: Number.isFinite(area) ? area : null, sensitivity: at?.sensitivity ?? null, specificity: at?.specificity ?? null };
+  return {
+    ...base,
+    threshold: o.threshold,
+    auroc: Number.isFinite(area) ? area : null,
+    sensitivity: at?.sensitivity ?? null,
+    specificity: at?.specificity ?? null,
+  };
 }
 
 export interface ScreeningGateDecision {
@@ -201,7 +230,11 @@ export type GateDecision = AccuracyGateDecision | ScreeningGateDecision;
 const fig = (x: number | null, f: (v: number) => string) => (x === null ? 'n/a' : f(x));
 
 /** The screening gate (pure): AUROC and sensitivity at each model's threshold, within `margin`. */
-export function decideScreening(candidate: ScreeningScores, promoted: ScreeningScores | undefined, margin: number): ScreeningGateDecision {
+export function decideScreening(
+  candidate: ScreeningScores,
+  promoted: ScreeningScores | undefined,
+  margin: number,
+): ScreeningGateDecision {
   checkMargin(margin);
   const c = candidate;
   const p = promoted;
@@ -222,24 +255,48 @@ export function decideScreening(candidate: ScreeningScores, promoted: ScreeningS
     threshold: { candidate: c.threshold, promoted: p?.threshold ?? null },
   });
   if (c.threshold === null || c.sensitivity === null) {
-    return decision(false, `the candidate has no ${pc} review threshold (it is chosen on the validation split, which needs at least 20 training images with ${pc} among them); screening gate not passed`, false, false);
+    return decision(
+      false,
+      `the candidate has no ${pc} review threshold (it is chosen on the validation split, which needs at least 20 training images with ${pc} among them); screening gate not passed`,
+      false,
+      false,
+    );
   }
-  if (p === undefined) return decision(true, `no model is promoted yet; screening gate (${pc} positive): candidate held-out ${describe(c)}`, true, true);
+  if (p === undefined)
+    return decision(
+      true,
+      `no model is promoted yet; screening gate (${pc} positive): candidate held-out ${describe(c)}`,
+      true,
+      true,
+    );
   if (p.n !== c.n) throw new Error(`the models were scored on different held-out sets (${c.n} vs ${p.n} images)`);
   if (c.positives === 0 || c.negatives === 0) {
-    return decision(false, `cannot compare screening models: the ${c.n} held-out images hold ${c.positives} ${pc} and ${c.negatives} other images (both kinds are needed); label more images`, false, false);
+    return decision(
+      false,
+      `cannot compare screening models: the ${c.n} held-out images hold ${c.positives} ${pc} and ${c.negatives} other images (both kinds are needed); label more images`,
+      false,
+      false,
+    );
   }
   const who = p.version ?? 'the promoted model';
   const aurocOk = p.auroc === null || (c.auroc !== null && c.auroc >= p.auroc - margin - EPS);
   const sensOk = p.sensitivity === null || c.sensitivity >= p.sensitivity - margin - EPS;
   const figures = `screening gate (${pc} positive, margin ${margin}, ${c.n} held-out images: ${c.positives} ${pc}): candidate ${describe(c)}; ${who} ${describe(p)}${p.threshold === null ? ` (${who} has no ${pc} threshold: sensitivity not compared)` : ''}`;
   const failures = [
-    ...(aurocOk ? [] : [`AUROC ${fig(c.auroc, (v) => v.toFixed(4))} vs ${fig(p.auroc, (v) => v.toFixed(4))} is worse by more than the margin ${margin}`]),
-    ...(sensOk ? [] : [`sensitivity ${pct(c.sensitivity)} vs ${fig(p.sensitivity, pct)} is worse by more than the margin ${margin}`]),
+    ...(aurocOk
+      ? []
+      : [
+          `AUROC ${fig(c.auroc, (v) => v.toFixed(4))} vs ${fig(p.auroc, (v) => v.toFixed(4))} is worse by more than the margin ${margin}`,
+        ]),
+    ...(sensOk
+      ? []
+      : [`sensitivity ${pct(c.sensitivity)} vs ${fig(p.sensitivity, pct)} is worse by more than the margin ${margin}`]),
   ];
   return decision(
     failures.length === 0,
-    failures.length === 0 ? `no worse than ${who}: ${figures}` : `worse than ${who}: ${failures.join('; ')}; ${figures}`,
+    failures.length === 0
+      ? `no worse than ${who}: ${figures}`
+      : `worse than ${who}: ${failures.join('; ')}; ${figures}`,
     aurocOk,
     sensOk,
   );

@@ -87,7 +87,11 @@ export class LaunchError extends Error {
  * tensorflow backend (tfjs-node-gpu in the image), the preprocessing profile and the run id.
  * Everything else the trainer needs is in the run manifest.
  */
-export function azureTrainerEnv(config: Config, job: TrainerJobConfig, runId: string): Record<(typeof TRAINER_ENV_KEYS)[number], string> {
+export function azureTrainerEnv(
+  config: Config,
+  job: TrainerJobConfig,
+  runId: string,
+): Record<(typeof TRAINER_ENV_KEYS)[number], string> {
   if (config.storage.kind !== 'identity') {
     throw new LaunchError(
       `the trainer job reaches storage with its managed identity, but this app uses a connection string (${STORAGE_SETTING}); set ${STORAGE_SETTING}__blobServiceUri instead`,
@@ -128,7 +132,12 @@ export function localTrainerEnv(config: Config, runId: string): Env {
 export const TRAINER_CONTAINER_NAME = 'trainer';
 
 export interface ExecutionTemplate {
-  containers: { name: string; image: string; resources: { cpu: number; memory: string }; env: { name: string; value: string }[] }[];
+  containers: {
+    name: string;
+    image: string;
+    resources: { cpu: number; memory: string };
+    env: { name: string; value: string }[];
+  }[];
 }
 
 /** The execution template of one run: the job's whole template (image, resources, every env var). */
@@ -172,11 +181,16 @@ export type ArmCredential = import('@azure/identity').TokenCredential;
 export function armCredential(config: Config): ArmCredential {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const identity = require('@azure/identity') as typeof import('@azure/identity');
-  return config.azureClientId !== undefined ? new identity.ManagedIdentityCredential({ clientId: config.azureClientId }) : new identity.DefaultAzureCredential();
+  return config.azureClientId !== undefined
+    ? new identity.ManagedIdentityCredential({ clientId: config.azureClientId })
+    : new identity.DefaultAzureCredential();
 }
 
 /** What containerAppsJobsApi uses of ContainerAppsAPIClient. */
-export type ContainerAppsClient = Pick<import('@azure/arm-appcontainers').ContainerAppsAPIClient, 'jobs' | 'jobExecution'>;
+export type ContainerAppsClient = Pick<
+  import('@azure/arm-appcontainers').ContainerAppsAPIClient,
+  'jobs' | 'jobExecution'
+>;
 
 /** The ARM client, built lazily: only Azure deployments load @azure/arm-appcontainers. */
 export function containerAppsClient(job: TrainerJobConfig, credential: ArmCredential): ContainerAppsClient {
@@ -207,7 +221,11 @@ function restStatus(err: unknown): number | undefined {
 
 function restMessage(err: unknown): string {
   const e = err as { statusCode?: unknown; code?: unknown; message?: unknown } | null;
-  const parts = [typeof e?.statusCode === 'number' ? `HTTP ${e.statusCode}` : '', typeof e?.code === 'string' ? `${e.code}:` : '', typeof e?.message === 'string' ? e.message : String(err)];
+  const parts = [
+    typeof e?.statusCode === 'number' ? `HTTP ${e.statusCode}` : '',
+    typeof e?.code === 'string' ? `${e.code}:` : '',
+    typeof e?.message === 'string' ? e.message : String(err),
+  ];
   return parts.filter((p) => p !== '').join(' ');
 }
 
@@ -229,7 +247,13 @@ export function containerAppsJobsApi(job: TrainerJobConfig, client: ContainerApp
         await client.jobs.beginStart(job.resourceGroup, job.jobName, {
           template,
           onResponse: (raw, _flat, error) => {
-            if (accepted === undefined && error === undefined && raw.request.method === 'POST' && raw.status >= 200 && raw.status < 300) {
+            if (
+              accepted === undefined &&
+              error === undefined &&
+              raw.request.method === 'POST' &&
+              raw.status >= 200 &&
+              raw.status < 300
+            ) {
               accepted = { status: raw.status, body: raw.parsedBody };
             }
           },
@@ -242,7 +266,9 @@ export function containerAppsJobsApi(job: TrainerJobConfig, client: ContainerApp
       }
       const name = (accepted?.body as { name?: unknown } | undefined)?.name;
       if (typeof name !== 'string' || name === '') {
-        throw new LaunchError(`the start was accepted (HTTP ${String(accepted?.status)}) but its response names no execution`);
+        throw new LaunchError(
+          `the start was accepted (HTTP ${String(accepted?.status)}) but its response names no execution`,
+        );
       }
       return name;
     },
@@ -254,8 +280,10 @@ export function containerAppsJobsApi(job: TrainerJobConfig, client: ContainerApp
         if (restStatus(err) === 404) return undefined;
         throw new LaunchError(`GET execution ${name} of job ${job.jobName}: ${restMessage(err)}`, { cause: err });
       }
-      if (typeof ex.status !== 'string') throw new LaunchError(`GET execution ${name} of job ${job.jobName}: the answer has no status`);
-      const iso = (k: 'startTime' | 'endTime') => (ex[k] instanceof Date && !Number.isNaN(ex[k].getTime()) ? { [k]: ex[k].toISOString() } : {});
+      if (typeof ex.status !== 'string')
+        throw new LaunchError(`GET execution ${name} of job ${job.jobName}: the answer has no status`);
+      const iso = (k: 'startTime' | 'endTime') =>
+        ex[k] instanceof Date && !Number.isNaN(ex[k].getTime()) ? { [k]: ex[k].toISOString() } : {};
       return { name: ex.name ?? name, status: ex.status, ...iso('startTime'), ...iso('endTime') };
     },
   };
@@ -285,7 +313,8 @@ export class AzureJobLauncher implements Launcher {
   async check(_runId: string, launched: LaunchRecord): Promise<TrainerState> {
     if (launched.execution === undefined) return { state: 'unknown', detail: 'no job execution was recorded for it' };
     const ex = await this.api().execution(launched.execution);
-    if (ex === undefined) return { state: 'unknown', detail: `job ${this.job.jobName} has no execution ${launched.execution} (any more)` };
+    if (ex === undefined)
+      return { state: 'unknown', detail: `job ${this.job.jobName} has no execution ${launched.execution} (any more)` };
     const detail = `trainer job execution ${ex.name} of ${this.job.jobName} is ${ex.status}${ex.endTime !== undefined ? ` (since ${ex.endTime})` : ''}`;
     if (EXECUTION_ACTIVE.has(ex.status)) return { state: 'running', detail };
     if (EXECUTION_ENDED.has(ex.status)) return { state: 'ended', detail };
@@ -324,7 +353,10 @@ export function trainerCommand(runId: string, here: string = __filename): Traine
   try {
     return { command: process.execPath, args: [compiledPath(cliMain), ...args], env: {} };
   } catch (err) {
-    throw new LaunchError(`the local trainer runs the compiled CLI: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new LaunchError(
+      `the local trainer runs the compiled CLI: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
   }
 }
 
@@ -376,15 +408,23 @@ export class LocalLauncher implements Launcher {
 
   async check(runId: string, launched: LaunchRecord): Promise<TrainerState> {
     const own = childrenOfThisProcess.get(runId);
-    if (own !== undefined) return { state: 'running', detail: `the local trainer (pid ${own}) is a child of this process` };
+    if (own !== undefined)
+      return { state: 'running', detail: `the local trainer (pid ${own}) is a child of this process` };
     if (launched.pid === undefined) return { state: 'unknown', detail: 'no process id was recorded for it' };
     const here = os.hostname();
-    if (launched.host !== here) return { state: 'unknown', detail: `its process (pid ${launched.pid}) runs on ${launched.host ?? 'an unrecorded host'}, not on ${here}` };
+    if (launched.host !== here)
+      return {
+        state: 'unknown',
+        detail: `its process (pid ${launched.pid}) runs on ${launched.host ?? 'an unrecorded host'}, not on ${here}`,
+      };
     const state = trainerProcessState(launched.pid, runId);
     const what = `the local trainer (pid ${launched.pid} on ${here})`;
     if (state === 'running') return { state: 'running', detail: `${what} is running` };
     if (state === 'gone') return { state: 'ended', detail: `${what} is no longer running` };
-    return { state: 'unknown', detail: `${what}: pid ${launched.pid} is in use, but its environment cannot be read to tell whether it is that trainer` };
+    return {
+      state: 'unknown',
+      detail: `${what}: pid ${launched.pid} is in use, but its environment cannot be read to tell whether it is that trainer`,
+    };
   }
 
   constructor(
@@ -396,7 +436,11 @@ export class LocalLauncher implements Launcher {
   async launch(runId: string): Promise<LaunchInfo> {
     const cmd = (this.opts.command ?? trainerCommand)(runId);
     const env: NodeJS.ProcessEnv = { ...process.env };
-    for (const [k, v] of Object.entries({ ...localTrainerEnv(this.config, runId), ...(cmd.env ?? {}), ...(this.opts.env ?? {}) })) {
+    for (const [k, v] of Object.entries({
+      ...localTrainerEnv(this.config, runId),
+      ...(cmd.env ?? {}),
+      ...(this.opts.env ?? {}),
+    })) {
       if (v === undefined) delete env[k];
       else env[k] = v;
     }
@@ -425,11 +469,16 @@ export class LocalLauncher implements Launcher {
         void (async () => {
           const output = Buffer.concat(chunks).subarray(-max);
           try {
-            await this.store.put(CONTAINERS.runs, paths.runFile(runId, 'trainer.log'), output, { contentType: 'text/plain; charset=utf-8' });
+            await this.store.put(CONTAINERS.runs, paths.runFile(runId, 'trainer.log'), output, {
+              contentType: 'text/plain; charset=utf-8',
+            });
             const status = await readStatus(this.store, runId);
             if (status !== undefined && !isFinished(status.value.state)) {
               const lastLine = output.toString('utf8').trim().split('\n').pop() ?? '';
-              const why = spawnError !== undefined ? `the trainer could not be started: ${spawnError.message}` : `the trainer exited (${signal !== null ? `signal ${signal}` : `code ${String(code)}`}) without finishing the run${lastLine !== '' ? `; last output: ${lastLine.slice(0, 500)}` : ''}`;
+              const why =
+                spawnError !== undefined
+                  ? `the trainer could not be started: ${spawnError.message}`
+                  : `the trainer exited (${signal !== null ? `signal ${signal}` : `code ${String(code)}`}) without finishing the run${lastLine !== '' ? `; last output: ${lastLine.slice(0, 500)}` : ''}`;
               await markFailed(this.store, runId, why);
               log?.error(`run ${runId}: ${why}`);
             } else {

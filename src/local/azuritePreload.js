@@ -85,7 +85,8 @@ function planQuery(coll, query) {
   const keys = Object.keys(query);
   if (keys.length < 2 || keys.some((k) => k.startsWith('$') || k.includes('.'))) return undefined;
   const indices = coll.binaryIndices;
-  const hasIndex = (/** @type {string} */ k) => Object.prototype.hasOwnProperty.call(indices, k) && indices[k].dirty !== true;
+  const hasIndex = (/** @type {string} */ k) =>
+    Object.prototype.hasOwnProperty.call(indices, k) && indices[k].dirty !== true;
   /** @type {Map<string, number>} */
   const counts = new Map();
   /** @type {string | undefined} */
@@ -110,7 +111,10 @@ function planQuery(coll, query) {
     // Indexed string equality first: its matches come in the order every index keeps equals in.
     if (firstCount <= 2 * bestCount + 8) return undefined; // not worth it
     dataOrder = false;
-  } else if (!Object.prototype.hasOwnProperty.call(indices, first) || !INDEXED_OPS.has(operatorOf(query[first]) ?? '')) {
+  } else if (
+    !Object.prototype.hasOwnProperty.call(indices, first) ||
+    !INDEXED_OPS.has(operatorOf(query[first]) ?? '')
+  ) {
     dataOrder = true; // LokiJS would scan the data in storage order
   } else {
     return undefined; // a range or $in on an index orders by that key: keep it
@@ -164,7 +168,11 @@ function cachedPlan(coll, query) {
   }
   if (fresh) {
     const plan = planQuery(coll, query);
-    entry = { best: plan === undefined ? undefined : Object.keys(plan.query)[0], dataOrder: plan?.dataOrder ?? false, uses: 0 };
+    entry = {
+      best: plan === undefined ? undefined : Object.keys(plan.query)[0],
+      dataOrder: plan?.dataOrder ?? false,
+      uses: 0,
+    };
     if (plans.size < 256 || plans.has(shape)) plans.set(shape, entry);
   }
   const best = entry?.best;
@@ -195,7 +203,13 @@ function installLokiQueryPlanner(Loki) {
    * @param {boolean} [firstOnly]
    */
   function find(query, firstOnly) {
-    if (this.filterInitialized || query === null || typeof query !== 'object' || Array.isArray(query) || this.collection.data.length === 0) {
+    if (
+      this.filterInitialized ||
+      query === null ||
+      typeof query !== 'object' ||
+      Array.isArray(query) ||
+      this.collection.data.length === 0
+    ) {
       return originalFind.call(this, query, firstOnly);
     }
     const plan = cachedPlan(this.collection, /** @type {Record<string, unknown>} */ (query));
@@ -203,7 +217,8 @@ function installLokiQueryPlanner(Loki) {
     // LokiJS evaluates a multi-key query as an $and without stopping at the first match and then
     // keeps the first row, so the full match set is computed here too.
     originalFind.call(this, plan.query, false);
-    if (plan.dataOrder && this.filteredrows.length > 1) this.filteredrows.sort((/** @type {number} */ a, /** @type {number} */ b) => a - b);
+    if (plan.dataOrder && this.filteredrows.length > 1)
+      this.filteredrows.sort((/** @type {number} */ a, /** @type {number} */ b) => a - b);
     if (firstOnly === true && this.filteredrows.length > 1) this.filteredrows = this.filteredrows.slice(0, 1);
     return this;
   }
@@ -240,7 +255,14 @@ function installLokiInPlaceRemoval(Loki, distinct) {
    */
   function removeBatchByPositions(positions) {
     const keys = Object.keys(this.binaryIndices);
-    if (this.adaptiveBinaryIndices !== true || keys.length === 0 || positions.length === 0 || positions.length > SMALL_BATCH || this.DynamicViews.length > 0 || !distinct(this)) {
+    if (
+      this.adaptiveBinaryIndices !== true ||
+      keys.length === 0 ||
+      positions.length === 0 ||
+      positions.length > SMALL_BATCH ||
+      this.DynamicViews.length > 0 ||
+      !distinct(this)
+    ) {
       return original.call(this, positions);
     }
     // Positions refer to the data as it is now: the indices first, then LokiJS's removal with
@@ -359,8 +381,10 @@ function installHeadKeepAlive(http) {
   function writeHead(...args) {
     if (this.req?.method === 'HEAD' && !this.hasHeader('content-length') && !this.hasHeader('transfer-encoding')) {
       const given = args.find((a, i) => i > 0 && typeof a === 'object' && a !== null);
-      const named = given === undefined ? [] : Array.isArray(given) ? given.filter((_, i) => i % 2 === 0) : Object.keys(given);
-      if (!named.some((h) => /^(content-length|transfer-encoding)$/i.test(String(h)))) this.setHeader('Content-Length', '0');
+      const named =
+        given === undefined ? [] : Array.isArray(given) ? given.filter((_, i) => i % 2 === 0) : Object.keys(given);
+      if (!named.some((h) => /^(content-length|transfer-encoding)$/i.test(String(h))))
+        this.setHeader('Content-Length', '0');
     }
     return original.apply(this, /** @type {any} */ (args));
   }
@@ -437,7 +461,8 @@ function installDurableAcks(Loki, http) {
    */
   function end(...args) {
     const method = this.req?.method;
-    if (persisted.size === 0 || this[HELD] === true || method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return originalEnd.apply(this, /** @type {any} */ (args));
+    if (persisted.size === 0 || this[HELD] === true || method === 'GET' || method === 'HEAD' || method === 'OPTIONS')
+      return originalEnd.apply(this, /** @type {any} */ (args));
     this[HELD] = true;
     void Promise.all([...persisted].map(saved)).then(() => originalEnd.apply(this, /** @type {any} */ (args)));
     return this;
@@ -449,7 +474,6 @@ function installDurableAcks(Loki, http) {
     proto.end = originalEnd;
   };
 }
-
 
 /**
  * What the patches rely on, as the pinned packages have it (package.json pins azurite, and lokijs
@@ -486,7 +510,11 @@ const EXPECTED_SHAPE = {
  * @param {Function} f
  */
 function fingerprint(f) {
-  return require('node:crypto').createHash('sha256').update(Function.prototype.toString.call(f)).digest('hex').slice(0, 16);
+  return require('node:crypto')
+    .createHash('sha256')
+    .update(Function.prototype.toString.call(f))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /**
@@ -511,14 +539,31 @@ function azuriteInternals(fromAzurite) {
   const response = require('node:http').ServerResponse.prototype;
   return {
     'lokijs Resultset.prototype.find': res?.find,
-    ...Object.fromEntries(['removeBatchByPositions', 'calculateRange', 'adaptiveBinaryIndexRemove', 'adaptiveBinaryIndexInsert', 'adaptiveBinaryIndexUpdate', 'startTransaction', 'ensureId', 'commit', 'getUniqueIndex'].map((k) => [`lokijs Collection.prototype.${k}`, coll?.[k]])),
+    ...Object.fromEntries(
+      [
+        'removeBatchByPositions',
+        'calculateRange',
+        'adaptiveBinaryIndexRemove',
+        'adaptiveBinaryIndexInsert',
+        'adaptiveBinaryIndexUpdate',
+        'startTransaction',
+        'ensureId',
+        'commit',
+        'getUniqueIndex',
+      ].map((k) => [`lokijs Collection.prototype.${k}`, coll?.[k]]),
+    ),
     'uri-templates (the module)': attempt(() => fromAzurite('uri-templates')),
     'azurite generated/utils/utils.js isURITemplateMatch': /** @type {any} */ (utils)?.isURITemplateMatch,
     'node http ServerResponse.prototype.writeHead': response.writeHead,
     'node http ServerResponse.prototype.hasHeader': response.hasHeader,
     'node http ServerResponse.prototype.setHeader': response.setHeader,
     'node http ServerResponse.prototype.end': response.end,
-    ...Object.fromEntries(['autosaveEnable', 'saveDatabaseInternal', 'saveDatabase', 'autosaveDirty'].map((k) => [`lokijs Loki.prototype.${k}`, /** @type {any} */ (Loki)?.prototype?.[k]])),
+    ...Object.fromEntries(
+      ['autosaveEnable', 'saveDatabaseInternal', 'saveDatabase', 'autosaveDirty'].map((k) => [
+        `lokijs Loki.prototype.${k}`,
+        /** @type {any} */ (Loki)?.prototype?.[k],
+      ]),
+    ),
   };
 }
 
@@ -534,8 +579,10 @@ function shapeProblems(found, expected = EXPECTED_SHAPE) {
   const problems = [];
   for (const [name, want] of Object.entries(expected)) {
     const f = found[name];
-    if (typeof f !== 'function') problems.push(`${name} is ${f === undefined ? 'missing' : `a ${typeof f}, not a function`}`);
-    else if (want !== 'function' && fingerprint(f) !== want) problems.push(`${name} changed (source ${fingerprint(f)}, the patches know ${want})`);
+    if (typeof f !== 'function')
+      problems.push(`${name} is ${f === undefined ? 'missing' : `a ${typeof f}, not a function`}`);
+    else if (want !== 'function' && fingerprint(f) !== want)
+      problems.push(`${name} changed (source ${fingerprint(f)}, the patches know ${want})`);
   }
   return problems;
 }

@@ -65,7 +65,10 @@ function readHolder(file: string): LockHolder | undefined {
 }
 
 function describe(h: LockHolder): string {
-  const urls = [h.storage !== undefined ? `storage ${h.storage}` : undefined, h.http !== undefined ? `HTTP ${h.http}` : undefined].filter((x) => x !== undefined);
+  const urls = [
+    h.storage !== undefined ? `storage ${h.storage}` : undefined,
+    h.http !== undefined ? `HTTP ${h.http}` : undefined,
+  ].filter((x) => x !== undefined);
   return `PID ${h.pid}${urls.length > 0 ? ` (${urls.join(', ')})` : ''}, started ${h.started}`;
 }
 
@@ -83,7 +86,10 @@ export async function acquireDataLock(dataDir: string, opts: LockOptions = {}): 
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const holder = readHolder(file);
       if (holder !== undefined && alive(holder.pid)) {
-        throw new DataDirLockedError(`The data folder ${dataDir} is in use by another embedded runtime: ${describe(holder)}. Stop it first (Ctrl-C in its terminal, or kill ${holder.pid}).`, holder);
+        throw new DataDirLockedError(
+          `The data folder ${dataDir} is in use by another embedded runtime: ${describe(holder)}. Stop it first (Ctrl-C in its terminal, or kill ${holder.pid}).`,
+          holder,
+        );
       }
       if (holder?.azuritePid !== undefined && alive(holder.azuritePid)) {
         const deadline = Date.now() + (opts.waitForOrphanMs ?? 120_000);

@@ -54,20 +54,29 @@ function toTrigger(fn: string, b: CoreBindingInfo): Trigger {
   if (type === 'blobtrigger') {
     const p = text(b.path, '');
     if (b.source !== 'EventGrid') {
-      throw new UnsupportedFunctionError(`Function "${fn}": blob triggers must use source 'EventGrid' (Flex Consumption supports no other); got ${JSON.stringify(b.source)}.`);
+      throw new UnsupportedFunctionError(
+        `Function "${fn}": blob triggers must use source 'EventGrid' (Flex Consumption supports no other); got ${JSON.stringify(b.source)}.`,
+      );
     }
     const container = p.split('/')[0] ?? '';
-    if (container === '' || !p.includes('/')) throw new UnsupportedFunctionError(`Function "${fn}": blob trigger path ${JSON.stringify(p)} must be container/pattern.`);
+    if (container === '' || !p.includes('/'))
+      throw new UnsupportedFunctionError(
+        `Function "${fn}": blob trigger path ${JSON.stringify(p)} must be container/pattern.`,
+      );
     return { kind: 'blob', path: p, container, connection: text(b.connection, 'AzureWebJobsStorage') };
   }
   if (type === 'timertrigger') {
     return { kind: 'timer', schedule: text(b.schedule, ''), runOnStartup: b.runOnStartup === true };
   }
   if (type === 'httptrigger') {
-    const methods = Array.isArray(b.methods) ? (b.methods as unknown[]).map((m) => String(m).toUpperCase()) : ['GET', 'POST'];
+    const methods = Array.isArray(b.methods)
+      ? (b.methods as unknown[]).map((m) => String(m).toUpperCase())
+      : ['GET', 'POST'];
     return { kind: 'http', route: text(b.route, fn), methods, authLevel: text(b.authLevel, 'anonymous') };
   }
-  throw new UnsupportedFunctionError(`Function "${fn}" uses a ${b.type} trigger, which the embedded runtime does not run. Supported: blobTrigger (EventGrid), timerTrigger, httpTrigger.`);
+  throw new UnsupportedFunctionError(
+    `Function "${fn}" uses a ${b.type} trigger, which the embedded runtime does not run. Supported: blobTrigger (EventGrid), timerTrigger, httpTrigger.`,
+  );
 }
 
 /** Validates registrations and turns them into the triggers the runtime drives. */
@@ -90,7 +99,9 @@ export function toLoadedFunctions(regs: readonly CoreRegistration[]): LoadedFunc
       }
     }
     if (r.metadata.retryOptions !== undefined && r.metadata.retryOptions !== null) {
-      throw new UnsupportedFunctionError(`Function "${r.metadata.name}" sets a retry policy, which blob triggers do not support and the embedded runtime does not run.`);
+      throw new UnsupportedFunctionError(
+        `Function "${r.metadata.name}" sets a retry policy, which blob triggers do not support and the embedded runtime does not run.`,
+      );
     }
     return { name: r.metadata.name, trigger, callback: r.callback, triggerBinding };
   });

@@ -40,10 +40,15 @@ async function main(): Promise<void> {
         { location: dataDir },
         {
           onRestart: (e) => {
-            console.warn(`${new Date().toISOString()} WARN Azurite PID ${String(e.oldPid)} exited unexpectedly (${e.exit}); restarted as PID ${String(e.pid)} on the same port and data folder after ${e.downMs} ms`);
+            console.warn(
+              `${new Date().toISOString()} WARN Azurite PID ${String(e.oldPid)} exited unexpectedly (${e.exit}); restarted as PID ${String(e.pid)} on the same port and data folder after ${e.downMs} ms`,
+            );
             if (e.pid !== undefined) lock?.update({ azuritePid: e.pid });
           },
-          onRestartFailed: (err, retryInMs) => console.error(`${new Date().toISOString()} ERROR Azurite could not be restarted (trying again in ${retryInMs} ms): ${String(err).split('\n')[0] ?? ''}`),
+          onRestartFailed: (err, retryInMs) =>
+            console.error(
+              `${new Date().toISOString()} ERROR Azurite could not be restarted (trying again in ${retryInMs} ms): ${String(err).split('\n')[0] ?? ''}`,
+            ),
         },
       );
       settings[STORAGE_SETTING] = azurite.connectionString;
@@ -74,7 +79,11 @@ async function main(): Promise<void> {
     console.log(`Functions: ${runtime.functions.map((f) => f.name).join(', ')}`);
     if (runtime.httpPort !== 0) console.log(`HTTP functions on http://127.0.0.1:${runtime.httpPort}/api/`);
     if (runtime.httpPort !== 0) {
-      console.log(config.reviewAuth === 'off' ? 'Review page: off (TRIAGE_REVIEW_AUTH=off; local.settings.json sets local)' : `Review page: ${reviewPageUrl(runtime.httpPort)}`);
+      console.log(
+        config.reviewAuth === 'off'
+          ? 'Review page: off (TRIAGE_REVIEW_AUTH=off; local.settings.json sets local)'
+          : `Review page: ${reviewPageUrl(runtime.httpPort)}`,
+      );
     }
     console.log(`Watching uploads/. Upload with: npm run triage -- upload <file-or-folder>. Stop with Ctrl-C.`);
     let stopping = false;
@@ -106,6 +115,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+  console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
   process.exit(1);
 });

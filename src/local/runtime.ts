@@ -146,7 +146,9 @@ export class EmbeddedRuntime {
     }
     rt.scheduleScan(0);
     rt.flushTimer = setInterval(() => void rt.flushReceipts(), RECEIPT_FLUSH_MS);
-    rt.log.info(`embedded runtime ${rt.deps.instanceId}: ${rt.functions.map((f) => `${f.name} (${f.trigger.kind})`).join(', ')}`);
+    rt.log.info(
+      `embedded runtime ${rt.deps.instanceId}: ${rt.functions.map((f) => `${f.name} (${f.trigger.kind})`).join(', ')}`,
+    );
     return rt;
   }
 
@@ -193,7 +195,12 @@ export class EmbeddedRuntime {
         for (let attempt = 0; attempt < 5; attempt++) {
           const existing = await this.store.getJson<Record<string, string>>(HOST_CONTAINER, paths.receipts(fn));
           const merged = { ...(existing?.value ?? {}), ...mine };
-          const r = await this.store.putJson(HOST_CONTAINER, paths.receipts(fn), merged, existing === undefined ? { ifNoneExists: true } : { ifMatch: existing.etag });
+          const r = await this.store.putJson(
+            HOST_CONTAINER,
+            paths.receipts(fn),
+            merged,
+            existing === undefined ? { ifNoneExists: true } : { ifMatch: existing.etag },
+          );
           if (r.written) break;
         }
       } catch (err) {
@@ -294,7 +301,12 @@ export class EmbeddedRuntime {
       }
       for (const [container, fns] of byContainer) {
         const last = this.lastScanOf.get(container);
-        if (!full && this.ownWrites.has(container) && last !== undefined && scanStart - last.at < Math.max(OWN_WRITES_SCAN_MS, OWN_WRITES_SCAN_SHARE * last.ms)) {
+        if (
+          !full &&
+          this.ownWrites.has(container) &&
+          last !== undefined &&
+          scanStart - last.at < Math.max(OWN_WRITES_SCAN_MS, OWN_WRITES_SCAN_SHARE * last.ms)
+        ) {
           skipped = true;
           continue;
         }
@@ -380,7 +392,13 @@ export class EmbeddedRuntime {
           properties: { eTag: etag, contentLength: blob.data.length, contentType: blob.contentType },
           metadata: blob.metadata,
         },
-        options: { trigger: { ...item.fn.triggerBinding, name: item.fn.triggerBinding.name ?? 'trigger', type: item.fn.triggerBinding.type } },
+        options: {
+          trigger: {
+            ...item.fn.triggerBinding,
+            name: item.fn.triggerBinding.name ?? 'trigger',
+            type: item.fn.triggerBinding.type,
+          },
+        },
         logHandler: (level, ...args) => this.forward(item.fn.name, level, args),
       });
       this.stats.invocations++;
@@ -401,13 +419,19 @@ export class EmbeddedRuntime {
       if (count >= this.maxAttempts) {
         this.stats.poisoned++;
         this.attempts.delete(k);
-        this.log.error(`${item.fn.name} ${item.container}/${item.blob}: failed ${count} times, set aside as poison: ${String(err)}`);
-        await this.recordPoison(item, etag, err).catch((e: unknown) => this.log.error(`could not record poison: ${String(e)}`));
+        this.log.error(
+          `${item.fn.name} ${item.container}/${item.blob}: failed ${count} times, set aside as poison: ${String(err)}`,
+        );
+        await this.recordPoison(item, etag, err).catch((e: unknown) =>
+          this.log.error(`could not record poison: ${String(e)}`),
+        );
         return;
       }
       const delay = Math.min(this.retryBaseMs * 2 ** (count - 1), 10_000);
       this.attempts.set(k, { etag, count, notBefore: Date.now() + delay });
-      this.log.warn(`${item.fn.name} ${item.container}/${item.blob}: attempt ${count} failed, retrying in ${delay} ms: ${String(err)}`);
+      this.log.warn(
+        `${item.fn.name} ${item.container}/${item.blob}: attempt ${count} failed, retrying in ${delay} ms: ${String(err)}`,
+      );
     }
   }
 
@@ -450,7 +474,11 @@ export class EmbeddedRuntime {
       const timer = {
         isPastDue: false,
         schedule: { adjustForDST: true },
-        scheduleStatus: { last: new Date().toISOString(), next: next?.toISOString() ?? '', lastUpdated: new Date().toISOString() },
+        scheduleStatus: {
+          last: new Date().toISOString(),
+          next: next?.toISOString() ?? '',
+          lastUpdated: new Date().toISOString(),
+        },
       };
       const context = new InvocationContext({
         functionName: fn.name,
@@ -503,7 +531,11 @@ export class EmbeddedRuntime {
     }
   }
 
-  private async dispatchHttp(fns: LoadedFunction[], req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async dispatchHttp(
+    fns: LoadedFunction[],
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+  ): Promise<void> {
     const target = parseTarget(req.url ?? '/');
     if (!target.ok) return answer(res, target.status, { error: target.error });
     const { url } = target;
@@ -522,12 +554,23 @@ export class EmbeddedRuntime {
       break;
     }
     if (matched === undefined) {
-      if (allowed.size > 0) return answer(res, 405, { error: `method ${method} not allowed here; allowed: ${[...allowed].join(', ')}` }, { allow: [...allowed].join(', ') });
+      if (allowed.size > 0)
+        return answer(
+          res,
+          405,
+          { error: `method ${method} not allowed here; allowed: ${[...allowed].join(', ')}` },
+          { allow: [...allowed].join(', ') },
+        );
       return answer(res, 404, { error: `no function at ${url.pathname.slice(0, 200)}` });
     }
     const declared = Number(req.headers['content-length'] ?? '0');
     if (!Number.isFinite(declared) || declared > MAX_HTTP_BODY_BYTES) {
-      return answer(res, 413, { error: `The body may have at most ${MAX_HTTP_BODY_BYTES} bytes.` }, { connection: 'close' });
+      return answer(
+        res,
+        413,
+        { error: `The body may have at most ${MAX_HTTP_BODY_BYTES} bytes.` },
+        { connection: 'close' },
+      );
     }
     const bytes = await readBody(req, MAX_HTTP_BODY_BYTES);
     if (bytes === undefined) {
@@ -536,7 +579,8 @@ export class EmbeddedRuntime {
       return;
     }
     const headers: Record<string, string> = {};
-    for (const [h, v] of Object.entries(req.headers)) if (v !== undefined) headers[h] = Array.isArray(v) ? v.join(', ') : v;
+    for (const [h, v] of Object.entries(req.headers))
+      if (v !== undefined) headers[h] = Array.isArray(v) ? v.join(', ') : v;
     const request = new HttpRequest({
       method,
       url: url.toString(),
@@ -555,7 +599,7 @@ export class EmbeddedRuntime {
       try {
         this.stats.invocations++;
         const result = await runWithDeps(this.deps, () => Promise.resolve(fn.callback(request, context)));
-        const response = result instanceof HttpResponse ? result : new HttpResponse((result ?? {}));
+        const response = result instanceof HttpResponse ? result : new HttpResponse(result ?? {});
         const body = Buffer.from(await response.arrayBuffer());
         const outHeaders: Record<string, string> = {};
         response.headers.forEach((v, h) => {
@@ -586,12 +630,19 @@ export class EmbeddedRuntime {
     const called = performance.now();
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const quiet = this.pending.size === 0 && this.hot.size === 0 && this.running.size === 0 && this.attempts.size === 0 && this.timerBusy.size === 0;
+      const quiet =
+        this.pending.size === 0 &&
+        this.hot.size === 0 &&
+        this.running.size === 0 &&
+        this.attempts.size === 0 &&
+        this.timerBusy.size === 0;
       if (quiet && this.lastCleanScanStart > Math.max(called, this.lastActivity)) return;
       // Scans that leave out a container do not count: ask the next one to list everything.
       this.fullScanWanted = true;
       if (Date.now() > deadline) {
-        throw new Error(`runtime not idle after ${timeoutMs} ms: queued ${this.pending.size}, running ${this.running.size}, retrying ${this.attempts.size}`);
+        throw new Error(
+          `runtime not idle after ${timeoutMs} ms: queued ${this.pending.size}, running ${this.running.size}, retrying ${this.attempts.size}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 25));
     }
@@ -606,7 +657,8 @@ export class EmbeddedRuntime {
     this.pending.clear();
     this.hot.clear();
     this.heldBytes = 0;
-    const closing = this.server === undefined ? Promise.resolve() : new Promise<void>((r) => this.server?.close(() => r()));
+    const closing =
+      this.server === undefined ? Promise.resolve() : new Promise<void>((r) => this.server?.close(() => r()));
     this.server?.closeIdleConnections?.();
     await this.scanning?.catch(() => undefined);
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
@@ -621,8 +673,18 @@ export class EmbeddedRuntime {
  * port), not a stack trace; other listen errors pass through.
  */
 export function portError(port: number, err: Error & { code?: string }): Error {
-  if (err.code === 'EADDRINUSE') return new ConfigError(HTTP_PORT_SETTING, String(port), `a free port: ${port} is in use by another program (stop it, or set ${HTTP_PORT_SETTING} to another port, or 0 for any free port)`);
-  if (err.code === 'EACCES') return new ConfigError(HTTP_PORT_SETTING, String(port), `a port this user may listen on: ${port} needs privileges (use a port above 1023, or 0 for any free port)`);
+  if (err.code === 'EADDRINUSE')
+    return new ConfigError(
+      HTTP_PORT_SETTING,
+      String(port),
+      `a free port: ${port} is in use by another program (stop it, or set ${HTTP_PORT_SETTING} to another port, or 0 for any free port)`,
+    );
+  if (err.code === 'EACCES')
+    return new ConfigError(
+      HTTP_PORT_SETTING,
+      String(port),
+      `a port this user may listen on: ${port} needs privileges (use a port above 1023, or 0 for any free port)`,
+    );
   return err;
 }
 
@@ -646,8 +708,14 @@ export const MAX_HTTP_TARGET = 12 * 1024;
  * whose percent-encoding does not decode (400; route values are decoded, so it could not bind).
  */
 export function parseTarget(target: string): { ok: true; url: URL } | { ok: false; status: 400 | 414; error: string } {
-  if (target.length > MAX_HTTP_TARGET) return { ok: false, status: 414, error: `The request target has ${target.length} characters; at most ${MAX_HTTP_TARGET} are accepted.` };
-  if (!target.startsWith('/')) return { ok: false, status: 400, error: 'The request target must be a path (origin form, starting with "/").' };
+  if (target.length > MAX_HTTP_TARGET)
+    return {
+      ok: false,
+      status: 414,
+      error: `The request target has ${target.length} characters; at most ${MAX_HTTP_TARGET} are accepted.`,
+    };
+  if (!target.startsWith('/'))
+    return { ok: false, status: 400, error: 'The request target must be a path (origin form, starting with "/").' };
   let url: URL;
   try {
     url = new URL(`http://127.0.0.1${target}`);
@@ -697,14 +765,17 @@ export function matchRoute(route: string, pathname: string): Record<string, stri
   if (!pathname.startsWith(prefix)) return undefined;
   const rest = pathname.slice(prefix.length);
   const names: string[] = [];
-  const re = route.replace(/\{(\*?)(\w+)(\?)?\}|([^{}]+)/g, (_m, star: string, name: string | undefined, opt: string | undefined, lit: string | undefined) => {
-    if (name !== undefined) {
-      names.push(name);
-      const body = star === '*' ? '(.+)' : '([^/]+)';
-      return opt === '?' ? `${body}?` : body;
-    }
-    return (lit ?? '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  });
+  const re = route.replace(
+    /\{(\*?)(\w+)(\?)?\}|([^{}]+)/g,
+    (_m, star: string, name: string | undefined, opt: string | undefined, lit: string | undefined) => {
+      if (name !== undefined) {
+        names.push(name);
+        const body = star === '*' ? '(.+)' : '([^/]+)';
+        return opt === '?' ? `${body}?` : body;
+      }
+      return (lit ?? '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    },
+  );
   const m = new RegExp(`^${re}/?$`).exec(rest);
   if (!m) return undefined;
   const params: Record<string, string> = {};

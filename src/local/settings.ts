@@ -11,7 +11,12 @@ import { processAlive } from './dataLock';
 export const DEV_STORAGE = 'UseDevelopmentStorage=true';
 
 export function projectRoot(): string {
-  return path.resolve(__dirname, '..', '..', ...(path.basename(path.resolve(__dirname, '..', '..')) === 'dist' ? ['..'] : []));
+  return path.resolve(
+    __dirname,
+    '..',
+    '..',
+    ...(path.basename(path.resolve(__dirname, '..', '..')) === 'dist' ? ['..'] : []),
+  );
 }
 
 export function readLocalSettings(file = path.join(projectRoot(), 'local.settings.json')): Env {

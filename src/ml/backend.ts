@@ -78,7 +78,8 @@ async function tryTensorflow(): Promise<BackendInfo> {
 
 async function tryWasm(opts: BackendOptions): Promise<BackendInfo> {
   const threads = opts.wasmThreads ?? 1;
-  if (!Number.isInteger(threads) || threads < 1 || threads > 8) throw new RangeError(`wasmThreads must be an integer from 1 to 8, got ${threads}`);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 8)
+    throw new RangeError(`wasmThreads must be an integer from 1 to 8, got ${threads}`);
   let wasm: { setWasmPaths(prefix: string): void; getThreadsCount(): number };
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -98,7 +99,10 @@ async function tryWasm(opts: BackendOptions): Promise<BackendInfo> {
   } catch (e) {
     throw new BackendUnavailable(`@tensorflow/tfjs-backend-wasm: ${errorText(e)}`);
   }
-  if (!ok) throw new BackendUnavailable(`@tensorflow/tfjs-backend-wasm: the wasm module did not initialise (binaries looked for in ${dist})`);
+  if (!ok)
+    throw new BackendUnavailable(
+      `@tensorflow/tfjs-backend-wasm: the wasm module did not initialise (binaries looked for in ${dist})`,
+    );
   const simd = (await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) === true;
   const actualThreads = wasm.getThreadsCount();
   const build = threads > 1 ? 'threaded-simd' : simd ? 'simd' : 'plain';
@@ -113,10 +117,18 @@ async function tryWasm(opts: BackendOptions): Promise<BackendInfo> {
 
 async function tryCpu(): Promise<BackendInfo> {
   if (!(await tf.setBackend('cpu'))) throw new BackendUnavailable('the cpu backend did not initialise');
-  return { name: 'cpu', tfjsVersion: tf.version.tfjs, detail: '@tensorflow/tfjs cpu (pure JavaScript, slow for training)' };
+  return {
+    name: 'cpu',
+    tfjsVersion: tf.version.tfjs,
+    detail: '@tensorflow/tfjs cpu (pure JavaScript, slow for training)',
+  };
 }
 
-async function select(preferred: BackendName | undefined, log: (msg: string) => void, opts: BackendOptions): Promise<BackendInfo> {
+async function select(
+  preferred: BackendName | undefined,
+  log: (msg: string) => void,
+  opts: BackendOptions,
+): Promise<BackendInfo> {
   const attempts: Record<BackendName, () => Promise<BackendInfo>> = {
     tensorflow: tryTensorflow,
     wasm: () => tryWasm(opts),
@@ -126,7 +138,9 @@ async function select(preferred: BackendName | undefined, log: (msg: string) => 
     try {
       return await attempts[preferred]();
     } catch (e) {
-      throw new Error(`ML backend '${preferred}' (forced by TRIAGE_BACKEND) cannot be used: ${errorText(e)}`, { cause: e });
+      throw new Error(`ML backend '${preferred}' (forced by TRIAGE_BACKEND) cannot be used: ${errorText(e)}`, {
+        cause: e,
+      });
     }
   }
   const skipped: string[] = [];
@@ -159,7 +173,11 @@ export function quietTfjsNotes(): void {
  * was chosen. Idempotent: later calls return the same info; forcing a different backend after the
  * choice is an error.
  */
-export async function initBackend(preferred?: BackendName, log: (msg: string) => void = () => {}, opts: BackendOptions = {}): Promise<BackendInfo> {
+export async function initBackend(
+  preferred?: BackendName,
+  log: (msg: string) => void = () => {},
+  opts: BackendOptions = {},
+): Promise<BackendInfo> {
   if (preferred !== undefined && !BACKEND_NAMES.includes(preferred)) {
     throw new Error(`unknown ML backend '${String(preferred)}'; expected one of ${BACKEND_NAMES.join(', ')}`);
   }

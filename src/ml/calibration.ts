@@ -15,7 +15,10 @@ export interface ReliabilityBin {
 }
 
 /** Top-1 class and its probability for each row. */
-export function topPrediction(probs: ArrayLike<number>, classes: number): { predicted: Int32Array; confidence: Float64Array } {
+export function topPrediction(
+  probs: ArrayLike<number>,
+  classes: number,
+): { predicted: Int32Array; confidence: Float64Array } {
   const n = Math.floor(probs.length / classes);
   const predicted = new Int32Array(n);
   const confidence = new Float64Array(n);
@@ -36,8 +39,18 @@ export function topPrediction(probs: ArrayLike<number>, classes: number): { pred
 }
 
 /** Equal-width reliability bins over [0, 1]. */
-export function reliabilityBins(confidence: ArrayLike<number>, correct: ArrayLike<boolean | number>, bins = 15): ReliabilityBin[] {
-  const out: ReliabilityBin[] = Array.from({ length: bins }, (_, b) => ({ lower: b / bins, upper: (b + 1) / bins, count: 0, confidence: 0, accuracy: 0 }));
+export function reliabilityBins(
+  confidence: ArrayLike<number>,
+  correct: ArrayLike<boolean | number>,
+  bins = 15,
+): ReliabilityBin[] {
+  const out: ReliabilityBin[] = Array.from({ length: bins }, (_, b) => ({
+    lower: b / bins,
+    upper: (b + 1) / bins,
+    count: 0,
+    confidence: 0,
+    accuracy: 0,
+  }));
   for (let i = 0; i < confidence.length; i++) {
     const p = confidence[i] as number;
     const b = Math.min(bins - 1, Math.max(0, Math.floor(p * bins)));
@@ -59,11 +72,16 @@ export function reliabilityBins(confidence: ArrayLike<number>, correct: ArrayLik
  * Expected calibration error: sum over equal-width bins of (bin share) * |accuracy - mean confidence|.
  * Default 15 bins (Guo et al. 2017).
  */
-export function expectedCalibrationError(confidence: ArrayLike<number>, correct: ArrayLike<boolean | number>, bins = 15): number {
+export function expectedCalibrationError(
+  confidence: ArrayLike<number>,
+  correct: ArrayLike<boolean | number>,
+  bins = 15,
+): number {
   const n = confidence.length;
   if (n === 0) return 0;
   let ece = 0;
-  for (const b of reliabilityBins(confidence, correct, bins)) ece += (b.count / n) * Math.abs(b.accuracy - b.confidence);
+  for (const b of reliabilityBins(confidence, correct, bins))
+    ece += (b.count / n) * Math.abs(b.accuracy - b.confidence);
   return ece;
 }
 
@@ -96,15 +114,22 @@ export function applyTemperature(probs: ArrayLike<number>, classes: number, temp
 }
 
 /** Mean negative log-likelihood of the true labels after temperature scaling. */
-export function nllAtTemperature(probs: ArrayLike<number>, labels: ArrayLike<number>, classes: number, temperature: number): number {
+export function nllAtTemperature(
+  probs: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  classes: number,
+  temperature: number,
+): number {
   const n = labels.length;
   if (n === 0) return 0;
   let total = 0;
   for (let i = 0; i < n; i++) {
     let max = -Infinity;
-    for (let c = 0; c < classes; c++) max = Math.max(max, Math.log(Math.max(probs[i * classes + c] as number, EPS)) / temperature);
+    for (let c = 0; c < classes; c++)
+      max = Math.max(max, Math.log(Math.max(probs[i * classes + c] as number, EPS)) / temperature);
     let sum = 0;
-    for (let c = 0; c < classes; c++) sum += Math.exp(Math.log(Math.max(probs[i * classes + c] as number, EPS)) / temperature - max);
+    for (let c = 0; c < classes; c++)
+      sum += Math.exp(Math.log(Math.max(probs[i * classes + c] as number, EPS)) / temperature - max);
     const zy = Math.log(Math.max(probs[i * classes + (labels[i] as number)] as number, EPS)) / temperature;
     total += -(zy - max - Math.log(sum));
   }
@@ -123,7 +148,12 @@ export interface TemperatureFitOptions {
  * The temperature minimizing validation NLL (Guo et al. 2017). The NLL is convex in 1/T, hence
  * unimodal in log T, so a golden-section search on log T finds the minimum.
  */
-export function fitTemperature(probs: ArrayLike<number>, labels: ArrayLike<number>, classes: number, opts: TemperatureFitOptions = {}): number {
+export function fitTemperature(
+  probs: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  classes: number,
+  opts: TemperatureFitOptions = {},
+): number {
   if (labels.length === 0) return 1;
   let a = Math.log(opts.min ?? 0.05);
   let b = Math.log(opts.max ?? 20);
@@ -166,9 +196,14 @@ export interface RiskCoveragePoint {
  * The risk-coverage curve: one point per distinct confidence value, from the most confident down.
  * Samples with equal confidence are accepted or rejected together (a threshold cannot split them).
  */
-export function riskCoverageCurve(confidence: ArrayLike<number>, correct: ArrayLike<boolean | number>): RiskCoveragePoint[] {
+export function riskCoverageCurve(
+  confidence: ArrayLike<number>,
+  correct: ArrayLike<boolean | number>,
+): RiskCoveragePoint[] {
   const n = confidence.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((i, j) => (confidence[j] as number) - (confidence[i] as number));
+  const order = Array.from({ length: n }, (_, i) => i).sort(
+    (i, j) => (confidence[j] as number) - (confidence[i] as number),
+  );
   const points: RiskCoveragePoint[] = [];
   let errors = 0;
   for (let k = 0; k < n; k++) {
@@ -176,7 +211,13 @@ export function riskCoverageCurve(confidence: ArrayLike<number>, correct: ArrayL
     if (!correct[i]) errors++;
     const next = order[k + 1];
     if (next === undefined || confidence[next] !== confidence[i]) {
-      points.push({ threshold: confidence[i] as number, coverage: (k + 1) / n, risk: errors / (k + 1), accepted: k + 1, errors });
+      points.push({
+        threshold: confidence[i] as number,
+        coverage: (k + 1) / n,
+        risk: errors / (k + 1),
+        accepted: k + 1,
+        errors,
+      });
     }
   }
   return points;
@@ -212,7 +253,11 @@ export interface SelectiveThreshold {
  * The lowest confidence threshold (largest coverage) whose accepted samples have an error rate at
  * most `targetError`. Choose it on validation data, then check it on test data with `selectiveAt`.
  */
-export function selectiveThreshold(confidence: ArrayLike<number>, correct: ArrayLike<boolean | number>, targetError = 0.005): SelectiveThreshold {
+export function selectiveThreshold(
+  confidence: ArrayLike<number>,
+  correct: ArrayLike<boolean | number>,
+  targetError = 0.005,
+): SelectiveThreshold {
   let best: RiskCoveragePoint | undefined;
   for (const p of riskCoverageCurve(confidence, correct)) if (p.risk <= targetError) best = p;
   return best === undefined
@@ -221,7 +266,11 @@ export function selectiveThreshold(confidence: ArrayLike<number>, correct: Array
 }
 
 /** Coverage and risk of a fixed threshold on (other) data. */
-export function selectiveAt(confidence: ArrayLike<number>, correct: ArrayLike<boolean | number>, threshold: number | null): { coverage: number; risk: number; accepted: number; errors: number } {
+export function selectiveAt(
+  confidence: ArrayLike<number>,
+  correct: ArrayLike<boolean | number>,
+  threshold: number | null,
+): { coverage: number; risk: number; accepted: number; errors: number } {
   let accepted = 0;
   let errors = 0;
   if (threshold !== null) {
@@ -251,7 +300,11 @@ export interface SensitivityThreshold {
  * `targetSensitivity` of the positive images (ties at the threshold are flagged), and the share of
  * images it spares from review. With no positive images the threshold is 1 (only p = 1 is flagged).
  */
-export function sensitivityThreshold(scores: ArrayLike<number>, positive: ArrayLike<boolean | number>, targetSensitivity = 0.99): SensitivityThreshold {
+export function sensitivityThreshold(
+  scores: ArrayLike<number>,
+  positive: ArrayLike<boolean | number>,
+  targetSensitivity = 0.99,
+): SensitivityThreshold {
   const pos: number[] = [];
   for (let i = 0; i < scores.length; i++) if (positive[i]) pos.push(scores[i] as number);
   pos.sort((a, b) => b - a);
@@ -261,7 +314,11 @@ export function sensitivityThreshold(scores: ArrayLike<number>, positive: ArrayL
 }
 
 /** Sensitivity, specificity and spared share of a fixed screening threshold. */
-export function screeningAt(scores: ArrayLike<number>, positive: ArrayLike<boolean | number>, threshold: number): { sensitivity: number; specificity: number; spared: number } {
+export function screeningAt(
+  scores: ArrayLike<number>,
+  positive: ArrayLike<boolean | number>,
+  threshold: number,
+): { sensitivity: number; specificity: number; spared: number } {
   let tp = 0;
   let fn = 0;
   let tn = 0;
@@ -287,10 +344,12 @@ export function screeningAt(scores: ArrayLike<number>, positive: ArrayLike<boole
  * positive scores above a random negative, ties counting one half); NaN without both kinds.
  */
 export function auroc(scores: ArrayLike<number>, positive: ArrayLike<boolean | number>): number {
-  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => (scores[a] as number) - (scores[b] as number));
+  const idx = Array.from({ length: scores.length }, (_, i) => i).sort(
+    (a, b) => (scores[a] as number) - (scores[b] as number),
+  );
   let rankSum = 0;
   let np = 0;
-  for (let i = 0; i < idx.length; ) {
+  for (let i = 0; i < idx.length;) {
     let j = i;
     while (j + 1 < idx.length && scores[idx[j + 1] as number] === scores[idx[i] as number]) j++;
     const meanRank = (i + j) / 2 + 1;
@@ -316,7 +375,9 @@ export interface RocPoint {
 
 /** The ROC curve (every distinct score as a threshold, highest first), thinned to about `keep` points. */
 export function rocCurve(scores: ArrayLike<number>, positive: ArrayLike<boolean | number>, keep = 200): RocPoint[] {
-  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => (scores[b] as number) - (scores[a] as number));
+  const idx = Array.from({ length: scores.length }, (_, i) => i).sort(
+    (a, b) => (scores[b] as number) - (scores[a] as number),
+  );
   let np = 0;
   for (let i = 0; i < scores.length; i++) if (positive[i]) np++;
   const nn = scores.length - np;

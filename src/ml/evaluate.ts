@@ -28,7 +28,11 @@ import {
 } from './calibration';
 
 /** Softmax outputs of the model for every image, row-major N x C, computed in batches. Default batch 256. */
-export async function predictProbabilities(model: tf.LayersModel, data: LabeledImages, batchSize = 256): Promise<Float32Array> {
+export async function predictProbabilities(
+  model: tf.LayersModel,
+  data: LabeledImages,
+  batchSize = 256,
+): Promise<Float32Array> {
   const n = count(data);
   const size = imageSize(data);
   const classes = data.classNames.length;
@@ -68,7 +72,11 @@ export interface ClassificationMetrics {
 }
 
 /** Accuracy, per-class precision and recall, and the confusion matrix of softmax outputs. */
-export function classificationMetrics(probs: ArrayLike<number>, labels: ArrayLike<number>, classNames: readonly string[]): ClassificationMetrics {
+export function classificationMetrics(
+  probs: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  classNames: readonly string[],
+): ClassificationMetrics {
   const classes = classNames.length;
   const { predicted } = topPrediction(probs, classes);
   const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
@@ -83,7 +91,12 @@ export function classificationMetrics(probs: ArrayLike<number>, labels: ArrayLik
     const tp = (confusion[c] as number[])[c] as number;
     const support = (confusion[c] as number[]).reduce((a, b) => a + b, 0);
     const predictedC = confusion.reduce((a, row) => a + (row[c] as number), 0);
-    return { class: name, precision: predictedC === 0 ? 0 : tp / predictedC, recall: support === 0 ? 0 : tp / support, support };
+    return {
+      class: name,
+      precision: predictedC === 0 ? 0 : tp / predictedC,
+      recall: support === 0 ? 0 : tp / support,
+      support,
+    };
   });
   return {
     n: labels.length,
@@ -179,7 +192,11 @@ export interface EvaluationReport extends ClassificationMetrics {
   screening?: ScreeningReport;
 }
 
-function correctness(probs: ArrayLike<number>, labels: ArrayLike<number>, classes: number): { confidence: Float64Array; correct: Uint8Array } {
+function correctness(
+  probs: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  classes: number,
+): { confidence: Float64Array; correct: Uint8Array } {
   const { predicted, confidence } = topPrediction(probs, classes);
   const correct = new Uint8Array(labels.length);
   for (let i = 0; i < labels.length; i++) correct[i] = predicted[i] === labels[i] ? 1 : 0;
@@ -210,7 +227,9 @@ export function evaluateProbabilities(
 ): EvaluationReport {
   const classes = classNames.length;
   const bins = opts.bins ?? 15;
-  const temperature = opts.fixed?.temperature ?? (validation && validation.labels.length > 0 ? fitTemperature(validation.probs, validation.labels, classes) : 1);
+  const temperature =
+    opts.fixed?.temperature ??
+    (validation && validation.labels.length > 0 ? fitTemperature(validation.probs, validation.labels, classes) : 1);
   const testCal = applyTemperature(test.probs, classes, temperature);
   const before = correctness(test.probs, test.labels, classes);
   const after = correctness(testCal, test.labels, classes);
@@ -241,7 +260,11 @@ export function evaluateProbabilities(
     report.calibration.validationEceBefore = expectedCalibrationError(vBefore.confidence, vBefore.correct, bins);
     report.calibration.validationEceAfter = expectedCalibrationError(vAfter.confidence, vAfter.correct, bins);
     const sel = selectiveThreshold(vAfter.confidence, vAfter.correct, opts.targetSelectiveError ?? 0.005);
-    report.selective = { ...sel, chosenOn: 'validation', test: selectiveAt(after.confidence, after.correct, sel.threshold) };
+    report.selective = {
+      ...sel,
+      chosenOn: 'validation',
+      test: selectiveAt(after.confidence, after.correct, sel.threshold),
+    };
   }
   const positive = positiveClassIndex(classNames, opts.positiveClass);
   if (positive !== undefined) {
@@ -250,9 +273,13 @@ export function evaluateProbabilities(
       pos: Uint8Array.from({ length: labels.length }, (_, i) => (labels[i] === positive ? 1 : 0)),
     });
     const t = side(testCal, test.labels);
-    const v = validation && validation.labels.length > 0 ? side(applyTemperature(validation.probs, classes, temperature), validation.labels) : undefined;
+    const v =
+      validation && validation.labels.length > 0
+        ? side(applyTemperature(validation.probs, classes, temperature), validation.labels)
+        : undefined;
     const target = opts.targetSensitivity ?? 0.99;
-    const threshold = opts.fixed?.screeningThreshold ?? (v ? sensitivityThreshold(v.scores, v.pos, target).threshold : undefined);
+    const threshold =
+      opts.fixed?.screeningThreshold ?? (v ? sensitivityThreshold(v.scores, v.pos, target).threshold : undefined);
     if (threshold !== undefined) {
       report.screening = {
         positiveClass: classNames[positive] as string,
@@ -271,14 +298,21 @@ export function evaluateProbabilities(
 function screeningFigures(scores: Float64Array, pos: Uint8Array, threshold: number): ScreeningFigures {
   let positives = 0;
   for (const p of pos) positives += p;
-  return { auroc: auroc(scores, pos), ...screeningAt(scores, pos, threshold), atHalf: screeningAt(scores, pos, 0.5), positives, negatives: pos.length - positives };
+  return {
+    auroc: auroc(scores, pos),
+    ...screeningAt(scores, pos, threshold),
+    atHalf: screeningAt(scores, pos, 0.5),
+    positives,
+    negatives: pos.length - positives,
+  };
 }
 
 /** Index of the screening model's positive class: explicit, or "abnormal" in a two-class model. */
 export function positiveClassIndex(classNames: readonly string[], positiveClass?: string): number | undefined {
   if (positiveClass !== undefined) {
     const i = classNames.indexOf(positiveClass);
-    if (i < 0) throw new Error(`positive class ${JSON.stringify(positiveClass)} is not one of ${classNames.join(', ')}`);
+    if (i < 0)
+      throw new Error(`positive class ${JSON.stringify(positiveClass)} is not one of ${classNames.join(', ')}`);
     return i;
   }
   if (classNames.length !== 2) return undefined;
@@ -287,9 +321,15 @@ export function positiveClassIndex(classNames: readonly string[], positiveClass?
 }
 
 /** Runs the model on the test (and validation) data and reports every metric. */
-export async function evaluateModel(model: tf.LayersModel, test: LabeledImages, opts: EvaluateOptions = {}): Promise<EvaluationReport> {
+export async function evaluateModel(
+  model: tf.LayersModel,
+  test: LabeledImages,
+  opts: EvaluateOptions = {},
+): Promise<EvaluationReport> {
   const probs = await predictProbabilities(model, test, opts.batchSize);
-  const val = opts.validation ? { probs: await predictProbabilities(model, opts.validation, opts.batchSize), labels: opts.validation.labels } : undefined;
+  const val = opts.validation
+    ? { probs: await predictProbabilities(model, opts.validation, opts.batchSize), labels: opts.validation.labels }
+    : undefined;
   return evaluateProbabilities({ probs, labels: test.labels, source: test.source }, test.classNames, val, opts);
 }
 

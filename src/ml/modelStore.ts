@@ -54,11 +54,25 @@ export interface ModelCard {
     patience: number;
     seed: number;
     modelSeed: number;
-    augment: { shift?: number; flip?: boolean; rotate?: number; scale?: number; brightness?: number; contrast?: number };
+    augment: {
+      shift?: number;
+      flip?: boolean;
+      rotate?: number;
+      scale?: number;
+      brightness?: number;
+      contrast?: number;
+    };
     learningRateDecay: number;
     classWeights?: number[];
     imagesPerSecond: number;
-    history: Array<{ epoch: number; loss: number; accuracy: number; valLoss?: number; valAccuracy?: number; seconds: number }>;
+    history: Array<{
+      epoch: number;
+      loss: number;
+      accuracy: number;
+      valLoss?: number;
+      valAccuracy?: number;
+      seconds: number;
+    }>;
   };
   /** Test figures (see evaluate.summarize); free-form numbers. */
   metrics: Record<string, number | string | null>;
@@ -81,7 +95,14 @@ export interface ModelCard {
       threshold: number;
       validationSpared: number;
       /** On the validation data (patient-held-out for grouped data): AUROC, and sensitivity/specificity at the threshold and at 0.5; specificity is the share of negative studies cleared without review. */
-      validation?: { auroc: number; sensitivity: number; specificity: number; atHalf: { sensitivity: number; specificity: number }; positives: number; negatives: number };
+      validation?: {
+        auroc: number;
+        sensitivity: number;
+        specificity: number;
+        atHalf: { sensitivity: number; specificity: number };
+        positives: number;
+        negatives: number;
+      };
     };
   };
 }
@@ -118,9 +139,7 @@ export function cardFieldsFromReport(r: EvaluationReport): Pick<ModelCard, 'metr
             },
           }
         : {}),
-      ...(r.screening
-        ? { screening: screeningCardFields(r.screening) }
-        : {}),
+      ...(r.screening ? { screening: screeningCardFields(r.screening) } : {}),
     },
   };
 }
@@ -133,7 +152,9 @@ export function selectiveUnreached(r: Pick<EvaluationReport, 'selective' | 'scre
   }`;
 }
 
-function screeningCardFields(s: NonNullable<EvaluationReport['screening']>): NonNullable<ModelCard['thresholds']['screening']> {
+function screeningCardFields(
+  s: NonNullable<EvaluationReport['screening']>,
+): NonNullable<ModelCard['thresholds']['screening']> {
   const v = s.validation;
   return {
     positiveClass: s.positiveClass,
@@ -156,15 +177,25 @@ function screeningCardFields(s: NonNullable<EvaluationReport['screening']>): Non
 }
 
 /** A sortable, unique-enough version name: UTC timestamp plus a random suffix, e.g. 20250101T120000Z-3f9a. */
-export function makeVersion(now: Date = new Date(), suffix: string = Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0')): string {
-  return `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${suffix}`;
+export function makeVersion(
+  now: Date = new Date(),
+  suffix: string = Math.floor(Math.random() * 0x10000)
+    .toString(16)
+    .padStart(4, '0'),
+): string {
+  return `${now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${suffix}`;
 }
 
 const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function checkVersion(version: string): string {
   if (!VERSION_RE.test(version) || version === 'current') {
-    throw new Error(`invalid model version ${JSON.stringify(version)}: use letters, digits, '.', '_' and '-' (not "current")`);
+    throw new Error(
+      `invalid model version ${JSON.stringify(version)}: use letters, digits, '.', '_' and '-' (not "current")`,
+    );
   }
   return version;
 }
@@ -231,8 +262,12 @@ export function blobModelHandler(store: BlobStore, version: string): tf.io.IOHan
   return handlerFor({
     describe: `${CONTAINERS.models}/${paths.modelDir(version)}`,
     async write(file, data, contentType) {
-      const r = await store.put(CONTAINERS.models, paths.modelFile(version, file), data, { contentType, ifNoneExists: true });
-      if (!r.written) throw new Error(`model version ${version} already has ${file}: versions are immutable, pick a new version`);
+      const r = await store.put(CONTAINERS.models, paths.modelFile(version, file), data, {
+        contentType,
+        ifNoneExists: true,
+      });
+      if (!r.written)
+        throw new Error(`model version ${version} already has ${file}: versions are immutable, pick a new version`);
     },
     async read(file) {
       return (await store.get(CONTAINERS.models, paths.modelFile(version, file)))?.data;
@@ -260,7 +295,11 @@ export function dirModelHandler(dir: string): tf.io.IOHandler {
 }
 
 /** Saves model and card under models/{card.version}/ (card last). Fails if the version exists. */
-export async function saveModel(store: BlobStore, model: tf.LayersModel, card: ModelCard): Promise<{ version: string }> {
+export async function saveModel(
+  store: BlobStore,
+  model: tf.LayersModel,
+  card: ModelCard,
+): Promise<{ version: string }> {
   const version = checkVersion(card.version);
   if ((await store.head(CONTAINERS.models, paths.modelCard(version))) !== undefined) {
     throw new Error(`model version ${version} already exists in ${CONTAINERS.models}: versions are immutable`);
@@ -275,14 +314,16 @@ export async function saveModel(store: BlobStore, model: tf.LayersModel, card: M
 export async function currentVersion(store: BlobStore): Promise<string | undefined> {
   const cur = await store.getJson<{ version?: unknown }>(CONTAINERS.models, paths.currentModel());
   if (cur === undefined) return undefined;
-  if (typeof cur.value.version !== 'string') throw new Error(`${CONTAINERS.models}/${paths.currentModel()} has no "version" string`);
+  if (typeof cur.value.version !== 'string')
+    throw new Error(`${CONTAINERS.models}/${paths.currentModel()} has no "version" string`);
   return checkVersion(cur.value.version);
 }
 
 async function resolveVersion(store: BlobStore, version: string): Promise<string> {
   if (version !== 'current') return checkVersion(version);
   const v = await currentVersion(store);
-  if (v === undefined) throw new Error(`no model is promoted yet: ${CONTAINERS.models}/${paths.currentModel()} does not exist`);
+  if (v === undefined)
+    throw new Error(`no model is promoted yet: ${CONTAINERS.models}/${paths.currentModel()} does not exist`);
   return v;
 }
 
@@ -290,12 +331,18 @@ async function resolveVersion(store: BlobStore, version: string): Promise<string
 export async function readCard(store: BlobStore, version: string): Promise<ModelCard> {
   const v = await resolveVersion(store, version);
   const card = await store.getJson<ModelCard>(CONTAINERS.models, paths.modelCard(v));
-  if (card === undefined) throw new Error(`model version ${v} has no ${CONTAINERS.models}/${paths.modelCard(v)} (missing or incompletely saved)`);
+  if (card === undefined)
+    throw new Error(
+      `model version ${v} has no ${CONTAINERS.models}/${paths.modelCard(v)} (missing or incompletely saved)`,
+    );
   return card.value;
 }
 
 /** Loads a version ('current' = the promoted one) with its card; the model comes back compiled. */
-export async function loadModel(store: BlobStore, version: string): Promise<{ model: tf.LayersModel; card: ModelCard }> {
+export async function loadModel(
+  store: BlobStore,
+  version: string,
+): Promise<{ model: tf.LayersModel; card: ModelCard }> {
   const v = await resolveVersion(store, version);
   const card = await readCard(store, v);
   const model = await tf.loadLayersModel(blobModelHandler(store, v));

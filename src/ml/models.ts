@@ -68,7 +68,12 @@ function conv(seeds: Seeds, filters: number, padding: 'same' | 'valid', inputSha
 }
 
 function dense(seeds: Seeds, units: number, activation: 'relu' | 'softmax'): tf.layers.Layer {
-  return tf.layers.dense({ units, activation, kernelInitializer: seeds.kernel(activation === 'relu' ? 'he' : 'glorot'), biasInitializer: 'zeros' });
+  return tf.layers.dense({
+    units,
+    activation,
+    kernelInitializer: seeds.kernel(activation === 'relu' ? 'he' : 'glorot'),
+    biasInitializer: 'zeros',
+  });
 }
 
 /**
@@ -158,7 +163,8 @@ export function reseedDropout(model: tf.LayersModel, seed: number, step: number)
   for (const layer of model.layers) {
     if (layer.getClassName() === 'Dropout') {
       // The field is private in the typings but read on every call(); 1 + ... keeps it non-zero.
-      (layer as unknown as { seed: number }).seed = 1 + ((seed * 1_000_003 + step * 7919 + i * 104_729) % 2_147_483_000);
+      (layer as unknown as { seed: number }).seed =
+        1 + ((seed * 1_000_003 + step * 7919 + i * 104_729) % 2_147_483_000);
       i++;
     }
   }
@@ -177,7 +183,9 @@ interface BatchNormFields {
   movingMean: tf.LayerVariable;
   movingVariance: tf.LayerVariable;
 }
-const StockBatchNormalization = tf.layers.batchNormalization({}).constructor as new (args: LayerArgs) => tf.layers.Layer;
+const StockBatchNormalization = tf.layers.batchNormalization({}).constructor as new (
+  args: LayerArgs,
+) => tf.layers.Layer;
 
 /**
  * tfjs-layers' BatchNormalization, trained through the project's two batch-norm kernels on the
@@ -191,12 +199,21 @@ class FastBatchNormalization extends StockBatchNormalization {
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
     const self = this as unknown as BatchNormFields;
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
-    const fast = kwargs['training'] === true && x !== undefined && self.center && self.scale && (self.axis === -1 || self.axis === x.rank - 1) && batchNormKernelsActive();
+    const fast =
+      kwargs['training'] === true &&
+      x !== undefined &&
+      self.center &&
+      self.scale &&
+      (self.axis === -1 || self.axis === x.rank - 1) &&
+      batchNormKernelsActive();
     if (!fast) return super.call(inputs, kwargs);
     return tf.tidy(() => {
       const { y, mean, variance } = batchNormTraining(x, self.gamma.read(), self.beta.read(), self.epsilon);
       const decay = 1 - self.momentum;
-      for (const [v, value] of [[self.movingMean, mean], [self.movingVariance, variance]] as const) {
+      for (const [v, value] of [
+        [self.movingMean, mean],
+        [self.movingVariance, variance],
+      ] as const) {
         const old = v.read();
         v.write(tf.sub(old, tf.mul(tf.sub(old, value), decay)));
       }
@@ -222,7 +239,9 @@ interface ConvFields {
   dilationRate: [number, number];
   activation: { getClassName(): string };
 }
-const StockConv2D = tf.layers.conv2d({ filters: 1, kernelSize: 1 }).constructor as new (args: ConvArgs) => tf.layers.Layer;
+const StockConv2D = tf.layers.conv2d({ filters: 1, kernelSize: 1 }).constructor as new (
+  args: ConvArgs,
+) => tf.layers.Layer;
 
 /**
  * tfjs-layers' Conv2D, computed by tf.conv2d when it has no bias and no activation (as before a
@@ -236,9 +255,24 @@ class LinearConv2D extends StockConv2D {
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
     const self = this as unknown as ConvFields;
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
-    const plain = x !== undefined && x.rank === 4 && self.bias == null && self.activation.getClassName() === 'linear' && self.dataFormat === 'channelsLast' && (self.padding === 'same' || self.padding === 'valid');
+    const plain =
+      x !== undefined &&
+      x.rank === 4 &&
+      self.bias == null &&
+      self.activation.getClassName() === 'linear' &&
+      self.dataFormat === 'channelsLast' &&
+      (self.padding === 'same' || self.padding === 'valid');
     if (!plain) return super.call(inputs, kwargs);
-    return tf.tidy(() => tf.conv2d(x as tf.Tensor4D, self.kernel.read() as tf.Tensor4D, self.strides, self.padding as 'same' | 'valid', 'NHWC', self.dilationRate));
+    return tf.tidy(() =>
+      tf.conv2d(
+        x as tf.Tensor4D,
+        self.kernel.read() as tf.Tensor4D,
+        self.strides,
+        self.padding as 'same' | 'valid',
+        'NHWC',
+        self.dilationRate,
+      ),
+    );
   }
 }
 

@@ -36,7 +36,14 @@ const f = Math.fround;
  * every operation in the order tfjs's AdamOptimizer runs its kernels, so the result is the one
  * its kernels would give (bit for bit on IEEE float32 arithmetic).
  */
-export function adamUpdate(value: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, out: [Float32Array, Float32Array, Float32Array], a: AdamUpdateAttrs): void {
+export function adamUpdate(
+  value: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  g: Float32Array,
+  out: [Float32Array, Float32Array, Float32Array],
+  a: AdamUpdateAttrs,
+): void {
   const [w2, m2, v2] = out;
   const b1 = f(a.beta1);
   const b2 = f(a.beta2);
@@ -63,7 +70,11 @@ function adamUpdateWasm(args: KernelArgs): tf.TensorInfo[] {
   const m = input(args.inputs, 'm', ADAM_UPDATE_KERNEL);
   const v = input(args.inputs, 'v', ADAM_UPDATE_KERNEL);
   const g = input(args.inputs, 'g', ADAM_UPDATE_KERNEL);
-  const outs = [value, m, v].map((t) => backend.makeOutput([...t.shape], 'float32')) as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
+  const outs = [value, m, v].map((t) => backend.makeOutput([...t.shape], 'float32')) as [
+    tf.TensorInfo,
+    tf.TensorInfo,
+    tf.TensorInfo,
+  ];
   const a = args.attrs as unknown as AdamUpdateAttrs;
   const size = tf.util.sizeFromShape(g.shape);
   // A SIMD loop over the multiple of 4 (same bits: every f32x4 operation rounds as tfjs's kernels
@@ -73,7 +84,18 @@ function adamUpdateWasm(args: KernelArgs): tf.TensorInfo[] {
   if (simd !== undefined && done > 0) {
     const run = simd.kernel('AdamUpdate', () => buildAdamUpdate());
     const offsets = [value, m, v, g, ...outs].map((t) => heapOffset(backend, t));
-    run(...offsets, done * 4, f(a.beta1), f(a.beta2), f(1 - a.beta1), f(1 - a.beta2), f(a.correction1), f(a.correction2), f(a.epsilon), f(-a.learningRate));
+    run(
+      ...offsets,
+      done * 4,
+      f(a.beta1),
+      f(a.beta2),
+      f(1 - a.beta1),
+      f(1 - a.beta2),
+      f(a.correction1),
+      f(a.correction2),
+      f(a.epsilon),
+      f(-a.learningRate),
+    );
   }
   if (done < size) {
     // Views only after the last allocation: an allocation may grow (and move) the heap.
@@ -103,7 +125,12 @@ export class FusedAdam extends tf.AdamOptimizer {
     const named: { name: string; grad: tf.Tensor | undefined }[] = Array.isArray(variableGradients)
       ? variableGradients.map((v) => ({ name: v.name, grad: v.tensor }))
       : Object.entries(variableGradients).map(([name, grad]) => ({ name, grad }));
-    const state = this as unknown as { accumulatedFirstMoment: { originalName: string; variable: tf.Variable }[]; accumulatedSecondMoment: { originalName: string; variable: tf.Variable }[]; accBeta1: tf.Variable; accBeta2: tf.Variable };
+    const state = this as unknown as {
+      accumulatedFirstMoment: { originalName: string; variable: tf.Variable }[];
+      accumulatedSecondMoment: { originalName: string; variable: tf.Variable }[];
+      accBeta1: tf.Variable;
+      accBeta2: tf.Variable;
+    };
     // tfjs keeps beta^t in the float32 variables accBeta1/2 (multiplied by beta after each step) and
     // corrects by 1 - accBeta: read them rather than recompute, so the rounding is the same.
     const acc1 = state.accBeta1.dataSync()[0] as number;
@@ -119,13 +146,22 @@ export class FusedAdam extends tf.AdamOptimizer {
     named.forEach(({ name, grad }, i) => {
       const value = tf.engine().registeredVariables[name];
       if (value === undefined) throw new Error(`FusedAdam: no variable named ${name}`);
-      state.accumulatedFirstMoment[i] ??= { originalName: `${name}/m`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
-      state.accumulatedSecondMoment[i] ??= { originalName: `${name}/v`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+      state.accumulatedFirstMoment[i] ??= {
+        originalName: `${name}/m`,
+        variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
+      };
+      state.accumulatedSecondMoment[i] ??= {
+        originalName: `${name}/v`,
+        variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
+      };
       if (grad == null) return;
-      if (grad.dtype !== 'float32' || value.dtype !== 'float32') throw new Error(`FusedAdam: ${name} is ${value.dtype} with a ${grad.dtype} gradient; expected float32`);
+      if (grad.dtype !== 'float32' || value.dtype !== 'float32')
+        throw new Error(`FusedAdam: ${name} is ${value.dtype} with a ${grad.dtype} gradient; expected float32`);
       const m = (state.accumulatedFirstMoment[i] as { variable: tf.Variable }).variable;
       const v = (state.accumulatedSecondMoment[i] as { variable: tf.Variable }).variable;
-      const [w2, m2, v2] = tf.engine().runKernel<tf.Tensor[]>(ADAM_UPDATE_KERNEL, { value, m, v, g: grad }, attrs as unknown as tf.NamedAttrMap);
+      const [w2, m2, v2] = tf
+        .engine()
+        .runKernel<tf.Tensor[]>(ADAM_UPDATE_KERNEL, { value, m, v, g: grad }, attrs as unknown as tf.NamedAttrMap);
       value.assign(w2 as tf.Tensor);
       m.assign(m2 as tf.Tensor);
       v.assign(v2 as tf.Tensor);

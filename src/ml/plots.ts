@@ -17,7 +17,14 @@ export function confusionSpec(r: Pick<EvaluationReport, 'confusion' | 'className
   const values: Array<{ actual: string; predicted: string; count: number; share: number }> = [];
   r.confusion.forEach((row, t) => {
     const total = row.reduce((a, b) => a + b, 0);
-    row.forEach((count, p) => values.push({ actual: r.classNames[t] as string, predicted: r.classNames[p] as string, count, share: total === 0 ? 0 : count / total }));
+    row.forEach((count, p) =>
+      values.push({
+        actual: r.classNames[t] as string,
+        predicted: r.classNames[p] as string,
+        count,
+        share: total === 0 ? 0 : count / total,
+      }),
+    );
   });
   const order = r.classNames;
   return {
@@ -31,7 +38,12 @@ export function confusionSpec(r: Pick<EvaluationReport, 'confusion' | 'className
       y: { field: 'actual', type: 'nominal', sort: order, title: 'actual' },
     },
     layer: [
-      { mark: 'rect', encoding: { color: { field: 'share', type: 'quantitative', scale: { scheme: 'blues', domain: [0, 1] }, title: 'share' } } },
+      {
+        mark: 'rect',
+        encoding: {
+          color: { field: 'share', type: 'quantitative', scale: { scheme: 'blues', domain: [0, 1] }, title: 'share' },
+        },
+      },
       {
         mark: { type: 'text', fontSize: 9 },
         encoding: {
@@ -49,7 +61,12 @@ export function riskCoverageSpec(r: Pick<EvaluationReport, 'riskCoverage' | 'aur
       data: { values: r.riskCoverage.map((p) => ({ coverage: p.coverage, risk: p.risk })) },
       mark: { type: 'line', interpolate: 'step-after', point: { size: 12 } },
       encoding: {
-        x: { field: 'coverage', type: 'quantitative', scale: { domain: [0, 1] }, title: 'coverage (share auto-accepted)' },
+        x: {
+          field: 'coverage',
+          type: 'quantitative',
+          scale: { domain: [0, 1] },
+          title: 'coverage (share auto-accepted)',
+        },
         y: { field: 'risk', type: 'quantitative', title: 'risk (error among accepted)' },
       },
     },
@@ -59,7 +76,17 @@ export function riskCoverageSpec(r: Pick<EvaluationReport, 'riskCoverage' | 'aur
     const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
     const legend = { orient: 'bottom', direction: 'vertical', labelLimit: 480, title: null };
     layers.push({
-      data: { values: [{ risk: s.targetError, label: s.threshold === null ? `target error ${pct(s.targetError)}: no threshold reaches it on validation data` : `target error ${pct(s.targetError)} (threshold chosen on validation data)` }] },
+      data: {
+        values: [
+          {
+            risk: s.targetError,
+            label:
+              s.threshold === null
+                ? `target error ${pct(s.targetError)}: no threshold reaches it on validation data`
+                : `target error ${pct(s.targetError)} (threshold chosen on validation data)`,
+          },
+        ],
+      },
       mark: { type: 'rule', color: 'firebrick' },
       encoding: {
         y: { field: 'risk', type: 'quantitative' },
@@ -68,7 +95,15 @@ export function riskCoverageSpec(r: Pick<EvaluationReport, 'riskCoverage' | 'aur
     });
     if (s.threshold !== null) {
       layers.push({
-        data: { values: [{ coverage: s.test.coverage, risk: s.test.risk, label: `operating point on the test data: threshold ${s.threshold.toFixed(4)}, coverage ${pct(s.test.coverage)}, error ${pct(s.test.risk)}` }] },
+        data: {
+          values: [
+            {
+              coverage: s.test.coverage,
+              risk: s.test.risk,
+              label: `operating point on the test data: threshold ${s.threshold.toFixed(4)}, coverage ${pct(s.test.coverage)}, error ${pct(s.test.risk)}`,
+            },
+          ],
+        },
         mark: { type: 'point', filled: true, color: 'firebrick', size: 60 },
         encoding: {
           x: { field: 'coverage', type: 'quantitative' },
@@ -91,12 +126,27 @@ export function reliabilitySpec(r: Pick<EvaluationReport, 'calibration'>): VegaL
   const c = r.calibration;
   // Each bin's count bar: the left half of the bin for "before", the right half for "after".
   const rows = [
-    ...c.reliabilityBefore.map((b) => ({ ...b, x0: b.lower, x1: (b.lower + b.upper) / 2, series: `before (ECE ${c.eceBefore.toFixed(4)})` })),
-    ...c.reliabilityAfter.map((b) => ({ ...b, x0: (b.lower + b.upper) / 2, x1: b.upper, series: `after T=${c.temperature.toFixed(3)} (ECE ${c.eceAfter.toFixed(4)})` })),
+    ...c.reliabilityBefore.map((b) => ({
+      ...b,
+      x0: b.lower,
+      x1: (b.lower + b.upper) / 2,
+      series: `before (ECE ${c.eceBefore.toFixed(4)})`,
+    })),
+    ...c.reliabilityAfter.map((b) => ({
+      ...b,
+      x0: (b.lower + b.upper) / 2,
+      x1: b.upper,
+      series: `after T=${c.temperature.toFixed(3)} (ECE ${c.eceAfter.toFixed(4)})`,
+    })),
   ]
     .filter((b) => b.count > 0)
     .map((b) => ({ ...b, mid: (b.x0 + b.x1) / 2 }));
-  const color = { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', direction: 'vertical', labelLimit: 400 } };
+  const color = {
+    field: 'series',
+    type: 'nominal',
+    title: null,
+    legend: { orient: 'bottom', direction: 'vertical', labelLimit: 400 },
+  };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: 'Reliability diagram (below: images per confidence bin)',
@@ -107,7 +157,12 @@ export function reliabilitySpec(r: Pick<EvaluationReport, 'calibration'>): VegaL
         height: 300,
         layer: [
           {
-            data: { values: [{ x: 0, y: 0 }, { x: 1, y: 1 }] },
+            data: {
+              values: [
+                { x: 0, y: 0 },
+                { x: 1, y: 1 },
+              ],
+            },
             mark: { type: 'line', strokeDash: [4, 4], color: 'gray' },
             encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative' } },
           },
@@ -210,7 +265,12 @@ export function rocSpec(s: NonNullable<EvaluationReport['screening']>): VegaLite
     height: 300,
     layer: [
       {
-        data: { values: [{ fpr: 0, tpr: 0 }, { fpr: 1, tpr: 1 }] },
+        data: {
+          values: [
+            { fpr: 0, tpr: 0 },
+            { fpr: 1, tpr: 1 },
+          ],
+        },
         mark: { type: 'line', strokeDash: [4, 4], color: 'grey' },
         encoding: { x: { field: 'fpr', type: 'quantitative' }, y: { field: 'tpr', type: 'quantitative' } },
       },
@@ -218,29 +278,64 @@ export function rocSpec(s: NonNullable<EvaluationReport['screening']>): VegaLite
         data: { values: s.roc.filter((p) => Number.isFinite(p.fpr)).map((p) => ({ fpr: p.fpr, tpr: p.tpr })) },
         mark: { type: 'line', interpolate: 'step-after' },
         encoding: {
-          x: { field: 'fpr', type: 'quantitative', scale: { domain: [0, 1] }, title: '1 - specificity (negatives flagged)' },
-          y: { field: 'tpr', type: 'quantitative', scale: { domain: [0, 1] }, title: 'sensitivity (positives flagged)' },
+          x: {
+            field: 'fpr',
+            type: 'quantitative',
+            scale: { domain: [0, 1] },
+            title: '1 - specificity (negatives flagged)',
+          },
+          y: {
+            field: 'tpr',
+            type: 'quantitative',
+            scale: { domain: [0, 1] },
+            title: 'sensitivity (positives flagged)',
+          },
         },
       },
       {
-        data: { values: [{ fpr: 1 - s.test.specificity, tpr: s.test.sensitivity, label: `p >= ${s.threshold.toFixed(4)}: sensitivity ${pct(s.test.sensitivity)}, negatives cleared ${pct(s.test.specificity)}` }] },
+        data: {
+          values: [
+            {
+              fpr: 1 - s.test.specificity,
+              tpr: s.test.sensitivity,
+              label: `p >= ${s.threshold.toFixed(4)}: sensitivity ${pct(s.test.sensitivity)}, negatives cleared ${pct(s.test.specificity)}`,
+            },
+          ],
+        },
         mark: { type: 'point', filled: true, color: 'firebrick', size: 70 },
         encoding: {
           x: { field: 'fpr', type: 'quantitative' },
           y: { field: 'tpr', type: 'quantitative' },
-          shape: { field: 'label', type: 'nominal', title: 'operating point', legend: { orient: 'bottom', direction: 'vertical', labelLimit: 500 } },
+          shape: {
+            field: 'label',
+            type: 'nominal',
+            title: 'operating point',
+            legend: { orient: 'bottom', direction: 'vertical', labelLimit: 500 },
+          },
         },
       },
     ],
   };
 }
 
-export const PLOT_FILES = { confusion: 'confusion.svg', riskCoverage: 'risk-coverage.svg', reliability: 'reliability.svg' } as const;
+export const PLOT_FILES = {
+  confusion: 'confusion.svg',
+  riskCoverage: 'risk-coverage.svg',
+  reliability: 'reliability.svg',
+} as const;
 export const ROC_FILE = 'roc.svg';
 
 /** Writes the three plots (and roc.svg for a screening report) into `dir` (beside metrics.json); returns the file paths. */
-export async function writePlots(dir: string, report: EvaluationReport): Promise<Record<keyof typeof PLOT_FILES, string> & { roc?: string }> {
-  const [confusion, risk, reliability, roc] = await renderSvgs([confusionSpec(report), riskCoverageSpec(report), reliabilitySpec(report), ...(report.screening ? [rocSpec(report.screening)] : [])]);
+export async function writePlots(
+  dir: string,
+  report: EvaluationReport,
+): Promise<Record<keyof typeof PLOT_FILES, string> & { roc?: string }> {
+  const [confusion, risk, reliability, roc] = await renderSvgs([
+    confusionSpec(report),
+    riskCoverageSpec(report),
+    reliabilitySpec(report),
+    ...(report.screening ? [rocSpec(report.screening)] : []),
+  ]);
   await mkdir(dir, { recursive: true });
   const out = {
     confusion: join(dir, PLOT_FILES.confusion),
@@ -248,6 +343,11 @@ export async function writePlots(dir: string, report: EvaluationReport): Promise
     reliability: join(dir, PLOT_FILES.reliability),
     ...(roc !== undefined ? { roc: join(dir, ROC_FILE) } : {}),
   };
-  await Promise.all([writeFile(out.confusion, confusion ?? ''), writeFile(out.riskCoverage, risk ?? ''), writeFile(out.reliability, reliability ?? ''), ...(out.roc !== undefined ? [writeFile(out.roc, roc ?? '')] : [])]);
+  await Promise.all([
+    writeFile(out.confusion, confusion ?? ''),
+    writeFile(out.riskCoverage, risk ?? ''),
+    writeFile(out.reliability, reliability ?? ''),
+    ...(out.roc !== undefined ? [writeFile(out.roc, roc ?? '')] : []),
+  ]);
   return out;
 }

@@ -102,7 +102,17 @@ export interface TrainResult {
   validation: LabeledImages | undefined;
   /** Mean training throughput over all epochs. */
   imagesPerSecond: number;
-  options: { epochs: number; batchSize: number; validationSplit: number; patience: number; seed: number; augment: AugmentOptions; learningRateDecay: number; weightAverage: number; classWeights?: number[] };
+  options: {
+    epochs: number;
+    batchSize: number;
+    validationSplit: number;
+    patience: number;
+    seed: number;
+    augment: AugmentOptions;
+    learningRateDecay: number;
+    weightAverage: number;
+    classWeights?: number[];
+  };
 }
 
 /** Balanced class weights n / (classes * n_c) of a label set (a class without images gets 0). */
@@ -138,7 +148,14 @@ function gaussianTaps(sigma: number): Float32Array {
 }
 
 /** One pass of a separable blur over an h x w field: along rows (dx = 1) or columns (dx = w); zero outside. */
-function blurPass(src: Float32Array, dst: Float32Array, h: number, w: number, taps: Float32Array, alongRows: boolean): void {
+function blurPass(
+  src: Float32Array,
+  dst: Float32Array,
+  h: number,
+  w: number,
+  taps: Float32Array,
+  alongRows: boolean,
+): void {
   const r = (taps.length - 1) / 2;
   const stride = alongRows ? 1 : w;
   for (let y = 0; y < h; y++)
@@ -146,7 +163,8 @@ function blurPass(src: Float32Array, dst: Float32Array, h: number, w: number, ta
       const pos = alongRows ? x : y;
       const len = alongRows ? w : h;
       let acc = 0;
-      for (let k = Math.max(-r, -pos); k <= Math.min(r, len - 1 - pos); k++) acc += (taps[k + r] as number) * (src[y * w + x + k * stride] as number);
+      for (let k = Math.max(-r, -pos); k <= Math.min(r, len - 1 - pos); k++)
+        acc += (taps[k + r] as number) * (src[y * w + x + k * stride] as number);
       dst[y * w + x] = acc;
     }
 }
@@ -162,7 +180,13 @@ function blur(field: Float32Array, h: number, w: number, taps: Float32Array, tmp
  * exactly; with rotation, zoom or elastic distortion, a random affine map (rotation, zoom,
  * sub-pixel shift, flip) plus the elastic displacement, sampled bilinearly in one pass.
  */
-export function augmentBatch(batch: Float32Array, n: number, shape: readonly [number, number, number], opts: AugmentOptions, rnd: () => number): void {
+export function augmentBatch(
+  batch: Float32Array,
+  n: number,
+  shape: readonly [number, number, number],
+  opts: AugmentOptions,
+  rnd: () => number,
+): void {
   const [h, w, ch] = shape;
   const shift = opts.shift ?? 0;
   const rotate = opts.rotate ?? 0;
@@ -223,9 +247,11 @@ export function augmentBatch(batch: Float32Array, n: number, shape: readonly [nu
           const fx = sx - x0;
           const fy = sy - y0;
           for (let c = 0; c < ch; c++) {
-            const at = (yy: number, xx: number) => (yy < 0 || yy >= h || xx < 0 || xx >= w ? 0 : (img[(yy * w + xx) * ch + c] as number));
+            const at = (yy: number, xx: number) =>
+              yy < 0 || yy >= h || xx < 0 || xx >= w ? 0 : (img[(yy * w + xx) * ch + c] as number);
             tmp[(y * w + x) * ch + c] =
-              (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x0 + 1)) + fy * ((1 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1));
+              (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x0 + 1)) +
+              fy * ((1 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1));
           }
         }
       }
@@ -264,7 +290,9 @@ class WeightAverage {
     const d = Math.min(this.decay, (1 + this.updates) / (10 + this.updates));
     this.updates++;
     const live = this.model.getWeights();
-    const next = tf.tidy(() => this.avg.map((a, i) => tf.keep(tf.add(tf.mul(a, d), tf.mul(live[i] as tf.Tensor, 1 - d)))));
+    const next = tf.tidy(() =>
+      this.avg.map((a, i) => tf.keep(tf.add(tf.mul(a, d), tf.mul(live[i] as tf.Tensor, 1 - d)))),
+    );
     tf.dispose(this.avg);
     this.avg = next;
   }
@@ -306,10 +334,16 @@ function settingsOf(model: tf.LayersModel, data: LabeledImages, opts: TrainOptio
   const batchSize = opts.batchSize ?? 64;
   const averageDecay = opts.weightAverage ?? 0;
   const classWeights = opts.classWeights === undefined ? undefined : [...opts.classWeights];
-  if (classWeights !== undefined && (classWeights.length !== data.classNames.length || classWeights.some((w) => !(w >= 0 && Number.isFinite(w))))) {
-    throw new RangeError(`classWeights must be ${data.classNames.length} finite non-negative numbers, got [${classWeights.join(', ')}]`);
+  if (
+    classWeights !== undefined &&
+    (classWeights.length !== data.classNames.length || classWeights.some((w) => !(w >= 0 && Number.isFinite(w))))
+  ) {
+    throw new RangeError(
+      `classWeights must be ${data.classNames.length} finite non-negative numbers, got [${classWeights.join(', ')}]`,
+    );
   }
-  if (!(averageDecay >= 0 && averageDecay < 1)) throw new RangeError(`weightAverage must be in [0, 1), got ${averageDecay}`);
+  if (!(averageDecay >= 0 && averageDecay < 1))
+    throw new RangeError(`weightAverage must be in [0, 1), got ${averageDecay}`);
   const validationSplit = opts.validation ? 0 : (opts.validationSplit ?? 0.1);
   if (!(epochs >= 1) || !(batchSize >= 1)) throw new RangeError('epochs and batchSize must be at least 1');
   if (model.optimizer === undefined) throw new Error('the model is not compiled: call compileModel() first');
@@ -385,18 +419,41 @@ async function trainEpoch(loop: Loop, epoch: number, learningRate: number): Prom
     lossSum += (loss ?? NaN) * m;
     accSum += (acc ?? NaN) * m;
     seen += m;
-    loop.onBatch?.({ epoch, batch: b + 1, batches, loss: lossSum / seen, accuracy: accSum / seen, imagesPerSecond: seen / Math.max(1e-9, (performance.now() - t0) / 1000) });
+    loop.onBatch?.({
+      epoch,
+      batch: b + 1,
+      batches,
+      loss: lossSum / seen,
+      accuracy: accSum / seen,
+      imagesPerSecond: seen / Math.max(1e-9, (performance.now() - t0) / 1000),
+    });
   }
   const seconds = (performance.now() - t0) / 1000;
-  return { epoch, epochs: s.epochs, loss: lossSum / seen, accuracy: accSum / seen, images: seen, seconds, imagesPerSecond: seen / Math.max(1e-9, seconds), learningRate };
+  return {
+    epoch,
+    epochs: s.epochs,
+    loss: lossSum / seen,
+    accuracy: accSum / seen,
+    images: seen,
+    seconds,
+    imagesPerSecond: seen / Math.max(1e-9, seconds),
+    learningRate,
+  };
 }
 
 /** Loss (unweighted, temperature 1) and accuracy of `probs` against the validation labels. */
-function validationFigures(probs: Float32Array, validation: LabeledImages, classes: number): { valLoss: number; valAccuracy: number } {
+function validationFigures(
+  probs: Float32Array,
+  validation: LabeledImages,
+  classes: number,
+): { valLoss: number; valAccuracy: number } {
   const { predicted } = topPrediction(probs, classes);
   let ok = 0;
   for (let i = 0; i < predicted.length; i++) if (predicted[i] === validation.labels[i]) ok++;
-  return { valLoss: nllAtTemperature(probs, validation.labels, classes, 1), valAccuracy: ok / Math.max(1, predicted.length) };
+  return {
+    valLoss: nllAtTemperature(probs, validation.labels, classes, 1),
+    valAccuracy: ok / Math.max(1, predicted.length),
+  };
 }
 
 /**
@@ -405,7 +462,10 @@ function validationFigures(probs: Float32Array, validation: LabeledImages, class
  */
 export async function train(model: tf.LayersModel, data: LabeledImages, opts: TrainOptions = {}): Promise<TrainResult> {
   const s = settingsOf(model, data, opts);
-  const split = opts.validation === undefined && s.validationSplit > 0 ? splitValidation(data, s.validationSplit, s.seed) : { train: data, validation: opts.validation };
+  const split =
+    opts.validation === undefined && s.validationSplit > 0
+      ? splitValidation(data, s.validationSplit, s.seed)
+      : { train: data, validation: opts.validation };
   const trainPart = split.train;
   const validation = split.validation;
   if (count(trainPart) === 0) throw new Error(`${data.source}: no images to train on`);
@@ -415,21 +475,43 @@ export async function train(model: tf.LayersModel, data: LabeledImages, opts: Tr
   let stoppedEarly = false;
   let lr = getLearningRate(model);
   const average = s.weightAverage > 0 ? new WeightAverage(model, s.weightAverage) : undefined;
-  const loop: Loop = { model, trainPart, s, rnd: mulberry32(s.seed ^ 0x5bd1e995), step: 0, batchImages: new Float32Array(s.batchSize * size), batchLabels: new Int32Array(s.batchSize), average, onBatch: opts.onBatch };
+  const loop: Loop = {
+    model,
+    trainPart,
+    s,
+    rnd: mulberry32(s.seed ^ 0x5bd1e995),
+    step: 0,
+    batchImages: new Float32Array(s.batchSize * size),
+    batchLabels: new Int32Array(s.batchSize),
+    average,
+    onBatch: opts.onBatch,
+  };
   /** The weights validation and the result use: the average when there is one. */
   const evaluated = <T>(f: () => Promise<T>): Promise<T> => (average ? average.withAverage(f) : f());
 
   try {
     for (let epoch = 1; epoch <= s.epochs; epoch++) {
       const stats = await trainEpoch(loop, epoch, lr);
-      if (validation !== undefined) Object.assign(stats, validationFigures(await evaluated(() => predictProbabilities(model, validation)), validation, trainPart.classNames.length));
+      if (validation !== undefined)
+        Object.assign(
+          stats,
+          validationFigures(
+            await evaluated(() => predictProbabilities(model, validation)),
+            validation,
+            trainPart.classNames.length,
+          ),
+        );
       history.push(stats);
       await opts.onEpoch?.(stats);
 
       if (validation !== undefined && s.patience > 0) {
         if ((stats.valLoss as number) < best.loss) {
           best.weights?.forEach((t) => t.dispose());
-          best = { loss: stats.valLoss as number, epoch, weights: await evaluated(async () => model.getWeights().map((w) => w.clone())) };
+          best = {
+            loss: stats.valLoss as number,
+            epoch,
+            weights: await evaluated(async () => model.getWeights().map((w) => w.clone())),
+          };
         } else if (epoch - best.epoch >= s.patience) {
           stoppedEarly = epoch < s.epochs;
           break;

@@ -27,9 +27,17 @@ export { XRAY_DEFAULTS };
 /** Training defaults per data set and architecture: what the accuracy bars were measured with. */
 export function trainingDefaults(data: string, model: string, profile: ProfileName = 'mnist'): TrainingDefaults {
   if (profile === 'xray' || model === 'screen') return XRAY_DEFAULTS;
-  if (data === 'mnist' && model === 'mlp') return { epochs: 60, augment: { shift: 2 }, learningRateDecay: 0.95, patience: 12 };
-  if (data === 'mnist') return { epochs: 60, augment: { shift: 2, rotate: 10, scale: 0.1, elastic: 20 }, learningRateDecay: 0.95, patience: 0 };
-  if (data === 'fashion-mnist') return { epochs: 25, augment: { shift: 1, flip: true }, learningRateDecay: 0.9, patience: 6 };
+  if (data === 'mnist' && model === 'mlp')
+    return { epochs: 60, augment: { shift: 2 }, learningRateDecay: 0.95, patience: 12 };
+  if (data === 'mnist')
+    return {
+      epochs: 60,
+      augment: { shift: 2, rotate: 10, scale: 0.1, elastic: 20 },
+      learningRateDecay: 0.95,
+      patience: 0,
+    };
+  if (data === 'fashion-mnist')
+    return { epochs: 25, augment: { shift: 1, flip: true }, learningRateDecay: 0.9, patience: 6 };
   return { epochs: 20, augment: { shift: 2 }, learningRateDecay: 0.9, patience: 5 };
 }
 
@@ -41,7 +49,12 @@ export interface LoadedData extends TrainTestSplit {
 }
 
 /** Writes metrics.json and the plots into dir. */
-export async function writeReport(dir: string, report: EvaluationReport, extra: Record<string, unknown> = {}, plots = true): Promise<string[]> {
+export async function writeReport(
+  dir: string,
+  report: EvaluationReport,
+  extra: Record<string, unknown> = {},
+  plots = true,
+): Promise<string[]> {
   await mkdir(dir, { recursive: true });
   const metricsPath = join(dir, 'metrics.json');
   await writeFile(metricsPath, JSON.stringify({ ...extra, ...report }, null, 2) + '\n');
@@ -64,7 +77,11 @@ export function makeCard(a: {
     version: a.version,
     createdAt: new Date().toISOString(),
     architecture: a.architecture,
-    backend: { name: a.backend.name, tfjsVersion: a.backend.tfjsVersion, ...(a.backend.detail ? { detail: a.backend.detail } : {}) },
+    backend: {
+      name: a.backend.name,
+      tfjsVersion: a.backend.tfjsVersion,
+      ...(a.backend.detail ? { detail: a.backend.detail } : {}),
+    },
     data: {
       source: data.train.source,
       manifestHash: manifestHash(data.train),
@@ -72,7 +89,9 @@ export function makeCard(a: {
       validationImages: result.validation ? count(result.validation) : 0,
       testImages: count(data.test),
       testSource: data.test.source,
-      ...(data.report?.grouping ? { grouping: { ...data.report.grouping, validationGroups: new Set(result.validation?.groups ?? []).size } } : {}),
+      ...(data.report?.grouping
+        ? { grouping: { ...data.report.grouping, validationGroups: new Set(result.validation?.groups ?? []).size } }
+        : {}),
       ...(data.report ? { skipped: data.report.skipped.length } : {}),
     },
     preprocessing: data.preprocessing,
@@ -84,7 +103,14 @@ export function makeCard(a: {
       epochsRun: result.history.length,
       bestEpoch: result.bestEpoch,
       imagesPerSecond: result.imagesPerSecond,
-      history: result.history.map((h) => ({ epoch: h.epoch, loss: h.loss, accuracy: h.accuracy, valLoss: h.valLoss, valAccuracy: h.valAccuracy, seconds: h.seconds })),
+      history: result.history.map((h) => ({
+        epoch: h.epoch,
+        loss: h.loss,
+        accuracy: h.accuracy,
+        valLoss: h.valLoss,
+        valAccuracy: h.valAccuracy,
+        seconds: h.seconds,
+      })),
     },
     ...cardFieldsFromReport(a.report),
   };

@@ -49,12 +49,19 @@ interface Pending {
  * the symbolic executor, Layer.apply's name scopes and bookkeeping), which costs as much as a
  * third of the CPU time of a batch of one. Any other model: `model.predict`.
  */
-function forwardPass(tf: typeof tfTypes, model: tfTypes.LayersModel, inputShape: readonly number[]): (x: tfTypes.Tensor) => tfTypes.Tensor {
+function forwardPass(
+  tf: typeof tfTypes,
+  model: tfTypes.LayersModel,
+  inputShape: readonly number[],
+): (x: tfTypes.Tensor) => tfTypes.Tensor {
   const predict = (x: tfTypes.Tensor): tfTypes.Tensor => model.predict(x) as tfTypes.Tensor;
   if (!(model instanceof tf.Sequential)) return predict;
   const modelInput = model.inputs[0]?.shape;
   const layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
-  const sameInput = modelInput !== undefined && modelInput.length === inputShape.length + 1 && inputShape.every((d, i) => modelInput[i + 1] === d);
+  const sameInput =
+    modelInput !== undefined &&
+    modelInput.length === inputShape.length + 1 &&
+    inputShape.every((d, i) => modelInput[i + 1] === d);
   if (!sameInput || layers.length === 0 || layers.some((l) => !l.built)) return predict;
   const kwargs = { training: false };
   return (x) => layers.reduce((y, l) => l.call(y, kwargs) as tfTypes.Tensor, x);
@@ -80,7 +87,9 @@ class Batcher implements LoadedModel {
   score(pixels: Float32Array): Promise<ScoredImage> {
     const [h, w, c] = this.card.inputShape;
     if (pixels.length !== h * w * c) {
-      return Promise.reject(new ShapeMismatch(`model ${this.version} expects ${h}x${w}x${c} inputs, got ${pixels.length} values`));
+      return Promise.reject(
+        new ShapeMismatch(`model ${this.version} expects ${h}x${w}x${c} inputs, got ${pixels.length} values`),
+      );
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ pixels, resolve, reject });
@@ -96,7 +105,13 @@ class Batcher implements LoadedModel {
         const batch = this.queue.splice(0, this.maxBatch);
         try {
           const out = this.predict(batch.map((b) => b.pixels));
-          batch.forEach((b, i) => b.resolve({ probabilities: out.probs[i] ?? new Float32Array(), predictMs: out.ms, batchSize: batch.length }));
+          batch.forEach((b, i) =>
+            b.resolve({
+              probabilities: out.probs[i] ?? new Float32Array(),
+              predictMs: out.ms,
+              batchSize: batch.length,
+            }),
+          );
         } catch (err) {
           for (const b of batch) b.reject(err);
         }
@@ -171,7 +186,11 @@ export class ModelCache {
     const version = cur.value.version;
     if (this.loaded?.version !== version) {
       // Loaded lazily so that functions that never score do not pay for TensorFlow.js.
-      const [{ initBackend }, { loadModel }, tf] = await Promise.all([import('../ml/backend'), import('../ml/modelStore'), import('@tensorflow/tfjs')]);
+      const [{ initBackend }, { loadModel }, tf] = await Promise.all([
+        import('../ml/backend'),
+        import('../ml/modelStore'),
+        import('@tensorflow/tfjs'),
+      ]);
       const backend = await initBackend(this.opts.backend, (m) => this.opts.log?.info(m));
       const { model, card } = await loadModel(this.store, version);
       const previous = this.loaded;

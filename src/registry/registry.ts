@@ -56,7 +56,10 @@ export interface InstanceImaging {
 }
 
 /** Why a model cannot score this instance's images (its card's profile or input shape differs), or undefined when it can. */
-export function incompatibility(card: Pick<ModelCard, 'version' | 'preprocessing' | 'inputShape'>, instance: InstanceImaging): string | undefined {
+export function incompatibility(
+  card: Pick<ModelCard, 'version' | 'preprocessing' | 'inputShape'>,
+  instance: InstanceImaging,
+): string | undefined {
   const want = card.preprocessing.profile;
   if (want !== instance.profile) {
     return `model ${card.version} was trained on images preprocessed with the ${want} profile, but this instance preprocesses uploads with the ${instance.profile} profile (TRIAGE_PROFILE)`;
@@ -83,26 +86,48 @@ export interface PromoteOptions {
 /** Makes `version` the promoted model. Throws RegistryError('conflict') if another promotion won the race. */
 export async function promote(store: BlobStore, version: string, opts: PromoteOptions): Promise<CurrentModel> {
   const card = await findCard(store, version);
-  if (card === undefined) throw new RegistryError('unknown-version', `There is no model version ${JSON.stringify(version)} (no ${CONTAINERS.models}/${paths.modelCard(version)}).`);
+  if (card === undefined)
+    throw new RegistryError(
+      'unknown-version',
+      `There is no model version ${JSON.stringify(version)} (no ${CONTAINERS.models}/${paths.modelCard(version)}).`,
+    );
   refuseIncompatible({ ...card, version }, opts.instance);
   const now = (opts.now ?? (() => new Date()))().toISOString();
   const existing = await readCurrent(store);
   if (opts.ifEtag !== undefined && (existing?.etag ?? '') !== opts.ifEtag) {
-    throw new RegistryError('conflict', `models/current.json changed since it was read; promotion of ${version} not applied.`);
+    throw new RegistryError(
+      'conflict',
+      `models/current.json changed since it was read; promotion of ${version} not applied.`,
+    );
   }
-  const history = existing === undefined ? [] : [stripHistory(existing.value), ...existing.value.history].slice(0, HISTORY_LIMIT);
+  const history =
+    existing === undefined ? [] : [stripHistory(existing.value), ...existing.value.history].slice(0, HISTORY_LIMIT);
   const next: CurrentModel = { version, promotedAt: now, promotedBy: opts.by, reason: opts.reason, history };
-  const res = await store.putJson(CONTAINERS.models, paths.currentModel(), next, existing === undefined ? { ifNoneExists: true } : { ifMatch: existing.etag });
-  if (!res.written) throw new RegistryError('conflict', `Another promotion changed models/current.json at the same time; ${version} was not promoted.`);
+  const res = await store.putJson(
+    CONTAINERS.models,
+    paths.currentModel(),
+    next,
+    existing === undefined ? { ifNoneExists: true } : { ifMatch: existing.etag },
+  );
+  if (!res.written)
+    throw new RegistryError(
+      'conflict',
+      `Another promotion changed models/current.json at the same time; ${version} was not promoted.`,
+    );
   return next;
 }
 
 /** Promotes the previously promoted version again. */
 export async function rollback(store: BlobStore, opts: Omit<PromoteOptions, 'ifEtag'>): Promise<CurrentModel> {
   const existing = await readCurrent(store);
-  if (existing === undefined) throw new RegistryError('no-model', 'No model is promoted, so there is nothing to roll back.');
+  if (existing === undefined)
+    throw new RegistryError('no-model', 'No model is promoted, so there is nothing to roll back.');
   const [previous, ...older] = existing.value.history;
-  if (previous === undefined) throw new RegistryError('nothing-to-roll-back', `Only ${existing.value.version} was ever promoted; there is no earlier model.`);
+  if (previous === undefined)
+    throw new RegistryError(
+      'nothing-to-roll-back',
+      `Only ${existing.value.version} was ever promoted; there is no earlier model.`,
+    );
   if (opts.instance !== undefined) {
     const card = await findCard(store, previous.version);
     if (card !== undefined) refuseIncompatible({ ...card, version: previous.version }, opts.instance);
@@ -117,13 +142,21 @@ export async function rollback(store: BlobStore, opts: Omit<PromoteOptions, 'ifE
     history: older,
   };
   const res = await store.putJson(CONTAINERS.models, paths.currentModel(), next, { ifMatch: existing.etag });
-  if (!res.written) throw new RegistryError('conflict', 'Another promotion changed models/current.json at the same time; rollback not applied.');
+  if (!res.written)
+    throw new RegistryError(
+      'conflict',
+      'Another promotion changed models/current.json at the same time; rollback not applied.',
+    );
   return next;
 }
 
 function refuseIncompatible(card: ModelCard, instance: InstanceImaging | undefined): void {
   const why = instance === undefined ? undefined : incompatibility(card, instance);
-  if (why !== undefined) throw new RegistryError('incompatible', `Not promoted: ${why}. Train a model for this profile and size, or change the instance's settings.`);
+  if (why !== undefined)
+    throw new RegistryError(
+      'incompatible',
+      `Not promoted: ${why}. Train a model for this profile and size, or change the instance's settings.`,
+    );
 }
 
 function stripHistory(c: CurrentModel): CurrentModel['history'][number] {

@@ -4,13 +4,7 @@
  * there first) and transient (worth a retry).
  */
 import { createHash } from 'node:crypto';
-import {
-  BlobServiceClient,
-  ContainerClient,
-  RestError,
-  StoragePipelineOptions,
-  BlobItem,
-} from '@azure/storage-blob';
+import { BlobServiceClient, ContainerClient, RestError, StoragePipelineOptions, BlobItem } from '@azure/storage-blob';
 import type { StorageConnection } from '../config';
 import { ALL_CONTAINERS } from './layout';
 
@@ -64,7 +58,8 @@ export function isUnreachable(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   const msg = err instanceof Error ? err.message : String(err);
   return (
-    (typeof code === 'string' && /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|REQUEST_SEND_ERROR|ENOTFOUND|EAI_AGAIN/.test(code)) ||
+    (typeof code === 'string' &&
+      /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|REQUEST_SEND_ERROR|ENOTFOUND|EAI_AGAIN/.test(code)) ||
     /ECONNREFUSED|ECONNRESET|socket hang up/.test(msg)
   );
 }
@@ -93,7 +88,10 @@ export class BlobStore {
     this.service = service;
   }
 
-  static fromConnection(conn: StorageConnection, retry: StoragePipelineOptions['retryOptions'] = DEFAULT_RETRY): BlobStore {
+  static fromConnection(
+    conn: StorageConnection,
+    retry: StoragePipelineOptions['retryOptions'] = DEFAULT_RETRY,
+  ): BlobStore {
     const options: StoragePipelineOptions = { retryOptions: retry };
     if (conn.kind === 'connectionString') {
       return new BlobStore(BlobServiceClient.fromConnectionString(conn.connectionString, options));
@@ -144,10 +142,20 @@ export class BlobStore {
     }
   }
 
-  async head(container: string, name: string): Promise<{ etag: string; metadata: Record<string, string>; size: number; lastModified: Date | undefined } | undefined> {
+  async head(
+    container: string,
+    name: string,
+  ): Promise<
+    { etag: string; metadata: Record<string, string>; size: number; lastModified: Date | undefined } | undefined
+  > {
     try {
       const p = await this.container(container).getBlobClient(name).getProperties();
-      return { etag: quoteEtag(p.etag), metadata: p.metadata ?? {}, size: p.contentLength ?? 0, lastModified: p.lastModified };
+      return {
+        etag: quoteEtag(p.etag),
+        metadata: p.metadata ?? {},
+        size: p.contentLength ?? 0,
+        lastModified: p.lastModified,
+      };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -161,10 +169,20 @@ export class BlobStore {
       const res = await blob.uploadData(body, {
         blobHTTPHeaders: opts.contentType !== undefined ? { blobContentType: opts.contentType } : undefined,
         metadata: opts.metadata,
-        conditions: opts.ifNoneExists ? { ifNoneMatch: '*' } : opts.ifMatch !== undefined ? { ifMatch: opts.ifMatch } : undefined,
+        conditions: opts.ifNoneExists
+          ? { ifNoneMatch: '*' }
+          : opts.ifMatch !== undefined
+            ? { ifMatch: opts.ifMatch }
+            : undefined,
       });
       const etag = quoteEtag(res.etag);
-      this.onWrite?.(container, name, { data: body, etag, metadata: opts.metadata ?? {}, contentType: opts.contentType, lastModified: res.lastModified });
+      this.onWrite?.(container, name, {
+        data: body,
+        etag,
+        metadata: opts.metadata ?? {},
+        contentType: opts.contentType,
+        lastModified: res.lastModified,
+      });
       return { written: true, etag };
     } catch (err) {
       if (isConditionFailed(err)) return { written: false, reason: opts.ifNoneExists ? 'exists' : 'changed' };
@@ -178,14 +196,24 @@ export class BlobStore {
     return { value: JSON.parse(b.data.toString('utf8')) as T, etag: b.etag };
   }
 
-  async putJson(container: string, name: string, value: unknown, opts: Omit<PutOptions, 'contentType'> = {}): Promise<PutResult> {
-    return this.put(container, name, JSON.stringify(value, null, 2) + '\n', { ...opts, contentType: 'application/json' });
+  async putJson(
+    container: string,
+    name: string,
+    value: unknown,
+    opts: Omit<PutOptions, 'contentType'> = {},
+  ): Promise<PutResult> {
+    return this.put(container, name, JSON.stringify(value, null, 2) + '\n', {
+      ...opts,
+      contentType: 'application/json',
+    });
   }
 
   /** Deletes the blob if it still has the given ETag; false when it was gone or changed. */
   async deleteIfMatch(container: string, name: string, etag: string): Promise<boolean> {
     try {
-      await this.container(container).getBlobClient(name).delete({ conditions: { ifMatch: etag } });
+      await this.container(container)
+        .getBlobClient(name)
+        .delete({ conditions: { ifMatch: etag } });
       return true;
     } catch (err) {
       if (isNotFound(err) || isConditionFailed(err)) return false;
@@ -261,6 +289,6 @@ export class BlobStore {
 async function streamToBuffer(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
   if (stream === undefined) return Buffer.alloc(0);
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk));
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
   return Buffer.concat(chunks);
 }

@@ -54,38 +54,66 @@ function claimBlob(t: ClaimTarget): string {
  * Whether someone else holds a live claim on this version (undefined: no live claim; the work may
  * be done). One HEAD; for the sweep, which only looks.
  */
-export async function liveClaim(store: BlobStore, t: ClaimTarget, opts: ClaimOptions): Promise<{ by: string; ageMs: number } | undefined> {
+export async function liveClaim(
+  store: BlobStore,
+  t: ClaimTarget,
+  opts: ClaimOptions,
+): Promise<{ by: string; ageMs: number } | undefined> {
   const h = await store.head(HOST_CONTAINER, claimBlob(t));
   if (h === undefined || h.metadata.etag !== t.etag) return undefined;
   const ageMs = opts.now().getTime() - (h.lastModified?.getTime() ?? 0);
-  if (ageMs >= (opts.timeoutMs ?? CLAIM_TIMEOUT_MS) || abandonedHere.get(claimBlob(t)) === h.metadata.token) return undefined;
+  if (ageMs >= (opts.timeoutMs ?? CLAIM_TIMEOUT_MS) || abandonedHere.get(claimBlob(t)) === h.metadata.token)
+    return undefined;
   return { by: h.metadata.instance ?? 'unknown', ageMs };
 }
 
 /** Claims the version for this instance (`held` with the claim's ETag), or says who holds it. */
-async function acquire(store: BlobStore, t: ClaimTarget, opts: ClaimOptions): Promise<{ held: true; claimEtag: string; token: string } | { held: false; by: string; ageMs: number }> {
+async function acquire(
+  store: BlobStore,
+  t: ClaimTarget,
+  opts: ClaimOptions,
+): Promise<{ held: true; claimEtag: string; token: string } | { held: false; by: string; ageMs: number }> {
   const blob = claimBlob(t);
   // The token tells this attempt's own claim (a write that succeeded but whose answer was lost,
   // then retried by the storage client, finds it) from another run's.
   const token = randomUUID();
   const metadata = { etag: t.etag, instance: opts.instanceId, token };
-  const body = JSON.stringify({ function: t.fn, blob: `${t.container}/${t.name}`, etag: t.etag, instance: opts.instanceId, at: opts.now().toISOString() });
+  const body = JSON.stringify({
+    function: t.fn,
+    blob: `${t.container}/${t.name}`,
+    etag: t.etag,
+    instance: opts.instanceId,
+    at: opts.now().toISOString(),
+  });
   try {
     for (let race = 0; race < 3; race++) {
-      const created = await store.put(HOST_CONTAINER, blob, body, { contentType: 'application/json', metadata, ifNoneExists: true }).catch(async (err: unknown) => {
-        // The host container is the Functions host's (and the embedded runtime's); a bare account may lack it.
-        if (!isNotFound(err)) throw err;
-        await store.container(HOST_CONTAINER).createIfNotExists();
-        return store.put(HOST_CONTAINER, blob, body, { contentType: 'application/json', metadata, ifNoneExists: true });
-      });
+      const created = await store
+        .put(HOST_CONTAINER, blob, body, { contentType: 'application/json', metadata, ifNoneExists: true })
+        .catch(async (err: unknown) => {
+          // The host container is the Functions host's (and the embedded runtime's); a bare account may lack it.
+          if (!isNotFound(err)) throw err;
+          await store.container(HOST_CONTAINER).createIfNotExists();
+          return store.put(HOST_CONTAINER, blob, body, {
+            contentType: 'application/json',
+            metadata,
+            ifNoneExists: true,
+          });
+        });
       if (created.written) return { held: true, claimEtag: created.etag, token };
       const h = await store.head(HOST_CONTAINER, blob);
       if (h === undefined) continue; // removed in between: create it again
       if (h.metadata.token === token) return { held: true, claimEtag: h.etag, token };
       const ageMs = opts.now().getTime() - (h.lastModified?.getTime() ?? 0);
-      const live = h.metadata.etag === t.etag && ageMs < (opts.timeoutMs ?? CLAIM_TIMEOUT_MS) && abandonedHere.get(blob) !== h.metadata.token;
+      const live =
+        h.metadata.etag === t.etag &&
+        ageMs < (opts.timeoutMs ?? CLAIM_TIMEOUT_MS) &&
+        abandonedHere.get(blob) !== h.metadata.token;
       if (live) return { held: false, by: h.metadata.instance ?? 'unknown', ageMs };
-      const taken = await store.put(HOST_CONTAINER, blob, body, { contentType: 'application/json', metadata, ifMatch: h.etag });
+      const taken = await store.put(HOST_CONTAINER, blob, body, {
+        contentType: 'application/json',
+        metadata,
+        ifMatch: h.etag,
+      });
       if (taken.written) {
         abandonedHere.delete(blob);
         return { held: true, claimEtag: taken.etag, token };
@@ -104,7 +132,12 @@ async function acquire(store: BlobStore, t: ClaimTarget, opts: ClaimOptions): Pr
  * Runs `work` under a claim on the version: returns its result, or `{ skipped }` naming who holds
  * the claim. A throw from `work` removes the claim (so a retry may claim it) and passes through.
  */
-export async function withClaim<T>(store: BlobStore, t: ClaimTarget, opts: ClaimOptions, work: () => Promise<T>): Promise<{ done: true; value: T } | { done: false; by: string; ageMs: number }> {
+export async function withClaim<T>(
+  store: BlobStore,
+  t: ClaimTarget,
+  opts: ClaimOptions,
+  work: () => Promise<T>,
+): Promise<{ done: true; value: T } | { done: false; by: string; ageMs: number }> {
   const c = await acquire(store, t, opts);
   if (!c.held) return { done: false, by: c.by, ageMs: c.ageMs };
   let value: T;

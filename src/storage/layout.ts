@@ -55,7 +55,9 @@ export class InvalidNameError extends Error {
     readonly blobName: string,
     readonly reason: string,
   ) {
-    super(`The name ${JSON.stringify(blobName.length > 200 ? `${blobName.slice(0, 200)}...` : blobName)} cannot be used: ${reason}.`);
+    super(
+      `The name ${JSON.stringify(blobName.length > 200 ? `${blobName.slice(0, 200)}...` : blobName)} cannot be used: ${reason}.`,
+    );
     this.name = 'InvalidNameError';
   }
 }
@@ -89,8 +91,10 @@ export function invalidUploadName(name: string): string | undefined {
     return `the name is longer than ${MAX_BLOB_NAME - RECORD_SUFFIX.length} characters (its records, {name}${RECORD_SUFFIX}, must fit Azure's ${MAX_BLOB_NAME})`;
   }
   if (/[\u0000-\u001f\u007f\\]/.test(name)) return 'the name contains a control character or a backslash';
-  if (name.startsWith('/') || name.endsWith('/') || name.endsWith('.')) return 'the name starts with "/" or ends with "/" or "."';
-  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) return 'the name has an empty, "." or ".." path segment';
+  if (name.startsWith('/') || name.endsWith('/') || name.endsWith('.'))
+    return 'the name starts with "/" or ends with "/" or "."';
+  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..'))
+    return 'the name has an empty, "." or ".." path segment';
   if (name.startsWith(INVALID_NAMES_FOLDER)) return `the folder ${INVALID_NAMES_FOLDER} is reserved`;
   return undefined;
 }
@@ -117,7 +121,10 @@ export const paths = {
    * `{name}.json`; for a name that cannot carry it (see INVALID_NAMES_FOLDER), a name derived from
    * its hash, so every upload, even one with an unusable name, gets its rejection record.
    */
-  rejected: (name: string) => (invalidBlobName(`${name}.json`) === undefined && !name.startsWith(INVALID_NAMES_FOLDER) ? `${name}.json` : byHash('', name)),
+  rejected: (name: string) =>
+    invalidBlobName(`${name}.json`) === undefined && !name.startsWith(INVALID_NAMES_FOLDER)
+      ? `${name}.json`
+      : byHash('', name),
   label: (name: string) => blob(`${name}.json`),
   modelDir: (version: string) => blob(`${version}/`),
   modelFile: (version: string, file: string) => blob(`${version}/${file}`),
@@ -182,7 +189,11 @@ function compileTriggerPath(triggerPath: string): { container: string; re: RegEx
   return compiled;
 }
 
-export function matchTriggerPath(triggerPath: string, container: string, blobName: string): Record<string, string> | undefined {
+export function matchTriggerPath(
+  triggerPath: string,
+  container: string,
+  blobName: string,
+): Record<string, string> | undefined {
   const { container: pathContainer, re, names } = compileTriggerPath(triggerPath);
   if (pathContainer !== container) return undefined;
   const m = re.exec(blobName);

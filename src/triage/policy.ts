@@ -30,9 +30,19 @@ export interface QualitySignals {
 }
 
 /** Preprocessing warnings that mean the image itself is doubtful. */
-export const QUALITY_PROBLEMS: ReadonlySet<string> = new Set(['blank', 'near-constant', 'low-contrast', 'tiny-ink', 'large-ink']);
+export const QUALITY_PROBLEMS: ReadonlySet<string> = new Set([
+  'blank',
+  'near-constant',
+  'low-contrast',
+  'tiny-ink',
+  'large-ink',
+]);
 
-export function decideReview(probs: ArrayLike<number>, thresholds: ReviewThresholds, quality: QualitySignals | undefined): ReviewDecision {
+export function decideReview(
+  probs: ArrayLike<number>,
+  thresholds: ReviewThresholds,
+  quality: QualitySignals | undefined,
+): ReviewDecision {
   let top = 0;
   for (let i = 1; i < probs.length; i++) if ((probs[i] ?? 0) > (probs[top] ?? 0)) top = i;
   const confidence = probs[top] ?? 0;
@@ -42,10 +52,19 @@ export function decideReview(probs: ArrayLike<number>, thresholds: ReviewThresho
     abnormalP = probs[thresholds.abnormal.classIndex] ?? 0;
     if (abnormalP >= thresholds.abnormal.threshold) reasons.push('abnormal');
   }
-  if (thresholds.confidence === null || (thresholds.confidence !== undefined && confidence < thresholds.confidence)) reasons.push('low-confidence');
-  if (quality !== undefined && (quality.blank || quality.nearConstant || quality.warnings.some((w) => QUALITY_PROBLEMS.has(w)))) reasons.push('image-quality');
+  if (thresholds.confidence === null || (thresholds.confidence !== undefined && confidence < thresholds.confidence))
+    reasons.push('low-confidence');
+  if (
+    quality !== undefined &&
+    (quality.blank || quality.nearConstant || quality.warnings.some((w) => QUALITY_PROBLEMS.has(w)))
+  )
+    reasons.push('image-quality');
   const flagged = reasons.length > 0;
   const uncertainty = Math.min(1, Math.max(0, 1 - confidence));
-  const priority = reasons.includes('abnormal') ? 2 + Math.min(abnormalP, 0.999999) : flagged ? 1 + uncertainty * 0.999999 : uncertainty * 0.999999;
+  const priority = reasons.includes('abnormal')
+    ? 2 + Math.min(abnormalP, 0.999999)
+    : flagged
+      ? 1 + uncertainty * 0.999999
+      : uncertainty * 0.999999;
   return { flagged, reasons, priority: Number(priority.toFixed(6)) };
 }

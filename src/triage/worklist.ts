@@ -153,7 +153,12 @@ async function takeSnapshot(store: BlobStore, prefix: string, now: number): Prom
       for await (const e of store.list(CONTAINERS.flagged, prefix === '' ? undefined : prefix, true)) {
         const n = uploadNameFromRecord(e.name);
         if (n === undefined) continue;
-        flagged.push({ upload: n, priority: Number(e.metadata.priority ?? '0'), reasons: (e.metadata.reasons ?? '').split(',').filter((r) => r !== ''), etag: e.etag });
+        flagged.push({
+          upload: n,
+          priority: Number(e.metadata.priority ?? '0'),
+          reasons: (e.metadata.reasons ?? '').split(',').filter((r) => r !== ''),
+          etag: e.etag,
+        });
       }
     })(),
   ]);
@@ -174,7 +179,11 @@ function snapshot(store: BlobStore, prefix: string, maxAgeMs: number): Promise<S
     slots.set(prefix, slot);
   }
   const s = slot;
-  if (s.current !== undefined && Date.now() - s.current.takenAt <= Math.max(maxAgeMs, LISTING_SHARE * s.current.listingMs)) return Promise.resolve(s.current);
+  if (
+    s.current !== undefined &&
+    Date.now() - s.current.takenAt <= Math.max(maxAgeMs, LISTING_SHARE * s.current.listingMs)
+  )
+    return Promise.resolve(s.current);
   if (s.refreshing === undefined) {
     s.refreshing = takeSnapshot(store, prefix, Date.now())
       .then((snap) => {
@@ -187,7 +196,7 @@ function snapshot(store: BlobStore, prefix: string, maxAgeMs: number): Promise<S
     // A failed refresh behind a served snapshot is retried by the next request, not thrown at nobody.
     s.refreshing.catch(() => undefined);
   }
-  return s.current !== undefined ? Promise.resolve(s.current) : (s.refreshing);
+  return s.current !== undefined ? Promise.resolve(s.current) : s.refreshing;
 }
 
 /** Starts the listing of the whole worklist if this instance has none yet (the page calls it as it loads). */
@@ -237,7 +246,9 @@ async function readItem(store: BlobStore, f: FlagEntry): Promise<WorklistItem> {
     ...(b?.topClass !== undefined ? { topClass: b.topClass } : {}),
     ...(b?.confidence !== undefined ? { confidence: b.confidence } : {}),
     ...(b?.probabilities !== undefined ? { top: topClasses(b.probabilities) } : {}),
-    ...(t?.kind === 'screening' && positive !== undefined ? { screening: { positiveClass: t.positiveClass, probability: positive, threshold: t.value } } : {}),
+    ...(t?.kind === 'screening' && positive !== undefined
+      ? { screening: { positiveClass: t.positiveClass, probability: positive, threshold: t.value } }
+      : {}),
     ...(t?.kind === 'confidence' ? { confidenceThreshold: t.value } : {}),
     ...(b?.model?.version !== undefined ? { modelVersion: b.model.version } : {}),
     ...(b?.source?.sha256 !== undefined ? { sha256: b.source.sha256 } : {}),
@@ -246,7 +257,11 @@ async function readItem(store: BlobStore, f: FlagEntry): Promise<WorklistItem> {
   };
 }
 
-export async function readWorklist(store: BlobStore, q: WorklistQuery, opts: { maxAgeMs?: number } = {}): Promise<Worklist> {
+export async function readWorklist(
+  store: BlobStore,
+  q: WorklistQuery,
+  opts: { maxAgeMs?: number } = {},
+): Promise<Worklist> {
   const snap = await snapshot(store, q.prefix ?? '', opts.maxAgeMs ?? WORKLIST_SNAPSHOT_MS);
   const st = stateOf(store);
   const reasonCounts: Record<string, number> = {};

@@ -20,6 +20,7 @@ export function compiledPath(file: string, root: string = ROOT): string {
   const abs = path.resolve(root, file).replace(/\.(ts|js)$/, '');
   const dist = path.join(root, 'dist');
   const compiled = abs.startsWith(dist + path.sep) ? `${abs}.js` : path.join(dist, path.relative(root, abs)) + '.js';
-  if (!fs.existsSync(compiled)) throw new Error(`${path.relative(root, compiled)} does not exist: build first (npm run build)`);
+  if (!fs.existsSync(compiled))
+    throw new Error(`${path.relative(root, compiled)} does not exist: build first (npm run build)`);
   return compiled;
 }

@@ -1,5 +1,9 @@
 /** Maps with at most `limit` calls in flight; results keep the input order. Rejects on the first error. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   if (!(limit >= 1)) throw new RangeError(`concurrency must be at least 1, got ${limit}`);
   const out = new Array<R>(items.length);
   let next = 0;

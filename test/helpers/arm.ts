@@ -11,7 +11,8 @@ import { ContainerAppsAPIClient } from '@azure/arm-appcontainers';
 import { createDefaultHttpClient, HttpClient } from '@azure/core-rest-pipeline';
 import type { ArmCredential } from '../../src/jobs/launchers';
 
-export type FakeExecution = { status: string; endTime?: string } | { httpStatus: number; code: string; message: string };
+export type FakeExecution =
+  { status: string; endTime?: string } | { httpStatus: number; code: string; message: string };
 /** What a start answers: the new execution (202, named), or an error. */
 export type FakeStart = { name: string } | { httpStatus: number; code: string; message: string };
 
@@ -38,7 +39,14 @@ export interface FakeArm {
 export async function fakeArm(subscriptionId = '00000000-1111-2222-3333-444444444444'): Promise<FakeArm> {
   const executions = new Map<string, FakeExecution>();
   const requests: FakeArm['requests'] = [];
-  const state = { starts: [] as FakeStart[], startBodies: [] as unknown[], operationStatus: { httpStatus: 403, body: { error: { code: 'AuthorizationFailed', message: 'no read on the operation' } } } as FakeArm['operationStatus'] };
+  const state = {
+    starts: [] as FakeStart[],
+    startBodies: [] as unknown[],
+    operationStatus: {
+      httpStatus: 403,
+      body: { error: { code: 'AuthorizationFailed', message: 'no read on the operation' } },
+    } as FakeArm['operationStatus'],
+  };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -52,11 +60,16 @@ export async function fakeArm(subscriptionId = '00000000-1111-2222-3333-44444444
       if (req.method === 'POST' && url.pathname.endsWith('/start')) {
         state.startBodies.push(chunks.length > 0 ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined);
         const next = state.starts.shift();
-        if (next === undefined) return send(500, { error: { code: 'NoStartPlanned', message: 'the test planned no start' } });
+        if (next === undefined)
+          return send(500, { error: { code: 'NoStartPlanned', message: 'the test planned no start' } });
         if ('httpStatus' in next) return send(next.httpStatus, { error: { code: next.code, message: next.message } });
         const jobPath = url.pathname.replace(/\/start$/, '');
         const operation = `${ARM_HOST}/subscriptions/${subscriptionId}/providers/Microsoft.App/locations/westus3/containerappOperationStatuses/op-${next.name}?api-version=2025-07-01`;
-        return send(202, { id: `${jobPath}/executions/${next.name}`, name: next.name }, { location: operation, 'azure-asyncoperation': operation });
+        return send(
+          202,
+          { id: `${jobPath}/executions/${next.name}`, name: next.name },
+          { location: operation, 'azure-asyncoperation': operation },
+        );
       }
       if (req.method === 'GET' && url.pathname.includes('/containerappOperationStatuses/')) {
         return send(state.operationStatus.httpStatus, state.operationStatus.body);
@@ -69,7 +82,11 @@ export async function fakeArm(subscriptionId = '00000000-1111-2222-3333-44444444
         id: url.pathname,
         name,
         type: 'Microsoft.App/jobs/executions',
-        properties: { status: ex.status, startTime: '2026-11-30T02:00:00Z', ...(ex.endTime ? { endTime: ex.endTime } : {}) },
+        properties: {
+          status: ex.status,
+          startTime: '2026-11-30T02:00:00Z',
+          ...(ex.endTime ? { endTime: ex.endTime } : {}),
+        },
       });
     });
   });
@@ -93,7 +110,10 @@ export async function fakeArm(subscriptionId = '00000000-1111-2222-3333-44444444
     },
     requests,
     client: (credential = tokenCredential()) =>
-      new ContainerAppsAPIClient(credential, subscriptionId, { httpClient: toLocal(endpoint), retryOptions: { maxRetries: 0 } }),
+      new ContainerAppsAPIClient(credential, subscriptionId, {
+        httpClient: toLocal(endpoint),
+        retryOptions: { maxRetries: 0 },
+      }),
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
@@ -105,7 +125,8 @@ function toLocal(endpoint: string): HttpClient {
   return {
     sendRequest: (request) => {
       const url = new URL(request.url);
-      if (`${url.protocol}//${url.host}` !== ARM_HOST) throw new Error(`request to ${request.url}, not to Resource Manager`);
+      if (`${url.protocol}//${url.host}` !== ARM_HOST)
+        throw new Error(`request to ${request.url}, not to Resource Manager`);
       url.protocol = target.protocol;
       url.host = target.host;
       request.url = url.toString();

@@ -10,7 +10,8 @@ export const quietLog: Log = { info() {}, warn() {}, error: (m: string) => conso
 
 export function testConnectionString(): string {
   const raw = process.env.TRIAGE_TEST_AZURITE;
-  if (raw === undefined) throw new Error('TRIAGE_TEST_AZURITE is not set: run the tests through jest (globalSetup starts Azurite).');
+  if (raw === undefined)
+    throw new Error('TRIAGE_TEST_AZURITE is not set: run the tests through jest (globalSetup starts Azurite).');
   const list = JSON.parse(raw) as string[];
   const worker = Math.max(1, Number(process.env.JEST_WORKER_ID ?? '1'));
   const cs = list[(worker - 1) % list.length];

@@ -2,7 +2,10 @@
 import sharp from 'sharp';
 
 /** A black-on-white (or inverted) blob of ink: a thick ring with a tail, like a "9", at (cx, cy). */
-export function digitPixels(size: number, opts: { cx?: number; cy?: number; scale?: number; inkOnWhite?: boolean; seed?: number } = {}): Buffer {
+export function digitPixels(
+  size: number,
+  opts: { cx?: number; cy?: number; scale?: number; inkOnWhite?: boolean; seed?: number } = {},
+): Buffer {
   const { cx = size / 2, cy = size / 2, scale = size / 3, inkOnWhite = true, seed = 0 } = opts;
   const px = Buffer.alloc(size * size);
   const r = scale * (0.45 + 0.05 * (seed % 3));
@@ -21,7 +24,9 @@ export function digitPixels(size: number, opts: { cx?: number; cy?: number; scal
 }
 
 export async function digitPng(size = 28, opts: Parameters<typeof digitPixels>[1] = {}): Promise<Buffer> {
-  return sharp(digitPixels(size, opts), { raw: { width: size, height: size, channels: 1 } }).png().toBuffer();
+  return sharp(digitPixels(size, opts), { raw: { width: size, height: size, channels: 1 } })
+    .png()
+    .toBuffer();
 }
 
 /** One of every kind of bad input, with the rejection code it must get. */
@@ -38,10 +43,20 @@ export async function badInputs(): Promise<{ name: string; data: Buffer; code: s
   bmpHeader.writeUInt16LE(24, 28);
   return [
     { name: 'bad/empty.png', data: Buffer.alloc(0), code: 'empty' },
-    { name: 'bad/text.png', data: Buffer.from('this is not an image at all, just some words\n'.repeat(10)), code: 'not-an-image' },
+    {
+      name: 'bad/text.png',
+      data: Buffer.from('this is not an image at all, just some words\n'.repeat(10)),
+      code: 'not-an-image',
+    },
     { name: 'bad/truncated.png', data: png.subarray(0, Math.floor(png.length / 2)), code: 'truncated' },
     { name: 'bad/picture.bmp', data: bmpHeader, code: 'unsupported-format' },
-    { name: 'bad/drawing.svg', data: Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'), code: 'unsupported-format' },
+    {
+      name: 'bad/drawing.svg',
+      data: Buffer.from(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>',
+      ),
+      code: 'unsupported-format',
+    },
   ];
 }
 
@@ -52,10 +67,14 @@ export async function badInputs(): Promise<{ name: string; data: Buffer; code: s
  */
 export function radiographPixels(size: number, opts: { opacity: boolean; seed: number }): Buffer {
   let s = opts.seed * 2654435761 + 1;
-  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rnd = () => (s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32;
   const px = Buffer.alloc(size * size);
   const side = rnd() < 0.5 ? 0.3 : 0.7;
-  const patch = { x: size * (side + (rnd() - 0.5) * 0.1), y: size * (0.45 + rnd() * 0.2), r: size * (0.1 + rnd() * 0.05) };
+  const patch = {
+    x: size * (side + (rnd() - 0.5) * 0.1),
+    y: size * (0.45 + rnd() * 0.2),
+    r: size * (0.1 + rnd() * 0.05),
+  };
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
       const u = x / size;
@@ -72,5 +91,7 @@ export function radiographPixels(size: number, opts: { opacity: boolean; seed: n
 }
 
 export async function radiographPng(size: number, opts: { opacity: boolean; seed: number }): Promise<Buffer> {
-  return sharp(radiographPixels(size, opts), { raw: { width: size, height: size, channels: 1 } }).png().toBuffer();
+  return sharp(radiographPixels(size, opts), { raw: { width: size, height: size, channels: 1 } })
+    .png()
+    .toBuffer();
 }

@@ -27,7 +27,7 @@ export async function saveTestModel(store: BlobStore, o: TestModelOptions): Prom
   if ((o.trainImages ?? 0) > 0) {
     const data = slice(loadMnistPackage().train, 0, o.trainImages ?? 0);
     const r = await train(model, data, { epochs: o.epochs ?? 2, validationSplit: 0, patience: 0, seed: o.seed ?? 7 });
-    trainImages = r.history.length > 0 ? o.trainImages ?? 0 : 0;
+    trainImages = r.history.length > 0 ? (o.trainImages ?? 0) : 0;
   }
   const card: ModelCard = {
     version: o.version,
@@ -40,7 +40,13 @@ export async function saveTestModel(store: BlobStore, o: TestModelOptions): Prom
     inputShape: [28, 28, 1],
     metrics: {},
     temperature: 1,
-    thresholds: { selective: { targetError: 0.005, threshold: o.threshold === undefined ? 0.9 : o.threshold, validationCoverage: 0 } },
+    thresholds: {
+      selective: {
+        targetError: 0.005,
+        threshold: o.threshold === undefined ? 0.9 : o.threshold,
+        validationCoverage: 0,
+      },
+    },
   };
   await saveModel(store, model, card);
   model.dispose();

@@ -20,9 +20,16 @@ export const CHROMIUM = process.env.TRIAGE_CHROMIUM ?? '/usr/bin/chromium';
  * Saves an untrained MLP for the xray profile at `size` px with a screening card: images with
  * p(PNEUMONIA) >= `abnormalAt` are flagged as abnormal (default 0: every image, most probable first).
  */
-export async function saveScreeningModel(store: BlobStore, o: { version: string; size: number; seed?: number; abnormalAt?: number }): Promise<ModelCard> {
+export async function saveScreeningModel(
+  store: BlobStore,
+  o: { version: string; size: number; seed?: number; abnormalAt?: number },
+): Promise<ModelCard> {
   const backend = await initBackend();
-  const model = buildModel('mlp', { seed: o.seed ?? 3, inputShape: [o.size, o.size, 1], classNames: SCREENING_CLASSES });
+  const model = buildModel('mlp', {
+    seed: o.seed ?? 3,
+    inputShape: [o.size, o.size, 1],
+    classNames: SCREENING_CLASSES,
+  });
   const card: ModelCard = {
     version: o.version,
     createdAt: new Date().toISOString(),
@@ -36,7 +43,12 @@ export async function saveScreeningModel(store: BlobStore, o: { version: string;
     temperature: 1,
     thresholds: {
       selective: { targetError: 0.01, threshold: null, validationCoverage: 0 },
-      screening: { positiveClass: 'PNEUMONIA', targetSensitivity: 0.99, threshold: o.abnormalAt ?? 0, validationSpared: 0 },
+      screening: {
+        positiveClass: 'PNEUMONIA',
+        targetSensitivity: 0.99,
+        threshold: o.abnormalAt ?? 0,
+        validationSpared: 0,
+      },
     },
   };
   await saveModel(store, model, card);
@@ -59,17 +71,27 @@ export function fixtureRadiographs(): { name: string; data: Buffer }[] {
 function fixturesDir(): string {
   // test/helpers -> test/fixtures/chest-xray, from the sources (ts-jest) and from dist/test/helpers.
   const fromSource = path.resolve(__dirname, '..', 'fixtures', 'chest-xray');
-  return existsSync(fromSource) ? fromSource : path.resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'chest-xray');
+  return existsSync(fromSource)
+    ? fromSource
+    : path.resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'chest-xray');
 }
 
 export function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`No Chromium at ${CHROMIUM}: apt-get install -y --no-install-recommends chromium (or set TRIAGE_CHROMIUM to another executable).`);
+    throw new Error(
+      `No Chromium at ${CHROMIUM}: apt-get install -y --no-install-recommends chromium (or set TRIAGE_CHROMIUM to another executable).`,
+    );
   }
   return puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--force-color-profile=srgb', '--window-size=1440,900'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-dev-shm-usage',
+      '--force-color-profile=srgb',
+      '--window-size=1440,900',
+    ],
     defaultViewport: { width: 1440, height: 900 },
   });
 }

@@ -53,9 +53,20 @@ describe('loadConfig', () => {
       AzureWebJobsStorage__blobServiceUri: 'https://acct.blob.core.windows.net',
       AzureWebJobsStorage__clientId: '00000000-1111-2222-3333-444444444444',
     });
-    expect(c.storage).toEqual({ kind: 'identity', blobServiceUri: 'https://acct.blob.core.windows.net', clientId: '00000000-1111-2222-3333-444444444444' });
-    expect(() => loadConfig({ AzureWebJobsStorage__blobServiceUri: 'http://acct.example.com' })).toThrow(/blobServiceUri/);
-    expect(() => loadConfig({ AzureWebJobsStorage__blobServiceUri: 'https://a.blob.core.windows.net', AzureWebJobsStorage__clientId: 'me' })).toThrow(/clientId/);
+    expect(c.storage).toEqual({
+      kind: 'identity',
+      blobServiceUri: 'https://acct.blob.core.windows.net',
+      clientId: '00000000-1111-2222-3333-444444444444',
+    });
+    expect(() => loadConfig({ AzureWebJobsStorage__blobServiceUri: 'http://acct.example.com' })).toThrow(
+      /blobServiceUri/,
+    );
+    expect(() =>
+      loadConfig({
+        AzureWebJobsStorage__blobServiceUri: 'https://a.blob.core.windows.net',
+        AzureWebJobsStorage__clientId: 'me',
+      }),
+    ).toThrow(/clientId/);
   });
 
   it('documents every key in local.settings.json and the README', () => {
@@ -63,7 +74,10 @@ describe('loadConfig', () => {
     const local = require('../../local.settings.json') as { Values: Record<string, string> };
     expect(() => loadConfig(local.Values)).not.toThrow();
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const readme = (require('node:fs') as typeof import('node:fs')).readFileSync(require.resolve('../../README.md'), 'utf8');
+    const readme = (require('node:fs') as typeof import('node:fs')).readFileSync(
+      require.resolve('../../README.md'),
+      'utf8',
+    );
     for (const s of SETTINGS) expect(readme).toContain(s.key);
   });
 });

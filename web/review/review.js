@@ -45,9 +45,16 @@
     if (init && init.body !== undefined) {
       headers['content-type'] = 'application/json';
       headers['x-triage-review'] = '1';
-      body = JSON.stringify(state.auth === 'local' ? Object.assign({ reviewer: state.reviewer }, init.body) : init.body);
+      body = JSON.stringify(
+        state.auth === 'local' ? Object.assign({ reviewer: state.reviewer }, init.body) : init.body,
+      );
     }
-    const res = await fetch(BASE + path, { method: init && init.method ? init.method : 'GET', headers, body, credentials: 'same-origin' });
+    const res = await fetch(BASE + path, {
+      method: init && init.method ? init.method : 'GET',
+      headers,
+      body,
+      credentials: 'same-origin',
+    });
     let data = null;
     try {
       data = await res.json();
@@ -61,7 +68,9 @@
   }
 
   function imageUrl(name, sha, view) {
-    return BASE + 'images/' + encodeName(name) + '?view=' + view + '&v=' + encodeURIComponent(String(sha || '').slice(0, 16));
+    return (
+      BASE + 'images/' + encodeName(name) + '?view=' + view + '&v=' + encodeURIComponent(String(sha || '').slice(0, 16))
+    );
   }
 
   function loadImage(url) {
@@ -161,7 +170,11 @@
 
   function renderRemaining() {
     const filtered = state.reason !== '' || state.prefix !== '';
-    $('remaining').textContent = state.total + (state.total === 1 ? ' image waits' : ' images wait') + ' for review' + (filtered ? ' (filtered)' : '');
+    $('remaining').textContent =
+      state.total +
+      (state.total === 1 ? ' image waits' : ' images wait') +
+      ' for review' +
+      (filtered ? ' (filtered)' : '');
     const pages = Math.max(1, Math.ceil(state.total / PAGE_SIZE));
     $('page-info').textContent = 'Page ' + state.page + ' of ' + pages;
     $('page-prev').disabled = state.page <= 1;
@@ -194,7 +207,14 @@
     const c3 = el('td');
     for (const r of item.reasons) c3.appendChild(el('span', r, 'reason ' + r));
     const c4 = el('td');
-    c4.appendChild(el('span', item.uploadedAt ? new Date(item.uploadedAt).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' }) : '–'));
+    c4.appendChild(
+      el(
+        'span',
+        item.uploadedAt
+          ? new Date(item.uploadedAt).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' })
+          : '–',
+      ),
+    );
     if (item.batch) {
       c4.appendChild(el('br'));
       c4.appendChild(el('span', item.batch, 'prob'));
@@ -296,8 +316,24 @@
       d[j + 3] = 255;
     }
     ctx.putImageData(out, 0, 0);
-    $('wl').textContent = 'W ' + Math.round(state.view.w) + ' / L ' + Math.round(state.view.l) + (state.view.invert ? ', inverted' : '') + ', zoom ' + state.view.zoom.toFixed(2) + 'x';
-    canvas.setAttribute('aria-label', (state.view.input ? 'Model input of ' : 'Image ') + c.detail.upload + ', window ' + Math.round(state.view.w) + ', level ' + Math.round(state.view.l));
+    $('wl').textContent =
+      'W ' +
+      Math.round(state.view.w) +
+      ' / L ' +
+      Math.round(state.view.l) +
+      (state.view.invert ? ', inverted' : '') +
+      ', zoom ' +
+      state.view.zoom.toFixed(2) +
+      'x';
+    canvas.setAttribute(
+      'aria-label',
+      (state.view.input ? 'Model input of ' : 'Image ') +
+        c.detail.upload +
+        ', window ' +
+        Math.round(state.view.w) +
+        ', level ' +
+        Math.round(state.view.l),
+    );
     $('invert').setAttribute('aria-pressed', String(state.view.invert));
     $('toggle-input').setAttribute('aria-pressed', String(state.view.input));
   }
@@ -332,7 +368,15 @@
   let drag = null;
   stage.addEventListener('pointerdown', (e) => {
     if (!state.current) return;
-    drag = { mode: e.button === 2 || e.button === 1 || e.shiftKey ? 'pan' : 'wl', x: e.clientX, y: e.clientY, w: state.view.w, l: state.view.l, vx: state.view.x, vy: state.view.y };
+    drag = {
+      mode: e.button === 2 || e.button === 1 || e.shiftKey ? 'pan' : 'wl',
+      x: e.clientX,
+      y: e.clientY,
+      w: state.view.w,
+      l: state.view.l,
+      vx: state.view.x,
+      vy: state.view.y,
+    };
     stage.setPointerCapture(e.pointerId);
     e.preventDefault();
   });
@@ -379,7 +423,14 @@
     if (p) {
       const probs = Object.entries(p.probabilities).sort((a, b) => b[1] - a[1]);
       fact(pred, 'Predicted', p.topClass + ' ' + pct(p.confidence));
-      fact(pred, 'Classes', probs.slice(0, 5).map((e) => e[0] + ' ' + pct(e[1])).join(', '));
+      fact(
+        pred,
+        'Classes',
+        probs
+          .slice(0, 5)
+          .map((e) => e[0] + ' ' + pct(e[1]))
+          .join(', '),
+      );
       fact(pred, 'Reasons', p.review.reasons.join(', ') || 'none');
       fact(pred, 'Priority', p.review.priority.toFixed(3));
       fact(pred, 'Model', p.model.version + ' (' + p.model.architecture + ')');
@@ -393,13 +444,33 @@
     const warnings = pre.quality.warnings.slice();
     if (pre.quality.blank) warnings.unshift('blank');
     if (pre.quality.nearConstant) warnings.unshift('near-constant');
-    fact(facts, 'Quality', warnings.length > 0 ? warnings.join(', ') : 'no warnings', warnings.length > 0 ? 'warning' : '');
-    if (pre.dicom) fact(facts, 'DICOM', [pre.dicom.modality, pre.dicom.photometricInterpretation, pre.dicom.transferSyntaxName || pre.dicom.transferSyntax].filter((x) => x).join(', '));
+    fact(
+      facts,
+      'Quality',
+      warnings.length > 0 ? warnings.join(', ') : 'no warnings',
+      warnings.length > 0 ? 'warning' : '',
+    );
+    if (pre.dicom)
+      fact(
+        facts,
+        'DICOM',
+        [
+          pre.dicom.modality,
+          pre.dicom.photometricInterpretation,
+          pre.dicom.transferSyntaxName || pre.dicom.transferSyntax,
+        ]
+          .filter((x) => x)
+          .join(', '),
+      );
     renderHistory(d.label);
     renderButtons(d);
     $('side-image').src = state.view.input ? c.original.src : c.input.src;
-    $('side-image').alt = state.view.input ? 'The original upload, as rendered by the server' : 'What the model saw (preprocessed input)';
-    $('side-caption').textContent = state.view.input ? 'Original' : 'Model input (' + c.input.naturalWidth + ' x ' + c.input.naturalHeight + ')';
+    $('side-image').alt = state.view.input
+      ? 'The original upload, as rendered by the server'
+      : 'What the model saw (preprocessed input)';
+    $('side-caption').textContent = state.view.input
+      ? 'Original'
+      : 'Model input (' + c.input.naturalWidth + ' x ' + c.input.naturalHeight + ')';
   }
 
   function renderHistory(label) {
@@ -410,7 +481,17 @@
       return;
     }
     for (const e of [label].concat(label.history || [])) {
-      ol.appendChild(el('li', e.class + ' by ' + e.labeledBy + ', ' + new Date(e.labeledAt).toLocaleString() + (e.note ? ': ' + e.note : '')));
+      ol.appendChild(
+        el(
+          'li',
+          e.class +
+            ' by ' +
+            e.labeledBy +
+            ', ' +
+            new Date(e.labeledAt).toLocaleString() +
+            (e.note ? ': ' + e.note : ''),
+        ),
+      );
     }
   }
 
@@ -484,7 +565,10 @@
     const entry = { item, cls, labeledAt: null, write: null };
     state.labeled.add(item.upload);
     state.inflight++;
-    entry.write = api('labels/' + encodeName(item.upload), { method: 'POST', body: note !== '' ? { class: cls, note } : { class: cls } }).then(
+    entry.write = api('labels/' + encodeName(item.upload), {
+      method: 'POST',
+      body: note !== '' ? { class: cls, note } : { class: cls },
+    }).then(
       (r) => {
         state.inflight--;
         if (r.ok) {
@@ -526,7 +610,9 @@
     state.total++;
     renderWorklist();
     markCurrent();
-    message('The label ' + entry.cls + ' of ' + entry.item.upload + ' was not saved: ' + why + ' It is back in the list.');
+    message(
+      'The label ' + entry.cls + ' of ' + entry.item.upload + ' was not saved: ' + why + ' It is back in the list.',
+    );
   }
 
   async function undo() {
@@ -535,7 +621,10 @@
     state.busy = true;
     try {
       if (!(await last.write)) return;
-      const r = await api('undo/' + encodeName(last.item.upload), { method: 'POST', body: { labeledAt: last.labeledAt } });
+      const r = await api('undo/' + encodeName(last.item.upload), {
+        method: 'POST',
+        body: { labeledAt: last.labeledAt },
+      });
       if (!r.ok) {
         message(r.data && r.data.error ? r.data.error : 'Undo failed (HTTP ' + r.status + ').');
         return;
@@ -593,8 +682,10 @@
       fact(dl, 'Architecture', s.model.architecture);
       fact(dl, 'Classes', s.model.classNames.join(', '));
       fact(dl, 'Trained on', s.model.trainImages + ' images');
-      for (const [k, v] of Object.entries(s.model.metrics)) fact(dl, k, typeof v === 'number' ? (Math.abs(v) <= 1 ? pct(v) : v.toFixed(3)) : String(v));
-      if (s.model.screening) fact(dl, 'Screening', s.model.screening.positiveClass + ' flagged at p >= ' + s.model.screening.threshold);
+      for (const [k, v] of Object.entries(s.model.metrics))
+        fact(dl, k, typeof v === 'number' ? (Math.abs(v) <= 1 ? pct(v) : v.toFixed(3)) : String(v));
+      if (s.model.screening)
+        fact(dl, 'Screening', s.model.screening.positiveClass + ' flagged at p >= ' + s.model.screening.threshold);
       fact(dl, 'Promoted', s.model.promotedAt ? new Date(s.model.promotedAt).toLocaleString() : '–');
       model.appendChild(dl);
     } else model.appendChild(el('p', 'No model is promoted yet.'));
@@ -612,7 +703,14 @@
       t.appendChild(head);
       for (const run of s.runs) {
         const tr = el('tr');
-        tr.append(el('td', run.runId), el('td', run.state), el('td', run.outcome || '–'), el('td', run.reason || '–'), el('td', run.requestedBy), el('td', new Date(run.createdAt).toLocaleString()));
+        tr.append(
+          el('td', run.runId),
+          el('td', run.state),
+          el('td', run.outcome || '–'),
+          el('td', run.reason || '–'),
+          el('td', run.requestedBy),
+          el('td', new Date(run.createdAt).toLocaleString()),
+        );
         t.appendChild(tr);
       }
       runs.appendChild(t);
@@ -623,7 +721,11 @@
 
   async function retrain() {
     const r = await api('retrain', { method: 'POST', body: { force: $('retrain-force').checked } });
-    $('retrain-message').textContent = r.ok ? 'Run ' + r.data.runId + ' started.' : r.data && r.data.error ? r.data.error : 'HTTP ' + r.status;
+    $('retrain-message').textContent = r.ok
+      ? 'Run ' + r.data.runId + ' started.'
+      : r.data && r.data.error
+        ? r.data.error
+        : 'HTTP ' + r.status;
     if ($('status-panel').open) await loadStatus();
   }
 
@@ -759,7 +861,8 @@
     state.auth = 'local';
     const me = await api('me');
     if (!me.ok) {
-      $('remaining').textContent = me.data && me.data.error ? me.data.error : 'The review page is not available (HTTP ' + me.status + ').';
+      $('remaining').textContent =
+        me.data && me.data.error ? me.data.error : 'The review page is not available (HTTP ' + me.status + ').';
       return;
     }
     state.auth = me.data.auth;

@@ -11,11 +11,14 @@ export function registerModelCommands(program: Command, ctx: CommandContext): vo
     .action(async () => {
       const store = ctx.getStore();
       const [versions, current] = await Promise.all([listVersions(store), readCurrent(store)]);
-      if (versions.length === 0) return void console.log('No model versions yet (train one: triage train --data mnist --store).');
+      if (versions.length === 0)
+        return void console.log('No model versions yet (train one: triage train --data mnist --store).');
       for (const v of versions) {
         const mark = v.version === current?.value.version ? '*' : ' ';
         const acc = typeof v.metrics?.accuracy === 'number' ? (v.metrics.accuracy * 100).toFixed(2) + '%' : '-';
-        console.log(`${mark} ${v.version.padEnd(28)} ${String(v.architecture ?? '').padEnd(6)} acc ${acc.padStart(7)}  ${v.createdAt ?? ''}`);
+        console.log(
+          `${mark} ${v.version.padEnd(28)} ${String(v.architecture ?? '').padEnd(6)} acc ${acc.padStart(7)}  ${v.createdAt ?? ''}`,
+        );
       }
     });
   models
@@ -24,7 +27,11 @@ export function registerModelCommands(program: Command, ctx: CommandContext): vo
     .argument('<version>')
     .option('--reason <text>', 'why', 'promoted by hand')
     .action(async (version: string, opts: { reason: string }) => {
-      const cur = await promote(ctx.getStore(), version, { by: whoami(), reason: opts.reason, instance: ctx.getDeps().config });
+      const cur = await promote(ctx.getStore(), version, {
+        by: whoami(),
+        reason: opts.reason,
+        instance: ctx.getDeps().config,
+      });
       console.log(`Promoted ${cur.version}${cur.history[0] ? ` (was ${cur.history[0].version})` : ''}.`);
     });
   models

@@ -39,7 +39,10 @@ function pct(x: unknown): string {
 }
 
 export function describeStatus(s: RunStatus): string {
-  const progress = !isFinished(s.state) && s.progress ? ` (${s.progress.phase}${s.progress.epoch !== undefined ? ` epoch ${s.progress.epoch}/${s.progress.epochs ?? '?'}` : ''})` : '';
+  const progress =
+    !isFinished(s.state) && s.progress
+      ? ` (${s.progress.phase}${s.progress.epoch !== undefined ? ` epoch ${s.progress.epoch}/${s.progress.epochs ?? '?'}` : ''})`
+      : '';
   const outcome = s.state === 'succeeded' ? ` ${s.outcome ?? ''}` : '';
   return `${s.runId}  ${(s.state + outcome).padEnd(24)} ${s.candidateVersion ?? '-'}  ${s.requestedBy}  ${s.updatedAt}${progress}`;
 }
@@ -54,7 +57,7 @@ export function describeSummary(m: Record<string, number | string | null>): stri
     ];
   }
   return [
-    'gate: accuracy (held-out accuracy and selective error, no worse than the promoted model\'s)',
+    "gate: accuracy (held-out accuracy and selective error, no worse than the promoted model's)",
     `held-out (${String(m.heldOutImages)} images): accuracy ${pct(m.candidateAccuracy)} vs promoted ${pct(m.promotedAccuracy)}; selective error ${pct(m.candidateSelectiveError)} vs ${pct(m.promotedSelectiveErrorAtSameCoverage)} at coverage ${pct(m.coverage)}`,
   ];
 }
@@ -73,9 +76,14 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
 
   program
     .command('retrain')
-    .description('Start a retraining run now, as the timer does (one run at a time; needs RETRAIN_MIN_NEW_LABELS new labels unless --force).')
+    .description(
+      'Start a retraining run now, as the timer does (one run at a time; needs RETRAIN_MIN_NEW_LABELS new labels unless --force).',
+    )
     .option('--force', 'start even with fewer new labels than RETRAIN_MIN_NEW_LABELS')
-    .option('--no-wait', 'return once the trainer started (a local trainer then keeps running in the background only while this process lives)')
+    .option(
+      '--no-wait',
+      'return once the trainer started (a local trainer then keeps running in the background only while this process lives)',
+    )
     .action(async (o: { force?: boolean; wait: boolean }) => {
       const d = deps.getDeps();
       const launcher = pickLauncher(d);
@@ -84,7 +92,9 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
         if (r.reason === 'too-few-new-labels') throw new UsageError(`${r.message}; use --force to train anyway`);
         throw new UsageError(r.message);
       }
-      print(`Started run ${r.runId} (${r.launch.kind}${r.launch.execution ? ` execution ${r.launch.execution}` : ''}): ${r.manifest.labels.total} labels (${r.manifest.labels.newSinceBaseModel} new), base data ${r.manifest.baseData.description}.`);
+      print(
+        `Started run ${r.runId} (${r.launch.kind}${r.launch.execution ? ` execution ${r.launch.execution}` : ''}): ${r.manifest.labels.total} labels (${r.manifest.labels.newSinceBaseModel} new), base data ${r.manifest.baseData.description}.`,
+      );
       if (r.launch.done !== undefined && o.wait) {
         print('Training locally; waiting for it to finish (Ctrl-C stops it).');
         await r.launch.done;
@@ -98,8 +108,13 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
 
   program
     .command('train-job')
-    .description('Run the trainer of a queued run (the GPU job\'s entrypoint): train, evaluate against the promoted model on the held-out set, promote if no worse.')
-    .option('--run <id>', 'run id (default: the RUN_ID environment variable; neither: plan a new run, forced, and train it here)')
+    .description(
+      "Run the trainer of a queued run (the GPU job's entrypoint): train, evaluate against the promoted model on the held-out set, promote if no worse.",
+    )
+    .option(
+      '--run <id>',
+      'run id (default: the RUN_ID environment variable; neither: plan a new run, forced, and train it here)',
+    )
     .option('--no-plots', 'skip the SVG plots')
     .action(async (o: { run?: string; plots: boolean }) => {
       const d = deps.getDeps();
@@ -107,7 +122,8 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
       if (runId === undefined) {
         const self: Launcher = { kind: 'self', launch: async () => ({ kind: 'self' }) };
         const r = await startRun(d, { requestedBy: `job:${whoami()}`, force: true, launcher: self, log });
-        if (!r.started) throw new UsageError(`no run id given (--run or RUN_ID) and no run could be planned: ${r.message}`);
+        if (!r.started)
+          throw new UsageError(`no run id given (--run or RUN_ID) and no run could be planned: ${r.message}`);
         runId = r.runId;
         print(`Planned run ${runId}: ${r.manifest.labels.total} labels, base data ${r.manifest.baseData.description}.`);
       }
@@ -126,7 +142,8 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
     .option('--json', 'print JSON')
     .action(async (o: { limit: string; json?: boolean }) => {
       const n = Number(o.limit);
-      if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new UsageError(`--limit must be an integer from 1 to 10000, got ${o.limit}`);
+      if (!Number.isInteger(n) || n < 1 || n > 10_000)
+        throw new UsageError(`--limit must be an integer from 1 to 10000, got ${o.limit}`);
       const list = await listRuns(deps.getStore(), { limit: n });
       if (o.json === true) return void print(JSON.stringify(list, null, 2));
       if (list.length === 0) return void print('No runs yet (start one: triage retrain).');
@@ -149,18 +166,44 @@ export function registerRetrainCommands(program: Command, deps: RetrainCommandDe
         ({ status: st, trainer } = await reconcileRun(store, st, pickLauncher(d), { now: d.now, log }));
       }
       const report = (await store.getJson<Record<string, unknown>>(CONTAINERS.runs, paths.runReport(id)))?.value;
-      const manifest = (await store.getJson<{ labels: { total: number; newSinceBaseModel: number }; baseData: { description: string }; baseModel: { version: string } | null }>(CONTAINERS.runs, paths.runManifest(id)))?.value;
-      if (o.json === true) return void print(JSON.stringify({ status: st, ...(trainer !== undefined ? { trainer } : {}), report: report ?? null }, null, 2));
+      const manifest = (
+        await store.getJson<{
+          labels: { total: number; newSinceBaseModel: number };
+          baseData: { description: string };
+          baseModel: { version: string } | null;
+        }>(CONTAINERS.runs, paths.runManifest(id))
+      )?.value;
+      if (o.json === true)
+        return void print(
+          JSON.stringify(
+            { status: st, ...(trainer !== undefined ? { trainer } : {}), report: report ?? null },
+            null,
+            2,
+          ),
+        );
       print(`run ${st.runId}: ${st.state}${st.outcome ? ` (${st.outcome})` : ''}`);
-      print(`  requested by ${st.requestedBy} at ${st.createdAt}; launcher ${st.launcher?.kind ?? '-'}${st.launcher?.execution ? ` execution ${st.launcher.execution}` : ''}${st.launcher?.pid ? ` pid ${st.launcher.pid}` : ''}; attempts ${st.attempts}`);
-      if (manifest) print(`  data: ${manifest.labels.total} labels (${manifest.labels.newSinceBaseModel} new since ${manifest.baseModel?.version ?? 'the start'}), base ${manifest.baseData.description}`);
-      if (st.progress && !isFinished(st.state)) print(`  now: ${st.progress.phase}${st.progress.epoch !== undefined ? ` epoch ${st.progress.epoch}/${st.progress.epochs ?? '?'}` : ''}`);
+      print(
+        `  requested by ${st.requestedBy} at ${st.createdAt}; launcher ${st.launcher?.kind ?? '-'}${st.launcher?.execution ? ` execution ${st.launcher.execution}` : ''}${st.launcher?.pid ? ` pid ${st.launcher.pid}` : ''}; attempts ${st.attempts}`,
+      );
+      if (manifest)
+        print(
+          `  data: ${manifest.labels.total} labels (${manifest.labels.newSinceBaseModel} new since ${manifest.baseModel?.version ?? 'the start'}), base ${manifest.baseData.description}`,
+        );
+      if (st.progress && !isFinished(st.state))
+        print(
+          `  now: ${st.progress.phase}${st.progress.epoch !== undefined ? ` epoch ${st.progress.epoch}/${st.progress.epochs ?? '?'}` : ''}`,
+        );
       if (trainer !== undefined) print(`  trainer: ${trainer.state}: ${trainer.detail}`);
       if (st.candidateVersion) print(`  candidate: ${st.candidateVersion}`);
       if (st.summary) for (const l of describeSummary(st.summary)) print(`  ${l}`);
       if (st.reason) print(`  ${st.state === 'failed' ? 'error' : 'reason'}: ${st.reason}`);
       const timings = report?.timings as Record<string, number> | undefined;
-      if (timings) print(`  timings: ${Object.entries(timings).map(([k, v]) => `${k.replace(/Ms$/, '')} ${(v / 1000).toFixed(1)} s`).join(', ')}`);
+      if (timings)
+        print(
+          `  timings: ${Object.entries(timings)
+            .map(([k, v]) => `${k.replace(/Ms$/, '')} ${(v / 1000).toFixed(1)} s`)
+            .join(', ')}`,
+        );
       const plots = report?.plots as string[] | undefined;
       if (plots && plots.length > 0) print(`  plots: ${plots.join(', ')}`);
       for (const h of st.history) print(`  ${h.at}  ${h.state}${h.note ? `: ${h.note}` : ''}`);

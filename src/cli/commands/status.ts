@@ -21,9 +21,14 @@ export function registerStatusCommand(program: Command, ctx: CommandContext): vo
       console.log('container        blobs');
       for (const [c, n] of Object.entries(s.containers)) console.log(`${c.padEnd(16)} ${String(n).padStart(6)}`);
       console.log('');
-      console.log(`uploads ${s.uploads}: preprocessed ${s.preprocessed}, rejected ${s.rejected}, waiting for preprocessing ${s.pendingPreprocess}`);
-      console.log(`scored ${s.predicted} (flagged ${s.flagged}), waiting to be scored ${s.pendingScore}; promoted model: ${s.model ?? 'none yet (train one: triage train --data mnist --store, then triage models promote <version>)'}`);
-      if (s.modelProblem !== undefined) console.log(`the promoted model cannot score this instance's images: ${s.modelProblem}`);
+      console.log(
+        `uploads ${s.uploads}: preprocessed ${s.preprocessed}, rejected ${s.rejected}, waiting for preprocessing ${s.pendingPreprocess}`,
+      );
+      console.log(
+        `scored ${s.predicted} (flagged ${s.flagged}), waiting to be scored ${s.pendingScore}; promoted model: ${s.model ?? 'none yet (train one: triage train --data mnist --store, then triage models promote <version>)'}`,
+      );
+      if (s.modelProblem !== undefined)
+        console.log(`the promoted model cannot score this instance's images: ${s.modelProblem}`);
       for (const [code, n] of Object.entries(s.rejectionsByCode).sort()) console.log(`  rejected ${code}: ${n}`);
     });
 }
@@ -31,10 +36,14 @@ export function registerStatusCommand(program: Command, ctx: CommandContext): vo
 export function registerSweepCommand(program: Command, ctx: CommandContext): void {
   program
     .command('sweep')
-    .description('Score images that waited for a model and re-drive uploads that have no record (what the sweep timer does).')
+    .description(
+      'Score images that waited for a model and re-drive uploads that have no record (what the sweep timer does).',
+    )
     .option('--grace <seconds>', 'leave uploads younger than this to their own event', '120')
     .action(async (opts: { grace: string }) => {
-      const r = await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, ctx.getDeps(), consoleLog, { graceMs: Number(opts.grace) * 1000 });
+      const r = await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, ctx.getDeps(), consoleLog, {
+        graceMs: Number(opts.grace) * 1000,
+      });
       console.log(JSON.stringify(r));
       if (r.errors > 0) process.exitCode = 1;
     });

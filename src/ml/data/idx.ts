@@ -42,7 +42,8 @@ function isGzip(buf: Uint8Array): boolean {
 export function parseIdx(input: Uint8Array, source = 'buffer'): IdxArray {
   const buf = Buffer.from(isGzip(input) ? gunzipSync(input) : input);
   if (buf.length < 4) throw new IdxFormatError(source, `only ${buf.length} bytes`);
-  if (buf[0] !== 0 || buf[1] !== 0) throw new IdxFormatError(source, 'the magic number does not start with two zero bytes');
+  if (buf[0] !== 0 || buf[1] !== 0)
+    throw new IdxFormatError(source, 'the magic number does not start with two zero bytes');
   const type = buf[2] as number;
   const ndims = buf[3] as number;
   const t = TYPES[type];
@@ -59,7 +60,10 @@ export function parseIdx(input: Uint8Array, source = 'buffer'): IdxArray {
   }
   const expected = headerBytes + count * t.bytes;
   if (buf.length !== expected) {
-    throw new IdxFormatError(source, `the header declares ${shape.join('x')} ${t.name} values (${expected} bytes) but the file has ${buf.length} bytes`);
+    throw new IdxFormatError(
+      source,
+      `the header declares ${shape.join('x')} ${t.name} values (${expected} bytes) but the file has ${buf.length} bytes`,
+    );
   }
   return { shape, type, data: decodeValues(buf, headerBytes, count, type) };
 }

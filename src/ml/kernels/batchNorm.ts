@@ -37,7 +37,16 @@ export const BN_TRAIN_GRAD_KERNEL = 'TriageBatchNormTrainGrad';
  * Adds, for rows r0 <= r < r1 of c channels and u = x - k per channel, sum(a) to s and sum(a * u)
  * to s2, in float64, where a = u, or dy when given.
  */
-export function shiftedSums(x: Float32Array, dy: Float32Array | undefined, k: ArrayLike<number>, c: number, r0: number, r1: number, s: Float64Array, s2: Float64Array): void {
+export function shiftedSums(
+  x: Float32Array,
+  dy: Float32Array | undefined,
+  k: ArrayLike<number>,
+  c: number,
+  r0: number,
+  r1: number,
+  s: Float64Array,
+  s2: Float64Array,
+): void {
   for (let r = r0, i = r0 * c; r < r1; r++) {
     for (let ch = 0; ch < c; ch++, i++) {
       const u = (x[i] as number) - (k[ch] as number);
@@ -49,7 +58,14 @@ export function shiftedSums(x: Float32Array, dy: Float32Array | undefined, k: Ar
 }
 
 /** out = p * x + q (+ r * dy) per channel, over rows of c = p.length values. */
-export function applyJs(x: Float32Array, dy: Float32Array | undefined, p: ArrayLike<number>, q: ArrayLike<number>, r: ArrayLike<number>, out: Float32Array): void {
+export function applyJs(
+  x: Float32Array,
+  dy: Float32Array | undefined,
+  p: ArrayLike<number>,
+  q: ArrayLike<number>,
+  r: ArrayLike<number>,
+  out: Float32Array,
+): void {
   const c = p.length;
   const rows = x.length / c;
   for (let row = 0, i = 0; row < rows; row++) {
@@ -66,7 +82,12 @@ class Passes {
   private readonly simd: SimdRuntime | undefined;
   readonly rows: number;
 
-  constructor(private readonly backend: WasmBackendLike, args: KernelArgs, private readonly c: number, size: number) {
+  constructor(
+    private readonly backend: WasmBackendLike,
+    args: KernelArgs,
+    private readonly c: number,
+    size: number,
+  ) {
     this.rows = size / c;
     this.simd = c % 4 === 0 && c <= BN_MAX_CHANNELS ? simdRuntime(args.backend) : undefined;
   }
@@ -79,7 +100,12 @@ class Passes {
   }
 
   /** The float64 sums of shiftedSums over every row, with k (float32) in scratch's last c values when SIMD runs. */
-  sums(x: tf.TensorInfo, dy: tf.TensorInfo | undefined, k: ArrayLike<number>, scratch: tf.TensorInfo | undefined): { s: Float64Array; s2: Float64Array } {
+  sums(
+    x: tf.TensorInfo,
+    dy: tf.TensorInfo | undefined,
+    k: ArrayLike<number>,
+    scratch: tf.TensorInfo | undefined,
+  ): { s: Float64Array; s2: Float64Array } {
     const { c, rows } = this;
     const s = new Float64Array(c);
     const s2 = new Float64Array(c);
@@ -93,7 +119,13 @@ class Passes {
         buf.set(k, kAt);
         const run = this.simd.kernel(`BatchNormSums ${c} ${dy !== undefined}`, () => buildBnSums(c, dy !== undefined));
         const base = heapOffset(this.backend, scratch);
-        run(heapOffset(this.backend, x), dy === undefined ? 0 : heapOffset(this.backend, dy), base + kAt * 4, base, chunks);
+        run(
+          heapOffset(this.backend, x),
+          dy === undefined ? 0 : heapOffset(this.backend, dy),
+          base + kAt * 4,
+          base,
+          chunks,
+        );
         const parts = f32(this.backend, scratch);
         for (let j = 0, i = 0; j < chunks; j++) {
           for (let ch = 0; ch < c; ch++, i++) s[ch] = (s[ch] as number) + (parts[i] as number);
@@ -107,7 +139,15 @@ class Passes {
   }
 
   /** out = p * x + q (+ r * dy), with the coefficients in scratch's first 3c values when SIMD runs. */
-  apply(x: tf.TensorInfo, dy: tf.TensorInfo | undefined, p: Float32Array, q: Float32Array, r: Float32Array, out: tf.TensorInfo, scratch: tf.TensorInfo | undefined): void {
+  apply(
+    x: tf.TensorInfo,
+    dy: tf.TensorInfo | undefined,
+    p: Float32Array,
+    q: Float32Array,
+    r: Float32Array,
+    out: tf.TensorInfo,
+    scratch: tf.TensorInfo | undefined,
+  ): void {
     const { c, rows } = this;
     if (this.simd !== undefined && scratch !== undefined) {
       if (rows === 0) return;
@@ -115,17 +155,33 @@ class Passes {
       buf.set(p, 0);
       buf.set(q, c);
       buf.set(r, 2 * c);
-      const run = this.simd.kernel(`BatchNormApply ${c} ${dy !== undefined}`, () => [buildBnApply(c, dy !== undefined)]);
-      run(heapOffset(this.backend, x), dy === undefined ? 0 : heapOffset(this.backend, dy), heapOffset(this.backend, scratch), heapOffset(this.backend, out), rows);
+      const run = this.simd.kernel(`BatchNormApply ${c} ${dy !== undefined}`, () => [
+        buildBnApply(c, dy !== undefined),
+      ]);
+      run(
+        heapOffset(this.backend, x),
+        dy === undefined ? 0 : heapOffset(this.backend, dy),
+        heapOffset(this.backend, scratch),
+        heapOffset(this.backend, out),
+        rows,
+      );
       return;
     }
-    applyJs(f32(this.backend, x), dy === undefined ? undefined : f32(this.backend, dy), p, q, r, f32(this.backend, out));
+    applyJs(
+      f32(this.backend, x),
+      dy === undefined ? undefined : f32(this.backend, dy),
+      p,
+      q,
+      r,
+      f32(this.backend, out),
+    );
   }
 }
 
 function channels(x: tf.TensorInfo, what: string): number {
   const c = x.shape[x.shape.length - 1];
-  if (c === undefined || c === 0 || x.dtype !== 'float32') throw new Error(`${what}: expected a non-empty float32 tensor, got ${x.dtype} [${x.shape.join(',')}]`);
+  if (c === undefined || c === 0 || x.dtype !== 'float32')
+    throw new Error(`${what}: expected a non-empty float32 tensor, got ${x.dtype} [${x.shape.join(',')}]`);
   return c;
 }
 
@@ -226,7 +282,16 @@ export function makeFusedBatchNormWasm(original: tf.KernelFunc) {
     const { x, mean, variance, offset, scale } = args.inputs;
     const c = x?.shape[x.shape.length - 1];
     const stock = (): tf.TensorInfo => original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
-    if (x == null || mean == null || variance == null || c === undefined || c === 0 || x.dtype !== 'float32' || ![mean, variance, offset, scale].every((t) => perChannel(t, c))) return stock();
+    if (
+      x == null ||
+      mean == null ||
+      variance == null ||
+      c === undefined ||
+      c === 0 ||
+      x.dtype !== 'float32' ||
+      ![mean, variance, offset, scale].every((t) => perChannel(t, c))
+    )
+      return stock();
     const backend = asWasm(args.backend);
     const eps = Number(args.attrs?.varianceEpsilon ?? 1e-3);
     const passes = new Passes(backend, args, c, tf.util.sizeFromShape(x.shape));
@@ -253,12 +318,24 @@ export function fusedBatchNormConfig(original: tf.KernelFunc): tf.KernelConfig {
   return { kernelName: 'FusedBatchNorm', backendName: 'wasm', kernelFunc: makeFusedBatchNormWasm(original) };
 }
 
-export const batchNormTrainConfig: tf.KernelConfig = { kernelName: BN_TRAIN_KERNEL, backendName: 'wasm', kernelFunc: bnTrainWasm };
-export const batchNormTrainGradConfig: tf.KernelConfig = { kernelName: BN_TRAIN_GRAD_KERNEL, backendName: 'wasm', kernelFunc: bnTrainGradWasm };
+export const batchNormTrainConfig: tf.KernelConfig = {
+  kernelName: BN_TRAIN_KERNEL,
+  backendName: 'wasm',
+  kernelFunc: bnTrainWasm,
+};
+export const batchNormTrainGradConfig: tf.KernelConfig = {
+  kernelName: BN_TRAIN_GRAD_KERNEL,
+  backendName: 'wasm',
+  kernelFunc: bnTrainGradWasm,
+};
 
 /** Whether batchNormTraining can run here: the wasm backend with the kernels registered. */
 export function batchNormKernelsActive(): boolean {
-  return tf.getBackend() === 'wasm' && tf.getKernel(BN_TRAIN_KERNEL, 'wasm') != null && tf.getKernel(BN_TRAIN_GRAD_KERNEL, 'wasm') != null;
+  return (
+    tf.getBackend() === 'wasm' &&
+    tf.getKernel(BN_TRAIN_KERNEL, 'wasm') != null &&
+    tf.getKernel(BN_TRAIN_GRAD_KERNEL, 'wasm') != null
+  );
 }
 
 /**
@@ -266,17 +343,30 @@ export function batchNormKernelsActive(): boolean {
  * two kernels. Returns the normalised tensor and the batch's mean and (biased) variance; the
  * statistics carry no gradient (use them for the moving averages).
  */
-export function batchNormTraining(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+export function batchNormTraining(
+  x: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  epsilon: number,
+): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
   let stats: tf.Tensor[] = [];
   const forward = (xi: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
-    const [y, mean, variance] = tf.engine().runKernel<tf.Tensor[]>(BN_TRAIN_KERNEL, { x: xi, scale: g, offset: b }, { varianceEpsilon: epsilon });
+    const [y, mean, variance] = tf
+      .engine()
+      .runKernel<tf.Tensor[]>(BN_TRAIN_KERNEL, { x: xi, scale: g, offset: b }, { varianceEpsilon: epsilon });
     save([xi, g, mean as tf.Tensor, variance as tf.Tensor]);
     stats = [tf.keep((mean as tf.Tensor).clone()), tf.keep((variance as tf.Tensor).clone())];
     return {
       value: y as tf.Tensor,
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const [sx, sg, sm, sv] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-        const grads = tf.engine().runKernel<tf.Tensor[]>(BN_TRAIN_GRAD_KERNEL, { dy: dy as tf.Tensor, x: sx, scale: sg, mean: sm, variance: sv }, { varianceEpsilon: epsilon });
+        const grads = tf
+          .engine()
+          .runKernel<tf.Tensor[]>(
+            BN_TRAIN_GRAD_KERNEL,
+            { dy: dy as tf.Tensor, x: sx, scale: sg, mean: sm, variance: sv },
+            { varianceEpsilon: epsilon },
+          );
         return grads;
       },
     };

@@ -22,7 +22,14 @@ export function dilationOne(d: unknown): boolean {
  * `bias`) and clamps when given; undefined when the geometry is not one it handles (cout % 4 != 0).
  * The caller has checked data format, dilation and dtypes.
  */
-export function simdConv2d(simd: SimdRuntime, args: KernelArgs, x: tf.TensorInfo, filter: tf.TensorInfo, epilogue?: ConvEpilogue, bias?: tf.TensorInfo): tf.TensorInfo | undefined {
+export function simdConv2d(
+  simd: SimdRuntime,
+  args: KernelArgs,
+  x: tf.TensorInfo,
+  filter: tf.TensorInfo,
+  epilogue?: ConvEpilogue,
+  bias?: tf.TensorInfo,
+): tf.TensorInfo | undefined {
   const info = conv2dInfo(shape4(x, 'Conv2D x'), shape4(filter, 'Conv2D filter'), args.attrs ?? {});
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: cin, outChannels: cout } = info;
   const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
@@ -34,9 +41,11 @@ export function simdConv2d(simd: SimdRuntime, args: KernelArgs, x: tf.TensorInfo
   const wp = Math.max(w + padLeft, (ow - 1) * sw + kw);
   const g = { hp, wp, cin, oh, ow, sh, sw, kh, kw, cout };
   const backend = asWasm(args.backend);
-  const padded = hp !== h || wp !== w || padTop !== 0 || padLeft !== 0 ? backend.makeOutput([n, hp, wp, cin], 'float32') : undefined;
+  const padded =
+    hp !== h || wp !== w || padTop !== 0 || padLeft !== 0 ? backend.makeOutput([n, hp, wp, cin], 'float32') : undefined;
   const out = backend.makeOutput([n, oh, ow, cout], 'float32');
-  if (padded !== undefined) padInput(backend, x, padded, { n, h, w, cin, oh, ow, sh, sw, kh, kw, padTop, padLeft }, hp, wp);
+  if (padded !== undefined)
+    padInput(backend, x, padded, { n, h, w, cin, oh, ow, sh, sw, kh, kw, padTop, padLeft }, hp, wp);
   const run = simd.kernel(`Conv2D ${JSON.stringify({ ...g, ...epilogue })}`, () => buildConv2d(g, undefined, epilogue));
   if (n > 0 && oh > 0 && ow > 0) {
     const ptrs = [heapOffset(backend, padded ?? x), heapOffset(backend, filter), heapOffset(backend, out)];
@@ -55,7 +64,14 @@ export function makeConv2dWasm(original: tf.KernelFunc) {
     const dataFormat = (attrs.dataFormat as string | undefined) ?? 'NHWC';
     const simd = simdRuntime(args.backend);
     const stock = (): tf.TensorInfo => original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
-    if (simd === undefined || dataFormat !== 'NHWC' || !dilationOne(attrs.dilations) || x.dtype !== 'float32' || filter.dtype !== 'float32') return stock();
+    if (
+      simd === undefined ||
+      dataFormat !== 'NHWC' ||
+      !dilationOne(attrs.dilations) ||
+      x.dtype !== 'float32' ||
+      filter.dtype !== 'float32'
+    )
+      return stock();
     return simdConv2d(simd, args, x, filter) ?? stock();
   };
 }

@@ -21,8 +21,18 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { buildConv2dBackpropFilter, simdRuntime } from './simdKernels';
-import { KernelArgs, WasmBackendLike, asWasm, conv2dInfo, dispose, f32, heapOffset, input, runKernel, shape4 } from './wasmUtil';
-
+import {
+  KernelArgs,
+  WasmBackendLike,
+  asWasm,
+  conv2dInfo,
+  dispose,
+  f32,
+  heapOffset,
+  input,
+  runKernel,
+  shape4,
+} from './wasmUtil';
 
 export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   const backend = asWasm(args.backend);
@@ -41,7 +51,9 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   const padLeft = info.padInfo.left;
   const [, dyH, dyW, dyC] = shape4(dy, 'Conv2DBackpropFilter dy');
   if (dyH !== oh || dyW !== ow || dyC !== cout) {
-    throw new Error(`Conv2DBackpropFilter: dy shape [${dy.shape.join(',')}] does not match output [${n},${oh},${ow},${cout}]`);
+    throw new Error(
+      `Conv2DBackpropFilter: dy shape [${dy.shape.join(',')}] does not match output [${n},${oh},${ow},${cout}]`,
+    );
   }
   const K = kh * kw * cin;
   const M = n * oh * ow;
@@ -52,13 +64,17 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
     // Pad so that every window lies inside: rows up to (oh-1)*sh + kh, columns likewise.
     const hp = Math.max(h + padTop, (oh - 1) * sh + kh);
     const wp = Math.max(w + padLeft, (ow - 1) * sw + kw);
-    const padded = hp !== h || wp !== w || padTop !== 0 || padLeft !== 0 ? backend.makeOutput([n, hp, wp, cin], 'float32') : undefined;
+    const padded =
+      hp !== h || wp !== w || padTop !== 0 || padLeft !== 0
+        ? backend.makeOutput([n, hp, wp, cin], 'float32')
+        : undefined;
     const out = backend.makeOutput([kh, kw, cin, cout], 'float32');
     if (padded !== undefined) padInput(backend, x, padded, geometry, hp, wp);
     f32(backend, out).fill(0);
     const g = { hp, wp, cin, oh, ow, sh, sw, kh, kw, cout };
     const run = simd.kernel(`Conv2DBackpropFilter ${JSON.stringify(g)}`, () => buildConv2dBackpropFilter(g));
-    if (n > 0 && oh > 0 && ow > 0) run(heapOffset(backend, padded ?? x), heapOffset(backend, dy), heapOffset(backend, out), n);
+    if (n > 0 && oh > 0 && ow > 0)
+      run(heapOffset(backend, padded ?? x), heapOffset(backend, dy), heapOffset(backend, out), n);
     if (padded !== undefined) dispose(backend, padded);
     return out;
   }
@@ -86,7 +102,14 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
 }
 
 /** xp[b, padTop + y, padLeft + x, c] = x[b, y, x, c], zero elsewhere (xp is [n, hp, wp, cin]). */
-export function padInput(backend: WasmBackendLike, x: tf.TensorInfo, padded: tf.TensorInfo, g: Geometry, hp: number, wp: number): void {
+export function padInput(
+  backend: WasmBackendLike,
+  x: tf.TensorInfo,
+  padded: tf.TensorInfo,
+  g: Geometry,
+  hp: number,
+  wp: number,
+): void {
   const { n, h, w, cin, padTop, padLeft } = g;
   const src = f32(backend, x);
   const dst = f32(backend, padded);
@@ -104,8 +127,18 @@ export function padInput(backend: WasmBackendLike, x: tf.TensorInfo, padded: tf.
 }
 
 export interface Geometry {
-  n: number; h: number; w: number; cin: number; oh: number; ow: number;
-  sh: number; sw: number; kh: number; kw: number; padTop: number; padLeft: number;
+  n: number;
+  h: number;
+  w: number;
+  cin: number;
+  oh: number;
+  ow: number;
+  sh: number;
+  sw: number;
+  kh: number;
+  kw: number;
+  padTop: number;
+  padLeft: number;
 }
 
 /** cols[(b,oy,ox), (i,j,c)] = x[b, oy*sh-padTop+i, ox*sw-padLeft+j, c], 0 outside the image. */

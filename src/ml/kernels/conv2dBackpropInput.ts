@@ -18,11 +18,28 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DwGeometry, SimdRuntime, buildConv2dBackpropInput, simdRuntime } from './simdKernels';
-import { KernelArgs, WasmBackendLike, asWasm, conv2dInfo, dispose, f32, heapOffset, input, runKernel, shape4 } from './wasmUtil';
-
+import {
+  KernelArgs,
+  WasmBackendLike,
+  asWasm,
+  conv2dInfo,
+  dispose,
+  f32,
+  heapOffset,
+  input,
+  runKernel,
+  shape4,
+} from './wasmUtil';
 
 /** W [kh,kw,cin,cout] -> W' [kh,kw,cout,cin] with W'[i,j,o,c] = W[kh-1-i, kw-1-j, c, o]. */
-export function flipTransposeFilter(src: Float32Array, dst: Float32Array, kh: number, kw: number, cin: number, cout: number): void {
+export function flipTransposeFilter(
+  src: Float32Array,
+  dst: Float32Array,
+  kh: number,
+  kw: number,
+  cin: number,
+  cout: number,
+): void {
   for (let i = 0; i < kh; i++) {
     for (let j = 0; j < kw; j++) {
       const s = ((kh - 1 - i) * kw + (kw - 1 - j)) * cin * cout;
@@ -41,7 +58,8 @@ export function makeConv2dBackpropInputWasm(original: tf.KernelFunc | undefined)
     const attrs = args.attrs ?? {};
     const dataFormat = (attrs.dataFormat as 'NHWC' | 'NCHW' | undefined) ?? 'NHWC';
     if (dataFormat !== 'NHWC') {
-      if (original == null) throw new Error(`wasm Conv2DBackpropInput supports dataFormat NHWC only, got ${dataFormat}`);
+      if (original == null)
+        throw new Error(`wasm Conv2DBackpropInput supports dataFormat NHWC only, got ${dataFormat}`);
       return original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
     }
     const backend = asWasm(args.backend);
@@ -53,10 +71,13 @@ export function makeConv2dBackpropInputWasm(original: tf.KernelFunc | undefined)
     const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
     const [, dyH, dyW, dyC] = shape4(dy, 'Conv2DBackpropInput dy');
     if (dyH !== oh || dyW !== ow || dyC !== cout) {
-      throw new Error(`Conv2DBackpropInput: dy shape [${dy.shape.join(',')}] does not match output [${n},${oh},${ow},${cout}]`);
+      throw new Error(
+        `Conv2DBackpropInput: dy shape [${dy.shape.join(',')}] does not match output [${n},${oh},${ow},${cout}]`,
+      );
     }
 
-    const simd = cin % 4 === 0 && dy.dtype === 'float32' && filter.dtype === 'float32' ? simdRuntime(args.backend) : undefined;
+    const simd =
+      cin % 4 === 0 && dy.dtype === 'float32' && filter.dtype === 'float32' ? simdRuntime(args.backend) : undefined;
     if (simd !== undefined) {
       const padTop = info.padInfo.top;
       const padLeft = info.padInfo.left;
@@ -98,7 +119,14 @@ export function makeConv2dBackpropInputWasm(original: tf.KernelFunc | undefined)
       }
       src = buffer;
     }
-    const pad = direct ? [[0, 0], [padT, padB], [padL, padR], [0, 0]] : 'valid';
+    const pad = direct
+      ? [
+          [0, 0],
+          [padT, padB],
+          [padL, padR],
+          [0, 0],
+        ]
+      : 'valid';
     const out = runKernel(
       'Conv2D',
       { x: src, filter: wT },
@@ -112,7 +140,14 @@ export function makeConv2dBackpropInputWasm(original: tf.KernelFunc | undefined)
 }
 
 /** W [kh,kw,cin,cout] -> W' [kh,kw,cout,cin] with W'[i,j,o,c] = W[i,j,c,o]. */
-export function transposeFilter(src: Float32Array, dst: Float32Array, kh: number, kw: number, cin: number, cout: number): void {
+export function transposeFilter(
+  src: Float32Array,
+  dst: Float32Array,
+  kh: number,
+  kw: number,
+  cin: number,
+  cout: number,
+): void {
   for (let t = 0; t < kh * kw; t++) {
     const base = t * cin * cout;
     for (let c = 0; c < cin; c++) {

@@ -25,7 +25,13 @@ function epilogueFor(args: KernelArgs, x: tf.TensorInfo, filter: tf.TensorInfo):
   const { bias, preluActivationWeights } = args.inputs;
   const clamp = CLAMPS[(attrs.activation as string | undefined) ?? 'linear'];
   const cout = filter.shape[3];
-  if (clamp === undefined || preluActivationWeights != null || ((attrs.dataFormat as string | undefined) ?? 'NHWC') !== 'NHWC' || !dilationOne(attrs.dilations)) return undefined;
+  if (
+    clamp === undefined ||
+    preluActivationWeights != null ||
+    ((attrs.dataFormat as string | undefined) ?? 'NHWC') !== 'NHWC' ||
+    !dilationOne(attrs.dilations)
+  )
+    return undefined;
   if (x.dtype !== 'float32' || filter.dtype !== 'float32' || cout === undefined || cout % 4 !== 0) return undefined;
   if (bias != null && (bias.dtype !== 'float32' || bias.shape.length !== 1 || bias.shape[0] !== cout)) return undefined;
   return { bias: bias != null, ...clamp };
@@ -37,7 +43,10 @@ export function makeFusedConv2dWasm(original: tf.KernelFunc) {
     const filter = input(args.inputs, 'filter', 'FusedConv2D');
     const simd = simdRuntime(args.backend);
     const epilogue = simd === undefined ? undefined : epilogueFor(args, x, filter);
-    const out = simd === undefined || epilogue === undefined ? undefined : simdConv2d(simd, args, x, filter, epilogue, args.inputs.bias ?? undefined);
+    const out =
+      simd === undefined || epilogue === undefined
+        ? undefined
+        : simdConv2d(simd, args, x, filter, epilogue, args.inputs.bias ?? undefined);
     return out ?? (original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo);
   };
 }

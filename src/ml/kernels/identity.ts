@@ -28,7 +28,8 @@ function hasIncRef(backend: unknown): boolean {
 export function makeIdentityWasm(original: tf.KernelFunc) {
   return function identityWasm(args: KernelArgs): tf.TensorInfo {
     const x = input(args.inputs, 'x', 'Identity');
-    if (x.dtype === 'string' || !hasIncRef(args.backend)) return original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+    if (x.dtype === 'string' || !hasIncRef(args.backend))
+      return original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
     return share(args.backend, x, x.dtype);
   };
 }
@@ -37,7 +38,8 @@ export function makeCastWasm(original: tf.KernelFunc) {
   return function castWasm(args: KernelArgs): tf.TensorInfo {
     const x = input(args.inputs, 'x', 'Cast');
     const dtype = args.attrs?.dtype as tf.DataType | undefined;
-    if (dtype !== x.dtype || x.dtype === 'string' || !hasIncRef(args.backend)) return original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+    if (dtype !== x.dtype || x.dtype === 'string' || !hasIncRef(args.backend))
+      return original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
     return share(args.backend, x, x.dtype);
   };
 }

@@ -90,7 +90,23 @@ export { RELU_GRAD_KERNEL } from './reluGrad';
 export { makeSumWasm } from './sum';
 export { BN_TRAIN_KERNEL, BN_TRAIN_GRAD_KERNEL, batchNormTraining, batchNormKernelsActive } from './batchNorm';
 
-export const PROJECT_WASM_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'BatchMatMul', 'Sum', 'Identity', 'Cast', 'Add', 'TriageReluGrad', 'TriageBatchNormTrain', 'TriageBatchNormTrainGrad', 'FusedBatchNorm', 'MaxPool'] as const;
+export const PROJECT_WASM_KERNELS = [
+  'Conv2D',
+  'FusedConv2D',
+  'Conv2DBackpropFilter',
+  'Conv2DBackpropInput',
+  'MaxPoolGrad',
+  'BatchMatMul',
+  'Sum',
+  'Identity',
+  'Cast',
+  'Add',
+  'TriageReluGrad',
+  'TriageBatchNormTrain',
+  'TriageBatchNormTrainGrad',
+  'FusedBatchNorm',
+  'MaxPool',
+] as const;
 export type ProjectWasmKernel = (typeof PROJECT_WASM_KERNELS)[number];
 
 /** Marks a kernel function as ours and remembers what it replaced. */
@@ -125,7 +141,9 @@ function install(config: tf.KernelConfig, replaced: tf.KernelConfig | undefined)
  * names of the kernels now in place. Safe to call more than once; call it before or after
  * `tf.setBackend('wasm')`.
  */
-export function registerWasmTrainingKernels(only: readonly ProjectWasmKernel[] = PROJECT_WASM_KERNELS): ProjectWasmKernel[] {
+export function registerWasmTrainingKernels(
+  only: readonly ProjectWasmKernel[] = PROJECT_WASM_KERNELS,
+): ProjectWasmKernel[] {
   const done: ProjectWasmKernel[] = [];
   for (const name of only) {
     if (!isProjectKernel(name)) {
@@ -153,18 +171,31 @@ export function registerWasmTrainingKernels(only: readonly ProjectWasmKernel[] =
         case 'Conv2D':
         case 'FusedConv2D':
           if (replaced == null) throw new Error(`the wasm backend has no ${name} kernel to build on`);
-          install(name === 'Conv2D' ? conv2dConfig(replaced.kernelFunc) : fusedConv2dConfig(replaced.kernelFunc), replaced);
+          install(
+            name === 'Conv2D' ? conv2dConfig(replaced.kernelFunc) : fusedConv2dConfig(replaced.kernelFunc),
+            replaced,
+          );
           break;
         case 'FusedBatchNorm':
         case 'MaxPool':
           if (replaced == null) throw new Error(`the wasm backend has no ${name} kernel to build on`);
-          install(name === 'MaxPool' ? maxPoolConfig(replaced.kernelFunc) : fusedBatchNormConfig(replaced.kernelFunc), replaced);
+          install(
+            name === 'MaxPool' ? maxPoolConfig(replaced.kernelFunc) : fusedBatchNormConfig(replaced.kernelFunc),
+            replaced,
+          );
           break;
         case 'Identity':
         case 'Cast':
         case 'Add':
           if (replaced == null) throw new Error(`the wasm backend has no ${name} kernel to build on`);
-          install(name === 'Identity' ? identityConfig(replaced.kernelFunc) : name === 'Cast' ? castConfig(replaced.kernelFunc) : biasAddConfig(replaced.kernelFunc), replaced);
+          install(
+            name === 'Identity'
+              ? identityConfig(replaced.kernelFunc)
+              : name === 'Cast'
+                ? castConfig(replaced.kernelFunc)
+                : biasAddConfig(replaced.kernelFunc),
+            replaced,
+          );
           break;
         case 'BatchMatMul':
         case 'Sum': {

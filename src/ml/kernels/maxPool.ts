@@ -18,8 +18,15 @@ export function makeMaxPoolWasm(original: tf.KernelFunc) {
     if (x.dtype !== 'float32' || x.shape.length !== 4 || (x.shape[3] as number) % 4 !== 0) return stock();
     const info = pool2dInfo(x, attrs, 'MaxPool x');
     const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow } = info;
-    const plain = info.effectiveFilterHeight === 2 && info.effectiveFilterWidth === 2 && info.strideHeight === 2 && info.strideWidth === 2;
-    const simd = plain && info.padInfo.top === 0 && info.padInfo.left === 0 && 2 * oh <= h && 2 * ow <= w ? simdRuntime(args.backend) : undefined;
+    const plain =
+      info.effectiveFilterHeight === 2 &&
+      info.effectiveFilterWidth === 2 &&
+      info.strideHeight === 2 &&
+      info.strideWidth === 2;
+    const simd =
+      plain && info.padInfo.top === 0 && info.padInfo.left === 0 && 2 * oh <= h && 2 * ow <= w
+        ? simdRuntime(args.backend)
+        : undefined;
     if (simd === undefined) return stock();
     const backend = asWasm(args.backend);
     const out = backend.makeOutput([n, oh, ow, c], 'float32');

@@ -16,7 +16,6 @@ import * as tf from '@tensorflow/tfjs';
 import { buildMaxPoolGrad2x2, simdRuntime } from './simdKernels';
 import { asWasm, f32, heapOffset, input, KernelArgs, pool2dInfo } from './wasmUtil';
 
-
 export function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
   const backend = asWasm(args.backend);
   const dy = input(args.inputs, 'dy', 'MaxPoolGrad');
@@ -39,7 +38,8 @@ export function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
       zeroUncovered(dx, n, h, w, c, oh, ow);
       const g = { h, w, c, oh, ow };
       const run = simd.kernel(`MaxPoolGrad2x2 ${JSON.stringify(g)}`, () => buildMaxPoolGrad2x2(g));
-      if (n > 0 && oh > 0 && ow > 0) run(heapOffset(backend, x), heapOffset(backend, dy), heapOffset(backend, dxInfo), n);
+      if (n > 0 && oh > 0 && ow > 0)
+        run(heapOffset(backend, x), heapOffset(backend, dy), heapOffset(backend, dxInfo), n);
     } else {
       dx.fill(0);
       pool2x2(xs, dys, dx, n, h, w, c, oh, ow);
@@ -98,7 +98,17 @@ function zeroUncovered(dx: Float32Array, n: number, h: number, w: number, c: num
  * The common 2x2 / stride 2 case with every window inside the image: windows do not overlap, so
  * each dx element gets at most one dy and is assigned, not accumulated.
  */
-function pool2x2(xs: Float32Array, dys: Float32Array, dx: Float32Array, n: number, h: number, w: number, c: number, oh: number, ow: number): void {
+function pool2x2(
+  xs: Float32Array,
+  dys: Float32Array,
+  dx: Float32Array,
+  n: number,
+  h: number,
+  w: number,
+  c: number,
+  oh: number,
+  ow: number,
+): void {
   const rowStride = w * c;
   let d = 0;
   for (let b = 0; b < n; b++) {

@@ -32,7 +32,13 @@ function reluGradWasm(args: KernelArgs): tf.TensorInfo {
   const size = tf.util.sizeFromShape(x.shape);
   const simd = simdRuntime(args.backend);
   const done = simd !== undefined ? size - (size % 4) : 0;
-  if (simd !== undefined && done > 0) simd.kernel('ReluGrad', () => buildReluGrad())(heapOffset(backend, dy), heapOffset(backend, x), heapOffset(backend, out), done * 4);
+  if (simd !== undefined && done > 0)
+    simd.kernel('ReluGrad', () => buildReluGrad())(
+      heapOffset(backend, dy),
+      heapOffset(backend, x),
+      heapOffset(backend, out),
+      done * 4,
+    );
   if (done < size) reluGradJs(f32(backend, dy), f32(backend, x), f32(backend, out), done);
   return out;
 }
@@ -44,7 +50,13 @@ export const reluGradKernelConfig: tf.KernelConfig = {
 };
 
 function useKernel(dy: tf.Tensor, x: tf.Tensor): boolean {
-  return dy.dtype === 'float32' && x.dtype === 'float32' && tf.getBackend() === 'wasm' && tf.getKernel(RELU_GRAD_KERNEL, 'wasm') != null && tf.util.arraysEqual(dy.shape, x.shape);
+  return (
+    dy.dtype === 'float32' &&
+    x.dtype === 'float32' &&
+    tf.getBackend() === 'wasm' &&
+    tf.getKernel(RELU_GRAD_KERNEL, 'wasm') != null &&
+    tf.util.arraysEqual(dy.shape, x.shape)
+  );
 }
 
 function reluGrad(dy: tf.Tensor, x: tf.Tensor, tfjs: tf.GradConfig): tf.Tensor {

@@ -21,7 +21,10 @@ interface WasmMemory {
 interface WebAssemblyApi {
   Memory: abstract new (...args: never[]) => WasmMemory;
   Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> };
+  Instance: new (
+    module: object,
+    imports: Record<string, Record<string, unknown>>,
+  ) => { exports: Record<string, unknown> };
   validate(bytes: Uint8Array): boolean;
 }
 
@@ -56,7 +59,11 @@ class Runtime implements SimdRuntime {
   /** Least recently used first (a hit moves its key to the end). */
   private readonly cache = new Map<string, SimdKernel>();
 
-  constructor(private readonly api: WebAssemblyApi, private readonly memory: WasmMemory, private readonly shared: boolean) {}
+  constructor(
+    private readonly api: WebAssemblyApi,
+    private readonly memory: WasmMemory,
+    private readonly shared: boolean,
+  ) {}
 
   get modules(): number {
     return this.cache.size;
@@ -69,7 +76,10 @@ class Runtime implements SimdRuntime {
     } else {
       const built = build();
       const fns = Array.isArray(built) ? (built as readonly FunctionBuilder[]) : [built as FunctionBuilder];
-      const bytes = buildModule(fns.map((fn, i) => ({ name: i === 0 ? 'run' : `f${i}`, fn })), this.shared);
+      const bytes = buildModule(
+        fns.map((fn, i) => ({ name: i === 0 ? 'run' : `f${i}`, fn })),
+        this.shared,
+      );
       const instance = new this.api.Instance(new this.api.Module(bytes), { env: { memory: this.memory } });
       f = instance.exports.run as SimdKernel;
       if (this.cache.size >= MAX_MODULES) {
@@ -148,7 +158,10 @@ export const DW_BLOCK: { rows: number; vecs: number } = { rows: 4, vecs: 2 };
  * register allocator spills every accumulator on each loop iteration of a function this large:
  * 2.6 ms instead of 1.4 ms for the peer CNN's second layer.)
  */
-export function buildConv2dBackpropFilter(g: DwGeometry, block: { rows: number; vecs: number } = DW_BLOCK): FunctionBuilder[] {
+export function buildConv2dBackpropFilter(
+  g: DwGeometry,
+  block: { rows: number; vecs: number } = DW_BLOCK,
+): FunctionBuilder[] {
   const { hp, wp, cin, oh, ow, kh, kw, cout } = g;
   if (cout % 4 !== 0) throw new Error('buildConv2dBackpropFilter needs cout % 4 == 0');
   if (cin % block.rows === 0) return loopedConv2dBackpropFilter(g, block);
@@ -164,7 +177,16 @@ export function buildConv2dBackpropFilter(g: DwGeometry, block: { rows: number; 
   for (let r0 = 0; r0 < K; r0 += block.rows) {
     const rows = Math.min(block.rows, K - r0);
     for (let v0 = 0; v0 < vecsTotal; v0 += block.vecs) {
-      blocks.push(dwBlock(g, rows, Math.min(block.vecs, vecsTotal - v0), (r) => rowOffset(r0 + r), (r, v) => ((r0 + r) * cout + 4 * (v0 + v)) * 4, 16 * v0));
+      blocks.push(
+        dwBlock(
+          g,
+          rows,
+          Math.min(block.vecs, vecsTotal - v0),
+          (r) => rowOffset(r0 + r),
+          (r, v) => ((r0 + r) * cout + 4 * (v0 + v)) * 4,
+          16 * v0,
+        ),
+      );
     }
   }
   // dw accumulates over the images: x and dy advance, dw stays.
@@ -191,7 +213,16 @@ function loopedConv2dBackpropFilter(g: DwGeometry, block: { rows: number; vecs: 
   const main = new FunctionBuilder([I32, I32, I32, I32]);
   fns.push(main);
   const blockFn = (vecs: number): number => {
-    fns.push(dwBlock(g, rows, vecs, (r) => 4 * r, (r, v) => (r * cout + 4 * v) * 4, 0));
+    fns.push(
+      dwBlock(
+        g,
+        rows,
+        vecs,
+        (r) => 4 * r,
+        (r, v) => (r * cout + 4 * v) * 4,
+        0,
+      ),
+    );
     return fns.length - 1;
   };
   const fullFn = full > 0 ? blockFn(block.vecs) : -1;
@@ -206,8 +237,16 @@ function loopedConv2dBackpropFilter(g: DwGeometry, block: { rows: number; vecs: 
   main.loop(() => {
     for (let i = 0; i < kh; i++) {
       for (let j = 0; j < kw; j++) {
-        main.get(X).i32(((i * wp + j) * cin) * 4).add().set(xp);
-        main.get(DW).i32((i * kw + j) * cin * cout * 4).add().set(dwp);
+        main
+          .get(X)
+          .i32((i * wp + j) * cin * 4)
+          .add()
+          .set(xp);
+        main
+          .get(DW)
+          .i32((i * kw + j) * cin * cout * 4)
+          .add()
+          .set(dwp);
         main.i32(cin / rows).set(groups);
         main.loop(() => {
           main.get(DY).set(yq).get(dwp).set(dwq);
@@ -232,7 +271,14 @@ function loopedConv2dBackpropFilter(g: DwGeometry, block: { rows: number; vecs: 
 }
 
 /** One register block of buildConv2dBackpropFilter for one image: (x, dy, dw). */
-function dwBlock(g: DwGeometry, rows: number, vecs: number, xOffset: (r: number) => number, dwOffset: (r: number, v: number) => number, dyOffset: number): FunctionBuilder {
+function dwBlock(
+  g: DwGeometry,
+  rows: number,
+  vecs: number,
+  xOffset: (r: number) => number,
+  dwOffset: (r: number, v: number) => number,
+  dyOffset: number,
+): FunctionBuilder {
   const { wp, cin, oh, ow, sh, sw, cout } = g;
   const fn = new FunctionBuilder([I32, I32, I32]);
   const P = 0;
@@ -250,12 +296,24 @@ function dwBlock(g: DwGeometry, rows: number, vecs: number, xOffset: (r: number)
   for (let r = 0; r < rows; r++) for (let v = 0; v < vecs; v++) fn.get(DW).load(dwOffset(r, v)).set(at(r, v));
   fn.i32(oh).set(y);
   fn.loop(() => {
-    fn.get(Q).i32(ow * cout * 4).add().set(rowEnd);
+    fn.get(Q)
+      .i32(ow * cout * 4)
+      .add()
+      .set(rowEnd);
     fn.loop(() => {
-      for (let v = 0; v < vecs; v++) fn.get(Q).load(dyOffset + 16 * v).set(d[v] as number);
+      for (let v = 0; v < vecs; v++)
+        fn.get(Q)
+          .load(dyOffset + 16 * v)
+          .set(d[v] as number);
       for (let r = 0; r < rows; r++) {
         fn.get(P).loadSplat(xOffset(r)).set(a);
-        for (let v = 0; v < vecs; v++) fn.get(at(r, v)).get(a).get(d[v] as number).f32x4Mul().f32x4Add().set(at(r, v));
+        for (let v = 0; v < vecs; v++)
+          fn.get(at(r, v))
+            .get(a)
+            .get(d[v] as number)
+            .f32x4Mul()
+            .f32x4Add()
+            .set(at(r, v));
       }
       fn.inc(P, sw * cin * 4).inc(Q, cout * 4);
       fn.get(Q).get(rowEnd).ne().brIf(0);
@@ -300,31 +358,75 @@ export function buildMaxPoolGrad2x2(g: Pool2x2Geometry): FunctionBuilder {
   const dv = fn.local(V128);
   const offs = [0, c * 4, w * c * 4, (w + 1) * c * 4];
 
-  fn.get(DY).get(N).i32(oh * ow * c * 4).mul().add().set(dyEnd);
+  fn.get(DY)
+    .get(N)
+    .i32(oh * ow * c * 4)
+    .mul()
+    .add()
+    .set(dyEnd);
   fn.loop(() => {
     fn.i32(oh).set(oy);
     fn.loop(() => {
-      fn.get(DY).i32(ow * c * 4).add().set(rowEnd);
+      fn.get(DY)
+        .i32(ow * c * 4)
+        .add()
+        .set(rowEnd);
       fn.loop(() => {
         for (let k = 0; k < c; k += 4) {
-          for (let e = 0; e < 4; e++) fn.get(X).load((offs[e] as number) + k * 4).set(v[e] as number);
-          fn.get(DY).load(k * 4).set(dv);
+          for (let e = 0; e < 4; e++)
+            fn.get(X)
+              .load((offs[e] as number) + k * 4)
+              .set(v[e] as number);
+          fn.get(DY)
+            .load(k * 4)
+            .set(dv);
           // s0 = v0 > -inf; m = s0 ? v0 : -inf; s_e = v_e > m; m = s_e ? v_e : m.
-          fn.get(v[0] as number).f32x4Const(-Infinity).f32x4Gt().set(s[0] as number);
-          fn.get(v[0] as number).f32x4Const(-Infinity).get(s[0] as number).bitselect().set(m);
+          fn.get(v[0] as number)
+            .f32x4Const(-Infinity)
+            .f32x4Gt()
+            .set(s[0] as number);
+          fn.get(v[0] as number)
+            .f32x4Const(-Infinity)
+            .get(s[0] as number)
+            .bitselect()
+            .set(m);
           for (let e = 1; e < 4; e++) {
-            fn.get(v[e] as number).get(m).f32x4Gt().set(s[e] as number);
-            if (e < 3) fn.get(v[e] as number).get(m).get(s[e] as number).bitselect().set(m);
+            fn.get(v[e] as number)
+              .get(m)
+              .f32x4Gt()
+              .set(s[e] as number);
+            if (e < 3)
+              fn.get(v[e] as number)
+                .get(m)
+                .get(s[e] as number)
+                .bitselect()
+                .set(m);
           }
           // The last element whose s is set is the first maximum.
-          fn.get(DX).get(dv).get(s[3] as number).and().store((offs[3] as number) + k * 4);
+          fn.get(DX)
+            .get(dv)
+            .get(s[3] as number)
+            .and()
+            .store((offs[3] as number) + k * 4);
           fn.get(s[3] as number).set(t);
           for (let e = 2; e >= 0; e--) {
-            fn.get(DX).get(dv).get(s[e] as number).and().get(t).andnot().store((offs[e] as number) + k * 4);
-            if (e > 0) fn.get(t).get(s[e] as number).or().set(t);
+            fn.get(DX)
+              .get(dv)
+              .get(s[e] as number)
+              .and()
+              .get(t)
+              .andnot()
+              .store((offs[e] as number) + k * 4);
+            if (e > 0)
+              fn.get(t)
+                .get(s[e] as number)
+                .or()
+                .set(t);
           }
         }
-        fn.inc(X, 2 * c * 4).inc(DX, 2 * c * 4).inc(DY, c * 4);
+        fn.inc(X, 2 * c * 4)
+          .inc(DX, 2 * c * 4)
+          .inc(DY, c * 4);
         fn.get(DY).get(rowEnd).ne().brIf(0);
       });
       // To the next pair of input rows.
@@ -372,7 +474,16 @@ interface TileSpec {
  * positions, tiles of `positions` positions (the last tile of a row may be shorter); per
  * position A advances by aPos and D by dPos bytes, after each row by aRow and dRow more.
  */
-function tiledBlock(rows: number, cols: number, aPos: number, dPos: number, aRow: number, dRow: number, tile: TileSpec, positions: number): FunctionBuilder {
+function tiledBlock(
+  rows: number,
+  cols: number,
+  aPos: number,
+  dPos: number,
+  aRow: number,
+  dRow: number,
+  tile: TileSpec,
+  positions: number,
+): FunctionBuilder {
   const { bias, lower, upper } = tile;
   if (bias !== undefined && tile.accumulate) throw new Error('tiledBlock: a bias epilogue needs accumulate false');
   const fn = new FunctionBuilder(bias === undefined ? [I32, I32, I32] : [I32, I32, I32, I32]);
@@ -404,10 +515,21 @@ function tiledBlock(rows: number, cols: number, aPos: number, dPos: number, aRow
     }
     const steps = (): void => {
       for (let u = 0; u < unroll; u++) {
-        for (let v = 0; v < tile.vecs; v++) fn.get(rb).load(u * tile.innerB + tile.vec(v)).set(w[v] as number);
+        for (let v = 0; v < tile.vecs; v++)
+          fn.get(rb)
+            .load(u * tile.innerB + tile.vec(v))
+            .set(w[v] as number);
         for (let t = 0; t < T; t++) {
-          fn.get(ra).loadSplat(u * tile.innerA + tile.splat(t)).set(a);
-          for (let v = 0; v < tile.vecs; v++) fn.get(at(t, v)).get(a).get(w[v] as number).f32x4Mul().f32x4Add().set(at(t, v));
+          fn.get(ra)
+            .loadSplat(u * tile.innerA + tile.splat(t))
+            .set(a);
+          for (let v = 0; v < tile.vecs; v++)
+            fn.get(at(t, v))
+              .get(a)
+              .get(w[v] as number)
+              .f32x4Mul()
+              .f32x4Add()
+              .set(at(t, v));
         }
       }
       fn.inc(ra, unroll * tile.innerA).inc(rb, unroll * tile.innerB);
@@ -417,7 +539,10 @@ function tiledBlock(rows: number, cols: number, aPos: number, dPos: number, aRow
         steps();
         return;
       }
-      fn.get(ra).i32(tile.inner * tile.innerA).add().set(rEnd);
+      fn.get(ra)
+        .i32(tile.inner * tile.innerA)
+        .add()
+        .set(rEnd);
       fn.loop(() => {
         steps();
         fn.get(ra).get(rEnd).ne().brIf(0);
@@ -501,7 +626,11 @@ export interface ConvEpilogue {
  * cout % 4 == 0. One function per block of `vecs` output-channel vectors; each tile of `positions`
  * output positions x those channels sums its kh*kw*cin products in registers and is stored once.
  */
-export function buildConv2d(g: DwGeometry, tile: { positions: number; vecs: number } = CONV_TILE, epilogue: ConvEpilogue = { bias: false }): FunctionBuilder[] {
+export function buildConv2d(
+  g: DwGeometry,
+  tile: { positions: number; vecs: number } = CONV_TILE,
+  epilogue: ConvEpilogue = { bias: false },
+): FunctionBuilder[] {
   const { hp, wp, cin, oh, ow, sh, sw, kh, kw, cout } = g;
   if (cout % 4 !== 0) throw new Error('buildConv2d needs cout % 4 == 0');
   const aPos = sw * cin * 4;
@@ -509,23 +638,32 @@ export function buildConv2d(g: DwGeometry, tile: { positions: number; vecs: numb
   for (let v0 = 0; v0 < cout / 4; v0 += tile.vecs) {
     const vecs = Math.min(tile.vecs, cout / 4 - v0);
     blocks.push(
-      tiledBlock(oh, ow, aPos, cout * 4, (sh * wp - ow * sw) * cin * 4, 0, {
-        vecs,
-        // Over filter rows i, then the kw*cin values of a row (contiguous in x and in w).
-        outer: kh,
-        inner: kw * cin,
-        innerA: 4,
-        innerB: cout * 4,
-        outerA: (wp - kw) * cin * 4,
-        outerB: 0,
-        splat: (t) => t * aPos,
-        vec: (v) => 4 * (v0 + v) * 4,
-        dst: (t, v) => (t * cout + 4 * (v0 + v)) * 4,
-        accumulate: false,
-        ...(epilogue.bias ? { bias: (v: number) => 4 * (v0 + v) * 4 } : {}),
-        lower: epilogue.lower,
-        upper: epilogue.upper,
-      }, tile.positions),
+      tiledBlock(
+        oh,
+        ow,
+        aPos,
+        cout * 4,
+        (sh * wp - ow * sw) * cin * 4,
+        0,
+        {
+          vecs,
+          // Over filter rows i, then the kw*cin values of a row (contiguous in x and in w).
+          outer: kh,
+          inner: kw * cin,
+          innerA: 4,
+          innerB: cout * 4,
+          outerA: (wp - kw) * cin * 4,
+          outerB: 0,
+          splat: (t) => t * aPos,
+          vec: (v) => 4 * (v0 + v) * 4,
+          dst: (t, v) => (t * cout + 4 * (v0 + v)) * 4,
+          accumulate: false,
+          ...(epilogue.bias ? { bias: (v: number) => 4 * (v0 + v) * 4 } : {}),
+          lower: epilogue.lower,
+          upper: epilogue.upper,
+        },
+        tile.positions,
+      ),
     );
   }
   const strides = [hp * wp * cin * 4, 0, oh * ow * cout * 4];
@@ -541,7 +679,10 @@ export function buildConv2d(g: DwGeometry, tile: { positions: number; vecs: numb
  * padding. One function per tap and block of `vecs` input-channel vectors; each tile adds the
  * cout products of `positions` dy positions into registers loaded from and stored back to dxp.
  */
-export function buildConv2dBackpropInput(g: DwGeometry, tile: { positions: number; vecs: number } = CONV_TILE): FunctionBuilder[] {
+export function buildConv2dBackpropInput(
+  g: DwGeometry,
+  tile: { positions: number; vecs: number } = CONV_TILE,
+): FunctionBuilder[] {
   const { hp, wp, cin, oh, ow, sh, sw, kh, kw, cout } = g;
   if (cin % 4 !== 0) throw new Error('buildConv2dBackpropInput needs cin % 4 == 0');
   const dPos = sw * cin * 4;
@@ -551,19 +692,28 @@ export function buildConv2dBackpropInput(g: DwGeometry, tile: { positions: numbe
       for (let c0 = 0; c0 < cin / 4; c0 += tile.vecs) {
         const vecs = Math.min(tile.vecs, cin / 4 - c0);
         blocks.push(
-          tiledBlock(oh, ow, cout * 4, dPos, 0, (sh * wp - ow * sw) * cin * 4, {
-            vecs,
-            outer: 1,
-            inner: cout,
-            innerA: 4,
-            innerB: cin * 4,
-            outerA: 0,
-            outerB: 0,
-            splat: (t) => t * cout * 4,
-            vec: (v) => ((i * kw + j) * cout * cin + 4 * (c0 + v)) * 4,
-            dst: (t, v) => ((i * wp + j) * cin + 4 * (c0 + v)) * 4 + t * dPos,
-            accumulate: true,
-          }, tile.positions),
+          tiledBlock(
+            oh,
+            ow,
+            cout * 4,
+            dPos,
+            0,
+            (sh * wp - ow * sw) * cin * 4,
+            {
+              vecs,
+              outer: 1,
+              inner: cout,
+              innerA: 4,
+              innerB: cin * 4,
+              outerA: 0,
+              outerB: 0,
+              splat: (t) => t * cout * 4,
+              vec: (v) => ((i * kw + j) * cout * cin + 4 * (c0 + v)) * 4,
+              dst: (t, v) => ((i * wp + j) * cin + 4 * (c0 + v)) * 4 + t * dPos,
+              accumulate: true,
+            },
+            tile.positions,
+          ),
         );
       }
     }
@@ -576,14 +726,22 @@ export const BIAS_ADD_MAX_CHANNELS = 256;
 
 /** run(x, b, out, rows): out[r, k] = x[r, k] + b[k] for rows of c values; c % 4 == 0, rows > 0. */
 export function buildBiasAdd(c: number): FunctionBuilder {
-  if (c % 4 !== 0 || c <= 0 || c > BIAS_ADD_MAX_CHANNELS) throw new Error(`buildBiasAdd needs 0 < c <= ${BIAS_ADD_MAX_CHANNELS}, c % 4 == 0`);
+  if (c % 4 !== 0 || c <= 0 || c > BIAS_ADD_MAX_CHANNELS)
+    throw new Error(`buildBiasAdd needs 0 < c <= ${BIAS_ADD_MAX_CHANNELS}, c % 4 == 0`);
   const fn = new FunctionBuilder([I32, I32, I32, I32]);
   const X = 0;
   const B = 1;
   const O = 2;
   const N = 3;
   fn.loop(() => {
-    for (let k = 0; k < c; k += 4) fn.get(O).get(X).load(4 * k).get(B).load(4 * k).f32x4Add().store(4 * k);
+    for (let k = 0; k < c; k += 4)
+      fn.get(O)
+        .get(X)
+        .load(4 * k)
+        .get(B)
+        .load(4 * k)
+        .f32x4Add()
+        .store(4 * k);
     fn.inc(X, c * 4).inc(O, c * 4);
     fn.inc(N, -1).get(N).brIf(0);
   });
@@ -604,25 +762,37 @@ export interface MatMulGeometry {
  * block of 8 (and one the last, narrower block); `run` calls it for each block with b and c
  * advanced by the block's width, so a wide product is not a wide module.
  */
-export function buildMatMul(g: MatMulGeometry, tile: { positions: number; vecs: number } = CONV_TILE): FunctionBuilder[] {
+export function buildMatMul(
+  g: MatMulGeometry,
+  tile: { positions: number; vecs: number } = CONV_TILE,
+): FunctionBuilder[] {
   const { m, k, n, transposeA } = g;
   if (n % 4 !== 0 || m <= 0 || k <= 0) throw new Error('buildMatMul needs n % 4 == 0 and m, k > 0');
   const aPos = transposeA ? 4 : k * 4;
   const innerA = transposeA ? m * 4 : 4;
   const block = (vecs: number): FunctionBuilder =>
-    tiledBlock(1, m, aPos, n * 4, 0, 0, {
-      vecs,
-      outer: 1,
-      inner: k,
-      innerA,
-      innerB: n * 4,
-      outerA: 0,
-      outerB: 0,
-      splat: (t) => t * aPos,
-      vec: (v) => 16 * v,
-      dst: (t, v) => t * n * 4 + 16 * v,
-      accumulate: false,
-    }, tile.positions);
+    tiledBlock(
+      1,
+      m,
+      aPos,
+      n * 4,
+      0,
+      0,
+      {
+        vecs,
+        outer: 1,
+        inner: k,
+        innerA,
+        innerB: n * 4,
+        outerA: 0,
+        outerB: 0,
+        splat: (t) => t * aPos,
+        vec: (v) => 16 * v,
+        dst: (t, v) => t * n * 4 + 16 * v,
+        accumulate: false,
+      },
+      tile.positions,
+    );
   const vecsTotal = n / 4;
   const full = Math.floor(vecsTotal / tile.vecs);
   const rest = vecsTotal - full * tile.vecs;
@@ -644,7 +814,11 @@ export function buildMatMul(g: MatMulGeometry, tile: { positions: number; vecs: 
   }
   if (rest > 0) {
     fns.push(block(rest));
-    main.get(A).get(B).get(C).call(fns.length - 1);
+    main
+      .get(A)
+      .get(B)
+      .get(C)
+      .call(fns.length - 1);
   }
   return fns;
 }
@@ -730,7 +904,8 @@ export function bnChunkRows(c: number): number {
  * block per chunk.
  */
 export function buildBnSums(c: number, grad: boolean): FunctionBuilder[] {
-  if (c % 4 !== 0 || c <= 0 || c > BN_MAX_CHANNELS) throw new Error(`buildBnSums needs 0 < c <= ${BN_MAX_CHANNELS}, c % 4 == 0`);
+  if (c % 4 !== 0 || c <= 0 || c > BN_MAX_CHANNELS)
+    throw new Error(`buildBnSums needs 0 < c <= ${BN_MAX_CHANNELS}, c % 4 == 0`);
   const rows = bnChunkRows(c);
   const blocks: FunctionBuilder[] = [];
   for (let v0 = 0; v0 < c / 4; v0 += 4) {
@@ -749,26 +924,47 @@ export function buildBnSums(c: number, grad: boolean): FunctionBuilder[] {
     const u = fn.local(V128);
     const a = fn.local(V128);
     for (let v = 0; v < vecs; v++) {
-      fn.get(K).load(16 * (v0 + v)).set(k[v] as number);
+      fn.get(K)
+        .load(16 * (v0 + v))
+        .set(k[v] as number);
       fn.f32x4Const(0).set(s[v] as number);
       fn.f32x4Const(0).set(s2[v] as number);
     }
     fn.i32(rows).set(left);
     fn.loop(() => {
       for (let v = 0; v < vecs; v++) {
-        fn.get(X).load(16 * (v0 + v)).get(k[v] as number).f32x4Sub().set(u);
-        if (grad) fn.get(DY).load(16 * (v0 + v)).set(a);
+        fn.get(X)
+          .load(16 * (v0 + v))
+          .get(k[v] as number)
+          .f32x4Sub()
+          .set(u);
+        if (grad)
+          fn.get(DY)
+            .load(16 * (v0 + v))
+            .set(a);
         const av = grad ? a : u;
-        fn.get(s[v] as number).get(av).f32x4Add().set(s[v] as number);
-        fn.get(s2[v] as number).get(av).get(u).f32x4Mul().f32x4Add().set(s2[v] as number);
+        fn.get(s[v] as number)
+          .get(av)
+          .f32x4Add()
+          .set(s[v] as number);
+        fn.get(s2[v] as number)
+          .get(av)
+          .get(u)
+          .f32x4Mul()
+          .f32x4Add()
+          .set(s2[v] as number);
       }
       fn.inc(X, c * 4);
       if (grad) fn.inc(DY, c * 4);
       fn.inc(left, -1).get(left).brIf(0);
     });
     for (let v = 0; v < vecs; v++) {
-      fn.get(OUT).get(s[v] as number).store(16 * (v0 + v));
-      fn.get(OUT).get(s2[v] as number).store(4 * c + 16 * (v0 + v));
+      fn.get(OUT)
+        .get(s[v] as number)
+        .store(16 * (v0 + v));
+      fn.get(OUT)
+        .get(s2[v] as number)
+        .store(4 * c + 16 * (v0 + v));
     }
     blocks.push(fn);
   }
@@ -781,14 +977,28 @@ export function buildBnSums(c: number, grad: boolean): FunctionBuilder[] {
  * y = scale * x + shift, and its dx = a * dy + b * x + d. Without `grad` dy is not read.
  */
 export function buildBnApply(c: number, grad: boolean): FunctionBuilder {
-  if (c % 4 !== 0 || c <= 0 || c > BN_MAX_CHANNELS) throw new Error(`buildBnApply needs 0 < c <= ${BN_MAX_CHANNELS}, c % 4 == 0`);
+  if (c % 4 !== 0 || c <= 0 || c > BN_MAX_CHANNELS)
+    throw new Error(`buildBnApply needs 0 < c <= ${BN_MAX_CHANNELS}, c % 4 == 0`);
   const fn = new FunctionBuilder([I32, I32, I32, I32, I32]);
   const [X, DY, COEF, OUT, N] = [0, 1, 2, 3, 4];
   fn.loop(() => {
     for (let v = 0; v < c / 4; v++) {
       fn.get(OUT);
-      fn.get(X).load(16 * v).get(COEF).load(16 * v).f32x4Mul().get(COEF).load(4 * c + 16 * v).f32x4Add();
-      if (grad) fn.get(DY).load(16 * v).get(COEF).load(8 * c + 16 * v).f32x4Mul().f32x4Add();
+      fn.get(X)
+        .load(16 * v)
+        .get(COEF)
+        .load(16 * v)
+        .f32x4Mul()
+        .get(COEF)
+        .load(4 * c + 16 * v)
+        .f32x4Add();
+      if (grad)
+        fn.get(DY)
+          .load(16 * v)
+          .get(COEF)
+          .load(8 * c + 16 * v)
+          .f32x4Mul()
+          .f32x4Add();
       fn.store(16 * v);
     }
     fn.inc(X, c * 4).inc(OUT, c * 4);
@@ -817,15 +1027,22 @@ export function buildMaxPool2x2(g: Pool2x2Geometry): FunctionBuilder {
   fn.loop(() => {
     fn.i32(oh).set(oy);
     fn.loop(() => {
-      fn.get(Y).i32(ow * c * 4).add().set(rowEnd);
+      fn.get(Y)
+        .i32(ow * c * 4)
+        .add()
+        .set(rowEnd);
       fn.loop(() => {
         for (let k = 0; k < c; k += 4) {
           fn.f32x4Const(-Infinity).set(m);
           for (const off of offs) {
-            fn.get(X).load(off + k * 4).set(v);
+            fn.get(X)
+              .load(off + k * 4)
+              .set(v);
             fn.get(v).get(m).get(v).get(m).f32x4Gt().bitselect().set(m);
           }
-          fn.get(Y).get(m).store(k * 4);
+          fn.get(Y)
+            .get(m)
+            .store(k * 4);
         }
         fn.inc(X, 2 * c * 4).inc(Y, c * 4);
         fn.get(Y).get(rowEnd).ne().brIf(0);

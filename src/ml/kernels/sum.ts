@@ -19,7 +19,9 @@ export function makeSumWasm(original: tf.KernelFunc) {
     const x = input(args.inputs, 'x', 'Sum');
     const attrs = args.attrs ?? {};
     const rank = x.shape.length;
-    const axes = tf.util.parseAxisParam((attrs.axis as number | number[] | undefined) ?? [], x.shape).sort((a, b) => a - b);
+    const axes = tf.util
+      .parseAxisParam((attrs.axis as number | number[] | undefined) ?? [], x.shape)
+      .sort((a, b) => a - b);
     const outer = axes.length === rank - 1 && rank >= 2 && axes.every((a, i) => a === i);
     const last = axes.length === 1 && rank >= 2 && axes[0] === rank - 1;
     const c = x.shape[rank - 1] as number;
@@ -29,7 +31,10 @@ export function makeSumWasm(original: tf.KernelFunc) {
     }
     const backend = asWasm(args.backend);
     if (last) {
-      const out = backend.makeOutput(attrs.keepDims === true ? [...x.shape.slice(0, -1), 1] : x.shape.slice(0, -1), 'float32');
+      const out = backend.makeOutput(
+        attrs.keepDims === true ? [...x.shape.slice(0, -1), 1] : x.shape.slice(0, -1),
+        'float32',
+      );
       const xs = f32(backend, x);
       const o = f32(backend, out);
       let i = 0;
@@ -48,7 +53,12 @@ export function makeSumWasm(original: tf.KernelFunc) {
     if (rank === 4 && r >= 256) {
       const h = x.shape[1] as number;
       const w = x.shape[2] as number;
-      pooled = runKernel('AvgPool', { x }, { filterSize: [h, w], strides: [1, 1], pad: 'valid', dimRoundingMode: undefined }, backend);
+      pooled = runKernel(
+        'AvgPool',
+        { x },
+        { filterSize: [h, w], strides: [1, 1], pad: 'valid', dimRoundingMode: undefined },
+        backend,
+      );
       src = pooled;
       rows = x.shape[0] as number;
       scale = h * w;

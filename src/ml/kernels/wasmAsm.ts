@@ -267,7 +267,10 @@ function section(id: number, content: number[], out: number[]): void {
  * A module importing `env.memory` (shared when the backend's memory is, as in the threaded build)
  * and exporting the given functions.
  */
-export function buildModule(funcs: readonly { name: string; fn: FunctionBuilder }[], sharedMemory: boolean): Uint8Array {
+export function buildModule(
+  funcs: readonly { name: string; fn: FunctionBuilder }[],
+  sharedMemory: boolean,
+): Uint8Array {
   const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
   // Types: one per function (duplicates are allowed).
   const types: number[] = [];

@@ -51,7 +51,9 @@ function packageDir(): string {
 /** Writes the pthread worker script to the temp dir (once per content) and returns its path. */
 function workerScript(wasmOut: string): string {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { wasmWorkerContents } = require(path.join(wasmOut, 'tfjs-backend-wasm-threaded-simd.worker.js')) as { wasmWorkerContents: string };
+  const { wasmWorkerContents } = require(path.join(wasmOut, 'tfjs-backend-wasm-threaded-simd.worker.js')) as {
+    wasmWorkerContents: string;
+  };
   // The string holds escaped newlines inside JS strings that a template literal turned into real
   // ones; tfjs undoes that the same way before making its blob.
   const source = wasmWorkerContents.replace(/\n/g, '\\n');
@@ -77,19 +79,25 @@ async function loadThreadedModule(threads: number): Promise<EmscriptenModuleLike
   const failed = new Promise<never>((_, reject) => {
     rejectLoad = reject;
   });
-  const module = await Promise.race([failed, factory({
-    locateFile: (p: string) => (p.endsWith('.worker.js') ? worker : path.join(wasmOut, p)),
-    mainScriptUrlOrBlob: mainScript,
-    instantiateWasm: (imports: { env: Record<string, unknown> }, done: (instance: unknown, module: unknown) => void) => {
-      imports.env.emscripten_num_logical_cores = () => 2 * threads;
-      const wasmApi = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
-      wasmApi.instantiate(binary, imports).then(
-        (r) => done(r.instance, r.module),
-        (e: unknown) => rejectLoad(e),
-      );
-      return {};
-    },
-  })]);
+  const module = await Promise.race([
+    failed,
+    factory({
+      locateFile: (p: string) => (p.endsWith('.worker.js') ? worker : path.join(wasmOut, p)),
+      mainScriptUrlOrBlob: mainScript,
+      instantiateWasm: (
+        imports: { env: Record<string, unknown> },
+        done: (instance: unknown, module: unknown) => void,
+      ) => {
+        imports.env.emscripten_num_logical_cores = () => 2 * threads;
+        const wasmApi = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
+        wasmApi.instantiate(binary, imports).then(
+          (r) => done(r.instance, r.module),
+          (e: unknown) => rejectLoad(e),
+        );
+        return {};
+      },
+    }),
+  ]);
   module.tfjs = {
     init: module.cwrap('init', null, []),
     initWithThreadsCount: module.cwrap('init_with_threads_count', null, ['number']),
@@ -106,10 +114,12 @@ async function loadThreadedModule(threads: number): Promise<EmscriptenModuleLike
  * `threads` XNNPACK threads. Call before the wasm backend is first initialised (tf.setBackend).
  */
 export function registerThreadedWasmBackend(threads: number, priority = 2): void {
-  if (!Number.isInteger(threads) || threads < 2 || threads > 8) throw new RangeError(`wasm threads must be an integer from 2 to 8, got ${threads}`);
+  if (!Number.isInteger(threads) || threads < 2 || threads > 8)
+    throw new RangeError(`wasm threads must be an integer from 2 to 8, got ${threads}`);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const pkg = require('@tensorflow/tfjs-backend-wasm') as WasmPackage;
-  if ((tf.engine().registry as Record<string, unknown>)['wasm'] != null) throw new Error('the wasm backend is already initialised; choose its threads before first use');
+  if ((tf.engine().registry as Record<string, unknown>)['wasm'] != null)
+    throw new Error('the wasm backend is already initialised; choose its threads before first use');
   tf.removeBackend('wasm');
   pkg.setThreadsCount(threads);
   tf.registerBackend(

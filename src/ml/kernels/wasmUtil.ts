@@ -29,7 +29,12 @@ export interface KernelArgs {
 
 export function asWasm(backend: unknown): WasmBackendLike {
   const b = backend as Partial<WasmBackendLike> | null;
-  if (b == null || typeof b.makeOutput !== 'function' || typeof b.typedArrayFromHeap !== 'function' || b.dataIdMap == null) {
+  if (
+    b == null ||
+    typeof b.makeOutput !== 'function' ||
+    typeof b.typedArrayFromHeap !== 'function' ||
+    b.dataIdMap == null
+  ) {
     throw new Error('project kernel called with a backend that is not tfjs wasm');
   }
   return b as WasmBackendLike;
@@ -90,7 +95,11 @@ export function shape4(t: TensorInfo, what: string): [number, number, number, nu
 export type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
 
 /** Conv2D geometry (NHWC, dilation 1) from a kernel's attributes, as the gradient kernels need it. */
-export function conv2dInfo(xShape: [number, number, number, number], filterShape: [number, number, number, number], attrs: Record<string, unknown>): tf.backend_util.Conv2DInfo {
+export function conv2dInfo(
+  xShape: [number, number, number, number],
+  filterShape: [number, number, number, number],
+  attrs: Record<string, unknown>,
+): tf.backend_util.Conv2DInfo {
   return tf.backend_util.computeConv2DInfo(
     xShape,
     filterShape,

@@ -19,7 +19,10 @@ export interface LabelRecord extends LabelEntry {
 }
 
 /** The current label record; 'unreadable' when the blob is not a label record (not JSON, or no object). */
-export async function readLabelRecord(store: BlobStore, name: string): Promise<{ value: LabelRecord; etag: string } | undefined | 'unreadable'> {
+export async function readLabelRecord(
+  store: BlobStore,
+  name: string,
+): Promise<{ value: LabelRecord; etag: string } | undefined | 'unreadable'> {
   let r: { value: unknown; etag: string } | undefined;
   try {
     r = await store.getJson<unknown>(CONTAINERS.labels, paths.label(name));
@@ -29,6 +32,13 @@ export async function readLabelRecord(store: BlobStore, name: string): Promise<{
   }
   if (r === undefined) return undefined;
   const v = r.value as Partial<LabelRecord> | null;
-  if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof v.class !== 'string' || (v.history !== undefined && !Array.isArray(v.history))) return 'unreadable';
+  if (
+    typeof v !== 'object' ||
+    v === null ||
+    Array.isArray(v) ||
+    typeof v.class !== 'string' ||
+    (v.history !== undefined && !Array.isArray(v.history))
+  )
+    return 'unreadable';
   return { value: { ...(v as LabelRecord), history: v.history ?? [] }, etag: r.etag };
 }

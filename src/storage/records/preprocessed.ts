@@ -50,23 +50,45 @@ export async function readPreprocessedRecord(store: BlobStore, name: string): Pr
   const stored = head.metadata[RECORD_KEY];
   if (stored !== undefined) return { upload: name, ...(JSON.parse(stored) as StoredPreprocessedRecord), pixels };
   const legacy = await store.getJson<PreprocessedRecord>(CONTAINERS.preprocessed, paths.legacyPreprocessedMeta(name));
-  if (legacy === undefined) throw new TransientError(`${pixels} has no preprocessing record (metadata "${RECORD_KEY}" or ${paths.legacyPreprocessedMeta(name)})`);
+  if (legacy === undefined)
+    throw new TransientError(
+      `${pixels} has no preprocessing record (metadata "${RECORD_KEY}" or ${paths.legacyPreprocessedMeta(name)})`,
+    );
   return legacy.value;
 }
 
 /** Blob metadata of preprocessed/{name}.npy (ASCII header values). */
 export function npyMetadata(meta: ImageMetadata): Record<string, string> {
-  const flags = [...(meta.quality.blank ? ['blank'] : []), ...(meta.quality.nearConstant ? ['near-constant'] : []), ...meta.quality.warnings];
+  const flags = [
+    ...(meta.quality.blank ? ['blank'] : []),
+    ...(meta.quality.nearConstant ? ['near-constant'] : []),
+    ...meta.quality.warnings,
+  ];
   // Never empty: the service drops metadata with empty values.
-  return { profile: meta.profile.name, profileversion: meta.profile.version, qualityflags: flags.length === 0 ? 'none' : [...new Set(flags)].join(',') };
+  return {
+    profile: meta.profile.name,
+    profileversion: meta.profile.version,
+    qualityflags: flags.length === 0 ? 'none' : [...new Set(flags)].join(','),
+  };
 }
 
 /** What scoring needs from preprocessing, read back from the .npy blob's metadata (undefined if incomplete). */
-export function scoringInfoFromMetadata(md: Record<string, string> | undefined): { sha256: string; profile: { name: string; version: string }; quality: { blank: boolean; nearConstant: boolean; warnings: string[] } } | undefined {
+export function scoringInfoFromMetadata(md: Record<string, string> | undefined):
+  | {
+      sha256: string;
+      profile: { name: string; version: string };
+      quality: { blank: boolean; nearConstant: boolean; warnings: string[] };
+    }
+  | undefined {
   if (md === undefined) return undefined;
   const sha = md[SOURCE_SHA_KEY];
   const { profile, profileversion, qualityflags } = md;
-  if (sha === undefined || profile === undefined || profileversion === undefined || qualityflags === undefined) return undefined;
+  if (sha === undefined || profile === undefined || profileversion === undefined || qualityflags === undefined)
+    return undefined;
   const flags = qualityflags.split(',').filter((f) => f !== '' && f !== 'none');
-  return { sha256: sha, profile: { name: profile, version: profileversion }, quality: { blank: flags.includes('blank'), nearConstant: flags.includes('near-constant'), warnings: flags } };
+  return {
+    sha256: sha,
+    profile: { name: profile, version: profileversion },
+    quality: { blank: flags.includes('blank'), nearConstant: flags.includes('near-constant'), warnings: flags },
+  };
 }

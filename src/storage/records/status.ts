@@ -22,7 +22,12 @@ export interface StatusReport {
 }
 
 /** One listing of a container: how many blobs, and what `map` makes of their names. */
-async function listOnce(store: BlobStore, container: string, map?: (n: string) => string | undefined, onEntry?: (e: BlobEntry) => void): Promise<{ count: number; names: Set<string> }> {
+async function listOnce(
+  store: BlobStore,
+  container: string,
+  map?: (n: string) => string | undefined,
+  onEntry?: (e: BlobEntry) => void,
+): Promise<{ count: number; names: Set<string> }> {
   const names = new Set<string>();
   let count = 0;
   try {
@@ -44,7 +49,12 @@ async function listOnce(store: BlobStore, container: string, map?: (n: string) =
  * of it (cachedStatus).
  */
 const OTHER_CONTAINERS = ALL_CONTAINERS.filter(
-  (c) => c !== CONTAINERS.uploads && c !== CONTAINERS.preprocessed && c !== CONTAINERS.rejected && c !== CONTAINERS.predictions && c !== CONTAINERS.flagged,
+  (c) =>
+    c !== CONTAINERS.uploads &&
+    c !== CONTAINERS.preprocessed &&
+    c !== CONTAINERS.rejected &&
+    c !== CONTAINERS.predictions &&
+    c !== CONTAINERS.flagged,
 );
 
 export async function collectStatus(store: BlobStore, instance?: InstanceImaging): Promise<StatusReport> {
@@ -76,11 +86,16 @@ export async function collectStatus(store: BlobStore, instance?: InstanceImaging
   for (const p of pre.names) if (!pred.names.has(p)) pendingScore++;
   const rejectionsByCode: Record<string, number> = {};
   for (const e of rejectedCodes) {
-    const code = e.metadata.code ?? (await store.getJson<{ code?: string }>(CONTAINERS.rejected, e.name))?.value.code ?? 'unknown';
+    const code =
+      e.metadata.code ?? (await store.getJson<{ code?: string }>(CONTAINERS.rejected, e.name))?.value.code ?? 'unknown';
     rejectionsByCode[code] = (rejectionsByCode[code] ?? 0) + 1;
   }
-  const card = current !== undefined && instance !== undefined ? await findCard(store, current.value.version) : undefined;
-  const problem = card !== undefined && instance !== undefined ? incompatibility({ ...card, version: current?.value.version ?? card.version }, instance) : undefined;
+  const card =
+    current !== undefined && instance !== undefined ? await findCard(store, current.value.version) : undefined;
+  const problem =
+    card !== undefined && instance !== undefined
+      ? incompatibility({ ...card, version: current?.value.version ?? card.version }, instance)
+      : undefined;
   return {
     containers,
     uploads: uploads.count,
@@ -91,7 +106,9 @@ export async function collectStatus(store: BlobStore, instance?: InstanceImaging
     flagged: flagged.names.size,
     pendingScore,
     model: current?.value.version ?? null,
-    ...(problem !== undefined ? { modelProblem: `${problem}; images wait unscored until a compatible model is promoted` } : {}),
+    ...(problem !== undefined
+      ? { modelProblem: `${problem}; images wait unscored until a compatible model is promoted` }
+      : {}),
     rejectionsByCode,
   };
 }
@@ -129,7 +146,11 @@ const statusCaches = new WeakMap<BlobStore, StatusCache>();
  * collection time). Only the first call on an instance waits for a report; concurrent calls share
  * one collection; a failed refresh keeps the last report (the next call tries again).
  */
-export async function cachedStatus(store: BlobStore, instance?: InstanceImaging, opts: CachedStatusOptions = {}): Promise<StatusSnapshot> {
+export async function cachedStatus(
+  store: BlobStore,
+  instance?: InstanceImaging,
+  opts: CachedStatusOptions = {},
+): Promise<StatusSnapshot> {
   const now = opts.now ?? Date.now;
   let cache = statusCaches.get(store);
   if (cache === undefined) {
@@ -151,8 +172,14 @@ export async function cachedStatus(store: BlobStore, instance?: InstanceImaging,
     return c.running;
   };
   if (c.report === undefined) await refresh();
-  else if (now() - c.at >= Math.max(opts.minRefreshMs ?? 30_000, (opts.refreshShare ?? 10) * c.ms)) void refresh().catch(() => undefined);
+  else if (now() - c.at >= Math.max(opts.minRefreshMs ?? 30_000, (opts.refreshShare ?? 10) * c.ms))
+    void refresh().catch(() => undefined);
   const report = c.report;
   if (report === undefined) throw new Error('status: no report was collected');
-  return { ...report, asOf: new Date(c.at).toISOString(), ageSeconds: Math.max(0, Math.round((now() - c.at) / 1000)), refreshing: c.running !== undefined };
+  return {
+    ...report,
+    asOf: new Date(c.at).toISOString(),
+    ageSeconds: Math.max(0, Math.round((now() - c.at) / 1000)),
+    refreshing: c.running !== undefined,
+  };
 }

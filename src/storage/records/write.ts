@@ -38,13 +38,26 @@ const MAX_RACES = 5;
 export async function writeRecord(store: BlobStore, w: RecordWrite): Promise<WriteOutcome> {
   const metadata: Record<string, string> = { ...(w.metadata ?? {}), [SOURCE_SHA_KEY]: w.sourceSha256 };
   for (let i = 0; i < MAX_RACES; i++) {
-    const created = await store.put(w.container, w.blob, w.body, { contentType: w.contentType, metadata, ifNoneExists: true });
+    const created = await store.put(w.container, w.blob, w.body, {
+      contentType: w.contentType,
+      metadata,
+      ifNoneExists: true,
+    });
     if (created.written) return 'written';
     const existing = await store.head(w.container, w.blob);
     if (existing === undefined) continue; // deleted in between: try to create again
     if ([SOURCE_SHA_KEY, ...(w.identityKeys ?? [])].every((k) => existing.metadata[k] === metadata[k])) return 'same';
-    if (w.stillCurrent !== undefined && existing.metadata[SOURCE_SHA_KEY] !== w.sourceSha256 && !(await w.stillCurrent())) return 'superseded';
-    const replaced = await store.put(w.container, w.blob, w.body, { contentType: w.contentType, metadata, ifMatch: existing.etag });
+    if (
+      w.stillCurrent !== undefined &&
+      existing.metadata[SOURCE_SHA_KEY] !== w.sourceSha256 &&
+      !(await w.stillCurrent())
+    )
+      return 'superseded';
+    const replaced = await store.put(w.container, w.blob, w.body, {
+      contentType: w.contentType,
+      metadata,
+      ifMatch: existing.etag,
+    });
     if (replaced.written) return 'replaced';
   }
   throw new TransientError(`Could not write ${w.container}/${w.blob}: it kept changing under concurrent writers.`);
@@ -69,7 +82,11 @@ export function writeJsonRecord(
 }
 
 /** The source hash a record was written for, or undefined when the record does not exist. */
-export async function recordSource(store: BlobStore, container: string, blob: string): Promise<{ sha: string | undefined; etag: string } | undefined> {
+export async function recordSource(
+  store: BlobStore,
+  container: string,
+  blob: string,
+): Promise<{ sha: string | undefined; etag: string } | undefined> {
   const h = await store.head(container, blob);
   return h === undefined ? undefined : { sha: h.metadata[SOURCE_SHA_KEY], etag: h.etag };
 }
@@ -79,7 +96,12 @@ export async function recordSource(store: BlobStore, container: string, blob: st
  * conditional on its ETag so a concurrent rewrite for the current bytes is never removed.
  * With blob versioning on (as deployed), the removed version stays recoverable.
  */
-export async function removeStaleRecord(store: BlobStore, container: string, blob: string, currentSha: string): Promise<boolean> {
+export async function removeStaleRecord(
+  store: BlobStore,
+  container: string,
+  blob: string,
+  currentSha: string,
+): Promise<boolean> {
   try {
     const src = await recordSource(store, container, blob);
     if (src === undefined || src.sha === currentSha) return false;

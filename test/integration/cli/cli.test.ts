@@ -53,8 +53,18 @@ describe('triage CLI', () => {
     } finally {
       s.restore();
     }
-    const status = JSON.parse(s.out.join('\n')) as { uploads: number; rejected: number; pendingPreprocess: number; rejectionsByCode: Record<string, number> };
-    expect(status).toMatchObject({ uploads: 3, rejected: 1, pendingPreprocess: 2, rejectionsByCode: { 'not-an-image': 1 } });
+    const status = JSON.parse(s.out.join('\n')) as {
+      uploads: number;
+      rejected: number;
+      pendingPreprocess: number;
+      rejectionsByCode: Record<string, number>;
+    };
+    expect(status).toMatchObject({
+      uploads: 3,
+      rejected: 1,
+      pendingPreprocess: 2,
+      rejectionsByCode: { 'not-an-image': 1 },
+    });
   });
 
   it.each([

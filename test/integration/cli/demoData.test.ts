@@ -14,7 +14,8 @@ describe('demo data', () => {
     await store.ensureContainers([HOST_CONTAINER]);
     const run = 'demo-20261201T000000/';
     const other = ['batch-1/7/00012.png', 'demo-20261130T000000/3/00001.png'];
-    for (const n of [`${run}3/00001.png`, `${run}broken/empty.png`, ...other]) await store.put(CONTAINERS.uploads, n, Buffer.from('png'));
+    for (const n of [`${run}3/00001.png`, `${run}broken/empty.png`, ...other])
+      await store.put(CONTAINERS.uploads, n, Buffer.from('png'));
     for (const n of [`${run}3/00001.png`, ...other]) {
       await store.put(CONTAINERS.preprocessed, `${n}.npy`, Buffer.from('npy'));
       await store.putJson(CONTAINERS.predictions, paths.prediction(n), { n });
@@ -22,7 +23,10 @@ describe('demo data', () => {
     }
     await store.putJson(CONTAINERS.rejected, paths.rejected(`${run}broken/empty.png`), { code: 'empty' });
     await store.putJson(CONTAINERS.models, 'demo-cnn-1/card.json', { version: 'demo-cnn-1' });
-    await store.putJson(HOST_CONTAINER, paths.receipts('preprocess'), { [`uploads/${run}3/00001.png`]: '"e1"', [`uploads/${other[0]}`]: '"e2"' });
+    await store.putJson(HOST_CONTAINER, paths.receipts('preprocess'), {
+      [`uploads/${run}3/00001.png`]: '"e1"',
+      [`uploads/${other[0]}`]: '"e2"',
+    });
 
     const removed = await removeDemoRun(store, run);
 
@@ -37,6 +41,8 @@ describe('demo data', () => {
     expect(await left(CONTAINERS.predictions)).toEqual(other.map((n) => paths.prediction(n)).sort());
     expect(await left(CONTAINERS.rejected)).toEqual([]);
     expect(await left(CONTAINERS.models)).toEqual(['demo-cnn-1/card.json']);
-    expect((await store.getJson(HOST_CONTAINER, paths.receipts('preprocess')))?.value).toEqual({ [`uploads/${other[0]}`]: '"e2"' });
+    expect((await store.getJson(HOST_CONTAINER, paths.receipts('preprocess')))?.value).toEqual({
+      [`uploads/${other[0]}`]: '"e2"',
+    });
   });
 });

@@ -16,16 +16,28 @@ describe('sweep log', () => {
     const store = await freshStore();
     const deps = buildDeps(loadConfig({ AzureWebJobsStorage: testConnectionString() }), { instanceId: 'sweep-test' });
     const lines: string[] = [];
-    const log: Log = { info: (m) => void lines.push(m), warn: (m) => void lines.push(m), error: (m) => void lines.push(m) };
+    const log: Log = {
+      info: (m) => void lines.push(m),
+      warn: (m) => void lines.push(m),
+      error: (m) => void lines.push(m),
+    };
     try {
-      expect(await handleSweep(steps, deps, log, { graceMs: 0 })).toEqual({ uploadsRedriven: 0, uploadsClaimed: 0, imagesScored: 0, stillWaiting: 0, errors: 0 });
+      expect(await handleSweep(steps, deps, log, { graceMs: 0 })).toEqual({
+        uploadsRedriven: 0,
+        uploadsClaimed: 0,
+        imagesScored: 0,
+        stillWaiting: 0,
+        errors: 0,
+      });
       expect(lines).toEqual([]);
 
       // An upload whose event never came: the sweep preprocesses it (no model yet, so it then waits).
       await store.put(CONTAINERS.uploads, 'lost/a.png', await digitPng(28));
       const r = await handleSweep(steps, deps, log, { graceMs: 0 });
       expect(r).toMatchObject({ uploadsRedriven: 1, errors: 0 });
-      expect(lines.filter((l) => l.startsWith('sweep:'))).toEqual([`sweep: 1 uploads re-driven, 0 images scored, ${r.stillWaiting} waiting, 0 errors`]);
+      expect(lines.filter((l) => l.startsWith('sweep:'))).toEqual([
+        `sweep: 1 uploads re-driven, 0 images scored, ${r.stillWaiting} waiting, 0 errors`,
+      ]);
 
       lines.length = 0;
       await handleSweep(steps, deps, log, { graceMs: 0 });

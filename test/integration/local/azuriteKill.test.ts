@@ -56,7 +56,12 @@ describe('Azurite killed under the embedded runtime', () => {
     const azurite: AzuriteHandle = await superviseAzurite({ location: dir }, { onRestart: (e) => restarts.push(e) });
     const store = BlobStore.fromConnection({ kind: 'connectionString', connectionString: azurite.connectionString });
     await store.ensureContainers();
-    const config = loadConfig({ AzureWebJobsStorage: azurite.connectionString, TRIAGE_LOCAL_POLL_MS: '100', TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_LOCAL_CONCURRENCY: '2' });
+    const config = loadConfig({
+      AzureWebJobsStorage: azurite.connectionString,
+      TRIAGE_LOCAL_POLL_MS: '100',
+      TRIAGE_LOCAL_HTTP_PORT: '0',
+      TRIAGE_LOCAL_CONCURRENCY: '2',
+    });
     const rt = await EmbeddedRuntime.start({ config, settings, log: quietLog });
     try {
       const files: [string, Buffer][] = [];
@@ -117,8 +122,14 @@ describe('Azurite killed under the embedded runtime', () => {
       expect(ackedBeforeKill).toBeGreaterThanOrEqual(20);
       await rt.waitForIdle(600_000);
       for (const [name] of files) {
-        expect({ name, upload: (await store.head(CONTAINERS.uploads, name)) !== undefined }).toEqual({ name, upload: true });
-        expect({ name, record: (await store.head(CONTAINERS.preprocessed, paths.preprocessed(name))) !== undefined }).toEqual({ name, record: true });
+        expect({ name, upload: (await store.head(CONTAINERS.uploads, name)) !== undefined }).toEqual({
+          name,
+          upload: true,
+        });
+        expect({
+          name,
+          record: (await store.head(CONTAINERS.preprocessed, paths.preprocessed(name))) !== undefined,
+        }).toEqual({ name, record: true });
         expect(await store.head(CONTAINERS.rejected, paths.rejected(name))).toBeUndefined();
       }
       expect(rt.statistics.poisoned).toBe(0);

@@ -65,7 +65,8 @@ async function exercise(store: BlobStore): Promise<unknown> {
   for (const c of CONTAINERS) {
     await inParallel(indices, async (i) => {
       const b = await store.get(c, nameOf(i));
-      reads[i + (c === 'beta' ? BLOBS : 0)] = b === undefined ? '-' : `${b.data.toString()}|${JSON.stringify(b.metadata)}`;
+      reads[i + (c === 'beta' ? BLOBS : 0)] =
+        b === undefined ? '-' : `${b.data.toString()}|${JSON.stringify(b.metadata)}`;
     });
   }
   seen.reads = reads;
@@ -75,7 +76,10 @@ async function exercise(store: BlobStore): Promise<unknown> {
     snapReads.push(r.toString());
   }
   seen.snapshots = snapReads;
-  seen.missing = [await store.head('alpha', 'f1/none.png'), await store.head('gamma-none', nameOf(1)).catch((e: unknown) => String((e as { statusCode?: number }).statusCode))];
+  seen.missing = [
+    await store.head('alpha', 'f1/none.png'),
+    await store.head('gamma-none', nameOf(1)).catch((e: unknown) => String((e as { statusCode?: number }).statusCode)),
+  ];
   // Listings: flat, with prefixes, with snapshots and metadata, by hierarchy.
   const names = async (c: string, prefix?: string) => {
     const out: string[] = [];
@@ -88,10 +92,12 @@ async function exercise(store: BlobStore): Promise<unknown> {
   seen.listPrefixNarrow = await names('beta', 'f0/n00');
   seen.listNone = await names('alpha', 'nothing/');
   const withSnapshots: string[] = [];
-  for await (const b of store.container('alpha').listBlobsFlat({ includeSnapshots: true, prefix: 'f0/' })) withSnapshots.push(`${b.name}|${b.snapshot === undefined ? '' : 'snapshot'}`);
+  for await (const b of store.container('alpha').listBlobsFlat({ includeSnapshots: true, prefix: 'f0/' }))
+    withSnapshots.push(`${b.name}|${b.snapshot === undefined ? '' : 'snapshot'}`);
   seen.listSnapshots = withSnapshots;
   const prefixes: string[] = [];
-  for await (const item of store.container('alpha').listBlobsByHierarchy('/')) prefixes.push(item.kind === 'prefix' ? `prefix:${item.name}` : item.name);
+  for await (const item of store.container('alpha').listBlobsByHierarchy('/'))
+    prefixes.push(item.kind === 'prefix' ? `prefix:${item.name}` : item.name);
   seen.hierarchy = prefixes;
   return seen;
 }
@@ -102,7 +108,10 @@ describe('Azurite preload', () => {
   const plainLines: string[] = [];
   const tunedLines: string[] = [];
   beforeAll(async () => {
-    [plain, tuned] = await Promise.all([startAzurite({ tuned: false, onLine: (l) => plainLines.push(l) }), startAzurite({ onLine: (l) => tunedLines.push(l) })]);
+    [plain, tuned] = await Promise.all([
+      startAzurite({ tuned: false, onLine: (l) => plainLines.push(l) }),
+      startAzurite({ onLine: (l) => tunedLines.push(l) }),
+    ]);
   });
   afterAll(async () => {
     await Promise.all([plain?.stop(), tuned?.stop()]);
@@ -119,7 +128,13 @@ describe('Azurite preload', () => {
     const [want, got] = await Promise.all([exercise(storeOf(plain)), exercise(storeOf(tuned))]);
     expect(got).toEqual(want);
     // The comparison covered what it should.
-    const w = want as { reads: string[]; snapshots: string[]; listPrefix: string[]; listSnapshots: string[]; hierarchy: string[] };
+    const w = want as {
+      reads: string[];
+      snapshots: string[];
+      listPrefix: string[];
+      listSnapshots: string[];
+      hierarchy: string[];
+    };
     expect(w.reads.filter((r) => r.startsWith('beta:')).length).toBe(Math.ceil(BLOBS / 3) - 1);
     expect(w.snapshots.every((s) => s.endsWith(':v1'))).toBe(true);
     expect(w.listPrefix.length).toBeGreaterThan(100);
@@ -136,7 +151,8 @@ describe('Azurite preload', () => {
       let head: { socket: Socket; length: string | undefined } | undefined;
       const onFinish = (msg: unknown) => {
         const { request, response } = msg as { request: ClientRequest; response: IncomingMessage };
-        if (request.method === 'HEAD' && request.socket !== null) head = { socket: request.socket, length: response.headers['content-length'] };
+        if (request.method === 'HEAD' && request.socket !== null)
+          head = { socket: request.socket, length: response.headers['content-length'] };
       };
       diagnostics.subscribe('http.client.response.finish', onFinish);
       try {
@@ -150,8 +166,16 @@ describe('Azurite preload', () => {
       }
       return out;
     }
-    expect(await afterMissingHead(tuned)).toEqual([['0', true], ['0', true], ['0', true]]);
-    expect(await afterMissingHead(plain)).toEqual([[undefined, false], [undefined, false], [undefined, false]]);
+    expect(await afterMissingHead(tuned)).toEqual([
+      ['0', true],
+      ['0', true],
+      ['0', true],
+    ]);
+    expect(await afterMissingHead(plain)).toEqual([
+      [undefined, false],
+      [undefined, false],
+      [undefined, false],
+    ]);
   });
 
   it('steps aside when an internal it patches changed: Azurite as published, one line saying so', async () => {
@@ -167,10 +191,17 @@ Loki.Resultset.prototype.find = function find(query, firstOnly) { return origina
     );
     const lines: string[] = [];
     // NODE_OPTIONS' --require runs before the command line's, so before the preload.
-    const stock = await startAzurite({ onLine: (l) => lines.push(l), env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${changed}`.trim() } });
+    const stock = await startAzurite({
+      onLine: (l) => lines.push(l),
+      env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${changed}`.trim() },
+    });
     try {
       expect(lines).not.toContain(PRELOAD_MARKER);
-      expect(lines.filter((l) => l.includes('preload'))).toEqual([expect.stringMatching(/^image-triage azurite preload: not installed, Azurite runs as published: lokijs Resultset\.prototype\.find changed/)]);
+      expect(lines.filter((l) => l.includes('preload'))).toEqual([
+        expect.stringMatching(
+          /^image-triage azurite preload: not installed, Azurite runs as published: lokijs Resultset\.prototype\.find changed/,
+        ),
+      ]);
       const store = storeOf(stock);
       await store.container('stock').createIfNotExists();
       await store.put('stock', 'a/b.png', 'bytes', { metadata: { n: '1' } });

@@ -36,14 +36,25 @@ interface Answer {
   contentType: string | undefined;
 }
 
-function send(port: number, method: string, target: string, opts: { headers?: Record<string, string>; body?: Buffer; chunked?: boolean } = {}): Promise<Answer> {
+function send(
+  port: number,
+  method: string,
+  target: string,
+  opts: { headers?: Record<string, string>; body?: Buffer; chunked?: boolean } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const headers = { ...(opts.headers ?? {}) };
     if (opts.body !== undefined && opts.chunked !== true) headers['content-length'] = String(opts.body.length);
     const req = http.request({ host: '127.0.0.1', port, method, path: target, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), contentType: res.headers['content-type'] }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body: Buffer.concat(chunks).toString('utf8'),
+          contentType: res.headers['content-type'],
+        }),
+      );
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -122,7 +133,12 @@ describe('HTTP routes under hostile requests', () => {
     await store.put(CONTAINERS.preprocessed, paths.preprocessed(IMAGE), Buffer.alloc(16), {
       metadata: { [SOURCE_SHA_KEY]: SHA, [RECORD_KEY]: JSON.stringify({ source: { sha256: SHA } }) },
     });
-    await store.putJson(CONTAINERS.predictions, paths.prediction(IMAGE), { upload: IMAGE, model: { version: 'v1' }, topClass: '7', confidence: 0.9 });
+    await store.putJson(CONTAINERS.predictions, paths.prediction(IMAGE), {
+      upload: IMAGE,
+      model: { version: 'v1' },
+      topClass: '7',
+      confidence: 0.9,
+    });
     await store.putJson(CONTAINERS.models, paths.currentModel(), { version: 'v1' });
     await store.putJson(CONTAINERS.models, paths.modelCard('v1'), {
       version: 'v1',
@@ -150,13 +166,29 @@ describe('HTTP routes under hostile requests', () => {
 
   it('answers every hostile request with a 4xx, writes nothing and reads nothing outside the route', async () => {
     const routes = rt.functions.flatMap((f) => (f.trigger.kind === 'http' ? [{ name: f.name, ...f.trigger }] : []));
-    expect(routes.map((r) => r.route)).toEqual(expect.arrayContaining(['predictions/{*name}', 'labels/{*name}', 'status', 'runs/{id}', 'retrain', 'worklist', 'runs']));
+    expect(routes.map((r) => r.route)).toEqual(
+      expect.arrayContaining([
+        'predictions/{*name}',
+        'labels/{*name}',
+        'status',
+        'runs/{id}',
+        'retrain',
+        'worklist',
+        'runs',
+      ]),
+    );
     const before = await snapshot(store);
     const port = rt.httpPort;
     const json = { 'content-type': 'application/json' };
     const failures: string[] = [];
     let sent = 0;
-    const check = async (what: string, method: string, target: string, opts: Parameters<typeof send>[3] = {}, expected?: number): Promise<void> => {
+    const check = async (
+      what: string,
+      method: string,
+      target: string,
+      opts: Parameters<typeof send>[3] = {},
+      expected?: number,
+    ): Promise<void> => {
       storageRequests = [];
       sent++;
       let a: Answer;
@@ -168,16 +200,24 @@ describe('HTTP routes under hostile requests', () => {
         failures.push(`${what}: ${method} ${target.slice(0, 80)}: no answer: ${String(err)}`);
         return;
       }
-      if (a.status < 400 || a.status > 499) failures.push(`${what}: ${method} ${target.slice(0, 80)} -> ${a.status} ${a.body.slice(0, 120)}`);
-      if (expected !== undefined && a.status !== expected) failures.push(`${what}: ${method} ${target.slice(0, 80)} -> ${a.status}, expected ${expected}: ${a.body.slice(0, 120)}`);
-      if (!/application\/json/.test(a.contentType ?? '')) failures.push(`${what}: ${method} ${target.slice(0, 80)}: answer is ${a.contentType ?? 'untyped'}`);
+      if (a.status < 400 || a.status > 499)
+        failures.push(`${what}: ${method} ${target.slice(0, 80)} -> ${a.status} ${a.body.slice(0, 120)}`);
+      if (expected !== undefined && a.status !== expected)
+        failures.push(
+          `${what}: ${method} ${target.slice(0, 80)} -> ${a.status}, expected ${expected}: ${a.body.slice(0, 120)}`,
+        );
+      if (!/application\/json/.test(a.contentType ?? ''))
+        failures.push(`${what}: ${method} ${target.slice(0, 80)}: answer is ${a.contentType ?? 'untyped'}`);
       for (const r of storageRequests) {
-        if (r.method !== 'GET' && r.method !== 'HEAD') failures.push(`${what}: ${method} ${target.slice(0, 80)} wrote ${r.method} ${r.path}`);
-        if (r.path.includes('/../') || r.path.includes('/./')) failures.push(`${what}: ${method} ${target.slice(0, 80)} sent ${r.path}`);
+        if (r.method !== 'GET' && r.method !== 'HEAD')
+          failures.push(`${what}: ${method} ${target.slice(0, 80)} wrote ${r.method} ${r.path}`);
+        if (r.path.includes('/../') || r.path.includes('/./'))
+          failures.push(`${what}: ${method} ${target.slice(0, 80)} sent ${r.path}`);
       }
       if (target.includes('predictions/') || target.includes('labels/')) {
         // A name route refuses a bad name before any storage call.
-        for (const r of storageRequests) failures.push(`${what}: ${method} ${target.slice(0, 80)} reached storage: ${r.method} ${r.path}`);
+        for (const r of storageRequests)
+          failures.push(`${what}: ${method} ${target.slice(0, 80)} reached storage: ${r.method} ${r.path}`);
       }
     };
 
@@ -192,7 +232,9 @@ describe('HTTP routes under hostile requests', () => {
       // An overlong target: 414.
       await check('overlong target', method, pathFor(r.route, 'x') + '?q=' + 'a'.repeat(13_000), body, 414);
       // Methods the route does not take: 405 with Allow.
-      for (const m of ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'PROPFIND'].filter((x) => !r.methods.includes(x))) {
+      for (const m of ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'PROPFIND'].filter(
+        (x) => !r.methods.includes(x),
+      )) {
         await check('wrong method', m, pathFor(r.route, 'x'), {}, 405);
       }
       if (method === 'POST') {
@@ -200,9 +242,21 @@ describe('HTTP routes under hostile requests', () => {
         // header it requires) may refuse with another 4xx.
         const exact = (status: number): number | undefined => (JSON_ROUTES.includes(r.route) ? status : undefined);
         const good = pathFor(r.route, encodeURIComponent(IMAGE).replace(/%2F/g, '/'));
-        await check('text/plain', 'POST', good, { headers: { 'content-type': 'text/plain' }, body: Buffer.from('{"class":"7","force":true}') }, exact(415));
+        await check(
+          'text/plain',
+          'POST',
+          good,
+          { headers: { 'content-type': 'text/plain' }, body: Buffer.from('{"class":"7","force":true}') },
+          exact(415),
+        );
         await check('no content type', 'POST', good, { body: Buffer.from('{"class":"7","force":true}') }, exact(415));
-        await check('form', 'POST', good, { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: Buffer.from('class=7') }, exact(415));
+        await check(
+          'form',
+          'POST',
+          good,
+          { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: Buffer.from('class=7') },
+          exact(415),
+        );
         await check('bad JSON', 'POST', good, { headers: json, body: Buffer.from('{"class":') }, exact(400));
         const big = Buffer.from(JSON.stringify({ class: '7', note: 'x'.repeat(MAX_JSON_BODY_BYTES) }));
         await check('route limit', 'POST', good, { headers: json, body: big }, exact(413));
@@ -231,22 +285,37 @@ describe('HTTP routes under hostile requests', () => {
       if (k.startsWith(`${HOST_CONTAINER}/`)) return;
       expect({ k, etag }).toEqual({ k, etag: before.get(k) });
     });
-    expect([...after.keys()].filter((k) => !k.startsWith(`${HOST_CONTAINER}/`)).sort()).toEqual([...before.keys()].filter((k) => !k.startsWith(`${HOST_CONTAINER}/`)).sort());
+    expect([...after.keys()].filter((k) => !k.startsWith(`${HOST_CONTAINER}/`)).sort()).toEqual(
+      [...before.keys()].filter((k) => !k.startsWith(`${HOST_CONTAINER}/`)).sort(),
+    );
   });
 
   it('answers 409 with a message when the label record is not JSON, and labels nothing', async () => {
     await store.put(CONTAINERS.labels, paths.label(IMAGE), Buffer.from('this is not json'));
     const target = `/api/labels/${encodeURIComponent(IMAGE)}`;
-    const a = await send(rt.httpPort, 'POST', target, { headers: { 'content-type': 'application/json' }, body: Buffer.from('{"class":"7"}') });
+    const a = await send(rt.httpPort, 'POST', target, {
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from('{"class":"7"}'),
+    });
     expect(a.status).toBe(409);
     expect((JSON.parse(a.body) as { error: string }).error).toMatch(/not a label record/);
     expect((await store.get(CONTAINERS.labels, paths.label(IMAGE)))?.data.toString()).toBe('this is not json');
   });
 
   it('still labels a good request, with application/json and a charset', async () => {
-    await store.put(CONTAINERS.labels, paths.label(IMAGE), Buffer.from('{"class":"3","labeledBy":"a","labeledAt":"2026-01-01T00:00:00Z","history":[]}'));
-    const a = await send(rt.httpPort, 'POST', `/api/labels/${encodeURIComponent(IMAGE)}`, { headers: { 'content-type': 'application/json; charset=utf-8' }, body: Buffer.from('{"class":"7"}') });
+    await store.put(
+      CONTAINERS.labels,
+      paths.label(IMAGE),
+      Buffer.from('{"class":"3","labeledBy":"a","labeledAt":"2026-01-01T00:00:00Z","history":[]}'),
+    );
+    const a = await send(rt.httpPort, 'POST', `/api/labels/${encodeURIComponent(IMAGE)}`, {
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+      body: Buffer.from('{"class":"7"}'),
+    });
     expect(a.status).toBe(200);
-    expect((await store.getJson<{ class: string; history: { class: string }[] }>(CONTAINERS.labels, paths.label(IMAGE)))?.value).toMatchObject({ class: '7', history: [{ class: '3' }] });
+    expect(
+      (await store.getJson<{ class: string; history: { class: string }[] }>(CONTAINERS.labels, paths.label(IMAGE)))
+        ?.value,
+    ).toMatchObject({ class: '7', history: [{ class: '3' }] });
   });
 });

@@ -41,7 +41,12 @@ function startRuntime(dataDir: string): Started {
 }
 
 /** Resolves when `done()` holds, polling; rejects with `what` once the process `watch` has exited or after `maxPolls`. */
-async function until(what: string, done: () => boolean | Promise<boolean>, maxPolls = 2400, watch?: Started): Promise<void> {
+async function until(
+  what: string,
+  done: () => boolean | Promise<boolean>,
+  maxPolls = 2400,
+  watch?: Started,
+): Promise<void> {
   let exited = false;
   void watch?.exited.then(() => (exited = true));
   for (let i = 0; i < maxPolls; i++) {
@@ -93,7 +98,7 @@ describe('the embedded runtime killed', () => {
 
     a.child.kill('SIGKILL');
     await a.exited;
-    await until('the killed runtime\'s Azurite exits', () => !processAlive(azuritePid), 2400);
+    await until("the killed runtime's Azurite exits", () => !processAlive(azuritePid), 2400);
     expect(existsSync(lockFile(dataDir))).toBe(true); // SIGKILL runs no clean-up: the next start takes it over
 
     const c = startRuntime(dataDir);
@@ -101,13 +106,20 @@ describe('the embedded runtime killed', () => {
     await until('start after the kill', () => /HTTP functions on/.test(c.output()), 2400, c);
     const second = holder(dataDir);
     expect(second.pid).toBe(c.child.pid);
-    const store2 = BlobStore.fromConnection({ kind: 'connectionString', connectionString: devConnectionString(Number(/:(\d+)\//.exec(second.storage ?? '')?.[1])) });
+    const store2 = BlobStore.fromConnection({
+      kind: 'connectionString',
+      connectionString: devConnectionString(Number(/:(\d+)\//.exec(second.storage ?? '')?.[1])),
+    });
     for (const n of names) expect(await store2.head(CONTAINERS.uploads, n)).toBeDefined();
     await until(
       'every acknowledged upload has its record',
       async () => {
         for (const n of names) {
-          if ((await store2.head(CONTAINERS.preprocessed, paths.preprocessed(n))) === undefined && (await store2.head(CONTAINERS.rejected, paths.rejected(n))) === undefined) return false;
+          if (
+            (await store2.head(CONTAINERS.preprocessed, paths.preprocessed(n))) === undefined &&
+            (await store2.head(CONTAINERS.rejected, paths.rejected(n))) === undefined
+          )
+            return false;
         }
         return true;
       },

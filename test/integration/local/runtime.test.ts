@@ -31,10 +31,20 @@ app.timer('testHeartbeat', {
 });
 
 function configFor(connectionString: string, extra: Record<string, string> = {}): Config {
-  return loadConfig({ AzureWebJobsStorage: connectionString, TRIAGE_LOCAL_POLL_MS: '50', TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_LOCAL_CONCURRENCY: '4', ...extra });
+  return loadConfig({
+    AzureWebJobsStorage: connectionString,
+    TRIAGE_LOCAL_POLL_MS: '50',
+    TRIAGE_LOCAL_HTTP_PORT: '0',
+    TRIAGE_LOCAL_CONCURRENCY: '4',
+    ...extra,
+  });
 }
 
-const settings = { TEST_HEARTBEAT_SCHEDULE: '0 0 0 1 1 *', RETRAIN_SCHEDULE: '0 0 2 * * *', SWEEP_SCHEDULE: '0 0 0 1 1 *' };
+const settings = {
+  TEST_HEARTBEAT_SCHEDULE: '0 0 0 1 1 *',
+  RETRAIN_SCHEDULE: '0 0 2 * * *',
+  SWEEP_SCHEDULE: '0 0 0 1 1 *',
+};
 
 async function terminalRecords(store: BlobStore): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
@@ -76,9 +86,16 @@ describe('embedded runtime', () => {
 
     const records = await terminalRecords(store);
     expect(records.size).toBe(100);
-    for (const [name, kinds] of records) expect({ name, kinds }).toEqual({ name, kinds: [bad.some((b) => b.name === name) ? 'rejected' : 'preprocessed'] });
+    for (const [name, kinds] of records)
+      expect({ name, kinds }).toEqual({
+        name,
+        kinds: [bad.some((b) => b.name === name) ? 'rejected' : 'preprocessed'],
+      });
     for (const b of bad) {
-      const r = await store.getJson<{ code: string; message: string; upload: string }>(CONTAINERS.rejected, paths.rejected(b.name));
+      const r = await store.getJson<{ code: string; message: string; upload: string }>(
+        CONTAINERS.rejected,
+        paths.rejected(b.name),
+      );
       expect(r?.value).toMatchObject({ code: b.code, upload: b.name });
       expect(r?.value.message.length).toBeGreaterThan(10);
     }
@@ -97,10 +114,16 @@ describe('embedded runtime', () => {
   });
 
   it('keeps the whole preprocessing record on the .npy, with DICOM tags intact and no patient data', async () => {
-    const dicom = writeDicom(TS.explicitLE, imageElements({ rows: 64, cols: 48, bitsAllocated: 16, bitsStored: 12 }), { native: le16(ramp(48, 64, 4096)) });
+    const dicom = writeDicom(TS.explicitLE, imageElements({ rows: 64, cols: 48, bitsAllocated: 16, bitsStored: 12 }), {
+      native: le16(ramp(48, 64, 4096)),
+    });
     const name = 'ward 7/thorax é.dcm';
     await store.put(CONTAINERS.uploads, name, dicom);
-    const rt = await EmbeddedRuntime.start({ config: configFor(testConnectionString(), { TRIAGE_PROFILE: 'xray' }), settings, log: quietLog });
+    const rt = await EmbeddedRuntime.start({
+      config: configFor(testConnectionString(), { TRIAGE_PROFILE: 'xray' }),
+      settings,
+      log: quietLog,
+    });
     try {
       await rt.waitForIdle();
     } finally {
@@ -112,7 +135,13 @@ describe('embedded runtime', () => {
       pixels: `preprocessed/${name}.npy`,
       source: { sha256: sha256(dicom), bytes: dicom.length, format: 'dicom', width: 48, height: 64 },
       profile: { name: 'xray' },
-      dicom: { modality: 'CT', photometricInterpretation: 'MONOCHROME2', transferSyntax: TS.explicitLE, transferSyntaxName: 'Explicit VR Little Endian', bitsStored: 12 },
+      dicom: {
+        modality: 'CT',
+        photometricInterpretation: 'MONOCHROME2',
+        transferSyntax: TS.explicitLE,
+        transferSyntaxName: 'Explicit VR Little Endian',
+        bitsStored: 12,
+      },
       time: expect.any(String),
     });
     const head = await store.head(CONTAINERS.preprocessed, paths.preprocessed(name));
@@ -121,7 +150,11 @@ describe('embedded runtime', () => {
   });
 
   it('still reads the preprocessing records of the older layout (a .json beside the .npy)', async () => {
-    const legacy = { upload: 'old.png', source: { sha256: 'a'.repeat(64), bytes: 3 }, profile: { name: 'mnist', version: '1.0.0' } };
+    const legacy = {
+      upload: 'old.png',
+      source: { sha256: 'a'.repeat(64), bytes: 3 },
+      profile: { name: 'mnist', version: '1.0.0' },
+    };
     await store.put(CONTAINERS.preprocessed, paths.preprocessed('old.png'), Buffer.from('npy'));
     await expect(readPreprocessedRecord(store, 'old.png')).rejects.toThrow(/has no preprocessing record/);
     await store.putJson(CONTAINERS.preprocessed, paths.legacyPreprocessedMeta('old.png'), legacy);
@@ -160,7 +193,11 @@ describe('embedded runtime', () => {
 
   it('finds uploads that arrive from outside while a backlog drains (the scan waits for the queue, not forever)', async () => {
     // Concurrency 1: more than 10 queued blobs is a backlog, during which scans wait.
-    const rt = await EmbeddedRuntime.start({ config: configFor(testConnectionString(), { TRIAGE_LOCAL_CONCURRENCY: '1' }), settings, log: quietLog });
+    const rt = await EmbeddedRuntime.start({
+      config: configFor(testConnectionString(), { TRIAGE_LOCAL_CONCURRENCY: '1' }),
+      settings,
+      log: quietLog,
+    });
     try {
       await uploadDigits(store, 30, 'backlog');
       const deadline = Date.now() + 60_000;
@@ -202,7 +239,12 @@ describe('embedded runtime', () => {
     };
     diagnostics.subscribe('http.client.request.start', onRequest);
     try {
-      rt = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, functions: [chain], log: quietLog });
+      rt = await EmbeddedRuntime.start({
+        config: configFor(testConnectionString()),
+        settings,
+        functions: [chain],
+        log: quietLog,
+      });
       await rt.waitForIdle();
     } finally {
       diagnostics.unsubscribe('http.client.request.start', onRequest);
@@ -213,8 +255,18 @@ describe('embedded runtime', () => {
   });
 
   it('runs two runtimes on one Azurite without duplicate or torn records', async () => {
-    const a = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, instanceId: 'A', log: quietLog });
-    const b = await EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings, instanceId: 'B', log: quietLog });
+    const a = await EmbeddedRuntime.start({
+      config: configFor(testConnectionString()),
+      settings,
+      instanceId: 'A',
+      log: quietLog,
+    });
+    const b = await EmbeddedRuntime.start({
+      config: configFor(testConnectionString()),
+      settings,
+      instanceId: 'B',
+      log: quietLog,
+    });
     try {
       const files = await uploadDigits(store, 40, 'both');
       await Promise.all([a.waitForIdle(), b.waitForIdle()]);
@@ -275,7 +327,9 @@ describe('embedded runtime', () => {
   });
 
   it('refuses to start when a schedule setting is missing', async () => {
-    await expect(EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings: {}, log: quietLog })).rejects.toThrow(/TEST_HEARTBEAT_SCHEDULE/);
+    await expect(
+      EmbeddedRuntime.start({ config: configFor(testConnectionString()), settings: {}, log: quietLog }),
+    ).rejects.toThrow(/TEST_HEARTBEAT_SCHEDULE/);
   });
 });
 
@@ -286,12 +340,17 @@ describe('embedded runtime across an Azurite restart', () => {
     const port = azurite.port;
     const store = BlobStore.fromConnection({ kind: 'connectionString', connectionString: azurite.connectionString });
     await store.ensureContainers();
-    const rt = await EmbeddedRuntime.start({ config: configFor(azurite.connectionString, { TRIAGE_LOCAL_CONCURRENCY: '2' }), settings, log: quietLog });
+    const rt = await EmbeddedRuntime.start({
+      config: configFor(azurite.connectionString, { TRIAGE_LOCAL_CONCURRENCY: '2' }),
+      settings,
+      log: quietLog,
+    });
     try {
       const files = await uploadDigits(store, 60, 'restart');
       // Let part of the batch through, then pull the storage out from under the runtime.
       const deadline = Date.now() + 60_000;
-      while ((await store.count(CONTAINERS.preprocessed)) < 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while ((await store.count(CONTAINERS.preprocessed)) < 10 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
       await azurite.stop();
       await new Promise((r) => setTimeout(r, 1500));
       azurite = await startAzurite({ location: dir, port });

@@ -20,13 +20,23 @@ import { digitPng } from '../../helpers/images';
 const settings = { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' };
 
 function configFor(extra: Record<string, string> = {}): Config {
-  return loadConfig({ AzureWebJobsStorage: testConnectionString(), TRIAGE_LOCAL_POLL_MS: '50', TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_LOCAL_CONCURRENCY: '4', ...extra });
+  return loadConfig({
+    AzureWebJobsStorage: testConnectionString(),
+    TRIAGE_LOCAL_POLL_MS: '50',
+    TRIAGE_LOCAL_HTTP_PORT: '0',
+    TRIAGE_LOCAL_CONCURRENCY: '4',
+    ...extra,
+  });
 }
 
 /** Lines of a runtime's log, and how many preprocess runs (handler executions) they record. */
 function countingLog(): { log: Log; runs: () => number; skips: () => number } {
   const lines: string[] = [];
-  const log: Log = { info: (m) => void lines.push(m), warn: (m) => void lines.push(m), error: (m) => void lines.push(m) };
+  const log: Log = {
+    info: (m) => void lines.push(m),
+    warn: (m) => void lines.push(m),
+    error: (m) => void lines.push(m),
+  };
   return {
     log,
     // Every handlePreprocess run logs one line "preprocess: <name> -> ..." (or "... rejected", "... already rejected").
@@ -66,7 +76,8 @@ describe('two runtimes on one account', () => {
       const records = await terminalRecords(store);
       expect(records.size).toBe(N);
       for (const [name, kinds] of records) expect({ name, kinds }).toEqual({ name, kinds: ['preprocessed'] });
-      for (const [name, data] of files) expect((await readPreprocessedRecord(store, name))?.source.sha256).toBe(sha256(data));
+      for (const [name, data] of files)
+        expect((await readPreprocessedRecord(store, name))?.source.sha256).toBe(sha256(data));
       // Each upload was run once, by one of them; the other found it claimed.
       expect(la.runs() + lb.runs()).toBe(N);
       expect(la.runs() + lb.runs() + la.skips() + lb.skips()).toBeGreaterThan(N);
@@ -86,17 +97,29 @@ describe('two runtimes on one account', () => {
       const working = new Promise<void>((r) => (finish = r));
       let claimedNow: () => void = () => {};
       const claimed = new Promise<void>((r) => (claimedNow = r));
-      const other = withClaim(store, { fn: 'preprocess', container: CONTAINERS.uploads, name: 'claimed/a.png', etag: put.etag }, { instanceId: 'other', now: () => new Date() }, async () => {
-        claimedNow();
-        await working;
-        throw new Error('the other instance died');
-      });
+      const other = withClaim(
+        store,
+        { fn: 'preprocess', container: CONTAINERS.uploads, name: 'claimed/a.png', etag: put.etag },
+        { instanceId: 'other', now: () => new Date() },
+        async () => {
+          claimedNow();
+          await working;
+          throw new Error('the other instance died');
+        },
+      );
       await claimed;
-      expect(await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, deps, quiet, { graceMs: 0 })).toMatchObject({ uploadsRedriven: 0, uploadsClaimed: 1, errors: 0 });
+      expect(
+        await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, deps, quiet, { graceMs: 0 }),
+      ).toMatchObject({ uploadsRedriven: 0, uploadsClaimed: 1, errors: 0 });
       expect(await store.head(CONTAINERS.preprocessed, 'claimed/a.png.npy')).toBeUndefined();
       // Still claimed, but older than the timeout: abandoned, so the sweep re-drives it.
       await new Promise((r) => setTimeout(r, 1500));
-      expect(await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, deps, quiet, { graceMs: 0, claimTimeoutMs: 1000 })).toMatchObject({ uploadsRedriven: 1, uploadsClaimed: 0, errors: 0 });
+      expect(
+        await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, deps, quiet, {
+          graceMs: 0,
+          claimTimeoutMs: 1000,
+        }),
+      ).toMatchObject({ uploadsRedriven: 1, uploadsClaimed: 0, errors: 0 });
       expect(await store.head(CONTAINERS.preprocessed, 'claimed/a.png.npy')).toBeDefined();
       finish();
       await expect(other).rejects.toThrow('the other instance died');

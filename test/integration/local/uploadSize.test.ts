@@ -22,7 +22,13 @@ describe('upload size: checked on the declared size before decoding', () => {
     store = await freshStore();
   });
 
-  const config = () => loadConfig({ AzureWebJobsStorage: testConnectionString(), TRIAGE_MAX_UPLOAD_BYTES: String(LIMIT), TRIAGE_LOCAL_POLL_MS: '50', TRIAGE_LOCAL_HTTP_PORT: '0' });
+  const config = () =>
+    loadConfig({
+      AzureWebJobsStorage: testConnectionString(),
+      TRIAGE_MAX_UPLOAD_BYTES: String(LIMIT),
+      TRIAGE_LOCAL_POLL_MS: '50',
+      TRIAGE_LOCAL_HTTP_PORT: '0',
+    });
 
   it('the preprocess registration rejects a blob whose properties declare more than the limit, without decoding its bytes', async () => {
     const preprocess = loadFunctionApp().find((f) => f.name === 'preprocess')!;
@@ -32,14 +38,24 @@ describe('upload size: checked on the declared size before decoding', () => {
     const invoke = (name: string, contentLength: number) =>
       runWithDeps(deps, () =>
         Promise.resolve(
-          preprocess.callback(png, new InvocationContext({ functionName: 'preprocess', triggerMetadata: { name, properties: { contentLength } } })),
+          preprocess.callback(
+            png,
+            new InvocationContext({
+              functionName: 'preprocess',
+              triggerMetadata: { name, properties: { contentLength } },
+            }),
+          ),
         ),
       );
     try {
       // A valid image: only the declared size can make it too large.
       await invoke('declared-big.png', 5_000_000);
       const rec = await store.getJson<RejectionRecord>(CONTAINERS.rejected, paths.rejected('declared-big.png'));
-      expect(rec?.value).toMatchObject({ code: 'too-large', detail: { bytes: 5_000_000, maxInputBytes: LIMIT }, source: { bytes: png.length } });
+      expect(rec?.value).toMatchObject({
+        code: 'too-large',
+        detail: { bytes: 5_000_000, maxInputBytes: LIMIT },
+        source: { bytes: png.length },
+      });
       expect(await store.head(CONTAINERS.preprocessed, paths.preprocessed('declared-big.png'))).toBeUndefined();
 
       // The same bytes with their true size: preprocessed.
@@ -55,7 +71,11 @@ describe('upload size: checked on the declared size before decoding', () => {
     const big = Buffer.concat([await digitPng(28, { seed: 2 }), Buffer.alloc(LIMIT)]);
     await store.put(CONTAINERS.uploads, 'over.png', big);
     await store.put(CONTAINERS.uploads, 'under.png', await digitPng(28, { seed: 3 }));
-    const rt = await EmbeddedRuntime.start({ config: config(), settings: { RETRAIN_SCHEDULE: '0 0 2 * * *', SWEEP_SCHEDULE: '0 0 0 1 1 *' }, log: quietLog });
+    const rt = await EmbeddedRuntime.start({
+      config: config(),
+      settings: { RETRAIN_SCHEDULE: '0 0 2 * * *', SWEEP_SCHEDULE: '0 0 0 1 1 *' },
+      log: quietLog,
+    });
     try {
       await rt.waitForIdle();
     } finally {

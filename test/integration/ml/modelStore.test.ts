@@ -73,7 +73,9 @@ describe('labeled data from Blob Storage', () => {
       const name = `batch/img-${i}.png`;
       const cls = String(i % 3);
       const pixels = new Float32Array(28 * 28).fill((i % 3) / 2);
-      await store.put(CONTAINERS.preprocessed, paths.preprocessed(name), encodeNpy(pixels, [28, 28, 1]), { metadata: { profile: 'mnist', profileversion: '1.0.0' } });
+      await store.put(CONTAINERS.preprocessed, paths.preprocessed(name), encodeNpy(pixels, [28, 28, 1]), {
+        metadata: { profile: 'mnist', profileversion: '1.0.0' },
+      });
       await store.putJson(CONTAINERS.labels, paths.label(name), { class: cls, reviewer: 'test' });
     }
     await store.putJson(CONTAINERS.labels, paths.label('orphan.png'), { class: '1' });

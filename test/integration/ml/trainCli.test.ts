@@ -17,7 +17,11 @@ describe('triage train --data blob --store / triage evaluate --version', () => {
 
   const program = (lines: string[]) => {
     const p = new Command('triage').exitOverride();
-    registerMlCommands(p, { getStore: () => store, stderr: { write: () => true } as unknown as NodeJS.WriteStream, print: (l) => void lines.push(l) });
+    registerMlCommands(p, {
+      getStore: () => store,
+      stderr: { write: () => true } as unknown as NodeJS.WriteStream,
+      print: (l) => void lines.push(l),
+    });
     return p;
   };
 
@@ -28,21 +32,35 @@ describe('triage train --data blob --store / triage evaluate --version', () => {
     const put: Promise<unknown>[] = [];
     for (let i = 0; i < n; i++) {
       const name = `reviewed/${i}.png`;
-      put.push(store.put(CONTAINERS.preprocessed, paths.preprocessed(name), encodeNpy(train.images.slice(i * 784, (i + 1) * 784), [28, 28, 1])));
+      put.push(
+        store.put(
+          CONTAINERS.preprocessed,
+          paths.preprocessed(name),
+          encodeNpy(train.images.slice(i * 784, (i + 1) * 784), [28, 28, 1]),
+        ),
+      );
       put.push(store.putJson(CONTAINERS.labels, paths.label(name), { class: String(train.labels[i]), reviewer: 'r1' }));
     }
     await Promise.all(put);
 
     const lines: string[] = [];
-    await program(lines).parseAsync(['train', '--data', 'blob', '--model', 'mlp', '--epochs', '3', '--store', '--version', 'blob-1', '--no-plots'], { from: 'user' });
+    await program(lines).parseAsync(
+      ['train', '--data', 'blob', '--model', 'mlp', '--epochs', '3', '--store', '--version', 'blob-1', '--no-plots'],
+      { from: 'user' },
+    );
     expect(lines).toContain('saved model version blob-1 to models/blob-1/ (not promoted)');
     const { card } = await loadModel(store, 'blob-1');
     expect(card.data.source).toBe('blob:labels:train');
     expect(card.data.trainImages + card.data.validationImages + (card.data.testImages ?? 0)).toBe(n);
     expect(card.metrics.accuracy).toBeGreaterThan(0.3); // 10 classes, ~220 training images, 3 epochs
 
-    await program([]).parseAsync(['evaluate', '--data', 'blob', '--version', 'blob-1', '--out', dir, '--no-plots'], { from: 'user' });
-    const metrics = JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8')) as { accuracy: number; version: string };
+    await program([]).parseAsync(['evaluate', '--data', 'blob', '--version', 'blob-1', '--out', dir, '--no-plots'], {
+      from: 'user',
+    });
+    const metrics = JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8')) as {
+      accuracy: number;
+      version: string;
+    };
     expect(metrics.version).toBe('blob-1');
     expect(metrics.accuracy).toBeCloseTo(card.metrics.accuracy as number, 10);
   });

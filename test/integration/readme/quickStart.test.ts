@@ -69,11 +69,18 @@ function run(cmd: string, env: NodeJS.ProcessEnv): Promise<Ran> {
 }
 
 /** Starts a long-running command in its own process group; resolves once `ready` appears in its output. */
-function background(cmd: string, env: NodeJS.ProcessEnv, ready: RegExp): Promise<{ child: ChildProcess; output: () => string }> {
+function background(
+  cmd: string,
+  env: NodeJS.ProcessEnv,
+  ready: RegExp,
+): Promise<{ child: ChildProcess; output: () => string }> {
   const child = spawn('bash', ['-c', cmd], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${cmd}: not ready within ${COMMAND_MS / 1000} s:\n${output}`)), COMMAND_MS);
+    const timer = setTimeout(
+      () => reject(new Error(`${cmd}: not ready within ${COMMAND_MS / 1000} s:\n${output}`)),
+      COMMAND_MS,
+    );
     const onData = (c: Buffer) => {
       output += c.toString();
       if (ready.test(output)) {
@@ -109,53 +116,69 @@ describe('README quick start and service walk-through', () => {
     expect(commands.some((c) => /^npm run triage -- label /.test(c))).toBe(true);
   });
 
-  it('every command exits 0, in order, on a fresh data folder', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'triage-readme-'));
-    const dataDir = path.join(dir, 'azurite');
-    const hadSamples = existsSync(path.join(ROOT, 'samples'));
-    const env: NodeJS.ProcessEnv = { ...process.env, TRIAGE_LOCAL_DATA_DIR: dataDir, TRIAGE_LOCAL_HTTP_PORT: String(await freePort()) };
-    // The README's commands talk to the embedded runtime (local.settings.json), whatever this shell has.
-    for (const k of Object.keys(env)) if (k.startsWith('AzureWebJobsStorage')) delete env[k];
-    let server: { child: ChildProcess; output: () => string } | undefined;
-    const ran: string[] = [];
-    try {
-      for (const command of commands) {
-        if (NOT_RUN.includes(command)) continue;
-        if (command === 'npm start') {
-          server = await background(command, env, /Watching uploads\//);
-          ran.push(command);
-          continue;
-        }
-        const label = /^npm run triage -- label (\S+)/.exec(command);
-        if (label) {
-          // The README's label names a file that `triage samples` wrote and `upload` uploaded...
-          const upload = commands.find((c) => /^npm run triage -- upload /.test(c)) ?? '';
-          const prefix = /--prefix (\S+)/.exec(upload)?.[1] ?? '';
-          const folder = /upload (\S+)/.exec(upload)?.[1] ?? '';
-          expect((label[1] ?? '').startsWith(prefix)).toBe(true);
-          expect(existsSync(path.join(ROOT, folder, (label[1] ?? '').slice(prefix.length)))).toBe(true);
-          // ...and that the running function app has preprocessed: wait for it, as a user would look at status.
-          for (;;) {
-            const s = await run('node dist/src/cli/main.js status --json', env);
-            expect(s.code).toBe(0);
-            const status = JSON.parse(s.output.slice(s.output.indexOf('{'))) as { pendingPreprocess: number; uploads: number };
-            if (status.uploads > 0 && status.pendingPreprocess === 0) break;
-            await new Promise((r) => setTimeout(r, 2000));
+  it(
+    'every command exits 0, in order, on a fresh data folder',
+    async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'triage-readme-'));
+      const dataDir = path.join(dir, 'azurite');
+      const hadSamples = existsSync(path.join(ROOT, 'samples'));
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        TRIAGE_LOCAL_DATA_DIR: dataDir,
+        TRIAGE_LOCAL_HTTP_PORT: String(await freePort()),
+      };
+      // The README's commands talk to the embedded runtime (local.settings.json), whatever this shell has.
+      for (const k of Object.keys(env)) if (k.startsWith('AzureWebJobsStorage')) delete env[k];
+      let server: { child: ChildProcess; output: () => string } | undefined;
+      const ran: string[] = [];
+      try {
+        for (const command of commands) {
+          if (NOT_RUN.includes(command)) continue;
+          if (command === 'npm start') {
+            server = await background(command, env, /Watching uploads\//);
+            ran.push(command);
+            continue;
           }
+          const label = /^npm run triage -- label (\S+)/.exec(command);
+          if (label) {
+            // The README's label names a file that `triage samples` wrote and `upload` uploaded...
+            const upload = commands.find((c) => /^npm run triage -- upload /.test(c)) ?? '';
+            const prefix = /--prefix (\S+)/.exec(upload)?.[1] ?? '';
+            const folder = /upload (\S+)/.exec(upload)?.[1] ?? '';
+            expect((label[1] ?? '').startsWith(prefix)).toBe(true);
+            expect(existsSync(path.join(ROOT, folder, (label[1] ?? '').slice(prefix.length)))).toBe(true);
+            // ...and that the running function app has preprocessed: wait for it, as a user would look at status.
+            for (;;) {
+              const s = await run('node dist/src/cli/main.js status --json', env);
+              expect(s.code).toBe(0);
+              const status = JSON.parse(s.output.slice(s.output.indexOf('{'))) as {
+                pendingPreprocess: number;
+                uploads: number;
+              };
+              if (status.uploads > 0 && status.pendingPreprocess === 0) break;
+              await new Promise((r) => setTimeout(r, 2000));
+            }
+          }
+          const actual =
+            command.startsWith('npm run demo') && !command.includes(' -- ') ? `${command} ${DEMO_OPTIONS}` : command;
+          const r = await run(actual, env);
+          expect({ command: actual, code: r.code, output: r.code === 0 ? '' : r.output }).toEqual({
+            command: actual,
+            code: 0,
+            output: '',
+          });
+          ran.push(command);
         }
-        const actual = command.startsWith('npm run demo') && !command.includes(' -- ') ? `${command} ${DEMO_OPTIONS}` : command;
-        const r = await run(actual, env);
-        expect({ command: actual, code: r.code, output: r.code === 0 ? '' : r.output }).toEqual({ command: actual, code: 0, output: '' });
-        ran.push(command);
+      } finally {
+        if (server !== undefined) await stopGroup(server.child);
+        if (!hadSamples) rmSync(path.join(ROOT, 'samples'), { recursive: true, force: true });
+        rmSync(dir, { recursive: true, force: true });
+        rmSync(`${dataDir}-demo`, { recursive: true, force: true });
       }
-    } finally {
-      if (server !== undefined) await stopGroup(server.child);
-      if (!hadSamples) rmSync(path.join(ROOT, 'samples'), { recursive: true, force: true });
-      rmSync(dir, { recursive: true, force: true });
-      rmSync(`${dataDir}-demo`, { recursive: true, force: true });
-    }
-    expect(ran).toEqual(commands.filter((c) => !NOT_RUN.includes(c)));
-    // npm start said where its data is.
-    expect(server?.output()).toContain(`data in ${dataDir}`);
-  }, 4 * 60 * 60_000);
+      expect(ran).toEqual(commands.filter((c) => !NOT_RUN.includes(c)));
+      // npm start said where its data is.
+      expect(server?.output()).toContain(`data in ${dataDir}`);
+    },
+    4 * 60 * 60_000,
+  );
 });

@@ -60,7 +60,9 @@ export async function writeLabeled(
     const trueClass = test.classNames[test.labels[i] as number] as string;
     const l = { name, sha256: sha, trueClass };
     const record = JSON.stringify({ source: { sha256: sha }, profile: { name: 'mnist', version: '1.0.0' } });
-    await store.put(CONTAINERS.preprocessed, paths.preprocessed(name), encodeNpy(pixels, [28, 28, 1]), { metadata: { [SOURCE_SHA_KEY]: sha, [RECORD_KEY]: record } });
+    await store.put(CONTAINERS.preprocessed, paths.preprocessed(name), encodeNpy(pixels, [28, 28, 1]), {
+      metadata: { [SOURCE_SHA_KEY]: sha, [RECORD_KEY]: record },
+    });
     await store.putJson(CONTAINERS.labels, paths.label(name), {
       upload: name,
       class: opts.classOf ? opts.classOf(l, k) : trueClass,
@@ -82,9 +84,12 @@ export async function waitForRun(store: BlobStore, runId?: string, timeoutMs = 1
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = runId !== undefined ? (await readStatus(store, runId))?.value : (await listRuns(store)).at(-1);
-    const exited = s?.launcher?.kind !== 'local' || (await store.head(CONTAINERS.runs, paths.runFile(s.runId, 'trainer.log'))) !== undefined;
+    const exited =
+      s?.launcher?.kind !== 'local' ||
+      (await store.head(CONTAINERS.runs, paths.runFile(s.runId, 'trainer.log'))) !== undefined;
     if (s !== undefined && isFinished(s.state) && exited) return s;
-    if (Date.now() > deadline) throw new Error(`run ${runId ?? '(first)'} not finished after ${timeoutMs} ms: ${JSON.stringify(s ?? null)}`);
+    if (Date.now() > deadline)
+      throw new Error(`run ${runId ?? '(first)'} not finished after ${timeoutMs} ms: ${JSON.stringify(s ?? null)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }

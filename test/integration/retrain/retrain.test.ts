@@ -30,7 +30,10 @@ async function scans(n: number, offset: number): Promise<{ name: string; data: B
   for (let i = offset; i < offset + n; i++) {
     const raw = Buffer.alloc(784);
     for (let j = 0; j < 784; j++) raw[j] = 255 - Math.round((test.images[i * 784 + j] ?? 0) * 255);
-    const data = await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).resize(112, 112).png().toBuffer();
+    const data = await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } })
+      .resize(112, 112)
+      .png()
+      .toBuffer();
     out.push({ name: `ward 3/scan-${i}.png`, data, label: test.classNames[test.labels[i] ?? 0] ?? '' });
   }
   return out;
@@ -40,7 +43,12 @@ describe('scheduled retraining with a promotion gate', () => {
   let store: BlobStore;
   const runtimes: EmbeddedRuntime[] = [];
   const start = async (config: ReturnType<typeof retrainConfig>, schedule: string, instanceId?: string) => {
-    const rt = await EmbeddedRuntime.start({ config, settings: { RETRAIN_SCHEDULE: schedule, SWEEP_SCHEDULE: NEVER }, log: quietLog, ...(instanceId ? { instanceId } : {}) });
+    const rt = await EmbeddedRuntime.start({
+      config,
+      settings: { RETRAIN_SCHEDULE: schedule, SWEEP_SCHEDULE: NEVER },
+      log: quietLog,
+      ...(instanceId ? { instanceId } : {}),
+    });
     runtimes.push(rt);
     return rt;
   };
@@ -58,7 +66,10 @@ describe('scheduled retraining with a promotion gate', () => {
   it('labels arrive, the timer starts a run, a better candidate is promoted and scores the next upload', async () => {
     await saveTestModel(store, { version: 'weak', trainImages: 60, epochs: 1, seed: 3 });
     await promote(store, 'weak', { by: 'test', reason: 'first model' });
-    const rt = await start(retrainConfig({ RETRAIN_BASE_DATA: 'mnist:1500', RETRAIN_MIN_NEW_LABELS: '24' }), '*/1 * * * * *');
+    const rt = await start(
+      retrainConfig({ RETRAIN_BASE_DATA: 'mnist:1500', RETRAIN_MIN_NEW_LABELS: '24' }),
+      '*/1 * * * * *',
+    );
     const call = api(rt);
 
     const batch = await scans(24, 1000);
@@ -67,12 +78,20 @@ describe('scheduled retraining with a promotion gate', () => {
     // Nothing to retrain on yet: the timer has been firing without starting a run.
     expect(await listRuns(store)).toEqual([]);
     for (const s of batch) {
-      const r = await call(`labels/${encodeURIComponent(s.name)}`, { method: 'POST', body: JSON.stringify({ class: s.label, reviewer: 'dr.who' }) });
+      const r = await call(`labels/${encodeURIComponent(s.name)}`, {
+        method: 'POST',
+        body: JSON.stringify({ class: s.label, reviewer: 'dr.who' }),
+      });
       expect(r.status).toBe(201);
     }
 
     const done = await waitForRun(store);
-    expect(done).toMatchObject({ state: 'succeeded', outcome: 'promoted', requestedBy: 'timer', launcher: { kind: 'local' } });
+    expect(done).toMatchObject({
+      state: 'succeeded',
+      outcome: 'promoted',
+      requestedBy: 'timer',
+      launcher: { kind: 'local' },
+    });
     expect(done.history.map((h) => h.state)).toEqual(['queued', 'running', 'succeeded']);
     const current = await readCurrent(store);
     expect(current?.value.version).toBe(done.candidateVersion);
@@ -96,7 +115,9 @@ describe('scheduled retraining with a promotion gate', () => {
     expect(report?.data.labeled.train).toBe(batch.length - (manifest?.heldOut.labeled ?? 0));
     expect(report?.timings.trainMs).toBeGreaterThan(0);
     for (const plot of ['confusion.svg', 'risk-coverage.svg', 'reliability.svg']) {
-      expect((await store.get(CONTAINERS.runs, paths.runFile(done.runId, plot)))?.data.toString('utf8')).toMatch(/<svg/);
+      expect((await store.get(CONTAINERS.runs, paths.runFile(done.runId, plot)))?.data.toString('utf8')).toMatch(
+        /<svg/,
+      );
     }
     expect((await call(`runs/${done.runId}`)).body).toMatchObject({ state: 'succeeded', outcome: 'promoted' });
 
@@ -116,7 +137,12 @@ describe('scheduled retraining with a promotion gate', () => {
     await promote(store, 'good', { by: 'test', reason: 'first model' });
     const before = await readCurrent(store);
     // Reviewers mislabeled every training image (a class shifted by one to nine); held-out labels are true.
-    const labeled = await writeLabeled(store, { prefix: 'shuffled', from: 200, count: 150, classOf: (l, i) => (isHeldOut(l.sha256) ? l.trueClass : String((Number(l.trueClass) + 1 + (i % 9)) % 10)) });
+    const labeled = await writeLabeled(store, {
+      prefix: 'shuffled',
+      from: 200,
+      count: 150,
+      classOf: (l, i) => (isHeldOut(l.sha256) ? l.trueClass : String((Number(l.trueClass) + 1 + (i % 9)) % 10)),
+    });
     expect(labeled.filter((l) => isHeldOut(l.sha256)).length).toBeGreaterThanOrEqual(5);
     const rt = await start(retrainConfig(), NEVER);
 
@@ -141,10 +167,12 @@ describe('scheduled retraining with a promotion gate', () => {
     expect((await call('retrain', { method: 'POST', body: '[1]' })).status).toBe(400);
     const tooFew = await call('retrain', { method: 'POST', body: '{}' });
     expect(tooFew.status).toBe(422);
-    expect(String(tooFew.body.error)).toMatch(new RegExp(`0 new labels since run ${runId} \\(not promoted\\); RETRAIN_MIN_NEW_LABELS is 20.*force`));
+    expect(String(tooFew.body.error)).toMatch(
+      new RegExp(`0 new labels since run ${runId} \\(not promoted\\); RETRAIN_MIN_NEW_LABELS is 20.*force`),
+    );
   });
 
-  it('starts one run when two instances\' timers fire at once', async () => {
+  it("starts one run when two instances' timers fire at once", async () => {
     await writeLabeled(store, { prefix: 'both', from: 400, count: 40 });
     const config = retrainConfig();
     const a = await start(config, NEVER, 'A');
@@ -172,7 +200,10 @@ describe('scheduled retraining with a promotion gate', () => {
     await writeLabeled(store, { prefix: 'held', from: 800, count: 20 });
     // A starter that finds the lease taken gives up at once: "busy", no run.
     const r = await api(rt)('retrain', { method: 'POST', body: '{"force": true}' });
-    expect(r).toMatchObject({ status: 409, body: { error: expect.stringMatching(/another instance is starting a run/) } });
+    expect(r).toMatchObject({
+      status: 409,
+      body: { error: expect.stringMatching(/another instance is starting a run/) },
+    });
     expect(await store.renewLease(CONTAINERS.runs, paths.runLock(), first ?? '')).toBe(true);
     await store.releaseLease(CONTAINERS.runs, paths.runLock(), first ?? '');
     const second = await store.acquireLease(CONTAINERS.runs, paths.runLock(), 15);
@@ -198,11 +229,15 @@ describe('scheduled retraining with a promotion gate', () => {
     expect(done.history.map((h) => h.state)).toEqual(['queued', 'running', 'failed']);
     expect((await readCurrent(store))?.etag).toBe(before?.etag);
     expect((await listVersions(store)).map((v) => v.version)).toEqual(['v1']);
-    expect((await store.get(CONTAINERS.runs, paths.runFile(done.runId, 'trainer.log')))?.data.toString('utf8')).toMatch(/nothing to train on/);
+    expect((await store.get(CONTAINERS.runs, paths.runFile(done.runId, 'trainer.log')))?.data.toString('utf8')).toMatch(
+      /nothing to train on/,
+    );
 
     // A trainer that dies without a word is recorded as failed too (and the next run may start).
     await writeLabeled(store, { prefix: 'later', from: 700, count: 25 });
-    const crashing = new LocalLauncher(rt.deps.config, store, { command: () => ({ command: process.execPath, args: ['-e', 'process.exit(3)'] }) });
+    const crashing = new LocalLauncher(rt.deps.config, store, {
+      command: () => ({ command: process.execPath, args: ['-e', 'process.exit(3)'] }),
+    });
     const started = await startRun(rt.deps, { requestedBy: 'test', launcher: crashing, force: true });
     if (!started.started) throw new Error(`no run: ${started.message}`);
     await started.launch.done;

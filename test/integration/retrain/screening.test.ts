@@ -32,8 +32,14 @@ async function writeBaseFolder(dir: string, patients: number): Promise<void> {
   for (const cls of ['NORMAL', 'PNEUMONIA']) await mkdir(join(dir, cls), { recursive: true });
   for (let p = 0; p < patients; p++) {
     for (let n = 1; n <= 2; n++) {
-      await writeFile(join(dir, 'NORMAL', `IM-${String(p).padStart(4, '0')}-000${n}.png`), await radiographPng(64, { opacity: false, seed: 1000 + p * 10 + n }));
-      await writeFile(join(dir, 'PNEUMONIA', `person${p}_bacteria_${n}.png`), await radiographPng(64, { opacity: true, seed: 5000 + p * 10 + n }));
+      await writeFile(
+        join(dir, 'NORMAL', `IM-${String(p).padStart(4, '0')}-000${n}.png`),
+        await radiographPng(64, { opacity: false, seed: 1000 + p * 10 + n }),
+      );
+      await writeFile(
+        join(dir, 'PNEUMONIA', `person${p}_bacteria_${n}.png`),
+        await radiographPng(64, { opacity: true, seed: 5000 + p * 10 + n }),
+      );
     }
   }
 }
@@ -73,19 +79,40 @@ describe('retraining a screening model on X-ray labels', () => {
         RETRAIN_MIN_NEW_LABELS: '1',
       });
       expect(config.retrainModel).toBe('screen');
-      rt = await EmbeddedRuntime.start({ config, settings: { RETRAIN_SCHEDULE: NEVER, SWEEP_SCHEDULE: NEVER }, log: quietLog });
+      rt = await EmbeddedRuntime.start({
+        config,
+        settings: { RETRAIN_SCHEDULE: NEVER, SWEEP_SCHEDULE: NEVER },
+        log: quietLog,
+      });
       const call = api(rt);
 
       // ---- run 1: the base folder alone ----
       const r1 = await call('retrain', { method: 'POST', body: '{"force": true}' });
       expect(r1.status).toBe(202);
       const run1 = await waitForRun(store, String(r1.body.runId), RUN_TIMEOUT);
-      expect(run1).toMatchObject({ state: 'succeeded', outcome: 'promoted', summary: { gate: 'screening', positiveClass: 'PNEUMONIA' } });
-      expect(run1.reason).toMatch(/^the promoted model cannot score this instance's images \(model digits was trained on images preprocessed with the mnist profile.*\), so it is no baseline: no model is promoted yet; screening gate \(PNEUMONIA positive\): candidate held-out AUROC/);
+      expect(run1).toMatchObject({
+        state: 'succeeded',
+        outcome: 'promoted',
+        summary: { gate: 'screening', positiveClass: 'PNEUMONIA' },
+      });
+      expect(run1.reason).toMatch(
+        /^the promoted model cannot score this instance's images \(model digits was trained on images preprocessed with the mnist profile.*\), so it is no baseline: no model is promoted yet; screening gate \(PNEUMONIA positive\): candidate held-out AUROC/,
+      );
       const m1 = await readManifest(store, run1.runId);
-      expect(m1).toMatchObject({ profile: 'xray', xraySize: SIZE, classNames: ['NORMAL', 'PNEUMONIA'], baseData: { name: 'folder' }, training: { architecture: 'screen', positiveClass: 'PNEUMONIA', classWeights: 'balanced', batchSize: 32 } });
+      expect(m1).toMatchObject({
+        profile: 'xray',
+        xraySize: SIZE,
+        classNames: ['NORMAL', 'PNEUMONIA'],
+        baseData: { name: 'folder' },
+        training: { architecture: 'screen', positiveClass: 'PNEUMONIA', classWeights: 'balanced', batchSize: 32 },
+      });
       const card1 = await findCard(store, run1.candidateVersion ?? '');
-      expect(card1).toMatchObject({ architecture: 'screen', inputShape: [SIZE, SIZE, 1], preprocessing: { profile: 'xray' }, thresholds: { screening: { positiveClass: 'PNEUMONIA', targetSensitivity: 0.99 } } });
+      expect(card1).toMatchObject({
+        architecture: 'screen',
+        inputShape: [SIZE, SIZE, 1],
+        preprocessing: { profile: 'xray' },
+        thresholds: { screening: { positiveClass: 'PNEUMONIA', targetSensitivity: 0.99 } },
+      });
       // Validation (where the threshold is chosen) was split by patient: two images per patient, 40 patients in the folder.
       const grouping = card1?.data.grouping;
       expect(grouping?.unmatched).toBe(0);
@@ -96,7 +123,9 @@ describe('retraining a screening model on X-ray labels', () => {
       expect(report1?.gate.kind).toBe('screening');
       expect(report1?.promoted).toBeNull();
       expect(report1?.data.heldOut.base).toBeGreaterThan(0);
-      expect((await store.get(CONTAINERS.runs, paths.runFile(run1.runId, 'roc.svg')))?.data.toString('utf8')).toMatch(/<svg/);
+      expect((await store.get(CONTAINERS.runs, paths.runFile(run1.runId, 'roc.svg')))?.data.toString('utf8')).toMatch(
+        /<svg/,
+      );
 
       // ---- labels on uploads, scored by the promoted screen model ----
       const uploads: { name: string; cls: string }[] = [];
@@ -108,8 +137,18 @@ describe('retraining a screening model on X-ray labels', () => {
       }
       await rt.waitForIdle();
       for (const u of uploads) {
-        expect((await store.getJson<{ model: { version: string } }>(CONTAINERS.predictions, paths.prediction(u.name)))?.value.model.version).toBe(run1.candidateVersion);
-        expect((await call(`labels/${encodeURIComponent(u.name)}`, { method: 'POST', body: JSON.stringify({ class: u.cls, reviewer: 'dr.x' }) })).status).toBe(201);
+        expect(
+          (await store.getJson<{ model: { version: string } }>(CONTAINERS.predictions, paths.prediction(u.name)))?.value
+            .model.version,
+        ).toBe(run1.candidateVersion);
+        expect(
+          (
+            await call(`labels/${encodeURIComponent(u.name)}`, {
+              method: 'POST',
+              body: JSON.stringify({ class: u.cls, reviewer: 'dr.x' }),
+            })
+          ).status,
+        ).toBe(201);
       }
 
       // ---- run 2: labels + base folder, judged against the promoted screen model ----
@@ -130,15 +169,28 @@ describe('retraining a screening model on X-ray labels', () => {
       expect(gate.threshold.promoted).toBe(card1?.thresholds.screening?.threshold);
       const card2 = await findCard(store, run2.candidateVersion ?? '');
       expect(gate.threshold.candidate).toBe(card2?.thresholds.screening?.threshold);
-      for (const v of [gate.auroc.candidate, gate.auroc.promoted, gate.sensitivity.candidate, gate.sensitivity.promoted, gate.specificity.candidate, gate.specificity.promoted]) {
+      for (const v of [
+        gate.auroc.candidate,
+        gate.auroc.promoted,
+        gate.sensitivity.candidate,
+        gate.sensitivity.promoted,
+        gate.specificity.candidate,
+        gate.specificity.promoted,
+      ]) {
         expect(v).toEqual(expect.any(Number));
       }
       // The decision is the screening rule on those figures.
       const margin = m2?.gate.margin ?? NaN;
-      const pass = (gate.auroc.candidate ?? 0) >= (gate.auroc.promoted ?? 1) - margin - 1e-12 && (gate.sensitivity.candidate ?? 0) >= (gate.sensitivity.promoted ?? 1) - margin - 1e-12;
+      const pass =
+        (gate.auroc.candidate ?? 0) >= (gate.auroc.promoted ?? 1) - margin - 1e-12 &&
+        (gate.sensitivity.candidate ?? 0) >= (gate.sensitivity.promoted ?? 1) - margin - 1e-12;
       expect(gate.promote).toBe(pass);
       expect(run2.outcome).toBe(pass ? 'promoted' : 'not-promoted');
-      expect(run2.reason).toMatch(new RegExp(`^(no worse|worse) than ${run1.candidateVersion}: .*screening gate \\(PNEUMONIA positive, margin 0, ${gate.heldOut.n} held-out images: ${gate.heldOut.positives} PNEUMONIA\\)`));
+      expect(run2.reason).toMatch(
+        new RegExp(
+          `^(no worse|worse) than ${run1.candidateVersion}: .*screening gate \\(PNEUMONIA positive, margin 0, ${gate.heldOut.n} held-out images: ${gate.heldOut.positives} PNEUMONIA\\)`,
+        ),
+      );
       expect((await readCurrent(store))?.value.version).toBe(pass ? run2.candidateVersion : before?.value.version);
       // What `triage runs show` prints of it.
       const lines = describeSummary(run2.summary ?? {});

@@ -28,7 +28,16 @@ const HOSTILE = 'ward-3/<img src=x onerror="document.title=1">.jpeg';
 async function dicomOf(jpeg: Buffer): Promise<Buffer> {
   const { data, info } = await sharp(jpeg).greyscale().raw().toBuffer({ resolveWithObject: true });
   const samples = Array.from(data, (v) => v * 16);
-  const els = imageElements({ rows: info.height, cols: info.width, bitsAllocated: 16, bitsStored: 12, extra: [[0x0028, 0x1050, 'DS', '2048'], [0x0028, 0x1051, 'DS', '3000']] });
+  const els = imageElements({
+    rows: info.height,
+    cols: info.width,
+    bitsAllocated: 16,
+    bitsStored: 12,
+    extra: [
+      [0x0028, 0x1050, 'DS', '2048'],
+      [0x0028, 0x1051, 'DS', '3000'],
+    ],
+  });
   return writeDicom(TS.explicitLE, els, { native: le16(samples) });
 }
 
@@ -47,10 +56,14 @@ async function shownCase(page: Page): Promise<string> {
 }
 
 async function waitShownChange(page: Page, from: string): Promise<string> {
-  await page.waitForFunction((prev: string) => {
-    const s = (document.getElementById('viewer') as HTMLElement).dataset.shownCase;
-    return s !== undefined && s !== '' && s !== prev;
-  }, {}, from);
+  await page.waitForFunction(
+    (prev: string) => {
+      const s = (document.getElementById('viewer') as HTMLElement).dataset.shownCase;
+      return s !== undefined && s !== '' && s !== prev;
+    },
+    {},
+    from,
+  );
   return shownCase(page);
 }
 
@@ -92,7 +105,11 @@ describe('the review page in a real browser', () => {
       TRIAGE_REVIEW_AUTH: 'local',
       TRIAGE_LOCAL_REVIEWER: 'dr.test',
     });
-    rt = await EmbeddedRuntime.start({ config, settings: { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' }, log: quietLog });
+    rt = await EmbeddedRuntime.start({
+      config,
+      settings: { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' },
+      log: quietLog,
+    });
     const films = fixtureRadiographs();
     for (const f of films) {
       uploads.push(`ward-3/${f.name}`);
@@ -120,7 +137,11 @@ describe('the review page in a real browser', () => {
   });
 
   it('lists every flagged upload in priority order, with the predicted class, reasons and batch, names shown as text', async () => {
-    const records = await Promise.all(uploads.map(async (u) => (await store.getJson<PredictionRecord>(CONTAINERS.predictions, paths.prediction(u)))?.value));
+    const records = await Promise.all(
+      uploads.map(
+        async (u) => (await store.getJson<PredictionRecord>(CONTAINERS.predictions, paths.prediction(u)))?.value,
+      ),
+    );
     for (const r of records) expect(r?.review.flagged).toBe(true);
     const expected = records
       .map((r) => ({ upload: r?.upload ?? '', priority: r?.review.priority ?? 0 }))
@@ -128,7 +149,11 @@ describe('the review page in a real browser', () => {
       .map((r) => r.upload);
 
     await page.goto(base, { waitUntil: 'load' });
-    await page.waitForFunction((n: number) => document.querySelectorAll('#worklist-body tr').length === n, {}, uploads.length);
+    await page.waitForFunction(
+      (n: number) => document.querySelectorAll('#worklist-body tr').length === n,
+      {},
+      uploads.length,
+    );
     expect(await rowNames(page)).toEqual(expected);
     expect(await page.$eval('#remaining', (e) => e.textContent)).toBe(`${uploads.length} images wait for review`);
 
@@ -139,7 +164,11 @@ describe('the review page in a real browser', () => {
     expect(firstRow).toMatch(/ward-[34]\//);
 
     // The name with markup is text: no element came from it, and its handler never ran.
-    const hostile = await page.$$eval('#worklist-body tr', (rows, name) => rows.filter((r) => (r as HTMLElement).dataset.upload === name).map((r) => r.textContent ?? ''), HOSTILE);
+    const hostile = await page.$$eval(
+      '#worklist-body tr',
+      (rows, name) => rows.filter((r) => (r as HTMLElement).dataset.upload === name).map((r) => r.textContent ?? ''),
+      HOSTILE,
+    );
     expect(hostile[0]).toContain('<img src=x onerror="document.title=1">.jpeg');
     expect(await page.$$('img[src="x"]')).toHaveLength(0);
     expect(await page.title()).toBe('image-triage review');
@@ -147,7 +176,9 @@ describe('the review page in a real browser', () => {
   });
 
   it('shows the server-rendered original and the model input; window, level, presets, invert and reset change the pixels', async () => {
-    await page.waitForFunction(() => ((document.getElementById('viewer') as HTMLElement).dataset.shownCase ?? '') !== '');
+    await page.waitForFunction(
+      () => ((document.getElementById('viewer') as HTMLElement).dataset.shownCase ?? '') !== '',
+    );
     const before = await canvasHash(page);
     await page.keyboard.down('Shift');
     await page.keyboard.press('KeyL');
@@ -176,7 +207,10 @@ describe('the review page in a real browser', () => {
     const facts = await page.$eval('.case', (e) => e.textContent ?? '');
     expect(facts).toContain('xray-test-1');
     expect(facts).toMatch(/Quality/);
-    const side = await page.$eval('#side-image', (e) => ({ w: (e as HTMLImageElement).naturalWidth, src: (e as HTMLImageElement).src }));
+    const side = await page.$eval('#side-image', (e) => ({
+      w: (e as HTMLImageElement).naturalWidth,
+      src: (e as HTMLImageElement).src,
+    }));
     expect(side.w).toBe(64);
     expect(side.src).toContain('view=input');
     await page.screenshot({ path: path.join(ARTIFACTS, 'viewer.png') });
@@ -218,7 +252,10 @@ describe('the review page in a real browser', () => {
     const rows = await rowNames(page);
     expect(rows).not.toContain(c1);
     expect(rows).not.toContain(c2);
-    const api = (await (await fetch(`http://127.0.0.1:${rt.httpPort}/api/worklist?pageSize=500`)).json()) as { items: { upload: string }[]; total: number };
+    const api = (await (await fetch(`http://127.0.0.1:${rt.httpPort}/api/worklist?pageSize=500`)).json()) as {
+      items: { upload: string }[];
+      total: number;
+    };
     expect(api.items.map((i) => i.upload)).not.toContain(c1);
     expect(api.items.map((i) => i.upload)).not.toContain(c2);
     expect(api.total).toBe(uploads.length - 2);
@@ -227,7 +264,11 @@ describe('the review page in a real browser', () => {
     await page.keyboard.down('Control');
     await page.keyboard.press('z');
     await page.keyboard.up('Control');
-    await page.waitForFunction((name: string) => (document.getElementById('viewer') as HTMLElement).dataset.shownCase === name, {}, c2);
+    await page.waitForFunction(
+      (name: string) => (document.getElementById('viewer') as HTMLElement).dataset.shownCase === name,
+      {},
+      c2,
+    );
     expect(await store.head(CONTAINERS.labels, paths.label(c2))).toBeUndefined();
     expect((await store.getJson<LabelRecord>(CONTAINERS.labels, paths.label(c1)))?.value.class).toBe('PNEUMONIA');
     expect(await rowNames(page)).toContain(c2);
@@ -242,11 +283,17 @@ describe('the review page in a real browser', () => {
     let focused = '';
     for (let i = 0; i < 40 && focused !== names[1]; i++) {
       await p2.keyboard.press('Tab');
-      focused = await p2.evaluate(() => (document.activeElement?.closest('tr') as HTMLElement | null)?.dataset.upload ?? '');
+      focused = await p2.evaluate(
+        () => (document.activeElement?.closest('tr') as HTMLElement | null)?.dataset.upload ?? '',
+      );
     }
     expect(focused).toBe(names[1]);
     await p2.keyboard.press('Enter');
-    await p2.waitForFunction((n: string) => (document.getElementById('viewer') as HTMLElement).dataset.shownCase === n, {}, names[1] ?? '');
+    await p2.waitForFunction(
+      (n: string) => (document.getElementById('viewer') as HTMLElement).dataset.shownCase === n,
+      {},
+      names[1] ?? '',
+    );
     await p2.keyboard.press('n');
     await waitShownChange(p2, names[1] ?? '');
     expect((await labelOf(store, names[1] ?? ''))?.class).toBe('NORMAL');
@@ -267,7 +314,13 @@ describe('the review page in a real browser', () => {
     // Evaluated through the DevTools protocol: the page's Content-Security-Policy allows no inline script.
     await page.evaluate(readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8'));
     const violations = await page.evaluate(async () => {
-      const axe = (window as unknown as { axe: { run: (ctx: Document) => Promise<{ violations: { id: string; impact: string | null; nodes: unknown[] }[] }> } }).axe;
+      const axe = (
+        window as unknown as {
+          axe: {
+            run: (ctx: Document) => Promise<{ violations: { id: string; impact: string | null; nodes: unknown[] }[] }>;
+          };
+        }
+      ).axe;
       const r = await axe.run(document);
       return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length }));
     });
@@ -275,7 +328,12 @@ describe('the review page in a real browser', () => {
   });
 
   it('refuses writes without the page header and names that are not image names, and logged no page error', async () => {
-    const post = (p: string, headers: Record<string, string>) => fetch(`${base}${p}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{"class":"NORMAL"}' });
+    const post = (p: string, headers: Record<string, string>) =>
+      fetch(`${base}${p}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: '{"class":"NORMAL"}',
+      });
     expect((await post(`labels/${uploads[0] ?? ''}`, {})).status).toBe(403);
     expect((await post('labels/ward-3%2F..%2Fx.jpeg', { 'x-triage-review': '1' })).status).toBe(400);
     expect((await fetch(`${base}images/ward-3%5Cx.jpeg`)).status).toBe(400);

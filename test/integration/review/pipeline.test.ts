@@ -25,7 +25,12 @@ import { asJson } from '../../helpers/http';
 const settings = { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' };
 
 function config() {
-  return loadConfig({ AzureWebJobsStorage: testConnectionString(), TRIAGE_LOCAL_POLL_MS: '50', TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_MODEL_REFRESH_MS: '0' });
+  return loadConfig({
+    AzureWebJobsStorage: testConnectionString(),
+    TRIAGE_LOCAL_POLL_MS: '50',
+    TRIAGE_LOCAL_HTTP_PORT: '0',
+    TRIAGE_MODEL_REFRESH_MS: '0',
+  });
 }
 
 /** Held-out digits as 112 px black-on-white PNG scans, with their true labels. */
@@ -35,7 +40,10 @@ async function testDigits(n: number, offset = 0): Promise<{ name: string; data: 
   for (let i = offset; i < offset + n; i++) {
     const raw = Buffer.alloc(784);
     for (let j = 0; j < 784; j++) raw[j] = 255 - Math.round((test.images[i * 784 + j] ?? 0) * 255);
-    const data = await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).resize(112, 112).png().toBuffer();
+    const data = await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } })
+      .resize(112, 112)
+      .png()
+      .toBuffer();
     out.push({ name: `scan ${i}/digit é.png`, data, label: test.classNames[test.labels[i] ?? 0] ?? '' });
   }
   return out;
@@ -132,7 +140,11 @@ describe('scoring and review on the embedded runtime', () => {
     expect((await prediction(store, name))?.source.sha256).toBe(sha256(newer.data));
 
     // The older .npy delivered late (another instance's event, a slow invocation): nothing changes.
-    const late = await handleInfer({ name, data: olderNpy?.data ?? Buffer.alloc(0), metadata: olderNpy?.metadata }, rt.deps, quietLog);
+    const late = await handleInfer(
+      { name, data: olderNpy?.data ?? Buffer.alloc(0), metadata: olderNpy?.metadata },
+      rt.deps,
+      quietLog,
+    );
     expect(late).toEqual({ status: 'superseded' });
     expect((await prediction(store, name))?.source.sha256).toBe(sha256(newer.data));
   });
@@ -167,7 +179,12 @@ describe('scoring and review on the embedded runtime', () => {
     // Each item carries what the reviewer decides on: the predicted class and its probability.
     for (const item of all.items.slice(0, 5)) {
       const p = await prediction(store, item.upload);
-      expect(item).toMatchObject({ topClass: p?.topClass, confidence: p?.confidence, modelVersion: p?.model.version, batch: item.upload.slice(0, item.upload.indexOf('/') + 1) });
+      expect(item).toMatchObject({
+        topClass: p?.topClass,
+        confidence: p?.confidence,
+        modelVersion: p?.model.version,
+        batch: item.upload.slice(0, item.upload.indexOf('/') + 1),
+      });
       expect(item.top?.[0]).toEqual({ class: p?.topClass, probability: p?.confidence });
       // Not a screening model: the confidence threshold the flag applied, no positive class.
       expect(p?.threshold.kind).toBe('confidence');
@@ -181,7 +198,9 @@ describe('scoring and review on the embedded runtime', () => {
     const first = all.items[0]?.upload ?? '';
     const batch = first.slice(0, first.indexOf('/') + 1);
     const byPrefix = (await api(`worklist?pageSize=500&prefix=${encodeURIComponent(batch)}`)).body as Worklist;
-    expect(byPrefix.items.map((i) => i.upload)).toEqual(all.items.filter((i) => i.upload.startsWith(batch)).map((i) => i.upload));
+    expect(byPrefix.items.map((i) => i.upload)).toEqual(
+      all.items.filter((i) => i.upload.startsWith(batch)).map((i) => i.upload),
+    );
     expect((await api('worklist?prefix=..%2Fx')).status).toBe(400);
     expect((await api('worklist?reason=%3Cb%3E')).status).toBe(400);
     const page2 = (await api('worklist?page=2&pageSize=1')).body as Worklist;
@@ -190,7 +209,11 @@ describe('scoring and review on the embedded runtime', () => {
 
     const top = all.items[0];
     if (top === undefined) throw new Error('empty worklist');
-    const labeled = await api(`labels/${encodeURIComponent(top.upload)}`, { method: 'POST', body: JSON.stringify({ class: '3' }), headers: { 'x-ms-client-principal-name': 'dr.who' } });
+    const labeled = await api(`labels/${encodeURIComponent(top.upload)}`, {
+      method: 'POST',
+      body: JSON.stringify({ class: '3' }),
+      headers: { 'x-ms-client-principal-name': 'dr.who' },
+    });
     expect(labeled.status).toBe(201);
     const after = (await api('worklist?pageSize=500')).body as Worklist;
     expect(after.total).toBe(all.total - 1);
@@ -247,7 +270,10 @@ describe('scoring and review on the embedded runtime', () => {
     await store.put(CONTAINERS.uploads, d.name, d.data);
     await rt.waitForIdle();
     const first = await handleLabel({ name: d.name, body: { class: '1' }, by: 'carol' }, rt.deps);
-    const second = await handleLabel({ name: d.name, body: { class: '2', note: 'look again', reviewer: 'mallory' }, by: 'dave', verified: true }, rt.deps);
+    const second = await handleLabel(
+      { name: d.name, body: { class: '2', note: 'look again', reviewer: 'mallory' }, by: 'dave', verified: true },
+      rt.deps,
+    );
     if (first.status >= 400 || second.status >= 400) throw new Error('labels not written');
     const at = (r: typeof second) => (r.body as LabelRecord).labeledAt;
     expect((second.body as LabelRecord).labeledBy).toBe('dave'); // a verified reviewer is never the body's

@@ -16,7 +16,7 @@ import { digitPng } from '../../helpers/images';
 
 const steps = { preprocess: preprocessOnce, infer: handleInfer };
 
-describe('names at Azure\'s length limit', () => {
+describe("names at Azure's length limit", () => {
   it('rejects a 1,020-character upload name with invalid-name in a record whose name fits, and counts it as done', async () => {
     const store = await freshStore();
     const deps = buildDeps(loadConfig({ AzureWebJobsStorage: testConnectionString() }), { store });
@@ -27,10 +27,13 @@ describe('names at Azure\'s length limit', () => {
 
     const r = await handlePreprocess({ name: tooLong, data: png }, deps, quietLog);
     expect(r).toMatchObject({ status: 'rejected', code: 'invalid-name' });
-    expect(await handlePreprocess({ name: longest, data: png }, deps, quietLog)).toMatchObject({ status: 'preprocessed' });
+    expect(await handlePreprocess({ name: longest, data: png }, deps, quietLog)).toMatchObject({
+      status: 'preprocessed',
+    });
 
     const names: string[] = [];
-    for (const c of [CONTAINERS.rejected, CONTAINERS.preprocessed]) for await (const e of store.list(c)) names.push(`${c}/${e.name}`);
+    for (const c of [CONTAINERS.rejected, CONTAINERS.preprocessed])
+      for await (const e of store.list(c)) names.push(`${c}/${e.name}`);
     expect(names).toHaveLength(2);
     for (const n of names) expect(n.length - n.indexOf('/') - 1).toBeLessThanOrEqual(MAX_BLOB_NAME);
     const rec = await store.getJson<RejectionRecord>(CONTAINERS.rejected, paths.rejected(tooLong));
@@ -39,9 +42,17 @@ describe('names at Azure\'s length limit', () => {
     expect(rec?.value.message).toContain('1019');
 
     // A redelivery finds its record; status and the sweep see the upload as done.
-    expect(await handlePreprocess({ name: tooLong, data: png }, deps, quietLog)).toMatchObject({ status: 'already-done' });
+    expect(await handlePreprocess({ name: tooLong, data: png }, deps, quietLog)).toMatchObject({
+      status: 'already-done',
+    });
     const status = await collectStatus(store);
-    expect(status).toMatchObject({ uploads: 2, rejected: 1, preprocessed: 1, pendingPreprocess: 0, rejectionsByCode: { 'invalid-name': 1 } });
+    expect(status).toMatchObject({
+      uploads: 2,
+      rejected: 1,
+      preprocessed: 1,
+      pendingPreprocess: 0,
+      rejectionsByCode: { 'invalid-name': 1 },
+    });
     const sweep = await handleSweep(steps, deps, quietLog, { graceMs: 0 });
     expect(sweep.uploadsRedriven).toBe(0);
     deps.models.dispose();

@@ -26,11 +26,16 @@ describe('status snapshot', () => {
     try {
       const first = await Promise.all(Array.from({ length: 5 }, () => cachedStatus(store, undefined, { now })));
       expect(listings).toHaveLength(1);
-      for (const s of first) expect(s).toMatchObject({ uploads: 2, ageSeconds: 0, refreshing: false, asOf: new Date(clock).toISOString() });
+      for (const s of first)
+        expect(s).toMatchObject({ uploads: 2, ageSeconds: 0, refreshing: false, asOf: new Date(clock).toISOString() });
 
       await store.put(CONTAINERS.uploads, 'c.png', 'x');
       clock += 10_000;
-      expect(await cachedStatus(store, undefined, { now })).toMatchObject({ uploads: 2, ageSeconds: 10, refreshing: false });
+      expect(await cachedStatus(store, undefined, { now })).toMatchObject({
+        uploads: 2,
+        ageSeconds: 10,
+        refreshing: false,
+      });
       expect(listings).toHaveLength(1);
 
       clock += 30_000;

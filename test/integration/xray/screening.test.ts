@@ -31,7 +31,12 @@ import { capture } from '../../helpers/console';
 const FIXTURES = join(__dirname, '..', '..', 'fixtures', 'chest-xray');
 const SIZE = 32;
 const CLASSES = ['NORMAL', 'PNEUMONIA'];
-const settings = { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *', TRIAGE_PROFILE: 'xray', TRIAGE_XRAY_SIZE: String(SIZE) };
+const settings = {
+  RETRAIN_SCHEDULE: '0 0 0 1 1 *',
+  SWEEP_SCHEDULE: '0 0 0 1 1 *',
+  TRIAGE_PROFILE: 'xray',
+  TRIAGE_XRAY_SIZE: String(SIZE),
+};
 
 interface Upload {
   name: string;
@@ -51,7 +56,13 @@ describe('chest X-ray screening on the embedded runtime', () => {
 
   beforeAll(async () => {
     store = await freshStore();
-    const config = loadConfig({ AzureWebJobsStorage: testConnectionString(), ...settings, TRIAGE_LOCAL_POLL_MS: '50', TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_MODEL_REFRESH_MS: '0' });
+    const config = loadConfig({
+      AzureWebJobsStorage: testConnectionString(),
+      ...settings,
+      TRIAGE_LOCAL_POLL_MS: '50',
+      TRIAGE_LOCAL_HTTP_PORT: '0',
+      TRIAGE_MODEL_REFRESH_MS: '0',
+    });
 
     // A small screening CNN, trained briefly on every fixture (what it learns does not matter here;
     // what is checked is that serving applies it and its card faithfully).
@@ -75,13 +86,20 @@ describe('chest X-ray screening on the embedded runtime', () => {
       createdAt: new Date().toISOString(),
       architecture: 'screen',
       backend: { name: backend.name, tfjsVersion: backend.tfjsVersion },
-      data: { source: `folder:${FIXTURES}:train`, manifestHash: 'test', trainImages: data.train.labels.length, validationImages: 0 },
+      data: {
+        source: `folder:${FIXTURES}:train`,
+        manifestHash: 'test',
+        trainImages: data.train.labels.length,
+        validationImages: 0,
+      },
       preprocessing: { profile: 'xray', version: PROFILE_VERSIONS.xray },
       classNames: CLASSES,
       inputShape: [SIZE, SIZE, 1],
       metrics: {},
       temperature: 1,
-      thresholds: { screening: { positiveClass: 'PNEUMONIA', targetSensitivity: 0.99, threshold, validationSpared: 0 } },
+      thresholds: {
+        screening: { positiveClass: 'PNEUMONIA', targetSensitivity: 0.99, threshold, validationSpared: 0 },
+      },
     };
     await saveModel(store, model, card);
     model.dispose();
@@ -97,7 +115,16 @@ describe('chest X-ray screening on the embedded runtime', () => {
       const stem = source.replace(/\.jpeg$/, '');
       uploads.push({ name: `ward 3/jpeg/${source}`, data: jpeg, source, format: 'jpeg' });
       const photometric = i % 2 === 0 ? 'MONOCHROME2' : 'MONOCHROME1';
-      uploads.push({ name: `ward 3/dicom/${stem}.dcm`, data: await radiographToDicom(jpeg, { photometric, bitsStored: photometric === 'MONOCHROME2' ? 12 : 16, patient }), source, format: photometric });
+      uploads.push({
+        name: `ward 3/dicom/${stem}.dcm`,
+        data: await radiographToDicom(jpeg, {
+          photometric,
+          bitsStored: photometric === 'MONOCHROME2' ? 12 : 16,
+          patient,
+        }),
+        source,
+        format: photometric,
+      });
     }
     expect(new Set(sources.map((n) => n.split('/')[0]))).toEqual(new Set(CLASSES));
     expect(uploads.length).toBeGreaterThanOrEqual(12);
@@ -128,13 +155,21 @@ describe('chest X-ray screening on the embedded runtime', () => {
       expect(p.model.version).toBe('xray-1');
       expect(p.preprocessing).toEqual({ profile: 'xray', version: PROFILE_VERSIONS.xray });
       expect(p.classNames).toEqual(CLASSES);
-      expect(p.threshold).toEqual({ kind: 'screening', positiveClass: 'PNEUMONIA', value: card.thresholds.screening?.threshold });
+      expect(p.threshold).toEqual({
+        kind: 'screening',
+        positiveClass: 'PNEUMONIA',
+        value: card.thresholds.screening?.threshold,
+      });
       expect(Object.keys(p.probabilities).sort()).toEqual(CLASSES);
       expect((p.probabilities.NORMAL ?? 0) + (p.probabilities.PNEUMONIA ?? 0)).toBeCloseTo(1, 4);
       const pre = await readPreprocessedRecord(store, u.name);
       expect(pre?.shape).toEqual([SIZE, SIZE, 1]);
       if (u.format === 'jpeg') expect(pre?.source.format).toBe('jpeg');
-      else expect(pre?.dicom).toMatchObject({ photometricInterpretation: u.format, bitsStored: u.format === 'MONOCHROME2' ? 12 : 16 });
+      else
+        expect(pre?.dicom).toMatchObject({
+          photometricInterpretation: u.format,
+          bitsStored: u.format === 'MONOCHROME2' ? 12 : 16,
+        });
     }
   });
 
@@ -169,7 +204,11 @@ describe('chest X-ray screening on the embedded runtime', () => {
     for (const item of http.items) {
       const p = (await store.getJson<PredictionRecord>(CONTAINERS.predictions, paths.prediction(item.upload)))?.value;
       if (p === undefined) throw new Error(`no prediction for ${item.upload}`);
-      expect(item).toMatchObject({ topClass: p.topClass, confidence: p.confidence, screening: { positiveClass: 'PNEUMONIA', probability: p.probabilities.PNEUMONIA, threshold } });
+      expect(item).toMatchObject({
+        topClass: p.topClass,
+        confidence: p.confidence,
+        screening: { positiveClass: 'PNEUMONIA', probability: p.probabilities.PNEUMONIA, threshold },
+      });
       expect(item.confidenceThreshold).toBeUndefined();
     }
 
@@ -201,7 +240,9 @@ describe('chest X-ray screening on the embedded runtime', () => {
     const older = { ...flag.value };
     delete older.threshold;
     await store.putJson(CONTAINERS.flagged, paths.flagged(first.upload), older, { metadata: head.metadata });
-    const fromOlder = (await readWorklist(store, { page: 1, pageSize: 500 }, { maxAgeMs: 0 })).items.find((i) => i.upload === first.upload);
+    const fromOlder = (await readWorklist(store, { page: 1, pageSize: 500 }, { maxAgeMs: 0 })).items.find(
+      (i) => i.upload === first.upload,
+    );
     expect(fromOlder).toMatchObject({ topClass: first.topClass, confidence: first.confidence });
     expect(fromOlder?.screening).toBeUndefined();
     await store.putJson(CONTAINERS.flagged, paths.flagged(first.upload), flag.value, { metadata: head.metadata });
@@ -216,7 +257,8 @@ describe('chest X-ray screening on the embedded runtime', () => {
       for await (const e of store.list(c.name, undefined, true)) {
         const blob = await store.get(c.name, e.name);
         const text = [e.name, JSON.stringify(e.metadata), blob?.data.toString('latin1') ?? ''].join('\n');
-        for (const v of values) if (text.includes(v)) throw new Error(`${c.name}/${e.name} holds the patient attribute ${v}`);
+        for (const v of values)
+          if (text.includes(v)) throw new Error(`${c.name}/${e.name} holds the patient attribute ${v}`);
         checked++;
       }
     }
@@ -224,12 +266,21 @@ describe('chest X-ray screening on the embedded runtime', () => {
     expect(checked).toBeGreaterThan(2 * uploads.length);
 
     // The demo's scan finds a planted value (the uploads themselves hold every one).
-    const clean = await scanForValues(store, [CONTAINERS.predictions, CONTAINERS.flagged, CONTAINERS.rejected, CONTAINERS.preprocessed], values);
+    const clean = await scanForValues(
+      store,
+      [CONTAINERS.predictions, CONTAINERS.flagged, CONTAINERS.rejected, CONTAINERS.preprocessed],
+      values,
+    );
     expect(clean.leaks).toEqual([]);
     expect(clean.blobs).toBeGreaterThanOrEqual(2 * uploads.length);
     const [patient] = patients.values();
     if (patient === undefined) throw new Error('no patient');
-    await store.put(CONTAINERS.rejected, 'planted/leak.json', Buffer.from(JSON.stringify({ note: `for ${patient.patientId}` })), { metadata: { who: patient.accessionNumber } });
+    await store.put(
+      CONTAINERS.rejected,
+      'planted/leak.json',
+      Buffer.from(JSON.stringify({ note: `for ${patient.patientId}` })),
+      { metadata: { who: patient.accessionNumber } },
+    );
     const planted = await scanForValues(store, [CONTAINERS.rejected], values);
     expect(planted.leaks).toEqual([
       { container: CONTAINERS.rejected, blob: 'planted/leak.json', where: 'metadata', value: patient.accessionNumber },

@@ -8,10 +8,17 @@ import { DataParallelTrainer } from '../../../bench/dataParallel';
 import { randomArray } from '../ml/kernels/compare';
 
 function peer(seed: number): tf.LayersModel {
-  const init = (s: number): ReturnType<typeof tf.initializers.glorotUniform> => tf.initializers.glorotUniform({ seed: seed + s });
+  const init = (s: number): ReturnType<typeof tf.initializers.glorotUniform> =>
+    tf.initializers.glorotUniform({ seed: seed + s });
   const m = tf.sequential({
     layers: [
-      tf.layers.conv2d({ inputShape: [12, 12, 1], filters: 4, kernelSize: 3, activation: 'relu', kernelInitializer: init(1) }),
+      tf.layers.conv2d({
+        inputShape: [12, 12, 1],
+        filters: 4,
+        kernelSize: 3,
+        activation: 'relu',
+        kernelInitializer: init(1),
+      }),
       tf.layers.maxPooling2d({ poolSize: 2 }),
       tf.layers.flatten(),
       tf.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: init(2) }),
@@ -26,7 +33,15 @@ describe('DataParallelTrainer', () => {
     await initBackend('wasm');
     const batch = 10;
     const x = tf.tensor4d(randomArray(batch * 144, 1, 0, 1), [batch, 12, 12, 1]);
-    const y = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => (i * 3) % 10), 'int32'), 10).toFloat();
+    const y = tf
+      .oneHot(
+        tf.tensor1d(
+          Array.from({ length: batch }, (_, i) => (i * 3) % 10),
+          'int32',
+        ),
+        10,
+      )
+      .toFloat();
 
     const single = peer(5);
     const parallel = peer(5);

@@ -2,9 +2,22 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bestVsBest, combineRounds, median, reproduceCommand, stepsAt, sweepTable, writeResults, type BatchFigure } from '../../../bench/sweep';
+import {
+  bestVsBest,
+  combineRounds,
+  median,
+  reproduceCommand,
+  stepsAt,
+  sweepTable,
+  writeResults,
+  type BatchFigure,
+} from '../../../bench/sweep';
 
-const fig = (batch: number, imagesPerSec: number, imagesPerCpuSec = imagesPerSec): BatchFigure => ({ batch, imagesPerSec, imagesPerCpuSec });
+const fig = (batch: number, imagesPerSec: number, imagesPerCpuSec = imagesPerSec): BatchFigure => ({
+  batch,
+  imagesPerSec,
+  imagesPerCpuSec,
+});
 
 describe('batch-size sweep', () => {
   // PyTorch is fastest at 256 and slow at 1,000; tfjs the other way round.
@@ -19,7 +32,15 @@ describe('batch-size sweep', () => {
   });
 
   it('tables every batch size in ascending order, each engine best in bold, the compared one marked', () => {
-    const t = sweepTable('inference', [1000, 64, 256], [{ engine: 'torch', figures: torch }, { engine: 'wasm', figures: wasm.slice(1) }], 256);
+    const t = sweepTable(
+      'inference',
+      [1000, 64, 256],
+      [
+        { engine: 'torch', figures: torch },
+        { engine: 'wasm', figures: wasm.slice(1) },
+      ],
+      256,
+    );
     expect(t).toEqual([
       '| inference, img/s (per CPU-s) | batch 64 | batch 256 (compared) | batch 1000 | best batch |',
       '|---|---|---|---|---|',
@@ -29,7 +50,16 @@ describe('batch-size sweep', () => {
   });
 
   it('combines rounds per batch size, and times as many images at every training batch size', () => {
-    expect(combineRounds([[fig(64, 1, 10), fig(256, 5, 50)], [fig(64, 3, 30), fig(256, 4, 40)], [fig(64, 2, 20), fig(256, 9, 90)]], median)).toEqual([fig(64, 2, 20), fig(256, 5, 50)]);
+    expect(
+      combineRounds(
+        [
+          [fig(64, 1, 10), fig(256, 5, 50)],
+          [fig(64, 3, 30), fig(256, 4, 40)],
+          [fig(64, 2, 20), fig(256, 9, 90)],
+        ],
+        median,
+      ),
+    ).toEqual([fig(64, 2, 20), fig(256, 5, 50)]);
     expect(stepsAt(256, 64, 200)).toBe(50);
     expect(stepsAt(16, 32, 20)).toBe(40);
     expect(stepsAt(1000, 64, 3)).toBe(1);
@@ -38,10 +68,31 @@ describe('batch-size sweep', () => {
   it('writes the results file with the command, the load and the tables, leaving out --out and --note from the command', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sweep-'));
     try {
-      const command = reproduceCommand('bench:speed', ['--batches', '20', '--out', '/tmp/x.md', '--note', 'busy machine', '--rounds', '2']);
+      const command = reproduceCommand('bench:speed', [
+        '--batches',
+        '20',
+        '--out',
+        '/tmp/x.md',
+        '--note',
+        'busy machine',
+        '--rounds',
+        '2',
+      ]);
       expect(command).toBe('npm run bench:speed -- --batches 20 --rounds 2');
       const out = path.join(dir, 'results', 'speed.md');
-      writeResults(out, { title: 'Speed', command, started: new Date('2026-12-02T01:00:00Z'), loadStart: '1.00, 2.00, 3.00', loadEnd: '4.00, 5.00, 6.00', note: 'A busy machine.', lines: ['first', '', 'second'], tables: [['| a |', '|---|'], ['| b |', '|---|']] });
+      writeResults(out, {
+        title: 'Speed',
+        command,
+        started: new Date('2026-12-02T01:00:00Z'),
+        loadStart: '1.00, 2.00, 3.00',
+        loadEnd: '4.00, 5.00, 6.00',
+        note: 'A busy machine.',
+        lines: ['first', '', 'second'],
+        tables: [
+          ['| a |', '|---|'],
+          ['| b |', '|---|'],
+        ],
+      });
       expect(readFileSync(out, 'utf8')).toBe(
         [
           '# Speed',

@@ -56,7 +56,14 @@ describe('heldOutFiles', () => {
 });
 
 describe('valueFinder', () => {
-  const find = valueFinder(['Okonkwo3F2A^Ada', 'Okonkwo3F2A', 'PID-0A1B2C3D4E', '20150412', 'ACC', "Riverside Children's Hospital 9C1D"]);
+  const find = valueFinder([
+    'Okonkwo3F2A^Ada',
+    'Okonkwo3F2A',
+    'PID-0A1B2C3D4E',
+    '20150412',
+    'ACC',
+    "Riverside Children's Hospital 9C1D",
+  ]);
 
   it('finds a value at the start, in the middle and at the end of a text', () => {
     expect(find('PID-0A1B2C3D4E and more')).toBe('PID-0A1B2C3D4E');
@@ -68,7 +75,9 @@ describe('valueFinder', () => {
 
   it('finds values shorter than its lookup key, and nothing in a text without any', () => {
     expect(find('see ACC here')).toBe('ACC');
-    expect(find('{"upload":"demo/PNEUMONIA/person1000.dcm","probabilities":{"NORMAL":0.2015041,"PNEUMONIA":0.79}}')).toBeUndefined();
+    expect(
+      find('{"upload":"demo/PNEUMONIA/person1000.dcm","probabilities":{"NORMAL":0.2015041,"PNEUMONIA":0.79}}'),
+    ).toBeUndefined();
     expect(find('PID-0A1B2C3D4')).toBeUndefined();
     expect(find('')).toBeUndefined();
   });

@@ -7,7 +7,12 @@ import sharp from 'sharp';
 import { deflateRawSync } from 'node:zlib';
 
 /** Options used by most tests. */
-export const OPTS = { profile: 'mnist' as const, xraySize: 224, maxInputBytes: 64 * 1024 * 1024, maxPixels: 50_000_000 };
+export const OPTS = {
+  profile: 'mnist' as const,
+  xraySize: 224,
+  maxInputBytes: 64 * 1024 * 1024,
+  maxPixels: 50_000_000,
+};
 export const XRAY = { ...OPTS, profile: 'xray' as const };
 
 function distToSegment(px: number, py: number, ax: number, ay: number, bx: number, by: number): number {
@@ -42,7 +47,9 @@ export function drawSeven(size: number, box = { x0: 0.15, y0: 0.2, x1: 0.55, y1:
 }
 
 export function grayPng(px: Uint8Array, w: number, h: number): Promise<Buffer> {
-  return sharp(Buffer.from(px), { raw: { width: w, height: h, channels: 1 } }).png().toBuffer();
+  return sharp(Buffer.from(px), { raw: { width: w, height: h, channels: 1 } })
+    .png()
+    .toBuffer();
 }
 
 /** Centre of mass with pixel (i, j) covering [i, i+1) x [j, j+1). */
@@ -62,7 +69,12 @@ export function centreOfMass(pixels: Float32Array, w: number, h: number): { x: n
 }
 
 /** Bounding box of pixels above `t`. */
-export function bbox(pixels: Float32Array, w: number, h: number, t = 0.1): { x0: number; y0: number; x1: number; y1: number } {
+export function bbox(
+  pixels: Float32Array,
+  w: number,
+  h: number,
+  t = 0.1,
+): { x0: number; y0: number; x1: number; y1: number } {
   let x0 = w;
   let y0 = h;
   let x1 = -1;
@@ -133,7 +145,15 @@ function encodeValue(vr: string, v: Value, le: boolean): Buffer {
   return Buffer.from(s, 'latin1');
 }
 
-function encodeElement(group: number, elem: number, vr: string, value: Buffer, explicit: boolean, le: boolean, undefinedLength = false): Buffer {
+function encodeElement(
+  group: number,
+  elem: number,
+  vr: string,
+  value: Buffer,
+  explicit: boolean,
+  le: boolean,
+  undefinedLength = false,
+): Buffer {
   const len = undefinedLength ? 0xffffffff : value.length;
   const head: number[] = [];
   const u16 = (x: number): void => void (le ? head.push(x & 0xff, x >> 8) : head.push(x >> 8, x & 0xff));
@@ -185,7 +205,12 @@ export interface WriteOptions {
  * `elements` and the pixel data in the given transfer syntax. 16-bit native pixel data is given
  * little endian and swapped for big endian.
  */
-export function writeDicom(ts: string, elements: DicomElement[], pixels?: PixelPayload, options: WriteOptions = {}): Buffer {
+export function writeDicom(
+  ts: string,
+  elements: DicomElement[],
+  pixels?: PixelPayload,
+  options: WriteOptions = {},
+): Buffer {
   const meta = [
     encodeElement(0x0002, 0x0001, 'OB', Buffer.from([0, 1]), true, true),
     encodeElement(0x0002, 0x0002, 'UI', encodeValue('UI', '1.2.840.10008.5.1.4.1.1.7', true), true, true),
@@ -209,7 +234,10 @@ export function writeDicom(ts: string, elements: DicomElement[], pixels?: PixelP
       }
       body.push(encodeElement(0x7fe0, 0x0010, vr, data, explicit, le));
     } else {
-      body.push(encodeElement(0x7fe0, 0x0010, 'OB', Buffer.alloc(0), explicit, le, true), encapsulate(pixels.fragments, pixels.offsets));
+      body.push(
+        encodeElement(0x7fe0, 0x0010, 'OB', Buffer.alloc(0), explicit, le, true),
+        encapsulate(pixels.fragments, pixels.offsets),
+      );
     }
   }
   let dataset = Buffer.concat(body);
@@ -348,7 +376,12 @@ export function jpegLosslessEncode(samples: ArrayLike<number>, w: number, h: num
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const v = samples[y * w + x] ?? 0;
-      const pred = y === 0 && x === 0 ? 1 << (precision - 1) : x === 0 ? (samples[(y - 1) * w] ?? 0) : (samples[y * w + x - 1] ?? 0);
+      const pred =
+        y === 0 && x === 0
+          ? 1 << (precision - 1)
+          : x === 0
+            ? (samples[(y - 1) * w] ?? 0)
+            : (samples[y * w + x - 1] ?? 0);
       let d = (v - pred) % 65536;
       if (d > 32768) d -= 65536;
       if (d < -32767) d += 65536;
@@ -365,7 +398,13 @@ export function jpegLosslessEncode(samples: ArrayLike<number>, w: number, h: num
 // ---- JPEG-LS and JPEG 2000 through the codecs' own encoders
 
 interface WasmEncoder {
-  getDecodedBuffer(info: { width: number; height: number; bitsPerSample: number; componentCount: number; isSigned: boolean }): Uint8Array;
+  getDecodedBuffer(info: {
+    width: number;
+    height: number;
+    bitsPerSample: number;
+    componentCount: number;
+    isSigned: boolean;
+  }): Uint8Array;
   getEncodedBuffer(): Uint8Array;
   encode(): void;
   setNearLossless?(n: number): void;
@@ -374,7 +413,13 @@ interface WasmEncoder {
   delete(): void;
 }
 
-async function wasmEncode(spec: string, ctor: string, raw: Uint8Array, info: { width: number; height: number; bitsPerSample: number; componentCount: number; isSigned: boolean }, tweak?: (e: WasmEncoder) => void): Promise<Buffer> {
+async function wasmEncode(
+  spec: string,
+  ctor: string,
+  raw: Uint8Array,
+  info: { width: number; height: number; bitsPerSample: number; componentCount: number; isSigned: boolean },
+  tweak?: (e: WasmEncoder) => void,
+): Promise<Buffer> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const factory = require(spec) as (arg?: object) => Promise<Record<string, new () => WasmEncoder>>;
   const mod = await factory({ print: () => undefined, printErr: () => undefined });
@@ -392,11 +437,23 @@ async function wasmEncode(spec: string, ctor: string, raw: Uint8Array, info: { w
 }
 
 export function jpegLsEncode(raw16: Buffer, w: number, h: number, bits: number, near = 0): Promise<Buffer> {
-  return wasmEncode('@cornerstonejs/codec-charls/wasmjs', 'JpegLSEncoder', raw16, { width: w, height: h, bitsPerSample: bits, componentCount: 1, isSigned: false }, (e) => e.setNearLossless?.(near));
+  return wasmEncode(
+    '@cornerstonejs/codec-charls/wasmjs',
+    'JpegLSEncoder',
+    raw16,
+    { width: w, height: h, bitsPerSample: bits, componentCount: 1, isSigned: false },
+    (e) => e.setNearLossless?.(near),
+  );
 }
 
 export function j2kEncode(raw16: Buffer, w: number, h: number, bits: number, signed: boolean): Promise<Buffer> {
-  return wasmEncode('@cornerstonejs/codec-openjpeg/wasmjs', 'J2KEncoder', raw16, { width: w, height: h, bitsPerSample: bits, componentCount: 1, isSigned: signed }, (e) => e.setDecompositions?.(2));
+  return wasmEncode(
+    '@cornerstonejs/codec-openjpeg/wasmjs',
+    'J2KEncoder',
+    raw16,
+    { width: w, height: h, bitsPerSample: bits, componentCount: 1, isSigned: signed },
+    (e) => e.setDecompositions?.(2),
+  );
 }
 
 /** A small ramp test pattern: value(x, y) = (x * 7 + y * 13) mod range. */

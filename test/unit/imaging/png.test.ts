@@ -60,7 +60,12 @@ function filterRow(type: number, cur: Buffer, prev: Buffer | undefined, bpp: num
     const b = prev?.[i] ?? 0;
     const c = i >= bpp ? (prev?.[i - bpp] ?? 0) : 0;
     const p = a + b - c;
-    const paeth = Math.abs(p - a) <= Math.abs(p - b) && Math.abs(p - a) <= Math.abs(p - c) ? a : Math.abs(p - b) <= Math.abs(p - c) ? b : c;
+    const paeth =
+      Math.abs(p - a) <= Math.abs(p - b) && Math.abs(p - a) <= Math.abs(p - c)
+        ? a
+        : Math.abs(p - b) <= Math.abs(p - c)
+          ? b
+          : c;
     const pred = [0, a, b, (a + b) >> 1, paeth][type] ?? 0;
     out[i + 1] = ((cur[i] ?? 0) - pred) & 0xff;
   }
@@ -68,7 +73,17 @@ function filterRow(type: number, cur: Buffer, prev: Buffer | undefined, bpp: num
 }
 
 function encodePng(spec: PngSpec): Buffer {
-  const { width, height, bitDepth = 8, colourType = 0, filters = [0], interlace = 0, before = [], after = [], idats = 1 } = spec;
+  const {
+    width,
+    height,
+    bitDepth = 8,
+    colourType = 0,
+    filters = [0],
+    interlace = 0,
+    before = [],
+    after = [],
+    idats = 1,
+  } = spec;
   const channels = CHANNELS[colourType];
   const samples = spec.samples ?? pattern(width * height * channels, 2 ** bitDepth - 1);
   const rowBytes = Math.ceil((width * channels * bitDepth) / 8);
@@ -97,7 +112,14 @@ function encodePng(spec: PngSpec): Buffer {
   ihdr[8] = bitDepth;
   ihdr[9] = colourType;
   ihdr[12] = interlace;
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), ...before, ...parts, ...after, chunk('IEND')]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    ...before,
+    ...parts,
+    ...after,
+    chunk('IEND'),
+  ]);
 }
 
 /** Grey+alpha / RGB samples with R = G = B from grey values (and alpha values). */
@@ -142,7 +164,9 @@ async function expectFastAndIdentical(bytes: Buffer, reduceTo?: Reduce): Promise
 }
 
 function greySharp(px: Uint8Array | Uint16Array, w: number, h: number): Sharp {
-  return px instanceof Uint16Array ? sharp(px, { raw: { width: w, height: h, channels: 1 } }).toColourspace('grey16') : sharp(Buffer.from(px), { raw: { width: w, height: h, channels: 1 } }).toColourspace('b-w');
+  return px instanceof Uint16Array
+    ? sharp(px, { raw: { width: w, height: h, channels: 1 } }).toColourspace('grey16')
+    : sharp(Buffer.from(px), { raw: { width: w, height: h, channels: 1 } }).toColourspace('b-w');
 }
 
 const colourType = (png: Buffer): number => png[25] ?? -1;
@@ -157,10 +181,17 @@ describe('PNG fast path gives exactly what sharp gives', () => {
     ['compressionLevel 1, no adaptive filtering', { compressionLevel: 1, adaptiveFiltering: false }],
     ['compressionLevel 9, adaptive filtering', { compressionLevel: 9, adaptiveFiltering: true }],
   ] as [string, PngOptions][])('sharp-encoded 8- and 16-bit grey, %s', async (_name, options) => {
-    for (const [w, h] of [[1, 1], [1, 29], [3, 7], [29, 29]] as const) {
+    for (const [w, h] of [
+      [1, 1],
+      [1, 29],
+      [3, 7],
+      [29, 29],
+    ] as const) {
       const px8 = seven.subarray(0, w * h);
       const g8 = await greySharp(px8, w, h).png(options).toBuffer();
-      const g16 = await greySharp(seven16.subarray(0, w * h), w, h).png(options).toBuffer();
+      const g16 = await greySharp(seven16.subarray(0, w * h), w, h)
+        .png(options)
+        .toBuffer();
       expect([colourType(g8), g8[24], colourType(g16), g16[24]]).toEqual([0, 8, 0, 16]);
       await expectFastAndIdentical(g8);
       await expectFastAndIdentical(g16);
@@ -174,19 +205,27 @@ describe('PNG fast path gives exactly what sharp gives', () => {
     expect(r.source).toEqual({ format: 'png', width: 29, height: 29, bitsPerSample: 8, channels: 3 });
     const rgba = Buffer.alloc(29 * 29 * 4);
     for (let i = 0; i < 29 * 29; i++) rgba[i * 4 + 3] = 255 - (seven[i] ?? 0);
-    const withAlpha = await sharp(rgba, { raw: { width: 29, height: 29, channels: 4 } }).png().toBuffer();
+    const withAlpha = await sharp(rgba, { raw: { width: 29, height: 29, channels: 4 } })
+      .png()
+      .toBuffer();
     expect(colourType(withAlpha)).toBe(6);
     expect((await expectFastAndIdentical(withAlpha)).warnings).toEqual(['alpha-flattened-on-white']);
   });
 
-  it.each([0, 1, 2, 3, 4])('hand-made grey with filter type %i on every row, 8 and 16 bit, widths 1, 3, 29', async (filter) => {
-    for (const width of [1, 3, 29]) {
-      for (const bitDepth of [8, 16]) {
-        // Full-range values, and values 0..3 (many equal neighbours: Paeth ties).
-        for (const max of [2 ** bitDepth - 1, 3]) await expectFastAndIdentical(encodePng({ width, height: 6, bitDepth, samples: pattern(width * 6, max), filters: [filter] }));
+  it.each([0, 1, 2, 3, 4])(
+    'hand-made grey with filter type %i on every row, 8 and 16 bit, widths 1, 3, 29',
+    async (filter) => {
+      for (const width of [1, 3, 29]) {
+        for (const bitDepth of [8, 16]) {
+          // Full-range values, and values 0..3 (many equal neighbours: Paeth ties).
+          for (const max of [2 ** bitDepth - 1, 3])
+            await expectFastAndIdentical(
+              encodePng({ width, height: 6, bitDepth, samples: pattern(width * 6, max), filters: [filter] }),
+            );
+        }
       }
-    }
-  });
+    },
+  );
 
   it.each([
     ['grey', 0, (n: number, max: number) => pattern(n, max)],
@@ -197,7 +236,14 @@ describe('PNG fast path gives exactly what sharp gives', () => {
   ] as const)('hand-made %s, 8 and 16 bit, all filter types mixed, widths 1, 3, 29', async (_name, type, samples) => {
     for (const width of [1, 3, 29]) {
       for (const bitDepth of [8, 16]) {
-        const png = encodePng({ width, height: 11, bitDepth, colourType: type, samples: samples(width * 11, 2 ** bitDepth - 1), filters: [4, 0, 3, 1, 2, 4, 3] });
+        const png = encodePng({
+          width,
+          height: 11,
+          bitDepth,
+          colourType: type,
+          samples: samples(width * 11, 2 ** bitDepth - 1),
+          filters: [4, 0, 3, 1, 2, 4, 3],
+        });
         await expectFastAndIdentical(png);
       }
     }
@@ -205,9 +251,21 @@ describe('PNG fast path gives exactly what sharp gives', () => {
 
   it('light ink on transparency (flattened onto black) and fully opaque alpha', async () => {
     const n = 29 * 29;
-    const light = encodePng({ width: 29, height: 29, colourType: 4, samples: Array.from(seven).flatMap((v) => [255, 255 - v]), filters: [1, 4] });
+    const light = encodePng({
+      width: 29,
+      height: 29,
+      colourType: 4,
+      samples: Array.from(seven).flatMap((v) => [255, 255 - v]),
+      filters: [1, 4],
+    });
     expect((await expectFastAndIdentical(light)).warnings).toEqual(['alpha-flattened-on-black']);
-    const opaque = encodePng({ width: 29, height: 29, colourType: 6, bitDepth: 16, samples: neutral(pattern(n, 65535), new Array<number>(n).fill(65535)) });
+    const opaque = encodePng({
+      width: 29,
+      height: 29,
+      colourType: 6,
+      bitDepth: 16,
+      samples: neutral(pattern(n, 65535), new Array<number>(n).fill(65535)),
+    });
     expect((await expectFastAndIdentical(opaque)).warnings).toEqual([]);
   });
 
@@ -233,7 +291,8 @@ describe('PNG fast path gives exactly what sharp gives', () => {
 describe('PNG fast path leaves to sharp', () => {
   const png = (spec: Partial<PngSpec> = {}): Buffer => encodePng({ width: 29, height: 17, ...spec });
   const grey = (n: number): number[] => pattern(n, 255);
-  const fastPath = (bytes: Buffer, maxPixels = MAX_PIXELS, reduceTo?: Reduce): unknown => decodePlainPng(bytes, maxPixels, reduceTo);
+  const fastPath = (bytes: Buffer, maxPixels = MAX_PIXELS, reduceTo?: Reduce): unknown =>
+    decodePlainPng(bytes, maxPixels, reduceTo);
 
   it('the encoder itself makes fast-path PNGs (control)', () => {
     expect(fastPath(png())).toBeDefined();
@@ -255,7 +314,8 @@ describe('PNG fast path leaves to sharp', () => {
   });
 
   it('bit depths 1, 2 and 4', () => {
-    for (const bitDepth of [1, 2, 4]) expect(fastPath(png({ bitDepth, samples: pattern(29 * 17, 2 ** bitDepth - 1) }))).toBeUndefined();
+    for (const bitDepth of [1, 2, 4])
+      expect(fastPath(png({ bitDepth, samples: pattern(29 * 17, 2 ** bitDepth - 1) }))).toBeUndefined();
   });
 
   it('RGB with any non-neutral pixel', () => {
@@ -300,7 +360,9 @@ describe('PNG fast path leaves to sharp', () => {
     expect(fastPath(png({ after: [pHYs] }))).toBeUndefined();
     expect(fastPath(png({ after: [chunk('tEXt', Buffer.from('a\0b')), chunk('IDAT')] }))).toBeUndefined();
     const good = png();
-    expect(fastPath(Buffer.concat([good.subarray(0, 8), chunk('tEXt', Buffer.from('a\0b')), good.subarray(8)]))).toBeUndefined();
+    expect(
+      fastPath(Buffer.concat([good.subarray(0, 8), chunk('tEXt', Buffer.from('a\0b')), good.subarray(8)])),
+    ).toBeUndefined();
   });
 
   it('bad CRC (IHDR, IDAT, ancillary, IEND)', () => {
@@ -314,8 +376,20 @@ describe('PNG fast path leaves to sharp', () => {
   });
 
   it('zlib stream: corrupt, bad Adler-32, too short, too long, data after its end', () => {
-    expect(fastPath(png({ zlib: (f) => Buffer.concat([deflateSync(f).subarray(0, 10), Buffer.from('garbage!')]) }))).toBeUndefined();
-    expect(fastPath(png({ zlib: (f) => { const z = deflateSync(f); z[z.length - 1] = (z[z.length - 1] ?? 0) ^ 1; return z; } }))).toBeUndefined();
+    expect(
+      fastPath(png({ zlib: (f) => Buffer.concat([deflateSync(f).subarray(0, 10), Buffer.from('garbage!')]) })),
+    ).toBeUndefined();
+    expect(
+      fastPath(
+        png({
+          zlib: (f) => {
+            const z = deflateSync(f);
+            z[z.length - 1] = (z[z.length - 1] ?? 0) ^ 1;
+            return z;
+          },
+        }),
+      ),
+    ).toBeUndefined();
     expect(fastPath(png({ zlib: (f) => deflateSync(f.subarray(0, f.length - 1)) }))).toBeUndefined();
     expect(fastPath(png({ zlib: (f) => deflateSync(Buffer.concat([f, Buffer.alloc(1)])) }))).toBeUndefined();
     expect(fastPath(png({ zlib: (f) => Buffer.concat([deflateSync(f), Buffer.from([0])]) }))).toBeUndefined();
@@ -327,7 +401,8 @@ describe('PNG fast path leaves to sharp', () => {
 
   it('truncated, IEND missing, bytes after IEND', () => {
     const good = png();
-    for (const cut of [8, 20, 40, good.length - 20, good.length - 12, good.length - 1]) expect(fastPath(good.subarray(0, cut))).toBeUndefined();
+    for (const cut of [8, 20, 40, good.length - 20, good.length - 12, good.length - 1])
+      expect(fastPath(good.subarray(0, cut))).toBeUndefined();
     expect(fastPath(Buffer.concat([good, Buffer.from([0])]))).toBeUndefined();
     expect(fastPath(Buffer.concat([good, chunk('tEXt', Buffer.from('a\0b'))]))).toBeUndefined();
   });
@@ -343,12 +418,20 @@ describe('PNG fast path leaves to sharp', () => {
     const good = png();
     const truncatedInData = good.subarray(0, good.length - 30);
     const corrupt = png({ zlib: () => Buffer.from('garbage garbage garbage!') });
-    for (const [bytes, maxPixels] of [[truncatedInData, MAX_PIXELS], [good.subarray(0, good.length - 12), MAX_PIXELS], [corrupt, MAX_PIXELS], [good, 100]] as const) {
+    for (const [bytes, maxPixels] of [
+      [truncatedInData, MAX_PIXELS],
+      [good.subarray(0, good.length - 12), MAX_PIXELS],
+      [corrupt, MAX_PIXELS],
+      [good, 100],
+    ] as const) {
       const on = await decodeRaster(bytes, 'png', maxPixels).catch((e: unknown) => e);
       const off = await withoutFastPath(() => decodeRaster(bytes, 'png', maxPixels).catch((e: unknown) => e));
       expect(on).toBeInstanceOf(ImageRejection);
       expect(off).toBeInstanceOf(ImageRejection);
-      expect([(on as ImageRejection).code, (on as ImageRejection).message]).toEqual([(off as ImageRejection).code, (off as ImageRejection).message]);
+      expect([(on as ImageRejection).code, (on as ImageRejection).message]).toEqual([
+        (off as ImageRejection).code,
+        (off as ImageRejection).message,
+      ]);
     }
   });
 });
@@ -361,9 +444,29 @@ describe('preprocessImage is unchanged by the PNG fast path', () => {
     ['28x28 grey (MNIST-style, white on black)', () => greySharp(mnist28, 28, 28).png().toBuffer(), OPTS],
     ['28x28 neutral RGB (sharp from 1-channel raw)', () => grayPng(mnist28, 28, 28), OPTS],
     ['200x200 grey digit, black on white', () => greySharp(seven, 200, 200).png().toBuffer(), OPTS],
-    ['200x200 16-bit grey', () => greySharp(Uint16Array.from(seven, (v) => v * 257), 200, 200).png().toBuffer(), OPTS],
-    ['200x200 grey+alpha', async () => encodePng({ width: 200, height: 200, colourType: 4, samples: Array.from(seven).flatMap((v) => [0, 255 - v]) }), OPTS],
-    ['500x500 grey (reduced by sharp: fast path not taken)', () => greySharp(drawSeven(500), 500, 500).png().toBuffer(), OPTS],
+    [
+      '200x200 16-bit grey',
+      () =>
+        greySharp(
+          Uint16Array.from(seven, (v) => v * 257),
+          200,
+          200,
+        )
+          .png()
+          .toBuffer(),
+      OPTS,
+    ],
+    [
+      '200x200 grey+alpha',
+      async () =>
+        encodePng({ width: 200, height: 200, colourType: 4, samples: Array.from(seven).flatMap((v) => [0, 255 - v]) }),
+      OPTS,
+    ],
+    [
+      '500x500 grey (reduced by sharp: fast path not taken)',
+      () => greySharp(drawSeven(500), 500, 500).png().toBuffer(),
+      OPTS,
+    ],
     ['200x200 grey, xray profile', () => greySharp(seven, 200, 200).png().toBuffer(), { ...XRAY, xraySize: 224 }],
   ] as [string, () => Promise<Buffer>, PreprocessOptions][])('%s', async (_name, make, opts) => {
     const bytes = await make();

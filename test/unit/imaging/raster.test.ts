@@ -29,7 +29,13 @@ function expectMnistDigit(r: PreprocessResult): void {
   expect(max).toBeLessThanOrEqual(1);
   // White on black: the frame around the 20x20 box is background.
   for (let i = 0; i < 28; i++) {
-    for (const [x, y] of [[i, 0], [i, 27], [0, i], [27, i]] as const) expect(pixels[y * 28 + x]).toBe(0);
+    for (const [x, y] of [
+      [i, 0],
+      [i, 27],
+      [0, i],
+      [27, i],
+    ] as const)
+      expect(pixels[y * 28 + x]).toBe(0);
   }
   // Centre of mass at (14, 14) within 1 px, pixel (i, j) covering [i, i+1) x [j, j+1).
   const com = centreOfMass(pixels, 28, 28);
@@ -61,21 +67,71 @@ function expectXray(r: PreprocessResult, size = 224): void {
 describe('raster formats', () => {
   const cases: [string, () => Promise<Buffer>, Record<string, unknown>][] = [
     ['PNG 8-bit grey', () => grayPng(seven, N, N), { format: 'png', bitsPerSample: 8 }],
-    ['PNG 16-bit', () => sharp(Uint16Array.from(seven, (v) => v * 257), { raw: { width: N, height: N, channels: 1 } }).toColourspace('grey16').png().toBuffer(), { format: 'png', bitsPerSample: 16 }],
+    [
+      'PNG 16-bit',
+      () =>
+        sharp(
+          Uint16Array.from(seven, (v) => v * 257),
+          { raw: { width: N, height: N, channels: 1 } },
+        )
+          .toColourspace('grey16')
+          .png()
+          .toBuffer(),
+      { format: 'png', bitsPerSample: 16 },
+    ],
     [
       'PNG RGBA (dark ink on transparent)',
       () => {
         const rgba = Buffer.alloc(N * N * 4);
         for (let i = 0; i < N * N; i++) rgba[i * 4 + 3] = 255 - (seven[i] ?? 0);
-        return sharp(rgba, { raw: { width: N, height: N, channels: 4 } }).png().toBuffer();
+        return sharp(rgba, { raw: { width: N, height: N, channels: 4 } })
+          .png()
+          .toBuffer();
       },
       { format: 'png' },
     ],
-    ['JPEG RGB', () => sharp(Buffer.from(seven), { raw: { width: N, height: N, channels: 1 } }).toColourspace('srgb').jpeg({ quality: 90 }).toBuffer(), { format: 'jpeg' }],
-    ['JPEG CMYK', () => sharp(Buffer.from(seven), { raw: { width: N, height: N, channels: 1 } }).toColourspace('cmyk').jpeg({ quality: 90 }).toBuffer(), { format: 'jpeg', channels: 4 }],
-    ['WebP', () => sharp(Buffer.from(seven), { raw: { width: N, height: N, channels: 1 } }).webp({ lossless: true }).toBuffer(), { format: 'webp' }],
-    ['TIFF multi-page (first page)', () => sharp(twoPages(), { raw: { width: N, height: N * 2, channels: 1, pageHeight: N } }).tiff().toBuffer(), { format: 'tiff', pages: 2 }],
-    ['GIF animated (first frame)', () => sharp(twoPages(), { raw: { width: N, height: N * 2, channels: 1, pageHeight: N } }).gif().toBuffer(), { format: 'gif', pages: 2 }],
+    [
+      'JPEG RGB',
+      () =>
+        sharp(Buffer.from(seven), { raw: { width: N, height: N, channels: 1 } })
+          .toColourspace('srgb')
+          .jpeg({ quality: 90 })
+          .toBuffer(),
+      { format: 'jpeg' },
+    ],
+    [
+      'JPEG CMYK',
+      () =>
+        sharp(Buffer.from(seven), { raw: { width: N, height: N, channels: 1 } })
+          .toColourspace('cmyk')
+          .jpeg({ quality: 90 })
+          .toBuffer(),
+      { format: 'jpeg', channels: 4 },
+    ],
+    [
+      'WebP',
+      () =>
+        sharp(Buffer.from(seven), { raw: { width: N, height: N, channels: 1 } })
+          .webp({ lossless: true })
+          .toBuffer(),
+      { format: 'webp' },
+    ],
+    [
+      'TIFF multi-page (first page)',
+      () =>
+        sharp(twoPages(), { raw: { width: N, height: N * 2, channels: 1, pageHeight: N } })
+          .tiff()
+          .toBuffer(),
+      { format: 'tiff', pages: 2 },
+    ],
+    [
+      'GIF animated (first frame)',
+      () =>
+        sharp(twoPages(), { raw: { width: N, height: N * 2, channels: 1, pageHeight: N } })
+          .gif()
+          .toBuffer(),
+      { format: 'gif', pages: 2 },
+    ],
   ];
 
   it.each(cases)('%s: mnist profile gives a centred white-on-black 28x28 digit', async (_name, make, source) => {
@@ -95,7 +151,9 @@ describe('raster formats', () => {
   });
 
   it('multi-page inputs say so in the warnings', async () => {
-    const gif = await sharp(twoPages(), { raw: { width: N, height: N * 2, channels: 1, pageHeight: N } }).gif().toBuffer();
+    const gif = await sharp(twoPages(), { raw: { width: N, height: N * 2, channels: 1, pageHeight: N } })
+      .gif()
+      .toBuffer();
     const r = await preprocessImage(gif, OPTS);
     expect(r.metadata.quality.warnings).toContain('multi-page');
   });
@@ -133,7 +191,7 @@ describe('mnist profile', () => {
 
   it('ignores salt-and-pepper noise and a grey, slightly uneven background', async () => {
     let seed = 42;
-    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const noisy = Uint8Array.from(seven, (v, i) => {
       const x = i % N;
       let g = 40 + (v / 255) * 160 + x * 0.1 + (rand() - 0.5) * 16; // background ~200, ink ~40
@@ -154,7 +212,12 @@ describe('mnist profile', () => {
       rgba.fill(255, i * 4, i * 4 + 3);
       rgba[i * 4 + 3] = 255 - (seven[i] ?? 0);
     }
-    const r = await preprocessImage(await sharp(rgba, { raw: { width: N, height: N, channels: 4 } }).png().toBuffer(), OPTS);
+    const r = await preprocessImage(
+      await sharp(rgba, { raw: { width: N, height: N, channels: 4 } })
+        .png()
+        .toBuffer(),
+      OPTS,
+    );
     expectMnistDigit(r);
     expect(r.metadata.quality.warnings).toContain('alpha-flattened-on-black');
   });
@@ -182,7 +245,11 @@ describe('mnist profile', () => {
 
   it('passes an MNIST-style 28x28 digit through with its shape intact', async () => {
     const first = await preprocessImage(await grayPng(seven, N, N), OPTS);
-    const bytes = await grayPng(Uint8Array.from(first.pixels, (v) => Math.round(v * 255)), 28, 28);
+    const bytes = await grayPng(
+      Uint8Array.from(first.pixels, (v) => Math.round(v * 255)),
+      28,
+      28,
+    );
     const again = await preprocessImage(bytes, OPTS);
     expectMnistDigit(again);
     expect(again.metadata.quality.warnings).not.toContain('inverted');
@@ -210,7 +277,10 @@ describe('xray profile on raster input', () => {
 
   it('keeps 16-bit precision', async () => {
     const px = new Uint16Array(64 * 64).fill(1100);
-    const png = await sharp(px, { raw: { width: 64, height: 64, channels: 1 } }).toColourspace('grey16').png().toBuffer();
+    const png = await sharp(px, { raw: { width: 64, height: 64, channels: 1 } })
+      .toColourspace('grey16')
+      .png()
+      .toBuffer();
     const r = await preprocessImage(png, { ...XRAY, xraySize: 64 });
     expect(r.pixels[32 * 64 + 32]).toBeCloseTo(1100 / 65535, 5); // 8-bit would give 4/255 = 0.0157
     expect(r.metadata.source.bitsPerSample).toBe(16);
@@ -221,14 +291,24 @@ describe('xray profile on raster input', () => {
     // Pure red: relative luminance 0.2126 in linear light, 0.498 once sRGB encoded.
     const rgb = Buffer.alloc(32 * 32 * 3);
     for (let i = 0; i < 32 * 32; i++) rgb[i * 3] = 255;
-    const opaque = await preprocessImage(await sharp(rgb, { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer(), { ...XRAY, xraySize: 32 });
+    const opaque = await preprocessImage(
+      await sharp(rgb, { raw: { width: 32, height: 32, channels: 3 } })
+        .png()
+        .toBuffer(),
+      { ...XRAY, xraySize: 32 },
+    );
     expect(opaque.pixels[16 * 32 + 16]).toBeCloseTo(0.498, 2);
     const rgba = Buffer.alloc(32 * 32 * 4);
     for (let i = 0; i < 32 * 32; i++) {
       rgba[i * 4] = 255;
       rgba[i * 4 + 3] = 255;
     }
-    const alpha = await preprocessImage(await sharp(rgba, { raw: { width: 32, height: 32, channels: 4 } }).png().toBuffer(), { ...XRAY, xraySize: 32 });
+    const alpha = await preprocessImage(
+      await sharp(rgba, { raw: { width: 32, height: 32, channels: 4 } })
+        .png()
+        .toBuffer(),
+      { ...XRAY, xraySize: 32 },
+    );
     expect(alpha.pixels[16 * 32 + 16]).toBeCloseTo(0.498, 2);
   });
 });

@@ -39,13 +39,22 @@ function pngChunk(type: string, data: Buffer): Buffer {
   return Buffer.concat([head, data, crc]);
 }
 /** A ~60-byte PNG whose header declares width x height (8-bit grey) with a tiny bogus IDAT. */
-function declaredPng(width: number, height: number, idat = Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])): Buffer {
+function declaredPng(
+  width: number,
+  height: number,
+  idat = Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
+): Buffer {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8; // bit depth
   ihdr[9] = 0; // grey
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', idat), pngChunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', idat),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 describe('bad input is rejected with a code, never a crash', () => {
@@ -84,10 +93,22 @@ describe('bad input is rejected with a code, never a crash', () => {
 
   it.each([
     ['plain', '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'],
-    ['with XML prolog and comment', '<?xml version="1.0"?>\n<!-- drawn by hand -->\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'],
-    ['with BOM and leading whitespace', '\ufeff  \n\t<svg xmlns="http://www.w3.org/2000/svg" width="100000" height="100000"/>'],
-    ['with doctype', '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "x.dtd"><svg xmlns="http://www.w3.org/2000/svg"/>'],
-    ['with an external reference', '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"><image xlink:href="file:///etc/passwd"/></svg>'],
+    [
+      'with XML prolog and comment',
+      '<?xml version="1.0"?>\n<!-- drawn by hand -->\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
+    ],
+    [
+      'with BOM and leading whitespace',
+      '\ufeff  \n\t<svg xmlns="http://www.w3.org/2000/svg" width="100000" height="100000"/>',
+    ],
+    [
+      'with doctype',
+      '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "x.dtd"><svg xmlns="http://www.w3.org/2000/svg"/>',
+    ],
+    [
+      'with an external reference',
+      '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"><image xlink:href="file:///etc/passwd"/></svg>',
+    ],
   ])('SVG (%s) is unsupported-format and never rendered', async (_name, text) => {
     const r = await expectCode(Buffer.from(text, 'utf8'), 'unsupported-format');
     expect(r.detail).toMatchObject({ format: 'svg' });
@@ -105,7 +126,11 @@ describe('bad input is rejected with a code, never a crash', () => {
   });
 
   it('a JPEG whose SOF declares 65000x65000 is too-many-pixels', async () => {
-    const jpeg = Buffer.from(await sharp(Buffer.from(drawSeven(16)), { raw: { width: 16, height: 16, channels: 1 } }).jpeg().toBuffer());
+    const jpeg = Buffer.from(
+      await sharp(Buffer.from(drawSeven(16)), { raw: { width: 16, height: 16, channels: 1 } })
+        .jpeg()
+        .toBuffer(),
+    );
     let patched = false;
     for (let i = 2; i + 9 < jpeg.length; i++) {
       if (jpeg[i] === 0xff && (jpeg[i + 1] === 0xc0 || jpeg[i + 1] === 0xc2)) {
@@ -126,15 +151,23 @@ describe('bad input is rejected with a code, never a crash', () => {
   });
 
   it('a DICOM declaring Rows x Columns x frames over the limit is too-many-pixels', async () => {
-    const big = writeDicom(TS.explicitLE, imageElements({ rows: 60000, cols: 60000, bitsAllocated: 16 }), { native: le16([1, 2, 3, 4]) });
+    const big = writeDicom(TS.explicitLE, imageElements({ rows: 60000, cols: 60000, bitsAllocated: 16 }), {
+      native: le16([1, 2, 3, 4]),
+    });
     await expectCode(big, 'too-many-pixels');
-    const frames = writeDicom(TS.explicitLE, imageElements({ rows: 100, cols: 100, bitsAllocated: 8, frames: 1000 }), { native: Buffer.alloc(10000), vr: 'OB' });
+    const frames = writeDicom(TS.explicitLE, imageElements({ rows: 100, cols: 100, bitsAllocated: 8, frames: 1000 }), {
+      native: Buffer.alloc(10000),
+      vr: 'OB',
+    });
     await expectCode(frames, 'too-many-pixels', { ...OPTS, maxPixels: 500_000 });
   });
 
   it('a deflated DICOM that inflates beyond the pixel budget is too-large (zip bomb)', async () => {
     const zeros = Buffer.alloc(24 * 1024 * 1024);
-    const bomb = writeDicom(TS.deflatedLE, imageElements({ rows: 16, cols: 16, bitsAllocated: 8 }), { native: zeros, vr: 'OB' });
+    const bomb = writeDicom(TS.deflatedLE, imageElements({ rows: 16, cols: 16, bitsAllocated: 8 }), {
+      native: zeros,
+      vr: 'OB',
+    });
     expect(bomb.length).toBeLessThan(100 * 1024);
     await expectCode(bomb, 'too-large', { ...OPTS, maxPixels: 1000 });
   });
@@ -142,7 +175,9 @@ describe('bad input is rejected with a code, never a crash', () => {
   it('truncated PNG and JPEG are truncated', async () => {
     const seven = drawSeven(128);
     const png = await grayPng(seven, 128, 128);
-    const jpeg = await sharp(Buffer.from(seven), { raw: { width: 128, height: 128, channels: 1 } }).jpeg().toBuffer();
+    const jpeg = await sharp(Buffer.from(seven), { raw: { width: 128, height: 128, channels: 1 } })
+      .jpeg()
+      .toBuffer();
     for (const cut of [0.3, 0.6, 0.95]) {
       await expectCode(png.subarray(0, Math.floor(png.length * cut)), 'truncated');
       await expectCode(jpeg.subarray(0, Math.floor(jpeg.length * cut)), 'truncated');
@@ -153,19 +188,32 @@ describe('bad input is rejected with a code, never a crash', () => {
 
   it('truncated DICOM is truncated (inside the pixel data, inside the header, inside a fragment)', async () => {
     const values = new Array<number>(64 * 64).fill(100);
-    const dcm = writeDicom(TS.explicitLE, imageElements({ rows: 64, cols: 64, bitsAllocated: 16 }), { native: le16(values) });
+    const dcm = writeDicom(TS.explicitLE, imageElements({ rows: 64, cols: 64, bitsAllocated: 16 }), {
+      native: le16(values),
+    });
     await expectCode(dcm.subarray(0, dcm.length - 1000), 'truncated');
     await expectCode(dcm.subarray(0, 300), 'truncated');
-    const implicit = writeDicom(TS.implicitLE, imageElements({ rows: 64, cols: 64, bitsAllocated: 16 }), { native: le16(values) });
+    const implicit = writeDicom(TS.implicitLE, imageElements({ rows: 64, cols: 64, bitsAllocated: 16 }), {
+      native: le16(values),
+    });
     await expectCode(implicit.subarray(0, implicit.length - 10), 'truncated');
-    const jpeg = await sharp(Buffer.from(drawSeven(64)), { raw: { width: 64, height: 64, channels: 1 } }).jpeg().toBuffer();
-    const enc = writeDicom(TS.jpegBaseline, imageElements({ rows: 64, cols: 64, bitsAllocated: 8 }), { fragments: [jpeg] });
+    const jpeg = await sharp(Buffer.from(drawSeven(64)), { raw: { width: 64, height: 64, channels: 1 } })
+      .jpeg()
+      .toBuffer();
+    const enc = writeDicom(TS.jpegBaseline, imageElements({ rows: 64, cols: 64, bitsAllocated: 8 }), {
+      fragments: [jpeg],
+    });
     await expectCode(enc.subarray(0, enc.length - 200), 'truncated');
   });
 
   it('a truncated DICOM file whose preamble carries a TIFF header is truncated, not a TIFF error', async () => {
     const values = new Array<number>(64 * 64).fill(100);
-    const dcm = writeDicom(TS.explicitLE, imageElements({ rows: 64, cols: 64, bitsAllocated: 16 }), { native: le16(values) }, { preamble: Buffer.from([0x49, 0x49, 0x2a, 0x00, 0x08, 0x00, 0x00, 0x00]) });
+    const dcm = writeDicom(
+      TS.explicitLE,
+      imageElements({ rows: 64, cols: 64, bitsAllocated: 16 }),
+      { native: le16(values) },
+      { preamble: Buffer.from([0x49, 0x49, 0x2a, 0x00, 0x08, 0x00, 0x00, 0x00]) },
+    );
     await expectCode(dcm.subarray(0, dcm.length - 1000), 'truncated');
     await expectCode(dcm.subarray(0, 200), 'truncated'); // inside the file meta information
     const metaEnd = 144 + dcm.readUInt32LE(140); // after (0002,0000) File Meta Information Group Length and the group
@@ -173,24 +221,48 @@ describe('bad input is rejected with a code, never a crash', () => {
   });
 
   it('a DICOM data set without preamble and DICM marker is not-an-image', async () => {
-    const dcm = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }), { native: Buffer.alloc(64), vr: 'OB' });
+    const dcm = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }), {
+      native: Buffer.alloc(64),
+      vr: 'OB',
+    });
     await expectCode(dcm.subarray(132), 'not-an-image');
   });
 
-  it('a DICOM data set the parser cannot read is dicom-malformed, with the parser\'s message', async () => {
-    const junkSequence = writeDicom(TS.explicitLE, [...imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }), [0x0008, 0x1140, 'SQ', Buffer.from([1, 2, 3, 4, 5, 6, 7, 8])]], { native: Buffer.alloc(64), vr: 'OB' });
+  it("a DICOM data set the parser cannot read is dicom-malformed, with the parser's message", async () => {
+    const junkSequence = writeDicom(
+      TS.explicitLE,
+      [
+        ...imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }),
+        [0x0008, 0x1140, 'SQ', Buffer.from([1, 2, 3, 4, 5, 6, 7, 8])],
+      ],
+      { native: Buffer.alloc(64), vr: 'OB' },
+    );
     const r = await expectCode(junkSequence, 'dicom-malformed');
     expect(r.message).toMatch(/^DICOM data set could not be parsed: dicomParser\.\S+: .*item/);
-    const noSyntax = await expectCode(writeDicom('', imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }), { native: Buffer.alloc(64), vr: 'OB' }), 'dicom-malformed');
+    const noSyntax = await expectCode(
+      writeDicom('', imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }), { native: Buffer.alloc(64), vr: 'OB' }),
+      'dicom-malformed',
+    );
     expect(noSyntax.message).toContain('Transfer Syntax UID (0002,0010)');
-    const paletteWithoutTable = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 8, photometric: 'PALETTE COLOR' }), { native: Buffer.alloc(64), vr: 'OB' });
+    const paletteWithoutTable = writeDicom(
+      TS.explicitLE,
+      imageElements({ rows: 8, cols: 8, bitsAllocated: 8, photometric: 'PALETTE COLOR' }),
+      { native: Buffer.alloc(64), vr: 'OB' },
+    );
     expect((await expectCode(paletteWithoutTable, 'dicom-malformed')).message).toContain('Lookup Table');
-    const noRows = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }).filter(([g, e]) => !(g === 0x0028 && e === 0x0010)), { native: Buffer.alloc(64), vr: 'OB' });
+    const noRows = writeDicom(
+      TS.explicitLE,
+      imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }).filter(([g, e]) => !(g === 0x0028 && e === 0x0010)),
+      { native: Buffer.alloc(64), vr: 'OB' },
+    );
     expect((await expectCode(noRows, 'dicom-malformed')).message).toContain('Rows/Columns');
   });
 
   it('DICOM without pixel data is dicom-no-pixel-data', async () => {
-    const sr = writeDicom(TS.explicitLE, [[0x0008, 0x0060, 'CS', 'SR'], [0x0010, 0x0010, 'PN', 'Doe^John']]);
+    const sr = writeDicom(TS.explicitLE, [
+      [0x0008, 0x0060, 'CS', 'SR'],
+      [0x0010, 0x0010, 'PN', 'Doe^John'],
+    ]);
     const r = await expectCode(sr, 'dicom-no-pixel-data');
     expect(r.message).not.toContain('Doe');
   });
@@ -200,14 +272,20 @@ describe('bad input is rejected with a code, never a crash', () => {
     ['MPEG-4', TS.mpeg4],
     ['a made-up UID', '1.2.3.999.1'],
   ])('DICOM in %s is dicom-unsupported-transfer-syntax naming the UID', async (_name, uid) => {
-    const bytes = writeDicom(uid, imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }), { fragments: [Buffer.from([1, 2, 3, 4])] });
+    const bytes = writeDicom(uid, imageElements({ rows: 8, cols: 8, bitsAllocated: 8 }), {
+      fragments: [Buffer.from([1, 2, 3, 4])],
+    });
     const r = await expectCode(bytes, 'dicom-unsupported-transfer-syntax');
     expect(r.message).toContain(uid);
     expect(r.detail).toMatchObject({ transferSyntax: uid });
   });
 
   it('12-bit JPEG Extended (libjpeg-turbo is 8-bit only) is dicom-unsupported-transfer-syntax', async () => {
-    const bytes = writeDicom('1.2.840.10008.1.2.4.51', imageElements({ rows: 8, cols: 8, bitsAllocated: 16, bitsStored: 12 }), { fragments: [Buffer.from([0xff, 0xd8, 0xff, 0xd9])] });
+    const bytes = writeDicom(
+      '1.2.840.10008.1.2.4.51',
+      imageElements({ rows: 8, cols: 8, bitsAllocated: 16, bitsStored: 12 }),
+      { fragments: [Buffer.from([0xff, 0xd8, 0xff, 0xd9])] },
+    );
     const r = await expectCode(bytes, 'dicom-unsupported-transfer-syntax');
     expect(r.message).toContain('1.2.840.10008.1.2.4.51');
   });
@@ -217,11 +295,20 @@ describe('bad input is rejected with a code, never a crash', () => {
   });
 
   it('unsupported DICOM pixel layouts are unsupported-format', async () => {
-    const oneBitColour = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 1, samplesPerPixel: 3, photometric: 'RGB' }), { native: Buffer.alloc(24), vr: 'OB' });
+    const oneBitColour = writeDicom(
+      TS.explicitLE,
+      imageElements({ rows: 8, cols: 8, bitsAllocated: 1, samplesPerPixel: 3, photometric: 'RGB' }),
+      { native: Buffer.alloc(24), vr: 'OB' },
+    );
     await expectCode(oneBitColour, 'unsupported-format');
-    const oneBitJpeg = writeDicom(TS.jpegBaseline, imageElements({ rows: 8, cols: 8, bitsAllocated: 1 }), { fragments: [Buffer.from([0xff, 0xd8, 0xff, 0xd9])] });
+    const oneBitJpeg = writeDicom(TS.jpegBaseline, imageElements({ rows: 8, cols: 8, bitsAllocated: 1 }), {
+      fragments: [Buffer.from([0xff, 0xd8, 0xff, 0xd9])],
+    });
     await expectCode(oneBitJpeg, 'unsupported-format');
-    const twelveBits = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 12 }), { native: Buffer.alloc(96), vr: 'OB' });
+    const twelveBits = writeDicom(TS.explicitLE, imageElements({ rows: 8, cols: 8, bitsAllocated: 12 }), {
+      native: Buffer.alloc(96),
+      vr: 'OB',
+    });
     await expectCode(twelveBits, 'unsupported-format');
   });
 
@@ -234,11 +321,22 @@ describe('bad input is rejected with a code, never a crash', () => {
     const seven = drawSeven(48);
     const sources = [
       await grayPng(seven, 48, 48),
-      await sharp(Buffer.from(seven), { raw: { width: 48, height: 48, channels: 1 } }).jpeg().toBuffer(),
-      await sharp(Buffer.from(seven), { raw: { width: 48, height: 48, channels: 1 } }).gif().toBuffer(),
-      await sharp(Buffer.from(seven), { raw: { width: 48, height: 48, channels: 1 } }).webp().toBuffer(),
-      await sharp(Buffer.from(seven), { raw: { width: 48, height: 48, channels: 1 } }).tiff().toBuffer(),
-      writeDicom(TS.explicitLE, imageElements({ rows: 48, cols: 48, bitsAllocated: 8 }), { native: Buffer.from(seven), vr: 'OB' }),
+      await sharp(Buffer.from(seven), { raw: { width: 48, height: 48, channels: 1 } })
+        .jpeg()
+        .toBuffer(),
+      await sharp(Buffer.from(seven), { raw: { width: 48, height: 48, channels: 1 } })
+        .gif()
+        .toBuffer(),
+      await sharp(Buffer.from(seven), { raw: { width: 48, height: 48, channels: 1 } })
+        .webp()
+        .toBuffer(),
+      await sharp(Buffer.from(seven), { raw: { width: 48, height: 48, channels: 1 } })
+        .tiff()
+        .toBuffer(),
+      writeDicom(TS.explicitLE, imageElements({ rows: 48, cols: 48, bitsAllocated: 8 }), {
+        native: Buffer.from(seven),
+        vr: 'OB',
+      }),
     ];
     let seed = 7;
     const rand = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
@@ -250,7 +348,10 @@ describe('bad input is rejected with a code, never a crash', () => {
           const r = await preprocessImage(b, OPTS);
           expect(r.pixels).toHaveLength(784);
         } catch (e) {
-          if (!(e instanceof ImageRejection)) throw new Error(`non-rejection error for a mutated ${src.subarray(0, 4).toString('hex')}: ${String(e)}`, { cause: e });
+          if (!(e instanceof ImageRejection))
+            throw new Error(`non-rejection error for a mutated ${src.subarray(0, 4).toString('hex')}: ${String(e)}`, {
+              cause: e,
+            });
         }
       }
     }

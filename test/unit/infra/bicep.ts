@@ -147,9 +147,7 @@ export function syntaxErrors(root: Node): string[] {
 export function stringLiteral(node: Node | undefined | null): string | undefined {
   if (!node || node.type !== 'string') return undefined;
   if (node.namedChildren.some((c) => c.type === 'interpolation')) return undefined;
-  return node.namedChildren
-    .map((c) => (c.type === 'escape_sequence' ? c.text.slice(1) : c.text))
-    .join('');
+  return node.namedChildren.map((c) => (c.type === 'escape_sequence' ? c.text.slice(1) : c.text)).join('');
 }
 
 /** The text a string would have with each ${expr} left as ${expr}: handy for URL templates. */
@@ -216,9 +214,7 @@ export interface ResourceDecl {
 
 /** Resource declarations at the top level of a file. */
 export function resources(root: Node): ResourceDecl[] {
-  return root.namedChildren
-    .filter((n) => n.type === 'resource_declaration')
-    .map((n) => resourceDecl(n));
+  return root.namedChildren.filter((n) => n.type === 'resource_declaration').map((n) => resourceDecl(n));
 }
 
 function resourceDecl(n: Node): ResourceDecl {

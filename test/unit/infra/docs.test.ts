@@ -25,7 +25,10 @@ describe('infra/README.md holds to the templates', () => {
   });
 
   it('never tells anyone to start the trainer job without the template the launcher sends', () => {
-    for (const [file, text] of [['README.md', readme], ['infra/README.md', guide]] as const) {
+    for (const [file, text] of [
+      ['README.md', readme],
+      ['infra/README.md', guide],
+    ] as const) {
       const commands = text.split('\n').filter((l) => /^\s*az containerapp job start\b/.test(l));
       expect({ file, commands }).toEqual({ file, commands: [] });
     }
@@ -42,22 +45,35 @@ describe('infra/README.md holds to the templates', () => {
   });
 
   it('says azd builds the app remotely on Linux, which holds while .funcignore leaves node_modules out', () => {
-    expect(readRepoFile('.funcignore').split('\n').map((l) => l.trim())).toContain('node_modules');
+    expect(
+      readRepoFile('.funcignore')
+        .split('\n')
+        .map((l) => l.trim()),
+    ).toContain('node_modules');
     expect(readRepoFile('azure.yaml')).not.toMatch(/^\s*remoteBuild:\s*false/m);
     expect(section(guide, '## Deploy')).toMatch(/built remotely, on Linux x64/);
   });
 
-  it('lists each identity\'s containers as roles.bicep grants them, and the storage network modes', () => {
+  it("lists each identity's containers as roles.bicep grants them, and the storage network modes", () => {
     const roles = loadBicep('modules/roles.bicep').root;
     const list = (name: string) => arrayItems(variable(roles, name)).map((n) => stringLiteral(n)!);
     const table = section(guide, '## Roles and network exposure');
-    const row = (identity: string, role: string) => table.split('\n').find((l) => l.startsWith(`| ${identity} | ${role}`)) ?? '';
+    const row = (identity: string, role: string) =>
+      table.split('\n').find((l) => l.startsWith(`| ${identity} | ${role}`)) ?? '';
     const cells = (line: string) => [...line.matchAll(/`([a-z-]+)`/g)].map((m) => m[1]!);
-    expect(cells(row('function app', 'Storage Blob Data Reader')).sort()).toEqual(list('functionReadContainers').sort());
-    expect(cells(row('function app', 'Storage Blob Data Contributor')).sort()).toEqual(list('functionWriteContainers').sort());
-    expect(cells(row('trainer job', 'Storage Blob Data Reader')).sort()).toEqual([...list('trainerReadContainers'), ...list('trainerWriteContainers')].sort());
+    expect(cells(row('function app', 'Storage Blob Data Reader')).sort()).toEqual(
+      list('functionReadContainers').sort(),
+    );
+    expect(cells(row('function app', 'Storage Blob Data Contributor')).sort()).toEqual(
+      list('functionWriteContainers').sort(),
+    );
+    expect(cells(row('trainer job', 'Storage Blob Data Reader')).sort()).toEqual(
+      [...list('trainerReadContainers'), ...list('trainerWriteContainers')].sort(),
+    );
     expect(cells(row('function app', 'Storage Blob Data Owner')).sort()).toEqual(
-      arrayItems(variable(loadBicep('modules/storage.bicep').root, 'hostContainers')).map((n) => stringLiteral(n)!).sort(),
+      arrayItems(variable(loadBicep('modules/storage.bicep').root, 'hostContainers'))
+        .map((n) => stringLiteral(n)!)
+        .sort(),
     );
     for (const mode of ['public', 'firewall', 'private']) expect(table).toContain(`- \`${mode}\``);
     expect(readme).toMatch(/"Roles\s+and network exposure"/);

@@ -43,7 +43,9 @@ describe('infra: Event Grid subscriptions (stage 2, infra/eventgrid.bicep)', () 
       expected.sort((a, b) => a.functionName.localeCompare(b.functionName)),
     );
     expect(triggers.find((t) => t.functionName === 'infer')?.ends).toBe('.npy');
-    expect(triggers.find((t) => t.functionName === 'preprocess')?.begins).toBe('/blobServices/default/containers/uploads/');
+    expect(triggers.find((t) => t.functionName === 'preprocess')?.begins).toBe(
+      '/blobServices/default/containers/uploads/',
+    );
   });
 
   it('creates the subscriptions in a loop over that list', () => {
@@ -67,10 +69,12 @@ describe('infra: Event Grid subscriptions (stage 2, infra/eventgrid.bicep)', () 
       'https://${functionApp.properties.defaultHostName}/runtime/webhooks/blobs',
     );
     const key = variable(root, 'blobsExtensionKey')!.text;
-    expect(key).toMatch(/^listKeys\(resourceId\('Microsoft\.Web\/sites\/host', functionAppName, 'default'\), '[\d-]+'\)\.systemKeys\.blobs_extension$/);
+    expect(key).toMatch(
+      /^listKeys\(resourceId\('Microsoft\.Web\/sites\/host', functionAppName, 'default'\), '[\d-]+'\)\.systemKeys\.blobs_extension$/,
+    );
   });
 
-  it('dead-letters what it cannot deliver to the deadletter container, with the system topic\'s own identity', () => {
+  it("dead-letters what it cannot deliver to the deadletter container, with the system topic's own identity", () => {
     const props = getPath(subscription!.body, ['properties'])!;
     const deadLetter = getPath(props, ['deadLetterWithResourceIdentity']);
     expect(deadLetter).toBeDefined();
@@ -125,13 +129,20 @@ describe('infra: the post-deploy step runs stage 2 without a manual step', () =>
 
   it('the build context the hook assembles has what the Dockerfile copies', () => {
     const dockerfile = fs.readFileSync(path.join(INFRA, 'trainer.Dockerfile'), 'utf8');
-    const copied = [...dockerfile.matchAll(/^COPY (?!--from)(?:--chown=\S+ )?(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+    const copied = [...dockerfile.matchAll(/^COPY (?!--from)(?:--chown=\S+ )?(.+) \S+$/gm)].flatMap((m) =>
+      m[1]!.split(/\s+/),
+    );
     for (const item of copied) {
       expect(fs.existsSync(path.join(REPO_ROOT, item))).toBe(true);
       if (item.startsWith('infra/trainer/')) {
         // Copied to the same path in the context (the Dockerfile also builds from the repository root).
         const file = item.slice('infra/trainer/'.length);
-        expect(hook).toMatch(new RegExp(`^cp [^\\n]*"\\$infra/trainer/${file.replace('.', '\\.')}"[^\\n]* "\\$context/infra/trainer/"$`, 'm'));
+        expect(hook).toMatch(
+          new RegExp(
+            `^cp [^\\n]*"\\$infra/trainer/${file.replace('.', '\\.')}"[^\\n]* "\\$context/infra/trainer/"$`,
+            'm',
+          ),
+        );
       } else {
         expect(hook).toMatch(new RegExp(`for item in [^;]*\\b${item.replace('.', '\\.')}\\b`));
       }

@@ -1,6 +1,17 @@
 import { REQUIRED_IN_AZURE, SETTINGS, STORAGE_SETTING } from '../../../src/config';
-import { descendants, findProperties, getPath, loadBicep, readRepoFile, objectEntries, params, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
-
+import {
+  descendants,
+  findProperties,
+  getPath,
+  loadBicep,
+  readRepoFile,
+  objectEntries,
+  params,
+  resourcesOfType,
+  stringLiteral,
+  stringTemplate,
+  variable,
+} from './bicep';
 
 describe('infra: function app', () => {
   const { root } = loadBicep('modules/functionapp.bicep');
@@ -84,7 +95,9 @@ describe('infra: function app', () => {
     const policies = resourcesOfType(root, 'basicPublishingCredentialsPolicies').concat(
       resourcesOfType(root, 'Microsoft.Web/sites/basicPublishingCredentialsPolicies'),
     );
-    const byName = new Map(policies.map((p) => [stringLiteral(getPath(p.body, ['name'])), getPath(p.body, ['properties', 'allow'])?.text]));
+    const byName = new Map(
+      policies.map((p) => [stringLiteral(getPath(p.body, ['name'])), getPath(p.body, ['properties', 'allow'])?.text]),
+    );
     expect(Object.fromEntries(byName)).toEqual({ ftp: 'false', scm: 'false' });
     // Both belong to the site (nested in it), unconditionally.
     for (const p of policies) {
@@ -99,14 +112,21 @@ describe('infra: function app', () => {
     expect(stringLiteral(getPath(cfg, ['runtime', 'name']))).toBe('node');
     expect(stringLiteral(getPath(cfg, ['runtime', 'version']))).toBe('22');
     expect(stringLiteral(getPath(cfg, ['deployment', 'storage', 'type']))).toBe('blobContainer');
-    expect(stringLiteral(getPath(cfg, ['deployment', 'storage', 'authentication', 'type']))).toBe('UserAssignedIdentity');
-    expect(getPath(cfg, ['deployment', 'storage', 'authentication', 'userAssignedIdentityResourceId'])?.text).toBe('identityId');
+    expect(stringLiteral(getPath(cfg, ['deployment', 'storage', 'authentication', 'type']))).toBe(
+      'UserAssignedIdentity',
+    );
+    expect(getPath(cfg, ['deployment', 'storage', 'authentication', 'userAssignedIdentityResourceId'])?.text).toBe(
+      'identityId',
+    );
     expect(stringLiteral(getPath(site!.body, ['identity', 'type']))).toBe('UserAssigned');
     expect(getPath(site!.body, ['properties', 'httpsOnly'])?.text).toBe('true');
   });
 
   it('builds for the Node the app runs on: @types/node 22, engines admitting 22 (and 20, for local machines)', () => {
-    const pkg = JSON.parse(readRepoFile('package.json')) as { engines: { node: string }; devDependencies: Record<string, string> };
+    const pkg = JSON.parse(readRepoFile('package.json')) as {
+      engines: { node: string };
+      devDependencies: Record<string, string>;
+    };
     expect(pkg.devDependencies['@types/node']).toMatch(/^\^22\./);
     const min = /^>=\s*(\d+)(\.\d+){0,2}$/.exec(pkg.engines.node.trim());
     expect(min).not.toBeNull();
@@ -123,8 +143,12 @@ describe('infra: main.bicep wires the function app', () => {
 
   it('passes every parameter of the function app module that has no default', () => {
     const fn = loadBicep('modules/functionapp.bicep');
-    const required = params(fn.root).filter((p) => p.defaultValue === undefined).map((p) => p.name);
-    const mod = root.namedChildren.find((n) => n.type === 'module_declaration' && n.text.includes("'modules/functionapp.bicep'"));
+    const required = params(fn.root)
+      .filter((p) => p.defaultValue === undefined)
+      .map((p) => p.name);
+    const mod = root.namedChildren.find(
+      (n) => n.type === 'module_declaration' && n.text.includes("'modules/functionapp.bicep'"),
+    );
     expect(mod).toBeDefined();
     const body = mod!.namedChildren.find((n) => n.type === 'object')!;
     const passed = objectEntries(getPath(body, ['params'])!);

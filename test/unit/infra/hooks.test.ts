@@ -20,8 +20,15 @@ describe('infra: post-deploy hooks on Linux, macOS and Windows', () => {
   });
 
   it('checks out shell scripts with LF endings everywhere (.gitattributes), and keeps them LF in the repository', () => {
-    expect(readRepoFile('.gitattributes').split('\n').map((l) => l.trim())).toContain('*.sh text eol=lf');
-    const attrs = execFileSync('git', ['check-attr', 'eol', 'text', '--', 'infra/hooks/postdeploy.sh'], { cwd: REPO_ROOT, encoding: 'utf8' });
+    expect(
+      readRepoFile('.gitattributes')
+        .split('\n')
+        .map((l) => l.trim()),
+    ).toContain('*.sh text eol=lf');
+    const attrs = execFileSync('git', ['check-attr', 'eol', 'text', '--', 'infra/hooks/postdeploy.sh'], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+    });
     expect(attrs).toContain('infra/hooks/postdeploy.sh: eol: lf');
     expect(attrs).toContain('infra/hooks/postdeploy.sh: text: set');
     expect(sh).not.toContain('\r');
@@ -30,7 +37,15 @@ describe('infra: post-deploy hooks on Linux, macOS and Windows', () => {
 
   it('does the same two steps in both scripts: the Event Grid deployment, then the trainer image', () => {
     for (const script of [sh, ps1]) {
-      for (const name of ['AZURE_SUBSCRIPTION_ID', 'AZURE_RESOURCE_GROUP', 'FUNCTION_APP_NAME', 'EVENTGRID_SYSTEM_TOPIC_NAME', 'AZURE_CONTAINER_REGISTRY_NAME', 'SKIP_TRAINER_IMAGE_BUILD', 'BLOBS_KEY_WAIT_ATTEMPTS']) {
+      for (const name of [
+        'AZURE_SUBSCRIPTION_ID',
+        'AZURE_RESOURCE_GROUP',
+        'FUNCTION_APP_NAME',
+        'EVENTGRID_SYSTEM_TOPIC_NAME',
+        'AZURE_CONTAINER_REGISTRY_NAME',
+        'SKIP_TRAINER_IMAGE_BUILD',
+        'BLOBS_KEY_WAIT_ATTEMPTS',
+      ]) {
         expect({ name, used: script.includes(name) }).toEqual({ name, used: true });
       }
       expect(script).toContain('systemKeys.blobs_extension');
@@ -42,12 +57,22 @@ describe('infra: post-deploy hooks on Linux, macOS and Windows', () => {
       expect(script).toContain('trainer.Dockerfile');
     }
     // The same build context, never node_modules.
-    const contextOf = (s: string) => /(?:for item in|foreach \(\$item in) ([^;)\n]+)/.exec(s)?.[1]?.replace(/['",]/g, ' ').split(/\s+/).filter((x) => x !== '').sort();
+    const contextOf = (s: string) =>
+      /(?:for item in|foreach \(\$item in) ([^;)\n]+)/
+        .exec(s)?.[1]
+        ?.replace(/['",]/g, ' ')
+        .split(/\s+/)
+        .filter((x) => x !== '')
+        .sort();
     expect(contextOf(sh)).toEqual(['functions', 'package-lock.json', 'package.json', 'src', 'tsconfig.json']);
     expect(contextOf(ps1)).toEqual(contextOf(sh));
     // ...plus the trainer's lockfile, where the Dockerfile reads it (infra/trainer/).
-    expect(sh).toMatch(/^cp "\$infra\/trainer\/package\.json" "\$infra\/trainer\/package-lock\.json" "\$context\/infra\/trainer\/"$/m);
-    expect(ps1).toMatch(/foreach \(\$file in 'package\.json', 'package-lock\.json'\)[\s\S]*?Join-Path \$infra 'trainer'/);
+    expect(sh).toMatch(
+      /^cp "\$infra\/trainer\/package\.json" "\$infra\/trainer\/package-lock\.json" "\$context\/infra\/trainer\/"$/m,
+    );
+    expect(ps1).toMatch(
+      /foreach \(\$file in 'package\.json', 'package-lock\.json'\)[\s\S]*?Join-Path \$infra 'trainer'/,
+    );
     expect(ps1).toMatch(/\$trainerDeps = Join-Path \(Join-Path \$context 'infra'\) 'trainer'/);
   });
 });

@@ -1,17 +1,37 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { arrayItems, descendants, getPath, INFRA, loadBicep, Node, objectEntries, params, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
+import {
+  arrayItems,
+  descendants,
+  getPath,
+  INFRA,
+  loadBicep,
+  Node,
+  objectEntries,
+  params,
+  resourcesOfType,
+  stringLiteral,
+  stringTemplate,
+  variable,
+} from './bicep';
 
 /** The `params` object of a module declaration of main.bicep, by the module file it uses. */
 function moduleParams(file: string): Map<string, Node> {
   const { root } = loadBicep('main.bicep');
   const mod = root.namedChildren.find((n) => n.type === 'module_declaration' && n.text.includes(`'${file}'`));
   expect({ file, declared: mod !== undefined }).toEqual({ file, declared: true });
-  return objectEntries(getPath(descendants(mod!).find((n) => n.type === 'object')!, ['params'])!);
+  return objectEntries(
+    getPath(
+      descendants(mod!).find((n) => n.type === 'object')!,
+      ['params'],
+    )!,
+  );
 }
 
 function moduleDecl(file: string): Node {
-  return loadBicep('main.bicep').root.namedChildren.find((n) => n.type === 'module_declaration' && n.text.includes(`'${file}'`))!;
+  return loadBicep('main.bicep').root.namedChildren.find(
+    (n) => n.type === 'module_declaration' && n.text.includes(`'${file}'`),
+  )!;
 }
 
 /** IPv4 CIDR as [first, last] address numbers. */
@@ -38,16 +58,20 @@ describe('infra: storage network exposure (storageNetworkAccess)', () => {
     const p = params(main.root).find((x) => x.name === 'storageNetworkAccess');
     expect(stringLiteral(p?.defaultValue)).toBe('public');
     for (const mode of ['public', 'firewall', 'private']) expect(p!.decorators.join('\n')).toContain(`'${mode}'`);
-    const json = JSON.parse(fs.readFileSync(path.join(INFRA, 'main.parameters.json'), 'utf8')) as { parameters: Record<string, { value: string }> };
+    const json = JSON.parse(fs.readFileSync(path.join(INFRA, 'main.parameters.json'), 'utf8')) as {
+      parameters: Record<string, { value: string }>;
+    };
     expect(json.parameters.storageNetworkAccess?.value).toBe('${STORAGE_NETWORK_ACCESS=public}');
     expect(json.parameters.storageAllowedIpRanges?.value).toBe('${STORAGE_ALLOWED_IP_RANGES}');
     // The network and the private endpoints exist only when asked for.
     expect(moduleDecl('modules/network.bicep').text).toMatch(/= if \(storageIsRestricted\)/);
-    expect(moduleDecl('modules/storagePrivateEndpoints.bicep').text).toMatch(/= if \(storageNetworkAccess == 'private'\)/);
+    expect(moduleDecl('modules/storagePrivateEndpoints.bicep').text).toMatch(
+      /= if \(storageNetworkAccess == 'private'\)/,
+    );
     expect(variable(main.root, 'storageIsRestricted')?.text).toBe("storageNetworkAccess != 'public'");
   });
 
-  it('denies every network but the app\'s and the trainer\'s subnets, trusted services and the listed IPs when restricted', () => {
+  it("denies every network but the app's and the trainer's subnets, trusted services and the listed IPs when restricted", () => {
     const storage = loadBicep('modules/storage.bicep').root;
     const [account] = resourcesOfType(storage, 'Microsoft.Storage/storageAccounts');
     const acls = getPath(account!.body, ['properties', 'networkAcls'])!;
@@ -61,22 +85,35 @@ describe('infra: storage network exposure (storageNetworkAccess)', () => {
     expect(variable(storage, 'ipRules')?.text).toMatch(/^\[\s*for range in allowedIpRanges:/);
     const passed = moduleParams('modules/storage.bicep');
     expect(passed.get('networkAccess')?.text).toBe('storageNetworkAccess');
-    expect(passed.get('allowedSubnetIds')?.text).toBe('storageIsRestricted ? [network.outputs.appSubnetId, network.outputs.trainerSubnetId] : []');
-    expect(passed.get('allowedIpRanges')?.text).toMatch(/^storageIsRestricted && .*split\(storageAllowedIpRanges, ','\) : \[\]$/);
+    expect(passed.get('allowedSubnetIds')?.text).toBe(
+      'storageIsRestricted ? [network.outputs.appSubnetId, network.outputs.trainerSubnetId] : []',
+    );
+    expect(passed.get('allowedIpRanges')?.text).toMatch(
+      /^storageIsRestricted && .*split\(storageAllowedIpRanges, ','\) : \[\]$/,
+    );
   });
 
   it('puts the function app and the trainer environment in their subnets when restricted, and nowhere otherwise', () => {
-    expect(moduleParams('modules/functionapp.bicep').get('virtualNetworkSubnetId')?.text).toBe("storageIsRestricted ? network.outputs.appSubnetId : ''");
-    expect(moduleParams('modules/trainer.bicep').get('infrastructureSubnetId')?.text).toBe("storageIsRestricted ? network.outputs.trainerSubnetId : ''");
+    expect(moduleParams('modules/functionapp.bicep').get('virtualNetworkSubnetId')?.text).toBe(
+      "storageIsRestricted ? network.outputs.appSubnetId : ''",
+    );
+    expect(moduleParams('modules/trainer.bicep').get('infrastructureSubnetId')?.text).toBe(
+      "storageIsRestricted ? network.outputs.trainerSubnetId : ''",
+    );
     const fn = loadBicep('modules/functionapp.bicep').root;
     const [site] = resourcesOfType(fn, 'Microsoft.Web/sites');
-    expect(getPath(site!.body, ['properties', 'virtualNetworkSubnetId'])?.text).toBe('empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId');
+    expect(getPath(site!.body, ['properties', 'virtualNetworkSubnetId'])?.text).toBe(
+      'empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId',
+    );
     const tr = loadBicep('modules/trainer.bicep').root;
     const [env] = resourcesOfType(tr, 'Microsoft.App/managedEnvironments');
     const vnetConfig = getPath(env!.body, ['properties', 'vnetConfiguration'])!;
     expect(vnetConfig.text).toMatch(/^empty\(infrastructureSubnetId\)\s*\?\s*null/);
     expect(vnetConfig.text).toMatch(/infrastructureSubnetId: infrastructureSubnetId/);
-    for (const [file, name] of [['modules/functionapp.bicep', 'virtualNetworkSubnetId'], ['modules/trainer.bicep', 'infrastructureSubnetId']] as const) {
+    for (const [file, name] of [
+      ['modules/functionapp.bicep', 'virtualNetworkSubnetId'],
+      ['modules/trainer.bicep', 'infrastructureSubnetId'],
+    ] as const) {
       expect(stringLiteral(params(loadBicep(file).root).find((p) => p.name === name)?.defaultValue)).toBe('');
     }
   });
@@ -91,8 +128,14 @@ describe('infra: storage network exposure (storageNetworkAccess)', () => {
       return {
         name: stringLiteral(variable(net, name)),
         cidr: cidrSubnet(space, Number(m[1]), Number(m[2])),
-        delegation: stringLiteral(arrayItems(getPath(s, ['properties', 'delegations'])).map((d) => getPath(d, ['properties', 'serviceName']))[0]),
-        endpoints: arrayItems(getPath(s, ['properties', 'serviceEndpoints'])).map((e) => stringLiteral(getPath(e, ['service']))),
+        delegation: stringLiteral(
+          arrayItems(getPath(s, ['properties', 'delegations'])).map((d) =>
+            getPath(d, ['properties', 'serviceName']),
+          )[0],
+        ),
+        endpoints: arrayItems(getPath(s, ['properties', 'serviceEndpoints'])).map((e) =>
+          stringLiteral(getPath(e, ['service'])),
+        ),
       };
     });
     expect(subnets.map((s) => [s.name, s.delegation, s.endpoints])).toEqual([
@@ -112,7 +155,9 @@ describe('infra: storage network exposure (storageNetworkAccess)', () => {
     const pe = loadBicep('modules/storagePrivateEndpoints.bicep').root;
     expect(arrayItems(variable(pe, 'services')).map((n) => stringLiteral(n))).toEqual(['blob', 'queue']);
     const [zones] = resourcesOfType(pe, 'Microsoft.Network/privateDnsZones');
-    expect(stringTemplate(getPath(zones!.body, ['name']))).toBe('privatelink.${service}.${environment().suffixes.storage}');
+    expect(stringTemplate(getPath(zones!.body, ['name']))).toBe(
+      'privatelink.${service}.${environment().suffixes.storage}',
+    );
     const [link] = resourcesOfType(pe, 'Microsoft.Network/privateDnsZones/virtualNetworkLinks');
     expect(getPath(link!.body, ['properties', 'virtualNetwork', 'id'])?.text).toBe('vnetId');
     const [endpoint] = resourcesOfType(pe, 'Microsoft.Network/privateEndpoints');

@@ -31,15 +31,25 @@ describe('infra: regions where both Flex Consumption and serverless GPUs exist',
   it('knows which profiles each region has, and maps each profile to itself', () => {
     for (const [region, profiles] of byRegion) {
       const entries = objectEntries(profiles);
-      expect({ region, profiles: [...entries.keys()].sort() }).toEqual({ region, profiles: [...GPU_REGIONS[region]!].sort() });
+      expect({ region, profiles: [...entries.keys()].sort() }).toEqual({
+        region,
+        profiles: [...GPU_REGIONS[region]!].sort(),
+      });
       for (const [key, value] of entries) expect(stringLiteral(value)).toBe(key);
     }
   });
 
   it('gives the trainer the profile looked up in the region (a missing one fails the deployment)', () => {
     expect(variable(root, 'gpuProfileInRegion')?.text).toBe('gpuProfilesByRegion[location][gpuProfileType]');
-    const mod = root.namedChildren.find((n) => n.type === 'module_declaration' && n.text.includes("'modules/trainer.bicep'"))!;
-    const passed = objectEntries(getPath(mod.namedChildren.find((n) => n.type === 'object')!, ['params'])!);
+    const mod = root.namedChildren.find(
+      (n) => n.type === 'module_declaration' && n.text.includes("'modules/trainer.bicep'"),
+    )!;
+    const passed = objectEntries(
+      getPath(
+        mod.namedChildren.find((n) => n.type === 'object')!,
+        ['params'],
+      )!,
+    );
     expect(passed.get('gpuProfileType')?.text).toBe('gpuProfileInRegion');
     // Nothing else reads the unchecked parameter.
     const uses = loadBicep('main.bicep')

@@ -1,9 +1,20 @@
-import { getPath, loadBicep, objectEntries, params, resourcesOfType, stringLiteral, syntaxErrors, variable } from './bicep';
+import {
+  getPath,
+  loadBicep,
+  objectEntries,
+  params,
+  resourcesOfType,
+  stringLiteral,
+  syntaxErrors,
+  variable,
+} from './bicep';
 
 describe('infra: sign-in for the review page', () => {
   const app = loadBicep('modules/functionapp.bicep').root;
   const main = loadBicep('main.bicep').root;
-  const auth = resourcesOfType(app, 'config').find((r) => stringLiteral(getPath(r.body, ['name'])) === 'authsettingsV2');
+  const auth = resourcesOfType(app, 'config').find(
+    (r) => stringLiteral(getPath(r.body, ['name'])) === 'authsettingsV2',
+  );
 
   it('parses', () => {
     expect(syntaxErrors(app)).toEqual([]);
@@ -13,10 +24,15 @@ describe('infra: sign-in for the review page', () => {
   it('configures App Service Authentication with Microsoft Entra ID only when a client id is given', () => {
     expect(auth).toBeDefined();
     expect(auth?.node.text).toMatch(/=\s*if \(reviewAuth == 'app-service'\)/);
-    expect(getPath(auth!.body, ['properties', 'identityProviders', 'azureActiveDirectory', 'registration', 'clientId'])?.text).toBe('reviewAuthClientId');
+    expect(
+      getPath(auth!.body, ['properties', 'identityProviders', 'azureActiveDirectory', 'registration', 'clientId'])
+        ?.text,
+    ).toBe('reviewAuthClientId');
     expect(getPath(auth!.body, ['properties', 'platform', 'enabled'])?.text).toBe('true');
     // The Event Grid webhook and the function-key API stay reachable; the page refuses anonymous requests itself.
-    expect(stringLiteral(getPath(auth!.body, ['properties', 'globalValidation', 'unauthenticatedClientAction']))).toBe('AllowAnonymous');
+    expect(stringLiteral(getPath(auth!.body, ['properties', 'globalValidation', 'unauthenticatedClientAction']))).toBe(
+      'AllowAnonymous',
+    );
     const mainText = main.text;
     expect(mainText).toMatch(/reviewAuth: empty\(reviewAuthClientId\) \? 'off' : 'app-service'/);
     const mainParams = new Map(params(main).map((p) => [p.name, p]));

@@ -32,7 +32,11 @@ const GUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 const CONTAINER_TYPE = 'Microsoft.Storage/storageAccounts/blobServices/containers';
 const ACCOUNT_TYPE = 'Microsoft.Storage/storageAccounts';
 /** Scopes that are not storage at all: one resource each, never a resource group or subscription. */
-const NON_STORAGE_SCOPES = new Set(['Microsoft.Insights/components', 'Microsoft.App/jobs', 'Microsoft.ContainerRegistry/registries']);
+const NON_STORAGE_SCOPES = new Set([
+  'Microsoft.Insights/components',
+  'Microsoft.App/jobs',
+  'Microsoft.ContainerRegistry/registries',
+]);
 /**
  * The only role assignments allowed on the whole storage account, with why (the Bicep says the same
  * next to each). Never a blob role, never Owner.
@@ -40,13 +44,17 @@ const NON_STORAGE_SCOPES = new Set(['Microsoft.Insights/components', 'Microsoft.
 const ACCOUNT_SCOPE_EXCEPTIONS: Record<string, { role: string; why: RegExp }> = {
   // Queues: the Functions host names and creates its queues at run time; a queue-scoped assignment
   // cannot allow creating one, and the pipeline keeps no data in queues.
-  'modules/roles.bicep#functionQueueContributor': { role: 'Storage Queue Data Contributor', why: /creates? its queues at run time/ },
+  'modules/roles.bicep#functionQueueContributor': {
+    role: 'Storage Queue Data Contributor',
+    why: /creates? its queues at run time/,
+  },
 };
 
 /** `roles.x` of roles.bicep, or a role id variable of the file (acrPullRoleId), as a role id. */
 function roleIdOf(expr: string, root: Node): string | undefined {
   const key = /\broles\.(\w+)/.exec(expr)?.[1];
-  if (key !== undefined) return stringLiteral(objectEntries(variable(loadBicep('modules/roles.bicep').root, 'roles')!).get(key));
+  if (key !== undefined)
+    return stringLiteral(objectEntries(variable(loadBicep('modules/roles.bicep').root, 'roles')!).get(key));
   const v = /\b(\w+RoleId)\b/.exec(expr)?.[1];
   return v !== undefined ? stringLiteral(variable(root, v)) : undefined;
 }
@@ -65,8 +73,19 @@ function moduleUses(rel: string): { id: string; params: Map<string, Node>; root:
   return allBicepFiles().flatMap((from) => {
     const { root } = loadBicep(from);
     return root.namedChildren
-      .filter((n) => n.type === 'module_declaration' && new RegExp(`'(modules/)?${base.replace('.', '\\.')}'`).test(n.text))
-      .map((m) => ({ id: `${from}#${m.namedChild(0)!.text}`, params: objectEntries(getPath(descendants(m).find((d) => d.type === 'object')!, ['params'])!), root }));
+      .filter(
+        (n) => n.type === 'module_declaration' && new RegExp(`'(modules/)?${base.replace('.', '\\.')}'`).test(n.text),
+      )
+      .map((m) => ({
+        id: `${from}#${m.namedChild(0)!.text}`,
+        params: objectEntries(
+          getPath(
+            descendants(m).find((d) => d.type === 'object')!,
+            ['params'],
+          )!,
+        ),
+        root,
+      }));
   });
 }
 
@@ -77,10 +96,14 @@ function moduleUses(rel: string): { id: string; params: Map<string, Node>; root:
  */
 const ALL_ASSIGNMENTS = allBicepFiles().flatMap((rel) => {
   const { root, text } = loadBicep(rel);
-  const typeOf = new Map(descendants(root).filter((n) => n.type === 'resource_declaration').map((n) => {
-    const typeString = stringLiteral(n.namedChildren.find((c) => c.type === 'string')) ?? '';
-    return [n.namedChild(0)!.text, typeString.split('@')[0]!] as const;
-  }));
+  const typeOf = new Map(
+    descendants(root)
+      .filter((n) => n.type === 'resource_declaration')
+      .map((n) => {
+        const typeString = stringLiteral(n.namedChildren.find((c) => c.type === 'string')) ?? '';
+        return [n.namedChild(0)!.text, typeString.split('@')[0]!] as const;
+      }),
+  );
   const paramNames = new Set(params(root).map((p) => p.name));
   return resourcesOfType(root, 'Microsoft.Authorization/roleAssignments').flatMap((r) => {
     const scope = getPath(r.body, ['scope'])?.text;
@@ -93,7 +116,11 @@ const ALL_ASSIGNMENTS = allBicepFiles().flatMap((rel) => {
     };
     const roleParam = /roleDefinitions', (\w+)\)$/.exec(roleExpr)?.[1];
     if (roleParam !== undefined && paramNames.has(roleParam)) {
-      return moduleUses(rel).map((use) => ({ ...base, id: `${rel}#${r.symbol} (${use.id})`, roleId: roleIdOf(use.params.get(roleParam)?.text ?? '', use.root) }));
+      return moduleUses(rel).map((use) => ({
+        ...base,
+        id: `${rel}#${r.symbol} (${use.id})`,
+        roleId: roleIdOf(use.params.get(roleParam)?.text ?? '', use.root),
+      }));
     }
     return [{ ...base, id: `${rel}#${r.symbol}`, roleId: roleIdOf(roleExpr, root) }];
   });
@@ -137,7 +164,10 @@ describe('infra: role assignments', () => {
       };
     });
   const grantsOf = (principal: string, role: string) =>
-    containerGrants.filter((g) => g.principal === principal && g.role === role).flatMap((g) => g.containers).sort();
+    containerGrants
+      .filter((g) => g.principal === principal && g.role === role)
+      .flatMap((g) => g.containers)
+      .sort();
 
   it('uses only documented built-in role definition ids, each commented with its name', () => {
     for (const [key, idNode] of roleIds) {
@@ -145,7 +175,9 @@ describe('infra: role assignments', () => {
       const name = roleName(id);
       expect({ key, id, known: name !== undefined }).toEqual({ key, id, known: true });
       // the comment after the id names the role
-      const line = loadBicep('modules/roles.bicep').text.split('\n').find((l) => l.includes(id))!;
+      const line = loadBicep('modules/roles.bicep')
+        .text.split('\n')
+        .find((l) => l.includes(id))!;
       expect(line).toContain(`// ${name}`);
     }
   });
@@ -159,8 +191,13 @@ describe('infra: role assignments', () => {
 
   it('finds the role assignments of every file, and knows the role of each', () => {
     expect(ALL_ASSIGNMENTS.length).toBeGreaterThanOrEqual(5);
-    for (const a of ALL_ASSIGNMENTS) expect({ id: a.id, role: roleName(a.roleId) ?? a.roleExpr }).toEqual({ id: a.id, role: expect.any(String) as string });
-    for (const a of ALL_ASSIGNMENTS) expect({ id: a.id, known: KNOWN_IDS.has(a.roleId ?? '') }).toEqual({ id: a.id, known: true });
+    for (const a of ALL_ASSIGNMENTS)
+      expect({ id: a.id, role: roleName(a.roleId) ?? a.roleExpr }).toEqual({
+        id: a.id,
+        role: expect.any(String) as string,
+      });
+    for (const a of ALL_ASSIGNMENTS)
+      expect({ id: a.id, known: KNOWN_IDS.has(a.roleId ?? '') }).toEqual({ id: a.id, known: true });
   });
 
   it('scopes every storage role assignment to a container, but for the listed exceptions, which say why', () => {
@@ -168,7 +205,13 @@ describe('infra: role assignments', () => {
       // No scope means the resource group: never.
       expect({ id: a.id, scope: a.scope }).toEqual({ id: a.id, scope: expect.any(String) as string });
       const kind =
-        a.scopeType === CONTAINER_TYPE ? 'container' : a.scopeType === ACCOUNT_TYPE ? 'account' : NON_STORAGE_SCOPES.has(a.scopeType ?? '') ? 'other resource' : `unexpected: ${a.scopeType}`;
+        a.scopeType === CONTAINER_TYPE
+          ? 'container'
+          : a.scopeType === ACCOUNT_TYPE
+            ? 'account'
+            : NON_STORAGE_SCOPES.has(a.scopeType ?? '')
+              ? 'other resource'
+              : `unexpected: ${a.scopeType}`;
       if (kind === 'account') {
         const exception = ACCOUNT_SCOPE_EXCEPTIONS[a.id];
         expect({ id: a.id, listedException: exception !== undefined }).toEqual({ id: a.id, listedException: true });
@@ -176,10 +219,14 @@ describe('infra: role assignments', () => {
         expect(a.comment).toMatch(/Account scope:/);
         expect(a.comment).toMatch(exception!.why);
       } else {
-        expect({ id: a.id, kind }).toEqual({ id: a.id, kind: expect.stringMatching(/^(container|other resource)$/) as string });
+        expect({ id: a.id, kind }).toEqual({
+          id: a.id,
+          kind: expect.stringMatching(/^(container|other resource)$/) as string,
+        });
       }
       // A blob data role is never given on anything but a container.
-      if (/^Storage Blob Data /.test(roleName(a.roleId) ?? '')) expect({ id: a.id, kind }).toEqual({ id: a.id, kind: 'container' });
+      if (/^Storage Blob Data /.test(roleName(a.roleId) ?? ''))
+        expect({ id: a.id, kind }).toEqual({ id: a.id, kind: 'container' });
     }
     // Every exception is still there (a stale entry would hide nothing, but says something false).
     for (const id of Object.keys(ACCOUNT_SCOPE_EXCEPTIONS)) expect(ALL_ASSIGNMENTS.map((a) => a.id)).toContain(id);
@@ -187,11 +234,15 @@ describe('infra: role assignments', () => {
 
   it('forbids account-wide Owner: Storage Blob Data Owner only on the Functions host containers', () => {
     const owners = ALL_ASSIGNMENTS.filter((a) => a.roleId === BUILT_IN_ROLES['Storage Blob Data Owner']);
-    expect(owners.map((a) => a.id)).toEqual(['modules/containerRoles.bicep#assignments (modules/roles.bicep#functionHostBlobOwner)']);
+    expect(owners.map((a) => a.id)).toEqual([
+      'modules/containerRoles.bicep#assignments (modules/roles.bicep#functionHostBlobOwner)',
+    ]);
     expect(owners[0]!.scopeType).toBe(CONTAINER_TYPE);
     expect(assignments.filter((a) => a.roleId === BUILT_IN_ROLES['Storage Blob Data Owner'])).toEqual([]);
     const ownerGrants = containerGrants.filter((g) => g.role === 'Storage Blob Data Owner');
-    expect(ownerGrants.map((g) => [g.principal, g.containers])).toEqual([['functionPrincipalId', ['param:hostContainerNames']]]);
+    expect(ownerGrants.map((g) => [g.principal, g.containers])).toEqual([
+      ['functionPrincipalId', ['param:hostContainerNames']],
+    ]);
   });
 
   it('gives the Functions host Owner on its own containers, which storage.bicep creates (HOST_CONTAINER among them)', () => {
@@ -199,7 +250,9 @@ describe('infra: role assignments', () => {
     const hostContainers = arrayItems(variable(storage, 'hostContainers')).map((n) => stringLiteral(n));
     expect(hostContainers).toEqual(expect.arrayContaining([HOST_CONTAINER, 'azure-webjobs-secrets']));
     expect(hostContainers.filter((c) => (ALL_CONTAINERS as readonly (string | undefined)[]).includes(c))).toEqual([]);
-    const created = resourcesOfType(storage, CONTAINER_TYPE).filter((c) => c.node.text.includes('for containerName in hostContainers'));
+    const created = resourcesOfType(storage, CONTAINER_TYPE).filter((c) =>
+      c.node.text.includes('for containerName in hostContainers'),
+    );
     expect(created).toHaveLength(1);
     expect(loadBicep('main.bicep').text).toMatch(/hostContainerNames: storage\.outputs\.hostContainerNames/);
     expect(loadBicep('modules/storage.bicep').text).toMatch(/^output hostContainerNames array = hostContainers$/m);
@@ -207,15 +260,28 @@ describe('infra: role assignments', () => {
 
   it('gives the function identity read or write on each pipeline container, by what it does, and nothing account-wide but queues', () => {
     const reads = grantsOf('functionPrincipalId', 'Storage Blob Data Reader');
-    const writes = grantsOf('functionPrincipalId', 'Storage Blob Data Contributor').filter((c) => c !== 'param:deploymentContainerName');
+    const writes = grantsOf('functionPrincipalId', 'Storage Blob Data Contributor').filter(
+      (c) => c !== 'param:deploymentContainerName',
+    );
     expect(reads).toEqual([CONTAINERS.deadLetter, CONTAINERS.models, CONTAINERS.uploads].sort());
-    expect(writes).toEqual([CONTAINERS.flagged, CONTAINERS.labels, CONTAINERS.predictions, CONTAINERS.preprocessed, CONTAINERS.rejected, CONTAINERS.runs].sort());
+    expect(writes).toEqual(
+      [
+        CONTAINERS.flagged,
+        CONTAINERS.labels,
+        CONTAINERS.predictions,
+        CONTAINERS.preprocessed,
+        CONTAINERS.rejected,
+        CONTAINERS.runs,
+      ].sort(),
+    );
     // Every container of the layout, each once: a new container fails here until someone decides.
     expect([...reads, ...writes].sort()).toEqual([...ALL_CONTAINERS].sort());
     // The deployment package: read and write, on that container only.
     expect(grantsOf('functionPrincipalId', 'Storage Blob Data Contributor')).toContain('param:deploymentContainerName');
     expect(loadBicep('main.bicep').text).toMatch(/deploymentContainerName: storage\.outputs\.deploymentContainerName/);
-    const direct = assignments.filter((a) => a.principal === 'functionPrincipalId').map((a) => [roleName(a.roleId), a.scope]);
+    const direct = assignments
+      .filter((a) => a.principal === 'functionPrincipalId')
+      .map((a) => [roleName(a.roleId), a.scope]);
     expect(direct.sort()).toEqual(
       [
         ['Storage Queue Data Contributor', 'storage'],
@@ -226,8 +292,12 @@ describe('infra: role assignments', () => {
   });
 
   it('gives the trainer read on labels and preprocessed images and write on models and runs, nothing else', () => {
-    expect(grantsOf('trainerPrincipalId', 'Storage Blob Data Reader')).toEqual([CONTAINERS.labels, CONTAINERS.preprocessed].sort());
-    expect(grantsOf('trainerPrincipalId', 'Storage Blob Data Contributor')).toEqual([CONTAINERS.models, CONTAINERS.runs].sort());
+    expect(grantsOf('trainerPrincipalId', 'Storage Blob Data Reader')).toEqual(
+      [CONTAINERS.labels, CONTAINERS.preprocessed].sort(),
+    );
+    expect(grantsOf('trainerPrincipalId', 'Storage Blob Data Contributor')).toEqual(
+      [CONTAINERS.models, CONTAINERS.runs].sort(),
+    );
     expect(containerGrants.filter((g) => g.principal === 'trainerPrincipalId')).toHaveLength(2);
     expect(assignments.filter((a) => a.principal === 'trainerPrincipalId')).toEqual([]);
     // Its AcrPull is in trainer.bicep, before the job.
@@ -236,7 +306,9 @@ describe('infra: role assignments', () => {
 
   it('gives the optional operator write on the pipeline containers only (not the host keys, not the package)', () => {
     const op = containerGrants.filter((g) => g.principal === 'operatorPrincipalId');
-    expect(op.map((g) => [g.role, g.containers, g.conditional])).toEqual([['Storage Blob Data Contributor', ['param:pipelineContainerNames'], true]]);
+    expect(op.map((g) => [g.role, g.containers, g.conditional])).toEqual([
+      ['Storage Blob Data Contributor', ['param:pipelineContainerNames'], true],
+    ]);
     expect(loadBicep('main.bicep').text).toMatch(/pipelineContainerNames: storage\.outputs\.containerNames/);
     expect(assignments.filter((a) => a.principal === 'operatorPrincipalId')).toEqual([]);
   });
@@ -254,10 +326,12 @@ describe('infra: role assignments', () => {
     // No other role for that identity.
     expect(assignments.filter((a) => a.principal === 'eventGridPrincipalId')).toHaveLength(1);
     expect(containerGrants.filter((g) => g.principal === 'eventGridPrincipalId')).toEqual([]);
-    expect(params(root).map((p) => p.name)).toEqual(expect.arrayContaining(['eventGridPrincipalId', 'deadLetterContainerName']));
+    expect(params(root).map((p) => p.name)).toEqual(
+      expect.arrayContaining(['eventGridPrincipalId', 'deadLetterContainerName']),
+    );
   });
 
-  it('scopes the container module\'s assignments to each existing container of the account', () => {
+  it("scopes the container module's assignments to each existing container of the account", () => {
     const mod = loadBicep('modules/containerRoles.bicep').root;
     const [containers] = resourcesOfType(mod, CONTAINER_TYPE);
     expect(containers?.existing).toBe(true);
@@ -267,8 +341,11 @@ describe('infra: role assignments', () => {
     expect(getPath(assignment!.body, ['scope'])?.text).toBe(`${containers!.symbol}[i]`);
     expect(getPath(assignment!.body, ['name'])?.text).toBe(`guid(${containers!.symbol}[i].id, principalId, roleId)`);
     // Every use of the module names a role of the roles variable.
-    for (const g of containerGrants) expect({ symbol: g.symbol, role: g.role }).toEqual({ symbol: g.symbol, role: expect.any(String) as string });
-    expect([...roleKeyById.values()]).toEqual(expect.arrayContaining(['storageBlobDataReader', 'storageBlobDataContributor', 'storageBlobDataOwner']));
+    for (const g of containerGrants)
+      expect({ symbol: g.symbol, role: g.role }).toEqual({ symbol: g.symbol, role: expect.any(String) as string });
+    expect([...roleKeyById.values()]).toEqual(
+      expect.arrayContaining(['storageBlobDataReader', 'storageBlobDataContributor', 'storageBlobDataOwner']),
+    );
   });
 
   it('names every assignment deterministically from scope, principal and role', () => {

@@ -1,5 +1,17 @@
 import { ALL_CONTAINERS, CONTAINERS } from '../../../src/storage/layout';
-import { arrayItems, findProperties, getPath, loadBicep, outputs, params, propertyValue, resourcesOfType, stringLiteral, stringTemplate, variable } from './bicep';
+import {
+  arrayItems,
+  findProperties,
+  getPath,
+  loadBicep,
+  outputs,
+  params,
+  propertyValue,
+  resourcesOfType,
+  stringLiteral,
+  stringTemplate,
+  variable,
+} from './bicep';
 
 describe('infra: storage account', () => {
   const { root } = loadBicep('modules/storage.bicep');
@@ -79,8 +91,12 @@ describe('infra: storage account', () => {
     expect(stringLiteral(getPath(rule, ['type']))).toBe('Lifecycle');
     const prefixes = arrayItems(getPath(rule, ['definition', 'filters', 'prefixMatch'])).map(stringTemplate);
     expect(prefixes).toEqual(['${deadLetterContainerName}/']);
-    expect(getPath(rule, ['definition', 'actions', 'baseBlob', 'delete', 'daysAfterModificationGreaterThan'])?.text).toBe('deadLetterRetentionDays');
-    expect(getPath(rule, ['definition', 'actions', 'version', 'delete', 'daysAfterCreationGreaterThan'])?.text).toBe('deadLetterRetentionDays');
+    expect(
+      getPath(rule, ['definition', 'actions', 'baseBlob', 'delete', 'daysAfterModificationGreaterThan'])?.text,
+    ).toBe('deadLetterRetentionDays');
+    expect(getPath(rule, ['definition', 'actions', 'version', 'delete', 'daysAfterCreationGreaterThan'])?.text).toBe(
+      'deadLetterRetentionDays',
+    );
     const days = params(root).find((p) => p.name === 'deadLetterRetentionDays');
     expect(days?.defaultValue?.text).toBe('30');
   });

@@ -1,7 +1,20 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { allBicepFiles, arrayItems, getPath, INFRA, loadBicep, objectEntries, outputs, params, readRepoFile, resourcesOfType, stringLiteral, variable } from './bicep';
+import {
+  allBicepFiles,
+  arrayItems,
+  getPath,
+  INFRA,
+  loadBicep,
+  objectEntries,
+  outputs,
+  params,
+  readRepoFile,
+  resourcesOfType,
+  stringLiteral,
+  variable,
+} from './bicep';
 
 interface Pkg {
   dependencies: Record<string, string>;
@@ -9,7 +22,16 @@ interface Pkg {
   optionalDependencies?: Record<string, string>;
 }
 interface Lock {
-  packages: Record<string, { version?: string; integrity?: string; dev?: boolean; devOptional?: boolean; dependencies?: Record<string, string> }>;
+  packages: Record<
+    string,
+    {
+      version?: string;
+      integrity?: string;
+      dev?: boolean;
+      devOptional?: boolean;
+      dependencies?: Record<string, string>;
+    }
+  >;
 }
 
 const GPU_PROFILES = ['Consumption-GPU-NC8as-T4', 'Consumption-GPU-NC24-A100'];
@@ -40,17 +62,31 @@ describe('infra: trainer job on serverless GPU', () => {
     expect(profiles.some((p) => stringLiteral(p.get('workloadProfileType')) === 'Consumption')).toBe(true);
   });
 
-  it('sends its logs to Log Analytics through Azure Monitor, without the workspace\'s shared key', () => {
-    expect(stringLiteral(getPath(env!.body, ['properties', 'appLogsConfiguration', 'destination']))).toBe('azure-monitor');
+  it("sends its logs to Log Analytics through Azure Monitor, without the workspace's shared key", () => {
+    expect(stringLiteral(getPath(env!.body, ['properties', 'appLogsConfiguration', 'destination']))).toBe(
+      'azure-monitor',
+    );
     expect(getPath(env!.body, ['properties', 'appLogsConfiguration', 'logAnalyticsConfiguration'])).toBeUndefined();
     const [diag] = resourcesOfType(root, 'Microsoft.Insights/diagnosticSettings');
     expect(getPath(diag!.body, ['scope'])?.text).toBe(env!.symbol);
     const [workspace] = resourcesOfType(root, 'Microsoft.OperationalInsights/workspaces');
     expect(getPath(diag!.body, ['properties', 'workspaceId'])?.text).toBe(`${workspace!.symbol}.id`);
-    const categories = arrayItems(getPath(diag!.body, ['properties', 'logs'])).map((l) => [stringLiteral(getPath(l, ['category'])), getPath(l, ['enabled'])?.text]);
-    expect(categories).toEqual([['ContainerAppConsoleLogs', 'true'], ['ContainerAppSystemLogs', 'true']]);
+    const categories = arrayItems(getPath(diag!.body, ['properties', 'logs'])).map((l) => [
+      stringLiteral(getPath(l, ['category'])),
+      getPath(l, ['enabled'])?.text,
+    ]);
+    expect(categories).toEqual([
+      ['ContainerAppConsoleLogs', 'true'],
+      ['ContainerAppSystemLogs', 'true'],
+    ]);
     // No shared key of any workspace is read anywhere in the templates.
-    for (const rel of allBicepFiles()) expect({ rel, text: loadBicep(rel).text }).not.toEqual({ rel, text: expect.stringMatching(/\bsharedKey\s*:|primarySharedKey|secondarySharedKey|\bworkspace\w*\.listKeys\(/) as string });
+    for (const rel of allBicepFiles())
+      expect({ rel, text: loadBicep(rel).text }).not.toEqual({
+        rel,
+        text: expect.stringMatching(
+          /\bsharedKey\s*:|primarySharedKey|secondarySharedKey|\bworkspace\w*\.listKeys\(/,
+        ) as string,
+      });
   });
 
   it('has a Manual-trigger job pinned to the GPU profile', () => {
@@ -136,7 +172,9 @@ describe('infra: trainer image (infra/trainer.Dockerfile)', () => {
   const dockerfile = fs.readFileSync(path.join(INFRA, 'trainer.Dockerfile'), 'utf8');
 
   it('runs on a CUDA 11.x + cuDNN 8 Ubuntu runtime base, pinned by digest', () => {
-    expect(dockerfile).toMatch(/^ARG CUDA_IMAGE=nvidia\/cuda:11\.\d+\.\d+-cudnn8-runtime-ubuntu\d\d\.\d\d@sha256:[0-9a-f]{64}$/m);
+    expect(dockerfile).toMatch(
+      /^ARG CUDA_IMAGE=nvidia\/cuda:11\.\d+\.\d+-cudnn8-runtime-ubuntu\d\d\.\d\d@sha256:[0-9a-f]{64}$/m,
+    );
     expect(dockerfile).toMatch(/^FROM \$\{CUDA_IMAGE\} AS base$/m);
     // Every other FROM is a stage of this file.
     for (const from of dockerfile.match(/^FROM \S+/gm)!) expect(from).toMatch(/^FROM (\$\{CUDA_IMAGE\}|base)$/);
@@ -148,7 +186,8 @@ describe('infra: trainer image (infra/trainer.Dockerfile)', () => {
     expect(base).toMatch(/^ARG CUDA_IMAGE$/m);
     const check = /^RUN (case "\$CUDA_IMAGE" in[\s\S]*?esac)$/m.exec(base)?.[1]?.replace(/\\\n/g, '\n');
     expect(check).toBeDefined();
-    const run = (image: string) => spawnSync('sh', ['-c', check!], { env: { PATH: process.env.PATH, CUDA_IMAGE: image }, encoding: 'utf8' });
+    const run = (image: string) =>
+      spawnSync('sh', ['-c', check!], { env: { PATH: process.env.PATH, CUDA_IMAGE: image }, encoding: 'utf8' });
     const pinned = /^ARG CUDA_IMAGE=(\S+)$/m.exec(dockerfile)![1]!;
     expect(run(pinned).status).toBe(0);
     const tagOnly = run(pinned.replace(/@sha256:.*$/, ''));
@@ -167,14 +206,18 @@ describe('infra: trainer image (infra/trainer.Dockerfile)', () => {
     expect(gpu?.integrity).toMatch(/^sha512-/);
     // No npm command resolves a version at build time: `npm ci` from a lockfile, and a rebuild that
     // runs the GPU binding's own install script.
-    const runs = dockerfile.replace(/\\\n/g, ' ').split('\n').filter((l) => l.startsWith('RUN ')).join('\n');
+    const runs = dockerfile
+      .replace(/\\\n/g, ' ')
+      .split('\n')
+      .filter((l) => l.startsWith('RUN '))
+      .join('\n');
     const npmCommands = runs.match(/\bnpm \w+[^&\n]*/g)!;
     expect(npmCommands.length).toBeGreaterThanOrEqual(3);
     for (const c of npmCommands) expect(c).toMatch(/^npm (ci|rebuild @tensorflow\/tfjs-node-gpu|cache clean)\b/);
     expect(runs).not.toMatch(/\bnpm (install|i|add|update)\b|\byarn\b|\bnpx (-y |--yes )?\S+@/);
   });
 
-  it('keeps infra/trainer\'s lockfile to the repository\'s versions (infra/trainer/lock.sh rewrites it)', () => {
+  it("keeps infra/trainer's lockfile to the repository's versions (infra/trainer/lock.sh rewrites it)", () => {
     const rootPkg = JSON.parse(readRepoFile('package.json')) as Pkg;
     const trainerPkg = JSON.parse(readRepoFile('infra/trainer/package.json')) as Pkg;
     const rootLock = JSON.parse(readRepoFile('package-lock.json')) as Lock;
@@ -189,28 +232,48 @@ describe('infra: trainer image (infra/trainer.Dockerfile)', () => {
     for (const [key, entry] of Object.entries(rootLock.packages)) {
       if (key === '') continue;
       const t = trainerLock.packages[key];
-      if (t === undefined ? !entry.dev && !entry.devOptional : t.version !== entry.version || t.integrity !== entry.integrity) stale.push(key);
+      if (
+        t === undefined
+          ? !entry.dev && !entry.devOptional
+          : t.version !== entry.version || t.integrity !== entry.integrity
+      )
+        stale.push(key);
     }
     for (const key of Object.keys(trainerLock.packages)) {
-      if (key !== '' && rootLock.packages[key] === undefined && !key.startsWith('node_modules/@tensorflow/tfjs-node-gpu')) stale.push(key);
+      if (
+        key !== '' &&
+        rootLock.packages[key] === undefined &&
+        !key.startsWith('node_modules/@tensorflow/tfjs-node-gpu')
+      )
+        stale.push(key);
     }
     expect({ stale, fix: 'sh infra/trainer/lock.sh' }).toEqual({ stale: [], fix: 'sh infra/trainer/lock.sh' });
   });
 
-  it('installs what the trainer\'s plots need: vega and vega-lite are production dependencies, and the image installs those', () => {
-    const pkg = JSON.parse(readRepoFile('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+  it("installs what the trainer's plots need: vega and vega-lite are production dependencies, and the image installs those", () => {
+    const pkg = JSON.parse(readRepoFile('package.json')) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
     // Every package src/ml/plots.ts loads (resolveModule('...')).
     const plotModules = [...readRepoFile('src/ml/plots.ts').matchAll(/resolveModule\('([^']+)'\)/g)].map((m) => m[1]!);
     expect(plotModules.sort()).toEqual(['vega', 'vega-lite']);
     for (const name of plotModules) {
-      expect({ name, production: pkg.dependencies[name] !== undefined, dev: pkg.devDependencies[name] !== undefined }).toEqual({ name, production: true, dev: false });
+      expect({
+        name,
+        production: pkg.dependencies[name] !== undefined,
+        dev: pkg.devDependencies[name] !== undefined,
+      }).toEqual({ name, production: true, dev: false });
     }
     // The stage whose node_modules the runtime image copies installs the production dependencies.
     const stages = dockerfile.split(/^FROM /m).slice(1);
     const runtime = stages.find((st) => /^\S+ AS runtime$/m.test(st))!;
     const depsStage = /^COPY --from=(\w+)\b.*\/node_modules /m.exec(runtime)?.[1];
     const deps = stages.find((st) => new RegExp(`^\\S+ AS ${depsStage}$`, 'm').test(st))!;
-    const install = deps.replace(/\\\n/g, ' ').match(/^RUN .*$/gm)!.find((l) => /\bnpm ci\b/.test(l))!;
+    const install = deps
+      .replace(/\\\n/g, ' ')
+      .match(/^RUN .*$/gm)!
+      .find((l) => /\bnpm ci\b/.test(l))!;
     expect(install).toMatch(/\bnpm ci --omit=dev\b/);
     expect(install).not.toMatch(/--omit=(optional|peer)|--only=|--workspace/);
     expect(deps).toMatch(/^COPY infra\/trainer\/package\.json infra\/trainer\/package-lock\.json \.\/$/m);

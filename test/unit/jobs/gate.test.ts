@@ -1,4 +1,11 @@
-import { decide, decideScreening, riskOfMostConfident, scoreHeldOut, scoreScreening, HeldOutScores } from '../../../src/jobs/gate';
+import {
+  decide,
+  decideScreening,
+  riskOfMostConfident,
+  scoreHeldOut,
+  scoreScreening,
+  HeldOutScores,
+} from '../../../src/jobs/gate';
 
 /** Scores from explicit confidences and correctness (threshold given as the accepted count's lowest confidence). */
 function scores(confidence: number[], correct: number[], threshold: number | null, version?: string): HeldOutScores {
@@ -39,7 +46,9 @@ describe('promotion gate', () => {
     expect(d.promote).toBe(true);
     expect(d.selectiveError).toEqual({ coverage: 0.4, candidate: 0, promotedAtSameCoverage: 0.5, ok: true });
     expect(d.accuracy).toEqual({ candidate: 0.8, promoted: 0.6, ok: true });
-    expect(d.reason).toMatch(/no worse than v1 \(margin 0\): held-out accuracy 80.00% vs 60.00%; selective error 0.00% vs 50.00% at coverage 40.00% \(2 of 5 images\)/);
+    expect(d.reason).toMatch(
+      /no worse than v1 \(margin 0\): held-out accuracy 80.00% vs 60.00%; selective error 0.00% vs 50.00% at coverage 40.00% \(2 of 5 images\)/,
+    );
   });
 
   it('refuses a candidate with lower accuracy, naming the figures', () => {
@@ -51,7 +60,7 @@ describe('promotion gate', () => {
     expect(d.reason).toMatch(/^worse than v7: held-out accuracy 25.00% vs 75.00% is worse by more than the margin 0$/);
   });
 
-  it('refuses a candidate whose auto-accepted images hold more errors than the promoted model\'s most confident ones', () => {
+  it("refuses a candidate whose auto-accepted images hold more errors than the promoted model's most confident ones", () => {
     // Same accuracy; the candidate accepts 3 with one error, the promoted model's top 3 are all right.
     const cand = scores([0.99, 0.98, 0.97, 0.2], [1, 0, 1, 1], 0.95);
     const old = scores([0.99, 0.98, 0.97, 0.2], [1, 1, 1, 0], 0.999, 'v2');
@@ -96,7 +105,7 @@ describe('scoreHeldOut', () => {
     expect(() => scoreHeldOut([0.5], ['a', 'b'], ['a'], 1, null)).toThrow(/do not make 1 images x 2 classes/);
   });
 
-  it('applies the model\'s temperature before thresholding', () => {
+  it("applies the model's temperature before thresholding", () => {
     const probs = [0.9, 0.1];
     expect(scoreHeldOut(probs, ['a', 'b'], ['a'], 1, 0.85).selective.accepted).toBe(1);
     // T = 3 flattens 0.9 to about 0.67: below the threshold.
@@ -109,24 +118,46 @@ const CLASSES = ['NORMAL', 'PNEUMONIA'];
 const rows = (p: number[]) => p.flatMap((x) => [1 - x, x]);
 const TRUTH = ['PNEUMONIA', 'PNEUMONIA', 'PNEUMONIA', 'NORMAL', 'NORMAL', 'NORMAL'];
 const screen = (p: number[], threshold: number | null, version?: string, classes = CLASSES) =>
-  scoreScreening(classes === CLASSES ? rows(p) : p, classes, TRUTH, { temperature: 1, positiveClass: 'PNEUMONIA', threshold, ...(version ? { version } : {}) });
+  scoreScreening(classes === CLASSES ? rows(p) : p, classes, TRUTH, {
+    temperature: 1,
+    positiveClass: 'PNEUMONIA',
+    threshold,
+    ...(version ? { version } : {}),
+  });
 
 describe('screening gate', () => {
   // Separates every PNEUMONIA image from every NORMAL one; at 0.65 it flags all three and clears all NORMAL.
   const perfect = [0.9, 0.8, 0.7, 0.3, 0.2, 0.1];
 
-  it('scores AUROC, sensitivity and the share of negatives cleared at the model\'s threshold', () => {
+  it("scores AUROC, sensitivity and the share of negatives cleared at the model's threshold", () => {
     const s = screen([0.9, 0.8, 0.4, 0.5, 0.2, 0.1], 0.4, 'c');
     // 8 of the 9 positive-negative pairs are ordered right (0.4 < 0.5).
     expect(s.auroc).toBeCloseTo(8 / 9, 12);
-    expect(s).toMatchObject({ version: 'c', n: 6, positives: 3, negatives: 3, negativeClasses: ['NORMAL'], threshold: 0.4, sensitivity: 1 });
+    expect(s).toMatchObject({
+      version: 'c',
+      n: 6,
+      positives: 3,
+      negatives: 3,
+      negativeClasses: ['NORMAL'],
+      threshold: 0.4,
+      sensitivity: 1,
+    });
     expect(s.specificity).toBeCloseTo(2 / 3, 12);
   });
 
   it('promotes the first screening candidate when nothing is promoted, with its figures', () => {
     const d = decideScreening(screen(perfect, 0.65, 'c'), undefined, 0);
-    expect(d).toMatchObject({ kind: 'screening', promote: true, positiveClass: 'PNEUMONIA', auroc: { candidate: 1, promoted: null, ok: true }, sensitivity: { candidate: 1, promoted: null }, specificity: { candidate: 1, promoted: null } });
-    expect(d.reason).toMatch(/^no model is promoted yet; screening gate \(PNEUMONIA positive\): candidate held-out AUROC 1.0000, sensitivity 100.00% and 100.00% of NORMAL images cleared at threshold 0.6500$/);
+    expect(d).toMatchObject({
+      kind: 'screening',
+      promote: true,
+      positiveClass: 'PNEUMONIA',
+      auroc: { candidate: 1, promoted: null, ok: true },
+      sensitivity: { candidate: 1, promoted: null },
+      specificity: { candidate: 1, promoted: null },
+    });
+    expect(d.reason).toMatch(
+      /^no model is promoted yet; screening gate \(PNEUMONIA positive\): candidate held-out AUROC 1.0000, sensitivity 100.00% and 100.00% of NORMAL images cleared at threshold 0.6500$/,
+    );
   });
 
   it('refuses a candidate whose AUROC is lower by more than the margin', () => {
@@ -139,7 +170,9 @@ describe('screening gate', () => {
     expect(d.specificity.candidate).toBeCloseTo(2 / 3, 12);
     expect(d.specificity.promoted).toBe(1);
     expect(d.threshold).toEqual({ candidate: 0.4, promoted: 0.65 });
-    expect(d.reason).toMatch(/^worse than v1: AUROC 0.8889 vs 1.0000 is worse by more than the margin 0; screening gate/);
+    expect(d.reason).toMatch(
+      /^worse than v1: AUROC 0.8889 vs 1.0000 is worse by more than the margin 0; screening gate/,
+    );
     // 0.11 is within a margin of 0.12, not of 0.1.
     expect(decideScreening(cand, old, 0.1).promote).toBe(false);
     expect(decideScreening(cand, old, 0.12).promote).toBe(true);
@@ -150,7 +183,11 @@ describe('screening gate', () => {
     const cand = screen(perfect, 0.75, 'c');
     const old = screen(perfect, 0.65, 'v2');
     const d = decideScreening(cand, old, 0);
-    expect(d).toMatchObject({ promote: false, auroc: { candidate: 1, promoted: 1, ok: true }, sensitivity: { promoted: 1, ok: false } });
+    expect(d).toMatchObject({
+      promote: false,
+      auroc: { candidate: 1, promoted: 1, ok: true },
+      sensitivity: { promoted: 1, ok: false },
+    });
     expect(d.sensitivity.candidate).toBeCloseTo(2 / 3, 12);
     expect(d.reason).toMatch(/^worse than v2: sensitivity 66.67% vs 100.00% is worse by more than the margin 0;/);
     expect(decideScreening(cand, old, 0.3).promote).toBe(false);
@@ -165,32 +202,57 @@ describe('screening gate', () => {
     expect(d.promote).toBe(true);
     expect(d.specificity.candidate).toBeCloseTo(2 / 3, 12);
     expect(d.specificity.promoted).toBe(1);
-    expect(d.reason).toMatch(/^no worse than v3: screening gate \(PNEUMONIA positive, margin 0, 6 held-out images: 3 PNEUMONIA\): candidate AUROC 1.0000, sensitivity 100.00% and 66.67% of NORMAL images cleared at threshold 0.3000; v3 AUROC 1.0000, sensitivity 100.00% and 100.00% of NORMAL images cleared at threshold 0.6500$/);
+    expect(d.reason).toMatch(
+      /^no worse than v3: screening gate \(PNEUMONIA positive, margin 0, 6 held-out images: 3 PNEUMONIA\): candidate AUROC 1.0000, sensitivity 100.00% and 66.67% of NORMAL images cleared at threshold 0.3000; v3 AUROC 1.0000, sensitivity 100.00% and 100.00% of NORMAL images cleared at threshold 0.6500$/,
+    );
   });
 
   it('refuses a candidate without a review threshold, and cannot compare without both kinds of images', () => {
-    expect(decideScreening(screen(perfect, null), undefined, 0)).toMatchObject({ promote: false, reason: expect.stringMatching(/no PNEUMONIA review threshold/) });
-    const onlyNormal = (p: number[], t: number) => scoreScreening(rows(p), CLASSES, ['NORMAL', 'NORMAL'], { temperature: 1, positiveClass: 'PNEUMONIA', threshold: t });
+    expect(decideScreening(screen(perfect, null), undefined, 0)).toMatchObject({
+      promote: false,
+      reason: expect.stringMatching(/no PNEUMONIA review threshold/),
+    });
+    const onlyNormal = (p: number[], t: number) =>
+      scoreScreening(rows(p), CLASSES, ['NORMAL', 'NORMAL'], {
+        temperature: 1,
+        positiveClass: 'PNEUMONIA',
+        threshold: t,
+      });
     const d = decideScreening(onlyNormal([0.1, 0.2], 0.5), onlyNormal([0.1, 0.2], 0.5), 0);
     expect(d.auroc.candidate).toBeNull();
-    expect(d).toMatchObject({ promote: false, reason: expect.stringMatching(/cannot compare screening models: the 2 held-out images hold 0 PNEUMONIA and 2 other images/) });
+    expect(d).toMatchObject({
+      promote: false,
+      reason: expect.stringMatching(
+        /cannot compare screening models: the 2 held-out images hold 0 PNEUMONIA and 2 other images/,
+      ),
+    });
   });
 
   it('compares only AUROC with a promoted model that has no screening threshold, and nothing with one that has no such class', () => {
     const cand = screen(perfect, 0.65, 'c');
     const noThreshold = decideScreening(cand, screen([0.9, 0.8, 0.4, 0.5, 0.2, 0.1], null, 'sel'), 0);
-    expect(noThreshold).toMatchObject({ promote: true, sensitivity: { promoted: null, ok: true }, auroc: { ok: true } });
+    expect(noThreshold).toMatchObject({
+      promote: true,
+      sensitivity: { promoted: null, ok: true },
+      auroc: { ok: true },
+    });
     expect(noThreshold.reason).toMatch(/sel has no PNEUMONIA threshold: sensitivity not compared/);
-    const digits = scoreScreening(new Array(6 * 3).fill(1 / 3), ['0', '1', '2'], TRUTH, { temperature: 1, positiveClass: 'PNEUMONIA', threshold: 0.5, version: 'digits' });
+    const digits = scoreScreening(new Array(6 * 3).fill(1 / 3), ['0', '1', '2'], TRUTH, {
+      temperature: 1,
+      positiveClass: 'PNEUMONIA',
+      threshold: 0.5,
+      version: 'digits',
+    });
     expect(digits).toMatchObject({ auroc: null, sensitivity: null, specificity: null, threshold: null });
     expect(decideScreening(cand, digits, 0)).toMatchObject({ promote: true, auroc: { promoted: null, ok: true } });
     expect(() => decideScreening(cand, screen(perfect, 0.7), 2)).toThrow(/margin/);
   });
 
-  it('applies the model\'s temperature before its threshold', () => {
+  it("applies the model's temperature before its threshold", () => {
     // p = 0.9 flattens to about 0.68 at T = 3: below a 0.7 threshold, as are 0.85 and 0.8.
     const p = rows([0.9, 0.85, 0.8, 0.3, 0.2, 0.1]);
-    const at = (temperature: number) => scoreScreening(p, CLASSES, TRUTH, { temperature, positiveClass: 'PNEUMONIA', threshold: 0.7 });
+    const at = (temperature: number) =>
+      scoreScreening(p, CLASSES, TRUTH, { temperature, positiveClass: 'PNEUMONIA', threshold: 0.7 });
     expect(at(1).sensitivity).toBe(1);
     expect(at(3).sensitivity).toBe(0);
     expect(at(3).auroc).toBe(1);

@@ -3,7 +3,17 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../../src/config';
-import { baseDataClasses, buildManifest, candidateClasses, isHeldOut, newLabels, positiveClassOf, Snapshot, ManifestItem, trainingPlan } from '../../../src/jobs/manifest';
+import {
+  baseDataClasses,
+  buildManifest,
+  candidateClasses,
+  isHeldOut,
+  newLabels,
+  positiveClassOf,
+  Snapshot,
+  ManifestItem,
+  trainingPlan,
+} from '../../../src/jobs/manifest';
 import type { ModelCard } from '../../../src/ml/modelStore';
 import { XRAY_DEFAULTS } from '../../../src/ml/defaults';
 import { trainJobRunId } from '../../../src/cli/commands/retrain';
@@ -32,24 +42,46 @@ describe('new labels since the promoted model', () => {
     { name: 'b', etag: '"2"', lastModified: new Date('2025-01-02T00:00:00Z') },
     { name: 'c', etag: '"3"', lastModified: new Date('2025-01-03T00:00:00Z') },
   ];
-  const item = (name: string, labelEtag: string): ManifestItem => ({ name, labelEtag, class: '1', sha256: sha(name), labeledAt: '', heldOut: false });
+  const item = (name: string, labelEtag: string): ManifestItem => ({
+    name,
+    labelEtag,
+    class: '1',
+    sha256: sha(name),
+    labeledAt: '',
+    heldOut: false,
+  });
 
   it('counts every label when nothing is promoted', () => {
     expect(newLabels(labels, { current: undefined, items: new Map(), since: undefined })).toHaveLength(3);
   });
 
   it('counts labels missing from, or changed since, the run manifest of the promoted model', () => {
-    const snap: Snapshot = { current: { version: 'v', etag: '"e"', card: undefined }, items: new Map([['a', item('a', '"1"')], ['b', item('b', '"old"')]]), since: undefined };
+    const snap: Snapshot = {
+      current: { version: 'v', etag: '"e"', card: undefined },
+      items: new Map([
+        ['a', item('a', '"1"')],
+        ['b', item('b', '"old"')],
+      ]),
+      since: undefined,
+    };
     expect(newLabels(labels, snap).map((l) => l.name)).toEqual(['b', 'c']);
   });
 
   it('counts labels written after a hand-trained model was created', () => {
-    const snap: Snapshot = { current: { version: 'v', etag: '"e"', card: undefined }, items: new Map(), since: new Date('2025-01-01T12:00:00Z') };
+    const snap: Snapshot = {
+      current: { version: 'v', etag: '"e"', card: undefined },
+      items: new Map(),
+      since: new Date('2025-01-01T12:00:00Z'),
+    };
     expect(newLabels(labels, snap).map((l) => l.name)).toEqual(['b', 'c']);
   });
 
   it('counts a label written in the same second as the model (Last-Modified has whole seconds)', () => {
-    const snap: Snapshot = { current: { version: 'v', etag: '"e"', card: undefined }, items: new Map(), since: new Date('2025-01-02T00:00:00.750Z') };
+    const snap: Snapshot = {
+      current: { version: 'v', etag: '"e"', card: undefined },
+      items: new Map(),
+      since: new Date('2025-01-02T00:00:00.750Z'),
+    };
     expect(newLabels(labels, snap).map((l) => l.name)).toEqual(['b', 'c']);
   });
 });
@@ -88,23 +120,35 @@ describe('retraining settings', () => {
   });
 
   it('refuses mnist base data in the xray profile, naming the setting', () => {
-    expect(() => loadConfig({ ...base, TRIAGE_PROFILE: 'xray', RETRAIN_BASE_DATA: 'mnist' })).toThrow(/Setting RETRAIN_BASE_DATA has the value "mnist"; expected folder:PATH or none with TRIAGE_PROFILE=xray/);
-    expect(() => loadConfig({ ...base, TRIAGE_PROFILE: 'xray', RETRAIN_BASE_DATA: 'mnist:100' })).toThrow(/RETRAIN_BASE_DATA.*TRIAGE_PROFILE=xray/);
+    expect(() => loadConfig({ ...base, TRIAGE_PROFILE: 'xray', RETRAIN_BASE_DATA: 'mnist' })).toThrow(
+      /Setting RETRAIN_BASE_DATA has the value "mnist"; expected folder:PATH or none with TRIAGE_PROFILE=xray/,
+    );
+    expect(() => loadConfig({ ...base, TRIAGE_PROFILE: 'xray', RETRAIN_BASE_DATA: 'mnist:100' })).toThrow(
+      /RETRAIN_BASE_DATA.*TRIAGE_PROFILE=xray/,
+    );
   });
 
   it('reads folder base data as an absolute path to a folder with class subfolders', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'base-'));
     try {
       mkdirSync(join(dir, 'NORMAL'));
-      expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: `folder:${dir}` })).toThrow(/RETRAIN_BASE_DATA has the value "folder:.*"; expected folder:PATH naming a folder with one subfolder per class \(at least two\); .* has 1/);
+      expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: `folder:${dir}` })).toThrow(
+        /RETRAIN_BASE_DATA has the value "folder:.*"; expected folder:PATH naming a folder with one subfolder per class \(at least two\); .* has 1/,
+      );
       mkdirSync(join(dir, 'PNEUMONIA'));
       writeFileSync(join(dir, 'README.txt'), 'not a class');
       const c = loadConfig({ ...base, TRIAGE_PROFILE: 'xray', RETRAIN_BASE_DATA: `folder:${dir}` });
       expect(c.retrainBaseData).toEqual({ name: 'folder', path: dir });
       expect((await baseDataClasses(c.retrainBaseData)).sort()).toEqual(['NORMAL', 'PNEUMONIA']);
-      expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: `folder:${join(dir, 'missing')}` })).toThrow(/RETRAIN_BASE_DATA .*expected folder:PATH naming a readable folder; .*missing cannot be read/);
-      expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: `folder:${join(dir, 'README.txt')}` })).toThrow(/RETRAIN_BASE_DATA .*README.txt is not a folder/);
-      expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: 'folder:' })).toThrow(/RETRAIN_BASE_DATA .*a folder path after the colon/);
+      expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: `folder:${join(dir, 'missing')}` })).toThrow(
+        /RETRAIN_BASE_DATA .*expected folder:PATH naming a readable folder; .*missing cannot be read/,
+      );
+      expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: `folder:${join(dir, 'README.txt')}` })).toThrow(
+        /RETRAIN_BASE_DATA .*README.txt is not a folder/,
+      );
+      expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: 'folder:' })).toThrow(
+        /RETRAIN_BASE_DATA .*a folder path after the colon/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -112,50 +156,130 @@ describe('retraining settings', () => {
 
   it('reads base data none, mnist and mnist:N, and rejects anything else naming the setting', () => {
     expect(loadConfig({ ...base, RETRAIN_BASE_DATA: 'none' }).retrainBaseData).toEqual({ name: 'none' });
-    expect(loadConfig({ ...base, RETRAIN_BASE_DATA: 'mnist:500' }).retrainBaseData).toEqual({ name: 'mnist', limit: 500 });
-    expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: 'fashion' })).toThrow(/RETRAIN_BASE_DATA has the value "fashion"; expected mnist, mnist:N/);
+    expect(loadConfig({ ...base, RETRAIN_BASE_DATA: 'mnist:500' }).retrainBaseData).toEqual({
+      name: 'mnist',
+      limit: 500,
+    });
+    expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: 'fashion' })).toThrow(
+      /RETRAIN_BASE_DATA has the value "fashion"; expected mnist, mnist:N/,
+    );
     expect(() => loadConfig({ ...base, RETRAIN_BASE_DATA: 'mnist:0' })).toThrow(/RETRAIN_BASE_DATA/);
   });
 
   it('reads the promotion margin as a fraction', () => {
     expect(loadConfig({ ...base, RETRAIN_PROMOTION_MARGIN: '0.01' }).retrainPromotionMargin).toBe(0.01);
-    expect(() => loadConfig({ ...base, RETRAIN_PROMOTION_MARGIN: '5%' })).toThrow(/RETRAIN_PROMOTION_MARGIN has the value "5%"; expected a number from 0 to 1/);
+    expect(() => loadConfig({ ...base, RETRAIN_PROMOTION_MARGIN: '5%' })).toThrow(
+      /RETRAIN_PROMOTION_MARGIN has the value "5%"; expected a number from 0 to 1/,
+    );
     expect(() => loadConfig({ ...base, RETRAIN_PROMOTION_MARGIN: '2' })).toThrow(/RETRAIN_PROMOTION_MARGIN/);
-    expect(() => loadConfig({ ...base, RETRAIN_MODEL: 'resnet' })).toThrow(/RETRAIN_MODEL.*one of cnn, mlp, peer, screen/);
+    expect(() => loadConfig({ ...base, RETRAIN_MODEL: 'resnet' })).toThrow(
+      /RETRAIN_MODEL.*one of cnn, mlp, peer, screen/,
+    );
   });
 });
 
 describe('class list of a candidate', () => {
-  it('joins the base data\'s, the labels\' and the promoted model\'s classes, digits in numeric order', () => {
+  it("joins the base data's, the labels' and the promoted model's classes, digits in numeric order", () => {
     const items = [{ class: '10' }, { class: '3' }] as ManifestItem[];
     expect(candidateClasses({ name: 'none' }, items, undefined)).toEqual(['3', '10']);
-    expect(candidateClasses({ name: 'mnist' }, items, undefined)).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10']);
+    expect(candidateClasses({ name: 'mnist' }, items, undefined)).toEqual([
+      '0',
+      '1',
+      '2',
+      '3',
+      '4',
+      '5',
+      '6',
+      '7',
+      '8',
+      '9',
+      '10',
+    ]);
   });
 });
 
 describe('positive class of a screening candidate', () => {
-  const card = (positiveClass?: string) => ({ thresholds: positiveClass ? { screening: { positiveClass, targetSensitivity: 0.99, threshold: 0.2, validationSpared: 0.5 } } : {} }) as ModelCard;
-  it('is the promoted model\'s, else RETRAIN_POSITIVE_CLASS, else a class named abnormal', () => {
+  const card = (positiveClass?: string) =>
+    ({
+      thresholds: positiveClass
+        ? { screening: { positiveClass, targetSensitivity: 0.99, threshold: 0.2, validationSpared: 0.5 } }
+        : {},
+    }) as ModelCard;
+  it("is the promoted model's, else RETRAIN_POSITIVE_CLASS, else a class named abnormal", () => {
     expect(positiveClassOf(['NORMAL', 'PNEUMONIA'], card('PNEUMONIA'), 'NORMAL')).toBe('PNEUMONIA');
     expect(positiveClassOf(['NORMAL', 'PNEUMONIA'], card(), 'PNEUMONIA')).toBe('PNEUMONIA');
     expect(positiveClassOf(['Abnormal', 'normal'], undefined, undefined)).toBe('Abnormal');
     expect(positiveClassOf(['0', '1', '2'], undefined, undefined)).toBeUndefined();
-    expect(() => positiveClassOf(['NORMAL', 'PNEUMONIA'], undefined, 'TB')).toThrow(/RETRAIN_POSITIVE_CLASS is "TB", which is not one of the run's classes \(NORMAL, PNEUMONIA\)/);
+    expect(() => positiveClassOf(['NORMAL', 'PNEUMONIA'], undefined, 'TB')).toThrow(
+      /RETRAIN_POSITIVE_CLASS is "TB", which is not one of the run's classes \(NORMAL, PNEUMONIA\)/,
+    );
   });
 
-  it('goes into the plan of an xray run, with the instance\'s size', () => {
-    const config = loadConfig({ ...base, TRIAGE_PROFILE: 'xray', TRIAGE_XRAY_SIZE: '64', RETRAIN_POSITIVE_CLASS: 'PNEUMONIA' });
+  it("goes into the plan of an xray run, with the instance's size", () => {
+    const config = loadConfig({
+      ...base,
+      TRIAGE_PROFILE: 'xray',
+      TRIAGE_XRAY_SIZE: '64',
+      RETRAIN_POSITIVE_CLASS: 'PNEUMONIA',
+    });
     const items = [{ class: 'NORMAL' }, { class: 'PNEUMONIA' }] as ManifestItem[];
     const snapshot: Snapshot = { current: undefined, items: new Map(), since: undefined };
-    const m = buildManifest({ runId: 'r', createdAt: new Date(0), requestedBy: 't', force: false, config, snapshot, items, skipped: [], newSinceBaseModel: 2 });
-    expect(m).toMatchObject({ classNames: ['NORMAL', 'PNEUMONIA'], profile: 'xray', xraySize: 64, training: { architecture: 'screen', positiveClass: 'PNEUMONIA' } });
-    const digits = buildManifest({ runId: 'r', createdAt: new Date(0), requestedBy: 't', force: false, config: loadConfig(base), snapshot, items: [{ class: '1' }] as ManifestItem[], skipped: [], newSinceBaseModel: 1 });
+    const m = buildManifest({
+      runId: 'r',
+      createdAt: new Date(0),
+      requestedBy: 't',
+      force: false,
+      config,
+      snapshot,
+      items,
+      skipped: [],
+      newSinceBaseModel: 2,
+    });
+    expect(m).toMatchObject({
+      classNames: ['NORMAL', 'PNEUMONIA'],
+      profile: 'xray',
+      xraySize: 64,
+      training: { architecture: 'screen', positiveClass: 'PNEUMONIA' },
+    });
+    const digits = buildManifest({
+      runId: 'r',
+      createdAt: new Date(0),
+      requestedBy: 't',
+      force: false,
+      config: loadConfig(base),
+      snapshot,
+      items: [{ class: '1' }] as ManifestItem[],
+      skipped: [],
+      newSinceBaseModel: 1,
+    });
     expect(digits.training.positiveClass).toBeUndefined();
     expect(digits.xraySize).toBeUndefined();
     // A promoted digits model cannot score radiographs: it adds no classes to an xray candidate.
-    const digitsCard = { version: 'd', classNames: ['0', '1'], preprocessing: { profile: 'mnist', version: '1' }, inputShape: [28, 28, 1], thresholds: {} } as unknown as ModelCard;
-    const switched: Snapshot = { current: { version: 'd', etag: '"e"', card: digitsCard }, items: new Map(), since: new Date(0) };
-    expect(buildManifest({ runId: 'r', createdAt: new Date(0), requestedBy: 't', force: false, config, snapshot: switched, items, skipped: [], newSinceBaseModel: 2 }).classNames).toEqual(['NORMAL', 'PNEUMONIA']);
+    const digitsCard = {
+      version: 'd',
+      classNames: ['0', '1'],
+      preprocessing: { profile: 'mnist', version: '1' },
+      inputShape: [28, 28, 1],
+      thresholds: {},
+    } as unknown as ModelCard;
+    const switched: Snapshot = {
+      current: { version: 'd', etag: '"e"', card: digitsCard },
+      items: new Map(),
+      since: new Date(0),
+    };
+    expect(
+      buildManifest({
+        runId: 'r',
+        createdAt: new Date(0),
+        requestedBy: 't',
+        force: false,
+        config,
+        snapshot: switched,
+        items,
+        skipped: [],
+        newSinceBaseModel: 2,
+      }).classNames,
+    ).toEqual(['NORMAL', 'PNEUMONIA']);
   });
 });
 

@@ -9,7 +9,15 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { azuritePreloadPath } from '../../../src/local/azurite';
-import { cachedPlan, installDispatchMatchCache, installHeadKeepAlive, installLokiInPlaceRemoval, installLokiQueryPlanner, planQuery, shapeProblems } from '../../../src/local/azuritePreload';
+import {
+  cachedPlan,
+  installDispatchMatchCache,
+  installHeadKeepAlive,
+  installLokiInPlaceRemoval,
+  installLokiQueryPlanner,
+  planQuery,
+  shapeProblems,
+} from '../../../src/local/azuritePreload';
 
 const preloadPath = azuritePreloadPath();
 const azuriteDir = path.dirname(require.resolve('azurite/package.json'));
@@ -131,7 +139,8 @@ describe('LokiJS query planner', () => {
     // plan may pick either and is remembered for the shape).
     first({ accountName: 'a', containerName: 'empty', name: 'n/1', snapshot: '' });
     // The same shape in the big container must not scan it.
-    for (let i = 0; i < 10; i++) expect(first({ accountName: 'a', containerName: 'big', name: `n/${i}`, snapshot: '' })).toBe('name');
+    for (let i = 0; i < 10; i++)
+      expect(first({ accountName: 'a', containerName: 'big', name: `n/${i}`, snapshot: '' })).toBe('name');
     expect(first({ accountName: 'a', containerName: 'empty', name: 'n/1', snapshot: '' })).toBe('name');
   });
 
@@ -189,10 +198,16 @@ describe('LokiJS in-place removal for collections with distinct index values', (
       };
     });
     installLokiInPlaceRemoval(patchedLoki, (coll: any) => coll.name === '$EXTENTS_COLLECTION$');
-    const make = (Loki: any) => new Loki('x.db', { persistenceMethod: 'memory' }).addCollection('$EXTENTS_COLLECTION$', { indices: ['id'] });
+    const make = (Loki: any) =>
+      new Loki('x.db', { persistenceMethod: 'memory' }).addCollection('$EXTENTS_COLLECTION$', { indices: ['id'] });
     const colls = [make(plainLoki), make(patchedLoki)];
     const r = rng(3);
-    const uuid = () => Array.from({ length: 4 }, () => Math.floor(r() * 2 ** 32).toString(16).padStart(8, '0')).join('-');
+    const uuid = () =>
+      Array.from({ length: 4 }, () =>
+        Math.floor(r() * 2 ** 32)
+          .toString(16)
+          .padStart(8, '0'),
+      ).join('-');
     const live: string[] = [];
     let removedInPlace = 0;
     let largeBatches = 0;
@@ -215,7 +230,10 @@ describe('LokiJS in-place removal for collections with distinct index values', (
         }
       } else if (op < 0.995) {
         // what Azurite's garbage collector does: findAndRemove by id, one or a few at a time
-        const ids = Array.from({ length: r() < 0.9 ? 1 : 2 + Math.floor(r() * 5) }, () => live.splice(Math.floor(r() * live.length), 1)[0]);
+        const ids = Array.from(
+          { length: r() < 0.9 ? 1 : 2 + Math.floor(r() * 5) },
+          () => live.splice(Math.floor(r() * live.length), 1)[0],
+        );
         for (const c of colls) c.findAndRemove(ids.length === 1 ? { id: ids[0] } : { id: { $in: ids } });
         removedInPlace += ids.length;
       } else {
@@ -270,7 +288,11 @@ describe('URI template cache', () => {
         same: cached(t) === cached(t) && new cached(t) === cached(t),
         results: ['/{containerName}/{blob}', '/{containerName}', '/'].map((x) => [cached(x).fromUri(uri, { strict: true }), original(x).fromUri(uri, { strict: true })]),
       }));`;
-    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })) as { replaced: boolean; same: boolean; results: [unknown, unknown][] };
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })) as {
+      replaced: boolean;
+      same: boolean;
+      results: [unknown, unknown][];
+    };
     expect(out.replaced).toBe(true);
     expect(out.same).toBe(true);
     for (const [cached, fresh] of out.results) expect(cached).toEqual(fresh);
@@ -281,9 +303,17 @@ describe('URI template cache', () => {
 describe('dispatch match cache', () => {
   it("answers as Azurite's isURITemplateMatch does for every operation's template", () => {
     const blobDir = path.join(azuriteDir, 'dist', 'src', 'blob', 'generated');
-    const { isURITemplateMatch } = require(path.join(blobDir, 'utils', 'utils.js')) as { isURITemplateMatch: (url: string, template: string) => boolean };
-    const specs = (require(path.join(blobDir, 'artifacts', 'specifications.js')) as { default: Record<string, { path?: string }> }).default;
-    const templates = [...new Set(Object.values(specs).map((s) => (s.path === undefined ? '/' : s.path.startsWith('/') ? s.path : `/${s.path}`)))];
+    const { isURITemplateMatch } = require(path.join(blobDir, 'utils', 'utils.js')) as {
+      isURITemplateMatch: (url: string, template: string) => boolean;
+    };
+    const specs = (
+      require(path.join(blobDir, 'artifacts', 'specifications.js')) as { default: Record<string, { path?: string }> }
+    ).default;
+    const templates = [
+      ...new Set(
+        Object.values(specs).map((s) => (s.path === undefined ? '/' : s.path.startsWith('/') ? s.path : `/${s.path}`)),
+      ),
+    ];
     expect(templates.length).toBeGreaterThan(2);
     const utils = { isURITemplateMatch: isURITemplateMatch as unknown };
     expect(installDispatchMatchCache(utils)).toBe(true);
@@ -318,10 +348,15 @@ describe('HEAD keep-alive', () => {
       for (const p of paths) {
         out.push(
           await new Promise((resolve, reject) => {
-            const req = http.request({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', path: p, method: 'HEAD', agent }, (res) => {
-              res.resume();
-              res.on('end', () => setImmediate(() => resolve([res.statusCode ?? 0, res.headers['content-length'], req.reusedSocket])));
-            });
+            const req = http.request(
+              { port: (server.address() as AddressInfo).port, host: '127.0.0.1', path: p, method: 'HEAD', agent },
+              (res) => {
+                res.resume();
+                res.on('end', () =>
+                  setImmediate(() => resolve([res.statusCode ?? 0, res.headers['content-length'], req.reusedSocket])),
+                );
+              },
+            );
             req.on('error', reject);
             req.end();
           }),
@@ -363,11 +398,14 @@ describe('shape check of the internals the patches touch', () => {
   }
 
   it('finds every one as the patches were written against in the pinned packages, which package.json pins exactly', () => {
-    const r = inChild(`process.stdout.write(JSON.stringify({ problems: p.shapeProblems(p.azuriteInternals(Module.createRequire(main))), names: Object.keys(p.EXPECTED_SHAPE) }))`);
+    const r = inChild(
+      `process.stdout.write(JSON.stringify({ problems: p.shapeProblems(p.azuriteInternals(Module.createRequire(main))), names: Object.keys(p.EXPECTED_SHAPE) }))`,
+    );
     expect(r.problems).toEqual([]);
     expect(r.names.length).toBeGreaterThan(10);
     const pkg = require('../../../package.json');
-    const fromAzurite = (name: string): string => require(require.resolve(`${name}/package.json`, { paths: [azuriteDir] })).version;
+    const fromAzurite = (name: string): string =>
+      require(require.resolve(`${name}/package.json`, { paths: [azuriteDir] })).version;
     expect(pkg.dependencies.azurite).toBe(require('azurite/package.json').version);
     expect(pkg.overrides).toEqual({ lokijs: fromAzurite('lokijs'), 'uri-templates': fromAzurite('uri-templates') });
   });
@@ -387,14 +425,23 @@ describe('shape check of the internals the patches touch', () => {
     expect(wrong.installed).toBe(false);
     expect(wrong.untouched).toBe(true);
     expect(wrong.warnings).toHaveLength(1);
-    expect(wrong.warnings[0]).toMatch(/^image-triage azurite preload: not installed, Azurite runs as published: lokijs Resultset\.prototype\.find changed \(source [0-9a-f]{16}, the patches know 0123456789abcdef\)$/);
+    expect(wrong.warnings[0]).toMatch(
+      /^image-triage azurite preload: not installed, Azurite runs as published: lokijs Resultset\.prototype\.find changed \(source [0-9a-f]{16}, the patches know 0123456789abcdef\)$/,
+    );
     // The same process with the true shape installs everything: the check is what decides.
     const right = run('p.EXPECTED_SHAPE');
     expect(right).toEqual({ installed: true, warnings: [], untouched: false });
   });
 
   it('names a missing internal, one that is not a function, and one whose source changed', () => {
-    const problems = shapeProblems({ a: undefined, b: 42, c: () => 1, d: () => 2 }, { a: 'function', b: 'function', c: '0000000000000000', d: 'function' });
-    expect(problems).toEqual(['a is missing', 'b is a number, not a function', expect.stringMatching(/^c changed \(source [0-9a-f]{16}, the patches know 0000000000000000\)$/)]);
+    const problems = shapeProblems(
+      { a: undefined, b: 42, c: () => 1, d: () => 2 },
+      { a: 'function', b: 'function', c: '0000000000000000', d: 'function' },
+    );
+    expect(problems).toEqual([
+      'a is missing',
+      'b is a number, not a function',
+      expect.stringMatching(/^c changed \(source [0-9a-f]{16}, the patches know 0000000000000000\)$/),
+    ]);
   });
 });

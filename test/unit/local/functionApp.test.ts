@@ -3,27 +3,65 @@ import { matchRoute } from '../../../src/local/runtime';
 import type { CoreRegistration } from '../../../src/local/functionsCore';
 
 const cb = () => undefined;
-function reg(name: string, bindings: CoreRegistration['metadata']['bindings'], retryOptions?: unknown): CoreRegistration {
+function reg(
+  name: string,
+  bindings: CoreRegistration['metadata']['bindings'],
+  retryOptions?: unknown,
+): CoreRegistration {
   return { metadata: { name, bindings, ...(retryOptions !== undefined ? { retryOptions } : {}) }, callback: cb };
 }
 
 describe('function app validation', () => {
   it('accepts EventGrid blob, timer and HTTP triggers', () => {
     const fns = toLoadedFunctions([
-      reg('a', { t: { type: 'blobTrigger', direction: 'in', path: 'uploads/{name}', source: 'EventGrid', connection: 'AzureWebJobsStorage' } }),
+      reg('a', {
+        t: {
+          type: 'blobTrigger',
+          direction: 'in',
+          path: 'uploads/{name}',
+          source: 'EventGrid',
+          connection: 'AzureWebJobsStorage',
+        },
+      }),
       reg('b', { t: { type: 'timerTrigger', direction: 'in', schedule: '%S%' } }),
-      reg('c', { t: { type: 'httpTrigger', direction: 'in', route: 'labels/{name}', methods: ['POST'] }, $return: { type: 'http', direction: 'out' } }),
+      reg('c', {
+        t: { type: 'httpTrigger', direction: 'in', route: 'labels/{name}', methods: ['POST'] },
+        $return: { type: 'http', direction: 'out' },
+      }),
     ]);
     expect(fns.map((f) => f.trigger.kind)).toEqual(['blob', 'timer', 'http']);
     expect(fns[0]?.trigger).toMatchObject({ container: 'uploads', path: 'uploads/{name}' });
   });
 
   it.each([
-    ['a polling blob trigger', reg('p', { t: { type: 'blobTrigger', direction: 'in', path: 'uploads/{name}' } }), /EventGrid/],
-    ['a queue trigger', reg('q', { t: { type: 'queueTrigger', direction: 'in', queueName: 'x' } }), /queueTrigger.*does not run/],
-    ['an output binding', reg('o', { t: { type: 'timerTrigger', direction: 'in', schedule: '* * * * * *' }, out: { type: 'blob', direction: 'out', path: 'x/y' } }), /binding/],
-    ['a retry policy', reg('r', { t: { type: 'timerTrigger', direction: 'in', schedule: '* * * * * *' } }, { strategy: 'fixedDelay' }), /retry/],
-    ['two triggers', reg('two', { a: { type: 'timerTrigger', schedule: '* * * * * *' }, b: { type: 'httpTrigger' } }), /exactly one trigger/],
+    [
+      'a polling blob trigger',
+      reg('p', { t: { type: 'blobTrigger', direction: 'in', path: 'uploads/{name}' } }),
+      /EventGrid/,
+    ],
+    [
+      'a queue trigger',
+      reg('q', { t: { type: 'queueTrigger', direction: 'in', queueName: 'x' } }),
+      /queueTrigger.*does not run/,
+    ],
+    [
+      'an output binding',
+      reg('o', {
+        t: { type: 'timerTrigger', direction: 'in', schedule: '* * * * * *' },
+        out: { type: 'blob', direction: 'out', path: 'x/y' },
+      }),
+      /binding/,
+    ],
+    [
+      'a retry policy',
+      reg('r', { t: { type: 'timerTrigger', direction: 'in', schedule: '* * * * * *' } }, { strategy: 'fixedDelay' }),
+      /retry/,
+    ],
+    [
+      'two triggers',
+      reg('two', { a: { type: 'timerTrigger', schedule: '* * * * * *' }, b: { type: 'httpTrigger' } }),
+      /exactly one trigger/,
+    ],
   ])('refuses %s, so nothing registered for Azure goes unrun locally', (_what, r, msg) => {
     expect(() => toLoadedFunctions([r])).toThrow(UnsupportedFunctionError);
     expect(() => toLoadedFunctions([r])).toThrow(msg);

@@ -5,11 +5,24 @@ import { mergedSettings } from '../../../src/local/settings';
 
 describe('local settings', () => {
   const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'settings-')), 'local.settings.json');
-  writeFileSync(file, JSON.stringify({ Values: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', TRIAGE_PROFILE: 'xray', RETRAIN_SCHEDULE: '0 0 3 * * *' } }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      Values: {
+        AzureWebJobsStorage: 'UseDevelopmentStorage=true',
+        TRIAGE_PROFILE: 'xray',
+        RETRAIN_SCHEDULE: '0 0 3 * * *',
+      },
+    }),
+  );
 
   it('lets the environment override the file, key by key', () => {
     const s = mergedSettings({ TRIAGE_PROFILE: 'mnist' }, file);
-    expect(s).toMatchObject({ TRIAGE_PROFILE: 'mnist', RETRAIN_SCHEDULE: '0 0 3 * * *', AzureWebJobsStorage: 'UseDevelopmentStorage=true' });
+    expect(s).toMatchObject({
+      TRIAGE_PROFILE: 'mnist',
+      RETRAIN_SCHEDULE: '0 0 3 * * *',
+      AzureWebJobsStorage: 'UseDevelopmentStorage=true',
+    });
   });
 
   it('drops the file storage setting when the environment names an identity-based connection', () => {

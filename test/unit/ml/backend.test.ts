@@ -41,7 +41,9 @@ describe('initBackend', () => {
   it('fails clearly when a forced backend cannot load', async () => {
     if (nativeTensorflowInstalled()) return; // only meaningful where tfjs-node is absent (as here)
     const { initBackend, currentBackend } = freshBackendModule();
-    await expect(initBackend('tensorflow')).rejects.toThrow(/ML backend 'tensorflow' \(forced by TRIAGE_BACKEND\) cannot be used: .*tfjs-node/);
+    await expect(initBackend('tensorflow')).rejects.toThrow(
+      /ML backend 'tensorflow' \(forced by TRIAGE_BACKEND\) cannot be used: .*tfjs-node/,
+    );
     expect(currentBackend()).toBeUndefined();
   });
 
@@ -74,7 +76,9 @@ describe('initBackend', () => {
     expect(logs[logs.length - 1]).toMatch(/^ml backend: wasm - /);
     // The backend trains a conv layer (stock tfjs-backend-wasm has no Conv2DBackpropFilter).
     const w = tf.variable(tf.ones([3, 3, 1, 2]));
-    const { grads } = tf.variableGrads(() => tf.conv2d(tf.ones<tf.Rank.R4>([1, 5, 5, 1]), w as tf.Variable<tf.Rank.R4>, 1, 'valid').sum<tf.Scalar>());
+    const { grads } = tf.variableGrads(() =>
+      tf.conv2d(tf.ones<tf.Rank.R4>([1, 5, 5, 1]), w as tf.Variable<tf.Rank.R4>, 1, 'valid').sum<tf.Scalar>(),
+    );
     expect(Array.from(await (grads[w.name] as tf.Tensor).data())).toEqual(new Array(18).fill(9));
     // Once chosen, the backend is not switched under loaded models.
     await expect(initBackend('cpu')).rejects.toThrow(/already 'wasm'.*cannot switch to 'cpu'/);

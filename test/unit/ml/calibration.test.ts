@@ -114,12 +114,22 @@ describe('selective threshold', () => {
   });
 
   it('returns null when not even the most confident prediction meets the target', () => {
-    expect(selectiveThreshold([0.9, 0.8], [0, 1], 0.1)).toEqual({ targetError: 0.1, threshold: null, coverage: 0, risk: 0 });
+    expect(selectiveThreshold([0.9, 0.8], [0, 1], 0.1)).toEqual({
+      targetError: 0.1,
+      threshold: null,
+      coverage: 0,
+      risk: 0,
+    });
     expect(selectiveAt([0.9, 0.8], [0, 1], null)).toEqual({ coverage: 0, risk: 0, accepted: 0, errors: 0 });
   });
 
   it('applies a fixed threshold to other data', () => {
-    expect(selectiveAt([0.95, 0.96, 0.5, 0.99], [1, 0, 0, 1], 0.95)).toEqual({ coverage: 0.75, risk: 1 / 3, accepted: 3, errors: 1 });
+    expect(selectiveAt([0.95, 0.96, 0.5, 0.99], [1, 0, 0, 1], 0.95)).toEqual({
+      coverage: 0.75,
+      risk: 1 / 3,
+      accepted: 3,
+      errors: 1,
+    });
   });
 });
 

@@ -56,7 +56,13 @@ describe('dataset helpers', () => {
   });
 
   it('splitValidation holds out the requested share, disjoint and reproducible', () => {
-    const d = { images: Float32Array.from({ length: 20 }, (_, i) => i), labels: Int32Array.from({ length: 20 }, (_, i) => i % 2), shape: [1, 1, 1] as [number, number, number], classNames: ['a', 'b'], source: 's' };
+    const d = {
+      images: Float32Array.from({ length: 20 }, (_, i) => i),
+      labels: Int32Array.from({ length: 20 }, (_, i) => i % 2),
+      shape: [1, 1, 1] as [number, number, number],
+      classNames: ['a', 'b'],
+      source: 's',
+    };
     const a = splitValidation(d, 0.25, 7);
     expect(a.validation.labels.length).toBe(5);
     expect(a.train.labels.length).toBe(15);
@@ -70,7 +76,14 @@ describe('dataset helpers', () => {
     const test = names.filter((n) => isTestName(n, 0.2));
     expect(test.length).toBeGreaterThan(50);
     expect(test.length).toBeLessThan(110);
-    const mk = (ns: string[]) => ({ images: new Float32Array(ns.length), labels: new Int32Array(ns.length), shape: [1, 1, 1] as [number, number, number], classNames: ['a', 'b'], source: 's', names: ns });
+    const mk = (ns: string[]) => ({
+      images: new Float32Array(ns.length),
+      labels: new Int32Array(ns.length),
+      shape: [1, 1, 1] as [number, number, number],
+      classNames: ['a', 'b'],
+      source: 's',
+      names: ns,
+    });
     const small = splitByName(mk(names.slice(0, 200)), 0.2);
     const big = splitByName(mk(names), 0.2);
     for (const n of small.test.names ?? []) expect(big.test.names).toContain(n);
@@ -84,13 +97,17 @@ describe('dataset helpers', () => {
   it('mapLimit keeps order and never exceeds the limit', async () => {
     let inFlight = 0;
     let peak = 0;
-    const out = await mapLimit(Array.from({ length: 40 }, (_, i) => i), 5, async (x) => {
-      inFlight++;
-      peak = Math.max(peak, inFlight);
-      await new Promise((r) => setImmediate(r));
-      inFlight--;
-      return x * 2;
-    });
+    const out = await mapLimit(
+      Array.from({ length: 40 }, (_, i) => i),
+      5,
+      async (x) => {
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        await new Promise((r) => setImmediate(r));
+        inFlight--;
+        return x * 2;
+      },
+    );
     expect(out).toEqual(Array.from({ length: 40 }, (_, i) => i * 2));
     expect(peak).toBe(5);
   });

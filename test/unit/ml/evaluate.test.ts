@@ -31,7 +31,12 @@ describe('evaluateProbabilities', () => {
       probs.push(confident ? 0.95 : 0.6, confident ? 0.05 : 0.4);
       labels.push(confident ? 0 : i % 20 === 0 ? 1 : 0); // the unsure ones are right half the time
     }
-    const r = evaluateProbabilities({ probs, labels, source: 't' }, ['x', 'y'], { probs, labels }, { targetSelectiveError: 0.005 });
+    const r = evaluateProbabilities(
+      { probs, labels, source: 't' },
+      ['x', 'y'],
+      { probs, labels },
+      { targetSelectiveError: 0.005 },
+    );
     expect(r.n).toBe(200);
     // The threshold sits at the confident group's calibrated confidence (temperature scaling moves it, not the order).
     expect(r.calibration.temperature).toBeLessThan(1);
@@ -48,7 +53,12 @@ describe('evaluateProbabilities', () => {
     const pAbn = [0.9, 0.8, 0.7, 0.4, 0.5, 0.3, 0.2, 0.1, 0.05, 0.01];
     const labels = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]; // classNames: abnormal = 0
     const probs = pAbn.flatMap((p) => [p, 1 - p]);
-    const r = evaluateProbabilities({ probs, labels, source: 't' }, ['abnormal', 'normal'], { probs, labels }, { targetSensitivity: 0.99 });
+    const r = evaluateProbabilities(
+      { probs, labels, source: 't' },
+      ['abnormal', 'normal'],
+      { probs, labels },
+      { targetSensitivity: 0.99 },
+    );
     expect(r.screening?.positiveClass).toBe('abnormal');
     expect(r.screening?.test.sensitivity).toBe(1);
     // every abnormal image flagged: the lowest abnormal score is 0.4 (calibrated, same order), so
@@ -64,7 +74,12 @@ describe('a selective threshold that cannot reach its target on validation', () 
   // Three classes, so no screening rule: the most confident validation prediction is already wrong.
   const probs = [0.1, 0.8, 0.1, 0.7, 0.2, 0.1, 0.2, 0.2, 0.6, 0.3, 0.4, 0.3];
   const labels = [0, 1, 0, 1];
-  const report = evaluateProbabilities({ probs, labels, source: 't' }, ['a', 'b', 'c'], { probs, labels }, { targetSelectiveError: 0.005 });
+  const report = evaluateProbabilities(
+    { probs, labels, source: 't' },
+    ['a', 'b', 'c'],
+    { probs, labels },
+    { targetSelectiveError: 0.005 },
+  );
 
   it('says so in the model card and in the printed report', () => {
     expect(report.selective?.threshold).toBeNull();
@@ -73,13 +88,19 @@ describe('a selective threshold that cannot reach its target on validation', () 
       targetError: 0.005,
       threshold: null,
       validationCoverage: 0,
-      unreached: 'no confidence threshold reaches the target error of 0.50% on validation data: every prediction is flagged for review',
+      unreached:
+        'no confidence threshold reaches the target error of 0.50% on validation data: every prediction is flagged for review',
     });
     expect(describeReport(report)).toContain(`selective: ${card.thresholds.selective?.unreached}`);
   });
 
   it('leaves the card without the note when the target is reached', () => {
-    const reached = evaluateProbabilities({ probs, labels, source: 't' }, ['a', 'b', 'c'], { probs, labels }, { targetSelectiveError: 0.8 });
+    const reached = evaluateProbabilities(
+      { probs, labels, source: 't' },
+      ['a', 'b', 'c'],
+      { probs, labels },
+      { targetSelectiveError: 0.8 },
+    );
     expect(reached.selective?.threshold).not.toBeNull();
     expect(cardFieldsFromReport(reached).thresholds.selective).not.toHaveProperty('unreached');
   });

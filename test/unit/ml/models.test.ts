@@ -34,7 +34,9 @@ describe('buildModel', () => {
     const m = buildModel('peer');
     const summary = m.layers.map((l) => l.getClassName());
     expect(summary).toEqual(['Conv2D', 'MaxPooling2D', 'Conv2D', 'MaxPooling2D', 'Flatten', 'Dense', 'Dense']);
-    const conv = m.layers.filter((l) => l.getClassName() === 'Conv2D').map((l) => (l.getConfig() as { filters: number }).filters);
+    const conv = m.layers
+      .filter((l) => l.getClassName() === 'Conv2D')
+      .map((l) => (l.getConfig() as { filters: number }).filters);
     expect(conv).toEqual([16, 32]);
     expect((m.layers[5]?.getConfig() as { units: number }).units).toBe(64);
   });
@@ -46,7 +48,8 @@ describe('buildModel', () => {
 
   it('reseedDropout gives dropout layers a new non-zero seed per step', () => {
     const m = buildModel('mlp');
-    const seeds = () => m.layers.filter((l) => l.getClassName() === 'Dropout').map((l) => (l as unknown as { seed: number }).seed);
+    const seeds = () =>
+      m.layers.filter((l) => l.getClassName() === 'Dropout').map((l) => (l as unknown as { seed: number }).seed);
     reseedDropout(m, 1, 0);
     const s0 = seeds();
     reseedDropout(m, 1, 1);

@@ -9,7 +9,10 @@ import { quietTfjsNotes } from '../../../src/ml/backend';
  * Trains the same tiny model (a dense layer and a bias under a non-linear loss) for a few steps
  * with an optimizer and returns the final variables, the optimizer's state and the kernels run.
  */
-async function run(backend: 'cpu' | 'wasm', make: (lr: number) => tf.Optimizer): Promise<{ vars: Float32Array[]; state: Float32Array[]; kernels: string[] }> {
+async function run(
+  backend: 'cpu' | 'wasm',
+  make: (lr: number) => tf.Optimizer,
+): Promise<{ vars: Float32Array[]; state: Float32Array[]; kernels: string[] }> {
   quietTfjsNotes();
   if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} did not initialise`);
   const w = tf.variable(tf.tensor2d(randomArray(12 * 5, 1), [12, 5]));
@@ -26,7 +29,9 @@ async function run(backend: 'cpu' | 'wasm', make: (lr: number) => tf.Optimizer):
     prof.kernelNames.forEach((k) => kernels.add(k));
   }
   const vars = [Float32Array.from(await w.data()), Float32Array.from(await b.data())];
-  const state = await Promise.all((await opt.getWeights()).map(async (nt) => Float32Array.from(await nt.tensor.data())));
+  const state = await Promise.all(
+    (await opt.getWeights()).map(async (nt) => Float32Array.from(await nt.tensor.data())),
+  );
   tf.dispose([w, b, x, y]);
   opt.dispose();
   return { vars, state, kernels: [...kernels] };

@@ -11,7 +11,12 @@ describe('plots', () => {
   it('writes the confusion matrix, risk-coverage curve and reliability diagram as SVG', async () => {
     const probs = [0.9, 0.1, 0.2, 0.8, 0.6, 0.4, 0.3, 0.7, 0.95, 0.05, 0.45, 0.55];
     const labels = [0, 1, 1, 1, 0, 0];
-    const report = evaluateProbabilities({ probs, labels, source: 't' }, ['cat', 'dog'], { probs, labels }, { targetSelectiveError: 0.2 });
+    const report = evaluateProbabilities(
+      { probs, labels, source: 't' },
+      ['cat', 'dog'],
+      { probs, labels },
+      { targetSelectiveError: 0.2 },
+    );
     const files = await writePlots(dir, report);
     const confusion = readFileSync(files.confusion, 'utf8');
     expect(confusion.startsWith('<svg')).toBe(true);
@@ -34,7 +39,12 @@ describe('plots', () => {
   it('says on the risk-coverage plot when no threshold reaches the target error on validation', async () => {
     const probs = [0.9, 0.1, 0.2, 0.8, 0.6, 0.4, 0.3, 0.7];
     const labels = [1, 0, 1, 0];
-    const report = evaluateProbabilities({ probs, labels, source: 't' }, ['cat', 'dog'], { probs, labels }, { targetSelectiveError: 0.005 });
+    const report = evaluateProbabilities(
+      { probs, labels, source: 't' },
+      ['cat', 'dog'],
+      { probs, labels },
+      { targetSelectiveError: 0.005 },
+    );
     expect(report.selective?.threshold).toBeNull();
     const files = await writePlots(join(dir, 'unreached'), report);
     const risk = readFileSync(files.riskCoverage, 'utf8');

@@ -32,7 +32,13 @@ function problem(n: number, shift = 0): { probs: number[]; labels: number[] } {
   const labels: number[] = [];
   for (let i = 0; i < n; i++) {
     const pos = i % 3 !== 0;
-    const p = Math.min(0.999, Math.max(0.001, (pos ? 0.6 + 0.39 * ((i * 7919) % 101) / 100 : 0.01 + 0.69 * ((i * 104_729) % 97) / 96) - shift));
+    const p = Math.min(
+      0.999,
+      Math.max(
+        0.001,
+        (pos ? 0.6 + (0.39 * ((i * 7919) % 101)) / 100 : 0.01 + (0.69 * ((i * 104_729) % 97)) / 96) - shift,
+      ),
+    );
     probs.push(1 - p, p);
     labels.push(pos ? 1 : 0);
   }
@@ -42,7 +48,10 @@ function problem(n: number, shift = 0): { probs: number[]; labels: number[] } {
 describe('screening operating point', () => {
   it('chooses the threshold on validation for the target sensitivity and reports both sides', () => {
     const val = problem(300);
-    const r = evaluateProbabilities({ ...problem(300), source: 't' }, ['NORMAL', 'PNEUMONIA'], val, { positiveClass: 'PNEUMONIA', targetSensitivity: 0.99 });
+    const r = evaluateProbabilities({ ...problem(300), source: 't' }, ['NORMAL', 'PNEUMONIA'], val, {
+      positiveClass: 'PNEUMONIA',
+      targetSensitivity: 0.99,
+    });
     const s = r.screening;
     expect(s?.thresholdFrom).toBe('validation');
     expect(s?.validation?.sensitivity).toBeGreaterThanOrEqual(0.99);
@@ -59,7 +68,10 @@ describe('screening operating point', () => {
   it('a saved model is judged at its own card threshold, not one refitted on the new data', () => {
     // The new data scores everything 0.2 lower: at the card's threshold sensitivity drops.
     const shifted = problem(300, 0.2);
-    const r = evaluateProbabilities({ ...shifted, source: 'other folder' }, ['NORMAL', 'PNEUMONIA'], undefined, { positiveClass: 'PNEUMONIA', fixed: { temperature: 1, screeningThreshold: 0.6 } });
+    const r = evaluateProbabilities({ ...shifted, source: 'other folder' }, ['NORMAL', 'PNEUMONIA'], undefined, {
+      positiveClass: 'PNEUMONIA',
+      fixed: { temperature: 1, screeningThreshold: 0.6 },
+    });
     expect(r.screening?.thresholdFrom).toBe('model card');
     expect(r.screening?.threshold).toBe(0.6);
     expect(r.screening?.validation).toBeUndefined();
@@ -80,7 +92,10 @@ function card(over: Partial<ModelCard> = {}): ModelCard {
     inputShape: [128, 128, 1],
     metrics: {},
     temperature: 1,
-    thresholds: { selective: { targetError: 0.005, threshold: 0.99, validationCoverage: 0.5 }, screening: { positiveClass: 'PNEUMONIA', targetSensitivity: 0.99, threshold: 0.3, validationSpared: 0.2 } },
+    thresholds: {
+      selective: { targetError: 0.005, threshold: 0.99, validationCoverage: 0.5 },
+      screening: { positiveClass: 'PNEUMONIA', targetSensitivity: 0.99, threshold: 0.3, validationSpared: 0.2 },
+    },
     ...over,
   };
 }
@@ -97,12 +112,20 @@ describe('serving a screening model', () => {
     // Likely pneumonia comes first on the worklist.
     expect(decideReview([0.1, 0.9], t, undefined).priority).toBeGreaterThan(hit.priority);
     // A model without a screening threshold keeps the selective rule.
-    expect(thresholdsOf(card({ thresholds: { selective: { targetError: 0.005, threshold: 0.99, validationCoverage: 0.5 } } })).confidence).toBe(0.99);
+    expect(
+      thresholdsOf(
+        card({ thresholds: { selective: { targetError: 0.005, threshold: 0.99, validationCoverage: 0.5 } } }),
+      ).confidence,
+    ).toBe(0.99);
   });
 
-  it('refuses a model whose profile or input size is not the instance\'s, naming both', () => {
+  it("refuses a model whose profile or input size is not the instance's, naming both", () => {
     expect(incompatibility(card(), { profile: 'xray', xraySize: 128 })).toBeUndefined();
-    expect(incompatibility(card(), { profile: 'xray', xraySize: 224 })).toMatch(/takes 128x128x1 inputs, but this instance's xray profile makes 224x224x1 images \(TRIAGE_XRAY_SIZE=224\)/);
-    expect(incompatibility(card(), { profile: 'mnist', xraySize: 128 })).toMatch(/xray profile, but this instance preprocesses uploads with the mnist profile/);
+    expect(incompatibility(card(), { profile: 'xray', xraySize: 224 })).toMatch(
+      /takes 128x128x1 inputs, but this instance's xray profile makes 224x224x1 images \(TRIAGE_XRAY_SIZE=224\)/,
+    );
+    expect(incompatibility(card(), { profile: 'mnist', xraySize: 128 })).toMatch(
+      /xray profile, but this instance preprocesses uploads with the mnist profile/,
+    );
   });
 });

@@ -17,7 +17,8 @@ function tiny(n: number): LabeledImages {
   const labels = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     labels[i] = i % 2;
-    for (let y = 0; y < 4; y++) for (let x = 0; x < 4; x++) images[i * 16 + y * 4 + x] = (x < 2) === (i % 2 === 1) ? 0.9 : 0.1;
+    for (let y = 0; y < 4; y++)
+      for (let x = 0; x < 4; x++) images[i * 16 + y * 4 + x] = x < 2 === (i % 2 === 1) ? 0.9 : 0.1;
   }
   return { images, labels, shape: [4, 4, 1], classNames: ['right', 'left'], source: 'tiny' };
 }
@@ -27,7 +28,12 @@ describe('train', () => {
     const { train: tr, test } = loadMnistPackage();
     const model = buildModel('mlp', { seed: 3 });
     const epochs: number[] = [];
-    const result = await train(model, slice(tr, 0, 1000), { epochs: 3, batchSize: 32, validationSplit: 0.1, onEpoch: (s) => void epochs.push(s.epoch) });
+    const result = await train(model, slice(tr, 0, 1000), {
+      epochs: 3,
+      batchSize: 32,
+      validationSplit: 0.1,
+      onEpoch: (s) => void epochs.push(s.epoch),
+    });
     expect(epochs).toEqual([1, 2, 3]);
     expect(result.validation?.labels.length).toBe(100);
     const report = await evaluateModel(model, slice(test, 0, 400), { validation: result.validation });
@@ -87,7 +93,9 @@ describe('train', () => {
     final.forEach((w, i) => w.forEach((v, j) => expect(v).toBeCloseTo((avg[i] as Float64Array)[j] as number, 5)));
     // ...which is not simply the last trained weights.
     const last = seenAfterStep[seenAfterStep.length - 1] as Float32Array[];
-    expect(final.some((w, i) => w.some((v, j) => Math.abs(v - ((last[i] as Float32Array)[j] as number)) > 1e-4))).toBe(true);
+    expect(final.some((w, i) => w.some((v, j) => Math.abs(v - ((last[i] as Float32Array)[j] as number)) > 1e-4))).toBe(
+      true,
+    );
     m.dispose();
   });
 

@@ -20,7 +20,7 @@ describe('radiograph folders (xray profile)', () => {
   const cache = mkdtempSync(join(tmpdir(), 'xray-cache-'));
   afterAll(() => rmSync(cache, { recursive: true, force: true }));
 
-  it('the default patient rule finds the patients of the data set\'s names', () => {
+  it("the default patient rule finds the patients of the data set's names", () => {
     const re = compileGroupPattern(DEFAULT_GROUP_PATTERN);
     expect(groupKey(re, 'IM-0553-0001.jpeg').key).toBe('IM-0553');
     expect(groupKey(re, 'IM-0553-0001-0002.jpeg').key).toBe('IM-0553');
@@ -33,7 +33,13 @@ describe('radiograph folders (xray profile)', () => {
   });
 
   it('preprocesses with the upload code, keeps every patient on one side of the test and validation splits', async () => {
-    const d = await loadImageFolder(FIXTURES, { profile: 'xray', xraySize: SIZE, groupPattern: DEFAULT_GROUP_PATTERN, testFraction: 0.3, cacheDir: cache });
+    const d = await loadImageFolder(FIXTURES, {
+      profile: 'xray',
+      xraySize: SIZE,
+      groupPattern: DEFAULT_GROUP_PATTERN,
+      testFraction: 0.3,
+      cacheDir: cache,
+    });
     const files = ['NORMAL', 'PNEUMONIA'].flatMap((c) => readdirSync(join(FIXTURES, c)).map((f) => `${c}/${f}`));
     expect(d.report.loaded).toBe(files.length);
     expect(d.report.skipped).toEqual([]);
@@ -52,12 +58,23 @@ describe('radiograph folders (xray profile)', () => {
 
     // The pixels are exactly what an upload of the same file becomes.
     const name = d.train.names?.[0] as string;
-    const direct = await preprocessImage(readFileSync(join(FIXTURES, name)), { profile: 'xray', xraySize: SIZE, maxInputBytes: 1 << 26, maxPixels: 5e7 });
+    const direct = await preprocessImage(readFileSync(join(FIXTURES, name)), {
+      profile: 'xray',
+      xraySize: SIZE,
+      maxInputBytes: 1 << 26,
+      maxPixels: 5e7,
+    });
     expect(Array.from(d.train.images.subarray(0, SIZE * SIZE))).toEqual(Array.from(direct.pixels));
   });
 
   it('a second load decodes nothing; a damaged cache entry is decoded again', async () => {
-    const opts = { profile: 'xray' as const, xraySize: SIZE, groupPattern: DEFAULT_GROUP_PATTERN, testFraction: 0.3, cacheDir: cache };
+    const opts = {
+      profile: 'xray' as const,
+      xraySize: SIZE,
+      groupPattern: DEFAULT_GROUP_PATTERN,
+      testFraction: 0.3,
+      cacheDir: cache,
+    };
     const first = await loadImageFolder(FIXTURES, opts);
     expect(first.report.decoded).toBe(0); // the test above filled the cache
     expect(first.report.cached).toBe(first.report.loaded);

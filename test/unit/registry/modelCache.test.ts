@@ -5,7 +5,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../src/ml/backend';
-import { PROJECT_WASM_KERNELS, registerWasmTrainingKernels, unregisterWasmTrainingKernels } from '../../../src/ml/kernels';
+import {
+  PROJECT_WASM_KERNELS,
+  registerWasmTrainingKernels,
+  unregisterWasmTrainingKernels,
+} from '../../../src/ml/kernels';
 import { buildModel, ModelName } from '../../../src/ml/models';
 import { loadModel, ModelCard, saveModel } from '../../../src/ml/modelStore';
 import { LoadedModel, ModelCache, ScoredImage, ShapeMismatch } from '../../../src/registry/modelCache';
@@ -22,7 +26,10 @@ class MemoryStore {
     return this.blobs.get(`${container}/${name}`);
   }
 
-  async head(container: string, name: string): Promise<{ etag: string; metadata: Record<string, string>; size: number } | undefined> {
+  async head(
+    container: string,
+    name: string,
+  ): Promise<{ etag: string; metadata: Record<string, string>; size: number } | undefined> {
     const b = this.blobs.get(`${container}/${name}`);
     return b === undefined ? undefined : { etag: b.etag, metadata: b.metadata, size: b.data.length };
   }
@@ -31,7 +38,13 @@ class MemoryStore {
     const key = `${container}/${name}`;
     if (opts.ifNoneExists === true && this.blobs.has(key)) return { written: false, reason: 'exists' };
     const etag = `"${++this.n}"`;
-    this.blobs.set(key, { data: Buffer.from(data), etag, metadata: opts.metadata ?? {}, contentType: opts.contentType, lastModified: new Date() });
+    this.blobs.set(key, {
+      data: Buffer.from(data),
+      etag,
+      metadata: opts.metadata ?? {},
+      contentType: opts.contentType,
+      lastModified: new Date(),
+    });
     return { written: true, etag };
   }
 
@@ -40,7 +53,12 @@ class MemoryStore {
     return b === undefined ? undefined : { value: JSON.parse(b.data.toString('utf8')) as T, etag: b.etag };
   }
 
-  async putJson(container: string, name: string, value: unknown, opts: Omit<PutOptions, 'contentType'> = {}): Promise<PutResult> {
+  async putJson(
+    container: string,
+    name: string,
+    value: unknown,
+    opts: Omit<PutOptions, 'contentType'> = {},
+  ): Promise<PutResult> {
     return this.put(container, name, JSON.stringify(value), { ...opts, contentType: 'application/json' });
   }
 }
@@ -64,9 +82,13 @@ function card(version: string, architecture: string, temperature: number): Model
 /** A functional (not Sequential) model: scored through model.predict. */
 function functionalModel(): tf.LayersModel {
   const input = tf.input({ shape: [28, 28, 1] });
-  const conv = tf.layers.conv2d({ filters: 8, kernelSize: 3, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: 5 }) }).apply(input) as tf.SymbolicTensor;
+  const conv = tf.layers
+    .conv2d({ filters: 8, kernelSize: 3, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: 5 }) })
+    .apply(input) as tf.SymbolicTensor;
   const flat = tf.layers.flatten().apply(conv) as tf.SymbolicTensor;
-  const out = tf.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 6 }) }).apply(flat) as tf.SymbolicTensor;
+  const out = tf.layers
+    .dense({ units: 10, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 6 }) })
+    .apply(flat) as tf.SymbolicTensor;
   return tf.model({ inputs: input, outputs: out });
 }
 
@@ -124,7 +146,10 @@ beforeAll(async () => {
 describe.each(['cnn-t1', 'cnn-t2', 'mlp-t1', 'func-t1'])('model %s', (version) => {
   it('scores concurrent images in micro-batches, as predict + tf temperature scaling did (1e-5)', () =>
     withModel(version, 3, async (loaded) => {
-      const predicts = [jest.spyOn(tf.LayersModel.prototype, 'predict'), jest.spyOn(tf.Sequential.prototype, 'predict')];
+      const predicts = [
+        jest.spyOn(tf.LayersModel.prototype, 'predict'),
+        jest.spyOn(tf.Sequential.prototype, 'predict'),
+      ];
       const scored = await Promise.all(images.map((im) => loaded.score(im)));
       // Sequential models run their layers directly; others through predict.
       expect(predicts.some((p) => p.mock.calls.length > 0)).toBe(version.startsWith('func'));
@@ -144,9 +169,16 @@ describe.each(['cnn-t1', 'cnn-t2', 'mlp-t1', 'func-t1'])('model %s', (version) =
 });
 
 /** Promotes `version` and runs `f` on it through a fresh ModelCache. */
-async function withModel(version: string, maxBatch: number | undefined, f: (loaded: LoadedModel) => Promise<void>): Promise<void> {
+async function withModel(
+  version: string,
+  maxBatch: number | undefined,
+  f: (loaded: LoadedModel) => Promise<void>,
+): Promise<void> {
   await promote(store, version);
-  const cache = new ModelCache(store as unknown as BlobStore, { backend: 'wasm', ...(maxBatch === undefined ? {} : { maxBatch }) });
+  const cache = new ModelCache(store as unknown as BlobStore, {
+    backend: 'wasm',
+    ...(maxBatch === undefined ? {} : { maxBatch }),
+  });
   try {
     const loaded = await cache.current();
     if (loaded === undefined) throw new Error('no model loaded');

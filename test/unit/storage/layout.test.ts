@@ -1,6 +1,25 @@
-import { CONTAINERS, INVALID_NAMES_FOLDER, InvalidNameError, invalidUploadName, matchTriggerPath, MAX_BLOB_NAME, paths, TRIGGER_PATHS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../../../src/storage/layout';
+import {
+  CONTAINERS,
+  INVALID_NAMES_FOLDER,
+  InvalidNameError,
+  invalidUploadName,
+  matchTriggerPath,
+  MAX_BLOB_NAME,
+  paths,
+  TRIGGER_PATHS,
+  uploadNameFromPreprocessed,
+  uploadNameFromRecord,
+} from '../../../src/storage/layout';
 
-const NAMES = ['digit.png', 'batch 7/scan one.dcm', 'Zürich/Bäckerei/ß.png', '患者/画像 1.jpg', 'a/b/c/d.tiff', 'x.npy', 'y.json'];
+const NAMES = [
+  'digit.png',
+  'batch 7/scan one.dcm',
+  'Zürich/Bäckerei/ß.png',
+  '患者/画像 1.jpg',
+  'a/b/c/d.tiff',
+  'x.npy',
+  'y.json',
+];
 
 describe('storage layout', () => {
   it.each(NAMES)('derived records of %s map back to the upload name', (name) => {
@@ -13,7 +32,9 @@ describe('storage layout', () => {
   });
 
   it('does not fire the infer trigger for the metadata sidecar or other containers', () => {
-    expect(matchTriggerPath(TRIGGER_PATHS.infer, CONTAINERS.preprocessed, paths.legacyPreprocessedMeta('a.png'))).toBeUndefined();
+    expect(
+      matchTriggerPath(TRIGGER_PATHS.infer, CONTAINERS.preprocessed, paths.legacyPreprocessedMeta('a.png')),
+    ).toBeUndefined();
     expect(matchTriggerPath(TRIGGER_PATHS.infer, CONTAINERS.uploads, 'a.png.npy')).toBeUndefined();
     expect(matchTriggerPath(TRIGGER_PATHS.preprocess, CONTAINERS.rejected, 'a.png')).toBeUndefined();
   });
@@ -34,21 +55,43 @@ describe('storage layout', () => {
     expect(invalidUploadName(name)).toContain(why);
   });
 
-  it('accepts upload names up to the length whose records still fit Azure\'s 1,024 characters', () => {
+  it("accepts upload names up to the length whose records still fit Azure's 1,024 characters", () => {
     const longest = 'x'.repeat(MAX_BLOB_NAME - '.json'.length);
     expect(invalidUploadName(longest)).toBeUndefined();
-    for (const p of [paths.preprocessed(longest), paths.prediction(longest), paths.flagged(longest), paths.rejected(longest), paths.label(longest)]) expect(p.length).toBeLessThanOrEqual(MAX_BLOB_NAME);
+    for (const p of [
+      paths.preprocessed(longest),
+      paths.prediction(longest),
+      paths.flagged(longest),
+      paths.rejected(longest),
+      paths.label(longest),
+    ])
+      expect(p.length).toBeLessThanOrEqual(MAX_BLOB_NAME);
     expect(invalidUploadName(`${longest}x`)).toContain('longer than 1019');
   });
 
-  it.each(['../models/current', 'a/../../models/current', './x', '/etc/passwd', 'a\\..\\b', 'nul\u0000', 'x'.repeat(1025)].map((n) => [n.length > 40 ? `${n.length} characters` : JSON.stringify(n), n]))(
-    'refuses to build a path from %s (it could leave its container or is no blob name)',
-    (_label, name) => {
-      for (const build of [paths.preprocessed, paths.prediction, paths.flagged, paths.label, paths.upload, paths.modelCard, paths.runStatus]) {
-        expect(() => build(name)).toThrow(InvalidNameError);
-      }
-    },
-  );
+  it.each(
+    [
+      '../models/current',
+      'a/../../models/current',
+      './x',
+      '/etc/passwd',
+      'a\\..\\b',
+      'nul\u0000',
+      'x'.repeat(1025),
+    ].map((n) => [n.length > 40 ? `${n.length} characters` : JSON.stringify(n), n]),
+  )('refuses to build a path from %s (it could leave its container or is no blob name)', (_label, name) => {
+    for (const build of [
+      paths.preprocessed,
+      paths.prediction,
+      paths.flagged,
+      paths.label,
+      paths.upload,
+      paths.modelCard,
+      paths.runStatus,
+    ]) {
+      expect(() => build(name)).toThrow(InvalidNameError);
+    }
+  });
 
   it('gives a name that cannot carry a record of its own a rejection record under the reserved folder', () => {
     for (const name of ['x'.repeat(1020), 'x'.repeat(1024), '../models/current', `${INVALID_NAMES_FOLDER}abc`]) {

@@ -35,8 +35,18 @@ describe('review policy', () => {
   });
 
   it('flags image problems but not informational notes', () => {
-    expect(decideReview([0, 1], { confidence: 0.5 }, { blank: true, nearConstant: false, warnings: [] }).reasons).toEqual(['image-quality']);
-    expect(decideReview([0, 1], { confidence: 0.5 }, { blank: false, nearConstant: false, warnings: ['tiny-ink'] }).reasons).toEqual(['image-quality']);
-    expect(decideReview([0, 1], { confidence: 0.5 }, { blank: false, nearConstant: false, warnings: ['inverted', 'off-centre', 'alpha-flattened-on-white'] }).flagged).toBe(false);
+    expect(
+      decideReview([0, 1], { confidence: 0.5 }, { blank: true, nearConstant: false, warnings: [] }).reasons,
+    ).toEqual(['image-quality']);
+    expect(
+      decideReview([0, 1], { confidence: 0.5 }, { blank: false, nearConstant: false, warnings: ['tiny-ink'] }).reasons,
+    ).toEqual(['image-quality']);
+    expect(
+      decideReview(
+        [0, 1],
+        { confidence: 0.5 },
+        { blank: false, nearConstant: false, warnings: ['inverted', 'off-centre', 'alpha-flattened-on-white'] },
+      ).flagged,
+    ).toBe(false);
   });
 });

@@ -8,7 +8,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { registerWasmTrainingKernels } from '../../../../src/ml/kernels';
-import { BN_TRAIN_GRAD_KERNEL, BN_TRAIN_KERNEL, batchNormKernelsActive, batchNormTraining } from '../../../../src/ml/kernels/batchNorm';
+import {
+  BN_TRAIN_GRAD_KERNEL,
+  BN_TRAIN_KERNEL,
+  batchNormKernelsActive,
+  batchNormTraining,
+} from '../../../../src/ml/kernels/batchNorm';
 import { setSimdKernelsEnabled } from '../../../../src/ml/kernels/simdKernels';
 import { batchNormalization, linearConv2d } from '../../../../src/ml/models';
 import { compareBackends, onBackend, randomArray, relError, sizeOf } from './compare';
@@ -43,14 +48,22 @@ const cases: BnCase[] = [
 ];
 
 /** The training-mode batch norm as tfjs-layers computes it (tf.moments, tf.batchNorm). */
-function reference(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+function reference(
+  x: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
   const axes = x.shape.slice(0, -1).map((_, i) => i);
   const { mean, variance } = tf.moments(x, axes);
   return { y: tf.batchNorm(x, mean, variance, beta, gamma, EPS), mean, variance };
 }
 
 /** The kernels where they are registered (wasm), the reference elsewhere (cpu). */
-function underTest(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+function underTest(
+  x: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
   return batchNormKernelsActive() ? batchNormTraining(x, gamma, beta, EPS) : reference(x, gamma, beta);
 }
 
@@ -64,13 +77,21 @@ describe.each([true, false])('batch-norm kernels (SIMD enabled: %s)', (simd) => 
     const gs = randomArray(c, 22, 0.5, 1.5);
     const bs = randomArray(c, 23);
     const ws = randomArray(sizeOf(x), 24);
-    const { err, outputs, reference: ref } = await compareBackends(() => {
+    const {
+      err,
+      outputs,
+      reference: ref,
+    } = await compareBackends(() => {
       const xt = tf.tensor(xs, x);
       const g = tf.tensor1d(gs);
       const b = tf.tensor1d(bs);
       const dyWeights = tf.tensor(ws, x);
       const { y, mean, variance } = underTest(xt, g, b);
-      const grads = tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => underTest(p, q, r).y.mul(dyWeights).sum())([xt, g, b]);
+      const grads = tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => underTest(p, q, r).y.mul(dyWeights).sum())([
+        xt,
+        g,
+        b,
+      ]);
       return [y, mean, variance, ...grads];
     });
     expect(outputs).toBe(6);
@@ -112,7 +133,14 @@ describe('tf.batchNorm with given statistics (FusedBatchNorm, as at inference)',
     const os = randomArray(sizeOf(stats), 54);
     const ss = randomArray(sizeOf(stats), 55, 0.5, 1.5);
     const { err } = await compareBackends(() =>
-      tf.batchNorm(tf.tensor(xs, x), tf.tensor(ms, stats), tf.tensor(vs, stats), affine ? tf.tensor(os, stats) : undefined, affine ? tf.tensor(ss, stats) : undefined, EPS),
+      tf.batchNorm(
+        tf.tensor(xs, x),
+        tf.tensor(ms, stats),
+        tf.tensor(vs, stats),
+        affine ? tf.tensor(os, stats) : undefined,
+        affine ? tf.tensor(ss, stats) : undefined,
+        EPS,
+      ),
     );
     expect(err).toBeLessThan(TOL);
   });
@@ -124,13 +152,22 @@ describe('tf.batchNorm with given statistics (FusedBatchNorm, as at inference)',
  */
 function bnModel(channels: number, project = true): tf.LayersModel {
   const m = tf.sequential();
-  const conv: Parameters<typeof tf.layers.conv2d>[0] = { inputShape: [6, 7, 2], filters: channels, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) };
+  const conv: Parameters<typeof tf.layers.conv2d>[0] = {
+    inputShape: [6, 7, 2],
+    filters: channels,
+    kernelSize: 3,
+    padding: 'same',
+    useBias: false,
+    kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }),
+  };
   m.add(project ? linearConv2d(conv) : tf.layers.conv2d(conv));
   // A low momentum so that the moving statistics move visibly.
   m.add(project ? batchNormalization({ momentum: 0.9 }) : tf.layers.batchNormalization({ axis: -1, momentum: 0.9 }));
   m.add(tf.layers.activation({ activation: 'relu' }));
   m.add(tf.layers.globalAveragePooling2d({}));
-  m.add(tf.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) }));
+  m.add(
+    tf.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) }),
+  );
   m.compile({ optimizer: tf.train.sgd(0.5), loss: 'categoricalCrossentropy' });
   return m;
 }
@@ -140,7 +177,11 @@ const xData = randomArray(N * 6 * 7 * 2, 41, 0, 2);
 const yData = Float32Array.from({ length: N * 3 }, (_, i) => (i % 3 === Math.floor(i / 3) % 3 ? 1 : 0));
 
 /** Trains two steps on the named backend; returns the BN layer's forward outputs and every weight after. */
-async function trainTwice(backend: 'cpu' | 'wasm', channels: number, project: boolean): Promise<{ forward: Float32Array; weights: Float32Array[]; kernels: string[] }> {
+async function trainTwice(
+  backend: 'cpu' | 'wasm',
+  channels: number,
+  project: boolean,
+): Promise<{ forward: Float32Array; weights: Float32Array[]; kernels: string[] }> {
   expect(await tf.setBackend(backend)).toBe(true);
   const model = bnModel(channels, project);
   const bn = model.layers[1] as tf.layers.Layer;
@@ -177,13 +218,20 @@ describe.each([3, 8])('batchNormalization layer with %i channels', (channels) =>
     // conv kernel, gamma, beta, moving mean, moving variance, dense kernel, dense bias
     expect(got.weights.length).toBe(7);
     expect(ref.weights.length).toBe(7);
-    const [, gamma, beta, movingMean, movingVar] = ref.weights as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+    const [, gamma, beta, movingMean, movingVar] = ref.weights as [
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+    ];
     // Training moved them all away from their initial values.
     expect(gamma.some((v) => Math.abs(v - 1) > 1e-3)).toBe(true);
     expect(beta.some((v) => Math.abs(v) > 1e-3)).toBe(true);
     expect(movingMean.some((v) => Math.abs(v) > 1e-3)).toBe(true);
     expect(movingVar.some((v) => Math.abs(v - 1) > 1e-3)).toBe(true);
-    for (let i = 0; i < ref.weights.length; i++) expect(relError(got.weights[i] as Float32Array, ref.weights[i] as Float32Array)).toBeLessThan(TOL);
+    for (let i = 0; i < ref.weights.length; i++)
+      expect(relError(got.weights[i] as Float32Array, ref.weights[i] as Float32Array)).toBeLessThan(TOL);
   });
 });
 
@@ -195,12 +243,20 @@ describe('a model with batchNormalization layers, saved', () => {
     const y = tf.tensor2d(yData, [N, 3]);
     await model.trainOnBatch(x, y);
     const topology = model.toJSON(null, false) as unknown as { config: { layers: { class_name: string }[] } };
-    expect(topology.config.layers.map((l) => l.class_name)).toEqual(['Conv2D', 'BatchNormalization', 'Activation', 'GlobalAveragePooling2D', 'Dense']);
+    expect(topology.config.layers.map((l) => l.class_name)).toEqual([
+      'Conv2D',
+      'BatchNormalization',
+      'Activation',
+      'GlobalAveragePooling2D',
+      'Dense',
+    ]);
     let artifacts: tf.io.ModelArtifacts | undefined;
-    await model.save(tf.io.withSaveHandler(async (a) => {
-      artifacts = a;
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }));
+    await model.save(
+      tf.io.withSaveHandler(async (a) => {
+        artifacts = a;
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+      }),
+    );
     if (artifacts === undefined) throw new Error('nothing saved');
     const loaded = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
     expect(loaded.layers[1]?.getClassName()).toBe('BatchNormalization');

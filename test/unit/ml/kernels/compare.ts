@@ -52,7 +52,9 @@ export function relError(actual: Float32Array, expected: Float32Array): number {
 }
 
 /** Runs f on cpu (reference) and wasm, and returns the worst relative error over all outputs. */
-export async function compareBackends(f: () => tf.Tensor | tf.Tensor[]): Promise<{ err: number; outputs: number; reference: Float32Array[] }> {
+export async function compareBackends(
+  f: () => tf.Tensor | tf.Tensor[],
+): Promise<{ err: number; outputs: number; reference: Float32Array[] }> {
   const reference = await onBackend('cpu', f);
   const actual = await onBackend('wasm', f);
   let err = actual.length === reference.length ? 0 : Infinity;

@@ -4,7 +4,12 @@
  * XNNPACK kernel. Tolerance: 1e-4 relative to the reference's scale.
  */
 import * as tf from '@tensorflow/tfjs';
-import { makeFusedConv2dWasm, registerWasmTrainingKernels, registeredWasmTrainingKernels, unregisterWasmTrainingKernels } from '../../../../src/ml/kernels';
+import {
+  makeFusedConv2dWasm,
+  registerWasmTrainingKernels,
+  registeredWasmTrainingKernels,
+  unregisterWasmTrainingKernels,
+} from '../../../../src/ml/kernels';
 import { compareBackends, randomArray, sizeOf } from './compare';
 
 const TOL = 1e-4;
@@ -43,7 +48,8 @@ function fusedConv(c: FusedCase): () => tf.Tensor {
 }
 
 /** Every field explicit, for the test names. */
-const withDefaults = (cases: FusedCase[]): Required<FusedCase>[] => cases.map((c) => ({ stride: 1, pad: 'valid', bias: true, dilation: 1, ...c }));
+const withDefaults = (cases: FusedCase[]): Required<FusedCase>[] =>
+  cases.map((c) => ({ stride: 1, pad: 'valid', bias: true, dilation: 1, ...c }));
 
 const simdCases = withDefaults([
   // the cnn model's three convolutions, batch 1 and 4
@@ -54,7 +60,18 @@ const simdCases = withDefaults([
   { x: [2, 9, 9, 3], w: [3, 3, 3, 8], activation: 'linear', bias: false },
   { x: [2, 9, 9, 3], w: [3, 3, 3, 8], activation: 'relu', bias: false },
   { x: [3, 9, 7, 2], w: [3, 3, 2, 8], stride: 2, pad: 'same', activation: 'relu' },
-  { x: [2, 7, 8, 4], w: [2, 3, 4, 4], stride: [1, 2], pad: [[0, 0], [1, 2], [2, 0], [0, 0]], activation: 'relu6' },
+  {
+    x: [2, 7, 8, 4],
+    w: [2, 3, 4, 4],
+    stride: [1, 2],
+    pad: [
+      [0, 0],
+      [1, 2],
+      [2, 0],
+      [0, 0],
+    ],
+    activation: 'relu6',
+  },
   { x: [5, 10, 11, 6], w: [1, 1, 6, 20], stride: 2, activation: 'relu' }, // cout = 20: a partial channel block
   { x: [1, 5, 9, 4], w: [5, 5, 4, 12], pad: 'same', activation: 'relu' }, // rows of 9: a partial tile
   { x: [1, 3, 3, 4], w: [3, 3, 4, 4], activation: 'relu' }, // one output position
@@ -115,23 +132,40 @@ describe('FusedConv2D', () => {
 
   beforeEach(() => stockCalls.mockClear());
 
-  it.each(simdCases)('x=$x w=$w stride=$stride pad=$pad $activation bias=$bias: the SIMD kernel matches cpu', async (c) => {
-    const { err, reference } = await compareBackends(fusedConv(c));
-    expect(stockCalls).not.toHaveBeenCalled();
-    expect(reference[0]?.some((v) => v !== 0)).toBe(true);
-    if (c.activation !== 'linear') expect(reference[0]?.some((v) => v === 0)).toBe(true); // relu cut something off
-    expect(err).toBeLessThan(TOL);
-  });
+  it.each(simdCases)(
+    'x=$x w=$w stride=$stride pad=$pad $activation bias=$bias: the SIMD kernel matches cpu',
+    async (c) => {
+      const { err, reference } = await compareBackends(fusedConv(c));
+      expect(stockCalls).not.toHaveBeenCalled();
+      expect(reference[0]?.some((v) => v !== 0)).toBe(true);
+      if (c.activation !== 'linear') expect(reference[0]?.some((v) => v === 0)).toBe(true); // relu cut something off
+      expect(err).toBeLessThan(TOL);
+    },
+  );
 
-  it.each(stockCases)('x=$x w=$w $activation bias=$bias dilation=$dilation: the stock kernel, matching cpu', async (c) => {
-    const { err } = await compareBackends(fusedConv(c));
-    expect(stockCalls).toHaveBeenCalledTimes(1);
-    expect(err).toBeLessThan(TOL);
-  });
+  it.each(stockCases)(
+    'x=$x w=$w $activation bias=$bias dilation=$dilation: the stock kernel, matching cpu',
+    async (c) => {
+      const { err } = await compareBackends(fusedConv(c));
+      expect(stockCalls).toHaveBeenCalledTimes(1);
+      expect(err).toBeLessThan(TOL);
+    },
+  );
 
   it('leaves NCHW to the stock kernel (which refuses it)', async () => {
     await tf.setBackend('wasm');
-    expect(() => tf.tidy(() => tf.fused.conv2d({ x: tf.zeros<tf.Rank.R4>([1, 4, 6, 6]), filter: tf.zeros<tf.Rank.R4>([3, 3, 4, 8]), strides: 1, pad: 'valid', dataFormat: 'NCHW', activation: 'relu' }))).toThrow(/NHWC/);
+    expect(() =>
+      tf.tidy(() =>
+        tf.fused.conv2d({
+          x: tf.zeros<tf.Rank.R4>([1, 4, 6, 6]),
+          filter: tf.zeros<tf.Rank.R4>([3, 3, 4, 8]),
+          strides: 1,
+          pad: 'valid',
+          dataFormat: 'NCHW',
+          activation: 'relu',
+        }),
+      ),
+    ).toThrow(/NHWC/);
     expect(stockCalls).toHaveBeenCalledTimes(1);
   });
 
@@ -142,7 +176,17 @@ describe('FusedConv2D', () => {
     const bs = randomArray(8, 43);
     const { err } = await compareBackends(() => {
       const f = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor =>
-        tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: 1, pad: 'same', bias: b, activation: 'linear' }).square().sum();
+        tf.fused
+          .conv2d({
+            x: x as tf.Tensor4D,
+            filter: w as tf.Tensor4D,
+            strides: 1,
+            pad: 'same',
+            bias: b,
+            activation: 'linear',
+          })
+          .square()
+          .sum();
       return tf.grads(f)([tf.tensor4d(xs, c.x), tf.tensor4d(ws, c.w), tf.tensor1d(bs)]);
     });
     expect(stockCalls).not.toHaveBeenCalled();

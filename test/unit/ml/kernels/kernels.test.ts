@@ -4,7 +4,12 @@
  * explicit padding, odd sizes, batch 1 and more. Tolerance: 1e-4 relative to the reference's scale.
  */
 import * as tf from '@tensorflow/tfjs';
-import { PROJECT_WASM_KERNELS, registerWasmTrainingKernels, registeredWasmTrainingKernels, unregisterWasmTrainingKernels } from '../../../../src/ml/kernels';
+import {
+  PROJECT_WASM_KERNELS,
+  registerWasmTrainingKernels,
+  registeredWasmTrainingKernels,
+  unregisterWasmTrainingKernels,
+} from '../../../../src/ml/kernels';
 import { MAX_MODULES, setSimdKernelsEnabled, simdRuntime } from '../../../../src/ml/kernels/simdKernels';
 import { FunctionBuilder } from '../../../../src/ml/kernels/wasmAsm';
 import { compareBackends, onBackend, randomArray, relError, sizeOf } from './compare';
@@ -48,9 +53,39 @@ const convCases: ConvCase[] = [
   { x: [1, 10, 9, 2], w: [3, 3, 2, 3], stride: [2, 1], pad: 'same' },
   { x: [2, 6, 6, 2], w: [1, 1, 2, 3], stride: 2, pad: 'same' },
   { x: [2, 5, 5, 2], w: [5, 5, 2, 3], stride: 1, pad: 'same' },
-  { x: [1, 7, 8, 2], w: [3, 3, 2, 2], stride: 1, pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
-  { x: [2, 7, 8, 2], w: [3, 3, 2, 2], stride: 2, pad: [[0, 0], [2, 0], [1, 1], [0, 0]] },
-  { x: [2, 8, 9, 5], w: [3, 3, 5, 4], stride: 2, pad: [[0, 0], [2, 1], [1, 2], [0, 0]] }, // cin >= 4: im2col by runs, windows cut by padding
+  {
+    x: [1, 7, 8, 2],
+    w: [3, 3, 2, 2],
+    stride: 1,
+    pad: [
+      [0, 0],
+      [1, 2],
+      [0, 1],
+      [0, 0],
+    ],
+  },
+  {
+    x: [2, 7, 8, 2],
+    w: [3, 3, 2, 2],
+    stride: 2,
+    pad: [
+      [0, 0],
+      [2, 0],
+      [1, 1],
+      [0, 0],
+    ],
+  },
+  {
+    x: [2, 8, 9, 5],
+    w: [3, 3, 5, 4],
+    stride: 2,
+    pad: [
+      [0, 0],
+      [2, 1],
+      [1, 2],
+      [0, 0],
+    ],
+  }, // cin >= 4: im2col by runs, windows cut by padding
   { x: [1, 6, 7, 6], w: [2, 3, 6, 3], stride: 1, pad: 'same' },
   { x: [4, 28, 28, 1], w: [3, 3, 1, 16], stride: 1, pad: 'valid' }, // the peer CNN's first conv
   { x: [4, 13, 13, 16], w: [3, 3, 16, 32], stride: 1, pad: 'valid' }, // and its second
@@ -58,7 +93,17 @@ const convCases: ConvCase[] = [
   { x: [1, 6, 6, 1], w: [3, 3, 1, 4], stride: 1, pad: 'valid' },
   { x: [3, 9, 7, 2], w: [3, 3, 2, 8], stride: 2, pad: 'same' },
   { x: [2, 8, 9, 5], w: [3, 3, 5, 12], stride: 2, pad: 'valid' }, // last rows/columns never read
-  { x: [2, 7, 8, 4], w: [2, 3, 4, 4], stride: [1, 2], pad: [[0, 0], [1, 2], [2, 0], [0, 0]] },
+  {
+    x: [2, 7, 8, 4],
+    w: [2, 3, 4, 4],
+    stride: [1, 2],
+    pad: [
+      [0, 0],
+      [1, 2],
+      [2, 0],
+      [0, 0],
+    ],
+  },
   { x: [2, 5, 5, 3], w: [5, 5, 3, 16], stride: 1, pad: 'same' },
   { x: [5, 10, 11, 6], w: [1, 1, 6, 20], stride: 2, pad: 'valid' }, // K = 6, cout = 20: partial register blocks
   { x: [1, 11, 10, 16], w: [3, 3, 16, 32], stride: 2, pad: 'same' },
@@ -67,7 +112,17 @@ const convCases: ConvCase[] = [
   { x: [3, 9, 7, 12], w: [3, 3, 12, 8], stride: 2, pad: 'valid' }, // cin = 12: blocks of 8 + 4 channels
   { x: [2, 6, 5, 8], w: [2, 2, 8, 4], stride: 1, pad: 'same' },
   { x: [1, 5, 9, 4], w: [5, 5, 4, 12], stride: 1, pad: 'same' }, // rows of 9: two tiles of 4 and one of 1
-  { x: [2, 10, 10, 8], w: [3, 3, 8, 8], stride: [2, 1], pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
+  {
+    x: [2, 10, 10, 8],
+    w: [3, 3, 8, 8],
+    stride: [2, 1],
+    pad: [
+      [0, 0],
+      [1, 2],
+      [0, 1],
+      [0, 0],
+    ],
+  },
   { x: [2, 9, 9, 3], w: [3, 3, 3, 8], stride: 2, pad: 'same' }, // kw*cin = 9: the reduction loops
   { x: [1, 3, 3, 4], w: [3, 3, 4, 4], stride: 1, pad: 'valid' }, // one output position
   // Conv2DBackpropFilter with cin % 4 == 0: one block function looped over taps and channel groups
@@ -84,7 +139,12 @@ describe.each(convCases)('conv2d x=$x w=$w stride=$stride pad=$pad', ({ x, w, st
       const wt = tf.tensor4d(ws, w);
       const y = tf.conv2d(xt, wt, stride, pad);
       const dyWeights = tf.tensor(randomArray(y.size, 3), y.shape);
-      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad).mul(dyWeights).sum())([xt, wt]);
+      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        tf
+          .conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad)
+          .mul(dyWeights)
+          .sum(),
+      )([xt, wt]);
       return [y, dx as tf.Tensor, dw as tf.Tensor];
     });
     expect(outputs).toBe(3);
@@ -103,8 +163,20 @@ describe('Conv2DBackpropFilter / Conv2DBackpropInput kernels called directly', (
     const fs = randomArray(sizeOf(filterShape), 6);
     const attrs = { strides: [2, 2], pad: 'same', dataFormat: 'NHWC', dimRoundingMode: undefined };
     const { err } = await compareBackends(() => [
-      tf.engine().runKernel<tf.Tensor>('Conv2DBackpropFilter', { x: tf.tensor4d(xs, [...x]), dy: tf.tensor4d(dys, [...dyShape]) }, { ...attrs, filterShape } as unknown as tf.NamedAttrMap),
-      tf.engine().runKernel<tf.Tensor>('Conv2DBackpropInput', { dy: tf.tensor4d(dys, [...dyShape]), filter: tf.tensor4d(fs, filterShape) }, { ...attrs, inputShape: [...x] } as unknown as tf.NamedAttrMap),
+      tf
+        .engine()
+        .runKernel<tf.Tensor>(
+          'Conv2DBackpropFilter',
+          { x: tf.tensor4d(xs, [...x]), dy: tf.tensor4d(dys, [...dyShape]) },
+          { ...attrs, filterShape } as unknown as tf.NamedAttrMap,
+        ),
+      tf
+        .engine()
+        .runKernel<tf.Tensor>(
+          'Conv2DBackpropInput',
+          { dy: tf.tensor4d(dys, [...dyShape]), filter: tf.tensor4d(fs, filterShape) },
+          { ...attrs, inputShape: [...x] } as unknown as tf.NamedAttrMap,
+        ),
     ]);
     expect(err).toBeLessThan(TOL);
   });
@@ -112,18 +184,22 @@ describe('Conv2DBackpropFilter / Conv2DBackpropInput kernels called directly', (
   it('Conv2D with dilations (the stock kernel) matches cpu', async () => {
     const xs = randomArray(2 * 9 * 9 * 4, 15);
     const ws = randomArray(3 * 3 * 4 * 8, 16);
-    const { err } = await compareBackends(() => tf.conv2d(tf.tensor4d(xs, [2, 9, 9, 4]), tf.tensor4d(ws, [3, 3, 4, 8]), 1, 'same', 'NHWC', 2));
+    const { err } = await compareBackends(() =>
+      tf.conv2d(tf.tensor4d(xs, [2, 9, 9, 4]), tf.tensor4d(ws, [3, 3, 4, 8]), 1, 'same', 'NHWC', 2),
+    );
     expect(err).toBeLessThan(TOL);
   });
 
   it('refuses NCHW in Conv2DBackpropFilter with a clear error', async () => {
     await tf.setBackend('wasm');
     expect(() =>
-      tf.engine().runKernel(
-        'Conv2DBackpropFilter',
-        { x: tf.zeros([1, 2, 5, 5]), dy: tf.zeros([1, 2, 3, 3]) },
-        { strides: 1, pad: 'valid', dataFormat: 'NCHW', filterShape: [3, 3, 2, 2] },
-      ),
+      tf
+        .engine()
+        .runKernel(
+          'Conv2DBackpropFilter',
+          { x: tf.zeros([1, 2, 5, 5]), dy: tf.zeros([1, 2, 3, 3]) },
+          { strides: 1, pad: 'valid', dataFormat: 'NCHW', filterShape: [3, 3, 2, 2] },
+        ),
     ).toThrow(/NHWC/);
   });
 });
@@ -158,7 +234,12 @@ describe.each(poolCases)('maxPool x=$x size=$size stride=$stride pad=$pad', ({ x
       const xt = tf.tensor4d(xs, x);
       const y = tf.maxPool(xt, size, stride, pad);
       const dyWeights = tf.tensor(randomArray(y.size, 8), y.shape);
-      const dx = tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, size, stride, pad).mul(dyWeights).sum())(xt);
+      const dx = tf.grad((a: tf.Tensor) =>
+        tf
+          .maxPool(a as tf.Tensor4D, size, stride, pad)
+          .mul(dyWeights)
+          .sum(),
+      )(xt);
       return [y, dx];
     });
     expect(reference[1]?.some((v) => v !== 0)).toBe(true);
@@ -176,30 +257,42 @@ describe.each(poolCases)('maxPool x=$x size=$size stride=$stride pad=$pad', ({ x
 });
 
 describe('maxPool (the SIMD kernel, c % 4 == 0) with -Infinity and NaN in the input', () => {
-  it.each([[2, 6, 8, 4] as const, [3, 7, 9, 8] as const])('x=%j: NaN never wins, an all -Infinity/NaN window gives -Infinity, as cpu', async (...x) => {
-    const specials = [-Infinity, NaN, 0, 1, 2];
-    const xs = randomArray(sizeOf(x), 17, 0, 5).map((v) => specials[Math.floor(v)] as number);
-    const run = (): tf.Tensor => tf.maxPool(tf.tensor4d(xs, [...x]), 2, 2, 'valid');
-    const [expected] = await onBackend('cpu', run);
-    const [actual] = await onBackend('wasm', run);
-    expect(expected?.some((v) => v === -Infinity)).toBe(true);
-    expect(Array.from(actual ?? [])).toEqual(Array.from(expected ?? []));
-  });
+  it.each([[2, 6, 8, 4] as const, [3, 7, 9, 8] as const])(
+    'x=%j: NaN never wins, an all -Infinity/NaN window gives -Infinity, as cpu',
+    async (...x) => {
+      const specials = [-Infinity, NaN, 0, 1, 2];
+      const xs = randomArray(sizeOf(x), 17, 0, 5).map((v) => specials[Math.floor(v)] as number);
+      const run = (): tf.Tensor => tf.maxPool(tf.tensor4d(xs, [...x]), 2, 2, 'valid');
+      const [expected] = await onBackend('cpu', run);
+      const [actual] = await onBackend('wasm', run);
+      expect(expected?.some((v) => v === -Infinity)).toBe(true);
+      expect(Array.from(actual ?? [])).toEqual(Array.from(expected ?? []));
+    },
+  );
 });
 
 describe('maxPool gradient with -Infinity and NaN in the input', () => {
-  it.each([[2, 6, 8, 4] as const, [2, 6, 8, 3] as const])('x=%j: no gradient to NaN, none from all -Infinity/NaN windows, as cpu', async (...x) => {
-    const specials = [-Infinity, NaN, 0, 1];
-    const xs = randomArray(sizeOf(x), 13, 0, 4).map((v) => specials[Math.floor(v)] as number);
-    const dys = randomArray(sizeOf(x) / 4, 14);
-    const { err, reference } = await compareBackends(() => {
-      const xt = tf.tensor4d(xs, [...x]);
-      const dy = tf.tensor4d(dys, [x[0], x[1] / 2, x[2] / 2, x[3]]);
-      return tf.engine().runKernel<tf.Tensor>('MaxPoolGrad', { dy, input: xt, output: tf.maxPool(xt, 2, 2, 'valid') }, { filterSize: 2, strides: 2, pad: 'valid' });
-    });
-    expect(reference[0]?.some((v) => v !== 0)).toBe(true);
-    expect(err).toBe(0);
-  });
+  it.each([[2, 6, 8, 4] as const, [2, 6, 8, 3] as const])(
+    'x=%j: no gradient to NaN, none from all -Infinity/NaN windows, as cpu',
+    async (...x) => {
+      const specials = [-Infinity, NaN, 0, 1];
+      const xs = randomArray(sizeOf(x), 13, 0, 4).map((v) => specials[Math.floor(v)] as number);
+      const dys = randomArray(sizeOf(x) / 4, 14);
+      const { err, reference } = await compareBackends(() => {
+        const xt = tf.tensor4d(xs, [...x]);
+        const dy = tf.tensor4d(dys, [x[0], x[1] / 2, x[2] / 2, x[3]]);
+        return tf
+          .engine()
+          .runKernel<tf.Tensor>(
+            'MaxPoolGrad',
+            { dy, input: xt, output: tf.maxPool(xt, 2, 2, 'valid') },
+            { filterSize: 2, strides: 2, pad: 'valid' },
+          );
+      });
+      expect(reference[0]?.some((v) => v !== 0)).toBe(true);
+      expect(err).toBe(0);
+    },
+  );
 });
 
 describe('SIMD kernels', () => {
@@ -234,16 +327,24 @@ describe('SIMD kernels', () => {
       await tf.setBackend('wasm');
       expect(simdRuntime(tf.backend())).toBeUndefined();
     });
-    it.each(convCases.filter((c) => c.w[3] % 4 === 0 || c.w[2] % 4 === 0))('conv2d x=$x w=$w stride=$stride pad=$pad gradients match cpu', async ({ x, w, stride, pad }) => {
-      const xs = randomArray(sizeOf(x), 1);
-      const ws = randomArray(sizeOf(w), 2);
-      const { err } = await compareBackends(() => {
-        const xt = tf.tensor4d(xs, x);
-        const wt = tf.tensor4d(ws, w);
-        return tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad).square().sum())([xt, wt]);
-      });
-      expect(err).toBeLessThan(TOL);
-    });
+    it.each(convCases.filter((c) => c.w[3] % 4 === 0 || c.w[2] % 4 === 0))(
+      'conv2d x=$x w=$w stride=$stride pad=$pad gradients match cpu',
+      async ({ x, w, stride, pad }) => {
+        const xs = randomArray(sizeOf(x), 1);
+        const ws = randomArray(sizeOf(w), 2);
+        const { err } = await compareBackends(() => {
+          const xt = tf.tensor4d(xs, x);
+          const wt = tf.tensor4d(ws, w);
+          return tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+            tf
+              .conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad)
+              .square()
+              .sum(),
+          )([xt, wt]);
+        });
+        expect(err).toBeLessThan(TOL);
+      },
+    );
     it.each([
       { a: [9, 7], b: [7, 12], ta: false, tb: false },
       { a: [1, 70, 6], b: [1, 20, 70], ta: true, tb: true },
@@ -255,15 +356,28 @@ describe('SIMD kernels', () => {
       const { err } = await compareBackends(() => {
         const at = tf.tensor(as, a);
         const bt = tf.tensor(bs, b);
-        return [tf.matMul(at, bt, ta, tb), ...tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.matMul(p, q, ta, tb).square().sum())([at, bt])];
+        return [
+          tf.matMul(at, bt, ta, tb),
+          ...tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.matMul(p, q, ta, tb).square().sum())([at, bt]),
+        ];
       });
       expect(err).toBeLessThan(TOL);
     });
-    it.each(poolCases.filter((c) => c.x[3] % 4 === 0))('maxPool x=$x size=$size stride=$stride pad=$pad gradient matches cpu', async ({ x, size, stride, pad }) => {
-      const xs = randomArray(sizeOf(x), 9, 0, 3).map(Math.floor);
-      const { err } = await compareBackends(() => tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, size, stride, pad).square().sum())(tf.tensor4d(xs, x)));
-      expect(err).toBe(0);
-    });
+    it.each(poolCases.filter((c) => c.x[3] % 4 === 0))(
+      'maxPool x=$x size=$size stride=$stride pad=$pad gradient matches cpu',
+      async ({ x, size, stride, pad }) => {
+        const xs = randomArray(sizeOf(x), 9, 0, 3).map(Math.floor);
+        const { err } = await compareBackends(() =>
+          tf.grad((a: tf.Tensor) =>
+            tf
+              .maxPool(a as tf.Tensor4D, size, stride, pad)
+              .square()
+              .sum(),
+          )(tf.tensor4d(xs, x)),
+        );
+        expect(err).toBe(0);
+      },
+    );
   });
 });
 
@@ -286,19 +400,22 @@ describe('matMul with transposed operands (BatchMatMul)', () => {
     { a: [64, 64], b: [800, 64], ta: false, tb: true }, // input gradient,
     { a: [64, 10], b: [64, 10], ta: false, tb: true }, // and the output layer's
   ];
-  it.each(peerCases)('a=$a b=$b transposeA=$ta transposeB=$tb (peer CNN) matches cpu, SIMD on and off', async ({ a, b, ta, tb }) => {
-    const as = randomArray(sizeOf(a), 10);
-    const bs = randomArray(sizeOf(b), 11);
-    for (const on of [true, false]) {
-      setSimdKernelsEnabled(on);
-      try {
-        const { err } = await compareBackends(() => tf.matMul(tf.tensor(as, a), tf.tensor(bs, b), ta, tb));
-        expect(err).toBeLessThan(TOL);
-      } finally {
-        setSimdKernelsEnabled(true);
+  it.each(peerCases)(
+    'a=$a b=$b transposeA=$ta transposeB=$tb (peer CNN) matches cpu, SIMD on and off',
+    async ({ a, b, ta, tb }) => {
+      const as = randomArray(sizeOf(a), 10);
+      const bs = randomArray(sizeOf(b), 11);
+      for (const on of [true, false]) {
+        setSimdKernelsEnabled(on);
+        try {
+          const { err } = await compareBackends(() => tf.matMul(tf.tensor(as, a), tf.tensor(bs, b), ta, tb));
+          expect(err).toBeLessThan(TOL);
+        } finally {
+          setSimdKernelsEnabled(true);
+        }
       }
-    }
-  });
+    },
+  );
   it.each(cases)('a=$a b=$b transposeA=$ta transposeB=$tb matches cpu, with gradients', async ({ a, b, ta, tb }) => {
     const as = randomArray(sizeOf(a), 10);
     const bs = randomArray(sizeOf(b), 11);
@@ -463,27 +580,32 @@ describe('Add with a bias operand', () => {
   });
 
   it('int32 operands use the stock kernel', async () => {
-    const { err } = await compareBackends(() => tf.add(tf.range(0, 2048, 1, 'int32').reshape([512, 4]), tf.tensor1d([1, 2, 3, 4], 'int32')).toFloat());
+    const { err } = await compareBackends(() =>
+      tf.add(tf.range(0, 2048, 1, 'int32').reshape([512, 4]), tf.tensor1d([1, 2, 3, 4], 'int32')).toFloat(),
+    );
     expect(err).toBe(0);
   });
 });
 
 describe('the Relu gradient (TriageReluGrad on wasm)', () => {
-  it.each([[5, 26, 26, 16], [3, 7], [2, 5, 3], [1]])('x=%j: matches cpu, with 0, -0, NaN and infinities in x and dy', async (...shape) => {
-    const size = sizeOf(shape);
-    const specials = [0, -0, NaN, Infinity, -Infinity];
-    const xs = randomArray(size, 21).map((v, i) => (i % 7 === 3 ? (specials[i % 5] as number) : v));
-    const dys = randomArray(size, 22).map((v, i) => (i % 11 === 5 ? (specials[(i + 2) % 5] as number) : v));
-    const f = (): tf.Tensor => {
-      const x = tf.tensor(xs, shape);
-      const dy = tf.tensor(dys, shape);
-      return tf.grad((a: tf.Tensor) => tf.relu(a).mul(dy).sum())(x);
-    };
-    const [reference] = await onBackend('cpu', f);
-    const [actual] = await onBackend('wasm', f);
-    // Bit for bit (toEqual tells -0 from 0 and takes NaN as equal to NaN).
-    expect(Array.from(actual as Float32Array)).toEqual(Array.from(reference as Float32Array));
-  });
+  it.each([[5, 26, 26, 16], [3, 7], [2, 5, 3], [1]])(
+    'x=%j: matches cpu, with 0, -0, NaN and infinities in x and dy',
+    async (...shape) => {
+      const size = sizeOf(shape);
+      const specials = [0, -0, NaN, Infinity, -Infinity];
+      const xs = randomArray(size, 21).map((v, i) => (i % 7 === 3 ? (specials[i % 5] as number) : v));
+      const dys = randomArray(size, 22).map((v, i) => (i % 11 === 5 ? (specials[(i + 2) % 5] as number) : v));
+      const f = (): tf.Tensor => {
+        const x = tf.tensor(xs, shape);
+        const dy = tf.tensor(dys, shape);
+        return tf.grad((a: tf.Tensor) => tf.relu(a).mul(dy).sum())(x);
+      };
+      const [reference] = await onBackend('cpu', f);
+      const [actual] = await onBackend('wasm', f);
+      // Bit for bit (toEqual tells -0 from 0 and takes NaN as equal to NaN).
+      expect(Array.from(actual as Float32Array)).toEqual(Array.from(reference as Float32Array));
+    },
+  );
 
   it('runs as one kernel on wasm instead of Step, Cast and Multiply', async () => {
     await tf.setBackend('wasm');

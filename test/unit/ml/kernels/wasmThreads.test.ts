@@ -19,8 +19,18 @@ describe('threaded wasm backend', () => {
     const { err } = await compareBackends(() => {
       const xt = tf.tensor4d(xs, x);
       const wt = tf.tensor4d(ws, w);
-      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.relu(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same')).square().sum())([xt, wt]);
-      return [tf.conv2d(xt, wt, 1, 'same'), dx as tf.Tensor, dw as tf.Tensor, tf.matMul(xt.reshape([-1, 16]), wt.reshape([144, 32]).slice([0, 0], [16, 32]))];
+      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        tf
+          .relu(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same'))
+          .square()
+          .sum(),
+      )([xt, wt]);
+      return [
+        tf.conv2d(xt, wt, 1, 'same'),
+        dx as tf.Tensor,
+        dw as tf.Tensor,
+        tf.matMul(xt.reshape([-1, 16]), wt.reshape([144, 32]).slice([0, 0], [16, 32])),
+      ];
     });
     expect(err).toBeLessThan(1e-4);
   });
