@@ -21,6 +21,7 @@ import path from 'node:path';
 import { startAzurite } from '../src/local/azurite';
 import { projectRoot } from '../src/local/settings';
 import { BlobStore } from '../src/storage/blobStore';
+import { uptime } from './support';
 
 interface Case {
   name: string;
@@ -86,17 +87,6 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-
-function uptime(): string {
-  try {
-    return execFileSync('uptime', { encoding: 'utf8' }).trim();
-  } catch {
-    return `load average: ${os
-      .loadavg()
-      .map((l) => l.toFixed(2))
-      .join(', ')}`;
-  }
 }
 
 async function main(): Promise<void> {
