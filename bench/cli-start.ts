@@ -21,6 +21,7 @@ import path from 'node:path';
 import { startAzurite } from '../src/local/azurite';
 import { projectRoot } from '../src/local/settings';
 import { BlobStore } from '../src/storage/blobStore';
+import { median } from './sweep';
 import { uptime } from './support';
 
 interface Case {
@@ -81,12 +82,6 @@ function measure(c: Case, runs: number, env: NodeJS.ProcessEnv): Measured {
     if (cpu0 !== undefined && cpu1 !== undefined) m.cpus.push(cpu1 - cpu0);
   }
   return m;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
 async function main(): Promise<void> {

@@ -18,6 +18,7 @@ import { execSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/ml/backend';
 import { buildModel, BuildOptions } from '../src/ml/models';
+import { median } from './sweep';
 import { DataParallelTrainer } from './dataParallel';
 
 interface Options {
@@ -45,12 +46,6 @@ function parseArgs(argv: string[]): Options {
 function cpuSeconds(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
 /** A batch of random radiograph-sized images, two classes alternating. */

@@ -43,6 +43,7 @@ import {
   finishRun,
   fmt,
   parseBatches,
+  parseChoices,
   startRun,
   stepsAt,
   sweepTable,
@@ -155,15 +156,10 @@ function parseArgs(argv: string[]): Options & { engine?: Engine } {
         o.note = String(value);
         i++;
         break;
-      case '--engines': {
-        const list = String(value).split(',');
-        for (const e of list)
-          if (!(ENGINES as readonly string[]).includes(e))
-            throw new Error(`unknown engine ${e}; expected ${ENGINES.join(', ')}`);
-        o.engines = list as Engine[];
+      case '--engines':
+        o.engines = parseChoices(value, ENGINES, 'engine');
         i++;
         break;
-      }
       case '--engine':
         o.engine = value as Engine;
         i++;

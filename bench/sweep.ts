@@ -28,6 +28,15 @@ export function stepsAt(batch: number, refBatch: number, refSteps: number): numb
   return Math.max(1, Math.round((refSteps * refBatch) / batch));
 }
 
+/** A comma-separated list of `choices` (e.g. `--engines wasm,torch`); an unknown one is an error naming the choices. */
+export function parseChoices<T extends string>(value: string | undefined, choices: readonly T[], what: string): T[] {
+  const list = String(value).split(',');
+  for (const e of list)
+    if (!(choices as readonly string[]).includes(e))
+      throw new Error(`unknown ${what} ${e}; expected ${choices.join(', ')}`);
+  return list as T[];
+}
+
 export function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);

@@ -42,6 +42,7 @@ import {
   fmt,
   median,
   parseBatches,
+  parseChoices,
   startRun,
   stepsAt,
   sweepTable,
@@ -150,15 +151,10 @@ function parseArgs(argv: string[]): Options {
       case '--no-write':
         o.out = undefined;
         break;
-      case '--engines': {
-        const list = String(value).split(',');
-        for (const e of list)
-          if (!(ENGINES as readonly string[]).includes(e))
-            throw new Error(`unknown engine ${e}; expected ${ENGINES.join(', ')}`);
-        o.engines = list as Engine[];
+      case '--engines':
+        o.engines = parseChoices(value, ENGINES, 'engine');
         i++;
         break;
-      }
       case '--engine':
         o.engine = value as Engine;
         i++;
