@@ -27,6 +27,8 @@
     /** Uploads labeled on this page (written or being written): never shown again unless undone. */
     labeled: new Set(),
     inflight: 0,
+    /** Label writes started or settled so far: a worklist answer asked for before one of them may not count it. */
+    labelEvents: 0,
     cases: new Map(),
     current: null,
     view: { zoom: 1, x: 0, y: 0, w: FULL.w, l: FULL.l, invert: false, input: false },
@@ -237,6 +239,7 @@
   function topUp() {
     if (topping !== null) return topping;
     topping = (async () => {
+      const events = state.labelEvents;
       const r = await api('worklist?' + worklistQuery().toString());
       if (!r.ok) return;
       const have = new Set(state.items.map((i) => i.upload));
@@ -245,7 +248,9 @@
         state.items.push(it);
         $('worklist-body').appendChild(row(it));
       }
-      state.total = Math.max(state.items.length, r.data.total - state.inflight);
+      // The server's count is taken only if no label was written meanwhile: whether it counts
+      // such a label is unknown, and the count kept here already does.
+      if (state.labelEvents === events) state.total = Math.max(state.items.length, r.data.total - state.inflight);
       renderRemaining();
       markCurrent();
     })().finally(() => {
@@ -565,12 +570,14 @@
     const entry = { item, cls, labeledAt: null, write: null };
     state.labeled.add(item.upload);
     state.inflight++;
+    state.labelEvents++;
     entry.write = api('labels/' + encodeName(item.upload), {
       method: 'POST',
       body: note !== '' ? { class: cls, note } : { class: cls },
     }).then(
       (r) => {
         state.inflight--;
+        state.labelEvents++;
         if (r.ok) {
           entry.labeledAt = r.data.labeledAt;
           message('Labeled ' + item.upload + ' as ' + cls + '.');
@@ -581,6 +588,7 @@
       },
       (e) => {
         state.inflight--;
+        state.labelEvents++;
         failed(entry, String(e));
         return false;
       },
