@@ -32,6 +32,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/ml/backend';
+import { InferencePool } from '../src/ml/inference';
 import { buildModel } from '../src/ml/models';
 import { findPython } from './python';
 import {
@@ -281,28 +282,32 @@ async function runWasm(o: Options): Promise<EngineResult> {
     train.push(other.figure);
   }
 
+  // Inference as the product scores uploads (registry/modelCache.ts): an InferencePool of
+  // --threads threads (TRIAGE_INFER_THREADS), each running ml/inference.ts's forward pass.
+  const pool = new InferencePool(tf, model, [size, size, 1], { threads: o.threads, backend: 'wasm' });
+  await pool.started;
+  const threads = pool.threads;
+  const all = floats(0, n);
   const infer: BatchFigure[] = [];
   for (const bs of o.inferBatches) {
-    const run = (s: number): void => {
+    const run = async (s: number): Promise<void> => {
       const count = Math.min(bs, n - s);
-      const x = tf.tensor4d(floats(s, count), [count, size, size, 1]);
-      const p = tf.tidy(() => model.predict(x, { batchSize: bs }) as tf.Tensor);
-      p.dataSync();
-      tf.dispose([x, p]);
+      await pool.predict(all.subarray(s * px, (s + count) * px), count);
     };
-    run(0);
+    await run(0);
     const c1 = cpuSeconds();
     const t1 = performance.now();
-    for (let s = 0; s < n; s += bs) run(s);
+    for (let s = 0; s < n; s += bs) await run(s);
     infer.push({
       batch: bs,
       imagesPerSec: n / ((performance.now() - t1) / 1000),
       imagesPerCpuSec: n / (cpuSeconds() - c1),
     });
   }
+  pool.dispose();
   return {
     engine: 'wasm',
-    detail: `tfjs ${tf.version.tfjs} ${info.name}, ${info.simd === true ? 'SIMD' : 'no SIMD'}, ${info.threads ?? 1} thread, project kernels`,
+    detail: `tfjs ${tf.version.tfjs} ${info.name}, ${info.simd === true ? 'SIMD' : 'no SIMD'}, project kernels; training on 1 thread, inference as the product scores (InferencePool, ml/inference.ts) on ${threads} thread${threads === 1 ? '' : 's'}`,
     train,
     finalLoss: ref.loss,
     infer,
@@ -346,7 +351,7 @@ function runChild(engine: Engine, o: Options, input: string, classes: number): E
     ];
   } else {
     cmd = process.execPath;
-    args = [__filename, '--engine', engine, '--input', input, ...common];
+    args = [__filename, '--engine', engine, '--input', input, '--threads', String(o.threads), ...common];
   }
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   const line = r.stdout

@@ -1,0 +1,269 @@
+/**
+ * A model's forward pass for scoring, on the main thread and on worker threads.
+ *
+ * The tfjs wasm backend computes on one thread in Node. `InferencePool` splits a batch over
+ * `threads` threads: the calling thread scores the first share itself while each worker thread (its
+ * own tfjs, wasm backend with the project kernels, and a copy of the model, loaded from the model's
+ * own artifacts) scores another share of the same batch; the shares are put back in order. Every
+ * thread runs the same `forwardPass`, so the numbers are those of one thread.
+ *
+ * Workers start in the background: until one is ready the calling thread scores whole batches, so a
+ * model is usable at once. A worker that fails (an error reply, a crash, an exit) is dropped with
+ * a logged error and its share is scored on the calling thread, so no image of the batch is lost;
+ * later batches use the threads that are left. Workers are unref'd (they never keep the process
+ * alive) and terminated by `dispose`. Workers load the compiled modules under dist/
+ * (src/util/compiled.ts); without them the pool scores on the calling thread only, and says so.
+ */
+import { Worker } from 'node:worker_threads';
+import type * as tfTypes from '@tensorflow/tfjs';
+import { compiledPath } from '../util/compiled';
+
+/**
+ * The model's forward pass on a concrete batch. For a Sequential model whose input shape is
+ * `inputShape`, its layers' `call`s one after the other: the computation `model.predict` runs, without
+ * what predict adds around it per call (input checks, slicing into batches of 32 and concatenating,
+ * the symbolic executor, Layer.apply's name scopes and bookkeeping), which costs as much as a
+ * third of the CPU time of a batch of one. Any other model: `model.predict`.
+ */
+export function forwardPass(
+  tf: typeof tfTypes,
+  model: tfTypes.LayersModel,
+  inputShape: readonly number[],
+): (x: tfTypes.Tensor) => tfTypes.Tensor {
+  const predict = (x: tfTypes.Tensor): tfTypes.Tensor => model.predict(x) as tfTypes.Tensor;
+  if (!(model instanceof tf.Sequential)) return predict;
+  const modelInput = model.inputs[0]?.shape;
+  const layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
+  const sameInput =
+    modelInput !== undefined &&
+    modelInput.length === inputShape.length + 1 &&
+    inputShape.every((d, i) => modelInput[i + 1] === d);
+  if (!sameInput || layers.length === 0 || layers.some((l) => !l.built)) return predict;
+  const kwargs = { training: false };
+  return (x) => layers.reduce((y, l) => l.call(y, kwargs) as tfTypes.Tensor, x);
+}
+
+/** Runs `forward` on n images of `inputShape` in `flat` and returns the outputs, flat. */
+export function scoreFlat(
+  tf: typeof tfTypes,
+  forward: (x: tfTypes.Tensor) => tfTypes.Tensor,
+  inputShape: readonly number[],
+  flat: Float32Array,
+  n: number,
+): Float32Array {
+  return tf.tidy(() => forward(tf.tensor(flat, [n, ...inputShape])).dataSync() as Float32Array);
+}
+
+/** The worker's program (plain JS, loading the project's compiled modules). */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const tf = require(workerData.tfjs);
+const { initBackend } = require(workerData.backendModule);
+const { forwardPass, scoreFlat } = require(workerData.inferenceModule);
+(async () => {
+  await initBackend(workerData.backend);
+  const model = await tf.loadLayersModel(tf.io.fromMemory(workerData.artifacts));
+  const forward = forwardPass(tf, model, workerData.inputShape);
+  parentPort.on('message', (m) => {
+    try {
+      const out = new Float32Array(scoreFlat(tf, forward, workerData.inputShape, m.x, m.n));
+      parentPort.postMessage({ id: m.id, out }, [out.buffer]);
+    } catch (e) {
+      parentPort.postMessage({ id: m.id, error: String((e && e.stack) || e) });
+    }
+  });
+  parentPort.postMessage({ ready: true });
+})().catch((e) => parentPort.postMessage({ error: String((e && e.stack) || e) }));
+`;
+
+interface Reply {
+  id?: number;
+  out?: Float32Array;
+  error?: string;
+  ready?: boolean;
+}
+
+interface Job {
+  resolve: (out: Float32Array) => void;
+  reject: (e: Error) => void;
+}
+
+class ScoringWorker {
+  ready = false;
+  failed = false;
+  private readonly jobs = new Map<number, Job>();
+  private next = 0;
+
+  constructor(
+    private readonly worker: Worker,
+    private readonly onFailure: (reason: string) => void,
+  ) {
+    worker.unref();
+    worker.on('message', (r: Reply) => {
+      if (r.ready === true) {
+        this.ready = true;
+        return;
+      }
+      const job = r.id === undefined ? undefined : this.jobs.get(r.id);
+      if (job === undefined || r.id === undefined) {
+        this.fail(r.error ?? 'an unexpected message');
+        return;
+      }
+      this.jobs.delete(r.id);
+      if (r.out !== undefined) job.resolve(r.out);
+      else job.reject(new Error(r.error ?? 'no output'));
+    });
+    worker.on('error', (e: Error) => this.fail(e.message));
+    worker.on('exit', (code: number) => this.fail(`exited with code ${code}`));
+  }
+
+  score(x: Float32Array, n: number): Promise<Float32Array> {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.jobs.set(id, { resolve, reject });
+      this.worker.postMessage({ id, x, n }, [x.buffer as ArrayBuffer]);
+    });
+  }
+
+  private fail(reason: string): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.ready = false;
+    for (const job of this.jobs.values()) job.reject(new Error(`inference worker stopped: ${reason}`));
+    this.jobs.clear();
+    void this.worker.terminate();
+    this.onFailure(reason);
+  }
+
+  terminate(): void {
+    this.failed = true;
+    this.ready = false;
+    for (const job of this.jobs.values()) job.reject(new Error('inference worker terminated'));
+    this.jobs.clear();
+    void this.worker.terminate();
+  }
+}
+
+export interface InferencePoolOptions {
+  /** Threads that score a batch, the calling one included (1: no workers). */
+  threads: number;
+  /** Backend the workers initialise: the one the model runs on here (only wasm and cpu start workers). */
+  backend: 'tensorflow' | 'wasm' | 'cpu';
+  log?: (msg: string) => void;
+}
+
+/** Splits n into `parts` shares, as equal as possible, larger ones first. */
+export function shares(n: number, parts: number): number[] {
+  const base = Math.floor(n / parts);
+  return Array.from({ length: parts }, (_, i) => base + (i < n % parts ? 1 : 0)).filter((s) => s > 0);
+}
+
+export class InferencePool {
+  private readonly workers: ScoringWorker[] = [];
+  private readonly forward: (x: tfTypes.Tensor) => tfTypes.Tensor;
+  private readonly size: number;
+  private disposed = false;
+  /** Settles when every worker is ready or has failed (for benches and tests). */
+  readonly started: Promise<void>;
+
+  constructor(
+    private readonly tf: typeof tfTypes,
+    model: tfTypes.LayersModel,
+    private readonly inputShape: readonly number[],
+    private readonly opts: InferencePoolOptions,
+  ) {
+    if (!Number.isInteger(opts.threads) || opts.threads < 1)
+      throw new RangeError(`inference threads must be a positive integer, got ${opts.threads}`);
+    this.forward = forwardPass(tf, model, inputShape);
+    this.size = inputShape.reduce((a, b) => a * b, 1);
+    // Native TensorFlow computes on its own threads already.
+    this.started = opts.threads > 1 && opts.backend !== 'tensorflow' ? this.startWorkers(model) : Promise.resolve();
+  }
+
+  /** Threads scoring a batch now: the calling one and the workers that are ready. */
+  get threads(): number {
+    return 1 + this.workers.filter((w) => w.ready).length;
+  }
+
+  private async startWorkers(model: tfTypes.LayersModel): Promise<void> {
+    const log = this.opts.log ?? (() => {});
+    let artifacts: tfTypes.io.ModelArtifacts | undefined;
+    let modules: { backendModule: string; inferenceModule: string };
+    try {
+      modules = { backendModule: compiledPath('src/ml/backend'), inferenceModule: compiledPath('src/ml/inference') };
+      await model.save(
+        this.tf.io.withSaveHandler(async (a) => {
+          artifacts = a;
+          return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+        }),
+      );
+    } catch (e) {
+      log(`inference on one thread: ${e instanceof Error ? e.message : String(e)}`);
+      return;
+    }
+    if (this.disposed) return;
+    const starting: Promise<void>[] = [];
+    for (let i = 1; i < this.opts.threads; i++) {
+      const worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: {
+          ...modules,
+          artifacts,
+          inputShape: this.inputShape,
+          backend: this.opts.backend,
+          tfjs: require.resolve('@tensorflow/tfjs'),
+        },
+      });
+      const w = new ScoringWorker(worker, (reason) => {
+        if (!this.disposed) log(`inference worker ${i} stopped (${reason}); batches go to the threads left`);
+      });
+      this.workers.push(w);
+      starting.push(
+        new Promise<void>((resolve) => {
+          worker.on('message', () => resolve());
+          worker.on('exit', () => resolve());
+        }),
+      );
+    }
+    await Promise.all(starting);
+  }
+
+  /** Scores this thread's share of a batch (synchronously). */
+  private local(flat: Float32Array, n: number): Float32Array {
+    return scoreFlat(this.tf, this.forward, this.inputShape, flat, n);
+  }
+
+  /** The forward pass's outputs (flat, image after image) for the n images in `flat`. */
+  async predict(flat: Float32Array, n: number): Promise<Float32Array> {
+    if (flat.length !== n * this.size) throw new RangeError(`expected ${n * this.size} values, got ${flat.length}`);
+    const ready = this.workers.filter((w) => w.ready);
+    const parts = shares(n, 1 + ready.length);
+    if (parts.length < 2) return this.local(flat, n);
+    let start = parts[0] as number;
+    const remote = parts.slice(1).map((count, i) => {
+      const from = start;
+      start += count;
+      const x = flat.slice(from * this.size, (from + count) * this.size);
+      return (ready[i] as ScoringWorker).score(x, count).catch((e: unknown) => {
+        this.opts.log?.(
+          `inference worker ${i + 1}: ${e instanceof Error ? e.message : String(e)}; its ${count} images are scored on the calling thread`,
+        );
+        return this.local(flat.subarray(from * this.size, (from + count) * this.size), count);
+      });
+    });
+    const outs = [this.local(flat.subarray(0, (parts[0] as number) * this.size), parts[0] as number)];
+    outs.push(...(await Promise.all(remote)));
+    const result = new Float32Array(outs.reduce((a, o) => a + o.length, 0));
+    let at = 0;
+    for (const o of outs) {
+      result.set(o, at);
+      at += o.length;
+    }
+    return result;
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    for (const w of this.workers) w.terminate();
+  }
+}
