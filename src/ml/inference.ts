@@ -17,30 +17,160 @@
 import { Worker } from 'node:worker_threads';
 import type * as tfTypes from '@tensorflow/tfjs';
 import { compiledPath } from '../util/compiled';
+import { WINOGRAD_KERNEL, winogradFilter, winogradFits } from './kernels/winograd';
+
+/** A forward pass for scoring; `dispose` frees the tensors it prepared. */
+export interface Forward {
+  (x: tfTypes.Tensor): tfTypes.Tensor;
+  dispose(): void;
+}
+
+type Step = (x: tfTypes.Tensor) => tfTypes.Tensor;
+
+function configOf(layer: tfTypes.layers.Layer): Record<string, unknown> {
+  return layer.getConfig() as Record<string, unknown>;
+}
+
+function allOnes(v: unknown): boolean {
+  return v === undefined || v === 1 || (Array.isArray(v) && v.every((d) => d === 1));
+}
+
+/** How many layers from `i` make one convolution block, and the block's step; undefined: not one. */
+function convBlock(
+  tf: typeof tfTypes,
+  layers: readonly tfTypes.layers.Layer[],
+  i: number,
+  owned: tfTypes.Tensor[],
+): { take: number; step: Step } | undefined {
+  const conv = layers[i] as tfTypes.layers.Layer;
+  if (conv.getClassName() !== 'Conv2D') return undefined;
+  const c = configOf(conv);
+  const kernelSize = c.kernelSize as number[];
+  const strides = c.strides as number[];
+  const padding = c.padding as string;
+  const outShape = conv.outputShape as (number | null)[];
+  if (
+    c.dataFormat !== 'channelsLast' ||
+    !allOnes(c.dilationRate) ||
+    (padding !== 'same' && padding !== 'valid') ||
+    outShape.length !== 4
+  )
+    return undefined;
+  let activation = c.activation as string;
+  let take = 1;
+  const weights = conv.getWeights();
+  const kernel = weights[0];
+  if (kernel === undefined) return undefined;
+  const [kh, kw, cin, cout] = kernel.shape as [number, number, number, number];
+  const shift = new Float64Array(cout);
+  const scale = new Float64Array(cout).fill(1);
+  if (c.useBias === true && weights[1] !== undefined) shift.set(weights[1].dataSync());
+  // Batch normalisation (at inference, an affine map per channel) after a linear convolution
+  // folds into its filter and bias: w' = w * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps).
+  const bn = layers[i + 1];
+  if (activation === 'linear' && bn !== undefined && bn.getClassName() === 'BatchNormalization') {
+    const b = configOf(bn);
+    const axis = Array.isArray(b.axis) ? (b.axis as number[]) : [b.axis as number];
+    if (axis.length === 1 && (axis[0] === -1 || axis[0] === 3)) {
+      const w = bn.getWeights().map((t) => t.dataSync());
+      let k = 0;
+      const gamma = b.scale === false ? undefined : w[k++];
+      const beta = b.center === false ? undefined : w[k++];
+      const mean = w[k++];
+      const variance = w[k++];
+      if (mean !== undefined && variance !== undefined) {
+        for (let o = 0; o < cout; o++) {
+          const s =
+            (gamma === undefined ? 1 : (gamma[o] as number)) /
+            Math.sqrt((variance[o] as number) + (b.epsilon as number));
+          shift[o] = ((shift[o] as number) - (mean[o] as number)) * s + (beta === undefined ? 0 : (beta[o] as number));
+          scale[o] = s;
+        }
+        take = 2;
+        const next = layers[i + 2];
+        if (next !== undefined && next.getClassName() === 'Activation') {
+          const a = configOf(next).activation;
+          if (a === 'relu' || a === 'linear') {
+            activation = a;
+            take = 3;
+          }
+        }
+      }
+    }
+  }
+  if (activation !== 'relu' && activation !== 'linear') return undefined;
+  const w = Float32Array.from(kernel.dataSync(), (v, k) => v * (scale[k % cout] as number));
+  const filter = tf.tensor4d(w, [kh, kw, cin, cout]);
+  const bias = tf.tensor1d(Float32Array.from(shift));
+  owned.push(filter, bias);
+  const relu = activation === 'relu';
+  const [oh, ow] = [outShape[1] as number, outShape[2] as number];
+  if (
+    kh === 3 &&
+    kw === 3 &&
+    allOnes(strides) &&
+    winogradFits(cin, cout, oh, ow) &&
+    tf.getKernel(WINOGRAD_KERNEL, tf.getBackend()) !== undefined
+  ) {
+    const u = tf.tensor3d(winogradFilter(w, cin, cout), [36, cin, cout]);
+    owned.push(u);
+    return {
+      take,
+      step: (x) =>
+        tf.engine().runKernel(WINOGRAD_KERNEL, { x, u, filter, bias }, { pad: padding, relu }) as tfTypes.Tensor,
+    };
+  }
+  return {
+    take,
+    step: (x) =>
+      tf.fused.conv2d({
+        x: x as tfTypes.Tensor4D,
+        filter,
+        bias,
+        strides: strides as [number, number],
+        pad: padding as 'same' | 'valid',
+        dataFormat: 'NHWC',
+        activation: relu ? 'relu' : 'linear',
+      }),
+  };
+}
 
 /**
- * The model's forward pass on a concrete batch. For a Sequential model whose input shape is
- * `inputShape`, its layers' `call`s one after the other: the computation `model.predict` runs, without
- * what predict adds around it per call (input checks, slicing into batches of 32 and concatenating,
- * the symbolic executor, Layer.apply's name scopes and bookkeeping), which costs as much as a
- * third of the CPU time of a batch of one. Any other model: `model.predict`.
+ * The model's forward pass on a concrete batch, for scoring. For a Sequential model whose input
+ * shape is `inputShape`, its layers one after the other (what `model.predict` computes, without what
+ * predict adds around it per call: input checks, slicing into batches of 32 and concatenating, the
+ * symbolic executor, Layer.apply's name scopes and bookkeeping, which cost as much as a third of the
+ * CPU time of a batch of one), with every convolution prepared once: a batch normalisation and a
+ * relu after it are folded into its filter and bias (one fused convolution instead of three
+ * passes), and a 3x3 stride-1 convolution that the wasm kernel TriageWinogradConv2D takes runs as
+ * a Winograd F(4x4, 3x3) convolution (kernels/winograd.ts). Any other model: `model.predict`.
  */
-export function forwardPass(
-  tf: typeof tfTypes,
-  model: tfTypes.LayersModel,
-  inputShape: readonly number[],
-): (x: tfTypes.Tensor) => tfTypes.Tensor {
+export function forwardPass(tf: typeof tfTypes, model: tfTypes.LayersModel, inputShape: readonly number[]): Forward {
   const predict = (x: tfTypes.Tensor): tfTypes.Tensor => model.predict(x) as tfTypes.Tensor;
-  if (!(model instanceof tf.Sequential)) return predict;
+  const plain = Object.assign(predict, { dispose: () => {} });
+  if (!(model instanceof tf.Sequential)) return plain;
   const modelInput = model.inputs[0]?.shape;
   const layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
   const sameInput =
     modelInput !== undefined &&
     modelInput.length === inputShape.length + 1 &&
     inputShape.every((d, i) => modelInput[i + 1] === d);
-  if (!sameInput || layers.length === 0 || layers.some((l) => !l.built)) return predict;
+  if (!sameInput || layers.length === 0 || layers.some((l) => !l.built)) return plain;
   const kwargs = { training: false };
-  return (x) => layers.reduce((y, l) => l.call(y, kwargs) as tfTypes.Tensor, x);
+  const owned: tfTypes.Tensor[] = [];
+  const steps: Step[] = [];
+  for (let i = 0; i < layers.length;) {
+    const block = convBlock(tf, layers, i, owned);
+    if (block !== undefined) {
+      steps.push(block.step);
+      i += block.take;
+    } else {
+      const l = layers[i++] as tfTypes.layers.Layer;
+      steps.push((x) => l.call(x, kwargs) as tfTypes.Tensor);
+    }
+  }
+  const run = (x: tfTypes.Tensor): tfTypes.Tensor => steps.reduce((y, step) => step(y), x);
+  return Object.assign(run, { dispose: () => tf.dispose(owned) });
 }
 
 /** Runs `forward` on n images of `inputShape` in `flat` and returns the outputs, flat. */
@@ -160,7 +290,7 @@ export function shares(n: number, parts: number): number[] {
 
 export class InferencePool {
   private readonly workers: ScoringWorker[] = [];
-  private readonly forward: (x: tfTypes.Tensor) => tfTypes.Tensor;
+  private readonly forward: Forward;
   private readonly size: number;
   private disposed = false;
   /** Settles when every worker is ready or has failed (for benches and tests). */
@@ -265,5 +395,6 @@ export class InferencePool {
   dispose(): void {
     this.disposed = true;
     for (const w of this.workers) w.terminate();
+    this.forward.dispose();
   }
 }

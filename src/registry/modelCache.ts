@@ -11,7 +11,7 @@ import type { ModelCard } from '../ml/modelStore';
 import { applyTemperature } from '../ml/calibration';
 import type { BackendInfo } from '../ml/backend';
 import type { Log } from '../util/log';
-import { InferencePool } from '../ml/inference';
+import type { InferencePool } from '../ml/inference';
 
 export interface ScoredImage {
   /** Calibrated class probabilities (temperature from the model card). */
@@ -51,24 +51,15 @@ class Batcher implements LoadedModel {
   private queue: Pending[] = [];
   private busy = false;
   private disposed = false;
-  private readonly pool: InferencePool;
 
   constructor(
     readonly version: string,
     readonly card: ModelCard,
     readonly backend: BackendInfo,
-    tf: typeof tfTypes,
     private readonly model: tfTypes.LayersModel,
     private readonly maxBatch: number,
-    threads: number,
-    log: Log | undefined,
-  ) {
-    this.pool = new InferencePool(tf, model, card.inputShape, {
-      threads,
-      backend: backend.name,
-      log: (m) => log?.info(m),
-    });
-  }
+    private readonly pool: InferencePool,
+  ) {}
 
   async threadsReady(): Promise<number> {
     await this.pool.started;
@@ -181,24 +172,21 @@ export class ModelCache {
     const version = cur.value.version;
     if (this.loaded?.version !== version) {
       // Loaded lazily so that functions that never score do not pay for TensorFlow.js.
-      const [{ initBackend }, { loadModel }, tf] = await Promise.all([
+      const [{ initBackend }, { loadModel }, tf, { InferencePool }] = await Promise.all([
         import('../ml/backend'),
         import('../ml/modelStore'),
         import('@tensorflow/tfjs'),
+        import('../ml/inference'),
       ]);
       const backend = await initBackend(this.opts.backend, (m) => this.opts.log?.info(m));
       const { model, card } = await loadModel(this.store, version);
       const previous = this.loaded;
-      this.loaded = new Batcher(
-        version,
-        card,
-        backend,
-        tf,
-        model,
-        this.maxBatch,
-        this.opts.inferThreads ?? 1,
-        this.opts.log,
-      );
+      const pool = new InferencePool(tf, model, card.inputShape, {
+        threads: this.opts.inferThreads ?? 1,
+        backend: backend.name,
+        log: (m) => this.opts.log?.info(m),
+      });
+      this.loaded = new Batcher(version, card, backend, model, this.maxBatch, pool);
       previous?.dispose();
       this.opts.log?.info(`model ${version} loaded (${card.architecture}, backend ${backend.name})`);
     }

@@ -35,6 +35,11 @@
  * | batchNormalization)   |                           |                                                         |
  * | FusedBatchNorm (batch | plain loop                | the same SIMD affine pass (c % 4 == 0; per-channel      |
  * | norm at inference)    |                           | operands); else the stock kernel                        |
+ * | TriageWinogradConv2D  | (none: tfjs-layers runs   | Winograd F(4x4, 3x3) (winograd.ts): generated input/    |
+ * | (ml/inference.ts's    | Conv2D, FusedBatchNorm,   | output transforms over 4 channels, 36 products per chunk|
+ * | scoring of 3x3 stride-| Relu as three passes)     | of 32 tiles by the direct conv's register tiling; batch |
+ * | 1 convs, batch norm   |                           | norm + relu folded in by inference.ts; 3x3, stride 1,   |
+ * | and relu folded in)   |                           | cin, cout, out h, w % 4 == 0; else FusedConv2D          |
  *
  * CPU time per peer CNN training step (batch 64), JS/XNNPACK paths -> SIMD kernels, measured A/B
  * in one process: Conv2DBackpropFilter 7.2 -> 1.8 ms (two calls), MaxPoolGrad 3.2 -> 0.6 ms (two
@@ -59,6 +64,15 @@
  * | 8     | 0.430  | 0.327 | -24%   |
  * | 64    | 0.417  | 0.314 | -25%   |
  *
+ * Winograd against the SIMD direct FusedConv2D, the screening CNN's layers at batch 64, ms per
+ * image of one call, 6 alternating calls in one process (a busy machine, load ~7): 64x64x16->32
+ * 1.40 -> 0.60, 32x32x32->64 1.33 -> 0.46, 16x16x64->128 1.24 -> 0.45, 8x8x128->128 0.67 -> 0.24
+ * (chunks of 16 and 64 tiles: within 15% of 32, none better everywhere). Error: 1e-6 (cin 4) to
+ * 8e-6 (cin 128) of the output's scale, against ~1e-7 for the direct convolution; the screening
+ * CNN's probabilities move by < 1e-6. The 36 slabs of a chunk's scratch are a cache line apart
+ * more than a power of two: at exactly 2 or 4 KB apart the transforms' 36 accesses per tile shared
+ * L1 sets and the whole convolution was slower than the direct one.
+ *
  * The SIMD kernels (simdKernels.ts) are small wasm modules generated per tensor geometry that
  * share the backend's memory; without wasm SIMD the JS/XNNPACK paths run instead.
  *
@@ -77,6 +91,7 @@ import { maxPoolGradConfig } from './maxPoolGrad';
 import { overrideReluGradient, reluGradKernelConfig, restoreReluGradient } from './reluGrad';
 import { sumConfig } from './sum';
 import { batchNormTrainConfig, batchNormTrainGradConfig, fusedBatchNormConfig } from './batchNorm';
+import { winogradConv2dConfig } from './winograd';
 
 export { makeConv2dWasm } from './conv2d';
 export { makeFusedConv2dWasm } from './fusedConv2d';
@@ -89,6 +104,7 @@ export { makeBiasAddWasm } from './biasAdd';
 export { RELU_GRAD_KERNEL } from './reluGrad';
 export { makeSumWasm } from './sum';
 export { BN_TRAIN_KERNEL, BN_TRAIN_GRAD_KERNEL, batchNormTraining, batchNormKernelsActive } from './batchNorm';
+export { WINOGRAD_KERNEL, winogradFilter, winogradFits } from './winograd';
 
 export const PROJECT_WASM_KERNELS = [
   'Conv2D',
@@ -106,6 +122,7 @@ export const PROJECT_WASM_KERNELS = [
   'TriageBatchNormTrainGrad',
   'FusedBatchNorm',
   'MaxPool',
+  'TriageWinogradConv2D',
 ] as const;
 export type ProjectWasmKernel = (typeof PROJECT_WASM_KERNELS)[number];
 
@@ -167,6 +184,9 @@ export function registerWasmTrainingKernels(
           break;
         case 'TriageBatchNormTrainGrad':
           install(batchNormTrainGradConfig, replaced);
+          break;
+        case 'TriageWinogradConv2D':
+          install(winogradConv2dConfig, replaced);
           break;
         case 'Conv2D':
         case 'FusedConv2D':
