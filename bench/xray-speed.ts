@@ -1,7 +1,10 @@
 /**
  * Training and inference speed of the screening CNN ('screen', src/ml/models.ts) on real
- * radiographs: tfjs on the wasm backend (one thread, the project's kernels) against PyTorch
- * (bench/torch_screen.py, the same architecture, batch and optimiser) in one run.
+ * radiographs: tfjs on the wasm backend (the project's kernels; training on one thread, inference
+ * the way the product scores uploads: ml/inference.ts's InferencePool on --threads threads, batch
+ * norm and relu folded into the convolutions, the 3x3 ones as Winograd F(4x4, 3x3)) against
+ * PyTorch (bench/torch_screen.py, the same architecture, batch and optimiser, --threads threads)
+ * in one run.
  *
  *   npm run bench:xray -- <folder with one subfolder per class> [--images 320] [--size 128]
  *     [--batches 20] [--warmup 3] [--train-batches 16,32,64] [--infer-batches 16,32,64,256]
@@ -288,6 +291,13 @@ async function runWasm(o: Options): Promise<EngineResult> {
   await pool.started;
   const threads = pool.threads;
   const all = floats(0, n);
+  // The scoring path's probabilities against model.predict's (tfjs-layers: conv, batch norm, relu).
+  const checked = Math.min(n, 32);
+  const fast = await pool.predict(all.subarray(0, checked * px), checked);
+  const slow = tf.tidy(() =>
+    (model.predict(tf.tensor4d(all.subarray(0, checked * px), [checked, size, size, 1])) as tf.Tensor).dataSync(),
+  );
+  const drift = fast.reduce((d, v, i) => Math.max(d, Math.abs(v - (slow[i] as number))), 0);
   const infer: BatchFigure[] = [];
   for (const bs of o.inferBatches) {
     const run = async (s: number): Promise<void> => {
@@ -307,7 +317,7 @@ async function runWasm(o: Options): Promise<EngineResult> {
   pool.dispose();
   return {
     engine: 'wasm',
-    detail: `tfjs ${tf.version.tfjs} ${info.name}, ${info.simd === true ? 'SIMD' : 'no SIMD'}, project kernels; training on 1 thread, inference as the product scores (InferencePool, ml/inference.ts) on ${threads} thread${threads === 1 ? '' : 's'}`,
+    detail: `tfjs ${tf.version.tfjs} ${info.name}, ${info.simd === true ? 'SIMD' : 'no SIMD'}, project kernels; training: 1 thread; inference as the product scores uploads (ml/inference.ts): ${threads} thread${threads === 1 ? '' : 's'}, batch norm + relu folded into the convs, 3x3 convs as Winograd F(4x4,3x3), probabilities within ${drift.toExponential(1)} of model.predict`,
     train,
     finalLoss: ref.loss,
     infer,
