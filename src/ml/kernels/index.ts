@@ -65,13 +65,14 @@
  * | 64    | 0.417  | 0.314 | -25%   |
  *
  * Winograd against the SIMD direct FusedConv2D, the screening CNN's layers at batch 64, ms per
- * image of one call, 6 alternating calls in one process (a busy machine, load ~7): 64x64x16->32
- * 1.40 -> 0.60, 32x32x32->64 1.33 -> 0.46, 16x16x64->128 1.24 -> 0.45, 8x8x128->128 0.67 -> 0.24
- * (chunks of 16 and 64 tiles: within 15% of 32, none better everywhere). Error: 1e-6 (cin 4) to
- * 8e-6 (cin 128) of the output's scale, against ~1e-7 for the direct convolution; the screening
- * CNN's probabilities move by < 1e-6. The 36 slabs of a chunk's scratch are a cache line apart
- * more than a power of two: at exactly 2 or 4 KB apart the transforms' 36 accesses per tile shared
- * L1 sets and the whole convolution was slower than the direct one.
+ * image (`node scripts/run.js bench/winograd.js`, 6 alternating calls in one process, 2026-12-02,
+ * load average 0.6): 64x64x16->32 1.16 -> 0.52, 32x32x32->64 1.15 -> 0.40, 16x16x64->128 1.15 ->
+ * 0.36, 8x8x128->128 0.57 -> 0.18 (2.2-3.2x). Difference 3e-6 to 5e-6 of the largest output;
+ * tests bound it at 1e-5 to 3e-5 against the cpu backend's direct convolution (which is within
+ * ~1e-7). Chunks of 16 and 64 tiles were within 15% of 32, none better on every layer (measured
+ * under load). The 36 slabs of a chunk's scratch are a cache line more than a power of two apart:
+ * at exactly 2 or 4 KB the transforms' 36 accesses per tile shared L1 sets, and the whole
+ * convolution was slower than the direct one.
  *
  * The SIMD kernels (simdKernels.ts) are small wasm modules generated per tensor geometry that
  * share the backend's memory; without wasm SIMD the JS/XNNPACK paths run instead.
