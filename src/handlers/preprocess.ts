@@ -139,10 +139,27 @@ export async function preprocessOnce(
     now: deps.now,
     ...(claimTimeoutMs !== undefined ? { timeoutMs: claimTimeoutMs } : {}),
   };
-  const r = await withClaim(deps.store, target, opts, () => handlePreprocess(input, deps, log));
+  const r = await withClaim(deps.store, target, opts, async () => {
+    // Claims are removed once the work is done: a delivery that claims after that finds the record.
+    if (await preprocessedAlready(input, deps)) {
+      log.info(`preprocess skipped: ${input.name} (${etag}) is preprocessed already`);
+      return { status: 'already-done' as const, sha256: sha256(input.data) };
+    }
+    return handlePreprocess(input, deps, log);
+  });
   if (r.done) return r.value;
   log.info(`preprocess skipped: ${input.name} (${etag}) is claimed by ${r.by} (${Math.round(r.ageMs / 1000)} s ago)`);
   return { status: 'claimed-elsewhere', by: r.by };
+}
+
+/** Whether these very bytes have their preprocessed image, and no rejection (of older bytes) is left to remove. */
+async function preprocessedAlready(input: PreprocessInput, deps: Deps): Promise<boolean> {
+  if (invalidUploadName(input.name) !== undefined) return false;
+  const [done, rejected] = await Promise.all([
+    recordSource(deps.store, CONTAINERS.preprocessed, paths.preprocessed(input.name)),
+    recordSource(deps.store, CONTAINERS.rejected, paths.rejected(input.name)),
+  ]);
+  return rejected === undefined && done !== undefined && done.sha === sha256(input.data);
 }
 
 async function reject(

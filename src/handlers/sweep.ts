@@ -10,7 +10,7 @@
  */
 import type { Deps } from '../composition';
 import { CONTAINERS, paths, uploadNameFromPreprocessed, uploadNameFromRecord } from '../storage/layout';
-import { liveClaim } from '../storage/claims';
+import { CLAIM_TIMEOUT_MS, liveClaim, removeClaims } from '../storage/claims';
 import type { Log } from '../util/log';
 
 /** The two steps a sweep re-drives: preprocessOnce (preprocess under a claim) and handleInfer. */
@@ -44,6 +44,8 @@ export interface SweepReport {
   uploadsClaimed: number;
   imagesScored: number;
   stillWaiting: number;
+  /** Abandoned claims removed (their holder died, or could not remove them). */
+  claimsRemoved: number;
   errors: number;
 }
 
@@ -64,7 +66,14 @@ export async function handleSweep(
 ): Promise<SweepReport> {
   const graceMs = opts.graceMs ?? 120_000;
   let budget = opts.maxItems ?? 2000;
-  const report: SweepReport = { uploadsRedriven: 0, uploadsClaimed: 0, imagesScored: 0, stillWaiting: 0, errors: 0 };
+  const report: SweepReport = {
+    uploadsRedriven: 0,
+    uploadsClaimed: 0,
+    imagesScored: 0,
+    stillWaiting: 0,
+    claimsRemoved: 0,
+    errors: 0,
+  };
   const { store } = deps;
 
   const [preprocessed, rejected, predicted] = await Promise.all([
@@ -124,6 +133,15 @@ export async function handleSweep(
     }
   } else {
     for (const name of preprocessed) if (!predicted.has(name)) report.stillWaiting++;
+  }
+  // Claims older than the timeout are abandoned: their work was re-driven above or is done.
+  try {
+    report.claimsRemoved = await removeClaims(store, {
+      olderThan: new Date(deps.now().getTime() - (opts.claimTimeoutMs ?? CLAIM_TIMEOUT_MS)),
+    });
+  } catch (err) {
+    report.errors++;
+    log.error(`sweep: removing abandoned claims: ${String(err)}`);
   }
   // Every 30 seconds by default: a line only when the sweep did something (the report says the rest).
   if (report.uploadsRedriven + report.imagesScored + report.errors > 0)

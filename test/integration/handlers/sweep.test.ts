@@ -27,6 +27,7 @@ describe('sweep log', () => {
         uploadsClaimed: 0,
         imagesScored: 0,
         stillWaiting: 0,
+        claimsRemoved: 0,
         errors: 0,
       });
       expect(lines).toEqual([]);

@@ -8,9 +8,15 @@ import { Config, loadConfig } from '../../../src/config';
 import { handleSweep } from '../../../src/handlers/sweep';
 import type { Log } from '../../../src/util/log';
 import { EmbeddedRuntime } from '../../../src/local/runtime';
-import { BlobStore, sha256 } from '../../../src/storage/blobStore';
+import { BlobStore, isNotFound, sha256 } from '../../../src/storage/blobStore';
 import { withClaim } from '../../../src/storage/claims';
-import { CONTAINERS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../../../src/storage/layout';
+import {
+  CONTAINERS,
+  HOST_CONTAINER,
+  paths,
+  uploadNameFromPreprocessed,
+  uploadNameFromRecord,
+} from '../../../src/storage/layout';
 import { handleInfer } from '../../../src/handlers/infer';
 import { preprocessOnce } from '../../../src/handlers/preprocess';
 import { readPreprocessedRecord } from '../../../src/storage/records/preprocessed';
@@ -43,6 +49,17 @@ function countingLog(): { log: Log; runs: () => number; skips: () => number } {
     runs: () => lines.filter((l) => l.startsWith('[preprocess] preprocess: ')).length,
     skips: () => lines.filter((l) => l.startsWith('[preprocess] preprocess skipped: ')).length,
   };
+}
+
+/** Claim blobs left in the account (a claim is removed when its work ends). */
+async function claimsLeft(store: BlobStore): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of store.list(HOST_CONTAINER, paths.claimsFolder())) out.push(e.name);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  return out;
 }
 
 async function terminalRecords(store: BlobStore): Promise<Map<string, string[]>> {
@@ -81,6 +98,8 @@ describe('two runtimes on one account', () => {
       // Each upload was run once, by one of them; the other found it claimed.
       expect(la.runs() + lb.runs()).toBe(N);
       expect(la.runs() + lb.runs() + la.skips() + lb.skips()).toBeGreaterThan(N);
+      // Claims do not pile up: each was removed when its work ended.
+      expect(await claimsLeft(store)).toEqual([]);
     } finally {
       await Promise.all([a.stop(), b.stop()]);
     }
@@ -123,6 +142,30 @@ describe('two runtimes on one account', () => {
       expect(await store.head(CONTAINERS.preprocessed, 'claimed/a.png.npy')).toBeDefined();
       finish();
       await expect(other).rejects.toThrow('the other instance died');
+      // The sweep removed the claim it took over when its work ended; the dead holder's is gone with it.
+      expect(await claimsLeft(store)).toEqual([]);
+
+      // A claim nobody removed (its holder died after writing it) goes once it is abandoned.
+      const left = await store.put(
+        HOST_CONTAINER,
+        paths.claim('preprocess', CONTAINERS.uploads, 'gone/b.png'),
+        JSON.stringify({ function: 'preprocess', blob: 'uploads/gone/b.png' }),
+        { metadata: { etag: '"x"', instance: 'dead', token: 't' } },
+      );
+      expect(left.written).toBe(true);
+      expect(await claimsLeft(store)).toHaveLength(1);
+      expect(
+        await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, deps, quiet, { graceMs: 0 }),
+      ).toMatchObject({ claimsRemoved: 0, errors: 0 });
+      expect(await claimsLeft(store)).toHaveLength(1);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(
+        await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, deps, quiet, {
+          graceMs: 0,
+          claimTimeoutMs: 1000,
+        }),
+      ).toMatchObject({ claimsRemoved: 1, errors: 0 });
+      expect(await claimsLeft(store)).toEqual([]);
     } finally {
       deps.models.dispose();
     }
