@@ -4,8 +4,9 @@
  *    never arrived, or a blob that went to the poison queue for a transient reason) are run
  *    through preprocess again;
  *  - preprocessed images without a prediction (they waited for a first model) are scored.
- * Both handlers are idempotent, and an upload is re-driven only when no run holds a live claim on
- * it (src/storage/claims.ts), so a sweep that overlaps the event-driven path repeats no work. The
+ * Both handlers are idempotent, an upload is re-driven only when no run holds a live claim on it
+ * and an image is scored under a claim (src/storage/claims.ts), so a sweep that overlaps the
+ * event-driven path repeats no work. Abandoned claims are removed. The
  * handlers are handed in (`SweepSteps`): a handler never imports another one.
  */
 import type { Deps } from '../composition';
@@ -13,7 +14,7 @@ import { CONTAINERS, paths, uploadNameFromPreprocessed, uploadNameFromRecord } f
 import { CLAIM_TIMEOUT_MS, liveClaim, removeClaims } from '../storage/claims';
 import type { Log } from '../util/log';
 
-/** The two steps a sweep re-drives: preprocessOnce (preprocess under a claim) and handleInfer. */
+/** The two steps a sweep re-drives: preprocessOnce and inferOnce (each under a claim). */
 export interface SweepSteps {
   preprocess(
     input: { name: string; data: Buffer },
@@ -24,8 +25,10 @@ export interface SweepSteps {
   ): Promise<{ status: string }>;
   infer(
     input: { name: string; data: Buffer; metadata?: Record<string, string> },
+    etag: string | undefined,
     deps: Deps,
     log: Log,
+    claimTimeoutMs?: number,
   ): Promise<{ status: string }>;
 }
 
@@ -43,6 +46,8 @@ export interface SweepReport {
   /** Uploads without a record that another run (a trigger, another instance) has claimed and is working on. */
   uploadsClaimed: number;
   imagesScored: number;
+  /** Images without a prediction that another run is scoring. */
+  imagesClaimed: number;
   stillWaiting: number;
   /** Abandoned claims removed (their holder died, or could not remove them). */
   claimsRemoved: number;
@@ -70,6 +75,7 @@ export async function handleSweep(
     uploadsRedriven: 0,
     uploadsClaimed: 0,
     imagesScored: 0,
+    imagesClaimed: 0,
     stillWaiting: 0,
     claimsRemoved: 0,
     errors: 0,
@@ -123,8 +129,15 @@ export async function handleSweep(
       try {
         const npy = await store.get(CONTAINERS.preprocessed, `${name}.npy`);
         if (npy === undefined) continue;
-        const r = await steps.infer({ name, data: npy.data, metadata: npy.metadata }, deps, log);
+        const r = await steps.infer(
+          { name, data: npy.data, metadata: npy.metadata },
+          npy.etag,
+          deps,
+          log,
+          opts.claimTimeoutMs,
+        );
         if (r.status === 'scored' || r.status === 'already-done') report.imagesScored++;
+        else if (r.status === 'claimed-elsewhere') report.imagesClaimed++;
         else report.stillWaiting++;
       } catch (err) {
         report.errors++;

@@ -18,6 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import { BlobStore, isNotFound } from './blobStore';
 import { HOST_CONTAINER, paths } from './layout';
+import type { Log } from '../util/log';
 
 /** A claim older than this is abandoned. Longer than any one image takes; a crashed instance's work waits this long for the sweep. */
 export const CLAIM_TIMEOUT_MS = 2 * 60_000;
@@ -160,6 +161,33 @@ export async function withClaim<T>(
   }
   await release();
   return { done: true, value };
+}
+
+/** What a function run under a claim returns when another instance holds it. */
+export interface ClaimedElsewhere {
+  status: 'claimed-elsewhere';
+  by: string;
+}
+
+/**
+ * A function's work on one version of a triggering blob, under a claim on it (withClaim): what
+ * the triggers and the sweep call, so that it is done once per account. Without an ETag (the
+ * trigger gave none) it simply runs. A skip is logged ("<fn> skipped: ...") and returned.
+ */
+export async function runClaimed<T>(
+  t: Omit<ClaimTarget, 'etag'> & { etag: string | undefined; upload: string },
+  deps: { store: BlobStore; instanceId: string; now: () => Date },
+  log: Log,
+  work: () => Promise<T>,
+  timeoutMs?: number,
+): Promise<T | ClaimedElsewhere> {
+  if (t.etag === undefined) return work();
+  const target = { fn: t.fn, container: t.container, name: t.name, etag: t.etag };
+  const opts = { instanceId: deps.instanceId, now: deps.now, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
+  const r = await withClaim(deps.store, target, opts, work);
+  if (r.done) return r.value;
+  log.info(`${t.fn} skipped: ${t.upload} (${t.etag}) is claimed by ${r.by} (${Math.round(r.ageMs / 1000)} s ago)`);
+  return { status: 'claimed-elsewhere', by: r.by };
 }
 
 /**
