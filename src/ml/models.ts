@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FusedAdam } from './optimizer';
-import { batchNormKernelsActive, batchNormTraining } from './kernels/batchNorm';
+import { batchNormKernelsActive, batchNormTraining } from '@image-triage/tfjs-wasm-kernels';
 
 export const MODEL_NAMES = ['cnn', 'mlp', 'peer', 'screen'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];

@@ -1,6 +1,5 @@
-import { toLoadedFunctions, UnsupportedFunctionError } from '../../../src/local/functionApp';
+import { toLoadedFunctions, UnsupportedFunctionError, type CoreRegistration } from '@image-triage/local-functions-host';
 import { matchRoute } from '../../../src/local/runtime';
-import type { CoreRegistration } from '../../../src/local/functionsCore';
 
 const cb = () => undefined;
 function reg(

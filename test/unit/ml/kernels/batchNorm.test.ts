@@ -7,16 +7,22 @@
  * the SIMD ones. Tolerance: 1e-4 relative to the reference's scale.
  */
 import * as tf from '@tensorflow/tfjs';
-import { registerWasmTrainingKernels } from '../../../../src/ml/kernels';
 import {
   BN_TRAIN_GRAD_KERNEL,
   BN_TRAIN_KERNEL,
   batchNormKernelsActive,
   batchNormTraining,
-} from '../../../../src/ml/kernels/batchNorm';
-import { setSimdKernelsEnabled } from '../../../../src/ml/kernels/simdKernels';
+  registerWasmTrainingKernels,
+  setSimdKernelsEnabled,
+} from '@image-triage/tfjs-wasm-kernels';
 import { batchNormalization, linearConv2d } from '../../../../src/ml/models';
-import { compareBackends, onBackend, randomArray, relError, sizeOf } from './compare';
+import {
+  compareBackends,
+  onBackend,
+  randomArray,
+  relError,
+  sizeOf,
+} from '../../../../packages/tfjs-wasm-kernels/test/compare';
 
 const TOL = 1e-4;
 const EPS = 1e-3;

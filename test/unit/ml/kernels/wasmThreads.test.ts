@@ -1,11 +1,11 @@
 /**
- * The threaded SIMD wasm build in Node (src/ml/kernels/wasmThreads.ts): it loads with the number of
+ * The threaded SIMD wasm build in Node (@image-triage/tfjs-wasm-kernels, wasmThreads.ts): it loads with the number of
  * XNNPACK threads asked for, computes what cpu computes, and does not keep the process alive
  * (jest would report an open handle / not exit otherwise).
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../../src/ml/backend';
-import { compareBackends, randomArray, sizeOf } from './compare';
+import { compareBackends, randomArray, sizeOf } from '../../../../packages/tfjs-wasm-kernels/test/compare';
 
 describe('threaded wasm backend', () => {
   it('runs XNNPACK on 2 threads and matches cpu on a conv net step', async () => {
@@ -37,7 +37,7 @@ describe('threaded wasm backend', () => {
 
   it('refuses a thread count out of range', async () => {
     await expect(initBackend('wasm', undefined, { wasmThreads: 0 })).resolves.toMatchObject({ name: 'wasm' }); // already chosen: same info
-    const { registerThreadedWasmBackend } = await import('../../../../src/ml/kernels/wasmThreads');
+    const { registerThreadedWasmBackend } = await import('@image-triage/tfjs-wasm-kernels');
     expect(() => registerThreadedWasmBackend(1)).toThrow(/from 2 to 8/);
     expect(() => registerThreadedWasmBackend(2)).toThrow(/already initialised/);
   });

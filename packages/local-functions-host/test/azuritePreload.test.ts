@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { azuritePreloadPath } from '../../../src/local/azurite';
+import { azuritePreloadPath } from '../src/azurite';
 import {
   cachedPlan,
   installDispatchMatchCache,
@@ -17,7 +17,7 @@ import {
   installLokiQueryPlanner,
   planQuery,
   shapeProblems,
-} from '../../../src/local/azuritePreload';
+} from '../src/azuritePreload';
 
 const preloadPath = azuritePreloadPath();
 const azuriteDir = path.dirname(require.resolve('azurite/package.json'));

@@ -227,3 +227,9 @@ export function unregisterWasmTrainingKernels(): void {
 export function registeredWasmTrainingKernels(): ProjectWasmKernel[] {
   return PROJECT_WASM_KERNELS.filter((n) => isProjectKernel(n));
 }
+
+// Building blocks for kernels and optimizers written outside this package (a SIMD Adam update, the
+// threaded wasm build), and the switch that turns the generated SIMD paths off (A/B measurements).
+export { buildAdamUpdate, setSimdKernelsEnabled, simdRuntime, type SimdRuntime } from './simdKernels';
+export { asWasm, f32, heapOffset, input, type KernelArgs, type WasmBackendLike } from './wasmUtil';
+export { registerThreadedWasmBackend } from './wasmThreads';

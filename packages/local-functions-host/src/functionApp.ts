@@ -39,11 +39,6 @@ export function installCoreResolver(): void {
   };
 }
 
-/** functions/ beside src/: the TypeScript sources under ts-jest, the compiled files under dist/. */
-export function defaultFunctionsDir(): string {
-  return path.resolve(__dirname, '..', '..', 'functions');
-}
-
 /** A binding property as text (`dflt` when absent). */
 function text(v: unknown, dflt: string): string {
   return v === undefined || v === null ? dflt : typeof v === 'string' ? v : JSON.stringify(v);
@@ -107,8 +102,8 @@ export function toLoadedFunctions(regs: readonly CoreRegistration[]): LoadedFunc
   });
 }
 
-/** Requires every function file once (as the host does at start-up) and returns the registrations. */
-export function loadFunctionApp(dir: string = defaultFunctionsDir()): LoadedFunction[] {
+/** Requires every function file of `dir` once (as the host does at start-up) and returns the registrations. */
+export function loadFunctionApp(dir: string): LoadedFunction[] {
   installCoreResolver();
   const ext = path.extname(__filename); // .ts under ts-jest, .js once compiled
   const files = readdirSync(dir)
