@@ -29,6 +29,7 @@ export {
   installCoreResolver,
   loadFunctionApp,
   toLoadedFunctions,
+  type LoadOptions,
   type LoadedFunction,
   type Trigger,
 } from './functionApp';
