@@ -33,7 +33,7 @@ export interface BackendInfo {
 export interface BackendOptions {
   /**
    * wasm only: XNNPACK threads. 1 (default) is the stock single-threaded SIMD build; 2..8 load the
-   * package's threaded SIMD build (see kernels/wasmThreads.ts).
+   * package's threaded SIMD build (registerThreadedWasmBackend of @image-triage/tfjs-wasm-kernels).
    */
   wasmThreads?: number;
 }
