@@ -1,5 +1,7 @@
 // Lint: typescript-eslint's type-aware rules, nothing about formatting (Prettier's business), and the
-// layer rule of docs/architecture.md: no module imports from a layer above its own.
+// layer rule of docs/architecture.md: no module imports from a layer above its own. The workspace
+// packages (packages/*) are the lowest layers: they import nothing outside themselves, and the rest
+// of the repository imports them only by name (their entry point).
 import path from 'node:path';
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
@@ -25,6 +27,22 @@ const LAYERS = [
   [{ dir: 'src/util' }],
 ];
 
+/** The workspace packages: each its own lowest layer, importing nothing outside its own folder. */
+const PACKAGES = ['packages/tfjs-wasm-kernels', 'packages/local-functions-host'];
+
+/** For everything outside packages/: a package is imported by its name, never by its files. */
+const PACKAGE_ENTRY_ONLY = [
+  {
+    regex: '(^|/)packages/[^/]+/src(/|$)',
+    message:
+      'Import a workspace package by its name (its entry point), not its files (docs/architecture.md, "Layers").',
+  },
+  {
+    regex: '^@image-triage/[^/]+/.',
+    message: 'Import a workspace package by its name alone: its entry point is its only public interface.',
+  },
+];
+
 /** Glue the handlers share; any other sibling import inside src/handlers/ is a handler importing another. */
 const HANDLER_GLUE = ['http', 'context'];
 
@@ -40,18 +58,22 @@ function specifierOf(fromDir, depth, to) {
 
 /** One config block per layer unit and folder depth (flat config replaces, not merges, rule options). */
 function layerBlocks() {
-  const blocks = [];
+  const blocks = [
+    { files: ['test/**/*.ts'], rules: { 'no-restricted-imports': ['error', { patterns: PACKAGE_ENTRY_ONLY }] } },
+  ];
   LAYERS.forEach((units, rank) => {
-    if (rank === 0) return;
     const above = LAYERS.slice(0, rank).flat();
     for (const unit of units) {
       const fromDir = unit.dir ?? path.posix.dirname(unit.file);
       for (let depth = 0; depth < (unit.file ? 1 : 3); depth++) {
         const files = unit.file ? [unit.file] : [`${unit.dir}/${'*/'.repeat(depth)}*.ts`];
-        const patterns = above.map((u) => ({
-          regex: specifierOf(fromDir, depth, target(u)),
-          message: `${target(u)} is a higher layer than ${target(unit)} (docs/architecture.md, "Layers").`,
-        }));
+        const patterns = [
+          ...above.map((u) => ({
+            regex: specifierOf(fromDir, depth, target(u)),
+            message: `${target(u)} is a higher layer than ${target(unit)} (docs/architecture.md, "Layers").`,
+          })),
+          ...PACKAGE_ENTRY_ONLY,
+        ];
         if (unit.dir === 'src/handlers' && depth === 0) {
           patterns.push({
             regex: `^\\./(?!(${HANDLER_GLUE.join('|')})$)`,
@@ -67,11 +89,34 @@ function layerBlocks() {
       }
     }
   });
+  for (const pkg of PACKAGES) {
+    for (const sub of ['src', 'test']) {
+      for (let depth = 0; depth < 3; depth++) {
+        const patterns = [
+          {
+            // Out of the package's folder: the product, another package, anything of the repository.
+            regex: `^${escape('../'.repeat(depth + 2))}`,
+            message: `${pkg} is a lowest layer: it imports nothing outside its own folder (docs/architecture.md, "Layers").`,
+          },
+          {
+            regex: '^@image-triage/',
+            message: `${pkg} stands alone: it imports no other workspace package.`,
+          },
+        ];
+        blocks.push({
+          files: [`${pkg}/${sub}/${'*/'.repeat(depth)}*.ts`],
+          rules: { 'no-restricted-imports': ['error', { patterns }] },
+        });
+      }
+    }
+  }
   return blocks;
 }
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'web/**', '.azurite*/**', 'infra/**'] },
+  {
+    ignores: ['dist/**', 'packages/*/dist/**', 'node_modules/**', 'coverage/**', 'web/**', '.azurite*/**', 'infra/**'],
+  },
   js.configs.recommended,
   {
     files: ['**/*.ts'],
@@ -93,12 +138,12 @@ export default tseslint.config(
   },
   {
     // jest's asymmetric matchers (expect.any, expect.stringMatching) are typed `any`.
-    files: ['test/**/*.ts'],
+    files: ['test/**/*.ts', 'packages/*/test/**/*.ts'],
     rules: { '@typescript-eslint/no-unsafe-assignment': 'off' },
   },
   {
     // Drives LokiJS and Azurite internals, which have no types, through the untyped preload module.
-    files: ['test/unit/local/azuritePreload.test.ts'],
+    files: ['packages/local-functions-host/test/azuritePreload.test.ts'],
     rules: {
       '@typescript-eslint/no-unsafe-argument': 'off',
       '@typescript-eslint/no-unsafe-call': 'off',

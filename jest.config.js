@@ -1,14 +1,20 @@
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/test'],
+  roots: [
+    '<rootDir>/test',
+    '<rootDir>/packages/tfjs-wasm-kernels/test',
+    '<rootDir>/packages/local-functions-host/test',
+  ],
   testMatch: ['**/*.test.ts'],
   transform: {
     '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }],
   },
-  // The Functions host provides @azure/functions-core; outside it the embedded runtime does.
   moduleNameMapper: {
-    '^@azure/functions-core$': '<rootDir>/src/local/functionsCore.ts',
+    // The Functions host provides @azure/functions-core; outside it the local host's stand-in does.
+    '^@azure/functions-core$': '<rootDir>/packages/local-functions-host/src/functionsCore.ts',
+    // The workspace packages from their sources (their package.json points at the compiled dist/).
+    '^@image-triage/(tfjs-wasm-kernels|local-functions-host)$': '<rootDir>/packages/$1/src/index.ts',
   },
   globalSetup: '<rootDir>/test/globalSetup.ts',
   globalTeardown: '<rootDir>/test/globalTeardown.ts',

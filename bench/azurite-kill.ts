@@ -7,7 +7,7 @@
  * terminal record afterwards.
  *
  * Peer, in the same invocation: the same runs on Azurite as published (`tuned: false`: no
- * src/local/azuritePreload.js, so it acknowledges before its metadata is saved).
+ * @image-triage/local-functions-host's azuritePreload.js, so it acknowledges before its metadata is saved).
  *
  *   --runs 5 --peer-runs 2 --count 600 --out bench/results/azurite-kill.md
  *
@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../src/config';
-import { superviseAzurite } from '../src/local/azurite';
+import { superviseAzurite } from '@image-triage/local-functions-host';
 import { EmbeddedRuntime } from '../src/local/runtime';
 import { projectRoot } from '../src/local/settings';
 import { argValue, digitPngs, machine, uptime, writeResults } from './support';

@@ -18,7 +18,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startAzurite } from '../src/local/azurite';
+import { startAzurite } from '@image-triage/local-functions-host';
 import { projectRoot } from '../src/local/settings';
 import { BlobStore } from '../src/storage/blobStore';
 import { median } from './sweep';

@@ -15,7 +15,7 @@
  * cannot avoid (no decoding, no model) at the same concurrency. Ratio = our images/s / the
  * floor's images/s. For both it prints the CPU time per image of this process, the uploader and
  * Azurite, and the storage requests per image.
- * `--plain-azurite` runs Azurite without the preload of src/local/azuritePreload.js.
+ * `--plain-azurite` runs Azurite without the preload of @image-triage/local-functions-host (azuritePreload.js).
  */
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -24,7 +24,7 @@ import diagnostics from 'node:diagnostics_channel';
 import sharp from 'sharp';
 import { mapLimit } from '../src/util/mapLimit';
 import { loadConfig } from '../src/config';
-import { startAzurite } from '../src/local/azurite';
+import { startAzurite } from '@image-triage/local-functions-host';
 import { EmbeddedRuntime } from '../src/local/runtime';
 import { BlobStore } from '../src/storage/blobStore';
 import { CONTAINERS, paths } from '../src/storage/layout';
@@ -334,7 +334,7 @@ async function main(): Promise<void> {
     console.log(perImage('CPU per image (ours)', oursMeter, oursEnd ?? meter(azurite.pid), count, uploaderCpu.cpuMs));
     console.log(perImage('CPU per image (floor)', floorMeter, floorEnd, count, floorUploader.cpuMs));
     console.log(
-      `Azurite                      ${plain ? 'as published (--plain-azurite)' : 'with src/local/azuritePreload.js'}`,
+      `Azurite                      ${plain ? 'as published (--plain-azurite)' : 'with the preload of @image-triage/local-functions-host'}`,
     );
     console.log(stats('upload -> preprocessed', toPre));
     console.log(stats('preprocessed -> prediction', toPred));

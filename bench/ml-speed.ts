@@ -17,7 +17,7 @@
  * with each engine's best training batch and the best-vs-best ratio beside it.
  *   torch    bench/torch_peer.py, torch.set_num_threads(--threads): the peer the bars refer to
  *   torch-1t the same on 1 thread (on a busy machine PyTorch's 2 threads can be far slower than 1)
- *   wasm     tfjs-backend-wasm SIMD + the project kernels (src/ml/kernels), 1 thread (the default backend)
+ *   wasm     tfjs-backend-wasm SIMD + the project kernels (@image-triage/tfjs-wasm-kernels), 1 thread (the default backend)
  *   wasm-dp  wasm with data-parallel steps: the batch split with --threads - 1 worker threads
  *            (bench/dataParallel.ts); inference as wasm
  *   wasm-mt  wasm with the threaded SIMD build on --threads XNNPACK threads

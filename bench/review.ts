@@ -21,7 +21,7 @@ import { execSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../src/config';
-import { startAzurite } from '../src/local/azurite';
+import { startAzurite } from '@image-triage/local-functions-host';
 import { EmbeddedRuntime } from '../src/local/runtime';
 import { CONTAINERS, paths } from '../src/storage/layout';
 import { promote } from '../src/registry/registry';

@@ -8,9 +8,8 @@
  *   npm run build && node dist/bench/status.js [--blobs 10000] [--calls 20]
  */
 import { loadConfig } from '../src/config';
-import { startAzurite } from '../src/local/azurite';
-import { EmbeddedRuntime } from '../src/local/runtime';
-import { loadFunctionApp } from '../src/local/functionApp';
+import { startAzurite } from '@image-triage/local-functions-host';
+import { EmbeddedRuntime, loadFunctionApp } from '../src/local/runtime';
 import { BlobStore } from '../src/storage/blobStore';
 import { CONTAINERS, paths } from '../src/storage/layout';
 import { collectStatus } from '../src/storage/records/status';

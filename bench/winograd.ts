@@ -10,7 +10,7 @@
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/ml/backend';
-import { WINOGRAD_KERNEL, winogradFilter } from '../src/ml/kernels';
+import { WINOGRAD_KERNEL, winogradFilter } from '@image-triage/tfjs-wasm-kernels';
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);

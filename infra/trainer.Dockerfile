@@ -6,7 +6,7 @@
 # the image (never zipped from elsewhere): tfjs-node-gpu's libtensorflow symlinks survive.
 #
 # Build context (infra/hooks/postdeploy.sh assembles it): package.json, package-lock.json,
-# tsconfig.json, src/, functions/, infra/trainer/. From the repository root by hand:
+# tsconfig.json, packages/, src/, functions/, infra/trainer/. From the repository root by hand:
 #   docker build -f infra/trainer.Dockerfile -t image-triage-trainer .
 #   az acr build -r <registry> -t image-triage-trainer:latest -f infra/trainer.Dockerfile .
 #
@@ -47,12 +47,14 @@ RUN apt-get update \
 # ---- build: compile the TypeScript (dev dependencies, no install scripts needed) --------------
 FROM base AS build
 WORKDIR /build
+# The workspace packages (packages/*) before `npm ci`: the lockfile lists them, and npm links them.
 COPY package.json package-lock.json ./
+COPY packages ./packages
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 COPY functions ./functions
-RUN npx tsc -p tsconfig.json
+RUN npx tsc -b tsconfig.json
 
 # ---- deps: production node_modules + tfjs-node-gpu, all from infra/trainer/package-lock.json.
 # The production dependencies include vega and vega-lite, which the trainer's plots need.
@@ -81,6 +83,11 @@ RUN groupadd --system --gid 10001 triage \
  && useradd --system --uid 10001 --gid triage --home-dir /app --no-create-home --shell /usr/sbin/nologin triage
 WORKDIR /app
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
+# The workspace packages the compiled code imports by name, as plain folders (what each publishes).
+COPY --from=build --chown=root:root /build/packages/tfjs-wasm-kernels/package.json ./node_modules/@image-triage/tfjs-wasm-kernels/
+COPY --from=build --chown=root:root /build/packages/tfjs-wasm-kernels/dist ./node_modules/@image-triage/tfjs-wasm-kernels/dist
+COPY --from=build --chown=root:root /build/packages/local-functions-host/package.json ./node_modules/@image-triage/local-functions-host/
+COPY --from=build --chown=root:root /build/packages/local-functions-host/dist ./node_modules/@image-triage/local-functions-host/dist
 COPY --from=build --chown=root:root /build/dist ./dist
 COPY --chown=root:root package.json ./
 USER 10001:10001

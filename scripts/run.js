@@ -6,9 +6,11 @@
  *   node scripts/run.js --build                   ->  compiles now (what `npm install` runs)
  *
  * Plain JavaScript, so it needs no compilation itself. The sources (src/, functions/, bench/,
- * tsconfig.json) are hashed (a few milliseconds) and compared with the hash stored in dist/ by the
- * last successful build; only a difference runs tsc (incrementally: dist/tsconfig.tsbuildinfo).
- * A lock in dist/ lets two commands started at once share one build.
+ * tsconfig.json, and each workspace package's src/, tsconfig.json and package.json) are hashed (a
+ * few milliseconds) and compared with the hash stored in dist/ by the last successful build; only a
+ * difference runs `tsc -b`, which builds the packages (packages/NAME/dist/) and then the project
+ * (dist/), each incrementally (their tsconfig.tsbuildinfo). A missing package build counts as a
+ * difference. A lock in dist/ lets two commands started at once share one build.
  */
 'use strict';
 const { createHash } = require('node:crypto');
@@ -20,8 +22,16 @@ const ROOT = path.resolve(__dirname, '..');
 const DIST = path.join(ROOT, 'dist');
 const STAMP = path.join(DIST, '.sources-hash');
 const LOCK = path.join(DIST, '.build-lock');
-const SOURCE_DIRS = ['src', 'functions', 'bench'];
-const SOURCE_FILES = ['tsconfig.json'];
+const PACKAGES = fs
+  .readdirSync(path.join(ROOT, 'packages'), { withFileTypes: true })
+  .filter((e) => e.isDirectory())
+  .map((e) => path.join('packages', e.name))
+  .sort();
+const SOURCE_DIRS = ['src', 'functions', 'bench', ...PACKAGES.map((p) => path.join(p, 'src'))];
+const SOURCE_FILES = [
+  'tsconfig.json',
+  ...PACKAGES.flatMap((p) => [path.join(p, 'tsconfig.json'), path.join(p, 'package.json')]),
+];
 const SOURCE_EXT = /\.(ts|js|json)$/;
 /** A build lock older than this is left over from a killed build. */
 const STALE_LOCK_MS = 30 * 60 * 1000;
@@ -123,7 +133,7 @@ function build(reason) {
     process.stderr.write(`compiling (${reason}) ...\n`);
     const started = Date.now();
     const tsc = require.resolve('typescript/bin/tsc', { paths: [ROOT] });
-    const r = spawnSync(process.execPath, [tsc, '-p', path.join(ROOT, 'tsconfig.json'), '--incremental'], {
+    const r = spawnSync(process.execPath, [tsc, '-b', path.join(ROOT, 'tsconfig.json')], {
       cwd: ROOT,
       stdio: 'inherit',
     });
@@ -140,10 +150,18 @@ function build(reason) {
   }
 }
 
+/** Whether every workspace package's compiled entry point (its package.json `main`) exists. */
+function packagesBuilt() {
+  return PACKAGES.every((p) => {
+    const { main } = JSON.parse(fs.readFileSync(path.join(ROOT, p, 'package.json'), 'utf8'));
+    return fs.existsSync(path.join(ROOT, p, main));
+  });
+}
+
 /** Compiles when the sources differ from what dist/ was built from; returns 0 when dist/ is current. */
 function ensureBuilt() {
   const stamp = readStamp();
-  if (stamp === undefined) return build('no build yet');
+  if (stamp === undefined || !packagesBuilt()) return build('no build yet');
   if (stamp !== sourcesHash()) return build('sources changed');
   return 0;
 }
@@ -174,7 +192,7 @@ function main(argv) {
   if (first === '--build') return process.exit(build('forced'));
   if (first === '--check') {
     const stamp = readStamp();
-    const current = stamp !== undefined && stamp === sourcesHash();
+    const current = stamp !== undefined && stamp === sourcesHash() && packagesBuilt();
     process.stdout.write(current ? 'dist/ is up to date\n' : 'dist/ needs a build\n');
     return process.exit(current ? 0 : 1);
   }

@@ -4,7 +4,7 @@
  * First brings dist/ up to date with the sources (scripts/run.js: nothing to do unless a source
  * changed since the last build): child processes and worker threads run the compiled code.
  */
-import { startAzurite, AzuriteHandle } from '../src/local/azurite';
+import { startAzurite, AzuriteHandle } from '@image-triage/local-functions-host';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { ensureBuilt } = require('../scripts/run.js') as { ensureBuilt: () => number };

@@ -79,7 +79,7 @@ $context = Join-Path ([IO.Path]::GetTempPath()) ("image-triage-trainer-" + [Guid
 New-Item -ItemType Directory -Path $context -ErrorAction Stop | Out-Null
 try {
   # A small build context: what the trainer's TypeScript build needs, never node_modules or data.
-  foreach ($item in 'package.json', 'package-lock.json', 'tsconfig.json', 'src', 'functions') {
+  foreach ($item in 'package.json', 'package-lock.json', 'tsconfig.json', 'packages', 'src', 'functions') {
     $path = Join-Path $root $item
     if (Test-Path $path) { Copy-Item -Path $path -Destination $context -Recurse -ErrorAction Stop }
   }

@@ -79,7 +79,7 @@ repository=${TRAINER_IMAGE_REPOSITORY:-image-triage-trainer}
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT INT TERM
 # A small build context: what the trainer's TypeScript build needs, never node_modules or data.
-for item in package.json package-lock.json tsconfig.json src functions; do
+for item in package.json package-lock.json tsconfig.json packages src functions; do
   if [ -e "$root/$item" ]; then cp -R "$root/$item" "$context/"; fi
 done
 # ...and the trainer's own lockfile (the runtime dependencies with the GPU binding).

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { loadConfig } from '../config';
 import { buildDeps } from '../composition';
-import type { AzuriteHandle } from '../local/azurite';
+import type { AzuriteHandle } from '@image-triage/local-functions-host';
 import type { EmbeddedRuntime } from '../local/runtime';
 import { mergedSettings, projectRoot, readEndpoint } from '../local/settings';
 import { reviewPageUrl } from '../handlers/reviewPage';

@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { isNotFound, type BlobStore } from '../storage/blobStore';
 import { CONTAINERS, HOST_CONTAINER, paths } from '../storage/layout';
+import { removeClaims } from '../storage/claims';
 
 /**
  * The demo's own Azurite folder, beside the one `npm start` uses (TRIAGE_LOCAL_DATA_DIR, default
@@ -15,8 +16,9 @@ export function demoDataDir(localDataDir: string | undefined): string {
 }
 
 /**
- * Removes what one demo run wrote under `prefix` (uploads, preprocessed images, records) and the
- * embedded runtime's receipts for them; models stay. Returns the number of blobs removed.
+ * Removes what one demo run wrote under `prefix` (uploads, preprocessed images, records), the
+ * embedded runtime's receipts for them and any claim left on them; models stay. Returns the
+ * number of blobs removed (claims not counted).
  */
 export async function removeDemoRun(store: BlobStore, prefix: string): Promise<number> {
   let removed = 0;
@@ -46,6 +48,7 @@ export async function removeDemoRun(store: BlobStore, prefix: string): Promise<n
   } catch (err) {
     if (!isNotFound(err)) throw err; // no embedded runtime ever ran on this account: no receipts
   }
+  await removeClaims(store, { under: prefix });
   return removed;
 }
 

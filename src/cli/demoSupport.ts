@@ -1,7 +1,7 @@
 /** What both demos (digits, X-rays) share: a local storage account to run on and the wait for every upload's record. */
 import { loadConfig, STORAGE_SETTING } from '../config';
 import type { Config, Env } from '../config';
-import { startAzurite, AzuriteHandle } from '../local/azurite';
+import { startAzurite, AzuriteHandle } from '@image-triage/local-functions-host';
 import { EmbeddedRuntime } from '../local/runtime';
 import { consoleLog } from '../util/log';
 import { DEV_STORAGE, readEndpoint } from '../local/settings';

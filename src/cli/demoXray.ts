@@ -30,7 +30,7 @@ import cliProgress from 'cli-progress';
 import { loadConfig } from '../config';
 import type { Config } from '../config';
 import { buildDeps } from '../composition';
-import type { AzuriteHandle } from '../local/azurite';
+import type { AzuriteHandle } from '@image-triage/local-functions-host';
 import type { EmbeddedRuntime } from '../local/runtime';
 import { mergedSettings, projectRoot } from '../local/settings';
 import { findCard, incompatibility, promote, readCurrent } from '../registry/registry';

@@ -10,11 +10,12 @@ import { ShapeMismatch } from '../registry/modelCache';
 import { CONTAINERS, paths } from '../storage/layout';
 import type { PredictionRecord } from '../storage/records/prediction';
 import { readPreprocessedRecord, scoringInfoFromMetadata } from '../storage/records/preprocessed';
-import { recordSource, writeRecord } from '../storage/records/write';
+import { recordSource, SOURCE_SHA_KEY, writeRecord } from '../storage/records/write';
 import { decideReview, ReviewThresholds } from '../triage/policy';
 import type { ModelCard } from '../ml/modelStore';
 import { TransientError } from '../util/errors';
 import type { Log } from '../util/log';
+import { ClaimedElsewhere, runClaimed } from '../storage/claims';
 
 export interface InferInput {
   /** Upload name (the `{name}` of preprocessed/{name}.npy). */
@@ -63,6 +64,13 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
     return { status: 'waiting-for-model' };
   }
   const loadMs = performance.now() - started;
+
+  // Scored already by this model for these bytes (a re-delivery, another instance, the sweep): done.
+  const done = await store.head(CONTAINERS.predictions, paths.prediction(input.name));
+  if (done?.metadata[SOURCE_SHA_KEY] === sha && done.metadata.modelversion === model.version) {
+    log.info(`infer skipped: ${input.name} is scored by ${model.version} already`);
+    return { status: 'already-done', modelVersion: model.version };
+  }
 
   const want = model.card.preprocessing;
   if (want.profile !== info.profile.name || want.version !== info.profile.version) {
@@ -145,13 +153,36 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
     return { status: 'superseded' };
   const outcome = await write(CONTAINERS.predictions, paths.prediction(input.name));
   if (outcome === 'superseded') return { status: 'superseded' };
-  if (outcome === 'same') return { status: 'already-done', modelVersion: model.version };
   // A first prediction ('written') has no earlier flag; a re-score that needs no review drops its flag.
   if (!review.flagged && outcome === 'replaced') await removeFlag(deps, input.name);
+  // One line per scoring run, also when another run had written the same record meanwhile.
   log.info(
-    `infer: ${input.name} -> ${record.topClass} (${record.confidence}) ${review.flagged ? `flagged: ${review.reasons.join(', ')}` : ''}`,
+    `infer: ${input.name} -> ${record.topClass} (${record.confidence}) ${review.flagged ? `flagged: ${review.reasons.join(', ')}` : ''}${outcome === 'same' ? ' (record written already)' : ''}`,
   );
+  if (outcome === 'same') return { status: 'already-done', modelVersion: model.version };
   return { status: 'scored', flagged: review.flagged, modelVersion: model.version };
+}
+
+/**
+ * handleInfer under a claim on the preprocessed image's version (src/storage/claims.ts), as
+ * preprocessOnce for uploads: whoever is told about it (the trigger on any instance, the sweep),
+ * it is scored once per account. Without an ETag it simply runs.
+ */
+export function inferOnce(
+  input: InferInput,
+  etag: string | undefined,
+  deps: Deps,
+  log: Log,
+  claimTimeoutMs?: number,
+): Promise<InferResult | ClaimedElsewhere> {
+  const target = {
+    fn: 'infer',
+    container: CONTAINERS.preprocessed,
+    name: paths.preprocessed(input.name),
+    etag,
+    upload: input.name,
+  };
+  return runClaimed(target, deps, log, () => handleInfer(input, deps, log), claimTimeoutMs);
 }
 
 /** A re-scored image that no longer needs review leaves the worklist. */

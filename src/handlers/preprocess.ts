@@ -21,7 +21,7 @@ import {
 import type { RejectionRecord, RejectionRecordCode } from '../storage/records/rejection';
 import { recordSource, removeStaleRecord, writeJsonRecord, writeRecord, WriteOutcome } from '../storage/records/write';
 import type { Log } from '../util/log';
-import { withClaim } from '../storage/claims';
+import { ClaimedElsewhere, runClaimed } from '../storage/claims';
 
 export interface PreprocessInput {
   /** Upload name (the `{name}` of uploads/{name}); may contain virtual folders. */
@@ -131,18 +131,32 @@ export async function preprocessOnce(
   deps: Deps,
   log: Log,
   claimTimeoutMs?: number,
-): Promise<PreprocessResult | { status: 'claimed-elsewhere'; by: string }> {
-  if (etag === undefined) return handlePreprocess(input, deps, log);
-  const target = { fn: 'preprocess', container: CONTAINERS.uploads, name: input.name, etag };
-  const opts = {
-    instanceId: deps.instanceId,
-    now: deps.now,
-    ...(claimTimeoutMs !== undefined ? { timeoutMs: claimTimeoutMs } : {}),
-  };
-  const r = await withClaim(deps.store, target, opts, () => handlePreprocess(input, deps, log));
-  if (r.done) return r.value;
-  log.info(`preprocess skipped: ${input.name} (${etag}) is claimed by ${r.by} (${Math.round(r.ageMs / 1000)} s ago)`);
-  return { status: 'claimed-elsewhere', by: r.by };
+): Promise<PreprocessResult | ClaimedElsewhere> {
+  const target = { fn: 'preprocess', container: CONTAINERS.uploads, name: input.name, etag, upload: input.name };
+  return runClaimed(
+    target,
+    deps,
+    log,
+    async () => {
+      // Claims are removed once the work is done: a delivery that claims after that finds the record.
+      if (etag !== undefined && (await preprocessedAlready(input, deps))) {
+        log.info(`preprocess skipped: ${input.name} (${etag}) is preprocessed already`);
+        return { status: 'already-done' as const, sha256: sha256(input.data) };
+      }
+      return handlePreprocess(input, deps, log);
+    },
+    claimTimeoutMs,
+  );
+}
+
+/** Whether these very bytes have their preprocessed image, and no rejection (of older bytes) is left to remove. */
+async function preprocessedAlready(input: PreprocessInput, deps: Deps): Promise<boolean> {
+  if (invalidUploadName(input.name) !== undefined) return false;
+  const [done, rejected] = await Promise.all([
+    recordSource(deps.store, CONTAINERS.preprocessed, paths.preprocessed(input.name)),
+    recordSource(deps.store, CONTAINERS.rejected, paths.rejected(input.name)),
+  ]);
+  return rejected === undefined && done !== undefined && done.sha === sha256(input.data);
 }
 
 async function reject(

@@ -4,16 +4,17 @@
  *    never arrived, or a blob that went to the poison queue for a transient reason) are run
  *    through preprocess again;
  *  - preprocessed images without a prediction (they waited for a first model) are scored.
- * Both handlers are idempotent, and an upload is re-driven only when no run holds a live claim on
- * it (src/storage/claims.ts), so a sweep that overlaps the event-driven path repeats no work. The
+ * Both handlers are idempotent, an upload is re-driven only when no run holds a live claim on it
+ * and an image is scored under a claim (src/storage/claims.ts), so a sweep that overlaps the
+ * event-driven path repeats no work. Abandoned claims are removed. The
  * handlers are handed in (`SweepSteps`): a handler never imports another one.
  */
 import type { Deps } from '../composition';
 import { CONTAINERS, paths, uploadNameFromPreprocessed, uploadNameFromRecord } from '../storage/layout';
-import { liveClaim } from '../storage/claims';
+import { CLAIM_TIMEOUT_MS, liveClaim, removeClaims } from '../storage/claims';
 import type { Log } from '../util/log';
 
-/** The two steps a sweep re-drives: preprocessOnce (preprocess under a claim) and handleInfer. */
+/** The two steps a sweep re-drives: preprocessOnce and inferOnce (each under a claim). */
 export interface SweepSteps {
   preprocess(
     input: { name: string; data: Buffer },
@@ -24,8 +25,10 @@ export interface SweepSteps {
   ): Promise<{ status: string }>;
   infer(
     input: { name: string; data: Buffer; metadata?: Record<string, string> },
+    etag: string | undefined,
     deps: Deps,
     log: Log,
+    claimTimeoutMs?: number,
   ): Promise<{ status: string }>;
 }
 
@@ -43,7 +46,11 @@ export interface SweepReport {
   /** Uploads without a record that another run (a trigger, another instance) has claimed and is working on. */
   uploadsClaimed: number;
   imagesScored: number;
+  /** Images without a prediction that another run is scoring. */
+  imagesClaimed: number;
   stillWaiting: number;
+  /** Abandoned claims removed (their holder died, or could not remove them). */
+  claimsRemoved: number;
   errors: number;
 }
 
@@ -64,7 +71,15 @@ export async function handleSweep(
 ): Promise<SweepReport> {
   const graceMs = opts.graceMs ?? 120_000;
   let budget = opts.maxItems ?? 2000;
-  const report: SweepReport = { uploadsRedriven: 0, uploadsClaimed: 0, imagesScored: 0, stillWaiting: 0, errors: 0 };
+  const report: SweepReport = {
+    uploadsRedriven: 0,
+    uploadsClaimed: 0,
+    imagesScored: 0,
+    imagesClaimed: 0,
+    stillWaiting: 0,
+    claimsRemoved: 0,
+    errors: 0,
+  };
   const { store } = deps;
 
   const [preprocessed, rejected, predicted] = await Promise.all([
@@ -114,8 +129,15 @@ export async function handleSweep(
       try {
         const npy = await store.get(CONTAINERS.preprocessed, `${name}.npy`);
         if (npy === undefined) continue;
-        const r = await steps.infer({ name, data: npy.data, metadata: npy.metadata }, deps, log);
+        const r = await steps.infer(
+          { name, data: npy.data, metadata: npy.metadata },
+          npy.etag,
+          deps,
+          log,
+          opts.claimTimeoutMs,
+        );
         if (r.status === 'scored' || r.status === 'already-done') report.imagesScored++;
+        else if (r.status === 'claimed-elsewhere') report.imagesClaimed++;
         else report.stillWaiting++;
       } catch (err) {
         report.errors++;
@@ -124,6 +146,15 @@ export async function handleSweep(
     }
   } else {
     for (const name of preprocessed) if (!predicted.has(name)) report.stillWaiting++;
+  }
+  // Claims older than the timeout are abandoned: their work was re-driven above or is done.
+  try {
+    report.claimsRemoved = await removeClaims(store, {
+      olderThan: new Date(deps.now().getTime() - (opts.claimTimeoutMs ?? CLAIM_TIMEOUT_MS)),
+    });
+  } catch (err) {
+    report.errors++;
+    log.error(`sweep: removing abandoned claims: ${String(err)}`);
   }
   // Every 30 seconds by default: a line only when the sweep did something (the report says the rest).
   if (report.uploadsRedriven + report.imagesScored + report.errors > 0)

@@ -6,10 +6,15 @@
  */
 import path from 'node:path';
 import { ConfigError, loadConfig, STORAGE_SETTING } from '../config';
-import { superviseAzurite, AzuriteHandle } from './azurite';
 import { checkHttpPort, EmbeddedRuntime } from './runtime';
 import { reviewPageUrl } from '../handlers/reviewPage';
-import { acquireDataLock, DataDirLockedError, DataLock } from './dataLock';
+import {
+  acquireDataLock,
+  AzuriteHandle,
+  DataDirLockedError,
+  DataLock,
+  superviseAzurite,
+} from '@image-triage/local-functions-host';
 import { DEV_STORAGE, mergedSettings, projectRoot, removeEndpoint, writeEndpoint } from './settings';
 
 async function main(): Promise<void> {

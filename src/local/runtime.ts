@@ -11,6 +11,7 @@
  * Invocations run with bounded concurrency; stop() drains them.
  */
 import http from 'node:http';
+import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Cron } from 'croner';
 import { HttpRequest, HttpResponse, InvocationContext } from '@azure/functions';
@@ -20,7 +21,17 @@ import { BlobData, BlobStore, isUnreachable } from '../storage/blobStore';
 import { HOST_CONTAINER, matchTriggerPath, paths } from '../storage/layout';
 import type { Log } from '../util/log';
 import { errorResponse } from '../handlers/http';
-import { loadFunctionApp, LoadedFunction } from './functionApp';
+import { loadFunctionApp as loadApp, LoadedFunction } from '@image-triage/local-functions-host';
+
+/** functions/ beside src/: the TypeScript sources under ts-jest, the compiled files under dist/. */
+export function defaultFunctionsDir(): string {
+  return path.resolve(__dirname, '..', '..', 'functions');
+}
+
+/** The app's registrations (every file of functions/ by default), as the Functions host loads them. */
+export function loadFunctionApp(dir: string = defaultFunctionsDir()): LoadedFunction[] {
+  return loadApp(dir);
+}
 
 export interface RuntimeOptions {
   config: Config;

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Env, STORAGE_SETTING } from '../config';
-import { processAlive } from './dataLock';
+import { processAlive } from '@image-triage/local-functions-host';
 
 export const DEV_STORAGE = 'UseDevelopmentStorage=true';
 

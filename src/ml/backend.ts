@@ -5,7 +5,7 @@
  *  1. 'tensorflow': @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node, when its native binding loads
  *     (an optional dependency: present on Azure and in the GPU trainer image, absent here);
  *  2. 'wasm': @tensorflow/tfjs-backend-wasm (SIMD; XNNPACK) with the project's training kernels
- *     (src/ml/kernels), which make it train conv nets at all and several times faster;
+ *     (@image-triage/tfjs-wasm-kernels), which make it train conv nets at all and several times faster;
  *  3. 'cpu': tfjs's pure-JS backend (slow; always there).
  * `preferred` (the TRIAGE_BACKEND setting) forces one and fails with a clear error if it cannot load.
  *
@@ -15,8 +15,7 @@
  */
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { registerWasmTrainingKernels } from './kernels';
-import { registerThreadedWasmBackend } from './kernels/wasmThreads';
+import { registerThreadedWasmBackend, registerWasmTrainingKernels } from '@image-triage/tfjs-wasm-kernels';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 
@@ -34,7 +33,7 @@ export interface BackendInfo {
 export interface BackendOptions {
   /**
    * wasm only: XNNPACK threads. 1 (default) is the stock single-threaded SIMD build; 2..8 load the
-   * package's threaded SIMD build (see kernels/wasmThreads.ts).
+   * package's threaded SIMD build (registerThreadedWasmBackend of @image-triage/tfjs-wasm-kernels).
    */
   wasmThreads?: number;
 }

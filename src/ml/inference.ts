@@ -17,7 +17,7 @@
 import { Worker } from 'node:worker_threads';
 import type * as tfTypes from '@tensorflow/tfjs';
 import { compiledPath } from '../util/compiled';
-import { WINOGRAD_KERNEL, winogradFilter, winogradFits } from './kernels/winograd';
+import { WINOGRAD_KERNEL, winogradFilter, winogradFits } from '@image-triage/tfjs-wasm-kernels';
 
 /** A forward pass for scoring; `dispose` frees the tensors it prepared. */
 export interface Forward {

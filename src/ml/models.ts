@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FusedAdam } from './optimizer';
-import { batchNormKernelsActive, batchNormTraining } from './kernels/batchNorm';
+import { batchNormKernelsActive, batchNormTraining } from '@image-triage/tfjs-wasm-kernels';
 
 export const MODEL_NAMES = ['cnn', 'mlp', 'peer', 'screen'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
@@ -189,7 +189,7 @@ const StockBatchNormalization = tf.layers.batchNormalization({}).constructor as 
 
 /**
  * tfjs-layers' BatchNormalization, trained through the project's two batch-norm kernels on the
- * wasm backend (kernels/batchNorm.ts): the same arithmetic (biased batch variance, the same moving
+ * wasm backend (batchNormTraining of @image-triage/tfjs-wasm-kernels): the same arithmetic (biased batch variance, the same moving
  * averages) without the fifteen full-size kernels of tf.moments + tf.batchNorm's gradient. It
  * serialises as a plain BatchNormalization (the class name is the stock one), so a saved model
  * loads and runs anywhere tfjs does, and inference is the stock layer's.

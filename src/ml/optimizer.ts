@@ -14,8 +14,15 @@
  * their data (clones kept for early stopping) stay intact.
  */
 import * as tf from '@tensorflow/tfjs';
-import { buildAdamUpdate, simdRuntime } from './kernels/simdKernels';
-import { KernelArgs, asWasm, f32, heapOffset, input } from './kernels/wasmUtil';
+import {
+  KernelArgs,
+  asWasm,
+  buildAdamUpdate,
+  f32,
+  heapOffset,
+  input,
+  simdRuntime,
+} from '@image-triage/tfjs-wasm-kernels';
 
 export const ADAM_UPDATE_KERNEL = 'TriageAdamUpdate';
 

@@ -8,12 +8,17 @@
  * Storage and on Azurite. Its metadata names the triggering blob's ETag and the instance. A claim
  * for the same ETag that is younger than CLAIM_TIMEOUT_MS means someone else is on it: the work is
  * skipped. An older one was abandoned (its instance died) and is taken over; so is a claim for
- * another ETag (a changed re-upload). A claim stays when the work succeeds (the receipt that it
- * was done); when the work throws it is removed, so the retry is not held up.
+ * another ETag (a changed re-upload). A claim is removed when the work ends, done or thrown, so
+ * claims do not pile up (one blob per upload otherwise) and a retry is not held up. The work must
+ * therefore find out itself that it was done already (its record exists for these bytes): whoever
+ * claims after the record was written finds it, whoever claims before finds the claim. A claim
+ * whose removal did not get through (storage went away) is abandoned once it is old, and the sweep
+ * removes abandoned claims (removeClaims).
  */
 import { randomUUID } from 'node:crypto';
 import { BlobStore, isNotFound } from './blobStore';
 import { HOST_CONTAINER, paths } from './layout';
+import type { Log } from '../util/log';
 
 /** A claim older than this is abandoned. Longer than any one image takes; a crashed instance's work waits this long for the sweep. */
 export const CLAIM_TIMEOUT_MS = 2 * 60_000;
@@ -129,8 +134,8 @@ async function acquire(
 }
 
 /**
- * Runs `work` under a claim on the version: returns its result, or `{ skipped }` naming who holds
- * the claim. A throw from `work` removes the claim (so a retry may claim it) and passes through.
+ * Runs `work` under a claim on the version: returns its result, or `{ done: false }` naming who
+ * holds the claim. The claim is removed when `work` ends; a throw from it passes through.
  */
 export async function withClaim<T>(
   store: BlobStore,
@@ -140,16 +145,71 @@ export async function withClaim<T>(
 ): Promise<{ done: true; value: T } | { done: false; by: string; ageMs: number }> {
   const c = await acquire(store, t, opts);
   if (!c.held) return { done: false, by: c.by, ageMs: c.ageMs };
+  const blob = claimBlob(t);
+  const release = async () => {
+    const removed = await store.deleteIfMatch(HOST_CONTAINER, blob, c.claimEtag).catch(() => false);
+    // Storage unreachable (or the claim was taken over meanwhile): if it stays, this process may
+    // take it over at once when it retries, and the sweep removes it once it is abandoned.
+    if (!removed) forget(blob, c.token);
+  };
   let value: T;
   try {
     value = await work();
   } catch (err) {
-    const blob = claimBlob(t);
-    const removed = await store.deleteIfMatch(HOST_CONTAINER, blob, c.claimEtag).catch(() => false);
-    // Storage unreachable (or the claim was taken over meanwhile): if it stays, this process may
-    // take it over at once when it retries.
-    if (!removed) forget(blob, c.token);
+    await release();
     throw err;
   }
+  await release();
   return { done: true, value };
+}
+
+/** What a function run under a claim returns when another instance holds it. */
+export interface ClaimedElsewhere {
+  status: 'claimed-elsewhere';
+  by: string;
+}
+
+/**
+ * A function's work on one version of a triggering blob, under a claim on it (withClaim): what
+ * the triggers and the sweep call, so that it is done once per account. Without an ETag (the
+ * trigger gave none) it simply runs. A skip is logged ("<fn> skipped: ...") and returned.
+ */
+export async function runClaimed<T>(
+  t: Omit<ClaimTarget, 'etag'> & { etag: string | undefined; upload: string },
+  deps: { store: BlobStore; instanceId: string; now: () => Date },
+  log: Log,
+  work: () => Promise<T>,
+  timeoutMs?: number,
+): Promise<T | ClaimedElsewhere> {
+  if (t.etag === undefined) return work();
+  const target = { fn: t.fn, container: t.container, name: t.name, etag: t.etag };
+  const opts = { instanceId: deps.instanceId, now: deps.now, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
+  const r = await withClaim(deps.store, target, opts, work);
+  if (r.done) return r.value;
+  log.info(`${t.fn} skipped: ${t.upload} (${t.etag}) is claimed by ${r.by} (${Math.round(r.ageMs / 1000)} s ago)`);
+  return { status: 'claimed-elsewhere', by: r.by };
+}
+
+/**
+ * Removes claim blobs: those last written before `olderThan` (abandoned: their holder died or
+ * could not remove them), and/or those on blobs whose name starts with `under` (in any container;
+ * the demo's cleanup of one run). Conditional on the listed ETag, so a claim written again
+ * meanwhile stays. Returns how many were removed.
+ */
+export async function removeClaims(store: BlobStore, pick: { olderThan?: Date; under?: string }): Promise<number> {
+  let removed = 0;
+  try {
+    for await (const e of store.list(HOST_CONTAINER, paths.claimsFolder())) {
+      if (pick.olderThan !== undefined && e.lastModified.getTime() >= pick.olderThan.getTime()) continue;
+      if (pick.under !== undefined) {
+        // Claim blobs are named by hash: the claimed blob's name is in the body ("container/name").
+        const claimed = (await store.getJson<{ blob?: string }>(HOST_CONTAINER, e.name))?.value.blob;
+        if (claimed === undefined || !claimed.slice(claimed.indexOf('/') + 1).startsWith(pick.under)) continue;
+      }
+      if (await store.deleteIfMatch(HOST_CONTAINER, e.name, e.etag)) removed++;
+    }
+  } catch (err) {
+    if (!isNotFound(err)) throw err; // no host container: no claims
+  }
+  return removed;
 }

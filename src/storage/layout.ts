@@ -109,6 +109,8 @@ export function checkUploadName(name: string): string {
   return name;
 }
 
+const CLAIMS_FOLDER = 'triage-claims/';
+
 /** Blob names derived from an upload name. Upload names keep their virtual folders as they are. */
 export const paths = {
   upload: (name: string) => blob(name),
@@ -142,7 +144,10 @@ export const paths = {
   runActive: () => 'active.json',
   receipts: (fn: string) => blob(`triage-local-receipts/${fn}.json`),
   /** Work on a triggering blob claimed by an instance (src/storage/claims.ts); by hash, so every name fits. */
-  claim: (fn: string, container: string, name: string) => blob(byHash(`triage-claims/${fn}/`, `${container}/${name}`)),
+  claim: (fn: string, container: string, name: string) =>
+    blob(byHash(`${CLAIMS_FOLDER}${fn}/`, `${container}/${name}`)),
+  /** The folder every claim is under. */
+  claimsFolder: () => CLAIMS_FOLDER,
   poison: (fn: string, container: string, name: string) => {
     const own = `triage-local-poison/${fn}/${container}/${name}.json`;
     return invalidBlobName(own) === undefined ? own : blob(byHash(`triage-local-poison/${fn}/${container}/`, name));

@@ -129,6 +129,50 @@
     return (p * 100).toFixed(1) + '%';
   }
 
+  /** Two numbers with as few decimals (2 to 6) as show which is larger. */
+  function pair(a, b) {
+    let d = 2;
+    while (d < 6 && a !== b && a.toFixed(d) === b.toFixed(d)) d++;
+    return [a.toFixed(d), b.toFixed(d)];
+  }
+
+  /**
+   * Why an image was flagged, as the rule its model applied: a screening model's positive-class
+   * probability against its threshold ("PNEUMONIA 0.87 ≥ threshold 0.42"), else the top-class
+   * confidence against the selective threshold. `rule` is a worklist item's or a prediction's
+   * (undefined for records written before they named their threshold).
+   */
+  function ruleText(rule) {
+    if (rule === undefined) return null;
+    if (rule.kind === 'screening') {
+      const [p, t] = pair(rule.probability, rule.threshold);
+      return rule.positiveClass + ' ' + p + (rule.probability >= rule.threshold ? ' ≥ ' : ' < ') + 'threshold ' + t;
+    }
+    if (rule.threshold === null) return 'confidence ' + rule.confidence.toFixed(2) + ', every prediction reviewed';
+    const [c, t] = pair(rule.confidence, rule.threshold);
+    return 'confidence ' + c + (rule.confidence < rule.threshold ? ' < ' : ' ≥ ') + 'threshold ' + t;
+  }
+
+  function itemRule(item) {
+    if (item.screening !== undefined) return { kind: 'screening', ...item.screening };
+    if (item.confidenceThreshold !== undefined && item.confidence !== undefined)
+      return { kind: 'confidence', confidence: item.confidence, threshold: item.confidenceThreshold };
+    return undefined;
+  }
+
+  function predictionRule(p) {
+    const t = p.threshold;
+    if (t === undefined) return undefined;
+    if (t.kind === 'screening')
+      return {
+        kind: 'screening',
+        positiveClass: t.positiveClass,
+        probability: p.probabilities[t.positiveClass] || 0,
+        threshold: t.value,
+      };
+    return { kind: 'confidence', confidence: p.confidence, threshold: t.value };
+  }
+
   function worklistQuery() {
     const q = new URLSearchParams({ page: String(state.page), pageSize: String(PAGE_SIZE) });
     if (state.reason !== '') q.set('reason', state.reason);
@@ -208,6 +252,11 @@
     } else c2.textContent = '–';
     const c3 = el('td');
     for (const r of item.reasons) c3.appendChild(el('span', r, 'reason ' + r));
+    const rule = ruleText(itemRule(item));
+    if (rule !== null) {
+      c3.appendChild(el('br'));
+      c3.appendChild(el('span', rule, 'prob rule'));
+    }
     const c4 = el('td');
     c4.appendChild(
       el(
@@ -437,6 +486,8 @@
           .join(', '),
       );
       fact(pred, 'Reasons', p.review.reasons.join(', ') || 'none');
+      const rule = ruleText(predictionRule(p));
+      if (rule !== null) fact(pred, 'Flag rule', rule, 'rule');
       fact(pred, 'Priority', p.review.priority.toFixed(3));
       fact(pred, 'Model', p.model.version + ' (' + p.model.architecture + ')');
       fact(pred, 'Scored', new Date(p.time).toLocaleString());

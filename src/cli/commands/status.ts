@@ -1,7 +1,7 @@
 /** `triage status` and `triage sweep`: what happened to the uploads, and the sweep timer by hand. */
 import type { Command } from 'commander';
 import { collectStatus } from '../../storage/records/status';
-import { handleInfer } from '../../handlers/infer';
+import { inferOnce } from '../../handlers/infer';
 import { preprocessOnce } from '../../handlers/preprocess';
 import { handleSweep } from '../../handlers/sweep';
 import { consoleLog } from '../../util/log';
@@ -41,7 +41,7 @@ export function registerSweepCommand(program: Command, ctx: CommandContext): voi
     )
     .option('--grace <seconds>', 'leave uploads younger than this to their own event', '120')
     .action(async (opts: { grace: string }) => {
-      const r = await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, ctx.getDeps(), consoleLog, {
+      const r = await handleSweep({ preprocess: preprocessOnce, infer: inferOnce }, ctx.getDeps(), consoleLog, {
         graceMs: Number(opts.grace) * 1000,
       });
       console.log(JSON.stringify(r));

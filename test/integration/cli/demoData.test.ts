@@ -28,6 +28,13 @@ describe('demo data', () => {
       [`uploads/${other[0]}`]: '"e2"',
     });
 
+    // Claims left on a run's blobs (named by hash; the body names the blob) go with the run.
+    const claim = (c: string, n: string) =>
+      store.putJson(HOST_CONTAINER, paths.claim('preprocess', c, n), { function: 'preprocess', blob: `${c}/${n}` });
+    await claim(CONTAINERS.uploads, `${run}3/00001.png`);
+    await claim(CONTAINERS.preprocessed, `${run}3/00001.png.npy`);
+    await claim(CONTAINERS.uploads, other[0] ?? '');
+
     const removed = await removeDemoRun(store, run);
 
     const left = async (c: string) => {
@@ -44,5 +51,8 @@ describe('demo data', () => {
     expect((await store.getJson(HOST_CONTAINER, paths.receipts('preprocess')))?.value).toEqual({
       [`uploads/${other[0]}`]: '"e2"',
     });
+    expect(await left(HOST_CONTAINER)).toEqual(
+      [paths.receipts('preprocess'), paths.claim('preprocess', CONTAINERS.uploads, other[0] ?? '')].sort(),
+    );
   });
 });

@@ -2,14 +2,14 @@
 import { buildDeps } from '../../../src/composition';
 import { loadConfig } from '../../../src/config';
 import { preprocessOnce } from '../../../src/handlers/preprocess';
-import { handleInfer } from '../../../src/handlers/infer';
+import { inferOnce } from '../../../src/handlers/infer';
 import { handleSweep } from '../../../src/handlers/sweep';
 import type { Log } from '../../../src/util/log';
 import { CONTAINERS } from '../../../src/storage/layout';
 import { freshStore, testConnectionString } from '../../helpers/azurite';
 import { digitPng } from '../../helpers/images';
 
-const steps = { preprocess: preprocessOnce, infer: handleInfer };
+const steps = { preprocess: preprocessOnce, infer: inferOnce };
 
 describe('sweep log', () => {
   it('is silent when there was nothing to do, and says what it did when it did something', async () => {
@@ -26,7 +26,9 @@ describe('sweep log', () => {
         uploadsRedriven: 0,
         uploadsClaimed: 0,
         imagesScored: 0,
+        imagesClaimed: 0,
         stillWaiting: 0,
+        claimsRemoved: 0,
         errors: 0,
       });
       expect(lines).toEqual([]);

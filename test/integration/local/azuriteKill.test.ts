@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../../src/config';
-import { AzuriteHandle, superviseAzurite } from '../../../src/local/azurite';
+import { AzuriteHandle, superviseAzurite } from '@image-triage/local-functions-host';
 import { EmbeddedRuntime } from '../../../src/local/runtime';
 import { BlobStore, isUnreachable } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths } from '../../../src/storage/layout';

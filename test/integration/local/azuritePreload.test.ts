@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { AzuriteHandle, PRELOAD_MARKER, startAzurite } from '../../../src/local/azurite';
+import { AzuriteHandle, PRELOAD_MARKER, startAzurite } from '@image-triage/local-functions-host';
 import { BlobStore } from '../../../src/storage/blobStore';
 
 const BLOBS = 1200;

@@ -8,8 +8,7 @@
 import diagnostics from 'node:diagnostics_channel';
 import http from 'node:http';
 import { loadConfig } from '../../../src/config';
-import { EmbeddedRuntime, MAX_HTTP_BODY_BYTES } from '../../../src/local/runtime';
-import { loadFunctionApp } from '../../../src/local/functionApp';
+import { EmbeddedRuntime, loadFunctionApp, MAX_HTTP_BODY_BYTES } from '../../../src/local/runtime';
 import { BlobStore } from '../../../src/storage/blobStore';
 import { CONTAINERS, HOST_CONTAINER, paths } from '../../../src/storage/layout';
 import { MAX_JSON_BODY_BYTES } from '../../../src/handlers/http';

@@ -8,13 +8,21 @@ import { Config, loadConfig } from '../../../src/config';
 import { handleSweep } from '../../../src/handlers/sweep';
 import type { Log } from '../../../src/util/log';
 import { EmbeddedRuntime } from '../../../src/local/runtime';
-import { BlobStore, sha256 } from '../../../src/storage/blobStore';
+import { BlobStore, isNotFound, sha256 } from '../../../src/storage/blobStore';
 import { withClaim } from '../../../src/storage/claims';
-import { CONTAINERS, uploadNameFromPreprocessed, uploadNameFromRecord } from '../../../src/storage/layout';
-import { handleInfer } from '../../../src/handlers/infer';
+import {
+  CONTAINERS,
+  HOST_CONTAINER,
+  paths,
+  uploadNameFromPreprocessed,
+  uploadNameFromRecord,
+} from '../../../src/storage/layout';
+import { inferOnce } from '../../../src/handlers/infer';
 import { preprocessOnce } from '../../../src/handlers/preprocess';
 import { readPreprocessedRecord } from '../../../src/storage/records/preprocessed';
+import { promote } from '../../../src/registry/registry';
 import { freshStore, testConnectionString } from '../../helpers/azurite';
+import { saveTestModel } from '../../helpers/models';
 import { digitPng } from '../../helpers/images';
 
 const settings = { RETRAIN_SCHEDULE: '0 0 0 1 1 *', SWEEP_SCHEDULE: '0 0 0 1 1 *' };
@@ -29,8 +37,14 @@ function configFor(extra: Record<string, string> = {}): Config {
   });
 }
 
-/** Lines of a runtime's log, and how many preprocess runs (handler executions) they record. */
-function countingLog(): { log: Log; runs: () => number; skips: () => number } {
+/** Lines of a runtime's log, and how many preprocess and scoring runs (handler executions) they record. */
+function countingLog(): {
+  log: Log;
+  runs: () => number;
+  skips: () => number;
+  scorings: () => number;
+  scoringSkips: () => number;
+} {
   const lines: string[] = [];
   const log: Log = {
     info: (m) => void lines.push(m),
@@ -42,7 +56,21 @@ function countingLog(): { log: Log; runs: () => number; skips: () => number } {
     // Every handlePreprocess run logs one line "preprocess: <name> -> ..." (or "... rejected", "... already rejected").
     runs: () => lines.filter((l) => l.startsWith('[preprocess] preprocess: ')).length,
     skips: () => lines.filter((l) => l.startsWith('[preprocess] preprocess skipped: ')).length,
+    // Every scoring (model run) logs one line "infer: <name> -> <class> ...", also when its record was there already.
+    scorings: () => lines.filter((l) => /^\[infer\] infer: .* -> /.test(l)).length,
+    scoringSkips: () => lines.filter((l) => l.startsWith('[infer] infer skipped: ')).length,
   };
+}
+
+/** Claim blobs left in the account (a claim is removed when its work ends). */
+async function claimsLeft(store: BlobStore): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of store.list(HOST_CONTAINER, paths.claimsFolder())) out.push(e.name);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  return out;
 }
 
 async function terminalRecords(store: BlobStore): Promise<Map<string, string[]>> {
@@ -61,8 +89,11 @@ describe('two runtimes on one account', () => {
     store = await freshStore();
   });
 
-  it('preprocess each upload exactly once, with exactly one terminal record each', async () => {
+  it('preprocess and score each upload exactly once, with exactly one terminal record and one prediction each', async () => {
     const N = 60;
+    // Untrained: what is counted is the scoring runs, not what they say.
+    await saveTestModel(store, { version: 'two-1' });
+    await promote(store, 'two-1', { by: 'test', reason: 'two runtimes' });
     const la = countingLog();
     const lb = countingLog();
     const a = await EmbeddedRuntime.start({ config: configFor(), settings, instanceId: 'A', log: la.log });
@@ -71,6 +102,8 @@ describe('two runtimes on one account', () => {
       const files = new Map<string, Buffer>();
       for (let i = 0; i < N; i++) files.set(`two/${i}.png`, await digitPng(28 + (i % 3) * 16, { seed: i }));
       await Promise.all([...files].map(([name, data]) => store.put(CONTAINERS.uploads, name, data)));
+      await Promise.all([a.waitForIdle(), b.waitForIdle()]);
+      // Idle again: each lists every container once more, so each is told about every image the other wrote.
       await Promise.all([a.waitForIdle(), b.waitForIdle()]);
 
       const records = await terminalRecords(store);
@@ -81,6 +114,14 @@ describe('two runtimes on one account', () => {
       // Each upload was run once, by one of them; the other found it claimed.
       expect(la.runs() + lb.runs()).toBe(N);
       expect(la.runs() + lb.runs() + la.skips() + lb.skips()).toBeGreaterThan(N);
+      // Each image was scored once, by one of them: the other found it claimed or scored.
+      const predictions: string[] = [];
+      for await (const e of store.list(CONTAINERS.predictions)) predictions.push(e.name);
+      expect(predictions.sort()).toEqual([...files.keys()].map((n) => `${n}.json`).sort());
+      expect(la.scorings() + lb.scorings()).toBe(N);
+      expect(la.scoringSkips() + lb.scoringSkips()).toBeGreaterThanOrEqual(N);
+      // Claims do not pile up: each was removed when its work ended.
+      expect(await claimsLeft(store)).toEqual([]);
     } finally {
       await Promise.all([a.stop(), b.stop()]);
     }
@@ -109,13 +150,13 @@ describe('two runtimes on one account', () => {
       );
       await claimed;
       expect(
-        await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, deps, quiet, { graceMs: 0 }),
+        await handleSweep({ preprocess: preprocessOnce, infer: inferOnce }, deps, quiet, { graceMs: 0 }),
       ).toMatchObject({ uploadsRedriven: 0, uploadsClaimed: 1, errors: 0 });
       expect(await store.head(CONTAINERS.preprocessed, 'claimed/a.png.npy')).toBeUndefined();
       // Still claimed, but older than the timeout: abandoned, so the sweep re-drives it.
       await new Promise((r) => setTimeout(r, 1500));
       expect(
-        await handleSweep({ preprocess: preprocessOnce, infer: handleInfer }, deps, quiet, {
+        await handleSweep({ preprocess: preprocessOnce, infer: inferOnce }, deps, quiet, {
           graceMs: 0,
           claimTimeoutMs: 1000,
         }),
@@ -123,6 +164,30 @@ describe('two runtimes on one account', () => {
       expect(await store.head(CONTAINERS.preprocessed, 'claimed/a.png.npy')).toBeDefined();
       finish();
       await expect(other).rejects.toThrow('the other instance died');
+      // The sweep removed the claim it took over when its work ended; the dead holder's is gone with it.
+      expect(await claimsLeft(store)).toEqual([]);
+
+      // A claim nobody removed (its holder died after writing it) goes once it is abandoned.
+      const left = await store.put(
+        HOST_CONTAINER,
+        paths.claim('preprocess', CONTAINERS.uploads, 'gone/b.png'),
+        JSON.stringify({ function: 'preprocess', blob: 'uploads/gone/b.png' }),
+        { metadata: { etag: '"x"', instance: 'dead', token: 't' } },
+      );
+      expect(left.written).toBe(true);
+      expect(await claimsLeft(store)).toHaveLength(1);
+      expect(
+        await handleSweep({ preprocess: preprocessOnce, infer: inferOnce }, deps, quiet, { graceMs: 0 }),
+      ).toMatchObject({ claimsRemoved: 0, errors: 0 });
+      expect(await claimsLeft(store)).toHaveLength(1);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(
+        await handleSweep({ preprocess: preprocessOnce, infer: inferOnce }, deps, quiet, {
+          graceMs: 0,
+          claimTimeoutMs: 1000,
+        }),
+      ).toMatchObject({ claimsRemoved: 1, errors: 0 });
+      expect(await claimsLeft(store)).toEqual([]);
     } finally {
       deps.models.dispose();
     }

@@ -6,8 +6,7 @@
 import { InvocationContext } from '@azure/functions';
 import { loadConfig } from '../../../src/config';
 import { buildDeps, runWithDeps } from '../../../src/composition';
-import { loadFunctionApp } from '../../../src/local/functionApp';
-import { EmbeddedRuntime } from '../../../src/local/runtime';
+import { EmbeddedRuntime, loadFunctionApp } from '../../../src/local/runtime';
 import type { RejectionRecord } from '../../../src/storage/records/rejection';
 import { BlobStore } from '../../../src/storage/blobStore';
 import { CONTAINERS, paths } from '../../../src/storage/layout';

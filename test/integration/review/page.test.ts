@@ -161,6 +161,12 @@ describe('the review page in a real browser', () => {
     const firstRow = await page.$eval('#worklist-body tr', (r) => r.textContent ?? '');
     expect(firstRow).toContain(`${top?.topClass} ${((top?.confidence ?? 0) * 100).toFixed(1)}%`);
     expect(firstRow).toContain(top?.review.reasons[0]);
+    // Why it is flagged: the positive class's probability against the card's threshold (0 here).
+    expect(top?.threshold).toEqual({ kind: 'screening', positiveClass: 'PNEUMONIA', value: 0 });
+    expect(firstRow).toContain(`PNEUMONIA ${(top?.probabilities.PNEUMONIA ?? -1).toFixed(2)} ≥ threshold 0.00`);
+    const rules = await page.$$eval('#worklist-body tr .rule', (es) => es.map((e) => e.textContent ?? ''));
+    expect(rules).toHaveLength(uploads.length);
+    for (const r of rules) expect(r).toMatch(/^PNEUMONIA 0\.\d\d ≥ threshold 0\.00$/);
     expect(firstRow).toMatch(/ward-[34]\//);
 
     // The name with markup is text: no element came from it, and its handler never ran.
@@ -206,6 +212,12 @@ describe('the review page in a real browser', () => {
     // Quality warnings and the model version are on the page; the side image is the model input.
     const facts = await page.$eval('.case', (e) => e.textContent ?? '');
     expect(facts).toContain('xray-test-1');
+    const shown = (
+      await store.getJson<PredictionRecord>(CONTAINERS.predictions, paths.prediction(await shownCase(page)))
+    )?.value;
+    expect(await page.$eval('#prediction dd.rule', (e) => e.textContent)).toBe(
+      `PNEUMONIA ${(shown?.probabilities.PNEUMONIA ?? -1).toFixed(2)} ≥ threshold 0.00`,
+    );
     expect(facts).toMatch(/Quality/);
     const side = await page.$eval('#side-image', (e) => ({
       w: (e as HTMLImageElement).naturalWidth,

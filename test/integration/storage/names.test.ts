@@ -8,13 +8,13 @@ import { loadConfig } from '../../../src/config';
 import { handlePreprocess, preprocessOnce } from '../../../src/handlers/preprocess';
 import type { RejectionRecord } from '../../../src/storage/records/rejection';
 import { collectStatus } from '../../../src/storage/records/status';
-import { handleInfer } from '../../../src/handlers/infer';
+import { inferOnce } from '../../../src/handlers/infer';
 import { handleSweep } from '../../../src/handlers/sweep';
 import { CONTAINERS, INVALID_NAMES_FOLDER, MAX_BLOB_NAME, paths } from '../../../src/storage/layout';
 import { freshStore, quietLog, testConnectionString } from '../../helpers/azurite';
 import { digitPng } from '../../helpers/images';
 
-const steps = { preprocess: preprocessOnce, infer: handleInfer };
+const steps = { preprocess: preprocessOnce, infer: inferOnce };
 
 describe("names at Azure's length limit", () => {
   it('rejects a 1,020-character upload name with invalid-name in a record whose name fits, and counts it as done', async () => {

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../src/ml/backend';
 import { DataParallelTrainer } from '../../../bench/dataParallel';
-import { randomArray } from '../ml/kernels/compare';
+import { randomArray } from '../../../packages/tfjs-wasm-kernels/test/compare';
 
 function peer(seed: number): tf.LayersModel {
   const init = (s: number): ReturnType<typeof tf.initializers.glorotUniform> =>

@@ -64,7 +64,14 @@ describe('infra: post-deploy hooks on Linux, macOS and Windows', () => {
         .split(/\s+/)
         .filter((x) => x !== '')
         .sort();
-    expect(contextOf(sh)).toEqual(['functions', 'package-lock.json', 'package.json', 'src', 'tsconfig.json']);
+    expect(contextOf(sh)).toEqual([
+      'functions',
+      'package-lock.json',
+      'package.json',
+      'packages',
+      'src',
+      'tsconfig.json',
+    ]);
     expect(contextOf(ps1)).toEqual(contextOf(sh));
     // ...plus the trainer's lockfile, where the Dockerfile reads it (infra/trainer/).
     expect(sh).toMatch(

@@ -29,6 +29,9 @@ interface Lock {
       integrity?: string;
       dev?: boolean;
       devOptional?: boolean;
+      /** A workspace package (packages/NAME), linked into node_modules. */
+      link?: boolean;
+      name?: string;
       dependencies?: Record<string, string>;
     }
   >;
@@ -230,7 +233,8 @@ describe('infra: trainer image (infra/trainer.Dockerfile)', () => {
     expect(trainerLock.packages['']?.dependencies).toEqual(trainerPkg.dependencies);
     const stale: string[] = [];
     for (const [key, entry] of Object.entries(rootLock.packages)) {
-      if (key === '') continue;
+      // The workspace packages are copied into the image from its build stage, not installed (below).
+      if (key === '' || entry.link === true || key.startsWith('packages/')) continue;
       const t = trainerLock.packages[key];
       if (
         t === undefined
@@ -248,6 +252,22 @@ describe('infra: trainer image (infra/trainer.Dockerfile)', () => {
         stale.push(key);
     }
     expect({ stale, fix: 'sh infra/trainer/lock.sh' }).toEqual({ stale: [], fix: 'sh infra/trainer/lock.sh' });
+  });
+
+  it('puts every workspace package the compiled code imports into node_modules, as the folder it publishes', () => {
+    const rootLock = JSON.parse(readRepoFile('package-lock.json')) as Lock;
+    const workspaces = Object.entries(rootLock.packages).filter(([key]) => key.startsWith('packages/'));
+    expect(workspaces.map(([key]) => key).sort()).toEqual([
+      'packages/local-functions-host',
+      'packages/tfjs-wasm-kernels',
+    ]);
+    for (const [dir, entry] of workspaces) {
+      const to = `./node_modules/${entry.name!}`;
+      expect(dockerfile).toContain(`COPY --from=build --chown=root:root /build/${dir}/package.json ${to}/\n`);
+      expect(dockerfile).toContain(`COPY --from=build --chown=root:root /build/${dir}/dist ${to}/dist\n`);
+    }
+    // ...built in the build stage, after `npm ci` linked them (it needs their package.json files).
+    expect(dockerfile).toMatch(/COPY packages \.\/packages\nRUN npm ci [^\n]*\n[\s\S]*RUN npx tsc -b tsconfig\.json\n/);
   });
 
   it("installs what the trainer's plots need: vega and vega-lite are production dependencies, and the image installs those", () => {

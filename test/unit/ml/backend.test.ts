@@ -2,7 +2,7 @@
  * Backend selection. tfjs keeps one engine per process (per jest test file), so each scenario loads
  * a fresh copy of src/ml/backend.ts (its choice is per module instance) with jest.isolateModules.
  */
-import { PROJECT_WASM_KERNELS } from '../../../src/ml/kernels';
+import { PROJECT_WASM_KERNELS } from '@image-triage/tfjs-wasm-kernels';
 import * as tf from '@tensorflow/tfjs';
 import * as wasmPackage from '@tensorflow/tfjs-backend-wasm';
 import type * as BackendModule from '../../../src/ml/backend';

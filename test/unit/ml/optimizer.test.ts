@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { FusedAdam, ADAM_UPDATE_KERNEL } from '../../../src/ml/optimizer';
-import { setSimdKernelsEnabled, simdRuntime } from '../../../src/ml/kernels/simdKernels';
-import { randomArray, relError } from './kernels/compare';
+import { setSimdKernelsEnabled, simdRuntime } from '@image-triage/tfjs-wasm-kernels';
+import { randomArray, relError } from '../../../packages/tfjs-wasm-kernels/test/compare';
 import { quietTfjsNotes } from '../../../src/ml/backend';
 
 /**

@@ -9,13 +9,13 @@ import {
   PROJECT_WASM_KERNELS,
   registerWasmTrainingKernels,
   unregisterWasmTrainingKernels,
-} from '../../../src/ml/kernels';
+} from '@image-triage/tfjs-wasm-kernels';
 import { buildModel, ModelName } from '../../../src/ml/models';
 import { loadModel, ModelCard, saveModel } from '../../../src/ml/modelStore';
 import { LoadedModel, ModelCache, ScoredImage, ShapeMismatch } from '../../../src/registry/modelCache';
 import { CONTAINERS, paths } from '../../../src/storage/layout';
 import type { BlobData, BlobStore, PutOptions, PutResult } from '../../../src/storage/blobStore';
-import { randomArray } from '../ml/kernels/compare';
+import { randomArray } from '../../../packages/tfjs-wasm-kernels/test/compare';
 
 /** The part of BlobStore that saving, loading and the model cache use, in memory. */
 class MemoryStore {

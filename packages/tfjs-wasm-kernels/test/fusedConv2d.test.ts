@@ -9,7 +9,7 @@ import {
   registerWasmTrainingKernels,
   registeredWasmTrainingKernels,
   unregisterWasmTrainingKernels,
-} from '../../../../src/ml/kernels';
+} from '../src';
 import { compareBackends, randomArray, sizeOf } from './compare';
 
 const TOL = 1e-4;

@@ -1,17 +1,24 @@
 /**
- * The threaded SIMD wasm build in Node (src/ml/kernels/wasmThreads.ts): it loads with the number of
- * XNNPACK threads asked for, computes what cpu computes, and does not keep the process alive
- * (jest would report an open handle / not exit otherwise).
+ * The threaded SIMD wasm build in Node (wasmThreads.ts): it loads with the number of XNNPACK
+ * threads asked for, computes what cpu computes with the kernels registered, refuses a thread count
+ * out of range or a backend already initialised, and does not keep the process alive (jest would
+ * report an open handle / not exit otherwise).
  */
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../../../../src/ml/backend';
+import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { registerThreadedWasmBackend, registerWasmTrainingKernels } from '../src';
 import { compareBackends, randomArray, sizeOf } from './compare';
 
-describe('threaded wasm backend', () => {
+describe('registerThreadedWasmBackend', () => {
+  it('refuses a thread count out of range', () => {
+    for (const n of [0, 1, 9, 2.5]) expect(() => registerThreadedWasmBackend(n)).toThrow(/from 2 to 8/);
+  });
+
   it('runs XNNPACK on 2 threads and matches cpu on a conv net step', async () => {
-    const info = await initBackend('wasm', undefined, { wasmThreads: 2 });
-    expect(info).toMatchObject({ name: 'wasm', threads: 2 });
-    expect(info.detail).toMatch(/threaded-simd build, 2 threads/);
+    registerThreadedWasmBackend(2);
+    registerWasmTrainingKernels();
+    expect(await tf.setBackend('wasm')).toBe(true);
+    expect(getThreadsCount()).toBe(2);
     const x: [number, number, number, number] = [8, 13, 13, 16];
     const w: [number, number, number, number] = [3, 3, 16, 32];
     const xs = randomArray(sizeOf(x), 1);
@@ -35,10 +42,7 @@ describe('threaded wasm backend', () => {
     expect(err).toBeLessThan(1e-4);
   });
 
-  it('refuses a thread count out of range', async () => {
-    await expect(initBackend('wasm', undefined, { wasmThreads: 0 })).resolves.toMatchObject({ name: 'wasm' }); // already chosen: same info
-    const { registerThreadedWasmBackend } = await import('../../../../src/ml/kernels/wasmThreads');
-    expect(() => registerThreadedWasmBackend(1)).toThrow(/from 2 to 8/);
+  it('refuses once the wasm backend is initialised', () => {
     expect(() => registerThreadedWasmBackend(2)).toThrow(/already initialised/);
   });
 });

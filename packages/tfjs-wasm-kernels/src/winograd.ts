@@ -1,7 +1,7 @@
 /**
  * Winograd F(4x4, 3x3) convolution for inference on the wasm backend: the kernel
- * TriageWinogradConv2D, which ml/inference.ts calls for the 3x3 stride-1 convolutions of a model
- * it scores (the screening CNN's conv2..conv5).
+ * TriageWinogradConv2D, which the application's scoring path (src/ml/inference.ts) calls for the
+ * 3x3 stride-1 convolutions of a model it scores (the screening CNN's conv2..conv5).
  *
  * Each 4x4 block ("tile") of outputs is computed from the 6x6 block of inputs around it: V = B^T d B
  * per input channel, then 36 matrix products M[xi] = V[xi] U[xi] over the channels, with U = G g G^T
@@ -19,8 +19,8 @@
  * computes and writes the same values again.
  *
  * Takes NHWC float32, a 3x3 filter, stride 1, dilation 1, 'same' or 'valid' padding, cin and cout
- * multiples of 4, output height and width multiples of 4. ml/inference.ts checks that before it
- * calls the kernel; the kernel itself runs the stock FusedConv2D with the untransformed filter when
+ * multiples of 4, output height and width multiples of 4 (winogradFits). The caller checks that
+ * before it calls the kernel; the kernel itself runs the stock FusedConv2D with the untransformed filter when
  * the SIMD kernels cannot run (no wasm SIMD).
  */
 import * as tf from '@tensorflow/tfjs';

@@ -1,6 +1,10 @@
-import { toLoadedFunctions, UnsupportedFunctionError } from '../../../src/local/functionApp';
-import { matchRoute } from '../../../src/local/runtime';
-import type { CoreRegistration } from '../../../src/local/functionsCore';
+/**
+ * The function app loader: registrations made through @azure/functions (its app.* calls end in
+ * @azure/functions-core's registerFunction, which this package stands in for) become the triggers a
+ * host drives; anything a local host would not run is refused by name.
+ */
+import path from 'node:path';
+import { loadFunctionApp, toLoadedFunctions, UnsupportedFunctionError, type CoreRegistration } from '../src';
 
 const cb = () => undefined;
 function reg(
@@ -68,12 +72,23 @@ describe('function app validation', () => {
   });
 });
 
-describe('HTTP routes', () => {
-  it('binds parameters, decodes them and refuses other paths', () => {
-    expect(matchRoute('labels/{name}', '/api/labels/a%20b.png')).toEqual({ name: 'a b.png' });
-    expect(matchRoute('predictions/{*name}', '/api/predictions/batch%201/x.png')).toEqual({ name: 'batch 1/x.png' });
-    expect(matchRoute('status', '/api/status')).toEqual({});
-    expect(matchRoute('status', '/api/statusx')).toBeUndefined();
-    expect(matchRoute('status', '/status')).toBeUndefined();
+describe('loadFunctionApp', () => {
+  const fixtures = path.join(__dirname, 'fixtures');
+
+  it('requires every registration file of the folder, as the host does, and returns its functions', async () => {
+    const fns = loadFunctionApp(path.relative(process.cwd(), path.join(fixtures, 'app')), { extension: '.js' });
+    expect(fns.map((f) => [f.name, f.trigger])).toEqual([
+      ['greet', { kind: 'http', route: 'hello/{name}', methods: ['GET'], authLevel: 'anonymous' }],
+      ['uploads', { kind: 'blob', path: 'incoming/{name}', container: 'incoming', connection: 'AzureWebJobsStorage' }],
+      ['nightly', { kind: 'timer', schedule: '0 0 3 * * *', runOnStartup: false }],
+    ]);
+    // The callbacks are the app's handlers (wrapped by @azure/functions), ready to be invoked.
+    expect(fns.every((f) => typeof f.callback === 'function')).toBe(true);
+  });
+
+  it('refuses an app with a trigger a local host does not run', () => {
+    expect(() => loadFunctionApp(path.join(fixtures, 'queue-app'), { extension: '.js' })).toThrow(
+      /Function "orders" uses a queueTrigger trigger/,
+    );
   });
 });

@@ -9,9 +9,9 @@ import {
   registerWasmTrainingKernels,
   registeredWasmTrainingKernels,
   unregisterWasmTrainingKernels,
-} from '../../../../src/ml/kernels';
-import { MAX_MODULES, setSimdKernelsEnabled, simdRuntime } from '../../../../src/ml/kernels/simdKernels';
-import { FunctionBuilder } from '../../../../src/ml/kernels/wasmAsm';
+} from '../src';
+import { MAX_MODULES, setSimdKernelsEnabled, simdRuntime } from '../src/simdKernels';
+import { FunctionBuilder } from '../src/wasmAsm';
 import { compareBackends, onBackend, randomArray, relError, sizeOf } from './compare';
 
 const TOL = 1e-4;

@@ -4,7 +4,6 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { quietTfjsNotes } from '../../../../src/ml/backend';
 
 /** Deterministic pseudo-random floats in [lo, hi) (mulberry32). */
 export function randomArray(size: number, seed: number, lo = -1, hi = 1): Float32Array {
@@ -25,7 +24,7 @@ export function sizeOf(shape: readonly number[]): number {
 
 /** Runs `f` on the named backend and returns every output as a plain Float32Array. */
 export async function onBackend(name: 'cpu' | 'wasm', f: () => tf.Tensor | tf.Tensor[]): Promise<Float32Array[]> {
-  quietTfjsNotes();
+  tf.env().set('PROD', true); // no tfjs notes in the test output
   if (!(await tf.setBackend(name))) throw new Error(`backend ${name} did not initialise`);
   const outs = tf.tidy(() => {
     const r = f();

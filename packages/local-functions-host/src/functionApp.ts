@@ -39,11 +39,6 @@ export function installCoreResolver(): void {
   };
 }
 
-/** functions/ beside src/: the TypeScript sources under ts-jest, the compiled files under dist/. */
-export function defaultFunctionsDir(): string {
-  return path.resolve(__dirname, '..', '..', 'functions');
-}
-
 /** A binding property as text (`dflt` when absent). */
 function text(v: unknown, dflt: string): string {
   return v === undefined || v === null ? dflt : typeof v === 'string' ? v : JSON.stringify(v);
@@ -107,15 +102,21 @@ export function toLoadedFunctions(regs: readonly CoreRegistration[]): LoadedFunc
   });
 }
 
-/** Requires every function file once (as the host does at start-up) and returns the registrations. */
-export function loadFunctionApp(dir: string = defaultFunctionsDir()): LoadedFunction[] {
+export interface LoadOptions {
+  /** Extension of the registration files; default that of this module (.ts under ts-jest, .js once compiled). */
+  extension?: string;
+}
+
+/** Requires every function file of `dir` once (as the host does at start-up) and returns the registrations. */
+export function loadFunctionApp(dir: string, opts: LoadOptions = {}): LoadedFunction[] {
   installCoreResolver();
-  const ext = path.extname(__filename); // .ts under ts-jest, .js once compiled
-  const files = readdirSync(dir)
+  const ext = opts.extension ?? path.extname(__filename);
+  const abs = path.resolve(dir);
+  const files = readdirSync(abs)
     .filter((f) => path.extname(f) === ext && !f.endsWith('.d.ts') && !f.endsWith('.map'))
     .sort();
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- the registration files, found by listing the folder
-  for (const f of files) require(path.join(dir, f));
+  for (const f of files) require(path.join(abs, f));
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const core = require(CORE_MODULE) as typeof import('./functionsCore');
   return toLoadedFunctions(core.registeredFunctions());

@@ -2,44 +2,7 @@
  * The project's wasm training kernels: registering them makes the tfjs wasm backend able to train
  * conv nets (Conv2DBackpropFilter is otherwise missing) and several times faster at it.
  *
- * | kernel                | stock wasm 4.22           | project kernel                                          |
- * |-----------------------|---------------------------|---------------------------------------------------------|
- * | Conv2D                | XNNPACK                   | generated SIMD loop (cout % 4 == 0, NHWC, dilation 1);  |
- * |                       |                           | else the stock kernel                                   |
- * | FusedConv2D (tfjs-    | XNNPACK                   | the Conv2D loop with the bias as the accumulators' start|
- * | layers' Conv2D at     |                           | and relu/relu6 as a clamp at the store (linear, relu,   |
- * | inference)            |                           | relu6); prelu, leakyrelu, elu, ..., NCHW, dilation,     |
- * |                       |                           | cout % 4 != 0: the stock kernel                         |
- * | Conv2DBackpropFilter  | not registered            | generated SIMD loop in place (cout % 4 == 0); else JS   |
- * |                       |                           | im2col + XNNPACK matmul                                 |
- * | Conv2DBackpropInput   | plain loop                | generated SIMD scatter (cin % 4 == 0); else XNNPACK     |
- * |                       |                           | Conv2D with the flipped filter                          |
- * | MaxPoolGrad           | generic loop              | generated SIMD loop (2x2/2, c % 4 == 0); else one JS    |
- * |                       |                           | pass over the heap                                      |
- * | MaxPool               | XNNPACK                   | generated SIMD loop (2x2/2 unpadded, c % 4 == 0); else  |
- * |                       |                           | the stock kernel                                        |
- * | BatchMatMul           | slow loop when transposed | one product, n % 4 == 0: generated SIMD loop (transposed|
- * |                       |                           | A read in place, transposed B transposed first); other  |
- * |                       |                           | single products: transpose, then the XNNPACK path       |
- * | Sum                   | transpose, then reduce    | bias gradients via XNNPACK AvgPool + a JS pass; small   |
- * |                       |                           | ones and last-axis sums by one JS pass                  |
- * | Identity, Cast (same  | copy                      | share the input's data (reference count), as cpu does   |
- * | dtype)                |                           |                                                         |
- * | Add                   | XNNPACK; slow broadcast   | bias [c] + x [..., c] (c % 4 == 0): generated SIMD loop;|
- * |                       |                           | else the stock kernel                                   |
- * | TriageReluGrad (the   | Step, Cast, Multiply      | one generated SIMD loop (reluGrad.ts overrides the Relu |
- * | Relu gradient)        |                           | gradient on wasm while registered)                      |
- * | TriageBatchNormTrain, | tf.moments + tf.batchNorm | two passes each (sums, then the affine map): generated  |
- * | TriageBatchNormTrain- | and their gradients (~15  | SIMD loops (c % 4 == 0), float32 partial sums per chunk |
- * | Grad (models.ts       | full-size kernels, Tile)  | added in float64; else JS loops                         |
- * | batchNormalization)   |                           |                                                         |
- * | FusedBatchNorm (batch | plain loop                | the same SIMD affine pass (c % 4 == 0; per-channel      |
- * | norm at inference)    |                           | operands); else the stock kernel                        |
- * | TriageWinogradConv2D  | (none: tfjs-layers runs   | Winograd F(4x4, 3x3) (winograd.ts): generated input/    |
- * | (ml/inference.ts's    | Conv2D, FusedBatchNorm,   | output transforms over 4 channels, 36 products per chunk|
- * | scoring of 3x3 stride-| Relu as three passes)     | of 32 tiles by the direct conv's register tiling; batch |
- * | 1 convs, batch norm   |                           | norm + relu folded in by inference.ts; 3x3, stride 1,   |
- * | and relu folded in)   |                           | cin, cout, out h, w % 4 == 0; else FusedConv2D          |
+ * What each kernel replaces and when it falls back to the stock one: the table in README.md.
  *
  * CPU time per peer CNN training step (batch 64), JS/XNNPACK paths -> SIMD kernels, measured A/B
  * in one process: Conv2DBackpropFilter 7.2 -> 1.8 ms (two calls), MaxPoolGrad 3.2 -> 0.6 ms (two
@@ -65,14 +28,14 @@
  * | 64    | 0.417  | 0.314 | -25%   |
  *
  * Winograd against the SIMD direct FusedConv2D, the screening CNN's layers at batch 64, ms per
- * image (`node scripts/run.js bench/winograd.js`, 6 alternating calls in one process, 2026-12-02,
- * load average 0.6): 64x64x16->32 1.16 -> 0.52, 32x32x32->64 1.15 -> 0.40, 16x16x64->128 1.15 ->
- * 0.36, 8x8x128->128 0.57 -> 0.18 (2.2-3.2x). Difference 3e-6 to 5e-6 of the largest output;
- * tests bound it at 1e-5 to 3e-5 against the cpu backend's direct convolution (which is within
- * ~1e-7). Chunks of 16 and 64 tiles were within 15% of 32, none better on every layer (measured
- * under load). The 36 slabs of a chunk's scratch are a cache line more than a power of two apart:
- * at exactly 2 or 4 KB the transforms' 36 accesses per tile shared L1 sets, and the whole
- * convolution was slower than the direct one.
+ * image (the repository's `node scripts/run.js bench/winograd.js`, 6 alternating calls in one
+ * process, 2026-12-02, load average 0.6): 64x64x16->32 1.16 -> 0.52, 32x32x32->64 1.15 -> 0.40,
+ * 16x16x64->128 1.15 -> 0.36, 8x8x128->128 0.57 -> 0.18 (2.2-3.2x). Difference 3e-6 to 5e-6 of
+ * the largest output; tests bound it at 1e-5 to 3e-5 against the cpu backend's direct convolution
+ * (which is within ~1e-7). Chunks of 16 and 64 tiles were within 15% of 32, none better on every
+ * layer (measured under load). The 36 slabs of a chunk's scratch are a cache line more than a
+ * power of two apart: at exactly 2 or 4 KB the transforms' 36 accesses per tile shared L1 sets,
+ * and the whole convolution was slower than the direct one.
  *
  * The SIMD kernels (simdKernels.ts) are small wasm modules generated per tensor geometry that
  * share the backend's memory; without wasm SIMD the JS/XNNPACK paths run instead.
@@ -248,3 +211,9 @@ export function unregisterWasmTrainingKernels(): void {
 export function registeredWasmTrainingKernels(): ProjectWasmKernel[] {
   return PROJECT_WASM_KERNELS.filter((n) => isProjectKernel(n));
 }
+
+// Building blocks for kernels and optimizers written outside this package (a SIMD Adam update, the
+// threaded wasm build), and the switch that turns the generated SIMD paths off (A/B measurements).
+export { buildAdamUpdate, setSimdKernelsEnabled, simdRuntime, type SimdRuntime } from './simdKernels';
+export { asWasm, f32, heapOffset, input, type KernelArgs, type WasmBackendLike } from './wasmUtil';
+export { registerThreadedWasmBackend } from './wasmThreads';
