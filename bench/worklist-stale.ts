@@ -1,13 +1,13 @@
 /**
  * A worklist page read while the worklist's listing runs (what happens right after an instance's
  * snapshot goes stale: the stale snapshot answers, a new listing runs behind it), by listing page
- * size (`node scripts/run.js bench/worklist-stale.js`). In one process, alternating: the time to list every
+ * size (`npm run bench:worklist-stale`). In one process, alternating: the time to list every
  * flagged record with metadata at each page size alone, and the time to read a worklist page not
  * read before (25 items: each its record and its upload's properties) alone and during that listing.
  *
- *   node scripts/run.js bench/worklist-stale.js [--flagged 10050] [--rounds 3] [--pages 5000,500]
+ *   npm run bench:worklist-stale -- [--flagged 10050] [--rounds 3] [--pages 5000,500]
  */
-import { startAzurite } from '../src/local/azurite';
+import { startAzurite } from '@image-triage/local-functions-host';
 import { BlobStore } from '../src/storage/blobStore';
 import { CONTAINERS, paths } from '../src/storage/layout';
 import { readWorklist } from '../src/triage/worklist';
