@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../src/ml/backend';
 import { forwardPass, InferencePool, scoreFlat, shares } from '../../../src/ml/inference';
 import { buildModel } from '../../../src/ml/models';
-import { randomArray } from './kernels/compare';
+import { randomArray } from '../../../packages/tfjs-wasm-kernels/test/compare';
 
 const SHAPE: [number, number, number] = [32, 32, 1];
 const SIZE = 32 * 32;
