@@ -35,13 +35,13 @@ async function main(): Promise<void> {
     [16, 64, 128],
     [8, 128, 128],
   ] as const) {
-    const x = tf.randomUniform([bs, hw, hw, cin], 0, 1, 'float32', 1) as tf.Tensor4D;
-    const filter = tf.randomUniform([3, 3, cin, cout], -0.2, 0.2, 'float32', 2) as tf.Tensor4D;
-    const bias = tf.randomUniform([cout], -0.1, 0.1, 'float32', 3) as tf.Tensor1D;
+    const x = tf.randomUniform<tf.Rank.R4>([bs, hw, hw, cin], 0, 1, 'float32', 1);
+    const filter = tf.randomUniform<tf.Rank.R4>([3, 3, cin, cout], -0.2, 0.2, 'float32', 2);
+    const bias = tf.randomUniform<tf.Rank.R1>([cout], -0.1, 0.1, 'float32', 3);
     const u = tf.tensor3d(winogradFilter(filter.dataSync() as Float32Array, cin, cout), [36, cin, cout]);
     const direct = (): tf.Tensor => tf.fused.conv2d({ x, filter, bias, pad: 'same', activation: 'relu', strides: 1 });
     const winograd = (): tf.Tensor =>
-      tf.engine().runKernel(WINOGRAD_KERNEL, { x, u, filter, bias }, { pad: 'same', relu: true }) as tf.Tensor;
+      tf.engine().runKernel<tf.Tensor>(WINOGRAD_KERNEL, { x, u, filter, bias }, { pad: 'same', relu: true });
     const [a, b] = [direct(), winograd()];
     const err = tf.tidy(
       () =>

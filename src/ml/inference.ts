@@ -28,7 +28,7 @@ export interface Forward {
 type Step = (x: tfTypes.Tensor) => tfTypes.Tensor;
 
 function configOf(layer: tfTypes.layers.Layer): Record<string, unknown> {
-  return layer.getConfig() as Record<string, unknown>;
+  return layer.getConfig();
 }
 
 function allOnes(v: unknown): boolean {
@@ -45,8 +45,7 @@ function convBlock(
   const conv = layers[i] as tfTypes.layers.Layer;
   if (conv.getClassName() !== 'Conv2D') return undefined;
   const c = configOf(conv);
-  const kernelSize = c.kernelSize as number[];
-  const strides = c.strides as number[];
+  const strides = c.strides as [number, number];
   const padding = c.padding as string;
   const outShape = conv.outputShape as (number | null)[];
   if (
@@ -77,7 +76,7 @@ function convBlock(
       const gamma = b.scale === false ? undefined : w[k++];
       const beta = b.center === false ? undefined : w[k++];
       const mean = w[k++];
-      const variance = w[k++];
+      const variance = w[k];
       if (mean !== undefined && variance !== undefined) {
         for (let o = 0; o < cout; o++) {
           const s =
@@ -117,7 +116,7 @@ function convBlock(
     return {
       take,
       step: (x) =>
-        tf.engine().runKernel(WINOGRAD_KERNEL, { x, u, filter, bias }, { pad: padding, relu }) as tfTypes.Tensor,
+        tf.engine().runKernel<tfTypes.Tensor>(WINOGRAD_KERNEL, { x, u, filter, bias }, { pad: padding, relu }),
     };
   }
   return {
@@ -127,8 +126,8 @@ function convBlock(
         x: x as tfTypes.Tensor4D,
         filter,
         bias,
-        strides: strides as [number, number],
-        pad: padding as 'same' | 'valid',
+        strides,
+        pad: padding,
         dataFormat: 'NHWC',
         activation: relu ? 'relu' : 'linear',
       }),

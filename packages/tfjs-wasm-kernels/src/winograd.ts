@@ -438,5 +438,5 @@ export function winogradConv2dWasm(args: KernelArgs): tf.TensorInfo {
 export const winogradConv2dConfig: tf.KernelConfig = {
   kernelName: WINOGRAD_KERNEL,
   backendName: 'wasm',
-  kernelFunc: winogradConv2dWasm as unknown as tf.KernelFunc,
+  kernelFunc: winogradConv2dWasm,
 };

@@ -35,7 +35,7 @@ async function compare(c: Case, xs: Float32Array): Promise<{ err: number }> {
       filter: tf.tensor4d(ws, [3, 3, cin, c.cout]),
       bias: tf.tensor1d(bs),
     };
-    return tf.engine().runKernel(WINOGRAD_KERNEL, inputs, { pad: c.pad, relu: c.relu }) as tf.Tensor;
+    return tf.engine().runKernel<tf.Tensor>(WINOGRAD_KERNEL, inputs, { pad: c.pad, relu: c.relu });
   });
   return { err: relError(got as Float32Array, want as Float32Array) };
 }

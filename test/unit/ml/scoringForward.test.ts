@@ -62,7 +62,7 @@ it('Winograd matches the direct convolution on radiographs (64x64, the image wid
       filter: tf.tensor4d(ws, [3, 3, 4, 16]),
       bias: tf.tensor1d(bs),
     };
-    return tf.engine().runKernel(WINOGRAD_KERNEL, inputs, { pad: 'same', relu: true }) as tf.Tensor;
+    return tf.engine().runKernel<tf.Tensor>(WINOGRAD_KERNEL, inputs, { pad: 'same', relu: true });
   });
   expect(relError(got as Float32Array, want as Float32Array)).toBeLessThan(1e-5);
 });
