@@ -35,6 +35,19 @@ function allOnes(v: unknown): boolean {
   return v === undefined || v === 1 || (Array.isArray(v) && v.every((d) => d === 1));
 }
 
+/** Whether `layer` is a 2x2 / stride 2 max pool without padding, channels last. */
+function isMaxPool2x2(layer: tfTypes.layers.Layer | undefined): boolean {
+  if (layer === undefined || layer.getClassName() !== 'MaxPooling2D') return false;
+  const c = configOf(layer);
+  const two = (v: unknown): boolean => Array.isArray(v) && v.length === 2 && v[0] === 2 && v[1] === 2;
+  return (
+    two(c.poolSize) &&
+    (c.strides == null || two(c.strides)) &&
+    c.padding === 'valid' &&
+    (c.dataFormat ?? 'channelsLast') === 'channelsLast'
+  );
+}
+
 /** How many layers from `i` make one convolution block, and the block's step; undefined: not one. */
 function convBlock(
   tf: typeof tfTypes,
@@ -113,10 +126,12 @@ function convBlock(
   ) {
     const u = tf.tensor3d(winogradFilter(w, cin, cout), [36, cin, cout]);
     owned.push(u);
+    // A 2x2 / stride 2 max pool after the block is taken into the kernel's output transform.
+    const pool = isMaxPool2x2(layers[i + take]);
     return {
-      take,
+      take: take + (pool ? 1 : 0),
       step: (x) =>
-        tf.engine().runKernel<tfTypes.Tensor>(WINOGRAD_KERNEL, { x, u, filter, bias }, { pad: padding, relu }),
+        tf.engine().runKernel<tfTypes.Tensor>(WINOGRAD_KERNEL, { x, u, filter, bias }, { pad: padding, relu, pool }),
     };
   }
   return {

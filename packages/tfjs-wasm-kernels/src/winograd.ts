@@ -77,6 +77,8 @@ export interface WinogradGeometry {
   wp: number;
   ow: number;
   relu: boolean;
+  /** A 2x2 / stride 2 max pool of the outputs too: each tile writes its 2x2 maxima (output row length ow / 2). */
+  pool?: boolean;
 }
 
 /** i32.load (an address on the stack) + offset: the FunctionBuilder has no scalar loads. */
@@ -93,6 +95,7 @@ function loadI32(fn: FunctionBuilder, offset: number): FunctionBuilder {
  */
 export function buildWinogradConv(g: WinogradGeometry, chunk: number = WINOGRAD_CHUNK): FunctionBuilder[] {
   const { cin, cout, wp, ow, relu } = g;
+  const pool = g.pool === true;
   if (cin % 4 !== 0 || cout % 4 !== 0 || chunk % CONV_TILE.positions !== 0)
     throw new Error('buildWinogradConv needs cin, cout multiples of 4 and a chunk of whole register tiles');
   const vStride = slabBytes(chunk, cin);
@@ -214,6 +217,8 @@ export function buildWinogradConv(g: WinogradGeometry, chunk: number = WINOGRAD_
       outT.local(V128),
       outT.local(V128),
     ];
+    // With `pool`: a pair of rows' outputs, maxed as they come.
+    const row = pool ? Array.from({ length: 4 }, () => outT.local(V128)) : [];
     outT.f32x4Const(2).set(c2).f32x4Const(4).set(c4).f32x4Const(8).set(c8).f32x4Const(0).set(zero);
     const slot = (r: number, col: number): number => (r * 6 + col) * mStride;
     const at = (put: (k: number, value: () => void) => void): void => {
@@ -251,12 +256,26 @@ export function buildWinogradConv(g: WinogradGeometry, chunk: number = WINOGRAD_
             .load(slot(r, col))
             .set(m[col] as number);
         at((k, value) => {
-          outT.get(Y);
+          if (!pool) outT.get(Y);
           value();
           outT.get(b).f32x4Add();
           if (relu) outT.get(zero).f32x4Max();
-          outT.store((r * ow + k) * cout * 4);
+          if (!pool) outT.store((r * ow + k) * cout * 4);
+          else if (r % 2 === 0) outT.set(row[k] as number);
+          else
+            outT
+              .get(row[k] as number)
+              .f32x4Max()
+              .set(row[k] as number);
         });
+        if (pool && r % 2 === 1)
+          for (let k = 0; k < 4; k += 2)
+            outT
+              .get(Y)
+              .get(row[k] as number)
+              .get(row[k + 1] as number)
+              .f32x4Max()
+              .store((((r - 1) / 2) * (ow / 2) + k / 2) * cout * 4);
       }
       outT.inc(M, 16).inc(Y, 16).inc(BIAS, 16);
       outT.inc(left, -1).get(left).brIf(0);
@@ -339,6 +358,7 @@ function runWinograd(
   filterShape: [number, number, number, number],
   bias: tf.TensorInfo,
   relu: boolean,
+  pool: boolean,
 ): tf.TensorInfo | undefined {
   const attrs = args.attrs ?? {};
   const info = conv2dInfo(shape4(x, 'Winograd x'), filterShape, { strides: 1, pad: attrs.pad });
@@ -357,7 +377,7 @@ function runWinograd(
   const hp = oh + 2;
   const wp = ow + 2;
   const backend = asWasm(args.backend);
-  const out = backend.makeOutput([n, oh, ow, cout], 'float32');
+  const out = backend.makeOutput(pool ? [n, oh / 2, ow / 2, cout] : [n, oh, ow, cout], 'float32');
   if (n === 0) return out;
   const needsPad = hp !== h || wp !== w || padTop !== 0 || padLeft !== 0;
   const padded = needsPad ? backend.makeOutput([n, hp, wp, cin], 'float32') : undefined;
@@ -378,7 +398,9 @@ function runWinograd(
     for (let ty = 0; ty < oh; ty += 4)
       for (let tx = 0; tx < ow; tx += 4) {
         addrs[2 * t] = xBase + ((b * hp + ty) * wp + tx) * cin * 4;
-        addrs[2 * t + 1] = yBase + ((b * oh + ty) * ow + tx) * cout * 4;
+        addrs[2 * t + 1] = pool
+          ? yBase + ((b * (oh / 2) + ty / 2) * (ow / 2) + tx / 2) * cout * 4
+          : yBase + ((b * oh + ty) * ow + tx) * cout * 4;
         t++;
       }
   // Fill the last chunk with the last tile (the same values computed and written again).
@@ -386,7 +408,7 @@ function runWinograd(
     addrs[2 * t] = addrs[2 * (tiles - 1)] as number;
     addrs[2 * t + 1] = addrs[2 * (tiles - 1) + 1] as number;
   }
-  const g: WinogradGeometry = { cin, cout, wp, ow, relu };
+  const g: WinogradGeometry = { cin, cout, wp, ow, relu, pool };
   const run = simd.kernel(`Winograd ${JSON.stringify({ ...g, chunk })}`, () => buildWinogradConv(g, chunk));
   run(
     heapOffset(backend, list),
@@ -402,9 +424,10 @@ function runWinograd(
 
 /**
  * TriageWinogradConv2D: inputs x [n, h, w, cin], u (winogradFilter of filter) [36, cin, cout],
- * filter [3, 3, cin, cout], bias [cout]; attrs pad ('same' | 'valid'), relu (boolean). y = conv(x,
- * filter) + bias, relu'd. Without wasm SIMD, or for a geometry the kernel does not take: the stock
- * FusedConv2D.
+ * filter [3, 3, cin, cout], bias [cout]; attrs pad ('same' | 'valid'), relu (boolean), pool
+ * (boolean). y = conv(x, filter) + bias, relu'd, and with `pool` max-pooled 2x2 / stride 2 (the
+ * output then [n, oh / 2, ow / 2, cout]). Without wasm SIMD, or for a geometry the kernel does not
+ * take: the stock FusedConv2D (and MaxPool).
  */
 export function winogradConv2dWasm(args: KernelArgs): tf.TensorInfo {
   const x = input(args.inputs, 'x', WINOGRAD_KERNEL);
@@ -412,27 +435,30 @@ export function winogradConv2dWasm(args: KernelArgs): tf.TensorInfo {
   const filter = input(args.inputs, 'filter', WINOGRAD_KERNEL);
   const bias = input(args.inputs, 'bias', WINOGRAD_KERNEL);
   const relu = args.attrs?.relu === true;
+  const pool = args.attrs?.pool === true;
   const simd = simdRuntime(args.backend);
   const out =
     simd === undefined || x.dtype !== 'float32'
       ? undefined
-      : runWinograd(simd, args, x, u, shape4(filter, 'Winograd filter'), bias, relu);
-  return (
-    out ??
-    runKernel(
-      'FusedConv2D',
-      { x, filter, bias },
-      {
-        strides: [1, 1],
-        pad: args.attrs?.pad,
-        dataFormat: 'NHWC',
-        dilations: [1, 1],
-        dimRoundingMode: undefined,
-        activation: relu ? 'relu' : 'linear',
-      },
-      args.backend,
-    )
+      : runWinograd(simd, args, x, u, shape4(filter, 'Winograd filter'), bias, relu, pool);
+  if (out !== undefined) return out;
+  const conv = runKernel(
+    'FusedConv2D',
+    { x, filter, bias },
+    {
+      strides: [1, 1],
+      pad: args.attrs?.pad,
+      dataFormat: 'NHWC',
+      dilations: [1, 1],
+      dimRoundingMode: undefined,
+      activation: relu ? 'relu' : 'linear',
+    },
+    args.backend,
   );
+  if (!pool) return conv;
+  const pooled = runKernel('MaxPool', { x: conv }, { filterSize: [2, 2], strides: [2, 2], pad: 'valid' }, args.backend);
+  dispose(asWasm(args.backend), conv);
+  return pooled;
 }
 
 export const winogradConv2dConfig: tf.KernelConfig = {

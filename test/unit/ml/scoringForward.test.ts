@@ -105,9 +105,11 @@ describe('the scoring forward pass of the screening CNN', () => {
       scoreFlat(tf, forward, [size, size, 1], flat, files.length);
     });
     const kernels = profile.kernels.map((k) => k.name);
-    // conv2..conv5 (8x8 and up at 64x64 input: 32, 16, 8, 4 outputs a side) run as Winograd; no batch norm pass is left.
+    // conv2..conv5 (32, 16, 8, 4 outputs a side at 64x64 input) run as Winograd; no batch norm pass is left.
     expect(kernels.filter((k) => k === WINOGRAD_KERNEL).length).toBe(4);
     expect(kernels.some((k) => k.includes('BatchNorm'))).toBe(false);
+    // Their 2x2 max pools are taken into the Winograd kernel: only conv1's is left.
+    expect(kernels.filter((k) => k === 'MaxPool').length).toBe(1);
     const got = scoreFlat(tf, forward, [size, size, 1], flat, files.length);
     const want = tf.tidy(() =>
       (model.predict(tf.tensor4d(flat, [files.length, size, size, 1])) as tf.Tensor).dataSync(),
