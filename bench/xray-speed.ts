@@ -1,7 +1,10 @@
 /**
  * Training and inference speed of the screening CNN ('screen', src/ml/models.ts) on real
- * radiographs: tfjs on the wasm backend (one thread, the project's kernels) against PyTorch
- * (bench/torch_screen.py, the same architecture, batch and optimiser) in one run.
+ * radiographs: tfjs on the wasm backend (the project's kernels; training on one thread, inference
+ * the way the product scores uploads: ml/inference.ts's InferencePool on --threads threads, batch
+ * norm and relu folded into the convolutions, the 3x3 ones as Winograd F(4x4, 3x3)) against
+ * PyTorch (bench/torch_screen.py, the same architecture, batch and optimiser, --threads threads)
+ * in one run.
  *
  *   npm run bench:xray -- <folder with one subfolder per class> [--images 320] [--size 128]
  *     [--batches 20] [--warmup 3] [--train-batches 16,32,64] [--infer-batches 16,32,64,256]
@@ -32,6 +35,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/ml/backend';
+import { InferencePool } from '../src/ml/inference';
 import { buildModel } from '../src/ml/models';
 import { findPython } from './python';
 import {
@@ -281,28 +285,39 @@ async function runWasm(o: Options): Promise<EngineResult> {
     train.push(other.figure);
   }
 
+  // Inference as the product scores uploads (registry/modelCache.ts): an InferencePool of
+  // --threads threads (TRIAGE_INFER_THREADS), each running ml/inference.ts's forward pass.
+  const pool = new InferencePool(tf, model, [size, size, 1], { threads: o.threads, backend: 'wasm' });
+  await pool.started;
+  const threads = pool.threads;
+  const all = floats(0, n);
+  // The scoring path's probabilities against model.predict's (tfjs-layers: conv, batch norm, relu).
+  const checked = Math.min(n, 32);
+  const fast = await pool.predict(all.subarray(0, checked * px), checked);
+  const slow = tf.tidy(() =>
+    (model.predict(tf.tensor4d(all.subarray(0, checked * px), [checked, size, size, 1])) as tf.Tensor).dataSync(),
+  );
+  const drift = fast.reduce((d, v, i) => Math.max(d, Math.abs(v - (slow[i] as number))), 0);
   const infer: BatchFigure[] = [];
   for (const bs of o.inferBatches) {
-    const run = (s: number): void => {
+    const run = async (s: number): Promise<void> => {
       const count = Math.min(bs, n - s);
-      const x = tf.tensor4d(floats(s, count), [count, size, size, 1]);
-      const p = tf.tidy(() => model.predict(x, { batchSize: bs }) as tf.Tensor);
-      p.dataSync();
-      tf.dispose([x, p]);
+      await pool.predict(all.subarray(s * px, (s + count) * px), count);
     };
-    run(0);
+    await run(0);
     const c1 = cpuSeconds();
     const t1 = performance.now();
-    for (let s = 0; s < n; s += bs) run(s);
+    for (let s = 0; s < n; s += bs) await run(s);
     infer.push({
       batch: bs,
       imagesPerSec: n / ((performance.now() - t1) / 1000),
       imagesPerCpuSec: n / (cpuSeconds() - c1),
     });
   }
+  pool.dispose();
   return {
     engine: 'wasm',
-    detail: `tfjs ${tf.version.tfjs} ${info.name}, ${info.simd === true ? 'SIMD' : 'no SIMD'}, ${info.threads ?? 1} thread, project kernels`,
+    detail: `tfjs ${tf.version.tfjs} ${info.name}, ${info.simd === true ? 'SIMD' : 'no SIMD'}, project kernels; training: 1 thread; inference as the product scores uploads (ml/inference.ts): ${threads} thread${threads === 1 ? '' : 's'}, batch norm + relu folded into the convs, 3x3 convs as Winograd F(4x4,3x3), probabilities within ${drift.toExponential(1)} of model.predict`,
     train,
     finalLoss: ref.loss,
     infer,
@@ -346,7 +361,7 @@ function runChild(engine: Engine, o: Options, input: string, classes: number): E
     ];
   } else {
     cmd = process.execPath;
-    args = [__filename, '--engine', engine, '--input', input, ...common];
+    args = [__filename, '--engine', engine, '--input', input, '--threads', String(o.threads), ...common];
   }
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   const line = r.stdout

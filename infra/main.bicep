@@ -75,6 +75,11 @@ param triageBackend string = ''
 @maxValue(3600000)
 param triageModelRefreshMs int = 2000
 
+@description('Threads that score a batch of uploads on the wasm or cpu backend, the calling one included (1: no worker threads).')
+@minValue(1)
+@maxValue(16)
+param triageInferThreads int = 2
+
 @description('NCRONTAB (six fields, seconds first) of the retraining timer.')
 param retrainSchedule string = '0 0 2 * * *'
 
@@ -306,6 +311,7 @@ module functionApp 'modules/functionapp.bicep' = {
     triageMaxPixels: triageMaxPixels
     triageBackend: triageBackend
     triageModelRefreshMs: triageModelRefreshMs
+    triageInferThreads: triageInferThreads
     retrainSchedule: retrainSchedule
     retrainMinNewLabels: retrainMinNewLabels
     sweepSchedule: sweepSchedule

@@ -23,7 +23,13 @@ export function buildDeps(config: Config, overrides: Partial<Omit<Deps, 'config'
   return {
     config,
     store,
-    models: overrides.models ?? new ModelCache(store, { backend: config.backend, refreshMs: config.modelRefreshMs }),
+    models:
+      overrides.models ??
+      new ModelCache(store, {
+        backend: config.backend,
+        refreshMs: config.modelRefreshMs,
+        inferThreads: config.inferThreads,
+      }),
     now: overrides.now ?? (() => new Date()),
     instanceId: overrides.instanceId ?? process.env.WEBSITE_INSTANCE_ID ?? process.env.HOSTNAME ?? `pid-${process.pid}`,
   };

@@ -74,6 +74,8 @@ export interface Config {
   backend: BackendName | undefined;
   /** How often an instance checks models/current.json for a newly promoted model. */
   modelRefreshMs: number;
+  /** Threads that score a batch of uploads on the wasm backend, the calling one included (ml/inference.ts). */
+  inferThreads: number;
   /** NCRONTAB schedule of the sweep that scores images left waiting and re-drives missed uploads. */
   sweepSchedule: string;
   /** Embedded runtime: invocations running at once. */
@@ -261,6 +263,13 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: '2000',
     expected: 'an integer from 0 to 3600000',
     description: 'How often an instance checks models/current.json for a newly promoted model (milliseconds).',
+  },
+  {
+    key: 'TRIAGE_INFER_THREADS',
+    default: '2',
+    expected: 'an integer from 1 to 16',
+    description:
+      'Threads that score a batch of uploads on the wasm or cpu backend, the calling one included: each other thread is a worker with its own copy of the model (1: none).',
   },
   {
     key: 'SWEEP_SCHEDULE',
@@ -523,6 +532,7 @@ export function loadConfig(env: Env = process.env): Config {
     azureClientId: readGuid(env, 'AZURE_CLIENT_ID'),
     backend,
     modelRefreshMs: readInt(env, 'TRIAGE_MODEL_REFRESH_MS', 0, 3_600_000),
+    inferThreads: readInt(env, 'TRIAGE_INFER_THREADS', 1, 16),
     sweepSchedule: validateNcrontab('SWEEP_SCHEDULE', withDefault(env, 'SWEEP_SCHEDULE')),
     localConcurrency: readInt(env, 'TRIAGE_LOCAL_CONCURRENCY', 1, 64),
     localPollMs: readInt(env, 'TRIAGE_LOCAL_POLL_MS', 10, 60_000),

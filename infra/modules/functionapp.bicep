@@ -35,6 +35,7 @@ param triageMaxUploadBytes int
 param triageMaxPixels int
 param triageBackend string
 param triageModelRefreshMs int
+param triageInferThreads int
 param retrainSchedule string
 param retrainMinNewLabels int
 param sweepSchedule string
@@ -86,6 +87,7 @@ var appSettings = {
   TRIAGE_MAX_PIXELS: string(triageMaxPixels)
   TRIAGE_BACKEND: triageBackend
   TRIAGE_MODEL_REFRESH_MS: string(triageModelRefreshMs)
+  TRIAGE_INFER_THREADS: string(triageInferThreads)
   RETRAIN_SCHEDULE: retrainSchedule
   RETRAIN_MIN_NEW_LABELS: string(retrainMinNewLabels)
   SWEEP_SCHEDULE: sweepSchedule

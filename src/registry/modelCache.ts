@@ -11,6 +11,7 @@ import type { ModelCard } from '../ml/modelStore';
 import { applyTemperature } from '../ml/calibration';
 import type { BackendInfo } from '../ml/backend';
 import type { Log } from '../util/log';
+import type { InferencePool } from '../ml/inference';
 
 export interface ScoredImage {
   /** Calibrated class probabilities (temperature from the model card). */
@@ -25,6 +26,8 @@ export interface LoadedModel {
   card: ModelCard;
   backend: BackendInfo;
   score(pixels: Float32Array): Promise<ScoredImage>;
+  /** Resolves, once the scoring threads have started (or failed to), with how many score a batch. */
+  threadsReady(): Promise<number>;
 }
 
 export interface ModelCacheOptions {
@@ -32,6 +35,8 @@ export interface ModelCacheOptions {
   refreshMs?: number;
   /** Largest batch given to model.predict. Default 64. */
   maxBatch?: number;
+  /** Threads that score a batch on the wasm (or cpu) backend, this one included (ml/inference.ts). Default 1. */
+  inferThreads?: number;
   log?: Log;
   backend?: 'tensorflow' | 'wasm' | 'cpu';
 }
@@ -42,46 +47,23 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
-/**
- * The model's forward pass on a concrete batch. For a Sequential model whose input shape is the
- * card's, its layers' `call`s one after the other: the computation `model.predict` runs, without
- * what predict adds around it per call (input checks, slicing into batches of 32 and concatenating,
- * the symbolic executor, Layer.apply's name scopes and bookkeeping), which costs as much as a
- * third of the CPU time of a batch of one. Any other model: `model.predict`.
- */
-function forwardPass(
-  tf: typeof tfTypes,
-  model: tfTypes.LayersModel,
-  inputShape: readonly number[],
-): (x: tfTypes.Tensor) => tfTypes.Tensor {
-  const predict = (x: tfTypes.Tensor): tfTypes.Tensor => model.predict(x) as tfTypes.Tensor;
-  if (!(model instanceof tf.Sequential)) return predict;
-  const modelInput = model.inputs[0]?.shape;
-  const layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
-  const sameInput =
-    modelInput !== undefined &&
-    modelInput.length === inputShape.length + 1 &&
-    inputShape.every((d, i) => modelInput[i + 1] === d);
-  if (!sameInput || layers.length === 0 || layers.some((l) => !l.built)) return predict;
-  const kwargs = { training: false };
-  return (x) => layers.reduce((y, l) => l.call(y, kwargs) as tfTypes.Tensor, x);
-}
-
 class Batcher implements LoadedModel {
   private queue: Pending[] = [];
   private busy = false;
   private disposed = false;
-  private readonly forward: (x: tfTypes.Tensor) => tfTypes.Tensor;
 
   constructor(
     readonly version: string,
     readonly card: ModelCard,
     readonly backend: BackendInfo,
-    private readonly tf: typeof tfTypes,
     private readonly model: tfTypes.LayersModel,
     private readonly maxBatch: number,
-  ) {
-    this.forward = forwardPass(tf, model, card.inputShape);
+    private readonly pool: InferencePool,
+  ) {}
+
+  async threadsReady(): Promise<number> {
+    await this.pool.started;
+    return this.pool.threads;
   }
 
   score(pixels: Float32Array): Promise<ScoredImage> {
@@ -104,7 +86,7 @@ class Batcher implements LoadedModel {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.maxBatch);
         try {
-          const out = this.predict(batch.map((b) => b.pixels));
+          const out = await this.predict(batch.map((b) => b.pixels));
           batch.forEach((b, i) =>
             b.resolve({
               probabilities: out.probs[i] ?? new Float32Array(),
@@ -120,28 +102,32 @@ class Batcher implements LoadedModel {
       }
     } finally {
       this.busy = false;
-      if (this.disposed) this.model.dispose();
+      if (this.disposed) this.release();
     }
   }
 
-  private predict(inputs: Float32Array[]): { probs: Float32Array[]; ms: number } {
-    const { tf } = this;
+  private async predict(inputs: Float32Array[]): Promise<{ probs: Float32Array[]; ms: number }> {
     const [h, w, c] = this.card.inputShape;
     const size = h * w * c;
     const flat = new Float32Array(inputs.length * size);
     inputs.forEach((p, i) => flat.set(p, i * size));
     const started = performance.now();
     const classes = this.card.classNames.length;
-    const p = tf.tidy(() => this.forward(tf.tensor4d(flat, [inputs.length, h, w, c])).dataSync() as Float32Array);
+    const p = await this.pool.predict(flat, inputs.length);
     // Temperature scaling, softmax(log p / T), in plain JS: 10 values an image.
     const data = applyTemperature(p, classes, this.card.temperature > 0 ? this.card.temperature : 1);
     const ms = performance.now() - started;
     return { probs: inputs.map((_, i) => data.slice(i * classes, (i + 1) * classes)), ms };
   }
 
+  private release(): void {
+    this.pool.dispose();
+    this.model.dispose();
+  }
+
   dispose(): void {
     this.disposed = true;
-    if (!this.busy) this.model.dispose();
+    if (!this.busy) this.release();
   }
 }
 
@@ -186,15 +172,21 @@ export class ModelCache {
     const version = cur.value.version;
     if (this.loaded?.version !== version) {
       // Loaded lazily so that functions that never score do not pay for TensorFlow.js.
-      const [{ initBackend }, { loadModel }, tf] = await Promise.all([
+      const [{ initBackend }, { loadModel }, tf, { InferencePool }] = await Promise.all([
         import('../ml/backend'),
         import('../ml/modelStore'),
         import('@tensorflow/tfjs'),
+        import('../ml/inference'),
       ]);
       const backend = await initBackend(this.opts.backend, (m) => this.opts.log?.info(m));
       const { model, card } = await loadModel(this.store, version);
       const previous = this.loaded;
-      this.loaded = new Batcher(version, card, backend, tf, model, this.maxBatch);
+      const pool = new InferencePool(tf, model, card.inputShape, {
+        threads: this.opts.inferThreads ?? 1,
+        backend: backend.name,
+        log: (m) => this.opts.log?.info(m),
+      });
+      this.loaded = new Batcher(version, card, backend, model, this.maxBatch, pool);
       previous?.dispose();
       this.opts.log?.info(`model ${version} loaded (${card.architecture}, backend ${backend.name})`);
     }

@@ -450,7 +450,7 @@ export const CONV_TILE: { positions: number; vecs: number } = { positions: 4, ve
  * from zero. The reduction is a loop (unrolled up to 4 steps, fully when short): fully unrolled
  * over a long reduction, V8 hoists the loads and spills, and runs 3x slower.
  */
-interface TileSpec {
+export interface TileSpec {
   vecs: number;
   outer: number;
   inner: number;
@@ -474,7 +474,7 @@ interface TileSpec {
  * positions, tiles of `positions` positions (the last tile of a row may be shorter); per
  * position A advances by aPos and D by dPos bytes, after each row by aRow and dRow more.
  */
-function tiledBlock(
+export function tiledBlock(
   rows: number,
   cols: number,
   aPos: number,

@@ -173,11 +173,13 @@ async function withModel(
   version: string,
   maxBatch: number | undefined,
   f: (loaded: LoadedModel) => Promise<void>,
+  inferThreads?: number,
 ): Promise<void> {
   await promote(store, version);
   const cache = new ModelCache(store as unknown as BlobStore, {
     backend: 'wasm',
     ...(maxBatch === undefined ? {} : { maxBatch }),
+    ...(inferThreads === undefined ? {} : { inferThreads }),
   });
   try {
     const loaded = await cache.current();
@@ -197,6 +199,20 @@ it('a batch of 64 and more (above predict batch size of 32) matches too', () =>
     expect(scored[69]?.batchSize).toBe(6);
     expect(maxDiff(scored, await reference(store, 'cnn-t2', many))).toBeLessThan(1e-5);
   }));
+
+it('on two threads (a worker scores part of each batch) the numbers are the same', () =>
+  withModel(
+    'cnn-t2',
+    undefined,
+    async (loaded) => {
+      expect(await loaded.threadsReady()).toBe(2);
+      const many = Array.from({ length: 9 }, (_, i) => randomArray(784, 300 + i, 0, 1));
+      const scored = await Promise.all(many.map((im) => loaded.score(im)));
+      expect(scored[0]?.batchSize).toBe(9);
+      expect(maxDiff(scored, await reference(store, 'cnn-t2', many))).toBeLessThan(1e-5);
+    },
+    2,
+  ));
 
 it('rejects an image of the wrong size', () =>
   withModel('cnn-t1', undefined, async (loaded) => {
