@@ -1,11 +1,11 @@
 /**
- * The Winograd F(4x4, 3x3) kernel (src/ml/kernels/winograd.ts) against the SIMD direct fused
+ * The Winograd F(4x4, 3x3) kernel (packages/tfjs-wasm-kernels/src/winograd.ts) against the SIMD direct fused
  * convolution (the project FusedConv2D) on the screening CNN's conv2..conv5 geometries (128x128
  * input), same padding, bias and relu: ms per image of one call at --batch (default 64), calls
  * alternating in one process (--rounds, default 6, summed), and the largest difference between
  * the two outputs relative to the largest output.
  *
- *   node scripts/run.js bench/winograd.js [--batch 64] [--rounds 6]
+ *   npm run bench:winograd -- [--batch 64] [--rounds 6]
  */
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';

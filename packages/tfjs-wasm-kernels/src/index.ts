@@ -28,7 +28,7 @@
  * | 64    | 0.417  | 0.314 | -25%   |
  *
  * Winograd against the SIMD direct FusedConv2D, the screening CNN's layers at batch 64, ms per
- * image (the repository's `node scripts/run.js bench/winograd.js`, 6 alternating calls in one
+ * image (the repository's `npm run bench:winograd`, 6 alternating calls in one
  * process, 2026-12-02, load average 0.6): 64x64x16->32 1.16 -> 0.52, 32x32x32->64 1.15 -> 0.40,
  * 16x16x64->128 1.15 -> 0.36, 8x8x128->128 0.57 -> 0.18 (2.2-3.2x). Difference 3e-6 to 5e-6 of
  * the largest output; tests bound it at 1e-5 to 3e-5 against the cpu backend's direct convolution
