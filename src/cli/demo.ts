@@ -236,7 +236,10 @@ const program = new Command('demo')
     'training epochs when a model has to be trained (default: digits 8, where `triage train` trains 60; X-rays the train default)',
   )
   .option('--timeout <seconds>', 'give up waiting for records after this long', '900')
-  .option('--keep', "digits: keep the demo's uploads and records in its data folder (default: removed at the end)")
+  .option(
+    '--keep',
+    "keep the demo's uploads and records in its data folder (default: removed at the end; the model stays)",
+  )
   .option(
     '--xray <folder>',
     `the X-ray demo on a folder with one subfolder per class (e.g. NORMAL, PNEUMONIA), in the xray profile, Azurite data in ${XRAY_DEMO_DATA_DIR}/`,
@@ -298,6 +301,7 @@ const program = new Command('demo')
           ...(limitHeldOut !== undefined ? { limitHeldOut } : {}),
           dicomShare: fraction('--dicom-share', o.dicomShare, 0),
           retrain: o.retrain === true,
+          keep: o.keep === true,
           timeoutSeconds,
         });
         process.exit(code);

@@ -43,6 +43,7 @@ import { isTestName } from '../ml/data/split';
 import { sortClassNames } from '../ml/data/dataset';
 import { DicomPatient, identifyingValues, madeUpPatient, radiographToDicom } from '../imaging/toDicom';
 import { connectLocalStorage, pct, startFunctionApp, stopLocal, waitForRecords } from './demoSupport';
+import { removeDemoRun } from './demoData';
 import { planUpload, uploadAll } from './upload';
 import { buildProgram } from './main';
 
@@ -65,6 +66,8 @@ export interface XrayDemoOptions {
   /** Train a new model even when a promoted one fits. */
   retrain: boolean;
   timeoutSeconds: number;
+  /** Keep the run's uploads and records (default: removed at the end, as the digit demo does; the model stays). */
+  keep: boolean;
 }
 
 export interface HeldOutFile {
@@ -222,6 +225,7 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
   const dataDir = path.resolve(projectRoot(), XRAY_DEMO_DATA_DIR);
   let azurite: AzuriteHandle | undefined;
   let runtime: EmbeddedRuntime | undefined;
+  let cleanup: (() => Promise<void>) | undefined;
   try {
     azurite = await connectLocalStorage(settings, dataDir);
     const config = loadConfig({ ...settings, TRIAGE_LOCAL_HTTP_PORT: '0', TRIAGE_MODEL_REFRESH_MS: '0' });
@@ -301,6 +305,9 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
     // 3. The held-out images, a share as DICOM with made-up patient attributes.
     const work = mkdtempSync(path.join(os.tmpdir(), 'triage-demo-xray-'));
     const prefix = `demo-xray-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}/`;
+    // Each run's blobs left behind would grow Azurite's metadata database, which it saves whole on
+    // every acknowledged write: later runs, and npm start on this folder, would get slower.
+    if (!opts.keep && azurite !== undefined) cleanup = async () => void (await removeDemoRun(store, prefix));
     const patients = new Map<string, DicomPatient>();
     const formats = new Map<string, string>();
     const truth = new Map<string, string>();
@@ -432,12 +439,18 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
       `patient attributes    ${scan.leaks.length === 0 ? 'none' : `${scan.leaks.length} FOUND`} of the ${values.length} made-up values in the names, metadata or bodies of ${scan.blobs} blobs (${(scan.bytes / 1e6).toFixed(1)} MB) of predictions/, flagged/, rejected/, preprocessed/`,
     );
     for (const l of scan.leaks.slice(0, 10)) console.log(`  ${l.container}/${l.blob} (${l.where}): ${l.value}`);
-    console.log(
-      `records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${dataDir})`,
-    );
-    console.log(
-      `see them with          TRIAGE_LOCAL_DATA_DIR=${XRAY_DEMO_DATA_DIR} TRIAGE_PROFILE=xray npm start   then   TRIAGE_LOCAL_DATA_DIR=${XRAY_DEMO_DATA_DIR} npm run triage -- worklist`,
-    );
+    if (cleanup !== undefined) {
+      console.log(
+        `records               removed from ${XRAY_DEMO_DATA_DIR}/ at the end (run with --keep to look at them); the model stays`,
+      );
+    } else {
+      console.log(
+        `records               predictions/${prefix}  flagged/${prefix}  rejected/${prefix}  (Azurite data in ${dataDir})`,
+      );
+      console.log(
+        `see them with          TRIAGE_LOCAL_DATA_DIR=${XRAY_DEMO_DATA_DIR} TRIAGE_PROFILE=xray npm start   then   TRIAGE_LOCAL_DATA_DIR=${XRAY_DEMO_DATA_DIR} npm run triage -- worklist`,
+      );
+    }
     if (done.size !== names.length) return 1;
     if (scan.leaks.length > 0) {
       console.error('patient attributes reached records: see above');
@@ -445,6 +458,10 @@ export async function runXrayDemo(opts: XrayDemoOptions): Promise<number> {
     }
     return 0;
   } finally {
+    await runtime?.stop();
+    await cleanup?.().catch((err: unknown) =>
+      console.error(`could not remove the demo's uploads and records: ${String(err)}`),
+    );
     await stopLocal(runtime, azurite);
   }
 }
