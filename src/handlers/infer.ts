@@ -164,9 +164,12 @@ export async function handleInfer(input: InferInput, deps: Deps, log: Log): Prom
 }
 
 /**
- * handleInfer under a claim on the preprocessed image's version (src/storage/claims.ts), as
- * preprocessOnce for uploads: whoever is told about it (the trigger on any instance, the sweep),
- * it is scored once per account. Without an ETag it simply runs.
+ * handleInfer under a claim on the preprocessed image's version (src/storage/claims.ts), for the
+ * sweep: sweeps on several instances re-drive the same stuck image, and this scores it once. The
+ * trigger calls handleInfer directly: a claim costs two acknowledged writes per image (on Azurite,
+ * each waits for a save of its metadata database: the X-ray demo scored 4.6 uploads/s with it, 7.8
+ * without), and handleInfer already skips an image this model scored, so two instances told about
+ * one image score it twice only when both start before either has written its record.
  */
 export function inferOnce(
   input: InferInput,
